@@ -1,0 +1,349 @@
+package brr
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Version is the version of the JSON message format, carried in every message as "v".
+// A message with another version is rejected, never guessed at.
+const Version = 1
+
+// MaxJobSize is the largest job message a worker accepts, in bytes.
+const MaxJobSize = 64 << 10
+
+// DefaultPool is the pool a job goes to when none is named.
+const DefaultPool = "default"
+
+// JobArgs is the kind-specific part of a job: BackupJob, RestoreJob, VerifyJob, PingJob.
+type JobArgs interface {
+	// Kind is the job kind these arguments belong to.
+	Kind() Kind
+	// Validate reports the first thing wrong with the arguments, or nil.
+	Validate() error
+}
+
+// Job is one request to the workers of a pool, as it travels on brr.jobs.<pool>.<kind>.
+//
+// On the wire it is JSON:
+//
+//	{"v":1,"id":"nightly-2026-11-26","kind":"backup","pool":"default",
+//	 "created":"2026-11-26T12:00:00Z","args":{"path":"/srv/app","repo":"local"}}
+//
+// The id is the message's Nats-Msg-Id and the idempotency key: a job with an id that was
+// already published within the stream's duplicate window is dropped by the server, and a
+// job that already succeeded is not run again when it is delivered again.
+type Job struct {
+	V       int       `json:"v"`
+	ID      string    `json:"id"`
+	Kind    Kind      `json:"kind"`
+	Pool    string    `json:"pool"`
+	Created time.Time `json:"created"`
+	// By says who asked for the job (a user, a host, a schedule); free text, for people.
+	By   string  `json:"by,omitempty"`
+	Args JobArgs `json:"-"`
+}
+
+type jobWire struct {
+	V       int             `json:"v"`
+	ID      string          `json:"id"`
+	Kind    Kind            `json:"kind"`
+	Pool    string          `json:"pool"`
+	Created time.Time       `json:"created"`
+	By      string          `json:"by,omitempty"`
+	Args    json.RawMessage `json:"args"`
+}
+
+// MarshalJSON encodes the job with its arguments under "args".
+func (j Job) MarshalJSON() ([]byte, error) {
+	if j.Args == nil {
+		return nil, errors.New("job has no args")
+	}
+	args, err := json.Marshal(j.Args)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s args: %w", j.Kind, err)
+	}
+	return json.Marshal(jobWire{V: j.V, ID: j.ID, Kind: j.Kind, Pool: j.Pool, Created: j.Created, By: j.By, Args: args})
+}
+
+// DecodeJob decodes and validates a job message. Unknown fields, an unknown version or
+// kind, missing or wrong-typed fields and oversized messages are errors that say what is
+// wrong; every error it returns is Permanent, since sending the same bytes again cannot help.
+func DecodeJob(data []byte) (*Job, error) {
+	if len(data) > MaxJobSize {
+		return nil, Permanent(fmt.Errorf("%w: job message is %d bytes, the limit is %d", ErrInvalid, len(data), MaxJobSize))
+	}
+	var w jobWire
+	if err := strictUnmarshal(data, &w); err != nil {
+		return nil, Permanent(fmt.Errorf("%w: job message is not valid JSON: %v", ErrInvalid, err))
+	}
+	if w.V != Version {
+		return nil, Permanent(fmt.Errorf("%w: job message has version %d, this worker reads version %d", ErrUnknownVersion, w.V, Version))
+	}
+	args, err := newArgs(w.Kind)
+	if err != nil {
+		return nil, Permanent(err)
+	}
+	if len(w.Args) == 0 || bytes.Equal(w.Args, []byte("null")) {
+		return nil, Permanent(fmt.Errorf("%w: %s job has no \"args\"", ErrInvalid, w.Kind))
+	}
+	if err := strictUnmarshal(w.Args, args); err != nil {
+		return nil, Permanent(fmt.Errorf("%w: %s job args: %v", ErrInvalid, w.Kind, err))
+	}
+	j := &Job{V: w.V, ID: w.ID, Kind: w.Kind, Pool: w.Pool, Created: w.Created, By: w.By, Args: args}
+	if err := j.Validate(); err != nil {
+		return nil, Permanent(err)
+	}
+	return j, nil
+}
+
+func strictUnmarshal(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data after the JSON object")
+	}
+	return nil
+}
+
+func newArgs(k Kind) (JobArgs, error) {
+	switch k {
+	case KindBackup:
+		return &BackupJob{}, nil
+	case KindRestore:
+		return &RestoreJob{}, nil
+	case KindVerify:
+		return &VerifyJob{}, nil
+	case KindPing:
+		return &PingJob{}, nil
+	case "":
+		return nil, fmt.Errorf("%w: job message has no \"kind\"", ErrUnknownKind)
+	}
+	if k.Valid() {
+		return nil, fmt.Errorf("%w: %q jobs are not supported by this version", ErrUnknownKind, k)
+	}
+	return nil, fmt.Errorf("%w: %q (known: %s)", ErrUnknownKind, k, kindList())
+}
+
+func kindList() string {
+	var names []string
+	for _, k := range Kinds {
+		names = append(names, string(k))
+	}
+	return strings.Join(names, ", ")
+}
+
+// NewJob returns a job for args with a generated id, the default pool and the current time.
+// Set ID, Pool or By on the result to change them.
+func NewJob(args JobArgs) *Job {
+	return &Job{V: Version, ID: NewID(), Kind: args.Kind(), Pool: DefaultPool, Created: time.Now().UTC(), Args: args}
+}
+
+// Validate reports the first thing wrong with the job, or nil.
+func (j *Job) Validate() error {
+	if j.V != Version {
+		return fmt.Errorf("%w: version %d, want %d", ErrUnknownVersion, j.V, Version)
+	}
+	if err := ValidateID(j.ID); err != nil {
+		return err
+	}
+	if err := ValidatePool(j.Pool); err != nil {
+		return err
+	}
+	if j.Args == nil {
+		return fmt.Errorf("%w: job %s has no args", ErrInvalid, j.ID)
+	}
+	if j.Args.Kind() != j.Kind {
+		return fmt.Errorf("%w: job kind %q does not match its %s args", ErrInvalid, j.Kind, j.Args.Kind())
+	}
+	if len(j.By) > 256 {
+		return fmt.Errorf("%w: \"by\" is %d bytes, the limit is 256", ErrInvalid, len(j.By))
+	}
+	if err := j.Args.Validate(); err != nil {
+		return fmt.Errorf("%s job %s: %w", j.Kind, j.ID, err)
+	}
+	return nil
+}
+
+var (
+	idPattern   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$`)
+	namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+	tagPattern  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:=-]{0,127}$`)
+)
+
+// ValidateID checks a job id: 1 to 128 letters, digits, '-' or '_', starting with a letter
+// or digit, so that it is safe as a Nats-Msg-Id, a KV key and a file name.
+func ValidateID(id string) error {
+	if !idPattern.MatchString(id) {
+		return fmt.Errorf("%w: job id %q: use 1-128 letters, digits, '-' or '_', starting with a letter or digit", ErrInvalid, id)
+	}
+	return nil
+}
+
+// ValidatePool checks a pool name, which is a subject token.
+func ValidatePool(pool string) error {
+	if !namePattern.MatchString(pool) {
+		return fmt.Errorf("%w: pool %q: use 1-64 letters, digits, '-' or '_'", ErrInvalid, pool)
+	}
+	return nil
+}
+
+// ValidateRepoName checks a repository name; the empty name means the worker's default repo.
+func ValidateRepoName(name string) error {
+	if name != "" && !namePattern.MatchString(name) {
+		return fmt.Errorf("%w: repo name %q: use 1-64 letters, digits, '-' or '_'", ErrInvalid, name)
+	}
+	return nil
+}
+
+func validateAbs(what, p string) error {
+	switch {
+	case p == "":
+		return fmt.Errorf("%w: %s is empty", ErrInvalid, what)
+	case len(p) > 4096:
+		return fmt.Errorf("%w: %s is %d bytes, the limit is 4096", ErrInvalid, what, len(p))
+	case strings.ContainsRune(p, 0):
+		return fmt.Errorf("%w: %s %q contains a NUL byte", ErrInvalid, what, p)
+	case !path.IsAbs(p):
+		return fmt.Errorf("%w: %s %q is not an absolute path", ErrInvalid, what, p)
+	case path.Clean(p) != p:
+		return fmt.Errorf("%w: %s %q is not clean (want %q)", ErrInvalid, what, p, path.Clean(p))
+	}
+	return nil
+}
+
+// BackupJob backs up the directory tree at Path into a repository.
+type BackupJob struct {
+	// Path is the absolute, clean path of the source on the worker's host.
+	Path string `json:"path"`
+	// Repo names a repository of the worker's config; empty means its default repo.
+	Repo string   `json:"repo,omitempty"`
+	Tags []string `json:"tags,omitempty"`
+}
+
+// Kind returns KindBackup.
+func (BackupJob) Kind() Kind { return KindBackup }
+
+// Validate checks the path, the repo name and the tags.
+func (a BackupJob) Validate() error {
+	if err := validateAbs("backup path", a.Path); err != nil {
+		return err
+	}
+	if err := ValidateRepoName(a.Repo); err != nil {
+		return err
+	}
+	if len(a.Tags) > 32 {
+		return fmt.Errorf("%w: %d tags, the limit is 32", ErrInvalid, len(a.Tags))
+	}
+	for _, t := range a.Tags {
+		if !tagPattern.MatchString(t) {
+			return fmt.Errorf("%w: tag %q: use 1-128 letters, digits or _.:=-", ErrInvalid, t)
+		}
+	}
+	return nil
+}
+
+// RestoreJob restores a snapshot, or part of it, into a target directory.
+type RestoreJob struct {
+	// Snapshot is a snapshot id, a unique prefix of one, or "latest": the newest snapshot
+	// in the repo, or of Source when it is set.
+	Snapshot string `json:"snapshot"`
+	// Source narrows "latest" and AsOf to the snapshots of one source path.
+	Source string `json:"source,omitempty"`
+	// AsOf, with Snapshot "latest", picks the newest snapshot at or before this time.
+	AsOf *time.Time `json:"as_of,omitempty"`
+	// Target is the absolute path of the directory to restore into.
+	Target string `json:"target"`
+	Repo   string `json:"repo,omitempty"`
+	// Paths, when set, restores only these paths (relative to the snapshot's root) and
+	// what is below them.
+	Paths []string `json:"paths,omitempty"`
+	// Overwrite allows replacing files that exist in the target.
+	Overwrite bool `json:"overwrite,omitempty"`
+}
+
+// Kind returns KindRestore.
+func (RestoreJob) Kind() Kind { return KindRestore }
+
+var snapshotRefPattern = regexp.MustCompile(`^(latest|[0-9a-f]{4,64})$`)
+
+// Validate checks the snapshot reference, the target and the paths.
+func (a RestoreJob) Validate() error {
+	if !snapshotRefPattern.MatchString(a.Snapshot) {
+		return fmt.Errorf("%w: snapshot %q: want \"latest\" or 4-64 hex digits of a snapshot id", ErrInvalid, a.Snapshot)
+	}
+	if a.AsOf != nil && a.Snapshot != "latest" {
+		return fmt.Errorf("%w: as_of goes with snapshot \"latest\", not %q", ErrInvalid, a.Snapshot)
+	}
+	if a.Source != "" {
+		if err := validateAbs("source", a.Source); err != nil {
+			return err
+		}
+	}
+	if err := validateAbs("restore target", a.Target); err != nil {
+		return err
+	}
+	if a.Target == "/" {
+		return fmt.Errorf("%w: restore target is \"/\"; restore into a directory", ErrInvalid)
+	}
+	if err := ValidateRepoName(a.Repo); err != nil {
+		return err
+	}
+	if len(a.Paths) > 1024 {
+		return fmt.Errorf("%w: %d paths, the limit is 1024", ErrInvalid, len(a.Paths))
+	}
+	for _, p := range a.Paths {
+		clean := path.Clean("/" + p)
+		if p == "" || strings.ContainsRune(p, 0) || clean == "/" && p != "/" || hasDotDot(p) {
+			return fmt.Errorf("%w: restore path %q: want a path inside the snapshot, without \"..\"", ErrInvalid, p)
+		}
+	}
+	return nil
+}
+
+func hasDotDot(p string) bool {
+	for _, el := range strings.Split(p, "/") {
+		if el == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+// VerifyJob checks a repository: its structure, and with ReadData every blob's bytes.
+type VerifyJob struct {
+	Repo     string `json:"repo,omitempty"`
+	ReadData bool   `json:"read_data,omitempty"`
+}
+
+// Kind returns KindVerify.
+func (VerifyJob) Kind() Kind { return KindVerify }
+
+// Validate checks the repo name.
+func (a VerifyJob) Validate() error { return ValidateRepoName(a.Repo) }
+
+// PingJob passes through the whole pipeline and does nothing else, after an optional
+// delay that simulates an I/O-bound job.
+type PingJob struct {
+	DelayMS int `json:"delay_ms,omitempty"`
+}
+
+// Kind returns KindPing.
+func (PingJob) Kind() Kind { return KindPing }
+
+// Validate checks the delay: 0 to 60000 ms.
+func (a PingJob) Validate() error {
+	if a.DelayMS < 0 || a.DelayMS > 60000 {
+		return fmt.Errorf("%w: ping delay_ms %d: want 0-60000", ErrInvalid, a.DelayMS)
+	}
+	return nil
+}

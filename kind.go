@@ -1,0 +1,31 @@
+package brr
+
+// Kind names what a job does. Kinds are stable on the wire: they appear in job subjects
+// (brr.jobs.<pool>.<kind>), in job messages and in event subjects.
+type Kind string
+
+// The job kinds.
+const (
+	KindBackup     Kind = "backup"
+	KindRestore    Kind = "restore"
+	KindVerify     Kind = "verify"
+	KindReplicate  Kind = "replicate"
+	KindPrune      Kind = "prune"
+	KindCheckpoint Kind = "checkpoint"
+	// KindPing does nothing but pass through the whole pipeline: the canary that health
+	// checks and `brr bench` use to measure it.
+	KindPing Kind = "ping"
+)
+
+// Kinds lists every kind a worker may be asked for, in a stable order.
+var Kinds = []Kind{KindBackup, KindRestore, KindVerify, KindReplicate, KindPrune, KindCheckpoint, KindPing}
+
+// Valid reports whether k is one of Kinds.
+func (k Kind) Valid() bool {
+	for _, known := range Kinds {
+		if k == known {
+			return true
+		}
+	}
+	return false
+}
