@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/brr-dev/brr"
+)
+
+func (m *Main) dlqCmd() *cobra.Command {
+	ls := func(cmd *cobra.Command, args []string) error {
+		return m.withClient(cmd, func(ctx context.Context, c *brr.Client) error {
+			entries, err := c.DeadLetters(ctx)
+			if err != nil {
+				return err
+			}
+			if m.json {
+				for _, e := range entries {
+					if err := m.printJSON(e); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			if len(entries) == 0 {
+				fmt.Fprintln(m.Stderr, "no dead jobs")
+				return nil
+			}
+			tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "SEQ\tJOB\tKIND\tPOOL\tSTATUS\tATTEMPTS\tTIME\tERROR")
+			for _, e := range entries {
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", e.Seq, e.JobID, e.Kind, e.Pool, e.Status, e.Attempts,
+					e.Time.Local().Format(time.DateTime), oneLine(e.Error, 80))
+			}
+			return tw.Flush()
+		})
+	}
+	cmd := &cobra.Command{
+		Use:   "dlq [ls | retry ID]",
+		Short: "List jobs that failed for good, or queue one again",
+		Long: `List the dead-letter stream: jobs that failed with an error retrying cannot fix, or
+that ran out of attempts, with the last error. "retry ID" queues a dead job again,
+unchanged, once its cause is fixed, and removes it from the list.`,
+		Example: `  brr dlq
+  brr dlq retry nightly-2026-11-26`,
+		Args: args(0, 0),
+		RunE: ls,
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:     "ls",
+		Short:   "List dead jobs, oldest first",
+		Example: "  brr dlq ls --json",
+		Args:    args(0, 0),
+		RunE:    ls,
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "retry ID",
+		Short: "Queue a dead job again and remove it from the dead-letter stream",
+		Long: `Publish a dead job's request again, unchanged, to the pool it was sent to, and remove
+its dead letter. Fix the cause first (a missing repo, a path outside allowed_roots).
+Follow it with: brr jobs show ID --wait`,
+		Example: "  brr dlq retry nightly-2026-11-26",
+		Args:    args(1, 1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return m.withClient(cmd, func(ctx context.Context, c *brr.Client) error {
+				res, err := c.RetryDead(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				if m.json {
+					return m.printJSON(res)
+				}
+				note := ""
+				if res.Duplicate {
+					note = " (it had been queued again already)"
+				}
+				fmt.Fprintf(m.Stdout, "%s job %s queued again in pool %s%s\n", res.Kind, res.ID, res.Pool, note)
+				return nil
+			})
+		},
+	})
+	return cmd
+}

@@ -1,0 +1,306 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/brr-dev/brr"
+)
+
+// jobFlags are the flags every job command has.
+type jobFlags struct {
+	id   string
+	wait bool
+}
+
+func (f *jobFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.id, "id", "", "job id (default: generated); publishing the same id again does nothing")
+	cmd.Flags().BoolVar(&f.wait, "wait", false, "wait for the job to end, with progress, and print its result")
+}
+
+func (m *Main) backupCmd() *cobra.Command {
+	var (
+		f    jobFlags
+		repo string
+		tags []string
+	)
+	cmd := &cobra.Command{
+		Use:   "backup PATH",
+		Short: "Back up a directory on a worker's host into a repository",
+		Long: `Back up the directory tree at PATH into a repository, as a new snapshot.
+
+PATH is a path on the worker's host; a relative PATH is made absolute from the
+current directory. Without --repo the worker's default repository is used.`,
+		Example: `  brr backup /srv/app --repo local --tag nightly --wait
+  brr backup . --id app-$(date +%F)`,
+		Args: args(1, 1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path, err := m.abs(args[0])
+			if err != nil {
+				return err
+			}
+			return m.runJob(cmd, f, brr.BackupJob{Path: path, Repo: repo, Tags: tags})
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().StringVar(&repo, "repo", "", "repository name from the worker's config")
+	cmd.Flags().StringArrayVar(&tags, "tag", nil, "tag for the snapshot (repeatable)")
+	return cmd
+}
+
+func (m *Main) restoreCmd() *cobra.Command {
+	var (
+		f         jobFlags
+		repo      string
+		paths     []string
+		asOf      string
+		source    string
+		overwrite bool
+	)
+	cmd := &cobra.Command{
+		Use:   "restore SNAPSHOT|latest TARGET",
+		Short: "Restore a snapshot, or part of it, into a directory on a worker's host",
+		Long: `Restore a snapshot into the directory TARGET on the worker's host.
+
+SNAPSHOT is a snapshot id (or a unique prefix of at least 4 hex digits), or "latest":
+the newest snapshot in the repository, or of --source when given, or the newest at or
+before --as-of. A relative TARGET or --source is made absolute from the current
+directory. Existing files are kept unless --overwrite.`,
+		Example: `  brr restore latest /tmp/restore --source /srv/app --wait
+  brr restore 3fa2c1d9 /tmp/restore --path etc/app.conf --overwrite
+  brr restore latest /tmp/yesterday --source /srv/app --as-of 24h`,
+		Args: args(2, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			target, err := m.abs(args[1])
+			if err != nil {
+				return err
+			}
+			job := brr.RestoreJob{Snapshot: args[0], Target: target, Repo: repo, Paths: paths, Overwrite: overwrite}
+			if source != "" {
+				if job.Source, err = m.abs(source); err != nil {
+					return err
+				}
+			}
+			if asOf != "" {
+				t, err := parseTime(asOf, time.Now())
+				if err != nil {
+					return usageError(err)
+				}
+				job.AsOf = &t
+			}
+			return m.runJob(cmd, f, job)
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().StringVar(&repo, "repo", "", "repository name from the worker's config")
+	cmd.Flags().StringArrayVar(&paths, "path", nil, "restore only this path of the snapshot and what is below it (repeatable)")
+	cmd.Flags().StringVar(&asOf, "as-of", "", `with "latest": the newest snapshot at or before this time (RFC 3339, YYYY-MM-DD, or a duration ago like 24h)`)
+	cmd.Flags().StringVar(&source, "source", "", `with "latest": only snapshots of this source path`)
+	cmd.Flags().BoolVar(&overwrite, "overwrite", false, "replace files that exist in TARGET")
+	return cmd
+}
+
+func (m *Main) verifyCmd() *cobra.Command {
+	var (
+		f        jobFlags
+		repo     string
+		readData bool
+	)
+	cmd := &cobra.Command{
+		Use:   "verify",
+		Short: "Check a repository for missing or damaged data",
+		Long: `Check that every blob a snapshot refers to exists in the repository; with
+--read-data also decrypt and hash every blob. Damage is listed with the snapshots and
+files it affects, and the job ends failed.`,
+		Example: `  brr verify --repo local --wait
+  brr verify --repo offsite --read-data --wait`,
+		Args: args(0, 0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return m.runJob(cmd, f, brr.VerifyJob{Repo: repo, ReadData: readData})
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().StringVar(&repo, "repo", "", "repository name from the worker's config")
+	cmd.Flags().BoolVar(&readData, "read-data", false, "read, decrypt and hash all data (slow)")
+	return cmd
+}
+
+// abs makes p absolute from the current directory and cleans it.
+func (m *Main) abs(p string) (string, error) {
+	if p == "" {
+		return "", usageError(errors.New("empty path"))
+	}
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p), nil
+	}
+	wd, err := m.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("make %q absolute: %w", p, err)
+	}
+	return filepath.Join(wd, p), nil
+}
+
+// parseTime reads an RFC 3339 time, a date, or a duration before now.
+func parseTime(s string, now time.Time) (time.Time, error) {
+	if d, err := time.ParseDuration(s); err == nil {
+		return now.Add(-d).UTC(), nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
+			return t.UTC(), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("time %q: use RFC 3339 (2026-11-26T12:00:00Z), a date (2026-11-26) or a duration ago (24h)", s)
+}
+
+// who says who asks for a job: user@host.
+func who() string {
+	name := "unknown"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	host, _ := os.Hostname()
+	return oneLine(name+"@"+host, 256)
+}
+
+// runJob publishes args and, with --wait, waits for the job's end.
+func (m *Main) runJob(cmd *cobra.Command, f jobFlags, args brr.JobArgs) error {
+	return m.withClient(cmd, func(ctx context.Context, c *brr.Client) error {
+		opts := []brr.PublishOption{brr.WithBy(who())}
+		if f.id != "" {
+			opts = append(opts, brr.WithID(f.id))
+		}
+		res, err := c.Publish(ctx, args, opts...)
+		if err != nil {
+			return err
+		}
+		if !f.wait {
+			if m.json {
+				return m.printJSON(res)
+			}
+			if res.Duplicate {
+				fmt.Fprintf(m.Stdout, "%s duplicate\n", res.ID)
+				fmt.Fprintf(m.Stderr, "job %s was already published; it was not queued again (see: brr jobs show %s)\n", res.ID, res.ID)
+				return nil
+			}
+			fmt.Fprintln(m.Stdout, res.ID)
+			return nil
+		}
+		if !m.json {
+			note := ""
+			if res.Duplicate {
+				note = " (duplicate: following the job published before)"
+			}
+			fmt.Fprintf(m.Stderr, "%s job %s published%s\n", res.Kind, res.ID, note)
+		}
+		return m.wait(ctx, c, res.ID)
+	})
+}
+
+// wait follows job id to its end, shows its progress and prints its result.
+func (m *Main) wait(ctx context.Context, c *brr.Client, id string) error {
+	view := newProgressView(m.Stderr, m.json)
+	e, err := c.Wait(ctx, id, view.event)
+	view.done()
+	if e == nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("job %s did not end within --timeout %s; it goes on (follow it with: brr jobs show %s --wait)", id, m.timeout, id)
+		}
+		if errors.Is(err, context.Canceled) {
+			return &exitError{code: exitFailed, err: fmt.Errorf("stopped waiting for job %s; it goes on (follow it with: brr jobs show %s --wait)", id, id)}
+		}
+		return err
+	}
+	if m.json {
+		if perr := m.printJSON(e); perr != nil {
+			return perr
+		}
+	} else {
+		m.printResult(e)
+	}
+	if err != nil {
+		if m.json {
+			fmt.Fprintf(m.Stderr, "brr: %v\n", err)
+		} else {
+			fmt.Fprintf(m.Stderr, "brr: job %s %s: %s\n", e.JobID, e.Status, reason(e))
+		}
+		return &exitError{code: exitFailed, err: err, quiet: true}
+	}
+	return nil
+}
+
+func reason(e *brr.Event) string {
+	if e.Error == "" {
+		return "no reason given"
+	}
+	return e.Error
+}
+
+// printResult prints the summary of a final event for people.
+func (m *Main) printResult(e *brr.Event) {
+	w := m.Stdout
+	r := e.Result
+	switch {
+	case r != nil && r.Backup != nil:
+		b := r.Backup
+		fmt.Fprintf(w, "snapshot %s of %s in repo %s\n", b.Snapshot, b.Source, b.Repo)
+		fmt.Fprintf(w, "files:   %d (%d new, %d changed, %d unchanged), %d dirs, %s\n", b.Files, b.FilesNew, b.FilesChanged, b.FilesUnchanged, b.Dirs, humanBytes(b.Bytes))
+		fmt.Fprintf(w, "added:   %s in %d blobs (read %s) in %s\n", humanBytes(b.BytesAdded), b.BlobsAdded, humanBytes(b.BytesRead), ms(b.DurationMS))
+		printWarnings(w, b.Warnings)
+	case r != nil && r.Restore != nil:
+		x := r.Restore
+		fmt.Fprintf(w, "restored snapshot %s from repo %s into %s\n", x.Snapshot, x.Repo, x.Target)
+		fmt.Fprintf(w, "files:   %d, %d dirs, %d symlinks, %s in %s\n", x.Files, x.Dirs, x.Symlinks, humanBytes(x.Bytes), ms(x.DurationMS))
+		printWarnings(w, x.Warnings)
+	case r != nil && r.Verify != nil:
+		v := r.Verify
+		what := "structure"
+		if v.ReadData {
+			what = "structure and data"
+		}
+		if v.OK() {
+			fmt.Fprintf(w, "repo %s OK (%s): %d snapshots, %d packs, %d blobs, read %s in %s\n", v.Repo, what, v.Snapshots, v.Packs, v.Blobs, humanBytes(v.BytesRead), ms(v.DurationMS))
+			return
+		}
+		fmt.Fprintf(w, "repo %s DAMAGED (%s): %d problems\n", v.Repo, what, len(v.Damaged))
+		for _, d := range v.Damaged {
+			obj := strings.TrimSpace("pack " + d.Pack + " blob " + d.Blob)
+			switch {
+			case d.Pack == "":
+				obj = "blob " + d.Blob
+			case d.Blob == "":
+				obj = "pack " + d.Pack
+			}
+			fmt.Fprintf(w, "  %s: %s\n", obj, d.Problem)
+			if len(d.Snapshots) > 0 {
+				fmt.Fprintf(w, "    snapshots: %s\n", strings.Join(d.Snapshots, ", "))
+			}
+			for _, p := range d.Paths {
+				fmt.Fprintf(w, "    file: %s\n", p)
+			}
+		}
+	case r != nil && r.Ping != nil:
+		fmt.Fprintf(w, "pong from worker %s\n", r.Ping.Worker)
+	default:
+		fmt.Fprintf(w, "%s job %s %s\n", e.Kind, e.JobID, e.Status)
+	}
+}
+
+func printWarnings(w io.Writer, warnings []string) {
+	for _, s := range warnings {
+		fmt.Fprintf(w, "warning: %s\n", s)
+	}
+}
+
+func ms(n int64) string {
+	return (time.Duration(n) * time.Millisecond).Round(time.Millisecond).String()
+}

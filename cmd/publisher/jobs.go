@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/brr-dev/brr"
+)
+
+func (m *Main) jobsCmd() *cobra.Command {
+	var limit int
+	ls := func(cmd *cobra.Command, args []string) error {
+		return m.withClient(cmd, func(ctx context.Context, c *brr.Client) error {
+			events, err := c.Jobs(ctx, limit)
+			if err != nil {
+				return err
+			}
+			if m.json {
+				for _, e := range events {
+					if err := m.printJSON(e); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			if len(events) == 0 {
+				fmt.Fprintln(m.Stderr, "no jobs yet (publish one with: brr backup PATH)")
+				return nil
+			}
+			tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tKIND\tSTATUS\tUPDATED\tWORKER\tINFO")
+			for _, e := range events {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.JobID, e.Kind, e.Status, e.Time.Local().Format(time.DateTime), e.Worker, jobInfo(e))
+			}
+			return tw.Flush()
+		})
+	}
+	cmd := &cobra.Command{
+		Use:   "jobs [ls | show ID [--wait]]",
+		Short: "List recent jobs, or show one",
+		Long: `List the most recently updated jobs with their latest status, newest first, or show
+one job; "show --wait" follows a job to its end like the job commands' --wait.`,
+		Example: `  brr jobs
+  brr jobs ls --limit 100 --json
+  brr jobs show nightly-2026-11-26 --wait`,
+		Args: args(0, 0),
+		RunE: ls,
+	}
+	cmd.PersistentFlags().IntVar(&limit, "limit", 20, "show at most this many jobs (0: all)")
+	cmd.AddCommand(&cobra.Command{
+		Use:     "ls",
+		Short:   "List recent jobs, newest first",
+		Example: "  brr jobs ls --limit 50",
+		Args:    args(0, 0),
+		RunE:    ls,
+	})
+	var wait bool
+	show := &cobra.Command{
+		Use:   "show ID",
+		Short: "Show a job's latest status and result",
+		Long: `Show a job's latest lifecycle event: its status, worker, error or result.
+With --wait, follow the job to its end and exit 0 only if it succeeded.`,
+		Example: "  brr jobs show nightly-2026-11-26 --wait",
+		Args:    args(1, 1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return m.withClient(cmd, func(ctx context.Context, c *brr.Client) error {
+				if wait {
+					return m.wait(ctx, c, args[0])
+				}
+				e, err := c.Job(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				if m.json {
+					return m.printJSON(e)
+				}
+				m.printJob(e)
+				return nil
+			})
+		},
+	}
+	show.Flags().BoolVar(&wait, "wait", false, "wait for the job to end and print its result")
+	cmd.AddCommand(show)
+	return cmd
+}
+
+// jobInfo is the short note of the jobs table: the error or the main result.
+func jobInfo(e *brr.Event) string {
+	if e.Error != "" {
+		return oneLine(e.Error, 60)
+	}
+	if r := e.Result; r != nil {
+		switch {
+		case r.Backup != nil:
+			return fmt.Sprintf("snapshot %s, %d files, +%s", shortID(r.Backup.Snapshot), r.Backup.Files, humanBytes(r.Backup.BytesAdded))
+		case r.Restore != nil:
+			return fmt.Sprintf("%d files into %s", r.Restore.Files, r.Restore.Target)
+		case r.Verify != nil && r.Verify.OK():
+			return fmt.Sprintf("repo %s OK", r.Verify.Repo)
+		case r.Verify != nil:
+			return fmt.Sprintf("repo %s: %d problems", r.Verify.Repo, len(r.Verify.Damaged))
+		}
+	}
+	return ""
+}
+
+func (m *Main) printJob(e *brr.Event) {
+	w := m.Stdout
+	fmt.Fprintf(w, "job:     %s\n", e.JobID)
+	fmt.Fprintf(w, "kind:    %s\n", e.Kind)
+	fmt.Fprintf(w, "status:  %s\n", e.Status)
+	fmt.Fprintf(w, "updated: %s\n", e.Time.Local().Format(time.RFC3339))
+	if e.Pool != "" {
+		fmt.Fprintf(w, "pool:    %s\n", e.Pool)
+	}
+	if e.Worker != "" {
+		fmt.Fprintf(w, "worker:  %s\n", e.Worker)
+	}
+	if e.Attempt > 0 {
+		fmt.Fprintf(w, "attempt: %d\n", e.Attempt)
+	}
+	if e.Error != "" {
+		fmt.Fprintf(w, "error:   %s\n", e.Error)
+	}
+	if e.Result != nil {
+		m.printResult(e)
+	}
+}

@@ -1,0 +1,472 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/natstest"
+)
+
+// stubWorker plays a brr-worker of pool "default" as the contract describes it: it takes
+// jobs off BRR_JOBS, writes lifecycle events to BRR_EVENTS and the latest one to the
+// BRR_RESULTS bucket, and dead-letters failures. A backup of a path under /fail fails
+// for good; everything else succeeds.
+type stubWorker struct {
+	js   jetstream.JetStream
+	kv   jetstream.KeyValue
+	subj brr.Subjects
+
+	mu   sync.Mutex
+	jobs map[string][]*brr.Job // by id, every delivery
+	seen chan string           // job ids, as they are handled
+}
+
+func startWorker(t *testing.T, srv *natstest.Server) *stubWorker {
+	t.Helper()
+	ctx := context.Background()
+	nc, js := srv.JetStream(t)
+	s := brr.Subjects{}
+	for _, cfg := range []jetstream.StreamConfig{
+		{Name: s.JobsStream(), Subjects: []string{s.AllJobs()}, Retention: jetstream.WorkQueuePolicy, Duplicates: 10 * time.Minute},
+		{Name: s.EventsStream(), Subjects: []string{s.Events("")}},
+		{Name: s.DLQStream(), Subjects: []string{s.AllDLQ()}},
+	} {
+		if _, err := js.CreateStream(ctx, cfg); err != nil {
+			t.Fatalf("create stream %s: %v", cfg.Name, err)
+		}
+	}
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: s.ResultsBucket()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &stubWorker{js: js, kv: kv, jobs: map[string][]*brr.Job{}, seen: make(chan string, 1024)}
+	cons, err := js.CreateOrUpdateConsumer(ctx, s.JobsStream(), jetstream.ConsumerConfig{
+		Durable: s.Consumer("default"), FilterSubject: s.Jobs("default"), AckPolicy: jetstream.AckExplicitPolicy,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := cons.Consume(w.handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cc.Stop)
+	snaps, err := nc.Subscribe(s.API("default", "snapshots"), func(m *nats.Msg) {
+		reply := brr.SnapshotsReply{V: brr.Version, Repo: "local", Snapshots: []brr.Snapshot{
+			{ID: "abcdef0123456789", Repo: "local", Source: "/srv/app", Host: "h1", Files: 3, Bytes: 300, Time: time.Now()},
+		}}
+		data, _ := json.Marshal(reply)
+		_ = m.Respond(data)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = snaps.Unsubscribe() })
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func (w *stubWorker) emit(job *brr.Job, status brr.Status, edit func(*brr.Event)) {
+	ctx := context.Background()
+	e := &brr.Event{V: brr.Version, ID: brr.NewID(), Type: brr.EventJob, Status: status, Time: time.Now().UTC(),
+		Worker: "stub-1", JobID: job.ID, Kind: job.Kind, Pool: job.Pool, Attempt: 1}
+	if edit != nil {
+		edit(e)
+	}
+	data, _ := json.Marshal(e)
+	_, _ = w.js.Publish(ctx, w.subj.Event(e), data, jetstream.WithMsgID(e.ID))
+	if status != brr.StatusProgress {
+		_, _ = w.kv.Put(ctx, job.ID, data)
+	}
+}
+
+func (w *stubWorker) handle(msg jetstream.Msg) {
+	job, err := brr.DecodeJob(msg.Data())
+	if err != nil {
+		_ = msg.TermWithReason(err.Error())
+		return
+	}
+	w.mu.Lock()
+	w.jobs[job.ID] = append(w.jobs[job.ID], job)
+	w.mu.Unlock()
+	defer func() { w.seen <- job.ID }()
+
+	w.emit(job, brr.StatusAccepted, nil)
+	w.emit(job, brr.StatusStarted, nil)
+	if b, ok := job.Args.(*brr.BackupJob); ok && strings.HasPrefix(b.Path, "/fail") {
+		reason := fmt.Sprintf("source %s does not exist on host h1", b.Path)
+		dl := brr.DeadLetter{V: brr.Version, JobID: job.ID, Pool: job.Pool, Kind: job.Kind, Subject: msg.Subject(),
+			Request: msg.Data(), Error: reason, Status: brr.StatusFailed, Attempts: 1, Worker: "stub-1", Time: time.Now().UTC()}
+		data, _ := json.Marshal(dl)
+		_, _ = w.js.Publish(context.Background(), w.subj.DLQ(job.Pool, job.Kind), data)
+		w.emit(job, brr.StatusFailed, func(e *brr.Event) { e.Error = reason })
+		_ = msg.TermWithReason(reason)
+		return
+	}
+	res := &brr.Result{}
+	switch a := job.Args.(type) {
+	case *brr.BackupJob:
+		w.emit(job, brr.StatusProgress, func(e *brr.Event) {
+			e.Progress = &brr.Progress{Files: 1, Bytes: 100, TotalFiles: 3, TotalBytes: 300}
+		})
+		res.Backup = &brr.BackupResult{Snapshot: "abcdef0123456789", Repo: "local", Source: a.Path, Files: 3, Bytes: 300, FilesNew: 3, BytesAdded: 120, BlobsAdded: 3}
+	case *brr.RestoreJob:
+		res.Restore = &brr.RestoreResult{Snapshot: "abcdef0123456789", Repo: "local", Target: a.Target, Files: 3, Bytes: 300}
+	case *brr.VerifyJob:
+		res.Verify = &brr.VerifyResult{Repo: "local", Snapshots: 1, Packs: 1, Blobs: 3}
+	case *brr.PingJob:
+		res.Ping = &brr.PingResult{Worker: "stub-1"}
+	}
+	w.emit(job, brr.StatusSucceeded, func(e *brr.Event) { e.Result = res })
+	_ = msg.Ack()
+}
+
+func (w *stubWorker) deliveries(id string) []*brr.Job {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.jobs[id]
+}
+
+// waitFor waits until the worker has handled job id n times.
+func (w *stubWorker) waitFor(t *testing.T, id string, n int) {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for len(w.deliveries(id)) < n {
+		select {
+		case <-w.seen:
+		case <-timeout:
+			t.Fatalf("worker handled job %s %d times, want %d", id, len(w.deliveries(id)), n)
+		}
+	}
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// brrCmd runs the brr command line in-process against url, from the directory /home/u.
+func brrCmd(t *testing.T, url string, args ...string) result {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	m := &Main{
+		Stdout: &stdout, Stderr: &stderr,
+		Getenv: func(k string) string {
+			if k == "BRR_NATS_URL" {
+				return url
+			}
+			return ""
+		},
+		Getwd: func() (string, error) { return "/home/u", nil },
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	code := m.Run(ctx, args)
+	return result{code, stdout.String(), stderr.String()}
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+}
+
+func setup(t *testing.T) (*stubWorker, string) {
+	t.Helper()
+	srv := natstest.StartListening(t)
+	return startWorker(t, srv), srv.ClientURL()
+}
+
+func TestBackupWait(t *testing.T) {
+	t.Parallel()
+	w, url := setup(t)
+	r := brrCmd(t, url, "backup", "data/app", "--tag", "nightly", "--id", "b1", "--wait")
+	if r.code != 0 {
+		t.Fatalf("backup --wait: %v", r)
+	}
+	for _, want := range []string{"snapshot abcdef0123456789 of /home/u/data/app", "3 new"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("stdout lacks %q:\n%v", want, r)
+		}
+	}
+	jobs := w.deliveries("b1")
+	if len(jobs) != 1 {
+		t.Fatalf("worker got job b1 %d times, want 1", len(jobs))
+	}
+	args := jobs[0].Args.(*brr.BackupJob)
+	if got, want := args.Path, "/home/u/data/app"; got != want {
+		t.Fatalf("backup path = %q, want %q (made absolute from the cwd)", got, want)
+	}
+	if len(args.Tags) != 1 || args.Tags[0] != "nightly" || !strings.Contains(jobs[0].By, "@") {
+		t.Fatalf("job = %+v, args %+v", jobs[0], args)
+	}
+}
+
+func TestPublishPrintsID(t *testing.T) {
+	t.Parallel()
+	_, url := setup(t)
+	r := brrCmd(t, url, "verify", "--repo", "local", "--id", "v1")
+	if r.code != 0 || r.stdout != "v1\n" {
+		t.Fatalf("verify without --wait: %v", r)
+	}
+	r = brrCmd(t, url, "verify", "--repo", "local", "--id", "v1")
+	if r.code != 0 || r.stdout != "v1 duplicate\n" {
+		t.Fatalf("verify with the same id: %v", r)
+	}
+	r = brrCmd(t, url, "jobs", "show", "v1", "--wait")
+	if r.code != 0 || !strings.Contains(r.stdout, "repo local OK") {
+		t.Fatalf("jobs show --wait: %v", r)
+	}
+	r = brrCmd(t, url, "jobs", "show", "v1")
+	if r.code != 0 || !strings.Contains(r.stdout, "status:  succeeded") {
+		t.Fatalf("jobs show: %v", r)
+	}
+	r = brrCmd(t, url, "jobs", "show", "nosuch")
+	if r.code != 1 || !strings.Contains(r.stderr, "not found") {
+		t.Fatalf("jobs show of an unknown job: %v", r)
+	}
+}
+
+func TestFailedJobExits1(t *testing.T) {
+	t.Parallel()
+	_, url := setup(t)
+	r := brrCmd(t, url, "backup", "/fail/here", "--wait")
+	if r.code != 1 {
+		t.Fatalf("failed backup: %v", r)
+	}
+	if !strings.Contains(r.stderr, "source /fail/here does not exist") {
+		t.Fatalf("stderr lacks the reason:\n%v", r)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	t.Parallel()
+	_, url := setup(t)
+	for _, args := range [][]string{
+		{},
+		{"nope"},
+		{"backup"},
+		{"backup", "/a", "/b"},
+		{"backup", "/a", "--bogus"},
+		{"backup", "/a", "--tag", "bad tag"},
+		{"restore", "not-a-snapshot", "/tmp/r"},
+		{"restore", "latest", "/tmp/r", "--as-of", "yesterday-ish"},
+		{"events", "--kind", "weather"},
+		{"bench", "--jobs", "0"},
+		{"jobs", "show"},
+		{"dlq", "retry"},
+	} {
+		r := brrCmd(t, url, args...)
+		if r.code != 2 {
+			t.Errorf("brr %s: %v\nwant exit 2", strings.Join(args, " "), r)
+		}
+	}
+}
+
+func TestCannotConnect(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "nats://" + l.Addr().String()
+	l.Close()
+	r := brrCmd(t, url, "backup", "/srv/app")
+	if r.code != 3 || !strings.Contains(r.stderr, "cannot reach NATS at "+url) || !strings.Contains(r.stderr, "brr-worker") {
+		t.Fatalf("backup with no server: %v", r)
+	}
+}
+
+func TestNoWorkerYet(t *testing.T) {
+	t.Parallel()
+	srv := natstest.StartListening(t)
+	r := brrCmd(t, srv.ClientURL(), "backup", "/srv/app")
+	if r.code != 3 || !strings.Contains(r.stderr, "stream BRR_JOBS not found: is a brr-worker running") {
+		t.Fatalf("backup with no streams: %v", r)
+	}
+	r = brrCmd(t, srv.ClientURL(), "snapshots")
+	if r.code != 3 || !strings.Contains(r.stderr, `no worker serves pool "default"`) {
+		t.Fatalf("snapshots with no worker: %v", r)
+	}
+}
+
+// jsonLines checks that out is one JSON object per line and returns them.
+func jsonLines(t *testing.T, what, out string) []map[string]any {
+	t.Helper()
+	var objs []map[string]any
+	for _, line := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		var obj map[string]any
+		if err := json.Unmarshal([]byte(line), &obj); err != nil {
+			t.Fatalf("%s: line %q is not a JSON object: %v", what, line, err)
+		}
+		objs = append(objs, obj)
+	}
+	if len(objs) == 0 {
+		t.Fatalf("%s: no output", what)
+	}
+	return objs
+}
+
+func TestJSONOutput(t *testing.T) {
+	t.Parallel()
+	w, url := setup(t)
+	r := brrCmd(t, url, "--json", "backup", "/srv/app", "--id", "j1")
+	if r.code != 0 {
+		t.Fatal(r)
+	}
+	if obj := jsonLines(t, "backup", r.stdout)[0]; obj["id"] != "j1" || obj["duplicate"] != false {
+		t.Fatalf("backup --json = %v", obj)
+	}
+	w.waitFor(t, "j1", 1)
+	r = brrCmd(t, url, "backup", "/srv/app", "--id", "j2", "--wait", "--json")
+	if r.code != 0 {
+		t.Fatal(r)
+	}
+	objs := jsonLines(t, "backup --wait", r.stdout)
+	if len(objs) != 1 || objs[0]["status"] != "succeeded" || r.stderr != "" {
+		t.Fatalf("backup --wait --json: %v", r)
+	}
+	brrCmd(t, url, "backup", "/fail/x", "--id", "j3", "--wait")
+	for _, args := range [][]string{
+		{"jobs", "--json"},
+		{"jobs", "show", "j1", "--json"},
+		{"dlq", "ls", "--json"},
+		{"events", "--kind", "job", "--json"},
+		{"snapshots", "--json"},
+	} {
+		r := brrCmd(t, url, args...)
+		if r.code != 0 {
+			t.Fatalf("brr %s: %v", strings.Join(args, " "), r)
+		}
+		jsonLines(t, strings.Join(args, " "), r.stdout)
+	}
+	r = brrCmd(t, url, "jobs", "--json")
+	if got := len(jsonLines(t, "jobs", r.stdout)); got != 3 {
+		t.Fatalf("jobs --json printed %d jobs, want 3", got)
+	}
+}
+
+func TestDLQRetry(t *testing.T) {
+	t.Parallel()
+	w, url := setup(t)
+	if r := brrCmd(t, url, "backup", "/fail/y", "--id", "dead1", "--wait"); r.code != 1 {
+		t.Fatalf("failing backup: %v", r)
+	}
+	r := brrCmd(t, url, "dlq")
+	if r.code != 0 || !strings.Contains(r.stdout, "dead1") || !strings.Contains(r.stdout, "does not exist") {
+		t.Fatalf("dlq: %v", r)
+	}
+	r = brrCmd(t, url, "dlq", "retry", "dead1")
+	if r.code != 0 || !strings.Contains(r.stdout, "backup job dead1 queued again") {
+		t.Fatalf("dlq retry: %v", r)
+	}
+	w.waitFor(t, "dead1", 2)
+	if r := brrCmd(t, url, "dlq", "retry", "nosuch"); r.code != 1 || !strings.Contains(r.stderr, "not found") {
+		t.Fatalf("dlq retry of an unknown job: %v", r)
+	}
+}
+
+func TestRestoreAndSnapshots(t *testing.T) {
+	t.Parallel()
+	w, url := setup(t)
+	r := brrCmd(t, url, "restore", "latest", "out", "--source", "/srv/app", "--as-of", "2026-11-26", "--path", "etc", "--id", "r1", "--wait")
+	if r.code != 0 || !strings.Contains(r.stdout, "into /home/u/out") {
+		t.Fatalf("restore: %v", r)
+	}
+	a := w.deliveries("r1")[0].Args.(*brr.RestoreJob)
+	if a.Target != "/home/u/out" || a.AsOf == nil || a.AsOf.IsZero() || a.Source != "/srv/app" || len(a.Paths) != 1 {
+		t.Fatalf("restore args = %+v", a)
+	}
+	r = brrCmd(t, url, "snapshots", "--repo", "local")
+	if r.code != 0 || !strings.Contains(r.stdout, "abcdef012345") || !strings.Contains(r.stdout, "/srv/app") {
+		t.Fatalf("snapshots: %v", r)
+	}
+}
+
+func TestEventsFollow(t *testing.T) {
+	t.Parallel()
+	_, url := setup(t)
+	if r := brrCmd(t, url, "ping-free-backup-first"); r.code != 2 {
+		t.Fatalf("unknown command: %v", r)
+	}
+	if r := brrCmd(t, url, "backup", "/srv/app", "--id", "e1", "--wait"); r.code != 0 {
+		t.Fatal(r)
+	}
+	// --follow from an hour ago replays the job's events, then ends with --timeout.
+	r := brrCmd(t, url, "events", "--kind", "job", "--follow", "--since", "1h", "--timeout", "1s")
+	if r.code != 0 {
+		t.Fatalf("events --follow: %v", r)
+	}
+	for _, want := range []string{"job.backup.accepted job=e1", "job.backup.progress", "job.backup.succeeded job=e1"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("events --follow lacks %q:\n%v", want, r)
+		}
+	}
+	r = brrCmd(t, url, "events", "--kind", "health")
+	if r.code != 0 || r.stdout != "" {
+		t.Fatalf("events --kind health with none: %v", r)
+	}
+}
+
+func TestBench(t *testing.T) {
+	t.Parallel()
+	_, url := setup(t)
+	r := brrCmd(t, url, "bench", "--jobs", "30", "--publishers", "3", "--json")
+	if r.code != 0 {
+		t.Fatalf("bench: %v", r)
+	}
+	obj := jsonLines(t, "bench", r.stdout)[0]
+	if obj["succeeded"] != float64(30) || obj["started"] != float64(30) || obj["publish_errors"] != float64(0) {
+		t.Fatalf("bench = %v", obj)
+	}
+	lat := obj["publish_to_succeeded"].(map[string]any)
+	if lat["p50_ms"].(float64) <= 0 || lat["max_ms"].(float64) < lat["p99_ms"].(float64) {
+		t.Fatalf("bench latency = %v", lat)
+	}
+	r = brrCmd(t, url, "bench", "--jobs", "10", "--rate", "200")
+	if r.code != 0 || !strings.Contains(r.stdout, "jobs/s end to end") {
+		t.Fatalf("bench paced: %v", r)
+	}
+}
+
+func TestProgressView(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	v := newProgressView(&buf, false)
+	job := &brr.Event{Type: brr.EventJob, Kind: brr.KindBackup, JobID: "p1", Worker: "w1"}
+	for _, st := range []brr.Status{brr.StatusAccepted, brr.StatusStarted, brr.StatusProgress, brr.StatusRetrying, brr.StatusSucceeded} {
+		e := *job
+		e.Status = st
+		if st == brr.StatusProgress {
+			e.Progress = &brr.Progress{Phase: "scan", Files: 1, Bytes: 1536, TotalFiles: 4, TotalBytes: 3072, BytesPerSec: 2048, ETASeconds: 2}
+		}
+		if st == brr.StatusRetrying {
+			e.Attempt, e.Error, e.RetryInMS = 1, "lease held", 1500
+		}
+		v.event(&e)
+	}
+	v.done()
+	want := "accepted by worker w1\nstarted (attempt 1)\n" +
+		"scan: 1/4 files, 1.5 KiB/3.0 KiB (50%), 2.0 KiB/s, ETA 2s\n" +
+		"attempt 1 failed, retrying in 1.5s: lease held\n"
+	if got := buf.String(); got != want {
+		t.Fatalf("progress view wrote\n%q\nwant\n%q", got, want)
+	}
+	var quiet bytes.Buffer
+	q := newProgressView(&quiet, true)
+	q.event(job)
+	if quiet.Len() != 0 {
+		t.Fatalf("quiet view wrote %q", quiet.String())
+	}
+}

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/brr-dev/brr"
+)
+
+// progressView shows a job's events while `--wait` waits: on a terminal one bar redrawn
+// in place, otherwise one plain line per event. With --json it shows nothing, so that
+// stdout holds only the result and stderr stays quiet.
+type progressView struct {
+	w      io.Writer
+	tty    bool
+	width  int
+	quiet  bool
+	drawn  bool // a bar is on the current line
+	last   time.Time
+	status brr.Status
+}
+
+func newProgressView(w io.Writer, quiet bool) *progressView {
+	width, tty := terminalWidth(w)
+	return &progressView{w: w, tty: tty, width: width, quiet: quiet}
+}
+
+func (v *progressView) event(e *brr.Event) {
+	if v.quiet {
+		return
+	}
+	if e.Status == brr.StatusProgress && e.Progress != nil {
+		v.progress(e.Progress)
+		return
+	}
+	if e.Status == v.status {
+		return
+	}
+	v.status = e.Status
+	v.clear()
+	switch e.Status {
+	case brr.StatusAccepted:
+		fmt.Fprintf(v.w, "accepted by worker %s\n", e.Worker)
+	case brr.StatusStarted:
+		fmt.Fprintf(v.w, "started (attempt %d)\n", max(e.Attempt, 1))
+	case brr.StatusRetrying:
+		fmt.Fprintf(v.w, "attempt %d failed, retrying in %s: %s\n", e.Attempt, ms(e.RetryInMS), e.Error)
+	default:
+		if !e.Status.Final() {
+			fmt.Fprintf(v.w, "%s\n", e.Status)
+		}
+	}
+}
+
+func (v *progressView) progress(p *brr.Progress) {
+	if !v.tty {
+		// Plain lines at most every 2 s: a log, not a flood.
+		if now := time.Now(); now.Sub(v.last) >= 2*time.Second {
+			v.last = now
+			fmt.Fprintln(v.w, progressText(p))
+		}
+		return
+	}
+	text := progressText(p)
+	barWidth := v.width - len(text) - 4
+	line := text
+	if barWidth >= 10 && (p.TotalBytes > 0 || p.TotalFiles > 0) {
+		frac := fraction(p)
+		fill := int(frac * float64(barWidth))
+		line = "[" + strings.Repeat("=", fill) + strings.Repeat(" ", barWidth-fill) + "] " + text
+	}
+	if len(line) > v.width-1 {
+		line = line[:v.width-1]
+	}
+	fmt.Fprintf(v.w, "\r\033[K%s", line)
+	v.drawn = true
+}
+
+// done ends the bar's line.
+func (v *progressView) done() { v.clear() }
+
+func (v *progressView) clear() {
+	if v.drawn {
+		fmt.Fprint(v.w, "\r\033[K")
+		v.drawn = false
+	}
+}
+
+func fraction(p *brr.Progress) float64 {
+	var f float64
+	switch {
+	case p.TotalBytes > 0:
+		f = float64(p.Bytes) / float64(p.TotalBytes)
+	case p.TotalFiles > 0:
+		f = float64(p.Files) / float64(p.TotalFiles)
+	}
+	return min(max(f, 0), 1)
+}
+
+// progressText is the words of a progress line: files, bytes, rate, ETA.
+func progressText(p *brr.Progress) string {
+	var b strings.Builder
+	if p.Phase != "" {
+		b.WriteString(p.Phase + ": ")
+	}
+	if p.TotalFiles > 0 {
+		fmt.Fprintf(&b, "%d/%d files", p.Files, p.TotalFiles)
+	} else {
+		fmt.Fprintf(&b, "%d files", p.Files)
+	}
+	if p.TotalBytes > 0 {
+		fmt.Fprintf(&b, ", %s/%s (%.0f%%)", humanBytes(p.Bytes), humanBytes(p.TotalBytes), 100*fraction(p))
+	} else {
+		fmt.Fprintf(&b, ", %s", humanBytes(p.Bytes))
+	}
+	if p.BytesPerSec > 0 {
+		fmt.Fprintf(&b, ", %s/s", humanBytes(int64(p.BytesPerSec)))
+	}
+	if p.ETASeconds > 0 {
+		fmt.Fprintf(&b, ", ETA %s", (time.Duration(p.ETASeconds * float64(time.Second))).Round(time.Second))
+	}
+	return b.String()
+}

@@ -1,0 +1,270 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/brr-dev/brr"
+)
+
+// Exit statuses.
+const (
+	exitOK       = 0
+	exitFailed   = 1 // the job failed, or the command could not do what it was asked
+	exitUsage    = 2 // the command line is wrong
+	exitNoServer = 3 // NATS cannot be reached, or no worker has set it up
+)
+
+const defaultURL = "nats://127.0.0.1:4222"
+
+// Main runs the brr command line. Its fields are the process's outside world, so that
+// tests run commands in-process.
+type Main struct {
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+	Getwd          func() (string, error)
+
+	// Set by the global flags.
+	url, creds, user, password, token string
+	tlsCA, tlsCert, tlsKey            string
+	pool, prefix                      string
+	json                              bool
+	timeout                           time.Duration
+}
+
+// exitError carries an exit status; quiet means its message was already printed.
+type exitError struct {
+	code  int
+	err   error
+	quiet bool
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func usageError(err error) error { return &exitError{code: exitUsage, err: err} }
+
+// Run runs the command line args and returns the exit status.
+func (m *Main) Run(ctx context.Context, args []string) int {
+	root := m.newRoot()
+	root.SetArgs(args)
+	root.SetOut(m.Stdout)
+	root.SetErr(m.Stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	code := exitFailed
+	var ee *exitError
+	switch {
+	case errors.As(err, &ee):
+		code = ee.code
+		if ee.quiet {
+			return code
+		}
+	case errors.Is(err, brr.ErrInvalid), errors.Is(err, brr.ErrUnknownKind):
+		code = exitUsage
+	case errors.Is(err, brr.ErrNoStream), errors.Is(err, brr.ErrNoWorker), errors.Is(err, brr.ErrNotConnected):
+		code = exitNoServer
+	}
+	fmt.Fprintf(m.Stderr, "brr: %v\n", err)
+	if code == exitUsage && !errors.Is(err, brr.ErrInvalid) {
+		fmt.Fprintln(m.Stderr, "Run 'brr --help' or 'brr COMMAND --help' for usage.")
+	}
+	return code
+}
+
+func (m *Main) env(name, def string) string {
+	if v := m.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func (m *Main) newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "brr",
+		Short: "Back up, restore and verify through brr workers on NATS JetStream",
+		Long: `brr publishes backup, restore and verify jobs to the brr workers over NATS,
+waits for their results, and shows jobs, snapshots, dead letters and events.
+
+Every command talks to NATS at --nats (env BRR_NATS_URL, default ` + defaultURL + `);
+start a worker there with: brr-worker`,
+		Example: `  brr backup /srv/app --wait
+  brr snapshots --repo local
+  brr restore latest /tmp/restore --source /srv/app --wait
+  brr events --follow`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError(fmt.Errorf("unknown command %q", args[0]))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_ = cmd.Help()
+			return &exitError{code: exitUsage, err: errors.New("no command"), quiet: true}
+		},
+	}
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return usageError(fmt.Errorf("%s: %w", cmd.CommandPath(), err))
+	})
+	f := root.PersistentFlags()
+	f.StringVar(&m.url, "nats", m.env("BRR_NATS_URL", defaultURL), "NATS server URL(s), comma-separated (env BRR_NATS_URL)")
+	f.StringVar(&m.creds, "creds", "", "NATS credentials file")
+	f.StringVar(&m.user, "user", "", "NATS user")
+	f.StringVar(&m.password, "password", m.Getenv("BRR_NATS_PASSWORD"), "NATS password (env BRR_NATS_PASSWORD)")
+	f.StringVar(&m.token, "token", m.Getenv("BRR_NATS_TOKEN"), "NATS token (env BRR_NATS_TOKEN)")
+	f.StringVar(&m.tlsCA, "tls-ca", "", "CA certificate file to verify the NATS server")
+	f.StringVar(&m.tlsCert, "tls-cert", "", "client certificate file for NATS")
+	f.StringVar(&m.tlsKey, "tls-key", "", "client key file for NATS")
+	f.StringVar(&m.pool, "pool", brr.DefaultPool, "worker pool to send jobs to and ask")
+	f.StringVar(&m.prefix, "prefix", brr.DefaultPrefix, "subject prefix the workers use")
+	f.BoolVar(&m.json, "json", false, "print one JSON object per line, for scripts")
+	f.DurationVar(&m.timeout, "timeout", 0, "give up after this long, e.g. 30s or 2h (default: no limit)")
+	// Values from the environment are secrets: keep them out of --help.
+	for _, name := range []string{"password", "token"} {
+		f.Lookup(name).DefValue = ""
+	}
+
+	root.AddCommand(m.backupCmd(), m.restoreCmd(), m.verifyCmd(), m.snapshotsCmd(), m.jobsCmd(),
+		m.dlqCmd(), m.eventsCmd(), m.benchCmd())
+	return root
+}
+
+// args checks the number of positional arguments as a usage error.
+func args(min, max int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < min || len(args) > max {
+			want := fmt.Sprintf("%d arguments", min)
+			switch {
+			case max != min:
+				want = fmt.Sprintf("%d to %d arguments", min, max)
+			case min == 0:
+				want = "no arguments"
+			case min == 1:
+				want = "1 argument"
+			}
+			return usageError(fmt.Errorf("%s takes %s, got %d: usage: %s", cmd.CommandPath(), want, len(args), cmd.UseLine()))
+		}
+		return nil
+	}
+}
+
+// context applies --timeout.
+func (m *Main) context(cmd *cobra.Command) (context.Context, context.CancelFunc) {
+	ctx := cmd.Context()
+	if m.timeout > 0 {
+		return context.WithTimeout(ctx, m.timeout)
+	}
+	return context.WithCancel(ctx)
+}
+
+// connect dials NATS and returns a client on it; the caller closes the connection.
+func (m *Main) connect() (*brr.Client, *nats.Conn, error) {
+	opts := []nats.Option{nats.Name("brr"), nats.Timeout(5 * time.Second)}
+	switch {
+	case m.creds != "":
+		opts = append(opts, nats.UserCredentials(m.creds))
+	case m.user != "":
+		opts = append(opts, nats.UserInfo(m.user, m.password))
+	case m.token != "":
+		opts = append(opts, nats.Token(m.token))
+	}
+	if m.tlsCA != "" {
+		opts = append(opts, nats.RootCAs(m.tlsCA))
+	}
+	if m.tlsCert != "" || m.tlsKey != "" {
+		if m.tlsCert == "" || m.tlsKey == "" {
+			return nil, nil, usageError(errors.New("--tls-cert and --tls-key go together"))
+		}
+		opts = append(opts, nats.ClientCert(m.tlsCert, m.tlsKey))
+	}
+	nc, err := nats.Connect(m.url, opts...)
+	if err != nil {
+		return nil, nil, &exitError{code: exitNoServer, err: fmt.Errorf("cannot reach NATS at %s: %v — is brr-worker running? (start one with: brr-worker)", m.url, err)}
+	}
+	c, err := brr.NewClient(nc, brr.WithPrefix(m.prefix), brr.WithPool(m.pool))
+	if err != nil {
+		nc.Close()
+		return nil, nil, usageError(err)
+	}
+	return c, nc, nil
+}
+
+// withClient connects, runs fn and closes the connection.
+func (m *Main) withClient(cmd *cobra.Command, fn func(ctx context.Context, c *brr.Client) error) error {
+	ctx, cancel := m.context(cmd)
+	defer cancel()
+	c, nc, err := m.connect()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	return fn(ctx, c)
+}
+
+// printJSON writes v as one line of JSON.
+func (m *Main) printJSON(v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode output: %w", err)
+	}
+	_, err = fmt.Fprintf(m.Stdout, "%s\n", data)
+	return err
+}
+
+// terminalWidth reports whether w is a terminal, and its width.
+func terminalWidth(w io.Writer) (int, bool) {
+	f, ok := w.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return 0, false
+	}
+	width, _, err := term.GetSize(int(f.Fd()))
+	if err != nil || width <= 0 {
+		width = 80
+	}
+	return width, true
+}
+
+// humanBytes formats n bytes with a binary unit.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for v := n / unit; v >= unit; v /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// shortID shortens a snapshot id for tables.
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// oneLine flattens s for a table cell.
+func oneLine(s string, max int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if max > 3 && len(s) > max {
+		return s[:max-3] + "..."
+	}
+	return s
+}

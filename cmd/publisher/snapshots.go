@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/brr-dev/brr"
+)
+
+func (m *Main) snapshotsCmd() *cobra.Command {
+	var repo, source string
+	cmd := &cobra.Command{
+		Use:   "snapshots",
+		Short: "List the snapshots in a repository",
+		Long: `List the snapshots in a repository, asking a worker of the pool; with --source only
+those of one source path.`,
+		Example: `  brr snapshots --repo local
+  brr snapshots --source /srv/app --json`,
+		Args: args(0, 0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if source != "" {
+				var err error
+				if source, err = m.abs(source); err != nil {
+					return err
+				}
+			}
+			return m.withClient(cmd, func(ctx context.Context, c *brr.Client) error {
+				snaps, err := c.Snapshots(ctx, repo, source)
+				if err != nil {
+					return err
+				}
+				if m.json {
+					for _, s := range snaps {
+						if err := m.printJSON(s); err != nil {
+							return err
+						}
+					}
+					return nil
+				}
+				if len(snaps) == 0 {
+					fmt.Fprintln(m.Stderr, "no snapshots (make one with: brr backup PATH)")
+					return nil
+				}
+				tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tTIME\tHOST\tSOURCE\tFILES\tSIZE\tADDED\tTAGS")
+				for _, s := range snaps {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", shortID(s.ID), s.Time.Local().Format(time.DateTime), s.Host, s.Source,
+						s.Files, humanBytes(s.Bytes), humanBytes(s.BytesAdded), strings.Join(s.Tags, ","))
+				}
+				return tw.Flush()
+			})
+		},
+	}
+	cmd.Flags().StringVar(&repo, "repo", "", "repository name from the worker's config (default: the worker's default)")
+	cmd.Flags().StringVar(&source, "source", "", "only snapshots of this source path")
+	return cmd
+}

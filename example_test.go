@@ -1,0 +1,118 @@
+package brr_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/brr-dev/brr"
+)
+
+// exampleServer starts an in-process NATS server with JetStream and the streams a
+// brr-worker creates, so that the examples run on their own. An app connects to the
+// server its workers use instead: nats.Connect("nats://127.0.0.1:4222").
+func exampleServer() (*nats.Conn, func()) {
+	dir, err := os.MkdirTemp("", "brr-example-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	ns, err := server.NewServer(&server.Options{JetStream: true, StoreDir: dir, DontListen: true, NoLog: true, NoSigs: true})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		log.Fatal("nats-server not ready")
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(ns))
+	if err != nil {
+		log.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		log.Fatal(err)
+	}
+	s := brr.Subjects{}
+	ctx := context.Background()
+	for _, cfg := range []jetstream.StreamConfig{
+		{Name: s.JobsStream(), Subjects: []string{s.AllJobs()}, Retention: jetstream.WorkQueuePolicy, Duplicates: 10 * time.Minute},
+		{Name: s.EventsStream(), Subjects: []string{s.Events("")}},
+	} {
+		if _, err := js.CreateStream(ctx, cfg); err != nil {
+			log.Fatal(err)
+		}
+	}
+	return nc, func() {
+		nc.Close()
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		_ = os.RemoveAll(dir)
+	}
+}
+
+func ExampleClient_Publish() {
+	nc, stop := exampleServer()
+	defer stop()
+
+	client, err := brr.NewClient(nc)
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	job := brr.BackupJob{Path: "/srv/app", Repo: "local", Tags: []string{"nightly"}}
+
+	// The id makes the publish idempotent: an app that retries after a timeout cannot
+	// start the backup twice.
+	res, err := client.Publish(ctx, job, brr.WithID("nightly-2026-11-26"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("published", res.Kind, res.ID, "to", res.Stream)
+
+	again, err := client.Publish(ctx, job, brr.WithID("nightly-2026-11-26"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("duplicate:", again.Duplicate)
+	// Output:
+	// published backup nightly-2026-11-26 to BRR_JOBS
+	// duplicate: true
+}
+
+func ExampleClient_Subscribe() {
+	nc, stop := exampleServer()
+	defer stop()
+
+	client, err := brr.NewClient(nc)
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	got := make(chan *brr.Event, 1)
+	err = client.Subscribe(ctx, brr.Subjects{}.Events(brr.EventHealth), func(e *brr.Event) { got <- e })
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	// A worker's heartbeat, published here by hand so that the example runs alone.
+	hb := brr.Event{V: brr.Version, ID: brr.NewID(), Type: brr.EventHealth, Status: "worker",
+		Time: time.Now().UTC(), Worker: "worker-1", Details: json.RawMessage(`{"status":"ok"}`)}
+	data, _ := json.Marshal(hb)
+	if err := nc.Publish(brr.Subjects{}.Event(&hb), data); err != nil {
+		log.Fatal(err)
+	}
+
+	e := <-got
+	fmt.Println(e.Type, e.Status, e.Worker, string(e.Details))
+	// Output:
+	// health worker worker-1 {"status":"ok"}
+}
