@@ -1,0 +1,267 @@
+package repo
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/zeebo/blake3"
+)
+
+// BlobID returns the id of a blob with content data: BLAKE3 keyed with the repository's id
+// key, so that ids reveal nothing about content to someone without the key.
+func (r *Repository) BlobID(data []byte) ID {
+	h := r.idPool.Get().(*blake3.Hasher)
+	h.Reset()
+	_, _ = h.Write(data)
+	var id ID
+	h.Sum(id[:0])
+	r.idPool.Put(h)
+	return id
+}
+
+// HasBlob reports whether the repository has the blob: in the index, or saved by this
+// Repository and not yet flushed.
+func (r *Repository) HasBlob(t BlobType, id ID) bool {
+	k := blobKey{id, t}
+	if r.idx.has(k) {
+		return true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.pending[k]; ok {
+		return true
+	}
+	return r.idx.has(k)
+}
+
+// LookupBlob returns where the blob is stored, if the index has it.
+func (r *Repository) LookupBlob(t BlobType, id ID) (PackedBlob, bool) {
+	return r.idx.lookup(blobKey{id, t})
+}
+
+// SaveBlob stores a blob whose id is BlobID(data) unless the repository has it: a known
+// blob returns (false, 0, nil) at once. Otherwise it compresses data (when that pays) and
+// encrypts it in the caller's goroutine, then appends it to the open pack; stored is the
+// number of bytes it takes in the pack. A full pack is saved by a background writer; the
+// blob is durable after a Flush. The caller may reuse data when SaveBlob returns.
+func (r *Repository) SaveBlob(ctx context.Context, t BlobType, id ID, data []byte) (added bool, stored int, err error) {
+	if !t.valid() {
+		return false, 0, fmt.Errorf("save blob %s: unknown blob type %d", id.Short(), t)
+	}
+	k := blobKey{id, t}
+	if r.idx.has(k) {
+		return false, 0, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return false, 0, err
+	}
+	r.mu.Lock()
+	if r.err != nil {
+		err := r.err
+		r.mu.Unlock()
+		return false, 0, err
+	}
+	if _, ok := r.pending[k]; ok || r.idx.has(k) {
+		r.mu.Unlock()
+		return false, 0, nil
+	}
+	r.pending[k] = struct{}{}
+	r.mu.Unlock()
+
+	bp := r.blobPool.Get().(*[]byte)
+	zp := r.zbufPool.Get().(*[]byte)
+	buf, scratch := r.comp.pack((*bp)[:nonceSize], data, (*zp)[:0])
+	ct := sealInPlace(r.aead, buf)
+
+	err = r.appendToPack(k, ct, len(data))
+	*bp, *zp = ct[:0], scratch[:0]
+	r.blobPool.Put(bp)
+	r.zbufPool.Put(zp)
+	if err != nil {
+		r.mu.Lock()
+		delete(r.pending, k)
+		r.mu.Unlock()
+		return false, 0, fmt.Errorf("save blob %s: %w", id.Short(), err)
+	}
+	return true, len(ct), nil
+}
+
+// appendToPack copies an encrypted blob into the open pack and hands the pack to the writer
+// when it is full.
+func (r *Repository) appendToPack(k blobKey, ct []byte, rawLen int) error {
+	r.packMu.Lock()
+	defer r.packMu.Unlock()
+	if r.closed {
+		return errClosed
+	}
+	r.mu.Lock()
+	err := r.err
+	r.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	p := r.cur
+	off := len(*p.data)
+	*p.data = append(*p.data, ct...)
+	p.entries = append(p.entries, packEntry{Type: k.t, ID: k.id, Offset: uint32(off), Length: uint32(len(ct)), RawLength: uint32(rawLen)})
+	if len(*p.data) >= r.opts.PackSize {
+		r.submitLocked()
+	}
+	return nil
+}
+
+// submitLocked hands the open pack to the writer and opens a new one; it blocks while the
+// writer is busy with the previous pack. r.packMu must be held.
+func (r *Repository) submitLocked() {
+	p := r.cur
+	r.submitted++
+	p.seq = r.submitted
+	r.writeCh <- p
+	r.cur = &packBuf{data: r.getPackData()}
+}
+
+// writePacks saves the packs it is handed, in order, until Close.
+func (r *Repository) writePacks(ctx context.Context) {
+	defer close(r.done)
+	for p := range r.writeCh {
+		r.mu.Lock()
+		failed := r.err != nil
+		r.mu.Unlock()
+		var (
+			err error
+			ip  indexPack
+		)
+		if !failed {
+			ip, err = r.savePack(ctx, p)
+		}
+		r.mu.Lock()
+		if err != nil && r.err == nil {
+			r.err = err
+		}
+		if err == nil && !failed {
+			r.idx.add(ip)
+			r.unindexed = append(r.unindexed, ip)
+			r.stats.PacksAdded++
+			for _, e := range ip.Entries {
+				r.stats.BlobsAdded++
+				r.stats.BytesAdded += int64(e.Length)
+				r.stats.RawBytesAdded += int64(e.RawLength)
+			}
+		}
+		for _, e := range p.entries {
+			delete(r.pending, blobKey{e.ID, e.Type})
+		}
+		r.written = p.seq
+		close(r.progress)
+		r.progress = make(chan struct{})
+		r.mu.Unlock()
+		r.putPackData(p.data)
+	}
+}
+
+// savePack finishes a pack and saves it.
+func (r *Repository) savePack(ctx context.Context, p *packBuf) (indexPack, error) {
+	data := r.finishPack(*p.data, p.entries)
+	*p.data = data
+	id := ID(blake3.Sum256(data))
+	if err := r.be.Save(ctx, Handle{Type: PackFile, Name: id.String()}, data); err != nil {
+		return indexPack{}, fmt.Errorf("save pack %s: %w", id.Short(), err)
+	}
+	return indexPack{ID: id, Size: uint64(len(data)), Entries: p.entries}, nil
+}
+
+// Flush saves the open pack and an index file naming every pack saved since the last
+// index file. After Flush returns nil, every blob whose SaveBlob returned before Flush was
+// called is in a saved pack that a saved index file names. Several jobs sharing one
+// Repository may Flush at once. A failed pack write is returned by this and every later
+// Flush and SaveBlob: the Repository must be reopened.
+func (r *Repository) Flush(ctx context.Context) error {
+	r.packMu.Lock()
+	if r.closed {
+		r.packMu.Unlock()
+		return errClosed
+	}
+	if len(r.cur.entries) > 0 {
+		r.submitLocked()
+	}
+	target := r.submitted
+	r.packMu.Unlock()
+
+	for {
+		r.mu.Lock()
+		err, written, ch := r.err, r.written, r.progress
+		r.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if written >= target {
+			break
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+
+	r.indexMu.Lock()
+	defer r.indexMu.Unlock()
+	r.mu.Lock()
+	packs := r.unindexed
+	r.unindexed = nil
+	r.mu.Unlock()
+	if len(packs) == 0 {
+		return nil
+	}
+	if err := r.saveIndex(ctx, packs); err != nil {
+		r.mu.Lock()
+		r.unindexed = append(packs, r.unindexed...)
+		r.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// LoadBlob reads the blob from its pack, decrypts and decompresses it, and checks that its
+// content matches its id; the result is appended to buf[:0]. Data that fails authentication
+// or does not match gives an error wrapping ErrDamaged that names the pack and the blob.
+func (r *Repository) LoadBlob(ctx context.Context, t BlobType, id ID, buf []byte) ([]byte, error) {
+	pb, ok := r.LookupBlob(t, id)
+	if !ok {
+		if r.HasBlob(t, id) {
+			return nil, fmt.Errorf("load %s blob %s: saved but not flushed yet", t, id)
+		}
+		return nil, fmt.Errorf("load %s blob %s: %w: not in the index", t, id, ErrNotInIndex)
+	}
+	data, err := r.be.Load(ctx, Handle{Type: PackFile, Name: pb.Pack.String()}, int64(pb.Offset), int64(pb.Length))
+	if err != nil {
+		return nil, fmt.Errorf("load %s blob %s from pack %s: %w", t, id, pb.Pack, err)
+	}
+	out, err := r.openBlob(data, buf, pb.RawLength)
+	if err == nil && r.BlobID(out) != id {
+		err = fmt.Errorf("content does not match the id")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s blob %s in pack %s: %w", ErrDamaged, t, id, pb.Pack, err)
+	}
+	return out, nil
+}
+
+// openBlob decrypts ct in place and appends the blob's content to buf[:0].
+func (r *Repository) openBlob(ct, buf []byte, rawLen uint32) ([]byte, error) {
+	plain, err := decrypt(r.aead, ct)
+	if err != nil {
+		return nil, err
+	}
+	if cap(buf) < int(rawLen) {
+		buf = make([]byte, 0, rawLen)
+	}
+	out, err := r.comp.unpack(buf[:0], plain)
+	if err != nil {
+		return nil, err
+	}
+	if len(out) != int(rawLen) {
+		return nil, fmt.Errorf("%d bytes, the index says %d", len(out), rawLen)
+	}
+	return out, nil
+}

@@ -1,0 +1,110 @@
+package file_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/brr-dev/brr/internal/repo"
+	"github.com/brr-dev/brr/internal/repo/backendtest"
+	"github.com/brr-dev/brr/internal/repo/file"
+)
+
+func newBackend(t *testing.T) repo.Backend {
+	be, err := file.Open(filepath.Join(t.TempDir(), "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { be.Close() })
+	return be
+}
+
+func TestConformance(t *testing.T) {
+	backendtest.Run(t, newBackend)
+}
+
+func TestLayout(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "repo")
+	be, err := file.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	name := "ab" + backendtest.RandomID(t)[2:]
+	if err := be.Save(ctx, repo.Handle{Type: repo.PackFile, Name: name}, []byte("pack")); err != nil {
+		t.Fatal(err)
+	}
+	if err := be.Save(ctx, repo.Handle{Type: repo.ConfigFile, Name: "config"}, []byte("cfg")); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"data/ab/" + name, "config"} {
+		fi, err := os.Stat(filepath.Join(dir, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := fi.Mode().Perm(), os.FileMode(0o600); got != want {
+			t.Errorf("%s mode = %v, want %v", p, got, want)
+		}
+	}
+	for _, p := range []string{".", "keys", "data", "data/00", "data/ff", "index", "snapshots"} {
+		fi, err := os.Stat(filepath.Join(dir, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !fi.IsDir() || fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s: mode %v, want a directory with mode 0700", p, fi.Mode())
+		}
+	}
+	// Opening again keeps what is there.
+	be2, err := file.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := be2.Load(ctx, repo.Handle{Type: repo.PackFile, Name: name}, 0, 0); err != nil || string(got) != "pack" {
+		t.Fatalf("Load after reopen = %q, %v", got, err)
+	}
+}
+
+func TestListSkipsTempFiles(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "repo")
+	be, err := file.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What a crash in the middle of Save leaves behind.
+	if err := os.WriteFile(filepath.Join(dir, "data", "12", ".tmp-123"), []byte("partial"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "snapshots", ".tmp-456"), []byte("partial"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, ft := range []repo.FileType{repo.PackFile, repo.SnapshotFile} {
+		n := 0
+		if err := be.List(context.Background(), ft, func(fi repo.FileInfo) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if n != 0 {
+			t.Errorf("List(%s) returned %d objects, want the temporary file skipped", ft, n)
+		}
+	}
+}
+
+func TestBadNames(t *testing.T) {
+	be := newBackend(t)
+	ctx := context.Background()
+	for _, h := range []repo.Handle{
+		{Type: repo.SnapshotFile, Name: ""},
+		{Type: repo.SnapshotFile, Name: "../config"},
+		{Type: repo.SnapshotFile, Name: ".."},
+		{Type: repo.SnapshotFile, Name: ".tmp-1"},
+		{Type: repo.PackFile, Name: "zz12"},
+		{Type: repo.PackFile, Name: "a"},
+		{Type: repo.ConfigFile, Name: "other"},
+		{Type: "bogus", Name: "abcd"},
+	} {
+		if err := be.Save(ctx, h, []byte("x")); err == nil {
+			t.Errorf("Save(%q, %q) succeeded, want an error", h.Type, h.Name)
+		}
+	}
+}

@@ -1,0 +1,283 @@
+package repo
+
+import (
+	"context"
+	"crypto/cipher"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/zeebo/blake3"
+)
+
+// DefaultPackSize is the pack size used when Options.PackSize is 0.
+const DefaultPackSize = 16 << 20
+
+// Options tune a Repository. The zero value is right for production.
+type Options struct {
+	// PackSize is the size at which a pack is closed and saved; 0 means DefaultPackSize.
+	PackSize int
+	// KDF is used for keys that Init and AddKey create; zero means DefaultKDF.
+	KDF KDFParams
+	// Host is the host name recorded in snapshots made through this repository when the
+	// snapshot does not name one.
+	Host string
+}
+
+// Repository is an open repository. All its methods are safe for concurrent use.
+type Repository struct {
+	be    Backend
+	opts  Options
+	cfg   *configObject
+	mk    *masterKey
+	aead  cipher.AEAD
+	gear  *gearTable
+	comp  *compressor
+	idKey *blake3.Hasher // keyed with mk.IDKey; cloned into idPool
+	idx   *index
+
+	idPool   sync.Pool    // *blake3.Hasher
+	blobPool sync.Pool    // *[]byte: encrypted blob being built
+	zbufPool sync.Pool    // *[]byte: compression scratch
+	packFree chan *[]byte // pack buffers to reuse: a free list, as a sync.Pool loses them at GC
+	packCap  int
+
+	// packMu guards filling the current pack and handing it to the writer; a SaveBlob
+	// holds it while it waits for the writer, which is the bound on packs in memory.
+	packMu    sync.Mutex
+	cur       *packBuf
+	submitted uint64 // sequence number of the last pack handed to the writer
+	closed    bool
+	writeCh   chan *packBuf
+	stop      context.CancelFunc
+	done      chan struct{}
+
+	// mu guards the writer's results. Lock order: packMu before mu before idx.mu.
+	mu        sync.Mutex
+	pending   map[blobKey]struct{} // claimed by SaveBlob, pack not saved yet
+	written   uint64               // sequence number of the last pack the writer finished
+	err       error                // first failed pack write: sticky
+	unindexed []indexPack          // saved packs no saved index file names yet
+	progress  chan struct{}        // closed and replaced whenever written or err changes
+	stats     Stats
+
+	indexMu sync.Mutex // one index file write at a time
+}
+
+// packBuf is a pack being filled.
+type packBuf struct {
+	data    *[]byte
+	entries []packEntry
+	seq     uint64
+}
+
+// Init creates a repository in be, which must not hold one, with one key for password.
+func Init(ctx context.Context, be Backend, password []byte, opts Options) (*Repository, error) {
+	if _, err := be.Stat(ctx, configHandle); err == nil {
+		return nil, fmt.Errorf("%w at %s: open it instead, or choose another location", ErrAlreadyExists, be.Location())
+	} else if !IsNotExist(err) {
+		return nil, fmt.Errorf("stat config: %w", err)
+	}
+	if len(password) == 0 {
+		return nil, fmt.Errorf("init repository at %s: the password is empty; give a password or key file", be.Location())
+	}
+	mk, err := newMasterKey()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := newConfig(time.Now())
+	if err != nil {
+		return nil, err
+	}
+	r, err := newRepository(be, mk, cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := saveKey(ctx, be, mk, password, opts.KDF.orDefault()); err != nil {
+		r.Close()
+		return nil, err
+	}
+	if err := r.saveJSON(ctx, configHandle, cfg); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// Open opens the repository in be with password: it finds the key that password opens,
+// reads the config and loads every index file.
+func Open(ctx context.Context, be Backend, password []byte, opts Options) (*Repository, error) {
+	if _, err := be.Stat(ctx, configHandle); IsNotExist(err) {
+		return nil, fmt.Errorf("%w at %s; create one first", ErrNoRepository, be.Location())
+	} else if err != nil {
+		return nil, fmt.Errorf("stat config: %w", err)
+	}
+	mk, err := openKeys(ctx, be, password)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := newAEAD(mk.EncKey[:])
+	if err != nil {
+		return nil, err
+	}
+	data, err := be.Load(ctx, configHandle, 0, 0)
+	if err != nil {
+		return nil, fmt.Errorf("load config: %w", err)
+	}
+	plain, err := decrypt(aead, data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: config: %w", ErrDamaged, err)
+	}
+	comp, err := newCompressor()
+	if err != nil {
+		return nil, err
+	}
+	plain, err = comp.unpack(nil, plain)
+	comp.close()
+	if err != nil {
+		return nil, fmt.Errorf("%w: config: %w", ErrDamaged, err)
+	}
+	cfg, err := decodeConfig(plain)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrDamaged, err)
+	}
+	r, err := newRepository(be, mk, cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.ReloadIndex(ctx); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+func newRepository(be Backend, mk *masterKey, cfg *configObject, opts Options) (*Repository, error) {
+	if opts.PackSize <= 0 {
+		opts.PackSize = DefaultPackSize
+	}
+	aead, err := newAEAD(mk.EncKey[:])
+	if err != nil {
+		return nil, err
+	}
+	idKey, err := blake3.NewKeyed(mk.IDKey[:])
+	if err != nil {
+		return nil, fmt.Errorf("new id hasher: %w", err)
+	}
+	comp, err := newCompressor()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Repository{
+		be:       be,
+		opts:     opts,
+		cfg:      cfg,
+		mk:       mk,
+		aead:     aead,
+		gear:     newGearTable(cfg.ChunkerSeed),
+		comp:     comp,
+		idKey:    idKey,
+		idx:      newIndex(),
+		writeCh:  make(chan *packBuf),
+		stop:     cancel,
+		done:     make(chan struct{}),
+		pending:  make(map[blobKey]struct{}),
+		progress: make(chan struct{}),
+	}
+	r.idPool.New = func() any { return r.idKey.Clone() }
+	packCap := opts.PackSize + MaxChunkSize + 1024
+	r.blobPool.New = func() any { b := make([]byte, 0, MaxChunkSize+1024); return &b }
+	r.zbufPool.New = func() any { b := make([]byte, 0, MaxChunkSize+1024); return &b }
+	r.packCap = packCap
+	r.packFree = make(chan *[]byte, 3)
+	go r.writePacks(ctx)
+	r.cur = &packBuf{data: r.getPackData()}
+	return r, nil
+}
+
+// AddKey adds a key for password, so that either it or any existing password opens the
+// repository.
+func (r *Repository) AddKey(ctx context.Context, password []byte) error {
+	if len(password) == 0 {
+		return fmt.Errorf("add key: the password is empty; give a password or key file")
+	}
+	return saveKey(ctx, r.be, r.mk, password, r.opts.KDF.orDefault())
+}
+
+// ID returns the repository's id (hex).
+func (r *Repository) ID() string { return r.cfg.ID }
+
+// Backend returns the backend the repository is stored in.
+func (r *Repository) Backend() Backend { return r.be }
+
+// Close stops the background pack writer. It does not Flush: blobs saved since the last
+// Flush are lost (the repository stays consistent). Close does not close the backend.
+func (r *Repository) Close() error {
+	r.packMu.Lock()
+	if r.closed {
+		r.packMu.Unlock()
+		return nil
+	}
+	r.closed = true
+	close(r.writeCh)
+	r.packMu.Unlock()
+	r.stop()
+	<-r.done
+	r.comp.close()
+	return nil
+}
+
+// errClosed is returned by writes to a closed Repository.
+var errClosed = errors.New("repository is closed")
+
+// Stats counts what a Repository knows and what it added.
+type Stats struct {
+	// Blobs and Packs are in the loaded index (including packs this process saved).
+	Blobs int
+	Packs int
+	// StoredBytes is the size of those packs.
+	StoredBytes int64
+	// BlobsAdded, BytesAdded (stored: compressed and encrypted) and RawBytesAdded count
+	// what this Repository saved in packs since it was opened.
+	BlobsAdded    int64
+	BytesAdded    int64
+	RawBytesAdded int64
+	PacksAdded    int64
+}
+
+// Stats returns the repository's counters.
+func (r *Repository) Stats() Stats {
+	r.mu.Lock()
+	s := r.stats
+	r.mu.Unlock()
+	r.idx.mu.RLock()
+	s.Blobs = len(r.idx.blobs)
+	s.Packs = len(r.idx.packs)
+	for _, n := range r.idx.packSize {
+		s.StoredBytes += int64(n)
+	}
+	r.idx.mu.RUnlock()
+	return s
+}
+
+// getPackData returns an empty pack buffer, reused when one is free.
+func (r *Repository) getPackData() *[]byte {
+	select {
+	case b := <-r.packFree:
+		return b
+	default:
+		b := make([]byte, 0, r.packCap)
+		return &b
+	}
+}
+
+// putPackData keeps a pack buffer for reuse, or drops it when enough are kept.
+func (r *Repository) putPackData(b *[]byte) {
+	*b = (*b)[:0]
+	select {
+	case r.packFree <- b:
+	default:
+	}
+}
