@@ -1,0 +1,122 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/brr-dev/brr"
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+)
+
+// Queries answers the questions the CLI asks the workers of a pool over request/reply,
+// for what lives in a repository rather than in a stream.
+type Queries interface {
+	Snapshots(ctx context.Context, repo, source string) ([]brr.Snapshot, error)
+}
+
+// apiConcurrency bounds the queries one worker answers at once; a listing reads a
+// repository's snapshot files and should not starve the jobs.
+const apiConcurrency = 4
+
+// ServeAPI answers queries on brr.api.<pool>.<query> for every pool of cfg until ctx is
+// done. The workers of a pool share a queue group, so each request is answered by one
+// of them. A request that cannot be decoded gets a reply with Error set, never silence,
+// so the CLI says what was wrong instead of timing out.
+func ServeAPI(ctx context.Context, nc *nats.Conn, cfg Config, q Queries, log zerolog.Logger) error {
+	cfg = cfg.withDefaults()
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		closed bool
+	)
+	sem := make(chan struct{}, apiConcurrency)
+	handle := func(m *nats.Msg) {
+		if m.Reply == "" {
+			return
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		mu.Lock()
+		if closed {
+			mu.Unlock()
+			<-sem
+			return
+		}
+		wg.Add(1)
+		mu.Unlock()
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			reply := snapshots(ctx, q, m.Data)
+			data, err := json.Marshal(reply)
+			if err != nil {
+				log.Error().Err(err).Str("subject", m.Subject).Msg("encode api reply")
+				return
+			}
+			if err := m.Respond(data); err != nil {
+				log.Warn().Err(err).Str("subject", m.Subject).Msg("send api reply")
+			}
+		}()
+	}
+
+	var subs []*nats.Subscription
+	unsubscribe := func() {
+		for _, s := range subs {
+			_ = s.Unsubscribe()
+		}
+	}
+	for _, pool := range cfg.Pools {
+		subject := cfg.Subjects.API(pool, "snapshots")
+		s, err := nc.QueueSubscribe(subject, cfg.Subjects.Consumer(pool), handle)
+		if err != nil {
+			unsubscribe()
+			return fmt.Errorf("subscribe %s: %w", subject, err)
+		}
+		subs = append(subs, s)
+	}
+	if err := nc.Flush(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		unsubscribe()
+		return fmt.Errorf("subscribe to api subjects: %w", err)
+	}
+	<-ctx.Done()
+	unsubscribe()
+	mu.Lock()
+	closed = true
+	mu.Unlock()
+	wg.Wait()
+	return nil
+}
+
+// snapshots answers one snapshots request.
+func snapshots(ctx context.Context, q Queries, data []byte) brr.SnapshotsReply {
+	reply := brr.SnapshotsReply{V: brr.Version}
+	var req brr.SnapshotsRequest
+	if err := json.Unmarshal(data, &req); err != nil {
+		reply.Error = fmt.Sprintf("snapshots request is not valid JSON (%v): send {\"v\":%d,\"repo\":\"NAME\"}", err, brr.Version)
+		return reply
+	}
+	if req.V != brr.Version {
+		reply.Error = fmt.Sprintf("snapshots request has version %d, this worker reads version %d: upgrade the client or the worker", req.V, brr.Version)
+		return reply
+	}
+	reply.Repo = req.Repo
+	list, err := q.Snapshots(ctx, req.Repo, req.Source)
+	if err != nil {
+		reply.Error = err.Error()
+		return reply
+	}
+	if list == nil {
+		list = []brr.Snapshot{}
+	}
+	reply.Snapshots = list
+	if reply.Repo == "" && len(list) > 0 {
+		reply.Repo = list[0].Repo // the worker's default repo
+	}
+	return reply
+}

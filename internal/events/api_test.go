@@ -1,0 +1,227 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/natstest"
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+)
+
+// fixtureQueries serves a fixed list of snapshots per repo and counts the queries.
+type fixtureQueries struct {
+	snaps map[string][]brr.Snapshot
+	calls atomic.Int64
+}
+
+func (q *fixtureQueries) Snapshots(ctx context.Context, repo, source string) ([]brr.Snapshot, error) {
+	q.calls.Add(1)
+	list, ok := q.snaps[repo]
+	if !ok {
+		return nil, fmt.Errorf("repo %q is not configured (configured: local)", repo)
+	}
+	var out []brr.Snapshot
+	for _, s := range list {
+		if source == "" || s.Source == source {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+func newFixture() *fixtureQueries {
+	t0 := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	return &fixtureQueries{snaps: map[string][]brr.Snapshot{
+		"local": {
+			{ID: "s1", Repo: "local", Time: t0, Host: "h1", Source: "/srv/app", Files: 3, Bytes: 100},
+			{ID: "s2", Repo: "local", Time: t0.Add(time.Hour), Host: "h1", Source: "/srv/db", Parent: "", Files: 1, Bytes: 7},
+			{ID: "s3", Repo: "local", Time: t0.Add(2 * time.Hour), Host: "h1", Source: "/srv/app", Parent: "s1", Files: 4, Bytes: 120},
+		},
+	}}
+}
+
+// serveAPI runs ServeAPI on a new connection to s until the test ends.
+func serveAPI(t *testing.T, s *natstest.Server, cfg Config, q Queries) {
+	t.Helper()
+	nc := s.Connect(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ServeAPI(ctx, nc, cfg, q, zerolog.Nop()) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("ServeAPI: %v", err)
+		}
+	})
+}
+
+// request sends data to subject and decodes the reply, retrying while nobody listens
+// yet (ServeAPI subscribes in its own goroutine).
+func request(t *testing.T, nc *nats.Conn, subject string, data []byte) brr.SnapshotsReply {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m, err := nc.Request(subject, data, 5*time.Second)
+		if errors.Is(err, nats.ErrNoResponders) && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			t.Fatalf("request %s: %v", subject, err)
+		}
+		var reply brr.SnapshotsReply
+		if err := json.Unmarshal(m.Data, &reply); err != nil {
+			t.Fatalf("decode reply %s: %v", m.Data, err)
+		}
+		if reply.V != brr.Version {
+			t.Errorf("reply v = %d, want %d", reply.V, brr.Version)
+		}
+		return reply
+	}
+}
+
+func TestAPISnapshots(t *testing.T) {
+	t.Parallel()
+	s := natstest.Start(t)
+	cfg := Config{Pools: []string{"default", "host1"}}
+	q := newFixture()
+	serveAPI(t, s, cfg, q)
+	nc := s.Connect(t)
+
+	for _, pool := range cfg.Pools {
+		subject := cfg.Subjects.API(pool, "snapshots")
+		reply := request(t, nc, subject, []byte(`{"v":1,"repo":"local"}`))
+		if reply.Error != "" {
+			t.Fatalf("%s: Error = %q", pool, reply.Error)
+		}
+		if got, want := reply.Repo, "local"; got != want {
+			t.Errorf("%s: Repo = %q, want %q", pool, got, want)
+		}
+		want := q.snaps["local"]
+		if got, want := len(reply.Snapshots), len(want); got != want {
+			t.Fatalf("%s: %d snapshots, want %d", pool, got, want)
+		}
+		for i, s := range reply.Snapshots {
+			w := want[i]
+			if s.ID != w.ID || s.Source != w.Source || !s.Time.Equal(w.Time) || s.Files != w.Files || s.Bytes != w.Bytes || s.Parent != w.Parent {
+				t.Errorf("%s: snapshot %d = %+v, want %+v", pool, i, s, w)
+			}
+		}
+	}
+
+	subject := cfg.Subjects.API("default", "snapshots")
+	reply := request(t, nc, subject, []byte(`{"v":1,"repo":"local","source":"/srv/app"}`))
+	if got, want := len(reply.Snapshots), 2; got != want {
+		t.Errorf("snapshots of /srv/app: %d, want %d", got, want)
+	}
+	for _, s := range reply.Snapshots {
+		if s.Source != "/srv/app" {
+			t.Errorf("snapshot %s of source %s in a listing of /srv/app", s.ID, s.Source)
+		}
+	}
+
+	reply = request(t, nc, subject, []byte(`{"v":1,"repo":"local","source":"/nowhere"}`))
+	if reply.Error != "" || reply.Snapshots == nil || len(reply.Snapshots) != 0 {
+		t.Errorf("empty listing = %+v, want no error and an empty list", reply)
+	}
+	if m, err := nc.Request(subject, []byte(`{"v":1,"repo":"local","source":"/nowhere"}`), 5*time.Second); err != nil {
+		t.Fatal(err)
+	} else if !strings.Contains(string(m.Data), `"snapshots":[]`) {
+		t.Errorf("empty listing = %s, want \"snapshots\":[]", m.Data)
+	}
+}
+
+func TestAPIErrors(t *testing.T) {
+	t.Parallel()
+	s := natstest.Start(t)
+	cfg := Config{}
+	q := newFixture()
+	serveAPI(t, s, cfg, q)
+	nc := s.Connect(t)
+	subject := cfg.Subjects.API(brr.DefaultPool, "snapshots")
+
+	for _, tc := range []struct {
+		name, body, want string
+	}{
+		{"bad json", `{"v":1,"repo":`, "not valid JSON"},
+		{"not an object", `[1,2]`, "not valid JSON"},
+		{"empty", ``, "not valid JSON"},
+		{"no version", `{"repo":"local"}`, "version 0"},
+		{"future version", `{"v":2,"repo":"local"}`, "version 2"},
+		{"unknown repo", `{"v":1,"repo":"offsite"}`, `repo "offsite" is not configured`},
+	} {
+		reply := request(t, nc, subject, []byte(tc.body))
+		if !strings.Contains(reply.Error, tc.want) {
+			t.Errorf("%s: Error = %q, want it to contain %q", tc.name, reply.Error, tc.want)
+		}
+		if len(reply.Snapshots) != 0 {
+			t.Errorf("%s: %d snapshots with an error", tc.name, len(reply.Snapshots))
+		}
+	}
+	if got, want := q.calls.Load(), int64(1); got != want {
+		t.Errorf("Queries called %d times, want %d (only the well-formed request)", got, want)
+	}
+}
+
+func TestAPIQueueGroup(t *testing.T) {
+	t.Parallel()
+	s := natstest.Start(t)
+	cfg := Config{}
+	q1, q2 := newFixture(), newFixture()
+	serveAPI(t, s, cfg, q1)
+	serveAPI(t, s, cfg, q2)
+	nc := s.Connect(t)
+	subject := cfg.Subjects.API(brr.DefaultPool, "snapshots")
+	body := []byte(`{"v":1,"repo":"local"}`)
+
+	// Wait until both instances have answered once, so both are subscribed.
+	deadline := time.Now().Add(10 * time.Second)
+	for q1.calls.Load() == 0 || q2.calls.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not both instances answer: %d and %d calls", q1.calls.Load(), q2.calls.Load())
+		}
+		request(t, nc, subject, body)
+	}
+	before := q1.calls.Load() + q2.calls.Load()
+
+	inbox := nats.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 50
+	for range n {
+		if err := nc.PublishRequest(subject, inbox, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		m, err := sub.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatalf("reply %d of %d: %v", i+1, n, err)
+		}
+		var reply brr.SnapshotsReply
+		if err := json.Unmarshal(m.Data, &reply); err != nil || reply.Error != "" || len(reply.Snapshots) != 3 {
+			t.Fatalf("reply %d = %s (%v)", i+1, m.Data, err)
+		}
+	}
+	// Any second answer would be on its way by now; a round trip to the server after
+	// the last reply lets it arrive.
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := sub.NextMsg(200 * time.Millisecond); err == nil {
+		t.Fatalf("extra reply: %s", m.Data)
+	}
+	if got, want := q1.calls.Load()+q2.calls.Load()-before, int64(n); got != want {
+		t.Errorf("Queries called %d times for %d requests", got, want)
+	}
+}

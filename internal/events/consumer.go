@@ -1,0 +1,544 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/state"
+)
+
+// maxAckPending bounds the unacknowledged jobs of one pool's consumer, across all its
+// workers. It is generous: each worker already limits itself to what it can run soon,
+// and settling jobs (a group-committed bbolt write, then the ack) count against it.
+const maxAckPending = 20000
+
+// Store is the worker's local state, as the consume loop needs it: job records written
+// together with the events (outbox messages) they cause, and processed job ids.
+type Store interface {
+	// PutJob writes rec and queues out for publishing, in one transaction.
+	PutJob(rec *state.JobRecord, out ...state.OutboxMsg) error
+	// Job returns the record of job id.
+	Job(id string) (*state.JobRecord, error)
+	// Processed reports whether job id already ended here, so that a redelivery of it
+	// must not run it again.
+	Processed(id string) (bool, error)
+}
+
+// Handler runs one job. It returns the job's result, or an error: plain errors are
+// retried with backoff, brr.Permanent errors send the job to the dead-letter stream at
+// once, and brr.Snooze errors try it again later without counting as a failure.
+// The handler does not log its errors; the consume loop does.
+type Handler interface {
+	Handle(ctx context.Context, job *brr.Job, progress func(brr.Progress)) (*brr.Result, error)
+}
+
+// Progresser publishes an ephemeral event now, without storing it (the Outbox).
+type Progresser interface {
+	PublishNow(e *brr.Event)
+}
+
+// ConsumerStats counts what a Consumer did since it was made.
+type ConsumerStats struct {
+	// InFlight is the number of jobs received and not yet settled.
+	InFlight int64
+	// Running is the number of handlers running now.
+	Running int64
+	// Done counts jobs that succeeded; Failed those that failed for good (bad input or a
+	// permanent error); Dead those that ran out of attempts.
+	Done, Failed, Dead int64
+	// Retried counts attempts that ended with a transient error and will be retried;
+	// Snoozed counts jobs put back because they could not start yet (not failures).
+	Retried, Snoozed int64
+	// Duplicates counts deliveries of jobs that had already been processed.
+	Duplicates int64
+}
+
+// Consumer is the consume loop of one worker: it pulls jobs of its pools from the shared
+// durable consumers, runs them with at most Config.Concurrency handlers at once, and
+// settles each (ack, nak with delay, term) from the handler's outcome.
+type Consumer struct {
+	js    jetstream.JetStream
+	store Store
+	h     Handler
+	pub   Progresser
+	cfg   Config
+	log   zerolog.Logger
+
+	slots chan struct{}
+	jobs  sync.WaitGroup
+
+	mu      sync.Mutex
+	pending map[*delivery]struct{}
+	// aborting is set when the drain timeout has passed: handlers that end now were cut
+	// short by the worker, not failed by the job.
+	aborting atomic.Bool
+
+	inFlight, running, done, failed, dead, retried, snoozed, duplicates atomic.Int64
+}
+
+// NewConsumer returns a Consumer that runs jobs with h, records them in store and
+// publishes progress through pub. Streams must exist (EnsureStreams).
+func NewConsumer(js jetstream.JetStream, store Store, h Handler, pub Progresser, cfg Config, log zerolog.Logger) *Consumer {
+	cfg = cfg.withDefaults()
+	return &Consumer{
+		js:      js,
+		store:   store,
+		h:       h,
+		pub:     pub,
+		cfg:     cfg,
+		log:     log.With().Str("worker", cfg.Worker).Logger(),
+		slots:   make(chan struct{}, cfg.Concurrency),
+		pending: make(map[*delivery]struct{}),
+	}
+}
+
+// Stats returns the counts so far.
+func (c *Consumer) Stats() ConsumerStats {
+	return ConsumerStats{
+		InFlight:   c.inFlight.Load(),
+		Running:    c.running.Load(),
+		Done:       c.done.Load(),
+		Failed:     c.failed.Load(),
+		Dead:       c.dead.Load(),
+		Retried:    c.retried.Load(),
+		Snoozed:    c.snoozed.Load(),
+		Duplicates: c.duplicates.Load(),
+	}
+}
+
+// consumerConfig is the durable pull consumer that every worker of pool shares.
+func consumerConfig(cfg Config, pool string) jetstream.ConsumerConfig {
+	name := cfg.Subjects.Consumer(pool)
+	return jetstream.ConsumerConfig{
+		Name:          name,
+		Durable:       name,
+		Description:   "brr workers of pool " + pool,
+		FilterSubject: cfg.Subjects.Jobs(pool),
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cfg.AckWait,
+		MaxDeliver:    cfg.MaxDeliver,
+		MaxAckPending: maxAckPending,
+		MaxWaiting:    512,
+	}
+}
+
+func (c *Consumer) ensureConsumer(ctx context.Context, pool string) (jetstream.Consumer, error) {
+	cc := consumerConfig(c.cfg, pool)
+	var cons jetstream.Consumer
+	err := retryCreate(ctx, func() error {
+		var err error
+		cons, err = c.js.CreateOrUpdateConsumer(ctx, c.cfg.Subjects.JobsStream(), cc)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create consumer %s on stream %s (are the streams created?): %w", cc.Name, c.cfg.Subjects.JobsStream(), err)
+	}
+	return cons, nil
+}
+
+// Run creates or updates the durable consumer of each pool and runs jobs until ctx is
+// done. Then it stops pulling, puts back (naks) jobs received but not started, gives
+// running jobs DrainTimeout to finish and settle, cancels and naks those still running,
+// and returns nil. Jobs run with a context of their own, not ctx, so that shutdown
+// lets them finish.
+func (c *Consumer) Run(ctx context.Context) error {
+	cons := make([]jetstream.Consumer, len(c.cfg.Pools))
+	for i, pool := range c.cfg.Pools {
+		cn, err := c.ensureConsumer(ctx, pool)
+		if err != nil {
+			return err
+		}
+		cons[i] = cn
+	}
+	jobCtx, abort := context.WithCancel(context.WithoutCancel(ctx))
+	defer abort()
+
+	var pulls sync.WaitGroup
+	for i, pool := range c.cfg.Pools {
+		pulls.Add(1)
+		go func() {
+			defer pulls.Done()
+			c.pull(ctx, jobCtx, pool, cons[i])
+		}()
+	}
+	beatDone := make(chan struct{})
+	beatStopped := make(chan struct{})
+	go func() {
+		defer close(beatStopped)
+		c.heartbeat(beatDone)
+	}()
+	c.log.Info().Strs("pools", c.cfg.Pools).Int("concurrency", c.cfg.Concurrency).Msg("consuming jobs")
+
+	<-ctx.Done()
+	pulls.Wait()
+	c.drain(abort)
+	close(beatDone)
+	<-beatStopped
+	return nil
+}
+
+// drain waits for running jobs to settle; after DrainTimeout it cancels them, waits a
+// little more, and puts back (naks) those whose handler still has not returned.
+func (c *Consumer) drain(abort context.CancelFunc) {
+	n := c.inFlight.Load()
+	if n > 0 {
+		c.log.Info().Int64("in_flight", n).Dur("timeout", c.cfg.DrainTimeout).Msg("waiting for running jobs to finish")
+	}
+	all := make(chan struct{})
+	go func() {
+		c.jobs.Wait()
+		close(all)
+	}()
+	timer := time.NewTimer(c.cfg.DrainTimeout)
+	defer timer.Stop()
+	select {
+	case <-all:
+		return
+	case <-timer.C:
+	}
+	c.aborting.Store(true)
+	abort()
+	c.log.Warn().Int64("in_flight", c.inFlight.Load()).Msg("drain timeout passed; cancelling running jobs")
+	grace := min(5*time.Second, c.cfg.DrainTimeout)
+	timer.Reset(grace)
+	select {
+	case <-all:
+		return
+	case <-timer.C:
+	}
+	c.mu.Lock()
+	var stuck []*delivery
+	for d := range c.pending {
+		if d.state.CompareAndSwap(stateRunning, stateAbandoned) {
+			stuck = append(stuck, d)
+		}
+	}
+	c.mu.Unlock()
+	for _, d := range stuck {
+		d.logger(c.log).Warn().Msg("job did not stop when cancelled; putting it back")
+		_ = d.msg.Nak()
+	}
+}
+
+// pull takes jobs of one pool from its consumer while ctx lasts, and starts each as soon
+// as a slot is free. Only 2×Concurrency messages are buffered in this client, since a
+// buffered message's AckWait is already running.
+func (c *Consumer) pull(ctx, jobCtx context.Context, pool string, cons jetstream.Consumer) {
+	log := c.log.With().Str("pool", pool).Logger()
+	it, err := cons.Messages(jetstream.PullMaxMessages(2 * c.cfg.Concurrency))
+	for ctx.Err() == nil {
+		if err != nil {
+			log.Error().Err(err).Msg("pull jobs; trying again in 1s")
+			if !sleep(ctx, time.Second) {
+				return
+			}
+			if cons, err = c.ensureConsumer(ctx, pool); err == nil {
+				it, err = cons.Messages(jetstream.PullMaxMessages(2 * c.cfg.Concurrency))
+			}
+			continue
+		}
+		msg, nerr := it.Next(jetstream.NextContext(ctx))
+		if nerr != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			if errors.Is(nerr, jetstream.ErrMsgIteratorClosed) {
+				err = nerr
+				continue
+			}
+			log.Warn().Err(nerr).Msg("pull jobs")
+			continue
+		}
+		select {
+		case c.slots <- struct{}{}:
+		case <-ctx.Done():
+			_ = msg.Nak()
+			continue
+		}
+		c.jobs.Add(1)
+		c.inFlight.Add(1)
+		go c.process(jobCtx, pool, msg)
+	}
+	if it == nil {
+		return
+	}
+	// Put back what this client holds and has not started.
+	it.Drain()
+	for {
+		msg, err := it.Next(jetstream.NextMaxWait(time.Second))
+		if err != nil {
+			return
+		}
+		_ = msg.Nak()
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// heartbeat tells the server every AckWait/3 that the jobs this worker holds are being
+// worked on, so that AckWait can stay short and a dead worker's jobs come back fast.
+func (c *Consumer) heartbeat(done <-chan struct{}) {
+	t := time.NewTicker(max(c.cfg.AckWait/3, 10*time.Millisecond))
+	defer t.Stop()
+	var msgs []jetstream.Msg
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		msgs = msgs[:0]
+		c.mu.Lock()
+		for d := range c.pending {
+			msgs = append(msgs, d.msg)
+		}
+		c.mu.Unlock()
+		for _, m := range msgs {
+			_ = m.InProgress()
+		}
+	}
+}
+
+// delivery states: a delivery is settled once, by the consume loop or by the drain.
+const (
+	stateRunning int32 = iota
+	stateSettling
+	stateAbandoned
+)
+
+// delivery is one delivery of one job message to this worker.
+type delivery struct {
+	msg       jetstream.Msg
+	pool      string
+	seq       uint64
+	delivered int
+	job       *brr.Job
+	rec       *state.JobRecord
+	state     atomic.Int32
+	// lastProgress is when the last progress event was published, in Unix nanoseconds.
+	lastProgress atomic.Int64
+}
+
+func (d *delivery) logger(log zerolog.Logger) *zerolog.Logger {
+	ctx := log.With().Uint64("seq", d.seq).Int("attempt", d.delivered)
+	if d.job != nil {
+		ctx = ctx.Str("job_id", d.job.ID).Str("kind", string(d.job.Kind))
+		if repo, _ := jobRepoSource(d.job); repo != "" {
+			ctx = ctx.Str("repo", repo)
+		}
+	}
+	l := ctx.Logger()
+	return &l
+}
+
+func (c *Consumer) track(d *delivery) {
+	c.mu.Lock()
+	c.pending[d] = struct{}{}
+	c.mu.Unlock()
+}
+
+func (c *Consumer) untrack(d *delivery) {
+	c.mu.Lock()
+	delete(c.pending, d)
+	c.mu.Unlock()
+}
+
+// process runs one delivery: decode, check, record, run, then settle. It holds one
+// slot from the pull loop and gives it back as soon as the handler returns.
+func (c *Consumer) process(jobCtx context.Context, pool string, msg jetstream.Msg) {
+	d := &delivery{msg: msg, pool: pool}
+	slot := true
+	release := func() {
+		if slot {
+			slot = false
+			<-c.slots
+		}
+	}
+	c.track(d)
+	defer func() {
+		if r := recover(); r != nil {
+			d.logger(c.log).Error().Str("panic", fmt.Sprint(r)).Bytes("stack", debug.Stack()).Msg("consume loop panicked; putting the job back")
+			_ = msg.NakWithDelay(c.backoff(d.delivered))
+		}
+		release()
+		c.untrack(d)
+		c.inFlight.Add(-1)
+		c.jobs.Done()
+	}()
+
+	if meta, err := msg.Metadata(); err == nil {
+		d.seq = meta.Sequence.Stream
+		d.delivered = int(meta.NumDelivered)
+	} else {
+		c.log.Error().Err(err).Str("subject", msg.Subject()).Msg("job message without JetStream metadata; dropping it")
+		_ = msg.Term()
+		return
+	}
+
+	job, err := c.decode(pool, msg)
+	if err != nil {
+		release()
+		c.deadLetter(d, err, brr.StatusFailed, nil)
+		return
+	}
+	d.job = job
+	log := d.logger(c.log)
+
+	processed, err := c.store.Processed(job.ID)
+	if err != nil {
+		release()
+		c.putBack(d, fmt.Errorf("check processed: %w", err))
+		return
+	}
+	if processed {
+		release()
+		c.duplicates.Add(1)
+		log.Info().Msg("job already processed; acking the redelivery without running it")
+		_ = msg.Ack()
+		return
+	}
+
+	now := time.Now().UTC()
+	repo, source := jobRepoSource(job)
+	d.rec = &state.JobRecord{
+		ID:       job.ID,
+		Pool:     job.Pool,
+		Kind:     job.Kind,
+		Request:  msg.Data(),
+		Status:   brr.StatusStarted,
+		Attempts: d.delivered,
+		Worker:   c.cfg.Worker,
+		Repo:     repo,
+		Source:   source,
+		Created:  job.Created,
+		Started:  now,
+	}
+	out := c.cfg.outboxMsgs(c.jobEvent(d, brr.StatusAccepted))
+	out = append(out, c.cfg.outboxMsgs(c.jobEvent(d, brr.StatusStarted))...)
+	// The started record is committed while the handler runs: a commit (an fsync shared
+	// with other writers) takes milliseconds, more than a small job, and the slot would
+	// wait for it. Settling waits for it, so the started record and its events always
+	// come before the final ones; a crash in between leaves a job that is not processed
+	// and runs again, as it would have anyway.
+	rec := *d.rec
+	started := make(chan error, 1)
+	go func() { started <- c.store.PutJob(&rec, out...) }()
+
+	ctx, cancel := context.WithCancel(jobCtx)
+	res, herr := c.runHandler(ctx, d)
+	cancel()
+	release()
+	if err := <-started; err != nil {
+		c.putBack(d, fmt.Errorf("record job started: %w", err))
+		return
+	}
+	c.settle(d, res, herr)
+}
+
+// runHandler runs the handler, turning a panic into an error: the worker never crashes
+// on a job.
+func (c *Consumer) runHandler(ctx context.Context, d *delivery) (res *brr.Result, err error) {
+	c.running.Add(1)
+	defer c.running.Add(-1)
+	defer func() {
+		if r := recover(); r != nil {
+			d.logger(c.log).Error().Str("panic", fmt.Sprint(r)).Bytes("stack", debug.Stack()).Msg("job handler panicked")
+			res, err = nil, fmt.Errorf("job panicked: %v", r)
+		}
+	}()
+	return c.h.Handle(ctx, d.job, func(p brr.Progress) { c.progress(d, p) })
+}
+
+// progressEvery is the shortest time between two progress events of one job.
+const progressEvery = 250 * time.Millisecond
+
+// progress publishes a progress event, at most four a second per job; the others are
+// dropped (the next one, or the final event, tells the same story).
+func (c *Consumer) progress(d *delivery, p brr.Progress) {
+	now := time.Now().UnixNano()
+	last := d.lastProgress.Load()
+	if last != 0 && now-last < int64(progressEvery) {
+		return
+	}
+	if !d.lastProgress.CompareAndSwap(last, now) {
+		return
+	}
+	e := c.jobEvent(d, brr.StatusProgress)
+	e.Progress = &p
+	c.pub.PublishNow(e)
+}
+
+// decode decodes the job and checks that it came on the subject of its pool and kind.
+func (c *Consumer) decode(pool string, msg jetstream.Msg) (*brr.Job, error) {
+	job, err := brr.DecodeJob(msg.Data())
+	if err != nil {
+		return nil, err
+	}
+	sp, sk, ok := c.cfg.Subjects.ParseJob(msg.Subject())
+	if !ok {
+		return nil, brr.Permanent(fmt.Errorf("%w: job subject %q is not %s", brr.ErrInvalid, msg.Subject(), c.cfg.Subjects.Job("<pool>", "<kind>")))
+	}
+	if sp != job.Pool || sk != job.Kind {
+		return nil, brr.Permanent(fmt.Errorf("%w: %s job for pool %q came on subject %s; publish it to %s",
+			brr.ErrInvalid, job.Kind, job.Pool, msg.Subject(), c.cfg.Subjects.Job(job.Pool, job.Kind)))
+	}
+	return job, nil
+}
+
+// jobEvent returns a job event about d with what the record knows.
+func (c *Consumer) jobEvent(d *delivery, status brr.Status) *brr.Event {
+	e := c.cfg.newEvent(brr.EventJob, status)
+	e.Attempt = d.delivered
+	e.Pool = d.pool
+	if d.rec != nil {
+		e.JobID = d.rec.ID
+		e.Kind = d.rec.Kind
+		e.Pool = d.rec.Pool
+		e.Repo = d.rec.Repo
+		e.Source = d.rec.Source
+		e.Snapshot = d.rec.Snapshot
+	}
+	return e
+}
+
+// jobRepoSource returns the repo and source a job names, when it names them.
+func jobRepoSource(job *brr.Job) (repo, source string) {
+	switch a := job.Args.(type) {
+	case *brr.BackupJob:
+		return a.Repo, a.Path
+	case *brr.RestoreJob:
+		return a.Repo, a.Source
+	case *brr.VerifyJob:
+		return a.Repo, ""
+	}
+	return "", ""
+}
+
+// fallbackID names a job whose message did not decode: its Nats-Msg-Id when that is a
+// valid job id, else "seq-<stream sequence>".
+func fallbackID(msgID string, seq uint64) string {
+	if msgID != "" && brr.ValidateID(msgID) == nil {
+		return msgID
+	}
+	return "seq-" + strconv.FormatUint(seq, 10)
+}

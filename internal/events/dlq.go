@@ -1,0 +1,102 @@
+package events
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/state"
+)
+
+// invalidKind is the kind token of the dead letter of a message whose subject does not
+// even name a kind.
+const invalidKind brr.Kind = "invalid"
+
+// maxReason bounds the reason given to TermWithReason, which goes into an advisory.
+const maxReason = 256
+
+// deadLetter ends a job for good: the dead letter (the request as it arrived and why it
+// failed) and the job's failed or dead event go into the outbox in the same transaction
+// as its record, then the message is terminated. A job whose message did not decode
+// gets a record too, under its Nats-Msg-Id or "seq-<n>".
+func (c *Consumer) deadLetter(d *delivery, cause error, status brr.Status, res *brr.Result) {
+	msg := d.msg
+	if d.rec == nil {
+		pool, kind, ok := c.cfg.Subjects.ParseJob(msg.Subject())
+		if !ok {
+			pool, kind = d.pool, invalidKind
+		}
+		id := fallbackID(msg.Headers().Get("Nats-Msg-Id"), d.seq)
+		if d.job != nil {
+			id = d.job.ID
+		}
+		d.rec = recordOf(d, id, kind, pool)
+		if json.Valid(msg.Data()) {
+			d.rec.Request = msg.Data()
+		}
+		d.rec.Worker = c.cfg.Worker
+		d.rec.Started = time.Now().UTC()
+	}
+	rec := d.rec
+	rec.Status = status
+	rec.Error = cause.Error()
+	rec.Result = res
+	rec.Finished = time.Now().UTC()
+
+	out, err := deadLetterMsgs(c.cfg, rec, msg.Subject(), msg.Data(), d.delivered)
+	if err != nil {
+		c.putBack(d, err)
+		return
+	}
+	e := c.jobEvent(d, status)
+	e.Error = rec.Error
+	e.Result = res
+	out = append(c.cfg.outboxMsgs(e), out...)
+	if err := c.store.PutJob(rec, out...); err != nil {
+		c.putBack(d, fmt.Errorf("record dead letter: %w", err))
+		return
+	}
+	if status == brr.StatusDead {
+		c.dead.Add(1)
+	} else {
+		c.failed.Add(1)
+	}
+	d.logger(c.log).Warn().Str("job_id", rec.ID).Str("status", string(status)).Str("reason", rec.Error).Msg("job sent to the dead-letter stream")
+	reason := rec.Error
+	if len(reason) > maxReason {
+		reason = reason[:maxReason]
+	}
+	_ = msg.TermWithReason(reason)
+}
+
+// deadLetterMsgs returns the outbox message that writes the dead letter of rec to
+// brr.dlq.<pool>.<kind>, with Nats-Msg-Id "dlq-<job id>" so that a worker and the
+// sweeper writing the same one make a single entry.
+func deadLetterMsgs(cfg Config, rec *state.JobRecord, subject string, request []byte, attempts int) ([]state.OutboxMsg, error) {
+	reason := rec.Error
+	if len(request) > brr.MaxJobSize {
+		// Keep the dead letter under the server's payload limit; what is kept shows
+		// what was sent.
+		reason += fmt.Sprintf(" (the request is cut to its first %d of %d bytes in this dead letter)", brr.MaxJobSize, len(request))
+		request = request[:brr.MaxJobSize]
+	}
+	dl := brr.DeadLetter{
+		V:        brr.Version,
+		JobID:    rec.ID,
+		Pool:     rec.Pool,
+		Kind:     rec.Kind,
+		Subject:  subject,
+		Request:  request,
+		Error:    reason,
+		Status:   rec.Status,
+		Attempts: attempts,
+		Worker:   cfg.Worker,
+		Time:     rec.Finished,
+	}
+	data, err := json.Marshal(dl)
+	if err != nil {
+		return nil, fmt.Errorf("encode dead letter of job %s: %w", rec.ID, err)
+	}
+	return []state.OutboxMsg{{Subject: cfg.Subjects.DLQ(rec.Pool, rec.Kind), MsgID: "dlq-" + rec.ID, Data: data}}, nil
+}

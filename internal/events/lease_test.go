@@ -1,0 +1,252 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/natstest"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// leaseSetup starts a server with the brr streams and a lease TTL of ttl, and returns
+// the leases of two workers, w1 and w2, and the bucket itself.
+func leaseSetup(t *testing.T, ttl time.Duration) (l1, l2 *Leases, kv jetstream.KeyValue) {
+	t.Helper()
+	ctx := context.Background()
+	s := natstest.Start(t)
+	_, js := s.JetStream(t)
+	cfg := Config{Worker: "w1", Host: "h1", LeaseTTL: ttl}
+	if err := EnsureStreams(ctx, js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if l1, err = NewLeases(ctx, js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Worker, cfg.Host = "w2", "h2"
+	if l2, err = NewLeases(ctx, js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if kv, err = js.KeyValue(ctx, cfg.Subjects.LeasesBucket()); err != nil {
+		t.Fatal(err)
+	}
+	return l1, l2, kv
+}
+
+// wantHeld checks that err is the snooze error of a key held by worker.
+func wantHeld(t *testing.T, err error, worker string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("Acquire of a held key succeeded")
+	}
+	d, ok := brr.SnoozeDelay(err)
+	if !ok {
+		t.Fatalf("Acquire of a held key: %v, want a snooze error", err)
+	}
+	if d <= 0 {
+		t.Errorf("snooze delay = %v, want > 0", d)
+	}
+	if !strings.Contains(err.Error(), "leased by worker "+worker) {
+		t.Errorf("error = %q, want it to name worker %s", err, worker)
+	}
+}
+
+// waitDone waits for ctx to be done, and fails the test if that takes more than limit:
+// a safety net so that a broken lease fails instead of hanging, not a timing assertion.
+func waitDone(t *testing.T, ctx context.Context, limit time.Duration) {
+	t.Helper()
+	select {
+	case <-ctx.Done():
+	case <-time.After(limit):
+		t.Fatalf("lease context not cancelled after %v", limit)
+	}
+}
+
+func TestLeaseAcquireRelease(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l1, l2, kv := leaseSetup(t, 30*time.Second)
+
+	lctx, release, err := l1.Acquire(ctx, "repo.local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = l2.Acquire(ctx, "repo.local")
+	wantHeld(t, err, "w1")
+	if d, _ := brr.SnoozeDelay(err); d < 10*time.Second || d > 20*time.Second {
+		t.Errorf("snooze delay = %v, want about LeaseTTL/2 = 15s", d)
+	}
+	// The holder itself cannot take it twice either.
+	_, _, err = l1.Acquire(ctx, "repo.local")
+	wantHeld(t, err, "w1")
+	// Other keys are free.
+	_, release2, err := l2.Acquire(ctx, "repo.offsite")
+	if err != nil {
+		t.Fatalf("Acquire of another key: %v", err)
+	}
+	release2()
+
+	release()
+	release() // a second release does nothing
+	if lctx.Err() == nil {
+		t.Errorf("lease context not done after release")
+	}
+	if _, err := kv.Get(ctx, "repo.local"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("Get after release: %v, want ErrKeyNotFound", err)
+	}
+	lctx2, release3, err := l2.Acquire(ctx, "repo.local")
+	if err != nil {
+		t.Fatalf("Acquire after release: %v", err)
+	}
+	if lctx2.Err() != nil {
+		t.Errorf("new lease context is done: %v", context.Cause(lctx2))
+	}
+	release3()
+}
+
+func TestLeaseRenewal(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const ttl = time.Second
+	l1, l2, _ := leaseSetup(t, ttl)
+
+	lctx, release, err := l1.Acquire(ctx, "source./srv/app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	time.Sleep(4 * ttl)
+	if lctx.Err() != nil {
+		t.Fatalf("lease lost while renewed: %v", context.Cause(lctx))
+	}
+	_, _, err = l2.Acquire(ctx, "source./srv/app")
+	wantHeld(t, err, "w1")
+}
+
+func TestLeaseLostBehindItsBack(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l1, _, kv := leaseSetup(t, time.Second)
+
+	for _, tc := range []struct {
+		name   string
+		meddle func(key string) error
+	}{
+		{"overwritten", func(key string) error {
+			_, err := kv.Put(ctx, key, []byte(`{"worker":"intruder"}`))
+			return err
+		}},
+		{"deleted", func(key string) error { return kv.Delete(ctx, key) }},
+		{"purged", func(key string) error { return kv.Purge(ctx, key) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			key := "repo." + tc.name
+			lctx, release, err := l1.Acquire(ctx, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer release()
+			if err := tc.meddle(key); err != nil {
+				t.Fatal(err)
+			}
+			waitDone(t, lctx, 10*time.Second)
+			if cause := context.Cause(lctx); cause == nil || !strings.Contains(cause.Error(), "lost") {
+				t.Errorf("Cause = %v, want a lost lease", cause)
+			}
+			if tc.name == "overwritten" {
+				release() // must not delete the intruder's key
+				e, err := kv.Get(ctx, key)
+				if err != nil {
+					t.Fatalf("intruder's key gone after release: %v", err)
+				}
+				if !strings.Contains(string(e.Value()), "intruder") {
+					t.Errorf("key = %s, want the intruder's value", e.Value())
+				}
+			}
+		})
+	}
+}
+
+func TestLeaseExpiresWithoutRenewal(t *testing.T) {
+	t.Parallel()
+	const ttl = time.Second
+	l1, l2, _ := leaseSetup(t, ttl)
+
+	// w1 takes the lease and then stops renewing without releasing: what a hung or
+	// killed worker looks like from outside.
+	ctx, cancel := context.WithCancel(context.Background())
+	lctx, _, err := l1.Acquire(ctx, "repo.local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	waitDone(t, lctx, time.Second)
+	_, _, err = l2.Acquire(context.Background(), "repo.local")
+	wantHeld(t, err, "w1")
+
+	deadline := time.Now().Add(15 * ttl)
+	for {
+		lctx2, release, err := l2.Acquire(context.Background(), "repo.local")
+		if err == nil {
+			if lctx2.Err() != nil {
+				t.Errorf("new lease context is done: %v", context.Cause(lctx2))
+			}
+			release()
+			return
+		}
+		if _, ok := brr.SnoozeDelay(err); !ok {
+			t.Fatalf("Acquire: %v", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lease not free %v after its holder stopped renewing (TTL %v): %v", 15*ttl, ttl, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestLeaseKey(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l1, _, _ := leaseSetup(t, 30*time.Second)
+
+	for _, key := range []string{"", ".repo", "repo.", "repo..local", "source./srv/my app", "repo.*", "repo.>", "repo.ü"} {
+		_, _, err := l1.Acquire(ctx, key)
+		if err == nil {
+			t.Errorf("Acquire(%q) succeeded, want an invalid key error", key)
+			continue
+		}
+		if !brr.IsPermanent(err) {
+			t.Errorf("Acquire(%q) = %v, want a permanent error", key, err)
+		}
+		if _, ok := brr.SnoozeDelay(err); ok {
+			t.Errorf("Acquire(%q) = %v, want no snooze", key, err)
+		}
+	}
+
+	seen := map[string]string{}
+	for _, name := range []string{"/srv/app", "/srv/my app", "/srv/my=app", "/srv/my=20app", "/a/../b", "/a/./b", ".", "..", "", "ümlaut", "local", "a.b", "a_b", "a-b"} {
+		key := LeaseKey("source", name)
+		if err := ValidLeaseKey(key); err != nil {
+			t.Errorf("LeaseKey(source, %q) = %q: %v", name, key, err)
+		}
+		if other, dup := seen[key]; dup {
+			t.Errorf("LeaseKey gives %q for both %q and %q", key, other, name)
+		}
+		seen[key] = name
+	}
+	if got, want := LeaseKey("repo", "local"), "repo.local"; got != want {
+		t.Errorf("LeaseKey(repo, local) = %q, want %q", got, want)
+	}
+	if got, want := LeaseKey("source", "/srv/my app"), "source./srv/my=20app"; got != want {
+		t.Errorf("LeaseKey(source, /srv/my app) = %q, want %q", got, want)
+	}
+	_, release, err := l1.Acquire(ctx, LeaseKey("source", "/srv/my app.d"))
+	if err != nil {
+		t.Fatalf("Acquire of an escaped key: %v", err)
+	}
+	release()
+}

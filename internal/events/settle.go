@@ -1,0 +1,152 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/state"
+)
+
+// settle turns the handler's outcome into the record, the events and the ack, nak or
+// term of the message, in that order: a job is acked only once its record is durable.
+// It runs after the handler's slot is given back, so settles overlap with new jobs.
+func (c *Consumer) settle(d *delivery, res *brr.Result, herr error) {
+	if !d.state.CompareAndSwap(stateRunning, stateSettling) {
+		return // the drain gave up on it and put it back
+	}
+	log := d.logger(c.log)
+	if herr == nil {
+		c.succeed(d, res)
+		return
+	}
+	if c.aborting.Load() && errors.Is(herr, context.Canceled) {
+		log.Warn().Err(herr).Msg("job cancelled by shutdown; putting it back")
+		_ = d.msg.Nak()
+		return
+	}
+	if delay, ok := brr.SnoozeDelay(herr); ok {
+		c.snoozed.Add(1)
+		log.Info().Err(herr).Dur("retry_in", delay).Msg("job cannot start yet; trying again later")
+		c.retry(d, herr, delay, res)
+		return
+	}
+	if brr.IsPermanent(herr) {
+		log.Error().Err(herr).Msg("job failed")
+		c.deadLetter(d, herr, brr.StatusFailed, res)
+		return
+	}
+	if d.delivered < c.cfg.MaxDeliver {
+		delay := c.backoff(d.delivered)
+		c.retried.Add(1)
+		log.Warn().Err(herr).Dur("retry_in", delay).Msg("job attempt failed; retrying")
+		c.retry(d, herr, delay, res)
+		return
+	}
+	log.Error().Err(herr).Msg("job failed on its last attempt")
+	c.deadLetter(d, herr, brr.StatusDead, res)
+}
+
+// succeed records the job as succeeded, with its events, then acks it.
+func (c *Consumer) succeed(d *delivery, res *brr.Result) {
+	rec := d.rec
+	rec.Status = brr.StatusSucceeded
+	rec.Finished = time.Now().UTC()
+	rec.Result = res
+	rec.Error = ""
+	if res != nil && res.Backup != nil {
+		rec.Snapshot = res.Backup.Snapshot
+		rec.Repo = res.Backup.Repo
+		rec.Source = res.Backup.Source
+	}
+	e := c.jobEvent(d, brr.StatusSucceeded)
+	e.Result = res
+	out := c.cfg.outboxMsgs(e)
+	if res != nil && res.Backup != nil {
+		out = append(out, c.cfg.outboxMsgs(c.snapshotEvent(d, res.Backup))...)
+	}
+	if err := c.store.PutJob(rec, out...); err != nil {
+		// The effect happened but is not recorded: run it again later; jobs are
+		// idempotent by their id.
+		c.putBack(d, err)
+		return
+	}
+	c.done.Add(1)
+	_ = d.msg.Ack()
+}
+
+// snapshotEvent is the snapshot.committed event of a backup.
+func (c *Consumer) snapshotEvent(d *delivery, b *brr.BackupResult) *brr.Event {
+	e := c.cfg.newEvent(brr.EventSnapshot, brr.StatusCommitted)
+	e.JobID = d.job.ID
+	e.Kind = d.job.Kind
+	e.Pool = d.job.Pool
+	e.Repo = b.Repo
+	e.Source = b.Source
+	e.Snapshot = b.Snapshot
+	var tags []string
+	if a, ok := d.job.Args.(*brr.BackupJob); ok {
+		tags = a.Tags
+	}
+	e.SnapshotInfo = &brr.Snapshot{
+		ID:         b.Snapshot,
+		Repo:       b.Repo,
+		Time:       d.rec.Started,
+		Host:       c.cfg.Host,
+		Source:     b.Source,
+		Tags:       tags,
+		Parent:     b.Parent,
+		JobID:      d.job.ID,
+		Files:      b.Files,
+		Bytes:      b.Bytes,
+		BytesAdded: b.BytesAdded,
+	}
+	return e
+}
+
+// retry records the failed attempt with a retrying event and naks the job with delay.
+func (c *Consumer) retry(d *delivery, herr error, delay time.Duration, res *brr.Result) {
+	rec := d.rec
+	rec.Status = brr.StatusRetrying
+	rec.Error = herr.Error()
+	rec.Result = res
+	e := c.jobEvent(d, brr.StatusRetrying)
+	e.Error = herr.Error()
+	e.RetryInMS = delay.Milliseconds()
+	if err := c.store.PutJob(rec, c.cfg.outboxMsgs(e)...); err != nil {
+		d.logger(c.log).Error().Err(err).Msg("record retrying job")
+	}
+	_ = d.msg.NakWithDelay(delay)
+}
+
+// putBack naks a job that could not be recorded (a local store error) with backoff, so
+// that it is tried again, here or on another worker.
+func (c *Consumer) putBack(d *delivery, err error) {
+	delay := c.backoff(d.delivered)
+	d.logger(c.log).Error().Err(err).Dur("retry_in", delay).Msg("putting the job back")
+	_ = d.msg.NakWithDelay(delay)
+}
+
+// backoff is the delay before attempt n+1 after attempt n failed.
+func (c *Consumer) backoff(n int) time.Duration {
+	return backoff(n, c.cfg.BackoffBase, c.cfg.BackoffMax, rand.Float64())
+}
+
+// backoff returns min(max, base·2^(n-1)) with ±20% jitter, r in [0, 1) choosing where in
+// the jitter range: r = 0.5 is the exact value.
+func backoff(n int, base, max time.Duration, r float64) time.Duration {
+	d := base
+	for i := 1; i < n && d < max; i++ {
+		d *= 2
+	}
+	d = min(d, max)
+	return time.Duration(float64(d) * (0.8 + 0.4*r))
+}
+
+// recordOf returns the record of a job that never got one because its message did not
+// decode.
+func recordOf(d *delivery, id string, kind brr.Kind, pool string) *state.JobRecord {
+	return &state.JobRecord{ID: id, Pool: pool, Kind: kind, Attempts: d.delivered}
+}
