@@ -1,0 +1,240 @@
+package jobs
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/repo"
+	"github.com/brr-dev/brr/internal/state"
+)
+
+// progressEvery is how often a running job reports progress.
+const progressEvery = 250 * time.Millisecond
+
+// SourceLeaseKey is the lease key that serializes backups of one source of one host; KV
+// keys allow only [-_=.a-zA-Z0-9], so the path is hashed.
+func SourceLeaseKey(host, path string) string {
+	sum := sha256.Sum256([]byte(host + "\x00" + path))
+	return "source-" + hex.EncodeToString(sum[:16])
+}
+
+// CacheScope is the file cache scope of a source backed up into a repository.
+func CacheScope(r *repo.Repository, source string) string {
+	return r.ID() + "\x00" + source
+}
+
+// Backup backs up the directory tree at a.Path into the job's repository and commits a
+// snapshot whose id derives from jobID. When that snapshot already exists (the job was
+// delivered again after it committed) it returns its result without backing up again.
+func (e *Engine) Backup(ctx context.Context, jobID string, a brr.BackupJob, progress func(brr.Progress)) (*brr.BackupResult, error) {
+	start := time.Now()
+	r, repoName, err := e.Repo(a.Repo)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.Validate(); err != nil {
+		return nil, brr.Permanent(err)
+	}
+	source, err := e.checkSource(a.Path)
+	if err != nil {
+		return nil, err
+	}
+
+	if e.Leases != nil {
+		leaseCtx, release, err := e.Leases.Acquire(ctx, SourceLeaseKey(e.Host, a.Path))
+		if err != nil {
+			return nil, fmt.Errorf("take lease on source %s: %w", a.Path, err)
+		}
+		defer release()
+		ctx = leaseCtx
+	}
+
+	snapID := r.SnapshotIDFor(jobID)
+	snaps, err := r.Snapshots(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots of repo %s: %w", repoName, err)
+	}
+	var parent *repo.Snapshot
+	for _, sn := range snaps {
+		if sn.ID == snapID {
+			return committedResult(repoName, sn, time.Since(start)), nil
+		}
+		if sn.Source == a.Path && sn.Host == e.Host && (parent == nil || !sn.Time.Before(parent.Time)) {
+			parent = sn
+		}
+	}
+
+	scope := CacheScope(r, a.Path)
+	var cache map[string]state.CachedFile
+	if e.Cache != nil {
+		if cache, err = e.Cache.LoadFileCache(scope); err != nil {
+			return nil, fmt.Errorf("load file cache: %w", err)
+		}
+	}
+	arch := newArchiver(r, source, e.parallelism(), cache)
+
+	stopProgress := e.reportBackupProgress(ctx, source, arch, progress, start)
+	tree, err := arch.run(ctx)
+	stopProgress()
+	if err != nil {
+		return nil, fmt.Errorf("back up %s: %w", a.Path, err)
+	}
+	if err := r.Flush(ctx); err != nil {
+		return nil, fmt.Errorf("flush repo %s: %w", repoName, err)
+	}
+	sn := &repo.Snapshot{
+		ID:         snapID,
+		Time:       e.now().UTC(),
+		Host:       e.Host,
+		Source:     a.Path,
+		Tags:       a.Tags,
+		Tree:       tree,
+		JobID:      jobID,
+		Files:      arch.files.Load(),
+		Dirs:       arch.dirs.Load(),
+		Bytes:      arch.bytes.Load(),
+		BlobsAdded: arch.blobsAdded.Load(),
+		BytesAdded: arch.bytesAdded.Load(),
+	}
+	if parent != nil {
+		id := parent.ID
+		sn.Parent = &id
+	}
+	if err := r.SaveSnapshot(ctx, sn); err != nil {
+		return nil, fmt.Errorf("save snapshot: %w", err)
+	}
+
+	res := committedResult(repoName, sn, time.Since(start))
+	res.FilesNew = arch.filesNew.Load()
+	res.FilesChanged = arch.filesChanged.Load()
+	res.FilesUnchanged = arch.filesUnchanged.Load()
+	res.BytesRead = arch.bytesRead.Load()
+	res.Warnings = arch.warningList()
+
+	if e.Cache != nil {
+		del := make([]string, 0, len(arch.oldCache))
+		for k := range arch.oldCache {
+			del = append(del, k)
+		}
+		if err := e.Cache.UpdateFileCache(scope, arch.cachePut, del); err != nil {
+			// The snapshot is committed; a stale cache only costs reading files again.
+			res.Warnings = append(res.Warnings, fmt.Sprintf("update file cache: %v (the next backup reads every file again)", err))
+		}
+	}
+	return res, nil
+}
+
+func committedResult(repoName string, sn *repo.Snapshot, took time.Duration) *brr.BackupResult {
+	res := &brr.BackupResult{
+		Snapshot:   sn.ID.String(),
+		Repo:       repoName,
+		Source:     sn.Source,
+		Files:      sn.Files,
+		Dirs:       sn.Dirs,
+		Bytes:      sn.Bytes,
+		BlobsAdded: sn.BlobsAdded,
+		BytesAdded: sn.BytesAdded,
+		DurationMS: took.Milliseconds(),
+	}
+	if sn.Parent != nil {
+		res.Parent = sn.Parent.String()
+	}
+	return res
+}
+
+// checkSource checks that the source is inside the allowed roots and is a directory, and
+// returns it with its symlinks resolved.
+func (e *Engine) checkSource(p string) (string, error) {
+	resolved, err := e.resolveAllowed("backup source", p)
+	if err != nil {
+		return "", err
+	}
+	fi, err := os.Stat(resolved)
+	switch {
+	case err != nil && os.IsNotExist(err):
+		return "", brr.Permanent(fmt.Errorf("backup source %q does not exist on host %s; check the path", p, e.Host))
+	case err != nil:
+		return "", fmt.Errorf("stat backup source %s: %w", p, err)
+	case !fi.IsDir():
+		return "", brr.Permanent(fmt.Errorf("backup source %q is not a directory; back up the directory that holds it", p))
+	}
+	return resolved, nil
+}
+
+// reportBackupProgress calls progress every progressEvery until the returned function is
+// called. A scanner goroutine that only stats the tree provides the totals.
+func (e *Engine) reportBackupProgress(ctx context.Context, root string, arch *archiver, progress func(brr.Progress), start time.Time) func() {
+	if progress == nil {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var totalFiles, totalBytes atomic.Int64
+	var scanned atomic.Bool
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		_ = filepath.WalkDir(root, func(_ string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return nil
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if d.Type().IsRegular() {
+				if fi, err := d.Info(); err == nil {
+					totalFiles.Add(1)
+					totalBytes.Add(fi.Size())
+				}
+			}
+			return nil
+		})
+		scanned.Store(ctx.Err() == nil)
+	}()
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(progressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			p := brr.Progress{
+				Phase:      "backup",
+				Files:      arch.doneFiles.Load(),
+				Bytes:      arch.doneBytes.Load(),
+				TotalFiles: totalFiles.Load(),
+				TotalBytes: totalBytes.Load(),
+			}
+			fillRate(&p, start, scanned.Load())
+			progress(p)
+		}
+	}()
+	return func() {
+		cancel()
+		wg.Wait()
+	}
+}
+
+// fillRate sets the rate and, when the totals are final, the time left.
+func fillRate(p *brr.Progress, start time.Time, totalsFinal bool) {
+	secs := time.Since(start).Seconds()
+	if secs <= 0 {
+		return
+	}
+	p.BytesPerSec = float64(p.Bytes) / secs
+	if totalsFinal && p.BytesPerSec > 0 && p.TotalBytes > p.Bytes {
+		p.ETASeconds = float64(p.TotalBytes-p.Bytes) / p.BytesPerSec
+	}
+}

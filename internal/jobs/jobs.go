@@ -1,0 +1,276 @@
+// Package jobs is what each job does once a worker has taken it: back a directory tree up
+// into a repository, restore a snapshot into a directory, verify a repository, answer a
+// ping. It knows files and repositories but no NATS: the consume loop (internal/events)
+// decodes a job, calls Engine.Handle and turns the returned error into ack, nak or term,
+// so the same code runs under the queue, in tests and in benchmarks.
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/repo"
+	"github.com/brr-dev/brr/internal/state"
+)
+
+// FileCache remembers, per scope (a repository and a source), what each file looked like
+// when it was last backed up and which blobs hold its content, so that an unchanged file is
+// not read again. *state.DB implements it.
+type FileCache interface {
+	LoadFileCache(scope string) (map[string]state.CachedFile, error)
+	UpdateFileCache(scope string, put map[string]state.CachedFile, del []string) error
+}
+
+// Leaser hands out leases that keep two workers from backing up one source at once.
+type Leaser interface {
+	// Acquire takes the lease on key and renews it until release is called. The returned
+	// context is cancelled if the lease is lost. A lease held elsewhere → an error marked
+	// brr.Snooze(err, d) (try later; not a failure).
+	Acquire(ctx context.Context, key string) (context.Context, func(), error)
+}
+
+// Engine runs jobs against the repositories of one worker. Its fields are set once, by
+// cmd/worker or a test, before the first call; its methods are safe for concurrent use.
+type Engine struct {
+	// Repos are the open repositories, by the name jobs use for them.
+	Repos map[string]*repo.Repository
+	// DefaultRepo is used when a job names no repo.
+	DefaultRepo string
+	// Cache is the file cache; nil means every file is read on every backup.
+	Cache FileCache
+	// Leases keeps one backup per source at a time; nil means no leases.
+	Leases Leaser
+	// AllowedRoots limits sources and restore targets to these directories; empty allows
+	// any absolute path.
+	AllowedRoots []string
+	// Host names this machine in snapshots; Worker names this worker in results.
+	Host   string
+	Worker string
+	// Parallelism is the number of file workers; 0 means runtime.GOMAXPROCS(0)+1.
+	Parallelism int
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+func (e *Engine) now() time.Time {
+	if e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
+}
+
+func (e *Engine) parallelism() int {
+	if e.Parallelism > 0 {
+		return e.Parallelism
+	}
+	return runtime.GOMAXPROCS(0) + 1
+}
+
+// Handle runs job and returns its result. The job's Args decide what runs; DecodeJob gives
+// pointers, values are accepted too. An error marked brr.Permanent will not get better by
+// retrying; a verify that found damage returns both its report and such an error.
+func (e *Engine) Handle(ctx context.Context, job *brr.Job, progress func(brr.Progress)) (*brr.Result, error) {
+	if job == nil || job.Args == nil {
+		return nil, brr.Permanent(fmt.Errorf("%w: job has no args", brr.ErrInvalid))
+	}
+	switch a := job.Args.(type) {
+	case *brr.BackupJob:
+		res, err := e.Backup(ctx, job.ID, *a, progress)
+		return backupResult(res), err
+	case brr.BackupJob:
+		res, err := e.Backup(ctx, job.ID, a, progress)
+		return backupResult(res), err
+	case *brr.RestoreJob:
+		res, err := e.Restore(ctx, job.ID, *a, progress)
+		return restoreResult(res), err
+	case brr.RestoreJob:
+		res, err := e.Restore(ctx, job.ID, a, progress)
+		return restoreResult(res), err
+	case *brr.VerifyJob:
+		res, err := e.Verify(ctx, job.ID, *a, progress)
+		return verifyResult(res), err
+	case brr.VerifyJob:
+		res, err := e.Verify(ctx, job.ID, a, progress)
+		return verifyResult(res), err
+	case *brr.PingJob:
+		res, err := e.Ping(ctx, *a)
+		return pingResult(res), err
+	case brr.PingJob:
+		res, err := e.Ping(ctx, a)
+		return pingResult(res), err
+	}
+	return nil, brr.Permanent(fmt.Errorf("%w: %q jobs are not run by this worker", brr.ErrUnknownKind, job.Args.Kind()))
+}
+
+func backupResult(r *brr.BackupResult) *brr.Result {
+	if r == nil {
+		return nil
+	}
+	return &brr.Result{Backup: r}
+}
+
+func restoreResult(r *brr.RestoreResult) *brr.Result {
+	if r == nil {
+		return nil
+	}
+	return &brr.Result{Restore: r}
+}
+
+func verifyResult(r *brr.VerifyResult) *brr.Result {
+	if r == nil {
+		return nil
+	}
+	return &brr.Result{Verify: r}
+}
+
+func pingResult(r *brr.PingResult) *brr.Result {
+	if r == nil {
+		return nil
+	}
+	return &brr.Result{Ping: r}
+}
+
+// Ping waits DelayMS (or until ctx is done) and names the worker that answered.
+func (e *Engine) Ping(ctx context.Context, a brr.PingJob) (*brr.PingResult, error) {
+	if a.DelayMS > 0 {
+		t := time.NewTimer(time.Duration(a.DelayMS) * time.Millisecond)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+	return &brr.PingResult{Worker: e.Worker}, nil
+}
+
+// Repo resolves a job's repo name: "" is the default repo (DefaultRepo, else "local", else
+// the only one configured). It returns the repository and its name.
+func (e *Engine) Repo(name string) (*repo.Repository, string, error) {
+	if name == "" {
+		name = e.DefaultRepo
+	}
+	if name == "" {
+		if _, ok := e.Repos["local"]; ok {
+			name = "local"
+		} else if len(e.Repos) == 1 {
+			for n := range e.Repos {
+				name = n
+			}
+		}
+	}
+	if r, ok := e.Repos[name]; ok && r != nil {
+		return r, name, nil
+	}
+	names := make([]string, 0, len(e.Repos))
+	for n := range e.Repos {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if name == "" {
+		return nil, "", brr.Permanent(fmt.Errorf("the job names no repo and this worker has no default (configured: %s); name one with --repo", strings.Join(names, ", ")))
+	}
+	return nil, "", brr.Permanent(fmt.Errorf("repo %q is not configured (configured: %s); name one of those or add it to the worker's config", name, strings.Join(names, ", ")))
+}
+
+// Snapshots lists the snapshots of a repository, oldest first; with source set, only
+// those of that source path.
+func (e *Engine) Snapshots(ctx context.Context, repoName, source string) ([]brr.Snapshot, error) {
+	r, name, err := e.Repo(repoName)
+	if err != nil {
+		return nil, err
+	}
+	sns, err := r.Snapshots(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots of repo %s: %w", name, err)
+	}
+	out := make([]brr.Snapshot, 0, len(sns))
+	for _, sn := range sns {
+		if source != "" && sn.Source != source {
+			continue
+		}
+		out = append(out, publicSnapshot(name, sn))
+	}
+	return out, nil
+}
+
+func publicSnapshot(repoName string, sn *repo.Snapshot) brr.Snapshot {
+	s := brr.Snapshot{
+		ID:         sn.ID.String(),
+		Repo:       repoName,
+		Time:       sn.Time,
+		Host:       sn.Host,
+		Source:     sn.Source,
+		Tags:       sn.Tags,
+		JobID:      sn.JobID,
+		Files:      sn.Files,
+		Bytes:      sn.Bytes,
+		BytesAdded: sn.BytesAdded,
+	}
+	if sn.Parent != nil {
+		s.Parent = sn.Parent.String()
+	}
+	return s
+}
+
+// resolveAllowed returns p with the symlinks of its existing part resolved, and an error
+// marked Permanent when the result lies outside AllowedRoots. what names p in the message.
+func (e *Engine) resolveAllowed(what, p string) (string, error) {
+	if !filepath.IsAbs(p) {
+		return "", brr.Permanent(fmt.Errorf("%s %q is not an absolute path; give the full path", what, p))
+	}
+	resolved, err := resolveExisting(filepath.Clean(p))
+	if err != nil {
+		return "", fmt.Errorf("resolve %s %q: %w", what, p, err)
+	}
+	if len(e.AllowedRoots) == 0 {
+		return resolved, nil
+	}
+	for _, root := range e.AllowedRoots {
+		rr, err := resolveExisting(filepath.Clean(root))
+		if err != nil {
+			continue
+		}
+		if within(rr, resolved) {
+			return resolved, nil
+		}
+	}
+	return "", brr.Permanent(fmt.Errorf("%s %q (resolved to %q) is outside the allowed roots (%s); use a path inside them or add a root to allowed_roots in the worker's config",
+		what, p, resolved, strings.Join(e.AllowedRoots, ", ")))
+}
+
+// resolveExisting resolves the symlinks of the longest existing prefix of the clean,
+// absolute path p and appends the rest unchanged.
+func resolveExisting(p string) (string, error) {
+	rest := ""
+	cur := p
+	for {
+		r, err := filepath.EvalSymlinks(cur)
+		if err == nil {
+			return filepath.Join(r, rest), nil
+		}
+		if !os.IsNotExist(err) {
+			return "", err
+		}
+		if _, lerr := os.Lstat(cur); lerr == nil {
+			return "", fmt.Errorf("%s is a symlink to a path that does not exist", cur)
+		}
+		parent := filepath.Dir(cur)
+		if parent == cur {
+			return p, nil
+		}
+		rest = filepath.Join(filepath.Base(cur), rest)
+		cur = parent
+	}
+}
+
+func within(root, p string) bool {
+	return root == "/" || p == root || strings.HasPrefix(p, root+"/")
+}

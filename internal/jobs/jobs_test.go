@@ -1,0 +1,300 @@
+package jobs_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/jobs"
+	"github.com/brr-dev/brr/internal/repo"
+	"github.com/brr-dev/brr/internal/repo/file"
+)
+
+var testPassword = []byte("correct horse battery staple")
+
+func testOptions() repo.Options {
+	return repo.Options{PackSize: 4 << 20, KDF: repo.KDFParams{Time: 1, MemoryKiB: 1024, Threads: 1}}
+}
+
+// bundle is what most tests need: a repository in a temporary directory and an engine
+// that uses it as its only repo.
+type bundle struct {
+	dir    string // the repository's directory
+	repo   *repo.Repository
+	engine *jobs.Engine
+}
+
+func setup(t testing.TB) *bundle {
+	t.Helper()
+	return setupWith(t, testOptions())
+}
+
+func setupWith(t testing.TB, opts repo.Options) *bundle {
+	t.Helper()
+	dir := t.TempDir()
+	r := initRepoWith(t, dir, opts)
+	return &bundle{
+		dir:  dir,
+		repo: r,
+		engine: &jobs.Engine{
+			Repos:  map[string]*repo.Repository{"local": r},
+			Host:   "testhost",
+			Worker: "worker-1",
+		},
+	}
+}
+
+func initRepo(t testing.TB, dir string) *repo.Repository {
+	t.Helper()
+	return initRepoWith(t, dir, testOptions())
+}
+
+func initRepoWith(t testing.TB, dir string, opts repo.Options) *repo.Repository {
+	t.Helper()
+	be, err := file.Open(dir)
+	if err != nil {
+		t.Fatalf("open backend: %v", err)
+	}
+	r, err := repo.Init(context.Background(), be, testPassword, opts)
+	if err != nil {
+		t.Fatalf("init repo: %v", err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func openRepo(t testing.TB, dir string, password []byte) (*repo.Repository, error) {
+	t.Helper()
+	be, err := file.Open(dir)
+	if err != nil {
+		t.Fatalf("open backend: %v", err)
+	}
+	r, err := repo.Open(context.Background(), be, password, testOptions())
+	if err == nil {
+		t.Cleanup(func() { r.Close() })
+	}
+	return r, err
+}
+
+func backup(t testing.TB, e *jobs.Engine, jobID, src string) *brr.BackupResult {
+	t.Helper()
+	res, err := e.Backup(context.Background(), jobID, brr.BackupJob{Path: src}, nil)
+	if err != nil {
+		t.Fatalf("backup %s: %v", src, err)
+	}
+	return res
+}
+
+func restore(t testing.TB, e *jobs.Engine, snapshot, target string) *brr.RestoreResult {
+	t.Helper()
+	res, err := e.Restore(context.Background(), "restore-"+snapshot[:8], brr.RestoreJob{Snapshot: snapshot, Target: target}, nil)
+	if err != nil {
+		t.Fatalf("restore %s: %v", snapshot, err)
+	}
+	return res
+}
+
+func randomBytes(seed uint64, n int) []byte {
+	b := make([]byte, n)
+	r := rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8), byte(seed >> 16), 1})
+	_, _ = r.Read(b)
+	return b
+}
+
+func writeFile(t testing.TB, p string, data []byte, mode os.FileMode) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, data, mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// entryInfo is what a tree comparison looks at for one path.
+type entryInfo struct {
+	mode    fs.FileMode
+	mtimeNS int64
+	uid     uint32
+	gid     uint32
+	size    int64
+	content []byte
+	link    string
+	ino     uint64
+}
+
+// scanTree records every entry below root, by slash path relative to root.
+func scanTree(t testing.TB, root string) map[string]entryInfo {
+	t.Helper()
+	out := make(map[string]entryInfo)
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p == root {
+			return nil
+		}
+		rel, _ := filepath.Rel(root, p)
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		e := entryInfo{mode: fi.Mode(), mtimeNS: fi.ModTime().UnixNano(), uid: st.Uid, gid: st.Gid, ino: st.Ino}
+		switch {
+		case fi.Mode().IsRegular():
+			e.size = fi.Size()
+			if e.content, err = os.ReadFile(p); err != nil {
+				return err
+			}
+		case fi.Mode()&fs.ModeSymlink != 0:
+			if e.link, err = os.Readlink(p); err != nil {
+				return err
+			}
+		case fi.IsDir():
+		default:
+			return nil // special files are not compared
+		}
+		out[filepath.ToSlash(rel)] = e
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("scan %s: %v", root, err)
+	}
+	return out
+}
+
+// compareTrees fails the test for every difference between the trees below a and b,
+// including which files share an inode.
+func compareTrees(t testing.TB, a, b string) {
+	t.Helper()
+	ta, tb := scanTree(t, a), scanTree(t, b)
+	for rel, ea := range ta {
+		eb, ok := tb[rel]
+		if !ok {
+			t.Errorf("%q: missing from the restore", rel)
+			continue
+		}
+		if ea.mode != eb.mode {
+			t.Errorf("%q: mode %v, want %v", rel, eb.mode, ea.mode)
+		}
+		if ea.mtimeNS != eb.mtimeNS {
+			t.Errorf("%q: mtime %d, want %d", rel, eb.mtimeNS, ea.mtimeNS)
+		}
+		if ea.uid != eb.uid || ea.gid != eb.gid {
+			t.Errorf("%q: owner %d:%d, want %d:%d", rel, eb.uid, eb.gid, ea.uid, ea.gid)
+		}
+		if ea.size != eb.size || !bytes.Equal(ea.content, eb.content) {
+			t.Errorf("%q: content differs (%d bytes, want %d)", rel, eb.size, ea.size)
+		}
+		if ea.link != eb.link {
+			t.Errorf("%q: symlink target %q, want %q", rel, eb.link, ea.link)
+		}
+	}
+	for rel := range tb {
+		if _, ok := ta[rel]; !ok {
+			t.Errorf("%q: in the restore, not in the source", rel)
+		}
+	}
+	// Files that share an inode in a share one in b, and only those.
+	for r1, e1 := range ta {
+		for r2, e2 := range ta {
+			if r1 >= r2 || !e1.mode.IsRegular() || !e2.mode.IsRegular() {
+				continue
+			}
+			if got, want := tb[r1].ino == tb[r2].ino, e1.ino == e2.ino; got != want {
+				t.Errorf("%q and %q: same inode in restore = %v, in source = %v", r1, r2, got, want)
+			}
+		}
+	}
+}
+
+// noTempFiles fails the test if a restore left a temporary file below root.
+func noTempFiles(t testing.TB, root string) {
+	t.Helper()
+	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && strings.HasPrefix(d.Name(), ".brr-restore-") {
+			t.Errorf("temporary file left behind: %s", p)
+		}
+		return nil
+	})
+}
+
+func TestHandleDispatch(t *testing.T) {
+	b := setup(t)
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "a.txt"), []byte("hello"), 0o644)
+	ctx := context.Background()
+
+	res, err := b.engine.Handle(ctx, &brr.Job{ID: "ping-1", Kind: brr.KindPing, Args: brr.PingJob{DelayMS: 1}}, nil)
+	if err != nil || res.Ping == nil || res.Ping.Worker != "worker-1" {
+		t.Fatalf("ping: %+v, %v", res, err)
+	}
+	res, err = b.engine.Handle(ctx, &brr.Job{ID: "backup-1", Kind: brr.KindBackup, Args: &brr.BackupJob{Path: src}}, nil)
+	if err != nil || res.Backup == nil || res.Backup.Files != 1 {
+		t.Fatalf("backup: %+v, %v", res, err)
+	}
+	res, err = b.engine.Handle(ctx, &brr.Job{ID: "verify-1", Kind: brr.KindVerify, Args: &brr.VerifyJob{ReadData: true}}, nil)
+	if err != nil || res.Verify == nil || !res.Verify.OK() || res.Verify.Snapshots != 1 {
+		t.Fatalf("verify: %+v, %v", res, err)
+	}
+	target := filepath.Join(t.TempDir(), "out")
+	res, err = b.engine.Handle(ctx, &brr.Job{ID: "restore-1", Kind: brr.KindRestore, Args: brr.RestoreJob{Snapshot: "latest", Target: target}}, nil)
+	if err != nil || res.Restore == nil || res.Restore.Files != 1 {
+		t.Fatalf("restore: %+v, %v", res, err)
+	}
+	compareTrees(t, src, target)
+
+	_, err = b.engine.Handle(ctx, &brr.Job{ID: "backup-2", Kind: brr.KindBackup, Args: &brr.BackupJob{Path: src, Repo: "offsite"}}, nil)
+	if !brr.IsPermanent(err) || !strings.Contains(err.Error(), `repo "offsite" is not configured (configured: local)`) {
+		t.Fatalf("unknown repo: err = %v, want a permanent error naming the configured repos", err)
+	}
+	ctx2, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := b.engine.Ping(ctx2, brr.PingJob{DelayMS: 60000}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("ping with cancelled context: err = %v", err)
+	}
+	snaps, err := b.engine.Snapshots(ctx, "", src)
+	if err != nil || len(snaps) != 1 || snaps[0].Source != src || snaps[0].JobID != "backup-1" || snaps[0].Repo != "local" {
+		t.Fatalf("snapshots: %+v, %v", snaps, err)
+	}
+	if snaps, _ := b.engine.Snapshots(ctx, "", "/elsewhere"); len(snaps) != 0 {
+		t.Fatalf("snapshots of another source: %+v, want none", snaps)
+	}
+}
+
+func TestProgressReported(t *testing.T) {
+	b := setup(t)
+	src := t.TempDir()
+	for i := range 4 {
+		writeFile(t, filepath.Join(src, fmt.Sprintf("f%d", i)), randomBytes(uint64(i), 16<<20), 0o644)
+	}
+	var last brr.Progress
+	calls := 0
+	res, err := b.engine.Backup(context.Background(), "progress-1", brr.BackupJob{Path: src}, func(p brr.Progress) {
+		calls++
+		last = p
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d progress calls, last %+v, backup took %d ms", calls, last, res.DurationMS)
+	if res.DurationMS > 2000 && calls == 0 {
+		t.Fatalf("backup ran %d ms and reported no progress", res.DurationMS)
+	}
+	if calls > 0 && (last.Bytes > 64<<20 || last.TotalFiles > 4) {
+		t.Fatalf("progress %+v beyond the tree's size", last)
+	}
+}

@@ -1,0 +1,295 @@
+package jobs_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/repo"
+)
+
+func TestCorruptPackFoundByVerifyAndRestoreFailsOnlyThatFile(t *testing.T) {
+	b := setup(t)
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "good1.bin"), randomBytes(31, 300<<10), 0o644)
+	writeFile(t, filepath.Join(src, "victim.bin"), randomBytes(32, 200<<10), 0o644)
+	writeFile(t, filepath.Join(src, "sub", "good2.bin"), randomBytes(33, 2<<20), 0o644)
+	res := backup(t, b.engine, "corrupt-1", src)
+
+	// Find victim.bin's blob and flip a byte in the middle of it, in the pack file on disk.
+	ctx := context.Background()
+	id, err := repo.ParseID(res.Snapshot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sn, err := b.repo.LoadSnapshot(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := b.repo.LoadTree(ctx, sn.Tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := tree.Find("victim.bin")
+	if victim == nil || len(victim.Content) != 1 {
+		t.Fatalf("victim.bin node %+v, want one blob", victim)
+	}
+	pb, ok := b.repo.LookupBlob(repo.DataBlob, victim.Content[0])
+	if !ok {
+		t.Fatal("victim.bin's blob is not in the index")
+	}
+	packPath := ""
+	_ = filepath.WalkDir(filepath.Join(b.dir, "data"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Name() == pb.Pack.String() {
+			packPath = p
+		}
+		return nil
+	})
+	if packPath == "" {
+		t.Fatalf("pack file %s not found under %s", pb.Pack, b.dir)
+	}
+	f, err := os.OpenFile(packPath, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := int64(pb.Offset) + int64(pb.Length)/2
+	one := make([]byte, 1)
+	if _, err := f.ReadAt(one, off); err != nil {
+		t.Fatal(err)
+	}
+	one[0] ^= 0x40
+	if _, err := f.WriteAt(one, off); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	vr, err := b.engine.Verify(ctx, "verify-corrupt", brr.VerifyJob{ReadData: true}, nil)
+	verr := err
+	if err == nil || !brr.IsPermanent(err) {
+		t.Fatalf("verify of a damaged repo: err = %v, want a permanent error", err)
+	}
+	if vr == nil || vr.OK() {
+		t.Fatalf("verify result %+v, want damage", vr)
+	}
+	if !strings.Contains(err.Error(), "/victim.bin") {
+		t.Errorf("verify error %q does not name /victim.bin", err)
+	}
+	named := false
+	for _, d := range vr.Damaged {
+		for _, p := range d.Paths {
+			named = named || p == "/victim.bin"
+		}
+	}
+	if !named {
+		t.Errorf("verify damage %+v does not name /victim.bin", vr.Damaged)
+	}
+
+	target := filepath.Join(t.TempDir(), "out")
+	rr, err := b.engine.Restore(ctx, "restore-corrupt", brr.RestoreJob{Snapshot: res.Snapshot, Target: target}, nil)
+	if err == nil || !strings.Contains(err.Error(), "/victim.bin") {
+		t.Fatalf("restore with a damaged blob: err = %v, want one naming /victim.bin", err)
+	}
+	t.Logf("verify: %v", verr)
+	t.Logf("restore: %v", err)
+	if !strings.Contains(err.Error(), "damaged") {
+		t.Errorf("restore error %q does not say the data is damaged", err)
+	}
+	if rr == nil || rr.Files != 2 {
+		t.Errorf("restore result %+v, want the 2 good files restored", rr)
+	}
+	if _, err := os.Lstat(filepath.Join(target, "victim.bin")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("victim.bin exists in the target after a failed restore (err %v)", err)
+	}
+	noTempFiles(t, target)
+	for _, name := range []string{"good1.bin", "sub/good2.bin"} {
+		want, _ := os.ReadFile(filepath.Join(src, name))
+		got, err := os.ReadFile(filepath.Join(target, name))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: restored %d bytes (err %v), want the %d bytes of the source", name, len(got), err, len(want))
+		}
+	}
+}
+
+func TestWrongPassword(t *testing.T) {
+	dir := t.TempDir()
+	initRepo(t, dir)
+	_, err := openRepo(t, dir, []byte("not the password"))
+	if !errors.Is(err, repo.ErrWrongPassword) {
+		t.Fatalf("open with a wrong password: err = %v, want repo.ErrWrongPassword", err)
+	}
+	if _, err := openRepo(t, dir, testPassword); err != nil {
+		t.Fatalf("open with the right password: %v", err)
+	}
+}
+
+func TestRestoreRefusesToOverwrite(t *testing.T) {
+	b := setup(t)
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "a.txt"), []byte("from the snapshot"), 0o644)
+	writeFile(t, filepath.Join(src, "b.txt"), []byte("also from the snapshot"), 0o644)
+	res := backup(t, b.engine, "ow-1", src)
+
+	target := t.TempDir()
+	writeFile(t, filepath.Join(target, "a.txt"), []byte("precious local edit"), 0o644)
+	_, err := b.engine.Restore(context.Background(), "r1", brr.RestoreJob{Snapshot: res.Snapshot, Target: target}, nil)
+	if err == nil || !strings.Contains(err.Error(), "/a.txt") || !strings.Contains(err.Error(), "overwrite") {
+		t.Fatalf("restore over an existing file: err = %v, want one naming /a.txt and overwrite", err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(target, "a.txt")); string(got) != "precious local edit" {
+		t.Fatalf("a.txt = %q after a refused restore", got)
+	}
+	if got, _ := os.ReadFile(filepath.Join(target, "b.txt")); string(got) != "also from the snapshot" {
+		t.Fatalf("b.txt = %q, want it restored", got)
+	}
+	noTempFiles(t, target)
+
+	_, err = b.engine.Restore(context.Background(), "r2", brr.RestoreJob{Snapshot: res.Snapshot, Target: target, Overwrite: true}, nil)
+	if err != nil {
+		t.Fatalf("restore with overwrite: %v", err)
+	}
+	compareTrees(t, src, target)
+}
+
+// saveRawTree stores data as a tree blob as it is, bypassing EncodeTree's checks, the way
+// a hostile writer of the repository could.
+func saveRawTree(t *testing.T, r *repo.Repository, data []byte) repo.ID {
+	t.Helper()
+	id := r.BlobID(data)
+	if _, _, err := r.SaveBlob(context.Background(), repo.TreeBlob, id, data); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func commitTree(t *testing.T, r *repo.Repository, jobID string, tree repo.ID) string {
+	t.Helper()
+	ctx := context.Background()
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sn := &repo.Snapshot{ID: r.SnapshotIDFor(jobID), Time: time.Now(), Host: "evil", Source: "/evil", Tree: tree, JobID: jobID}
+	if err := r.SaveSnapshot(ctx, sn); err != nil {
+		t.Fatal(err)
+	}
+	return sn.ID.String()
+}
+
+func TestRestoreRefusesEscapingSnapshots(t *testing.T) {
+	b := setup(t)
+	r := b.repo
+	ctx := context.Background()
+	content := []byte("written by a malicious snapshot")
+	blob := r.BlobID(content)
+	if _, _, err := r.SaveBlob(ctx, repo.DataBlob, blob, content); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	fileNode := func(name string) *repo.Node {
+		return &repo.Node{Name: name, Type: repo.NodeFile, Mode: 0o644, ModTime: now, Size: int64(len(content)), Content: []repo.ID{blob}}
+	}
+	inner, err := r.SaveTree(ctx, &repo.Tree{Nodes: []*repo.Node{fileNode("pwned")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The repository refuses to write such trees at all.
+	for _, name := range []string{"..", ".", "a/b", "/abs", ""} {
+		if _, err := r.SaveTree(ctx, &repo.Tree{Nodes: []*repo.Node{fileNode(name)}}); err == nil {
+			t.Errorf("SaveTree accepted a node named %q", name)
+		}
+	}
+	dup := &repo.Tree{Nodes: []*repo.Node{
+		{Name: "a", Type: repo.NodeSymlink, Mode: uint32(os.ModeSymlink | 0o777), ModTime: now, LinkTarget: "/tmp"},
+		{Name: "a", Type: repo.NodeDir, Mode: uint32(os.ModeDir | 0o755), ModTime: now, Subtree: inner},
+	}}
+	if _, err := r.SaveTree(ctx, dup); err == nil {
+		t.Errorf("SaveTree accepted two nodes named %q", "a")
+	}
+
+	// A hostile writer can still store raw bytes: encode good trees, then rename nodes.
+	outside := t.TempDir()
+	raw := func(tree *repo.Tree, from, to string) []byte {
+		data, err := repo.EncodeTree(tree)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(from) != len(to) || bytes.Count(data, []byte(from)) != 1 {
+			t.Fatalf("cannot rewrite %q to %q", from, to)
+		}
+		return bytes.Replace(data, []byte(from), []byte(to), 1)
+	}
+	cases := []struct {
+		name string
+		tree []byte
+	}{
+		{"dotdot dir", raw(&repo.Tree{Nodes: []*repo.Node{{Name: "QQ", Type: repo.NodeDir, Mode: uint32(os.ModeDir | 0o755), ModTime: now, Subtree: inner}}}, "QQ", "..")},
+		{"slash name", raw(&repo.Tree{Nodes: []*repo.Node{fileNode("QQQQQ")}}, "QQQQQ", "../zz")},
+		{"absolute name", raw(&repo.Tree{Nodes: []*repo.Node{fileNode(strings.Repeat("Q", len(outside)+6))}}, strings.Repeat("Q", len(outside)+6), outside+"/pwned")},
+		{"symlink then dir of the same name", raw(&repo.Tree{Nodes: []*repo.Node{
+			{Name: "a", Type: repo.NodeSymlink, Mode: uint32(os.ModeSymlink | 0o777), ModTime: now, LinkTarget: outside},
+			{Name: "b", Type: repo.NodeDir, Mode: uint32(os.ModeDir | 0o755), ModTime: now, Subtree: inner},
+		}}, "\x01b", "\x01a")},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			snap := commitTree(t, r, "evil-"+string(rune('a'+i)), saveRawTree(t, r, c.tree))
+			target := filepath.Join(t.TempDir(), "target")
+			_, err := b.engine.Restore(ctx, "r", brr.RestoreJob{Snapshot: snap, Target: target}, nil)
+			if err == nil {
+				t.Fatalf("restore of a snapshot with %s succeeded", c.name)
+			}
+			if !brr.IsPermanent(err) {
+				t.Errorf("err = %v, want permanent", err)
+			}
+			t.Logf("refused: %v", err)
+			assertNothingOutside(t, outside, target)
+		})
+	}
+
+	// A symlink already in the target is never followed into: a snapshot directory of the
+	// same name fails (or, with Overwrite, replaces the link).
+	t.Run("existing symlink in target", func(t *testing.T) {
+		root, err := r.SaveTree(ctx, &repo.Tree{Nodes: []*repo.Node{{Name: "a", Type: repo.NodeDir, Mode: uint32(os.ModeDir | 0o755), ModTime: now, Subtree: inner}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		snap := commitTree(t, r, "evil-link", root)
+		target := t.TempDir()
+		if err := os.Symlink(outside, filepath.Join(target, "a")); err != nil {
+			t.Fatal(err)
+		}
+		_, err = b.engine.Restore(ctx, "r", brr.RestoreJob{Snapshot: snap, Target: target}, nil)
+		if err == nil || !strings.Contains(err.Error(), "/a") {
+			t.Fatalf("restore through an existing symlink: err = %v, want one naming /a", err)
+		}
+		assertNothingOutside(t, outside, target)
+		if _, err := b.engine.Restore(ctx, "r", brr.RestoreJob{Snapshot: snap, Target: target, Overwrite: true}, nil); err != nil {
+			t.Fatalf("restore with overwrite: %v", err)
+		}
+		assertNothingOutside(t, outside, target)
+		if got, err := os.ReadFile(filepath.Join(target, "a", "pwned")); err != nil || !bytes.Equal(got, content) {
+			t.Fatalf("a/pwned = %q, %v; want it restored inside the target", got, err)
+		}
+	})
+}
+
+func assertNothingOutside(t *testing.T, outside, target string) {
+	t.Helper()
+	entries, err := os.ReadDir(outside)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 0 {
+		t.Errorf("restore into %s wrote %d entries into %s", target, len(entries), outside)
+	}
+	if _, err := os.Lstat(filepath.Join(filepath.Dir(target), "pwned")); err == nil {
+		t.Errorf("restore wrote pwned next to the target")
+	}
+}

@@ -1,0 +1,102 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/repo"
+)
+
+// Verify checks the job's repository: that every referenced blob exists and, with
+// ReadData, that every blob decrypts and matches its id. Damage found returns the report
+// and a Permanent error that names the damaged objects: running again will not repair them.
+func (e *Engine) Verify(ctx context.Context, jobID string, a brr.VerifyJob, progress func(brr.Progress)) (*brr.VerifyResult, error) {
+	start := time.Now()
+	r, repoName, err := e.Repo(a.Repo)
+	if err != nil {
+		return nil, err
+	}
+	opts := repo.CheckOptions{ReadData: a.ReadData}
+	if progress != nil {
+		var last time.Time
+		opts.Progress = func(done, total int64) {
+			if now := time.Now(); now.Sub(last) >= progressEvery || done == total {
+				last = now
+				p := brr.Progress{Phase: "verify", Bytes: done, TotalBytes: total}
+				fillRate(&p, start, true)
+				progress(p)
+			}
+		}
+	}
+	rep, err := r.Check(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("check repo %s: %w", repoName, err)
+	}
+	res := &brr.VerifyResult{
+		Repo:       repoName,
+		ReadData:   a.ReadData,
+		Snapshots:  rep.Snapshots,
+		Packs:      rep.Packs,
+		Blobs:      rep.Blobs,
+		BytesRead:  rep.BytesRead,
+		Damaged:    rep.Damage,
+		DurationMS: time.Since(start).Milliseconds(),
+	}
+	if res.OK() {
+		return res, nil
+	}
+	const shown = 5
+	var parts []string
+	for i, d := range res.Damaged {
+		if i == shown {
+			parts = append(parts, fmt.Sprintf("and %d more", len(res.Damaged)-shown))
+			break
+		}
+		parts = append(parts, describeDamage(d))
+	}
+	return res, brr.Permanent(fmt.Errorf("verify found %d damaged objects in repo %s: %s; restore the affected files from another repository or back them up again",
+		len(res.Damaged), repoName, strings.Join(parts, "; ")))
+}
+
+func describeDamage(d brr.Damage) string {
+	var b strings.Builder
+	switch {
+	case d.Blob != "" && d.Pack != "":
+		fmt.Fprintf(&b, "blob %s in pack %s", short(d.Blob), short(d.Pack))
+	case d.Blob != "":
+		fmt.Fprintf(&b, "blob %s", short(d.Blob))
+	case d.Pack != "":
+		fmt.Fprintf(&b, "pack %s", short(d.Pack))
+	}
+	if d.Problem != "" {
+		if b.Len() > 0 {
+			b.WriteString(": ")
+		}
+		b.WriteString(d.Problem)
+	}
+	if len(d.Paths) > 0 {
+		fmt.Fprintf(&b, " (affects %s", strings.Join(firstN(d.Paths, 3), ", "))
+		if len(d.Paths) > 3 {
+			fmt.Fprintf(&b, " and %d more", len(d.Paths)-3)
+		}
+		b.WriteString(")")
+	}
+	return b.String()
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+func firstN(s []string, n int) []string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
