@@ -307,6 +307,98 @@ func TestWaitContext(t *testing.T) {
 	}
 }
 
+func TestWatchBeforePublish(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := ctxT(t)
+	id := brr.NewID()
+	var got []*brr.Event // onEvent runs in Result's goroutine only
+	w, err := b.client.Watch(ctx, id, func(e *brr.Event) { got = append(got, e) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	if _, err := b.client.Publish(ctx, brr.BackupJob{Path: "/srv/app"}, brr.WithID(id)); err != nil {
+		t.Fatal(err)
+	}
+	// A fast job: the worker accepts it, reports all its progress and ends right after
+	// the publish, before the caller gets to Result. Progress is not stored anywhere
+	// Result could read it later: only the watch started before the publish sees it.
+	b.putResult(t, jobEvent(id, brr.KindBackup, brr.StatusAccepted))
+	const n = 50
+	for i := range n {
+		p := jobEvent(id, brr.KindBackup, brr.StatusProgress)
+		p.Progress = &brr.Progress{Files: int64(i + 1)}
+		b.publishEvent(t, p)
+		if i == n/2 {
+			other := jobEvent("other", brr.KindBackup, brr.StatusProgress)
+			other.Progress = &brr.Progress{Files: 999}
+			b.publishEvent(t, other)
+		}
+	}
+	b.putResult(t, jobEvent(id, brr.KindBackup, brr.StatusSucceeded))
+
+	e, err := w.Result(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Status != brr.StatusSucceeded || e.JobID != id {
+		t.Fatalf("Result = %+v", e)
+	}
+	// The bucket keeps one entry per job, so a watch may skip accepted when succeeded
+	// replaces it first, and its place among the progress is not fixed; the progress and
+	// the end are never skipped, and come in order.
+	var rest []*brr.Event
+	for _, e := range got {
+		if e.Status != brr.StatusAccepted {
+			rest = append(rest, e)
+		}
+	}
+	got = rest
+	if got, want := len(got), n+1; got != want {
+		t.Fatalf("onEvent got %d events besides accepted, want %d: %d progress and succeeded", got, want, n)
+	}
+	for i, e := range got[:n] {
+		if e.Status != brr.StatusProgress || e.JobID != id || e.Progress.Files != int64(i+1) {
+			t.Fatalf("event %d = %s of %s with %+v, want progress %d of %s", i, e.Status, e.JobID, e.Progress, i+1, id)
+		}
+	}
+	if got[n].Status != brr.StatusSucceeded {
+		t.Fatalf("last event = %s, want succeeded", got[n].Status)
+	}
+}
+
+func TestWatchEnds(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := ctxT(t)
+	if _, err := b.client.Watch(ctx, "no spaces", nil); !errors.Is(err, brr.ErrInvalid) {
+		t.Fatalf("Watch of a bad id: %v, want ErrInvalid", err)
+	}
+
+	// Stop ends the wait; Result then returns at once.
+	w, err := b.client.Watch(ctx, "stopped", func(*brr.Event) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Stop()
+	w.Stop()
+	if e, err := w.Result(ctx); e != nil || err == nil {
+		t.Fatalf("Result after Stop = %+v, %v, want an error", e, err)
+	}
+
+	// The end of Watch's context ends the watch too.
+	wctx, cancel := context.WithCancel(ctx)
+	w, err = b.client.Watch(wctx, "cancelled", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if _, err := w.Result(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Result after Watch's context ended: %v, want context.Canceled", err)
+	}
+}
+
 func TestJobAndJobs(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -479,6 +571,15 @@ func TestDeadLettersRetry(t *testing.T) {
 		t.Fatalf("undecodable entry = %+v", entries[1])
 	}
 
+	// The worker's last word on the job, which stays in the results bucket.
+	dead := jobEvent("doomed", brr.KindBackup, brr.StatusFailed)
+	dead.Error = dl.Error
+	b.putResult(t, dead)
+	deadEntry, err := b.results.Get(ctx, "doomed")
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	if _, err := b.client.RetryDead(ctx, "unknown"); !errors.Is(err, brr.ErrNotFound) {
 		t.Fatalf("RetryDead(unknown): %v, want ErrNotFound", err)
 	}
@@ -488,6 +589,33 @@ func TestDeadLettersRetry(t *testing.T) {
 	}
 	if res.Duplicate || res.ID != "doomed" || res.Kind != brr.KindBackup {
 		t.Fatalf("RetryDead = %+v", res)
+	}
+	if got, want := res.ResultRevision, deadEntry.Revision(); got != want {
+		t.Fatalf("RetryDead ResultRevision = %d, want %d (the dead result's)", got, want)
+	}
+	// Until a worker takes the job again, a plain Wait returns the old run's end...
+	if e, err := b.client.Wait(ctx, "doomed", nil); !errors.Is(err, brr.ErrJobFailed) || e.ID != dead.ID {
+		t.Fatalf("plain Wait after RetryDead = %+v, %v, want the old failed event", e, err)
+	}
+	// ...and a Wait after the retry's revision waits for the new run.
+	type waited struct {
+		e   *brr.Event
+		err error
+	}
+	waitRes := make(chan waited, 1)
+	var seen []brr.Status
+	go func() {
+		e, err := b.client.Wait(ctx, "doomed", func(e *brr.Event) { seen = append(seen, e.Status) }, brr.AfterRevision(res.ResultRevision))
+		waitRes <- waited{e, err}
+	}()
+	b.putResult(t, jobEvent("doomed", brr.KindBackup, brr.StatusAccepted))
+	done := jobEvent("doomed", brr.KindBackup, brr.StatusSucceeded)
+	b.putResult(t, done)
+	if w := <-waitRes; w.err != nil || w.e.ID != done.ID {
+		t.Fatalf("Wait with AfterRevision = %+v, %v, want the new run's succeeded event", w.e, w.err)
+	}
+	if len(seen) == 0 || seen[0] == brr.StatusFailed {
+		t.Fatalf("Wait with AfterRevision passed %v to onEvent, want only the new run's events", seen)
 	}
 	again, err := jobs.GetMsg(ctx, res.Seq)
 	if err != nil {

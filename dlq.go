@@ -54,7 +54,10 @@ func (c *Client) DeadLetters(ctx context.Context) ([]DeadLetterEntry, error) {
 // error wrapping ErrNotFound.
 //
 // The job's result in the results bucket stays its dead event until a worker takes the
-// job again, so Wait right after RetryDead may return that old event.
+// job again, so a plain Wait right after RetryDead may return that old event. RetryDead
+// reads the revision of that result before it publishes and returns it as ResultRevision;
+// Wait with AfterRevision(res.ResultRevision) skips it and returns the new run's end. A
+// Duplicate retry returns 0: the earlier RetryDead's ResultRevision is the one to use.
 func (c *Client) RetryDead(ctx context.Context, jobID string) (PublishResult, error) {
 	entries, err := c.DeadLetters(ctx)
 	if err != nil {
@@ -82,6 +85,11 @@ func (c *Client) RetryDead(ctx context.Context, jobID string) (PublishResult, er
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
+	// Read before the publish: every result of the new run has a higher revision.
+	rev, err := c.resultRevision(ctx, job.ID)
+	if err != nil {
+		return PublishResult{}, fmt.Errorf("retry job %s: %w", jobID, err)
+	}
 	msg := nats.NewMsg(subject)
 	msg.Header.Set(jetstream.MsgIDHeader, jobID+"-retry-"+strconv.FormatUint(dead.Seq, 10))
 	msg.Data = dead.Request
@@ -96,5 +104,30 @@ func (c *Client) RetryDead(ctx context.Context, jobID string) (PublishResult, er
 	if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 		return PublishResult{}, fmt.Errorf("retry job %s: published as %s #%d, but remove dead letter %d: %w (retrying again is safe)", jobID, ack.Stream, ack.Sequence, dead.Seq, err)
 	}
-	return PublishResult{ID: job.ID, Pool: job.Pool, Kind: job.Kind, Stream: ack.Stream, Seq: ack.Sequence, Duplicate: ack.Duplicate}, nil
+	if ack.Duplicate {
+		// An earlier RetryDead queued the job; its run may have ended already, and that
+		// end must not be skipped.
+		rev = 0
+	}
+	return PublishResult{ID: job.ID, Pool: job.Pool, Kind: job.Kind, Stream: ack.Stream, Seq: ack.Sequence, Duplicate: ack.Duplicate, ResultRevision: rev}, nil
+}
+
+// resultRevision is the revision of job id's entry in the results bucket, 0 when it has
+// none (or there is no bucket yet: no worker has run).
+func (c *Client) resultRevision(ctx context.Context, id string) (uint64, error) {
+	kv, err := c.results(ctx)
+	if errors.Is(err, ErrNoStream) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	entry, err := kv.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read result of job %s: %w", id, err)
+	}
+	return entry.Revision(), nil
 }

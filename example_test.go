@@ -49,6 +49,9 @@ func exampleServer() (*nats.Conn, func()) {
 			log.Fatal(err)
 		}
 	}
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: s.ResultsBucket()}); err != nil {
+		log.Fatal(err)
+	}
 	return nc, func() {
 		nc.Close()
 		ns.Shutdown()
@@ -115,4 +118,70 @@ func ExampleClient_Subscribe() {
 	fmt.Println(e.Type, e.Status, e.Worker, string(e.Details))
 	// Output:
 	// health worker worker-1 {"status":"ok"}
+}
+
+func ExampleClient_Watch() {
+	nc, stop := exampleServer()
+	defer stop()
+
+	client, err := brr.NewClient(nc)
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+
+	// Watch before publishing, under an id chosen here, so that no progress of the job
+	// is missed however fast a worker takes it.
+	id := brr.NewID()
+	w, err := client.Watch(ctx, id, func(e *brr.Event) {
+		if e.Status == brr.StatusProgress {
+			fmt.Println("progress:", e.Progress.Files, "files")
+		}
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer w.Stop()
+	if _, err := client.Publish(ctx, brr.BackupJob{Path: "/srv/app"}, brr.WithID(id)); err != nil {
+		log.Fatal(err)
+	}
+	exampleWorker(nc, id) // a worker runs the job at once
+
+	e, err := w.Result(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(e.Status, "snapshot", e.Result.Backup.Snapshot)
+	// Output:
+	// progress: 2 files
+	// succeeded snapshot 3fa2c1d9
+}
+
+// exampleWorker plays a brr-worker by hand, so that the examples run alone: it reports
+// progress of job id and then its success.
+func exampleWorker(nc *nats.Conn, id string) {
+	ctx := context.Background()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		log.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, brr.Subjects{}.ResultsBucket())
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, e := range []*brr.Event{
+		{Status: brr.StatusProgress, Progress: &brr.Progress{Files: 2}},
+		{Status: brr.StatusSucceeded, Result: &brr.Result{Backup: &brr.BackupResult{Snapshot: "3fa2c1d9"}}},
+	} {
+		e.V, e.ID, e.Type, e.Time, e.JobID, e.Kind = brr.Version, brr.NewID(), brr.EventJob, time.Now().UTC(), id, brr.KindBackup
+		data, _ := json.Marshal(e)
+		if _, err := js.Publish(ctx, brr.Subjects{}.Event(e), data); err != nil {
+			log.Fatal(err)
+		}
+		if e.Status.Final() {
+			if _, err := kv.Put(ctx, id, data); err != nil {
+				log.Fatal(err)
+			}
+		}
+	}
 }

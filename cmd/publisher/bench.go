@@ -33,7 +33,8 @@ func (m *Main) benchCmd() *cobra.Command {
   - jobs/s end to end, from the first publish to the last job succeeded;
   - latency from publish to started and from publish to succeeded: p50, p99, max.
 A ping job does nothing but pass through the whole pipeline: decode, lease, state,
-events, ack. Times are taken on this host when the events arrive.`,
+events, ack. Times are taken on this host when the events arrive. Ping jobs that end
+failed or dead are counted, and make the run exit 1.`,
 		Example: `  brr bench --jobs 10000 --publishers 4
   brr bench --jobs 2000 --rate 500 --json`,
 		Args: args(0, 0),
@@ -57,6 +58,9 @@ events, ack. Times are taken on this host when the events arrive.`,
 					}
 				} else {
 					r.print(m)
+				}
+				if r.Failed > 0 {
+					return &exitError{code: exitFailed, err: fmt.Errorf("%d of %d ping jobs failed (first: %s): see why with: brr dlq ls", r.Failed, r.Jobs, r.FirstFailure)}
 				}
 				if r.Succeeded < r.Jobs {
 					return &exitError{code: exitFailed, err: fmt.Errorf("%d of %d ping jobs did not succeed in time (publish errors: %d): are workers running for pool %q?", r.Jobs-r.Succeeded, r.Jobs, r.PublishErrors, c.Pool())}
@@ -99,6 +103,8 @@ type benchResult struct {
 	PublishErrors int     `json:"publish_errors"`
 	Started       int     `json:"started"`
 	Succeeded     int     `json:"succeeded"`
+	Failed        int     `json:"failed"`                  // ended failed or dead
+	FirstFailure  string  `json:"first_failure,omitempty"` // the first of them, and why
 	PublishSecs   float64 `json:"publish_seconds"`
 	PublishRate   float64 `json:"publish_per_sec"`
 	Seconds       float64 `json:"seconds"`
@@ -116,6 +122,11 @@ func (r *benchResult) print(m *Main) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "succeeded   %d of %d in %.2fs: %.0f jobs/s end to end\n", r.Succeeded, r.Jobs, r.Seconds, r.JobsPerSec)
+	fmt.Fprintf(w, "failed: %d", r.Failed)
+	if r.Failed > 0 {
+		fmt.Fprintf(w, " (first: %s)", r.FirstFailure)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "%-12s%10s %10s %10s\n", "latency", "p50", "p99", "max")
 	for _, l := range []struct {
 		name string
@@ -126,7 +137,8 @@ func (r *benchResult) print(m *Main) {
 }
 
 // runBench publishes n ping jobs from p goroutines and measures them through the events
-// of their start and success.
+// of their start and success; it counts those that end failed or dead, and returns when
+// every job has ended or ctx is done.
 func runBench(ctx context.Context, c *brr.Client, n, p int, rate float64) (*benchResult, error) {
 	run := "bench-" + brr.NewID() + "-"
 	published := make([]atomic.Int64, n) // publish time in ns since start, +1 (0: not yet)
@@ -134,10 +146,19 @@ func runBench(ctx context.Context, c *brr.Client, n, p int, rate float64) (*benc
 		mu                   sync.Mutex
 		toStarted, toSucceed []time.Duration
 		seenStarted          = make([]bool, n)
-		seenSucceeded        = make([]bool, n)
+		ended                = make([]bool, n) // succeeded, failed or dead
+		nEnded, nFailed      int
+		firstFailure         string
 		lastSucceeded        time.Time
 	)
 	allDone := make(chan struct{})
+	// end records job i's end; mu is held.
+	end := func(i int) {
+		ended[i] = true
+		if nEnded++; nEnded == n {
+			close(allDone)
+		}
+	}
 	start := time.Now()
 	index := func(e *brr.Event) (int, time.Duration, bool) {
 		s, ok := strings.CutPrefix(e.JobID, run)
@@ -156,33 +177,30 @@ func runBench(ctx context.Context, c *brr.Client, n, p int, rate float64) (*benc
 	}
 	subCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ev := func(s brr.Status) string {
-		return c.Subjects().Event(&brr.Event{Type: brr.EventJob, Kind: brr.KindPing, Status: s})
-	}
-	if err := c.Subscribe(subCtx, ev(brr.StatusStarted), func(e *brr.Event) {
-		if i, d, ok := index(e); ok {
-			mu.Lock()
-			if !seenStarted[i] {
-				seenStarted[i] = true
-				toStarted = append(toStarted, d)
-			}
-			mu.Unlock()
+	// One subscription to every ping event, in stream order: a job's started event is
+	// counted before its end, so every job that ended has its start counted.
+	all := c.Subjects().Event(&brr.Event{Type: brr.EventJob, Kind: brr.KindPing, Status: "*"})
+	if err := c.Subscribe(subCtx, all, func(e *brr.Event) {
+		i, d, ok := index(e)
+		if !ok {
+			return
 		}
-	}); err != nil {
-		return nil, err
-	}
-	if err := c.Subscribe(subCtx, ev(brr.StatusSucceeded), func(e *brr.Event) {
-		if i, d, ok := index(e); ok {
-			mu.Lock()
-			if !seenSucceeded[i] {
-				seenSucceeded[i] = true
-				toSucceed = append(toSucceed, d)
-				lastSucceeded = time.Now()
-				if len(toSucceed) == n {
-					close(allDone)
-				}
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case e.Status == brr.StatusStarted && !seenStarted[i]:
+			seenStarted[i] = true
+			toStarted = append(toStarted, d)
+		case ended[i]: // an end delivered twice counts once
+		case e.Status == brr.StatusSucceeded:
+			toSucceed = append(toSucceed, d)
+			lastSucceeded = time.Now()
+			end(i)
+		case e.Status == brr.StatusFailed || e.Status == brr.StatusDead:
+			if nFailed++; nFailed == 1 {
+				firstFailure = fmt.Sprintf("job %s %s: %s", e.JobID, e.Status, oneLine(e.Error, 200))
 			}
-			mu.Unlock()
+			end(i)
 		}
 	}); err != nil {
 		return nil, err
@@ -254,6 +272,7 @@ func runBench(ctx context.Context, c *brr.Client, n, p int, rate float64) (*benc
 		r.PublishRate = float64(r.Published) / r.PublishSecs
 	}
 	r.Started, r.Succeeded = len(toStarted), len(toSucceed)
+	r.Failed, r.FirstFailure = nFailed, firstFailure
 	if r.Succeeded > 0 {
 		r.Seconds = lastSucceeded.Sub(start).Seconds()
 		if r.Seconds > 0 {

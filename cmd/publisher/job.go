@@ -172,18 +172,20 @@ func who() string {
 	return oneLine(name+"@"+host, 256)
 }
 
-// runJob publishes args and, with --wait, waits for the job's end.
+// runJob publishes args and, with --wait, waits for the job's end. With --wait the id is
+// chosen here and the job watched before it is published, so that none of its events,
+// progress included, comes before the watch.
 func (m *Main) runJob(cmd *cobra.Command, f jobFlags, args brr.JobArgs) error {
 	return m.withClient(cmd, func(ctx context.Context, c *brr.Client) error {
 		opts := []brr.PublishOption{brr.WithBy(who())}
-		if f.id != "" {
-			opts = append(opts, brr.WithID(f.id))
-		}
-		res, err := c.Publish(ctx, args, opts...)
-		if err != nil {
-			return err
-		}
 		if !f.wait {
+			if f.id != "" {
+				opts = append(opts, brr.WithID(f.id))
+			}
+			res, err := c.Publish(ctx, args, opts...)
+			if err != nil {
+				return err
+			}
 			if m.json {
 				return m.printJSON(res)
 			}
@@ -195,6 +197,24 @@ func (m *Main) runJob(cmd *cobra.Command, f jobFlags, args brr.JobArgs) error {
 			fmt.Fprintln(m.Stdout, res.ID)
 			return nil
 		}
+		id := f.id
+		if id == "" {
+			id = brr.NewID()
+		}
+		// A bad job is a usage error before anything is asked of the server, as without --wait.
+		if err := args.Validate(); err != nil {
+			return err
+		}
+		view := newProgressView(m.Stderr, m.json)
+		w, err := c.Watch(ctx, id, view.event)
+		if err != nil {
+			return err
+		}
+		defer w.Stop()
+		res, err := c.Publish(ctx, args, append(opts, brr.WithID(id))...)
+		if err != nil {
+			return err
+		}
 		if !m.json {
 			note := ""
 			if res.Duplicate {
@@ -202,14 +222,23 @@ func (m *Main) runJob(cmd *cobra.Command, f jobFlags, args brr.JobArgs) error {
 			}
 			fmt.Fprintf(m.Stderr, "%s job %s published%s\n", res.Kind, res.ID, note)
 		}
-		return m.wait(ctx, c, res.ID)
+		return m.result(ctx, w, id, view)
 	})
 }
 
 // wait follows job id to its end, shows its progress and prints its result.
-func (m *Main) wait(ctx context.Context, c *brr.Client, id string) error {
+func (m *Main) wait(ctx context.Context, c *brr.Client, id string, opts ...brr.WaitOption) error {
 	view := newProgressView(m.Stderr, m.json)
-	e, err := c.Wait(ctx, id, view.event)
+	w, err := c.Watch(ctx, id, view.event, opts...)
+	if err != nil {
+		return err
+	}
+	return m.result(ctx, w, id, view)
+}
+
+// result waits for w's job id to end, showing its events in view, and prints its result.
+func (m *Main) result(ctx context.Context, w *brr.Waiter, id string, view *progressView) error {
+	e, err := w.Result(ctx)
 	view.done()
 	if e == nil {
 		if errors.Is(err, context.DeadlineExceeded) {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,11 +22,16 @@ import (
 // stubWorker plays a brr-worker of pool "default" as the contract describes it: it takes
 // jobs off BRR_JOBS, writes lifecycle events to BRR_EVENTS and the latest one to the
 // BRR_RESULTS bucket, and dead-letters failures. A backup of a path under /fail fails
-// for good; everything else succeeds.
+// for good until fixed is set, and so does every failPingsEvery-th ping when that is set;
+// everything else succeeds.
 type stubWorker struct {
 	js   jetstream.JetStream
 	kv   jetstream.KeyValue
 	subj brr.Subjects
+
+	fixed          atomic.Bool
+	failPingsEvery atomic.Int64
+	pings          atomic.Int64
 
 	mu   sync.Mutex
 	jobs map[string][]*brr.Job // by id, every delivery
@@ -106,15 +112,23 @@ func (w *stubWorker) handle(msg jetstream.Msg) {
 
 	w.emit(job, brr.StatusAccepted, nil)
 	w.emit(job, brr.StatusStarted, nil)
-	if b, ok := job.Args.(*brr.BackupJob); ok && strings.HasPrefix(b.Path, "/fail") {
-		reason := fmt.Sprintf("source %s does not exist on host h1", b.Path)
+	fail := func(status brr.Status, reason string) {
 		dl := brr.DeadLetter{V: brr.Version, JobID: job.ID, Pool: job.Pool, Kind: job.Kind, Subject: msg.Subject(),
-			Request: msg.Data(), Error: reason, Status: brr.StatusFailed, Attempts: 1, Worker: "stub-1", Time: time.Now().UTC()}
+			Request: msg.Data(), Error: reason, Status: status, Attempts: 1, Worker: "stub-1", Time: time.Now().UTC()}
 		data, _ := json.Marshal(dl)
 		_, _ = w.js.Publish(context.Background(), w.subj.DLQ(job.Pool, job.Kind), data)
-		w.emit(job, brr.StatusFailed, func(e *brr.Event) { e.Error = reason })
+		w.emit(job, status, func(e *brr.Event) { e.Error = reason })
 		_ = msg.TermWithReason(reason)
+	}
+	if b, ok := job.Args.(*brr.BackupJob); ok && strings.HasPrefix(b.Path, "/fail") && !w.fixed.Load() {
+		fail(brr.StatusFailed, fmt.Sprintf("source %s does not exist on host h1", b.Path))
 		return
+	}
+	if _, ok := job.Args.(*brr.PingJob); ok {
+		if k := w.failPingsEvery.Load(); k > 0 && w.pings.Add(1)%k == 0 {
+			fail(brr.StatusDead, "lease store unavailable after 1 attempt")
+			return
+		}
 	}
 	res := &brr.Result{}
 	switch a := job.Args.(type) {
@@ -199,6 +213,11 @@ func TestBackupWait(t *testing.T) {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("stdout lacks %q:\n%v", want, r)
 		}
+	}
+	// The job is watched before it is published, so its progress, sent at once by this
+	// fast worker, is never missed.
+	if !strings.HasPrefix(r.stderr, "backup job b1 published\n") || !strings.Contains(r.stderr, "1/3 files, 100 B/300 B (33%)\n") {
+		t.Errorf("stderr lacks the publish or the progress:\n%v", r)
 	}
 	jobs := w.deliveries("b1")
 	if len(jobs) != 1 {
@@ -367,11 +386,22 @@ func TestDLQRetry(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "dead1") || !strings.Contains(r.stdout, "does not exist") {
 		t.Fatalf("dlq: %v", r)
 	}
+	if r := brrCmd(t, url, "backup", "/fail/z", "--id", "dead2", "--wait"); r.code != 1 {
+		t.Fatalf("failing backup: %v", r)
+	}
 	r = brrCmd(t, url, "dlq", "retry", "dead1")
 	if r.code != 0 || !strings.Contains(r.stdout, "backup job dead1 queued again") {
 		t.Fatalf("dlq retry: %v", r)
 	}
 	w.waitFor(t, "dead1", 2)
+
+	// The cause is fixed: --wait follows the new run to its success, not the old run's
+	// failure that the results bucket holds until the worker takes the job.
+	w.fixed.Store(true)
+	r = brrCmd(t, url, "dlq", "retry", "dead2", "--wait")
+	if r.code != 0 || !strings.Contains(r.stdout, "snapshot abcdef0123456789 of /fail/z") || !strings.Contains(r.stderr, "backup job dead2 queued again") {
+		t.Fatalf("dlq retry --wait: %v", r)
+	}
 	if r := brrCmd(t, url, "dlq", "retry", "nosuch"); r.code != 1 || !strings.Contains(r.stderr, "not found") {
 		t.Fatalf("dlq retry of an unknown job: %v", r)
 	}
@@ -435,8 +465,29 @@ func TestBench(t *testing.T) {
 		t.Fatalf("bench latency = %v", lat)
 	}
 	r = brrCmd(t, url, "bench", "--jobs", "10", "--rate", "200")
-	if r.code != 0 || !strings.Contains(r.stdout, "jobs/s end to end") {
+	if r.code != 0 || !strings.Contains(r.stdout, "jobs/s end to end") || !strings.Contains(r.stdout, "failed: 0\n") {
 		t.Fatalf("bench paced: %v", r)
+	}
+}
+
+func TestBenchCountsFailures(t *testing.T) {
+	t.Parallel()
+	w, url := setup(t)
+	w.failPingsEvery.Store(4)
+	// The run ends when every job has ended, failed ones included, long before --timeout.
+	r := brrCmd(t, url, "bench", "--jobs", "20", "--publishers", "2", "--timeout", "25s")
+	if r.code != 1 {
+		t.Fatalf("bench with failing pings: %v\nwant exit 1", r)
+	}
+	if !strings.Contains(r.stdout, "failed: 5 (first: job bench-") || !strings.Contains(r.stdout, "succeeded   15 of 20") {
+		t.Fatalf("bench output lacks the counts:\n%v", r)
+	}
+	if !strings.Contains(r.stderr, "5 of 20 ping jobs failed") || !strings.Contains(r.stderr, "dead: lease store unavailable") || !strings.Contains(r.stderr, "brr dlq ls") {
+		t.Fatalf("bench error does not say what failed:\n%v", r)
+	}
+	r = brrCmd(t, url, "bench", "--jobs", "8", "--json")
+	if obj := jsonLines(t, "bench --json", r.stdout)[0]; r.code != 1 || obj["failed"] != float64(2) || obj["succeeded"] != float64(6) {
+		t.Fatalf("bench --json with failing pings: %v", r)
 	}
 }
 

@@ -1,0 +1,317 @@
+package brr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// WaitOption configures Wait and Watch.
+type WaitOption func(*waitOptions)
+
+type waitOptions struct {
+	after uint64
+}
+
+// AfterRevision makes Wait and Watch skip the job's entries in the results bucket at
+// revision rev or older: they belong to an earlier run of the same job id. RetryDead
+// returns the revision to pass, so that a Wait on a job queued again from the dead-letter
+// stream waits for the new run instead of returning the old run's dead event at once:
+//
+//	res, err := c.RetryDead(ctx, id)
+//	...
+//	e, err := c.Wait(ctx, res.ID, nil, brr.AfterRevision(res.ResultRevision))
+//
+// Revisions are the bucket's stream sequences, set by the server, so this does not
+// depend on the clocks of the workers and the caller. 0 skips nothing.
+func AfterRevision(rev uint64) WaitOption { return func(o *waitOptions) { o.after = rev } }
+
+// Wait waits for the job id to end and returns its final event (succeeded, failed or
+// dead). It is correct whether the job ended long ago, is running, or has not been
+// taken yet: it watches the job's key in the results bucket, which delivers the latest
+// event first and then every update.
+//
+// onEvent, when not nil, is called in Wait's goroutine with every lifecycle event and
+// with the job's progress events, which travel only on the event stream. A job that
+// ended failed or dead returns its event and an error that wraps ErrJobFailed and says
+// why. Wait returns ctx's error when ctx ends first.
+//
+// Wait is Watch followed by Result, so it passes on only the progress published after
+// it started. To see a job's progress from its first moment, Watch it before publishing.
+func (c *Client) Wait(ctx context.Context, id string, onEvent func(*Event), opts ...WaitOption) (*Event, error) {
+	w, err := c.Watch(ctx, id, onEvent, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return w.Result(ctx)
+}
+
+// Waiter follows one job to its end: it holds the watch of the job's key in the results
+// bucket and, when it has an onEvent, the subscription to progress events. Watch returns
+// it; Result waits for the job's final event. Result is for one goroutine; Stop may be
+// called from any.
+type Waiter struct {
+	id      string
+	onEvent func(*Event)
+	after   uint64
+	watch   jetstream.KeyWatcher
+	// sub delivers progress events into progress straight from the connection's reader,
+	// in the order they arrived; nil without onEvent.
+	sub      *nats.Subscription
+	progress chan *nats.Msg
+	// cancel ends the watch's context, derived from Watch's: the watch and the
+	// subscription end with it. ended is its Err, which says why.
+	cancel  context.CancelFunc
+	ended   func() error
+	stopped atomic.Bool // Stop was called
+}
+
+// progressBuffer is how many progress events (of any job) a Waiter holds while its
+// caller is busy, between Watch and Result or in onEvent; more are dropped, never the
+// result.
+const progressBuffer = 1024
+
+// errStopped ends a Result after Stop.
+var errStopped = errors.New("waiter stopped")
+
+// Watch starts following job id and returns once the watch is in place: from then on,
+// every progress event of the job and its end reach onEvent (when not nil), and Result
+// returns the end. The job may be published before or after the call, or not at all
+// yet; a caller that publishes it after Watch, with WithID(id), misses none of its
+// progress, however fast the job:
+//
+//	id := brr.NewID()
+//	w, err := c.Watch(ctx, id, show)
+//	...
+//	defer w.Stop()
+//	if _, err := c.Publish(ctx, job, brr.WithID(id)); err != nil { ... }
+//	e, err := w.Result(ctx)
+//
+// Lifecycle events come from the results bucket, which keeps the latest per job: one
+// replaced at once (accepted by started) may be skipped, the final one never. They may
+// come a little after progress published later, but no progress comes after the end.
+// Events that arrive before Result is called wait for it (up to 1024 progress events of
+// any job; more are dropped). The watch ends when ctx ends, when Result returns, or on
+// Stop.
+func (c *Client) Watch(ctx context.Context, id string, onEvent func(*Event), opts ...WaitOption) (*Waiter, error) {
+	if err := ValidateID(id); err != nil {
+		return nil, err
+	}
+	var o waitOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	kv, err := c.results(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("wait for job %s: %w", id, err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	w := &Waiter{id: id, onEvent: onEvent, after: o.after, cancel: cancel, ended: wctx.Err}
+	if onEvent != nil {
+		// A channel subscription, not a callback: the connection's reader puts each
+		// progress event in the channel before it reads the next message, so a progress
+		// event published before the job's next result is in the channel when Result
+		// sees that result.
+		w.progress = make(chan *nats.Msg, progressBuffer)
+		w.sub, err = c.nc.ChanSubscribe(c.prefix+".events.job.*."+string(StatusProgress), w.progress)
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("wait for job %s: subscribe to progress: %w", id, err)
+		}
+		context.AfterFunc(wctx, func() { _ = w.sub.Unsubscribe() })
+	}
+	// The watch's consumer is created by a request on the same connection after the
+	// subscription, so the server has both when Watch returns. The watch ends with wctx.
+	w.watch, err = kv.Watch(wctx, id)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("wait for job %s: watch result: %w", id, err)
+	}
+	return w, nil
+}
+
+// Result waits for the job to end and returns its final event, as Wait does, calling
+// onEvent with the job's events before. It returns ctx's error when ctx ends first, and
+// stops the Waiter when it returns: call it once.
+func (w *Waiter) Result(ctx context.Context) (*Event, error) {
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for job %s: %w", w.id, ctx.Err())
+		case m := <-w.progress: // nil without onEvent: never ready
+			w.passProgress(m)
+		case entry, ok := <-w.watch.Updates():
+			if !ok {
+				if err := ctx.Err(); err != nil {
+					return nil, fmt.Errorf("wait for job %s: %w", w.id, err)
+				}
+				if w.stopped.Load() {
+					return nil, fmt.Errorf("wait for job %s: %w", w.id, errStopped)
+				}
+				if err := w.ended(); err != nil { // Watch's ctx ended
+					return nil, fmt.Errorf("wait for job %s: %w", w.id, err)
+				}
+				return nil, fmt.Errorf("wait for job %s: watch ended: %w", w.id, ErrNotConnected)
+			}
+			if entry == nil || entry.Operation() != jetstream.KeyValuePut || entry.Revision() <= w.after {
+				continue
+			}
+			e, err := DecodeEvent(entry.Value())
+			if err != nil {
+				return nil, fmt.Errorf("wait for job %s: decode result: %w", w.id, err)
+			}
+			if w.onEvent != nil {
+				w.passWithProgress(e)
+			}
+			if e.Status.Final() {
+				return e, jobErr(e)
+			}
+		}
+	}
+}
+
+// passProgress calls onEvent with m when it is a progress event of the job.
+func (w *Waiter) passProgress(m *nats.Msg) {
+	if e, err := DecodeEvent(m.Data); err == nil && e.JobID == w.id {
+		w.onEvent(e)
+	}
+}
+
+// passWithProgress calls onEvent with the progress events waiting in the channel, then
+// with the result e. A progress event published before e is in the channel by now (see
+// Watch), so none is passed after the job's end.
+func (w *Waiter) passWithProgress(e *Event) {
+	for {
+		select {
+		case m := <-w.progress:
+			w.passProgress(m)
+		default:
+			w.onEvent(e)
+			return
+		}
+	}
+}
+
+// Stop ends the watch and the progress subscription without waiting for the job; the job
+// goes on. It may be called more than once, and after Result.
+func (w *Waiter) Stop() {
+	w.stopped.Store(true) // before the watch ends, for Result to say why it did
+	w.cancel()
+	if w.sub != nil {
+		_ = w.sub.Unsubscribe()
+	}
+	_ = w.watch.Stop()
+}
+
+// jobErr is the error of a final event: nil for succeeded, ErrJobFailed with the reason
+// otherwise.
+func jobErr(e *Event) error {
+	if e.Status == StatusSucceeded {
+		return nil
+	}
+	reason := e.Error
+	if reason == "" {
+		reason = "no reason given"
+	}
+	return fmt.Errorf("%w: %s job %s is %s: %s", ErrJobFailed, e.Kind, e.JobID, e.Status, reason)
+}
+
+// Job returns the latest lifecycle event of job id, or an error wrapping ErrNotFound.
+func (c *Client) Job(ctx context.Context, id string) (*Event, error) {
+	if err := ValidateID(id); err != nil {
+		return nil, err
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	kv, err := c.results(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("get job %s: %w", id, err)
+	}
+	entry, err := kv.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return nil, fmt.Errorf("job %s: %w (no worker has taken it yet, or it expired)", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get job %s: %w", id, err)
+	}
+	e, err := DecodeEvent(entry.Value())
+	if err != nil {
+		return nil, fmt.Errorf("get job %s: %w", id, err)
+	}
+	return e, nil
+}
+
+// Jobs returns the latest lifecycle event of the limit most recently updated jobs, newest
+// first; limit <= 0 means every job in the results bucket.
+func (c *Client) Jobs(ctx context.Context, limit int) ([]*Event, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	if _, err := c.results(ctx); err != nil {
+		return nil, fmt.Errorf("list jobs: %w", err)
+	}
+	name := "KV_" + c.subj.ResultsBucket()
+	st, err := c.js.Stream(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("list jobs: %w", err)
+	}
+	last := st.CachedInfo().State.LastSeq
+	keyPrefix := "$KV." + c.subj.ResultsBucket() + "."
+	// Older revisions of a key are gone or older than its latest, so the newest stream
+	// messages are the newest jobs: read a window from the end, widen it until it holds
+	// limit jobs or the whole stream.
+	window := uint64(4*limit + 64)
+	for {
+		start := uint64(1)
+		if limit > 0 && last > window {
+			start = last - window + 1
+		}
+		type rev struct {
+			seq uint64
+			e   *Event
+		}
+		latest := map[string]rev{}
+		cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{keyPrefix + ">"}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start}
+		err := c.scan(ctx, name, cfg, func(m jetstream.Msg) {
+			key := strings.TrimPrefix(m.Subject(), keyPrefix)
+			md, err := m.Metadata()
+			if err != nil {
+				return
+			}
+			if m.Headers().Get("KV-Operation") != "" || m.Headers().Get("Nats-Marker-Reason") != "" {
+				delete(latest, key)
+				return
+			}
+			e, err := DecodeEvent(m.Data())
+			if err != nil {
+				return
+			}
+			latest[key] = rev{md.Sequence.Stream, e}
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list jobs: %w", err)
+		}
+		if limit <= 0 || len(latest) >= limit || start == 1 {
+			revs := make([]rev, 0, len(latest))
+			for _, r := range latest {
+				revs = append(revs, r)
+			}
+			sort.Slice(revs, func(i, j int) bool { return revs[i].seq > revs[j].seq })
+			if limit > 0 && len(revs) > limit {
+				revs = revs[:limit]
+			}
+			out := make([]*Event, len(revs))
+			for i, r := range revs {
+				out[i] = r.e
+			}
+			return out, nil
+		}
+		window *= 4
+	}
+}
