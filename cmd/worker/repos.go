@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+
+	"github.com/brr-dev/brr/internal/repo"
+	"github.com/brr-dev/brr/internal/repo/file"
+	"github.com/brr-dev/brr/internal/repo/natsobj"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// openRepos opens every configured repository, creating those whose location holds none
+// yet. A wrong key stops start-up with an error that names the repository.
+func openRepos(ctx context.Context, cfg Config, js jetstream.JetStream, log zerolog.Logger) (map[string]*repo.Repository, error) {
+	repos := map[string]*repo.Repository{}
+	closeAll := func() {
+		for _, r := range repos {
+			_ = r.Close()
+			_ = r.Backend().Close()
+		}
+	}
+	for _, name := range cfg.repoNames() {
+		rc := cfg.Repos[name]
+		rlog := log.With().Str("repo", name).Logger()
+		r, err := openRepo(ctx, cfg, name, rc, js, rlog)
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		repos[name] = r
+	}
+	return repos, nil
+}
+
+func openRepo(ctx context.Context, cfg Config, name string, rc RepoConfig, js jetstream.JetStream, log zerolog.Logger) (*repo.Repository, error) {
+	loc, err := parseRepoURL(rc.URL)
+	if err != nil {
+		return nil, fmt.Errorf("repos.%s.url: %w", name, err)
+	}
+	var be repo.Backend
+	switch loc.Scheme {
+	case "file":
+		b, err := file.Open(loc.Path)
+		if err != nil {
+			return nil, fmt.Errorf("open repo %s at %s: %w", name, rc.URL, err)
+		}
+		be = b
+	case "nats":
+		b, err := natsobj.Open(ctx, js, loc.Bucket, cfg.Streams.Replicas)
+		if err != nil {
+			return nil, fmt.Errorf("open repo %s at %s: %w", name, rc.URL, err)
+		}
+		be = b
+	}
+
+	password, err := repoPassword(ctx, cfg, name, rc, be, log)
+	if err != nil {
+		_ = be.Close()
+		return nil, err
+	}
+
+	r, err := repo.Open(ctx, be, password, repo.Options{})
+	switch {
+	case errors.Is(err, repo.ErrNoRepository):
+		r, err = repo.Init(ctx, be, password, repo.Options{})
+		if err != nil {
+			_ = be.Close()
+			return nil, fmt.Errorf("create repo %s at %s: %w", name, be.Location(), err)
+		}
+		log.Info().Str("location", be.Location()).Msg("created repository")
+	case errors.Is(err, repo.ErrWrongPassword):
+		_ = be.Close()
+		how := "the key in " + rc.KeyFile
+		if rc.PasswordEnv != "" {
+			how = "the password in $" + rc.PasswordEnv
+		}
+		return nil, fmt.Errorf("repo %s at %s: %s does not open it (wrong key); configure the key this repository was created with", name, be.Location(), how)
+	case err != nil:
+		_ = be.Close()
+		return nil, fmt.Errorf("open repo %s at %s: %w", name, be.Location(), err)
+	default:
+		log.Debug().Str("location", be.Location()).Msg("opened repository")
+	}
+	return r, nil
+}
+
+// repoPassword reads a repository's key: the trimmed contents of key_file, or the
+// environment variable named by password_env. For the local repository under the data
+// dir it creates the key file on first start, when there is no repository to lock out.
+func repoPassword(ctx context.Context, cfg Config, name string, rc RepoConfig, be repo.Backend, log zerolog.Logger) ([]byte, error) {
+	if rc.PasswordEnv != "" {
+		v := strings.TrimSpace(os.Getenv(rc.PasswordEnv))
+		if v == "" {
+			return nil, fmt.Errorf("repo %s: environment variable %s is empty; set it to the repository's password", name, rc.PasswordEnv)
+		}
+		return []byte(v), nil
+	}
+	data, err := os.ReadFile(rc.KeyFile)
+	if errors.Is(err, fs.ErrNotExist) && name == LocalRepo && rc == cfg.localRepo() {
+		_, statErr := be.Stat(ctx, repo.Handle{Type: repo.ConfigFile, Name: "config"})
+		if statErr == nil {
+			return nil, fmt.Errorf("repo %s at %s exists but its key file %s is missing; put back the key file from your backup", name, be.Location(), rc.KeyFile)
+		}
+		if !repo.IsNotExist(statErr) {
+			return nil, fmt.Errorf("repo %s: look for a repository at %s: %w", name, be.Location(), statErr)
+		}
+		if err := createKeyFile(rc.KeyFile); err != nil {
+			return nil, fmt.Errorf("repo %s: %w", name, err)
+		}
+		log.Warn().Str("key_file", rc.KeyFile).Msg("generated the key of repository local; back this file up: without it the repository cannot be read")
+		data, err = os.ReadFile(rc.KeyFile)
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("repo %s: key file %s does not exist; put the repository's key in it (for a new repository, any long random string)", name, rc.KeyFile)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("repo %s: read key file: %w", name, err)
+	}
+	key := strings.TrimSpace(string(data))
+	if key == "" {
+		return nil, fmt.Errorf("repo %s: key file %s is empty; put the repository's key in it", name, rc.KeyFile)
+	}
+	return []byte(key), nil
+}
+
+// createKeyFile writes 32 random bytes, hex-encoded, to path with mode 0600. It never
+// replaces an existing file.
+func createKeyFile(path string) error {
+	var key [32]byte
+	if _, err := rand.Read(key[:]); err != nil {
+		return fmt.Errorf("generate key: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("create key file: %w", err)
+	}
+	if _, err := f.WriteString(hex.EncodeToString(key[:]) + "\n"); err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("write key file: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("sync key file: %w", err)
+	}
+	return f.Close()
+}

@@ -1,0 +1,370 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/events"
+	"github.com/brr-dev/brr/internal/jobs"
+	"github.com/brr-dev/brr/internal/repo"
+	"github.com/brr-dev/brr/internal/repo/file"
+	"github.com/brr-dev/brr/internal/repo/natsobj"
+	"github.com/brr-dev/brr/internal/state"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// The fits between the packages this command wires together.
+var (
+	_ jobs.FileCache     = (*state.DB)(nil)
+	_ jobs.Leaser        = (*events.Leases)(nil)
+	_ events.Handler     = (*jobs.Engine)(nil)
+	_ events.Queries     = (*jobs.Engine)(nil)
+	_ events.Store       = (*state.DB)(nil)
+	_ events.OutboxStore = (*state.DB)(nil)
+	_ events.Progresser  = (*events.Outbox)(nil)
+	_ repo.Backend       = (*file.Backend)(nil)
+	_ repo.Backend       = (*natsobj.Backend)(nil)
+)
+
+// worker is a running brr-worker: what startWorker opened, closed in reverse by close.
+type worker struct {
+	cfg  Config
+	log  zerolog.Logger
+	id   string
+	host string
+
+	ready    *readiness
+	http     *httpServer
+	db       *state.DB
+	embedded *server.Server
+	nc       *nats.Conn
+	repos    map[string]*repo.Repository
+	outbox   *events.Outbox
+	consumer atomic.Pointer[events.Consumer] // read by the metrics handler
+
+	// stopConsumer ends the consume loop, stopAPI the query service and the sweeper, stopOutbox the
+	// outbox after its last flush; each done channel closes when that Run has returned.
+	stopConsumer, stopAPI, stopOutbox              context.CancelFunc
+	consumerDone, apiDone, sweeperDone, outboxDone chan struct{}
+	httpDone                                       chan struct{}
+
+	// failed gets the error of the first component that stops on its own.
+	failed    chan error
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// startWorker opens and starts everything in order: state (which locks the data dir),
+// HTTP, NATS (embedded or remote), the streams, the repositories, the job engine, the
+// outbox, the consumers and the query service. On error it returns what it started so
+// far, for close.
+func startWorker(ctx context.Context, cfg Config, log zerolog.Logger) (*worker, error) {
+	w := &worker{cfg: cfg, log: log, ready: &readiness{}, failed: make(chan error, 1)}
+	baseLog := log
+
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return w, fmt.Errorf("create data dir: %w", err)
+	}
+
+	// State first: it locks the data dir, so a second worker on it stops here.
+	db, err := state.Open(filepath.Join(cfg.DataDir, "state.db"), state.Options{})
+	if err != nil {
+		return w, fmt.Errorf("open state: %w", err)
+	}
+	w.db = db
+
+	w.host = hostName()
+	w.id, err = loadWorkerID(cfg.DataDir, w.host)
+	if err != nil {
+		return w, err
+	}
+	w.log = log.With().Str("worker", w.id).Logger()
+	log = w.log
+	log.Info().Str("data_dir", cfg.DataDir).Strs("pools", cfg.Pools).Msg("starting worker")
+
+	w.http, err = newHTTPServer(cfg.HTTP.Listen, w.id, w.host, w.ready, w.jobStats)
+	if err != nil {
+		return w, err
+	}
+	w.httpDone = make(chan struct{})
+	go func() {
+		defer close(w.httpDone)
+		w.report("http", w.http.Serve())
+	}()
+	log.Info().Str("addr", w.http.Addr()).Msg("serving http")
+
+	if cfg.NATS.URL == "" {
+		w.embedded, err = startEmbedded(cfg.DataDir, cfg.NATS.Listen, w.host, log)
+		if err != nil {
+			return w, err
+		}
+		log.Info().Str("url", w.embedded.ClientURL()).Str("store", filepath.Join(cfg.DataDir, "jetstream")).Msg("started embedded nats-server")
+	}
+	w.nc, err = connectNATS(cfg.NATS, w.embedded, "brr-worker "+w.id, log)
+	if err != nil {
+		return w, err
+	}
+	w.ready.nc.Store(w.nc)
+	if w.embedded == nil {
+		log.Info().Str("url", redactURL(w.nc.ConnectedUrl())).Msg("connected to nats")
+	}
+	js, err := jetstream.New(w.nc)
+	if err != nil {
+		return w, fmt.Errorf("jetstream: %w", err)
+	}
+
+	ecfg := events.Config{
+		Subjects:     brr.Subjects{Prefix: cfg.Prefix},
+		Pools:        cfg.Pools,
+		Worker:       w.id,
+		Host:         w.host,
+		Concurrency:  cfg.Concurrency,
+		AckWait:      cfg.Jobs.AckWait,
+		MaxDeliver:   cfg.Jobs.MaxDeliver,
+		DrainTimeout: cfg.Jobs.DrainTimeout,
+		Replicas:     cfg.Streams.Replicas,
+		EventsMaxAge: cfg.Streams.EventsMaxAge,
+	}
+	if err := events.EnsureStreams(ctx, js, ecfg); err != nil {
+		return w, fmt.Errorf("ensure streams: %w", err)
+	}
+
+	w.repos, err = openRepos(ctx, cfg, js, log)
+	if err != nil {
+		return w, err
+	}
+
+	leases, err := events.NewLeases(ctx, js, ecfg)
+	if err != nil {
+		return w, fmt.Errorf("open leases: %w", err)
+	}
+	engine := &jobs.Engine{
+		Repos:        w.repos,
+		DefaultRepo:  cfg.DefaultRepo,
+		Cache:        w.db,
+		Leases:       leases,
+		AllowedRoots: cfg.AllowedRoots,
+		Host:         w.host,
+		Worker:       w.id,
+	}
+
+	// Components run on contexts of their own, detached from ctx: close stops them one
+	// by one, consumer first, outbox last, so that no event is lost on the way out.
+	base := context.WithoutCancel(ctx)
+
+	w.outbox = events.NewOutbox(js, w.db, log)
+	var outboxCtx context.Context
+	outboxCtx, w.stopOutbox = context.WithCancel(base)
+	w.outboxDone = make(chan struct{})
+	go func() {
+		defer close(w.outboxDone)
+		w.report("outbox", w.outbox.Run(outboxCtx))
+	}()
+
+	// The consumer and sweeper add the worker field themselves.
+	consumer := events.NewConsumer(js, w.db, engine, w.outbox, ecfg, baseLog)
+	w.consumer.Store(consumer)
+	var consumerCtx context.Context
+	consumerCtx, w.stopConsumer = context.WithCancel(base)
+	w.consumerDone = make(chan struct{})
+	go func() {
+		defer close(w.consumerDone)
+		w.report("consumer", consumer.Run(consumerCtx))
+	}()
+
+	var apiCtx context.Context
+	apiCtx, w.stopAPI = context.WithCancel(base)
+	w.apiDone = make(chan struct{})
+	go func() {
+		defer close(w.apiDone)
+		w.report("api", events.ServeAPI(apiCtx, w.nc, ecfg, engine, log))
+	}()
+	sweeper := events.NewSweeper(js, w.db, ecfg, baseLog)
+	w.sweeperDone = make(chan struct{})
+	go func() {
+		defer close(w.sweeperDone)
+		w.report("sweeper", sweeper.Run(apiCtx))
+	}()
+
+	w.ready.started.Store(true)
+	log.Info().Int("concurrency", cfg.Concurrency).Strs("repos", sortedKeys(w.repos)).Msg("worker ready")
+	return w, nil
+}
+
+// report passes the error of a component that stopped while the worker was not shutting
+// down to failed; a clean return at shutdown is not news.
+func (w *worker) report(component string, err error) {
+	if w.ready.stopping.Load() {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			w.log.Warn().Err(err).Str("component", component).Msg("component stopped with an error")
+		}
+		return
+	}
+	if err == nil {
+		err = errors.New("stopped unexpectedly")
+	}
+	select {
+	case w.failed <- fmt.Errorf("%s: %w", component, err):
+	default:
+	}
+}
+
+func (w *worker) jobStats() jobStats {
+	c := w.consumer.Load()
+	if c == nil {
+		return jobStats{}
+	}
+	s := c.Stats()
+	return jobStats{Done: float64(s.Done), Failed: float64(s.Failed), Dead: float64(s.Dead), Retried: float64(s.Retried), InFlight: float64(s.InFlight)}
+}
+
+// close stops the worker in order: stop taking jobs and let running ones drain, stop the
+// query service, flush the outbox, then close HTTP, repositories, state and NATS.
+func (w *worker) close() error {
+	w.closeOnce.Do(func() { w.closeErr = w.doClose() })
+	return w.closeErr
+}
+
+func (w *worker) doClose() error {
+	w.ready.stopping.Store(true)
+	var errs []error
+	wait := func(what string, done chan struct{}, d time.Duration) {
+		if done == nil {
+			return
+		}
+		select {
+		case <-done:
+		case <-time.After(d):
+			errs = append(errs, fmt.Errorf("%s did not stop within %s", what, d))
+		}
+	}
+
+	if w.stopConsumer != nil {
+		w.log.Info().Dur("drain_timeout", w.cfg.Jobs.DrainTimeout).Msg("stopping consumer; letting running jobs finish")
+		w.stopConsumer()
+		wait("consumer", w.consumerDone, w.cfg.Jobs.DrainTimeout+10*time.Second)
+	}
+	if w.stopAPI != nil {
+		w.stopAPI()
+		wait("query service", w.apiDone, 10*time.Second)
+		wait("sweeper", w.sweeperDone, 10*time.Second)
+	}
+	if w.outbox != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := w.outbox.Flush(ctx); err != nil {
+			w.log.Warn().Err(err).Msg("flush outbox; unpublished events stay in state and go out at next start")
+		}
+		cancel()
+	}
+	if w.stopOutbox != nil {
+		w.stopOutbox()
+		wait("outbox", w.outboxDone, 10*time.Second)
+	}
+	if w.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := w.http.srv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("shut down http: %w", err))
+		}
+		cancel()
+		wait("http", w.httpDone, 5*time.Second)
+	}
+	for _, name := range sortedKeys(w.repos) {
+		r := w.repos[name]
+		if err := r.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close repo %s: %w", name, err))
+		}
+		if err := r.Backend().Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close repo %s backend: %w", name, err))
+		}
+	}
+	if w.db != nil {
+		if err := w.db.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close state: %w", err))
+		}
+	}
+	if w.nc != nil {
+		if err := w.nc.FlushTimeout(5 * time.Second); err != nil && w.nc.IsConnected() {
+			w.log.Warn().Err(err).Msg("flush nats connection")
+		}
+		w.nc.Close()
+	}
+	if w.embedded != nil {
+		w.embedded.Shutdown()
+		w.embedded.WaitForShutdown()
+	}
+	return errors.Join(errs...)
+}
+
+var (
+	workerIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$`)
+	hostUnsafe      = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
+)
+
+// hostName is the host's name, reduced to characters that are safe in ids and subjects.
+func hostName() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "localhost"
+	}
+	h, _, _ = strings.Cut(h, ".")
+	h = strings.Trim(hostUnsafe.ReplaceAllString(h, "-"), "-")
+	if h == "" {
+		return "localhost"
+	}
+	return h
+}
+
+// loadWorkerID returns the id in dataDir/worker-id, creating "<host>-<8 hex>" there on
+// first start, so that a restarted worker keeps its id.
+func loadWorkerID(dataDir, host string) (string, error) {
+	path := filepath.Join(dataDir, "worker-id")
+	data, err := os.ReadFile(path)
+	if err == nil {
+		id := strings.TrimSpace(string(data))
+		if !workerIDPattern.MatchString(id) {
+			return "", fmt.Errorf("worker id in %s is %q: want letters, digits, '-' or '_'; fix or delete the file", path, id)
+		}
+		return id, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("read worker id: %w", err)
+	}
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("generate worker id: %w", err)
+	}
+	id := host + "-" + hex.EncodeToString(b[:])
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(id+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write worker id: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return "", fmt.Errorf("write worker id: %w", err)
+	}
+	return id, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
