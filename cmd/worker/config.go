@@ -86,6 +86,9 @@ type JobsConfig struct {
 	AckWait      time.Duration `yaml:"ack_wait"`
 	MaxDeliver   int           `yaml:"max_deliver"`
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// LeaseTTL is how long a source or repo lease outlives a worker that stopped renewing
+	// it; all workers on one NATS share the bucket, so give them the same value.
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
 }
 
 // StreamsConfig sets how the streams are created.
@@ -109,7 +112,7 @@ func DefaultConfig() Config {
 		Health:      HealthConfig{Interval: 15 * time.Second},
 		Prefix:      brr.DefaultPrefix,
 		Log:         LogConfig{Level: "info", Format: "auto"},
-		Jobs:        JobsConfig{AckWait: 30 * time.Second, MaxDeliver: 10, DrainTimeout: 30 * time.Second},
+		Jobs:        JobsConfig{AckWait: 30 * time.Second, MaxDeliver: 10, DrainTimeout: 30 * time.Second, LeaseTTL: 30 * time.Second},
 		Streams:     StreamsConfig{Replicas: 1, EventsMaxAge: 7 * 24 * time.Hour},
 	}
 }

@@ -191,7 +191,7 @@ health:
   rpo: {"/srv/app": 26h}
 prefix: brr
 log: {level: warn, format: json}
-jobs: {ack_wait: 10s, max_deliver: 5, drain_timeout: 1m}
+jobs: {ack_wait: 10s, max_deliver: 5, drain_timeout: 1m, lease_ttl: 45s}
 streams: {replicas: 3, events_max_age: 72h}
 `)
 	m, err := parse(t, []string{"--config", file}, nil)
@@ -219,7 +219,7 @@ streams: {replicas: 3, events_max_age: 72h}
 		Health:      HealthConfig{Interval: 30 * time.Second, RPO: map[string]time.Duration{"/srv/app": 26 * time.Hour}},
 		Prefix:      "brr",
 		Log:         LogConfig{Level: "warn", Format: "json"},
-		Jobs:        JobsConfig{AckWait: 10 * time.Second, MaxDeliver: 5, DrainTimeout: time.Minute},
+		Jobs:        JobsConfig{AckWait: 10 * time.Second, MaxDeliver: 5, DrainTimeout: time.Minute, LeaseTTL: 45 * time.Second},
 		Streams:     StreamsConfig{Replicas: 3, EventsMaxAge: 72 * time.Hour},
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -282,6 +282,7 @@ func TestValidate(t *testing.T) {
 		{"ack wait", func(c *Config) { c.Jobs.AckWait = 10 * time.Millisecond }, "jobs.ack_wait: must be at least 1s, got 10ms"},
 		{"max deliver", func(c *Config) { c.Jobs.MaxDeliver = 0 }, "jobs.max_deliver: must be 1-1000, got 0"},
 		{"drain timeout", func(c *Config) { c.Jobs.DrainTimeout = -time.Second }, "jobs.drain_timeout: must be a positive duration"},
+		{"lease ttl", func(c *Config) { c.Jobs.LeaseTTL = 0 }, "jobs.lease_ttl: must be at least 1s"},
 		{"replicas", func(c *Config) { c.Streams.Replicas = 7 }, "streams.replicas: must be 1-5"},
 		{"events max age", func(c *Config) { c.Streams.EventsMaxAge = 0 }, "streams.events_max_age: must be a positive duration"},
 	}

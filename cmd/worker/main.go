@@ -278,7 +278,7 @@ Config file keys (YAML):
   health: {interval: 15s, rpo: {"/srv/app": 26h}}
   prefix: brr
   log: {level: info, format: auto}
-  jobs: {ack_wait: 30s, max_deliver: 10, drain_timeout: 30s}
+  jobs: {ack_wait: 30s, max_deliver: 10, drain_timeout: 30s, lease_ttl: 30s}
   streams: {replicas: 1, events_max_age: 168h}
 
 A second, independent worker on the same machine needs its own data dir and ports:

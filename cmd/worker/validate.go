@@ -170,6 +170,9 @@ func (c *Config) Validate() error {
 	if c.Jobs.MaxDeliver < 1 || c.Jobs.MaxDeliver > 1000 {
 		bad("jobs.max_deliver: must be 1-1000, got %d", c.Jobs.MaxDeliver)
 	}
+	if c.Jobs.LeaseTTL < time.Second {
+		bad("jobs.lease_ttl: must be at least 1s, got %s", c.Jobs.LeaseTTL)
+	}
 	if c.Jobs.DrainTimeout <= 0 {
 		bad("jobs.drain_timeout: must be a positive duration such as 30s, got %s", c.Jobs.DrainTimeout)
 	}

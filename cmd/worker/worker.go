@@ -138,6 +138,7 @@ func startWorker(ctx context.Context, cfg Config, log zerolog.Logger) (*worker, 
 		AckWait:      cfg.Jobs.AckWait,
 		MaxDeliver:   cfg.Jobs.MaxDeliver,
 		DrainTimeout: cfg.Jobs.DrainTimeout,
+		LeaseTTL:     cfg.Jobs.LeaseTTL,
 		Replicas:     cfg.Streams.Replicas,
 		EventsMaxAge: cfg.Streams.EventsMaxAge,
 	}
