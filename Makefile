@@ -1,0 +1,91 @@
+# brr — build, test and benchmark. `make` alone lists the targets.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+GO        ?= go
+BIN       ?= bin
+DATA_DIR  ?= .brr-data
+TOOLS_BIN := $(CURDIR)/.tools/bin
+STATICCHECK_VERSION := v0.8.2
+FUZZTIME  ?= 20s
+FUZZPKGS  ?= ./...
+
+# Build and test packages in parallel on every core (2 on the project's machines).
+NPROC     := $(shell nproc 2>/dev/null || echo 2)
+GOFLAGS_P := -p $(NPROC)
+
+# The version stamped into both binaries: `git describe` when the tree is a git checkout
+# with commits (tags are optional thanks to --always), else "dev".
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+
+.PHONY: help build run demo test test/short test/race lint lint-tools fmt-check vet \
+        fuzz bench bench-backup bench-pipeline clean
+
+help: ## list the targets
+	@echo "brr $(VERSION) — make TARGET"
+	@grep -hE '^[a-zA-Z/_-]+:.*?## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
+
+build: ## build bin/brr (CLI) and bin/brr-worker (daemon)
+	@mkdir -p $(BIN)
+	$(GO) build $(GOFLAGS_P) -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/brr ./cmd/publisher
+	$(GO) build $(GOFLAGS_P) -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/brr-worker ./cmd/worker
+
+run: build ## run one worker with an embedded NATS server, data in .brr-data/
+	$(BIN)/brr-worker --data-dir $(DATA_DIR)
+
+demo: ## build, start a worker, back up, restore, verify, stop (scripts/demo.sh)
+	scripts/demo.sh
+
+fmt-check: ## fail when a Go file is not gofmt'ed
+	@out="$$(find . -name '*.go' -not -path './.git/*' -not -path './.tools/*' -print0 | xargs -0 -r gofmt -l)"; \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+vet: ## go vet every package
+	$(GO) vet ./...
+
+test: fmt-check vet ## gofmt check, go vet, then every test with the race detector
+	$(GO) test $(GOFLAGS_P) -race -count=1 -timeout 30m ./...
+
+test/race: test ## same as test
+
+test/short: ## quick tests, no race detector (go test -short)
+	$(GO) test $(GOFLAGS_P) -short -count=1 -timeout 10m ./...
+
+lint-tools: ## install staticcheck (pinned version) into .tools/bin
+	@mkdir -p $(TOOLS_BIN)
+	GOBIN=$(TOOLS_BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+lint: fmt-check vet ## gofmt, go vet, staticcheck (make lint-tools) and shellcheck when installed
+	@sc="$$(command -v staticcheck || true)"; \
+	if [ -x "$(TOOLS_BIN)/staticcheck" ]; then sc="$(TOOLS_BIN)/staticcheck"; fi; \
+	if [ -n "$$sc" ]; then echo "$$sc ./..."; "$$sc" ./...; \
+	else echo "staticcheck not installed: run 'make lint-tools' (skipped)"; fi
+	@if command -v shellcheck >/dev/null; then echo "shellcheck scripts/*.sh .ci/run"; \
+		shellcheck -x -P SCRIPTDIR/.. -s bash scripts/*.sh .ci/run; \
+	else echo "shellcheck not installed: apt-get install shellcheck (skipped)"; fi
+
+fuzz: ## run every Fuzz target for FUZZTIME (20s) each; FUZZPKGS=./internal/repo to narrow
+	@# `go test -list` prints a package's matching names, then "ok  <pkg> <time>".
+	@targets="$$($(GO) test -list '^Fuzz' $(FUZZPKGS) | \
+		awk '/^Fuzz/ {names = names " " $$1} /^ok / {n = split(names, a, " "); for (i = 1; i <= n; i++) print $$2, a[i]; names = ""}')"; \
+	if [ -z "$$targets" ]; then echo "no Fuzz targets found"; exit 0; fi; \
+	while read -r pkg fn; do \
+		echo "== $$pkg $$fn ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) "$$pkg"; \
+	done <<< "$$targets"
+
+bench: bench-pipeline bench-backup ## both benchmarks
+
+bench-backup: build ## back up a ~740 MiB corpus with brr and restic side by side (scripts/bench-backup.sh)
+	scripts/bench-backup.sh
+
+bench-pipeline: build ## ping jobs/s and latency vs nats bench on one server (scripts/bench-pipeline.sh)
+	scripts/bench-pipeline.sh
+
+clean: ## remove bin/, .brr-data/ and the test cache
+	rm -rf $(BIN) $(DATA_DIR)
+	$(GO) clean -testcache

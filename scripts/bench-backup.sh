@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# Backup benchmark: brr and restic side by side, in one run, on the same corpus and disk.
+#
+# Corpus (built once, cached in $BENCH_DIR/corpus): a copy of the Go toolchain tree
+# (many small compressible files), 384 MiB of random data in 3 files, and a duplicate of
+# one of them. Phases, each timed wall-clock for the whole command (for brr that includes
+# publishing the job and waiting for its result): first backup, unchanged re-backup,
+# restore; then the repository size and the peak RSS.
+#
+#   scripts/bench-backup.sh            (or: make bench-backup)
+#   BENCH_DIR=/path scripts/bench-backup.sh   work dir (default /tmp/brr-bench)
+#   NO_BUILD=1 ...  use bin/ as it is      DROP_CACHES=0 ...  never drop page caches
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+BENCH_DIR="${BENCH_DIR:-/tmp/brr-bench}"
+corpus="$BENCH_DIR/corpus"
+mkdir -p "$BENCH_DIR"
+
+worker_pid=""
+cleanup() {
+	local rc=$?
+	if [[ -n "$worker_pid" ]] && kill -0 "$worker_pid" 2>/dev/null; then
+		kill -TERM "$worker_pid" 2>/dev/null || true
+		for _ in {1..300}; do kill -0 "$worker_pid" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$worker_pid" 2>/dev/null || true
+		wait "$worker_pid" 2>/dev/null || true
+	fi
+	rm -rf "$BENCH_DIR/restic-restore" "$BENCH_DIR/brr-restore"
+	[[ $rc -ne 0 ]] && echo "bench-backup FAILED (exit $rc); worker log: $BENCH_DIR/worker.log" >&2
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+apt_updated=0
+apt_install() {
+	if [[ $apt_updated == 0 ]]; then
+		apt-get update -qq || die "apt-get update failed"
+		apt_updated=1
+	fi
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null || die "apt-get install $* failed"
+}
+
+step "tools"
+need_cmd curl
+command -v restic >/dev/null || { note "installing restic"; apt_install restic; }
+[[ -x /usr/bin/time ]] || { note "installing time"; apt_install time; }
+note "$(restic version | head -1)"
+build_binaries
+
+# ---- corpus --------------------------------------------------------------------------
+if [[ ! -f "$BENCH_DIR/corpus.done" ]]; then
+	step "build the corpus in $corpus (once)"
+	rm -rf "$corpus"
+	mkdir -p "$corpus/data"
+	cp -a "$(go env GOROOT)" "$corpus/go"
+	for i in 1 2 3; do
+		head -c $((128 << 20)) /dev/urandom >"$corpus/data/random-$i.bin"
+	done
+	cp "$corpus/data/random-1.bin" "$corpus/data/random-1-copy.bin"
+	touch "$BENCH_DIR/corpus.done"
+fi
+corpus_bytes="$(du -sb "$corpus" | cut -f1)"
+corpus_files="$(find "$corpus" -type f | wc -l)"
+note "corpus: $(human "$corpus_bytes") in $corpus_files files"
+
+# ---- page cache ----------------------------------------------------------------------
+can_drop=0
+if [[ "${DROP_CACHES:-1}" != 0 ]] && sync && (echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null; then
+	can_drop=1
+	cache_note="page caches dropped before every phase (/proc/sys/vm/drop_caches is writable)"
+else
+	cache_note="page caches NOT dropped (/proc/sys/vm/drop_caches not writable): both tools run warm, the corpus was read once first"
+	find "$corpus" -type f -print0 | xargs -0 cat >/dev/null
+fi
+note "$cache_note"
+drop_caches() {
+	if [[ $can_drop == 1 ]]; then sync && echo 3 >/proc/sys/vm/drop_caches; fi
+}
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b - a}'; }
+
+# Set by timed, through printf -v.
+T_restic_backup="" T_restic_rebackup="" T_restic_restore="" T_brr_backup="" T_brr_rebackup="" T_brr_restore=""
+RSS_restic_init=0 RSS_restic_backup=0 RSS_restic_rebackup=0 RSS_restic_restore=0
+
+# timed NAME CMD... runs CMD under /usr/bin/time -v; sets T_<NAME> (seconds) and
+# RSS_<NAME> (KiB, the command's own peak). Output goes to $BENCH_DIR/NAME.log.
+timed() {
+	local name="$1" t0 t1 rc=0
+	shift
+	drop_caches
+	t0="$(now)"
+	/usr/bin/time -v -o "$BENCH_DIR/$name.time" "$@" >"$BENCH_DIR/$name.log" 2>&1 || rc=$?
+	t1="$(now)"
+	if [[ $rc -ne 0 ]]; then
+		tail -n 20 "$BENCH_DIR/$name.log" >&2
+		die "$name: $* exited $rc"
+	fi
+	printf -v "T_$name" '%s' "$(elapsed "$t0" "$t1")"
+	printf -v "RSS_$name" '%s' "$(awk -F': ' '/Maximum resident set size/ {print $2}' "$BENCH_DIR/$name.time")"
+}
+
+# ---- restic --------------------------------------------------------------------------
+step "restic: init + first backup, unchanged re-backup, restore"
+export RESTIC_REPOSITORY="$BENCH_DIR/restic-repo"
+export RESTIC_PASSWORD_FILE="$BENCH_DIR/restic-password"
+export RESTIC_CACHE_DIR="$BENCH_DIR/restic-cache"
+rm -rf "$RESTIC_REPOSITORY" "$RESTIC_CACHE_DIR" "$BENCH_DIR/restic-restore"
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$RESTIC_PASSWORD_FILE"
+chmod 0600 "$RESTIC_PASSWORD_FILE"
+t0="$(now)"
+timed restic_init restic init
+timed restic_backup restic backup --host bench "$corpus"
+T_restic_backup="$(elapsed "$t0" "$(now)")" # init + backup, as a user would run them
+timed restic_rebackup restic backup --host bench "$corpus"
+timed restic_restore restic restore latest --target "$BENCH_DIR/restic-restore"
+restic_repo_bytes="$(du -sb "$RESTIC_REPOSITORY" | cut -f1)"
+restic_rss=0
+for v in "$RSS_restic_init" "$RSS_restic_backup" "$RSS_restic_rebackup" "$RSS_restic_restore"; do
+	if ((v > restic_rss)); then restic_rss=$v; fi
+done
+note "backup ${T_restic_backup}s, re-backup ${T_restic_rebackup}s, restore ${T_restic_restore}s"
+step "restic: compare the restore with the corpus"
+# restic restores the absolute source path under the target.
+diff -rq "$corpus" "$BENCH_DIR/restic-restore$corpus" || die "restic's restore differs from the corpus"
+rm -rf "$BENCH_DIR/restic-restore"
+
+# ---- brr -----------------------------------------------------------------------------
+data="$BENCH_DIR/brr-data"
+rm -rf "$data" "$BENCH_DIR/brr-restore"
+nats_port="" http_port=""
+take_ports nats_port http_port
+nats="nats://127.0.0.1:$nats_port"
+step "brr: start brr-worker (embedded NATS on 127.0.0.1:$nats_port, fresh data dir $data)"
+"$WORKER" --data-dir "$data" --listen "127.0.0.1:$nats_port" --http "127.0.0.1:$http_port" \
+	--log-format json >"$BENCH_DIR/worker.log" 2>&1 &
+worker_pid=$!
+wait_ready "http://127.0.0.1:$http_port/readyz" "$worker_pid" 60 "$BENCH_DIR/worker.log"
+note "worker pid $worker_pid, VmHWM at start $(vmhwm "$worker_pid") KiB"
+
+step "brr: first backup, unchanged re-backup, restore"
+brr_hwm=0
+track_hwm() {
+	local v
+	v="$(vmhwm "$worker_pid")"
+	if ((v > brr_hwm)); then brr_hwm=$v; fi
+}
+timed brr_backup "$BRR" --nats "$nats" backup "$corpus" --wait
+track_hwm
+timed brr_rebackup "$BRR" --nats "$nats" backup "$corpus" --wait
+track_hwm
+timed brr_restore "$BRR" --nats "$nats" restore latest "$BENCH_DIR/brr-restore" --wait
+track_hwm
+brr_repo_bytes="$(du -sb "$data/repo" | cut -f1)"
+note "backup ${T_brr_backup}s, re-backup ${T_brr_rebackup}s, restore ${T_brr_restore}s"
+step "brr: compare the restore with the corpus"
+diff -rq "$corpus" "$BENCH_DIR/brr-restore" || die "brr's restore differs from the corpus"
+rm -rf "$BENCH_DIR/brr-restore"
+
+step "brr: stop the worker"
+rc=0
+stop_process "$worker_pid" 60 || rc=$?
+worker_pid=""
+[[ $rc -eq 0 ]] || note "brr-worker exited $rc after SIGTERM (want 0)"
+
+# ---- report --------------------------------------------------------------------------
+mibs() { awk -v b="$corpus_bytes" -v t="$1" 'BEGIN {printf "%.1f", b / 1048576 / t}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
+verdict() { awk -v r="$1" -v op="$2" -v t="$3" 'BEGIN {ok = (op == ">=" ? r >= t : r <= t); print (ok ? "met" : "MISSED")}'; }
+
+r_backup="$(ratio "$T_restic_backup" "$T_brr_backup")"
+r_rebackup="$(ratio "$T_restic_rebackup" "$T_brr_rebackup")"
+r_restore="$(ratio "$T_restic_restore" "$T_brr_restore")"
+r_repo="$(ratio "$brr_repo_bytes" "$restic_repo_bytes")"
+r_rss="$(ratio "$brr_hwm" "$restic_rss")"
+
+echo
+echo "bench-backup $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, brr $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo dev), $(restic version | head -1 | cut -d' ' -f1-2)"
+echo "corpus: $(human "$corpus_bytes") in $corpus_files files; $cache_note"
+printf '%-22s | %-22s | %-22s | %-6s | %-30s\n' phase brr restic ratio "target"
+printf -- '%.0s-' {1..112}
+echo
+printf '%-22s | %-22s | %-22s | %-6s | %-30s\n' \
+	"first backup" "${T_brr_backup}s $(mibs "$T_brr_backup") MiB/s" "${T_restic_backup}s $(mibs "$T_restic_backup") MiB/s" "$r_backup" "throughput >= 2x restic: $(verdict "$r_backup" '>=' 2)" \
+	"unchanged re-backup" "${T_brr_rebackup}s" "${T_restic_rebackup}s" "$r_rebackup" ">= 3x faster: $(verdict "$r_rebackup" '>=' 3)" \
+	"restore" "${T_brr_restore}s $(mibs "$T_brr_restore") MiB/s" "${T_restic_restore}s $(mibs "$T_restic_restore") MiB/s" "$r_restore" ">= 2x faster: $(verdict "$r_restore" '>=' 2)" \
+	"repo size" "$(human "$brr_repo_bytes")" "$(human "$restic_repo_bytes")" "$r_repo" "<= 1.05x restic: $(verdict "$r_repo" '<=' 1.05)" \
+	"peak RSS" "$(human $((brr_hwm * 1024)))" "$(human $((restic_rss * 1024)))" "$r_rss" "<= restic: $(verdict "$r_rss" '<=' 1)"
+echo
+echo "ratio: restic time / brr time for the timed phases (higher is better for brr), brr / restic for size and RSS."
+echo "brr times are the whole 'brr ... --wait' command: publish, queue, run, events. restic's first backup includes 'restic init'."
+echo "brr peak RSS is the worker's VmHWM (read after each phase: its peak over the whole run, embedded NATS server included);"
+echo "restic's is the largest 'Maximum resident set size' of its commands. Logs and timings: $BENCH_DIR/*.log, *.time"

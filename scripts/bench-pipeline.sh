@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Pipeline benchmark: how many jobs a second one worker takes through the whole pipeline
+# (publish → BRR_JOBS → consumer → state → events → ack), against what the same NATS
+# server does with plain JetStream messages (`nats bench`), measured in the same run.
+#
+#   1. nats bench: async-publish 256-byte messages to a stream of its own, then consume
+#      them from a durable consumer with explicit acks: the ceiling.
+#   2. brr bench --jobs 20000 --publishers 4: ping jobs end to end, jobs/s.
+#   3. brr bench --jobs 5000 --rate 1000: latency publish → started, p50/p99.
+#
+#   scripts/bench-pipeline.sh            (or: make bench-pipeline)
+#   JOBS=20000 MSGS=200000 scripts/bench-pipeline.sh
+#   NO_BUILD=1 ...  use bin/ as it is
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+BENCH_DIR="${BENCH_DIR:-/tmp/brr-bench-pipeline}"
+JOBS="${JOBS:-20000}"
+PUBLISHERS="${PUBLISHERS:-4}"
+LAT_JOBS="${LAT_JOBS:-5000}"
+LAT_RATE="${LAT_RATE:-1000}"
+MSGS="${MSGS:-200000}"
+NATSCLI_VERSION=v0.5.0
+NATSCLI="$ROOT/.tools/bin/nats"
+mkdir -p "$BENCH_DIR"
+
+worker_pid=""
+cleanup() {
+	local rc=$?
+	if [[ -n "$worker_pid" ]] && kill -0 "$worker_pid" 2>/dev/null; then
+		kill -TERM "$worker_pid" 2>/dev/null || true
+		for _ in {1..300}; do kill -0 "$worker_pid" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$worker_pid" 2>/dev/null || true
+		wait "$worker_pid" 2>/dev/null || true
+	fi
+	[[ $rc -ne 0 ]] && echo "bench-pipeline FAILED (exit $rc); logs in $BENCH_DIR" >&2
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+step "tools"
+need_cmd curl
+if [[ ! -x "$NATSCLI" ]] || [[ "$("$NATSCLI" --version 2>&1)" != "$NATSCLI_VERSION" ]]; then
+	note "installing natscli $NATSCLI_VERSION into .tools/bin (a few minutes, once)"
+	mkdir -p "$ROOT/.tools/bin"
+	GOBIN="$ROOT/.tools/bin" go install "github.com/nats-io/natscli/nats@$NATSCLI_VERSION" ||
+		die "go install natscli failed"
+fi
+note "nats $("$NATSCLI" --version 2>&1)"
+build_binaries
+
+data="$BENCH_DIR/data"
+rm -rf "$data"
+nats_port="" http_port=""
+take_ports nats_port http_port
+nats="nats://127.0.0.1:$nats_port"
+step "start brr-worker (embedded NATS on 127.0.0.1:$nats_port, fresh data dir $data)"
+"$WORKER" --data-dir "$data" --listen "127.0.0.1:$nats_port" --http "127.0.0.1:$http_port" \
+	--log-format json --log-level warn >"$BENCH_DIR/worker.log" 2>&1 &
+worker_pid=$!
+wait_ready "http://127.0.0.1:$http_port/readyz" "$worker_pid" 60 "$BENCH_DIR/worker.log"
+
+# nats_rate FILE prints the msgs/sec of the last "stats:" line of a nats bench output.
+nats_rate() {
+	grep -E 'stats: [0-9,]+ msgs/sec' "$1" | tail -1 | sed -E 's/.*stats: ([0-9,]+) msgs\/sec.*/\1/' | tr -d ,
+}
+
+step "nats bench: async publish $MSGS x 256 B into stream BRRBENCH (file store)"
+"$NATSCLI" -s "$nats" bench js pub async brrbench.msgs --stream BRRBENCH --create --storage file \
+	--size 256B --msgs "$MSGS" --purge --no-progress >"$BENCH_DIR/nats-pub.log" 2>&1 ||
+	{ cat "$BENCH_DIR/nats-pub.log" >&2; die "nats bench js pub failed"; }
+nats_pub="$(nats_rate "$BENCH_DIR/nats-pub.log")"
+note "$nats_pub msgs/s"
+
+step "nats bench: consume them from a durable consumer with explicit acks"
+"$NATSCLI" -s "$nats" bench js consume --stream BRRBENCH --acks explicit \
+	--size 256B --msgs "$MSGS" --no-progress >"$BENCH_DIR/nats-consume.log" 2>&1 ||
+	{ cat "$BENCH_DIR/nats-consume.log" >&2; die "nats bench js consume failed"; }
+nats_consume="$(nats_rate "$BENCH_DIR/nats-consume.log")"
+note "$nats_consume msgs/s"
+"$NATSCLI" -s "$nats" stream rm BRRBENCH -f >/dev/null 2>&1 || note "could not remove stream BRRBENCH"
+
+# jget FILE WHAT prints a figure from the last JSON line of `brr bench --json`: WHAT is
+# jobs_per_sec, or p50_ms / p99_ms / max_ms of publish_to_started.
+jget() {
+	local line obj v
+	line="$(grep '^{' "$1" | tail -1)"
+	[[ -n "$line" ]] || die "no JSON object in $1"
+	obj="$line"
+	if [[ "$2" != jobs_per_sec ]]; then
+		obj="$(grep -o '"publish_to_started":{[^}]*}' <<<"$line")" || die "no publish_to_started in $1: $line"
+	fi
+	v="$(grep -oE "\"$2\":-?[0-9.eE+-]+" <<<"$obj" | head -1 | cut -d: -f2)"
+	[[ -n "$v" ]] || die "no $2 in $1: $line"
+	awk -v v="$v" 'BEGIN {printf "%.2f", v}'
+}
+
+step "brr bench --jobs $JOBS --publishers $PUBLISHERS (ping jobs, end to end)"
+"$BRR" --nats "$nats" bench --jobs "$JOBS" --publishers "$PUBLISHERS" --json >"$BENCH_DIR/brr-throughput.json" 2>"$BENCH_DIR/brr-throughput.err" ||
+	{ cat "$BENCH_DIR/brr-throughput.err" >&2; die "brr bench failed"; }
+cat "$BENCH_DIR/brr-throughput.json"
+brr_rate="$(jget "$BENCH_DIR/brr-throughput.json" jobs_per_sec)"
+
+step "brr bench --jobs $LAT_JOBS --rate $LAT_RATE (latency publish → started)"
+"$BRR" --nats "$nats" bench --jobs "$LAT_JOBS" --rate "$LAT_RATE" --json >"$BENCH_DIR/brr-latency.json" 2>"$BENCH_DIR/brr-latency.err" ||
+	{ cat "$BENCH_DIR/brr-latency.err" >&2; die "brr bench --rate failed"; }
+cat "$BENCH_DIR/brr-latency.json"
+p50="$(jget "$BENCH_DIR/brr-latency.json" p50_ms)"
+p99="$(jget "$BENCH_DIR/brr-latency.json" p99_ms)"
+
+step "stop the worker"
+rc=0
+stop_process "$worker_pid" 60 || rc=$?
+worker_pid=""
+[[ $rc -eq 0 ]] || note "brr-worker exited $rc after SIGTERM (want 0)"
+
+verdict() { awk -v r="$1" -v op="$2" -v t="$3" 'BEGIN {ok = (op == ">=" ? r >= t : r < t); print (ok ? "met" : "MISSED")}'; }
+ratio="$(awk -v a="$brr_rate" -v b="$nats_consume" 'BEGIN {printf "%.3g", (b > 0 ? a / b : 0)}')"
+
+echo
+echo "bench-pipeline $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, brr $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo dev), natscli $NATSCLI_VERSION, one worker, embedded server"
+printf '%-28s | %-16s | %-7s | %-26s\n' "nats bench consume msgs/s" "brr jobs/s" "ratio" "p50 / p99 publish→started"
+printf -- '%.0s-' {1..86}
+echo
+printf '%-28s | %-16s | %-7s | %-26s\n' "$nats_consume" "$brr_rate" "$ratio" "$p50 / $p99 ms at $LAT_RATE/s"
+echo
+echo "nats bench async publish: $nats_pub msgs/s (256 B, file store, explicit acks on consume)"
+echo "target: >= 10,000 jobs/s: $(verdict "$brr_rate" '>=' 10000); p99 publish→started < 10 ms at $LAT_RATE/s: $(verdict "$p99" '<' 10)"
+echo "brr jobs/s: $JOBS ping jobs, $PUBLISHERS publishers, first publish → last succeeded. Raw output: $BENCH_DIR/*.json, *.log"

@@ -1,0 +1,114 @@
+# Shared shell functions of the demo and benchmark scripts; source it, don't run it.
+# Everything here talks only to loopback.
+
+# ROOT is the repository's top directory; BRR and WORKER are the built binaries.
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BRR="$ROOT/bin/brr"
+WORKER="$ROOT/bin/brr-worker"
+
+# step announces one step on one line; note adds detail under it; die stops the script.
+step() { printf '==> %s\n' "$*"; }
+note() { printf '    %s\n' "$*"; }
+die() {
+	printf 'FAILED: %s\n' "$*" >&2
+	exit 1
+}
+
+# need_cmd fails with a hint when a command is missing.
+need_cmd() {
+	command -v "$1" >/dev/null 2>&1 || die "$1 is not installed${2:+: $2}"
+}
+
+# build_binaries builds bin/brr and bin/brr-worker with the Makefile, unless NO_BUILD=1.
+build_binaries() {
+	local out
+	if [[ "${NO_BUILD:-0}" != 1 ]]; then
+		if ! out="$(make -C "$ROOT" --no-print-directory build 2>&1)"; then
+			printf '%s\n' "$out" | tail -n 30 >&2
+			die "make build failed"
+		fi
+	fi
+	[[ -x "$BRR" && -x "$WORKER" ]] || die "bin/brr or bin/brr-worker missing: run make build"
+}
+
+# port_in_use reports whether something accepts connections on 127.0.0.1:$1.
+port_in_use() {
+	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# free_port prints a loopback TCP port that nothing listens on, avoiding the ports
+# already handed out by this script (listed in $_taken_ports).
+_taken_ports=" "
+free_port() {
+	local p i
+	for ((i = 0; i < 200; i++)); do
+		p=$((20000 + RANDOM % 40000))
+		[[ "$_taken_ports" == *" $p "* ]] && continue
+		if ! port_in_use "$p" && ! ss -Htln "sport = :$p" 2>/dev/null | grep -q .; then
+			_taken_ports+="$p "
+			printf '%s\n' "$p"
+			return 0
+		fi
+	done
+	die "no free loopback port found"
+}
+
+# Every free_port call runs in a subshell ($(free_port)), so remember the ports here.
+take_ports() {
+	local var p
+	for var in "$@"; do
+		p="$(free_port)"
+		_taken_ports+="$p "
+		printf -v "$var" '%s' "$p"
+	done
+}
+
+# wait_ready waits until $1 (an http URL) answers 200, while process $2 is alive, for
+# at most $3 seconds (default 60). On failure it prints the tail of log file $4.
+wait_ready() {
+	local url="$1" pid="$2" limit="${3:-60}" log="${4:-}" i
+	for ((i = 0; i < limit * 5; i++)); do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			[[ -n "$log" ]] && tail -n 30 "$log" >&2
+			die "the worker (pid $pid) exited before it was ready"
+		fi
+		if curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; then
+			return 0
+		fi
+		sleep 0.2
+	done
+	[[ -n "$log" ]] && tail -n 30 "$log" >&2
+	die "$url not ready after ${limit}s"
+}
+
+# stop_process sends SIGTERM to pid $1 and waits up to $2 seconds (default 40) for it
+# to exit, then SIGKILLs it. It prints the exit status and returns it (137 when killed).
+stop_process() {
+	local pid="$1" limit="${2:-40}" i rc=0
+	kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || rc=$?; return "$rc"; }
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < limit * 10; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		note "pid $pid still running ${limit}s after SIGTERM: sending SIGKILL"
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	wait "$pid" 2>/dev/null || rc=$?
+	return "$rc"
+}
+
+# vmhwm prints the peak resident set size of pid $1 in KiB (VmHWM), or 0 when gone.
+vmhwm() {
+	awk '/^VmHWM:/ {print $2; found=1} END {if (!found) print 0}' "/proc/$1/status" 2>/dev/null || echo 0
+}
+
+# human prints a byte count with a binary unit.
+human() {
+	awk -v b="$1" 'BEGIN {
+		split("B KiB MiB GiB TiB", u, " "); i = 1
+		while (b >= 1024 && i < 5) { b /= 1024; i++ }
+		printf (i == 1 ? "%d %s" : "%.1f %s"), b, u[i]
+	}'
+}
