@@ -42,9 +42,10 @@ type Handler interface {
 	Handle(ctx context.Context, job *brr.Job, progress func(brr.Progress)) (*brr.Result, error)
 }
 
-// Progresser publishes an ephemeral event now, without storing it (the Outbox).
-type Progresser interface {
-	PublishNow(e *brr.Event)
+// Announcer publishes messages now, without storing them (the Outbox): progress events,
+// and the accepted and started events of a job.
+type Announcer interface {
+	PublishNow(msgs ...state.OutboxMsg)
 }
 
 // ConsumerStats counts what a Consumer did since it was made.
@@ -70,7 +71,7 @@ type Consumer struct {
 	js    jetstream.JetStream
 	store Store
 	h     Handler
-	pub   Progresser
+	pub   Announcer
 	cfg   Config
 	log   zerolog.Logger
 
@@ -88,7 +89,7 @@ type Consumer struct {
 
 // NewConsumer returns a Consumer that runs jobs with h, records them in store and
 // publishes progress through pub. Streams must exist (EnsureStreams).
-func NewConsumer(js jetstream.JetStream, store Store, h Handler, pub Progresser, cfg Config, log zerolog.Logger) *Consumer {
+func NewConsumer(js jetstream.JetStream, store Store, h Handler, pub Announcer, cfg Config, log zerolog.Logger) *Consumer {
 	cfg = cfg.withDefaults()
 	return &Consumer{
 		js:      js,
@@ -236,7 +237,7 @@ func (c *Consumer) drain(abort context.CancelFunc) {
 // buffered message's AckWait is already running.
 func (c *Consumer) pull(ctx, jobCtx context.Context, pool string, cons jetstream.Consumer) {
 	log := c.log.With().Str("pool", pool).Logger()
-	it, err := cons.Messages(jetstream.PullMaxMessages(2 * c.cfg.Concurrency))
+	it, err := c.messages(cons)
 	for ctx.Err() == nil {
 		if err != nil {
 			log.Error().Err(err).Msg("pull jobs; trying again in 1s")
@@ -244,7 +245,7 @@ func (c *Consumer) pull(ctx, jobCtx context.Context, pool string, cons jetstream
 				return
 			}
 			if cons, err = c.ensureConsumer(ctx, pool); err == nil {
-				it, err = cons.Messages(jetstream.PullMaxMessages(2 * c.cfg.Concurrency))
+				it, err = c.messages(cons)
 			}
 			continue
 		}
@@ -282,6 +283,18 @@ func (c *Consumer) pull(ctx, jobCtx context.Context, pool string, cons jetstream
 		}
 		_ = msg.Nak()
 	}
+}
+
+// messages starts pulling from cons. Pull requests expire after 5 s with a heartbeat
+// every second, instead of nats.go's 30 s: a pull request the server dropped (seen
+// under a burst of thousands of jobs) is then noticed and replaced within two seconds,
+// instead of leaving the worker idle for half a minute.
+func (c *Consumer) messages(cons jetstream.Consumer) (jetstream.MessagesContext, error) {
+	return cons.Messages(
+		jetstream.PullMaxMessages(2*c.cfg.Concurrency),
+		jetstream.PullExpiry(5*time.Second),
+		jetstream.PullHeartbeat(time.Second),
+	)
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
@@ -433,16 +446,19 @@ func (c *Consumer) process(jobCtx context.Context, pool string, msg jetstream.Ms
 		Created:  job.Created,
 		Started:  now,
 	}
-	out := c.cfg.outboxMsgs(c.jobEvent(d, brr.StatusAccepted))
-	out = append(out, c.cfg.outboxMsgs(c.jobEvent(d, brr.StatusStarted))...)
+	// Accepted and started are announced at once rather than through the outbox: a
+	// waiting client sees the job start without an fsync in between, and the job came
+	// off NATS a moment ago, so NATS is there to take them. Should they be lost, the
+	// final event, which goes through the outbox, still tells the story.
+	c.pub.PublishNow(append(c.cfg.outboxMsgs(c.jobEvent(d, brr.StatusAccepted)), c.cfg.outboxMsgs(c.jobEvent(d, brr.StatusStarted))...)...)
 	// The started record is committed while the handler runs: a commit (an fsync shared
 	// with other writers) takes milliseconds, more than a small job, and the slot would
-	// wait for it. Settling waits for it, so the started record and its events always
-	// come before the final ones; a crash in between leaves a job that is not processed
-	// and runs again, as it would have anyway.
+	// wait for it. Settling waits for it, so the started record always comes before the
+	// final one; a crash in between leaves a job that is not processed and runs again,
+	// as it would have anyway.
 	rec := *d.rec
 	started := make(chan error, 1)
-	go func() { started <- c.store.PutJob(&rec, out...) }()
+	go func() { started <- c.store.PutJob(&rec) }()
 
 	ctx, cancel := context.WithCancel(jobCtx)
 	res, herr := c.runHandler(ctx, d)
@@ -485,7 +501,7 @@ func (c *Consumer) progress(d *delivery, p brr.Progress) {
 	}
 	e := c.jobEvent(d, brr.StatusProgress)
 	e.Progress = &p
-	c.pub.PublishNow(e)
+	c.pub.PublishNow(c.cfg.outboxMsgs(e)...)
 }
 
 // decode decodes the job and checks that it came on the subject of its pool and kind.

@@ -24,7 +24,7 @@ func (c Config) newEvent(typ brr.EventType, status brr.Status) *brr.Event {
 
 // outboxMsgs turns e into the messages the outbox publishes: the event on its subject
 // in BRR_EVENTS, and, for a job event that changes what `brr jobs` and Client.Wait should
-// show (accepted, started, or final), the same JSON as the job's entry in KV BRR_RESULTS.
+// show (started, or final), the same JSON as the job's entry in KV BRR_RESULTS.
 // Publishing to "$KV.<bucket>.<key>" is how a KV put looks on the wire, so the outbox
 // needs no KV handle and the entry gets its own Nats-Msg-Id for de-duplication.
 func (c Config) outboxMsgs(e *brr.Event) []state.OutboxMsg {
@@ -49,8 +49,8 @@ func (c Config) outboxMsgs(e *brr.Event) []state.OutboxMsg {
 }
 
 // resultStatus reports whether a job event with status s is kept in BRR_RESULTS: the
-// statuses a waiting client acts on. Progress and retrying are not: they would overwrite
-// nothing useful and cost a KV write each.
+// statuses a waiting client acts on. Accepted is not (started follows it at once), nor
+// are progress and retrying: they would overwrite nothing useful and cost a KV write each.
 func resultStatus(s brr.Status) bool {
-	return s == brr.StatusAccepted || s == brr.StatusStarted || s.Final()
+	return s == brr.StatusStarted || s.Final()
 }

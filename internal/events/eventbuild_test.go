@@ -34,7 +34,7 @@ func TestOutboxMsgs(t *testing.T) {
 		subject string
 		result  bool
 	}{
-		{brr.EventJob, brr.StatusAccepted, "acme.events.job.backup.accepted", true},
+		{brr.EventJob, brr.StatusAccepted, "acme.events.job.backup.accepted", false},
 		{brr.EventJob, brr.StatusStarted, "acme.events.job.backup.started", true},
 		{brr.EventJob, brr.StatusProgress, "acme.events.job.backup.progress", false},
 		{brr.EventJob, brr.StatusRetrying, "acme.events.job.backup.retrying", false},

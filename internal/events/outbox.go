@@ -2,13 +2,11 @@ package events
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
 
-	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/state"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -63,10 +61,6 @@ type Outbox struct {
 	js    jetstream.JetStream
 	store OutboxStore
 	log   zerolog.Logger
-
-	// Subjects names the event subjects of PublishNow; set it when the worker's prefix
-	// is not the default one.
-	Subjects brr.Subjects
 
 	// mu makes Run and Flush take turns: two drains at once would publish the same
 	// items twice (harmless, but wasteful) and could interleave their order.
@@ -258,21 +252,22 @@ func (o *Outbox) publishChunk(ctx context.Context, items []state.OutboxItem) (in
 	return acked, err
 }
 
-// PublishNow publishes e at once, without the outbox: for progress events, which are
-// out of date a second later and not worth an fsync. It never blocks the job that
-// reports progress; when NATS is down or slow the event is dropped.
-func (o *Outbox) PublishNow(e *brr.Event) {
+// PublishNow publishes msgs at once, in order, without the outbox: progress events, which
+// are out of date a second later, and the accepted and started events of a job that has
+// just come off the queue, which a waiting client should see without an fsync in between.
+// It never blocks the job; when NATS is down or slow the messages are dropped.
+func (o *Outbox) PublishNow(msgs ...state.OutboxMsg) {
 	if o.js.Conn().Status() != nats.CONNECTED {
 		return
 	}
-	data, err := json.Marshal(e)
-	if err != nil {
-		return
+	for _, msg := range msgs {
+		m := &nats.Msg{
+			Subject: msg.Subject,
+			Data:    msg.Data,
+			Header:  nats.Header{jetstream.MsgIDHeader: []string{msg.MsgID}},
+		}
+		if _, err := o.js.PublishMsgAsync(m, jetstream.WithStallWait(time.Millisecond)); err != nil {
+			return
+		}
 	}
-	m := &nats.Msg{
-		Subject: o.Subjects.Event(e),
-		Data:    data,
-		Header:  nats.Header{jetstream.MsgIDHeader: []string{e.ID}},
-	}
-	_, _ = o.js.PublishMsgAsync(m, jetstream.WithStallWait(time.Millisecond))
 }

@@ -229,7 +229,7 @@ func TestOutboxOutage(t *testing.T) {
 		}
 		want = append(want, e.ID)
 	}
-	o.PublishNow(jobEvent(cfg, "job-progress", brr.StatusProgress)) // dropped: NATS is down
+	o.PublishNow(cfg.outboxMsgs(jobEvent(cfg, "job-progress", brr.StatusProgress))...) // dropped: NATS is down
 	// Give Run a few rounds against the dead server: nothing may leave the outbox.
 	time.Sleep(1500 * time.Millisecond)
 	if n, err := db.OutboxLen(); err != nil || n != 200 {
@@ -382,10 +382,9 @@ func TestOutboxPublishNow(t *testing.T) {
 	cfg := Config{Subjects: brr.Subjects{Prefix: "acme"}, Worker: "w1"}
 	ensure(t, js, cfg)
 	o := NewOutbox(js, openState(t), zerolog.Nop())
-	o.Subjects = cfg.Subjects
 	e := jobEvent(cfg, "job-1", brr.StatusProgress)
 	e.Progress = &brr.Progress{Files: 7}
-	o.PublishNow(e)
+	o.PublishNow(cfg.outboxMsgs(e)...)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

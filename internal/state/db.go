@@ -88,7 +88,18 @@ func Open(path string, opts Options) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)
 	}
-	bdb, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: opts.Timeout, NoSync: opts.NoSync})
+	bdb, err := bbolt.Open(path, 0o600, &bbolt.Options{
+		Timeout: opts.Timeout,
+		NoSync:  opts.NoSync,
+		// Map address space for a large database up front: a commit that outgrows the
+		// map remaps it, and a remap waits for every read transaction (the consume loop's
+		// processed-id check) to end while blocking new ones. Only what is used is paged in.
+		InitialMmapSize: 256 << 20,
+		// The freelist is rebuilt when the database opens instead of written at every
+		// commit, and kept as a map: cheaper commits for a database written this often.
+		NoFreelistSync: true,
+		FreelistType:   bbolt.FreelistMapType,
+	})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, &lockedError{path: path}
 	}
