@@ -11,9 +11,12 @@ import (
 	"syscall"
 )
 
+// version is the build's version, set by the Makefile with -ldflags "-X main.version=...".
+var version = "dev"
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	m := &Main{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Getwd: os.Getwd}
+	m := &Main{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Getwd: os.Getwd, Version: version}
 	code := m.Run(ctx, os.Args[1:])
 	stop()
 	os.Exit(code)

@@ -293,6 +293,59 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
+func TestUsageErrorPrintedOnce(t *testing.T) {
+	t.Parallel()
+	// Usage errors come before any connection: no server is needed.
+	const url = "nats://127.0.0.1:1"
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--bogus"}, "brr: unknown flag: --bogus"},
+		{[]string{"nope"}, `brr: unknown command "nope"`},
+		{[]string{"backup", "/a", "--bogus"}, "brr: backup: unknown flag: --bogus"},
+		{[]string{"backup", "/a", "--timeout", "soon"}, `brr: backup: invalid argument "soon" for "--timeout" flag`},
+		{[]string{"backup"}, "brr: backup takes 1 argument, got 0: usage: brr backup PATH [flags]"},
+		{[]string{"jobs", "show", "a", "b"}, "brr: jobs show takes 1 argument, got 2"},
+		{[]string{"dlq", "retry", "--bogus"}, "brr: dlq retry: unknown flag: --bogus"},
+	} {
+		r := brrCmd(t, url, tt.args...)
+		name := "brr " + strings.Join(tt.args, " ")
+		if r.code != exitUsage {
+			t.Errorf("%s: %v\nwant exit 2", name, r)
+			continue
+		}
+		if !strings.HasPrefix(r.stderr, tt.want) {
+			t.Errorf("%s: stderr\n%s\nwant it to start with %q", name, r.stderr, tt.want)
+		}
+		if got := strings.Count(r.stderr, "brr: "); got != 1 {
+			t.Errorf("%s: stderr has %d \"brr: \" prefixes, want 1:\n%s", name, got, r.stderr)
+		}
+		if got := strings.Count(r.stderr, "\n"); got != 2 {
+			t.Errorf("%s: stderr has %d lines, want the error and the hint:\n%s", name, got, r.stderr)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr bytes.Buffer
+	m := &Main{Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }, Version: "v1.2.3"}
+	if code := m.Run(context.Background(), []string{"--version"}); code != exitOK {
+		t.Fatalf("brr --version exited %d; stderr:\n%s", code, stderr.String())
+	}
+	if got, want := stdout.String(), "brr v1.2.3\n"; got != want {
+		t.Fatalf("brr --version printed %q, want %q", got, want)
+	}
+	if stderr.Len() != 0 {
+		t.Fatalf("brr --version wrote to stderr: %q", stderr.String())
+	}
+	// Without a Version, the build's: "dev" unless -ldflags set it.
+	if r := brrCmd(t, "nats://127.0.0.1:1", "--version"); r.code != exitOK || r.stdout != "brr dev\n" {
+		t.Fatalf("brr --version: %v\nwant exit 0 and \"brr dev\"", r)
+	}
+}
+
 func TestCannotConnect(t *testing.T) {
 	t.Parallel()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -509,7 +562,7 @@ func TestProgressView(t *testing.T) {
 	}
 	v.done()
 	want := "accepted by worker w1\nstarted (attempt 1)\n" +
-		"scan: 1/4 files, 1.5 KiB/3.0 KiB (50%), 2.0 KiB/s, ETA 2s\n" +
+		"backup: scan 1/4 files, 1.5 KiB/3.0 KiB (50%), 2.0 KiB/s, ETA 2s\n" +
 		"attempt 1 failed, retrying in 1.5s: lease held\n"
 	if got := buf.String(); got != want {
 		t.Fatalf("progress view wrote\n%q\nwant\n%q", got, want)
@@ -519,5 +572,33 @@ func TestProgressView(t *testing.T) {
 	q.event(job)
 	if quiet.Len() != 0 {
 		t.Fatalf("quiet view wrote %q", quiet.String())
+	}
+}
+
+func TestJobProgressText(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		kind brr.Kind
+		p    brr.Progress
+		want string
+	}{
+		{brr.KindBackup, brr.Progress{Phase: "backup", Files: 5210, Bytes: 700 << 20, TotalFiles: 15036, TotalBytes: 1 << 30, BytesPerSec: 140 << 20, ETASeconds: 2.3},
+			"backup: 5210/15036 files, 700.0 MiB/1.0 GiB (68%), 140.0 MiB/s, ETA 2s"},
+		{brr.KindRestore, brr.Progress{Phase: "restore", Files: 3, Bytes: 2048},
+			"restore: 3 files, 2.0 KiB"},
+		// A verify counts objects and no bytes: no "0 B", the percentage from the count.
+		{brr.KindVerify, brr.Progress{Phase: "read data", Files: 120, TotalFiles: 452, ETASeconds: 9},
+			"verify: read data 120/452 objects (27%), ETA 9s"},
+		{brr.KindVerify, brr.Progress{Phase: "check structure", Files: 0, TotalFiles: 2},
+			"verify: check structure 0/2 objects (0%)"},
+		{brr.KindVerify, brr.Progress{Phase: "check structure"},
+			"verify: check structure 0 objects"},
+		// An event of unknown kind (brr events) shows the phase alone, as before.
+		{"", brr.Progress{Phase: "backup", Files: 1, Bytes: 1536, TotalFiles: 4, TotalBytes: 3072},
+			"backup: 1/4 files, 1.5 KiB/3.0 KiB (50%)"},
+	} {
+		if got := jobProgressText(tt.kind, &tt.p); got != tt.want {
+			t.Errorf("jobProgressText(%q, %+v) =\n%q, want\n%q", tt.kind, tt.p, got, tt.want)
+		}
 	}
 }

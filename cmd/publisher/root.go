@@ -33,6 +33,8 @@ type Main struct {
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
 	Getwd          func() (string, error)
+	// Version is what --version prints; empty means the build's version.
+	Version string
 
 	// Set by the global flags.
 	url, creds, user, password, token string
@@ -77,6 +79,8 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 	case errors.Is(err, brr.ErrNoStream), errors.Is(err, brr.ErrNoWorker), errors.Is(err, brr.ErrNotConnected):
 		code = exitNoServer
 	}
+	// Every error not printed already (quiet) is printed here, once, with the one "brr: "
+	// prefix: messages, flag and argument errors included, do not start with "brr" themselves.
 	fmt.Fprintf(m.Stderr, "brr: %v\n", err)
 	if code == exitUsage && !errors.Is(err, brr.ErrInvalid) {
 		fmt.Fprintln(m.Stderr, "Run 'brr --help' or 'brr COMMAND --help' for usage.")
@@ -92,6 +96,10 @@ func (m *Main) env(name, def string) string {
 }
 
 func (m *Main) newRoot() *cobra.Command {
+	v := m.Version
+	if v == "" {
+		v = version
+	}
 	root := &cobra.Command{
 		Use:   "brr",
 		Short: "Back up, restore and verify through brr workers on NATS JetStream",
@@ -104,6 +112,7 @@ start a worker there with: brr-worker`,
   brr snapshots --repo local
   brr restore latest /tmp/restore --source /srv/app --wait
   brr events --follow`,
+		Version:       v,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Args: func(cmd *cobra.Command, args []string) error {
@@ -117,8 +126,14 @@ start a worker there with: brr-worker`,
 			return &exitError{code: exitUsage, err: errors.New("no command"), quiet: true}
 		},
 	}
+	// Declared here rather than by cobra so that it has no -v shorthand.
+	root.Flags().Bool("version", false, "print the version and exit")
+	root.SetVersionTemplate("brr {{.Version}}\n")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
-		return usageError(fmt.Errorf("%s: %w", cmd.CommandPath(), err))
+		if name := subcommand(cmd); name != "" {
+			err = fmt.Errorf("%s: %w", name, err)
+		}
+		return usageError(err)
 	})
 	f := root.PersistentFlags()
 	f.StringVar(&m.url, "nats", m.env("BRR_NATS_URL", defaultURL), "NATS server URL(s), comma-separated (env BRR_NATS_URL)")
@@ -156,10 +171,19 @@ func args(min, max int) cobra.PositionalArgs {
 			case min == 1:
 				want = "1 argument"
 			}
-			return usageError(fmt.Errorf("%s takes %s, got %d: usage: %s", cmd.CommandPath(), want, len(args), cmd.UseLine()))
+			return usageError(fmt.Errorf("%s takes %s, got %d: usage: %s", subcommand(cmd), want, len(args), cmd.UseLine()))
 		}
 		return nil
 	}
+}
+
+// subcommand is cmd's path without the leading "brr" that Run prefixes every error
+// with: "jobs show", or "" for the root command.
+func subcommand(cmd *cobra.Command) string {
+	if !cmd.HasParent() {
+		return ""
+	}
+	return strings.TrimPrefix(cmd.CommandPath(), cmd.Root().Name()+" ")
 }
 
 // context applies --timeout.

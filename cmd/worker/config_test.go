@@ -134,6 +134,19 @@ func TestParseFlagsCommand(t *testing.T) {
 	}
 }
 
+func TestParseFlagsVersion(t *testing.T) {
+	m, err := parse(t, []string{"--version", "--concurrency", "0"}, map[string]string{"BRR_CONFIG": "/no/such/brr.yaml"})
+	if err != nil {
+		t.Fatalf("ParseFlags(--version) = %v, want nil: the config is not read", err)
+	}
+	if got, want := m.Command, "version"; got != want {
+		t.Fatalf("Command = %q, want %q", got, want)
+	}
+	if got, want := m.Version, "dev"; got != want {
+		t.Fatalf("Version = %q, want %q (the default without -ldflags)", got, want)
+	}
+}
+
 func TestConfigFileErrors(t *testing.T) {
 	tests := []struct {
 		name, yaml, want string

@@ -49,7 +49,7 @@ type httpServer struct {
 
 // newHTTPServer listens on addr at once, so that an address in use fails start-up, and
 // serves once Serve is called.
-func newHTTPServer(addr, worker, host string, ready *readiness, stats func() jobStats) (*httpServer, error) {
+func newHTTPServer(addr, worker, host, version string, ready *readiness, stats func() jobStats) (*httpServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("http listen on %s: %w (set http.listen, BRR_HTTP_LISTEN or --http to a free address)", addr, err)
@@ -60,8 +60,8 @@ func newHTTPServer(addr, worker, host string, ready *readiness, stats func() job
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "brr_worker_info",
-			Help:        "Always 1; its labels name the worker.",
-			ConstLabels: prometheus.Labels{"worker": worker, "host": host},
+			Help:        "Always 1; its labels name the worker and its version.",
+			ConstLabels: prometheus.Labels{"worker": worker, "host": host, "version": version},
 		}, func() float64 { return 1 }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "brr_worker_ready",
@@ -96,7 +96,7 @@ func newHTTPServer(addr, worker, host string, ready *readiness, stats func() job
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "worker": worker})
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "worker": worker, "version": version})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if reason := ready.reason(); reason != "" {
@@ -108,7 +108,7 @@ func newHTTPServer(addr, worker, host string, ready *readiness, stats func() job
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		_ = indexPage.Execute(w, struct{ Worker, Host string }{worker, host})
+		_ = indexPage.Execute(w, struct{ Worker, Host, Version string }{worker, host, version})
 	})
 
 	return &httpServer{
@@ -143,7 +143,7 @@ var indexPage = template.Must(template.New("index").Parse(`<!doctype html>
 <html><head><meta charset="utf-8"><title>brr-worker {{.Worker}}</title></head>
 <body>
 <h1>brr-worker {{.Worker}}</h1>
-<p>Host {{.Host}}. This worker runs backup, restore and verify jobs from NATS JetStream.</p>
+<p>Host {{.Host}}, version {{.Version}}. This worker runs backup, restore and verify jobs from NATS JetStream.</p>
 <ul>
 <li><a href="/healthz">/healthz</a>: 200 while the process runs</li>
 <li><a href="/readyz">/readyz</a>: 200 when connected to NATS and consuming jobs, else 503 with the reason</li>

@@ -21,6 +21,9 @@ import (
 	"golang.org/x/term"
 )
 
+// version is the build's version, set by the Makefile with -ldflags "-X main.version=...".
+var version = "dev"
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -35,6 +38,11 @@ func main() {
 		fmt.Fprintf(os.Stderr, "brr-worker: %v\n", err)
 		fmt.Fprintln(os.Stderr, "Run 'brr-worker --help' for the flags, variables and config keys.")
 		os.Exit(2)
+	}
+
+	if m.Command == "version" {
+		fmt.Fprintf(os.Stdout, "brr-worker %s\n", m.Version)
+		return
 	}
 
 	if m.Command == "config" {
@@ -82,8 +90,12 @@ type Main struct {
 	Config Config
 	// ConfigPath is the YAML file read, if any.
 	ConfigPath string
-	// Command is "" to run the worker, or "config" to print the effective configuration.
+	// Command is "" to run the worker, "config" to print the effective configuration, or
+	// "version" to print the version.
 	Command string
+	// Version is the build's version, logged at start and reported by /healthz and the
+	// brr_worker_info metric.
+	Version string
 	// Log is where the worker logs; ParseFlags sets it up from the config.
 	Log zerolog.Logger
 	// LogOutput is where logs go; stderr by default.
@@ -94,12 +106,14 @@ type Main struct {
 
 // NewMain returns a Main with the default configuration, logging to stderr.
 func NewMain() *Main {
-	return &Main{Config: DefaultConfig(), LogOutput: os.Stderr, Log: zerolog.New(os.Stderr).With().Timestamp().Logger()}
+	return &Main{Config: DefaultConfig(), Version: version, LogOutput: os.Stderr, Log: zerolog.New(os.Stderr).With().Timestamp().Logger()}
 }
 
 // ParseFlags reads the configuration: the YAML file named by --config (or BRR_CONFIG),
 // then BRR_* environment variables, then flags; later sources win. It validates the
-// result and sets up logging. --help prints the usage and returns pflag.ErrHelp.
+// result and sets up logging. --help prints the usage and returns pflag.ErrHelp;
+// --version sets Command to "version" and reads no configuration, so that it works
+// whatever the config holds.
 func (m *Main) ParseFlags(args []string, env Environment) error {
 	fs := pflag.NewFlagSet("brr-worker", pflag.ContinueOnError)
 	fs.SortFlags = false
@@ -117,6 +131,7 @@ func (m *Main) ParseFlags(args []string, env Environment) error {
 		logFormat    = fs.String("log-format", "", "auto, json or console (log.format, BRR_LOG_FORMAT; default auto)")
 	)
 	fs.BoolP("help", "h", false, "show this help")
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			fmt.Fprint(os.Stdout, usage(fs))
@@ -126,6 +141,10 @@ func (m *Main) ParseFlags(args []string, env Environment) error {
 	if help, _ := fs.GetBool("help"); help {
 		fmt.Fprint(os.Stdout, usage(fs))
 		return pflag.ErrHelp
+	}
+	if *showVersion {
+		m.Command = "version"
+		return nil
 	}
 	switch rest := fs.Args(); {
 	case len(rest) == 0:
@@ -213,7 +232,7 @@ func newLogger(cfg LogConfig, out io.Writer) zerolog.Logger {
 // Run starts the worker and returns once it is running (or failed to start). Components
 // that stop on their own later report on Failed; Close stops everything.
 func (m *Main) Run(ctx context.Context) error {
-	w, err := startWorker(ctx, m.Config, m.Log)
+	w, err := startWorker(ctx, m.Config, m.Version, m.Log)
 	m.w = w
 	if err != nil {
 		return err
@@ -245,6 +264,7 @@ func usage(fs *pflag.FlagSet) string {
 Usage:
   brr-worker [flags]            run the worker until SIGTERM or SIGINT
   brr-worker [flags] config     print the effective configuration (secrets redacted)
+  brr-worker --version          print the version
 
 With no NATS URL the worker starts an embedded NATS server with JetStream (store under
 the data dir) that the brr CLI and apps connect to. On first start with no repos

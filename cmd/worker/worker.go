@@ -37,17 +37,18 @@ var (
 	_ events.Queries     = (*jobs.Engine)(nil)
 	_ events.Store       = (*state.DB)(nil)
 	_ events.OutboxStore = (*state.DB)(nil)
-	_ events.Progresser  = (*events.Outbox)(nil)
+	_ events.Announcer   = (*events.Outbox)(nil)
 	_ repo.Backend       = (*file.Backend)(nil)
 	_ repo.Backend       = (*natsobj.Backend)(nil)
 )
 
 // worker is a running brr-worker: what startWorker opened, closed in reverse by close.
 type worker struct {
-	cfg  Config
-	log  zerolog.Logger
-	id   string
-	host string
+	cfg     Config
+	log     zerolog.Logger
+	id      string
+	host    string
+	version string
 
 	ready    *readiness
 	http     *httpServer
@@ -74,8 +75,8 @@ type worker struct {
 // HTTP, NATS (embedded or remote), the streams, the repositories, the job engine, the
 // outbox, the consumers and the query service. On error it returns what it started so
 // far, for close.
-func startWorker(ctx context.Context, cfg Config, log zerolog.Logger) (*worker, error) {
-	w := &worker{cfg: cfg, log: log, ready: &readiness{}, failed: make(chan error, 1)}
+func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Logger) (*worker, error) {
+	w := &worker{cfg: cfg, log: log, version: version, ready: &readiness{}, failed: make(chan error, 1)}
 	baseLog := log
 
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -96,9 +97,9 @@ func startWorker(ctx context.Context, cfg Config, log zerolog.Logger) (*worker, 
 	}
 	w.log = log.With().Str("worker", w.id).Logger()
 	log = w.log
-	log.Info().Str("data_dir", cfg.DataDir).Strs("pools", cfg.Pools).Msg("starting worker")
+	log.Info().Str("version", w.version).Str("data_dir", cfg.DataDir).Strs("pools", cfg.Pools).Msg("starting worker")
 
-	w.http, err = newHTTPServer(cfg.HTTP.Listen, w.id, w.host, w.ready, w.jobStats)
+	w.http, err = newHTTPServer(cfg.HTTP.Listen, w.id, w.host, w.version, w.ready, w.jobStats)
 	if err != nil {
 		return w, err
 	}

@@ -415,3 +415,15 @@ func TestHelpAndBadFlags(t *testing.T) {
 		t.Fatalf("--concurrency 0 output:\n%s", p.out.String())
 	}
 }
+
+func TestVersionFlag(t *testing.T) {
+	// A config that does not load must not stop --version.
+	p := startProc(t, []string{"--version", "--config", filepath.Join(t.TempDir(), "missing.yaml")})
+	if code := p.exited(t, 30*time.Second); code != 0 {
+		t.Fatalf("--version exited %d:\n%s", code, p.out.String())
+	}
+	// TestMain builds without -ldflags, so the version is the default.
+	if got, want := p.out.String(), "brr-worker dev\n"; got != want {
+		t.Fatalf("--version printed %q, want %q", got, want)
+	}
+}

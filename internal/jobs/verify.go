@@ -21,13 +21,15 @@ func (e *Engine) Verify(ctx context.Context, jobID string, a brr.VerifyJob, prog
 	}
 	opts := repo.CheckOptions{ReadData: a.ReadData}
 	if progress != nil {
+		phase := verifyCheckStructure
+		if a.ReadData {
+			phase = verifyReadData
+		}
 		var last time.Time
 		opts.Progress = func(done, total int64) {
 			if now := time.Now(); now.Sub(last) >= progressEvery || done == total {
 				last = now
-				p := brr.Progress{Phase: "verify", Bytes: done, TotalBytes: total}
-				fillRate(&p, start, true)
-				progress(p)
+				progress(verifyProgress(phase, done, total, now.Sub(start)))
 			}
 		}
 	}
@@ -59,6 +61,27 @@ func (e *Engine) Verify(ctx context.Context, jobID string, a brr.VerifyJob, prog
 	}
 	return res, brr.Permanent(fmt.Errorf("verify found %d damaged objects in repo %s: %s; restore the affected files from another repository or back them up again",
 		len(res.Damaged), repoName, strings.Join(parts, "; ")))
+}
+
+// The phases of a verify job's progress: one for the whole job, as the repository's
+// check reports one count across packs and snapshots.
+const (
+	verifyCheckStructure = "check structure"
+	verifyReadData       = "read data"
+)
+
+// verifyProgress is a verify job's progress after elapsed, with done of total objects
+// checked. A verify counts objects, not files or bytes: Files and TotalFiles are the
+// snapshots walked and, with ReadData, the packs read (the counts of
+// repo.CheckOptions.Progress); Bytes and TotalBytes stay 0, since the bytes read are
+// known only at the end, in VerifyResult.BytesRead. ETASeconds is a rough guess: it
+// assumes each object left takes as long as the average one so far.
+func verifyProgress(phase string, done, total int64, elapsed time.Duration) brr.Progress {
+	p := brr.Progress{Phase: phase, Files: done, TotalFiles: total}
+	if done > 0 && total > done && elapsed > 0 {
+		p.ETASeconds = elapsed.Seconds() / float64(done) * float64(total-done)
+	}
+	return p
 }
 
 func describeDamage(d brr.Damage) string {

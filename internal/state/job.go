@@ -169,7 +169,7 @@ func (db *DB) PruneJobs(olderThan time.Time) (int, error) {
 		byTime := tx.Bucket(bucketJobsByTime)
 		var old [][]byte
 		c := byTime.Cursor()
-		for k, _ := c.First(); k != nil && len(k) >= 8 && u64be(k[:8]) < limit; k, _ = c.Next() {
+		for k, _ := c.First(); len(k) >= 8 && u64be(k[:8]) < limit; k, _ = c.Next() {
 			old = append(old, append([]byte(nil), k...))
 		}
 		for _, k := range old {
