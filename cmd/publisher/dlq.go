@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,25 +17,10 @@ func (m *Main) dlqCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if m.json {
-				for _, e := range entries {
-					if err := m.printJSON(e); err != nil {
-						return err
-					}
-				}
-				return nil
-			}
-			if len(entries) == 0 {
-				fmt.Fprintln(m.Stderr, "no dead jobs")
-				return nil
-			}
-			tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SEQ\tJOB\tKIND\tPOOL\tSTATUS\tATTEMPTS\tTIME\tERROR")
-			for _, e := range entries {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", e.Seq, e.JobID, e.Kind, e.Pool, e.Status, e.Attempts,
+			return printList(m, entries, "no dead jobs", "SEQ\tJOB\tKIND\tPOOL\tSTATUS\tATTEMPTS\tTIME\tERROR", func(e brr.DeadLetterEntry) string {
+				return fmt.Sprintf("%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s", e.Seq, e.JobID, e.Kind, e.Pool, e.Status, e.Attempts,
 					e.Time.Local().Format(time.DateTime), oneLine(e.Error, 80))
-			}
-			return tw.Flush()
+			})
 		})
 	}
 	cmd := &cobra.Command{

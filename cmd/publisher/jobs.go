@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -19,24 +18,9 @@ func (m *Main) jobsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if m.json {
-				for _, e := range events {
-					if err := m.printJSON(e); err != nil {
-						return err
-					}
-				}
-				return nil
-			}
-			if len(events) == 0 {
-				fmt.Fprintln(m.Stderr, "no jobs yet (publish one with: brr backup PATH)")
-				return nil
-			}
-			tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tKIND\tSTATUS\tUPDATED\tWORKER\tINFO")
-			for _, e := range events {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.JobID, e.Kind, e.Status, e.Time.Local().Format(time.DateTime), e.Worker, jobInfo(e))
-			}
-			return tw.Flush()
+			return printList(m, events, "no jobs yet (publish one with: brr backup PATH)", "ID\tKIND\tSTATUS\tUPDATED\tWORKER\tINFO", func(e *brr.Event) string {
+				return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", e.JobID, e.Kind, e.Status, e.Time.Local().Format(time.DateTime), e.Worker, jobInfo(e))
+			})
 		})
 	}
 	cmd := &cobra.Command{

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -247,6 +248,29 @@ func (m *Main) printJSON(v any) error {
 	}
 	_, err = fmt.Fprintf(m.Stdout, "%s\n", data)
 	return err
+}
+
+// printList prints items: one JSON object per line with --json, else a table with header
+// (tab-separated columns) and one row per item; with no items it says empty on stderr.
+func printList[T any](m *Main, items []T, empty, header string, row func(T) string) error {
+	if m.json {
+		for _, it := range items {
+			if err := m.printJSON(it); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if len(items) == 0 {
+		fmt.Fprintln(m.Stderr, empty)
+		return nil
+	}
+	tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, it := range items {
+		fmt.Fprintln(tw, row(it))
+	}
+	return tw.Flush()
 }
 
 // terminalWidth reports whether w is a terminal, and its width.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -34,25 +33,10 @@ those of one source path.`,
 				if err != nil {
 					return err
 				}
-				if m.json {
-					for _, s := range snaps {
-						if err := m.printJSON(s); err != nil {
-							return err
-						}
-					}
-					return nil
-				}
-				if len(snaps) == 0 {
-					fmt.Fprintln(m.Stderr, "no snapshots (make one with: brr backup PATH)")
-					return nil
-				}
-				tw := tabwriter.NewWriter(m.Stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "ID\tTIME\tHOST\tSOURCE\tFILES\tSIZE\tADDED\tTAGS")
-				for _, s := range snaps {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", shortID(s.ID), s.Time.Local().Format(time.DateTime), s.Host, s.Source,
+				return printList(m, snaps, "no snapshots (make one with: brr backup PATH)", "ID\tTIME\tHOST\tSOURCE\tFILES\tSIZE\tADDED\tTAGS", func(s brr.Snapshot) string {
+					return fmt.Sprintf("%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s", shortID(s.ID), s.Time.Local().Format(time.DateTime), s.Host, s.Source,
 						s.Files, humanBytes(s.Bytes), humanBytes(s.BytesAdded), strings.Join(s.Tags, ","))
-				}
-				return tw.Flush()
+				})
 			})
 		},
 	}
