@@ -135,7 +135,7 @@ func (m *Main) printEvent(e *brr.Event) error {
 	field("source", e.Source)
 	field("snapshot", shortID(e.Snapshot))
 	if e.Progress != nil {
-		field("progress", strings.ReplaceAll(progressText(e.Progress), " ", ""))
+		field("progress", fmt.Sprintf("%q", jobProgressText(e.Kind, e.Progress)))
 	}
 	if info := jobInfo(e); info != "" && e.Error == "" {
 		field("result", fmt.Sprintf("%q", info))
