@@ -99,9 +99,6 @@ func fraction(p *brr.Progress) float64 {
 	return min(max(f, 0), 1)
 }
 
-// progressText is the words of a progress line for an event of unknown kind.
-func progressText(p *brr.Progress) string { return jobProgressText("", p) }
-
 // jobProgressText is the words of a progress line of a job of kind: the kind and phase,
 // then how far it has got, rate and ETA, e.g. "backup: 5210/15036 files, 700.0 MiB/1.0 GiB
 // (68%), 140.0 MiB/s, ETA 2s" or "verify: read data 120/452 objects (27%), ETA 9s".
