@@ -19,8 +19,9 @@ func (r *Repository) BlobID(data []byte) ID {
 	return id
 }
 
-// HasBlob reports whether the repository has the blob: in the index, or saved by this
-// Repository and not yet flushed.
+// HasBlob reports whether the repository has the blob: in the index, or claimed by a
+// SaveBlob of this Repository (by any caller, possibly one still compressing it) and not
+// yet flushed. A Flush called after HasBlob returns true makes the blob durable or fails.
 func (r *Repository) HasBlob(t BlobType, id ID) bool {
 	k := blobKey{id, t}
 	if r.idx.has(k) {
@@ -40,10 +41,15 @@ func (r *Repository) LookupBlob(t BlobType, id ID) (PackedBlob, bool) {
 }
 
 // SaveBlob stores a blob whose id is BlobID(data) unless the repository has it: a known
-// blob returns (false, 0, nil) at once. Otherwise it compresses data (when that pays) and
-// encrypts it in the caller's goroutine, then appends it to the open pack; stored is the
-// number of bytes it takes in the pack. A full pack is saved by a background writer; the
-// blob is durable after a Flush. The caller may reuse data when SaveBlob returns.
+// blob, or one another SaveBlob has claimed, returns (false, 0, nil) at once. Otherwise it
+// claims the blob, compresses data (when that pays) and encrypts it in the caller's
+// goroutine, then appends it to the open pack; stored is the number of bytes it takes in
+// the pack. A full pack is saved by a background writer; the blob is durable after a
+// Flush. The caller may reuse data when SaveBlob returns.
+//
+// A SaveBlob that fails after claiming the blob releases the claim and fails the
+// Repository, like a failed pack write: whoever relied on the claim gets an error from
+// Flush instead of a snapshot that names a missing blob.
 func (r *Repository) SaveBlob(ctx context.Context, t BlobType, id ID, data []byte) (added bool, stored int, err error) {
 	if !t.valid() {
 		return false, 0, fmt.Errorf("save blob %s: unknown blob type %d", id.Short(), t)
@@ -65,8 +71,13 @@ func (r *Repository) SaveBlob(ctx context.Context, t BlobType, id ID, data []byt
 		r.mu.Unlock()
 		return false, 0, nil
 	}
+	c := &claim{done: make(chan struct{})}
 	r.pending[k] = struct{}{}
+	r.inflight[k] = c
 	r.mu.Unlock()
+	if r.afterClaim != nil {
+		r.afterClaim(id)
+	}
 
 	bp := r.blobPool.Get().(*[]byte)
 	zp := r.zbufPool.Get().(*[]byte)
@@ -74,16 +85,60 @@ func (r *Repository) SaveBlob(ctx context.Context, t BlobType, id ID, data []byt
 	ct := sealInPlace(r.aead, buf)
 
 	err = r.appendToPack(k, ct, len(data))
+	stored = len(ct)
 	*bp, *zp = ct[:0], scratch[:0]
 	r.blobPool.Put(bp)
 	r.zbufPool.Put(zp)
+
+	r.mu.Lock()
+	delete(r.inflight, k)
 	if err != nil {
-		r.mu.Lock()
 		delete(r.pending, k)
-		r.mu.Unlock()
-		return false, 0, fmt.Errorf("save blob %s: %w", id.Short(), err)
+		err = fmt.Errorf("save blob %s: %w", id.Short(), err)
+		c.err = err
+		r.failLocked(err)
 	}
-	return true, len(ct), nil
+	r.mu.Unlock()
+	close(c.done)
+	if err != nil {
+		return false, 0, err
+	}
+	return true, stored, nil
+}
+
+// failLocked makes err the Repository's sticky error unless it has one. r.mu must be held.
+func (r *Repository) failLocked(err error) {
+	if r.err != nil {
+		return
+	}
+	r.err = err
+	close(r.progress)
+	r.progress = make(chan struct{})
+}
+
+// waitClaims waits until every blob claimed so far is in a pack (in the open pack at
+// worst), and returns the error of a claim that failed.
+func (r *Repository) waitClaims(ctx context.Context) error {
+	r.mu.Lock()
+	claims := make([]*claim, 0, len(r.inflight))
+	for _, c := range r.inflight {
+		claims = append(claims, c)
+	}
+	r.mu.Unlock()
+	if len(claims) > 0 && r.flushWaits != nil {
+		r.flushWaits()
+	}
+	for _, c := range claims {
+		select {
+		case <-c.done:
+			if c.err != nil {
+				return c.err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // appendToPack copies an encrypted blob into the open pack and hands the pack to the writer
@@ -136,7 +191,7 @@ func (r *Repository) writePacks(ctx context.Context) {
 		}
 		r.mu.Lock()
 		if err != nil && r.err == nil {
-			r.err = err
+			r.err = err // progress is closed below
 		}
 		if err == nil && !failed {
 			r.idx.add(ip)
@@ -171,11 +226,17 @@ func (r *Repository) savePack(ctx context.Context, p *packBuf) (indexPack, error
 }
 
 // Flush saves the open pack and an index file naming every pack saved since the last
-// index file. After Flush returns nil, every blob whose SaveBlob returned before Flush was
-// called is in a saved pack that a saved index file names. Several jobs sharing one
-// Repository may Flush at once. A failed pack write is returned by this and every later
-// Flush and SaveBlob: the Repository must be reopened.
+// index file. After Flush returns nil, every blob the Repository had before Flush was
+// called is in a saved pack that a saved index file names: every blob whose SaveBlob
+// returned, and every blob for which HasBlob returned true or SaveBlob returned
+// added=false, even when the SaveBlob that claimed it (another job's) is still running;
+// Flush waits for it. Several jobs sharing one Repository may Flush at once. A failed pack
+// write or blob save is returned by this and every later Flush and SaveBlob: the
+// Repository must be reopened.
 func (r *Repository) Flush(ctx context.Context) error {
+	if err := r.waitClaims(ctx); err != nil {
+		return err
+	}
 	r.packMu.Lock()
 	if r.closed {
 		r.packMu.Unlock()

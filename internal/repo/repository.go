@@ -53,16 +53,31 @@ type Repository struct {
 	stop      context.CancelFunc
 	done      chan struct{}
 
-	// mu guards the writer's results. Lock order: packMu before mu before idx.mu.
+	// mu guards the claims and the writer's results. Lock order: packMu before mu before
+	// idx.mu.
 	mu        sync.Mutex
 	pending   map[blobKey]struct{} // claimed by SaveBlob, pack not saved yet
+	inflight  map[blobKey]*claim   // the pending blobs not yet in a pack
 	written   uint64               // sequence number of the last pack the writer finished
-	err       error                // first failed pack write: sticky
+	err       error                // first failed pack write or blob save: sticky
 	unindexed []indexPack          // saved packs no saved index file names yet
 	progress  chan struct{}        // closed and replaced whenever written or err changes
 	stats     Stats
 
 	indexMu sync.Mutex // one index file write at a time
+
+	// Test hooks, nil outside tests: afterClaim runs in SaveBlob between claiming a blob
+	// and compressing it; flushWaits runs in Flush when it is about to wait for claims.
+	afterClaim func(ID)
+	flushWaits func()
+}
+
+// claim is a blob that a SaveBlob is compressing and encrypting. Other callers already
+// see the blob as present (HasBlob, SaveBlob's added=false) and rely on it, so Flush
+// waits for every claim to be in a pack or to fail.
+type claim struct {
+	done chan struct{} // closed when the blob is in a pack or its SaveBlob failed
+	err  error         // why the SaveBlob failed; set before done is closed
 }
 
 // packBuf is a pack being filled.
@@ -184,6 +199,7 @@ func newRepository(be Backend, mk *masterKey, cfg *configObject, opts Options) (
 		stop:     cancel,
 		done:     make(chan struct{}),
 		pending:  make(map[blobKey]struct{}),
+		inflight: make(map[blobKey]*claim),
 		progress: make(chan struct{}),
 	}
 	r.idPool.New = func() any { return r.idKey.Clone() }
