@@ -189,12 +189,15 @@ func TestEditInMiddleAddsLittle(t *testing.T) {
 	copy(data[32<<20:], randomBytes(10, 1<<20))
 	writeFile(t, p, data, 0o644)
 	second := backup(t, b.engine, "edit-2", src)
-	// Chunk boundaries depend on the repository's secret gear table, so what an edit costs
-	// varies from one repository to the next: about 2-3 MiB usually (the edit and the chunks
-	// it touches), up to ~9 MiB at worst. A quarter of the file would mean no resync at all.
+	// Chunk boundaries depend on the repository's secret gear table, and this test makes a
+	// new repository each run, so what the edit costs varies: about 2 MiB on average (the
+	// edit and the chunks around it), less than 4 MiB in all but about one repository in
+	// 700, the worst seen in 2,100 tries 4.6 MiB. The 4 MiB is asserted on fixed
+	// seeds by internal/repo's TestChunkerResync; here a bound that no repository reaches
+	// in practice keeps the test from failing once in 700 runs for no change of the code.
 	t.Logf("re-backup after a 1 MiB edit added %d bytes in %d blobs", second.BytesAdded, second.BlobsAdded)
-	if second.BytesAdded >= 16<<20 {
-		t.Errorf("re-backup after a 1 MiB edit added %d bytes, want far less than the 64 MiB file", second.BytesAdded)
+	if second.BytesAdded >= 6<<20 {
+		t.Errorf("re-backup after a 1 MiB edit added %d bytes, want about 2 MiB and never 6 MiB", second.BytesAdded)
 	}
 	if second.BlobsAdded > 10 {
 		t.Errorf("re-backup after a 1 MiB edit added %d blobs, want a few", second.BlobsAdded)
