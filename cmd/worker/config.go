@@ -35,6 +35,12 @@ type Config struct {
 	Log       LogConfig           `yaml:"log"`
 	Jobs      JobsConfig          `yaml:"jobs"`
 	Streams   StreamsConfig       `yaml:"streams"`
+	// GCPercent is the Go runtime's GOGC (see applyMemorySettings); 0 leaves the
+	// runtime's own, GOGC when that is set.
+	GCPercent int `yaml:"gc_percent"`
+	// MemoryLimit is the Go runtime's soft memory limit (see applyMemorySettings); 0
+	// (off) leaves the runtime's own, GOMEMLIMIT when that is set.
+	MemoryLimit ByteSize `yaml:"memory_limit"`
 }
 
 // NATSConfig says which NATS to use: an external one at URL, or (URL empty) an embedded
@@ -114,6 +120,7 @@ func DefaultConfig() Config {
 		Log:         LogConfig{Level: "info", Format: "auto"},
 		Jobs:        JobsConfig{AckWait: 30 * time.Second, MaxDeliver: 10, DrainTimeout: 30 * time.Second, LeaseTTL: 30 * time.Second},
 		Streams:     StreamsConfig{Replicas: 1, EventsMaxAge: 7 * 24 * time.Hour},
+		GCPercent:   DefaultGCPercent,
 	}
 }
 
@@ -243,6 +250,8 @@ func checkNode(n *yaml.Node, t reflect.Type, path string) error {
 				want = "a whole number"
 			case t.Kind() == reflect.Bool:
 				want = "true or false"
+			case t == reflect.TypeOf(ByteSize(0)):
+				want = "a size such as 192MiB or 1GiB, or off"
 			}
 			return fmt.Errorf("%s: want %s, got %q", at(), want, n.Value)
 		}
@@ -307,6 +316,25 @@ func applyEnv(cfg *Config, getenv func(string) string) error {
 			return fmt.Errorf("BRR_CONCURRENCY: want a whole number, got %q", v)
 		}
 		cfg.Concurrency = n
+	}
+	// GOGC, read by the Go runtime itself, replaces the default gc_percent; BRR_GC_PERCENT
+	// (or gc_percent, or --gc-percent) replaces both.
+	if getenv("GOGC") != "" && cfg.GCPercent == DefaultGCPercent {
+		cfg.GCPercent = 0
+	}
+	if v := getenv("BRR_GC_PERCENT"); v != "" {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			return fmt.Errorf("BRR_GC_PERCENT: want a whole number, got %q", v)
+		}
+		cfg.GCPercent = n
+	}
+	if v := getenv("BRR_MEMORY_LIMIT"); v != "" {
+		n, err := ParseByteSize(v)
+		if err != nil {
+			return fmt.Errorf("BRR_MEMORY_LIMIT: %w", err)
+		}
+		cfg.MemoryLimit = n
 	}
 	if v := getenv("BRR_HEALTH_INTERVAL"); v != "" {
 		d, err := time.ParseDuration(strings.TrimSpace(v))

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -160,6 +162,7 @@ func TestConfigFileErrors(t *testing.T) {
 		{"list expected", "pools: default\n", `pools (line 1): want a list`},
 		{"mapping expected", "nats: nats://x\n", `nats (line 1): want a mapping`},
 		{"bad yaml", "nats: [\n", "config file"},
+		{"wrong type size", "memory_limit: lots\n", `memory_limit (line 1): want a size such as 192MiB or 1GiB, or off, got "lots"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -206,6 +209,8 @@ prefix: brr
 log: {level: warn, format: json}
 jobs: {ack_wait: 10s, max_deliver: 5, drain_timeout: 1m, lease_ttl: 45s}
 streams: {replicas: 3, events_max_age: 72h}
+memory_limit: 512MiB
+gc_percent: 40
 `)
 	m, err := parse(t, []string{"--config", file}, nil)
 	if err != nil {
@@ -234,6 +239,8 @@ streams: {replicas: 3, events_max_age: 72h}
 		Log:         LogConfig{Level: "warn", Format: "json"},
 		Jobs:        JobsConfig{AckWait: 10 * time.Second, MaxDeliver: 5, DrainTimeout: time.Minute, LeaseTTL: 45 * time.Second},
 		Streams:     StreamsConfig{Replicas: 3, EventsMaxAge: 72 * time.Hour},
+		MemoryLimit: 512 << 20,
+		GCPercent:   40,
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("config =\n%+v\nwant\n%+v", c, want)
@@ -298,6 +305,8 @@ func TestValidate(t *testing.T) {
 		{"lease ttl", func(c *Config) { c.Jobs.LeaseTTL = 0 }, "jobs.lease_ttl: must be at least 1s"},
 		{"replicas", func(c *Config) { c.Streams.Replicas = 7 }, "streams.replicas: must be 1-5"},
 		{"events max age", func(c *Config) { c.Streams.EventsMaxAge = 0 }, "streams.events_max_age: must be a positive duration"},
+		{"memory limit", func(c *Config) { c.MemoryLimit = 16 << 20 }, "memory_limit: must be off or at least 64MiB, got 16MiB"},
+		{"gc percent", func(c *Config) { c.GCPercent = 5 }, "gc_percent: must be 10-1000, or 0 for the Go runtime's (GOGC), got 5"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -406,5 +415,90 @@ func TestRedactedYAML(t *testing.T) {
 	tok := Config{NATS: NATSConfig{Token: "tok-123", URL: "nats://tok-456@h:4222"}}.Redacted()
 	if tok.NATS.Token != redacted || strings.Contains(tok.NATS.URL, "tok-456") {
 		t.Fatalf("Redacted token = %q, url = %q", tok.NATS.Token, tok.NATS.URL)
+	}
+}
+
+func TestMemorySettings(t *testing.T) {
+	file := writeConfig(t, "memory_limit: 1GiB\ngc_percent: 50\n")
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		percent int
+		limit   ByteSize
+	}{
+		{"default", nil, nil, DefaultGCPercent, 0},
+		{"file", []string{"--config", file}, nil, 50, 1 << 30},
+		{"env over file", []string{"--config", file}, map[string]string{"BRR_MEMORY_LIMIT": "256MiB", "BRR_GC_PERCENT": "75"}, 75, 256 << 20},
+		{"flag over env", []string{"--memory-limit", "off", "--gc-percent", "100"}, map[string]string{"BRR_MEMORY_LIMIT": "256MiB", "BRR_GC_PERCENT": "75"}, 100, 0},
+		{"GOGC replaces the default", nil, map[string]string{"GOGC": "200"}, 0, 0},
+		{"GOGC does not replace the file's", []string{"--config", file}, map[string]string{"GOGC": "200"}, 50, 1 << 30},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := parse(t, tt.args, tt.env)
+			if err != nil {
+				t.Fatalf("ParseFlags: %v", err)
+			}
+			if got := m.Config.GCPercent; got != tt.percent {
+				t.Errorf("GCPercent = %d, want %d", got, tt.percent)
+			}
+			if got := m.Config.MemoryLimit; got != tt.limit {
+				t.Errorf("MemoryLimit = %s, want %s", got, tt.limit)
+			}
+		})
+	}
+	if _, err := parse(t, []string{"--memory-limit", "a lot"}, nil); err == nil || !strings.Contains(err.Error(), "--memory-limit: want a size") {
+		t.Fatalf("bad --memory-limit: %v", err)
+	}
+	if _, err := parse(t, nil, map[string]string{"BRR_MEMORY_LIMIT": "12XB"}); err == nil || !strings.Contains(err.Error(), "BRR_MEMORY_LIMIT: want a size") {
+		t.Fatalf("bad BRR_MEMORY_LIMIT: %v", err)
+	}
+	if _, err := parse(t, nil, map[string]string{"BRR_GC_PERCENT": "low"}); err == nil || !strings.Contains(err.Error(), `BRR_GC_PERCENT: want a whole number, got "low"`) {
+		t.Fatalf("bad BRR_GC_PERCENT: %v", err)
+	}
+}
+
+func TestApplyMemorySettings(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(math.MaxInt64))
+	percent, limit := applyMemorySettings(30, 300<<20)
+	if percent != 30 || limit != 300<<20 {
+		t.Fatalf("applyMemorySettings(30, 300MiB) = %d, %d; want 30, %d", percent, limit, 300<<20)
+	}
+	percent, limit = applyMemorySettings(0, 0)
+	if percent != 30 || limit != 300<<20 {
+		t.Fatalf("applyMemorySettings(0, 0) = %d, %d; want the settings left as they were", percent, limit)
+	}
+}
+
+func TestParseByteSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want ByteSize
+		str  string
+	}{
+		{"0", 0, "off"},
+		{"off", 0, "off"},
+		{"4096", 4 << 10, "4KiB"},
+		{"100B", 100, "100B"},
+		{"192MiB", 192 << 20, "192MiB"},
+		{" 2GiB ", 2 << 30, "2GiB"},
+		{"1TiB", 1 << 40, "1TiB"},
+		{"1536MiB", 1536 << 20, "1536MiB"},
+	}
+	for _, tt := range tests {
+		got, err := ParseByteSize(tt.in)
+		if err != nil || got != tt.want {
+			t.Errorf("ParseByteSize(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
+		}
+		if s := got.String(); s != tt.str {
+			t.Errorf("ByteSize(%d).String() = %q, want %q", got, s, tt.str)
+		}
+	}
+	for _, in := range []string{"", "MiB", "-1MiB", "1.5GiB", "12MB", "9999999999TiB"} {
+		if _, err := ParseByteSize(in); err == nil {
+			t.Errorf("ParseByteSize(%q) = nil error, want one", in)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"strings"
@@ -129,6 +130,8 @@ func (m *Main) ParseFlags(args []string, env Environment) error {
 		allowedRoots = fs.StringArray("allowed-root", nil, "directory jobs may read or write; repeat for more (allowed_roots, BRR_ALLOWED_ROOTS)")
 		logLevel     = fs.String("log-level", "", "trace, debug, info, warn or error (log.level, BRR_LOG_LEVEL; default info)")
 		logFormat    = fs.String("log-format", "", "auto, json or console (log.format, BRR_LOG_FORMAT; default auto)")
+		gcPercent    = fs.Int("gc-percent", 0, "heap growth over live memory that triggers a collection, 10-1000 (gc_percent, BRR_GC_PERCENT; default 25)")
+		memoryLimit  = fs.String("memory-limit", "", "soft memory limit of the Go runtime, e.g. 512MiB, or off (memory_limit, BRR_MEMORY_LIMIT; default off)")
 	)
 	fs.BoolP("help", "h", false, "show this help")
 	showVersion := fs.Bool("version", false, "print the version and exit")
@@ -190,6 +193,16 @@ func (m *Main) ParseFlags(args []string, env Environment) error {
 	if fs.Changed("concurrency") {
 		cfg.Concurrency = *concurrency
 	}
+	if fs.Changed("gc-percent") {
+		cfg.GCPercent = *gcPercent
+	}
+	if fs.Changed("memory-limit") {
+		n, err := ParseByteSize(*memoryLimit)
+		if err != nil {
+			return fmt.Errorf("--memory-limit: %w", err)
+		}
+		cfg.MemoryLimit = n
+	}
 	if err := cfg.finish(env); err != nil {
 		return err
 	}
@@ -232,6 +245,12 @@ func newLogger(cfg LogConfig, out io.Writer) zerolog.Logger {
 // Run starts the worker and returns once it is running (or failed to start). Components
 // that stop on their own later report on Failed; Close stops everything.
 func (m *Main) Run(ctx context.Context) error {
+	percent, limit := applyMemorySettings(m.Config.GCPercent, m.Config.MemoryLimit)
+	ev := m.Log.Debug().Int("gc_percent", percent)
+	if limit < math.MaxInt64 {
+		ev = ev.Str("memory_limit", ByteSize(limit).String())
+	}
+	ev.Msg("go runtime memory settings")
 	w, err := startWorker(ctx, m.Config, m.Version, m.Log)
 	m.w = w
 	if err != nil {
@@ -281,6 +300,7 @@ Environment:
   BRR_NATS_PASSWORD BRR_NATS_TOKEN BRR_HTTP_LISTEN BRR_HTTP_API_KEY_FILE
   BRR_POOLS (comma-separated) BRR_CONCURRENCY BRR_ALLOWED_ROOTS (comma-separated)
   BRR_DEFAULT_REPO BRR_HEALTH_INTERVAL BRR_LOG_LEVEL BRR_LOG_FORMAT BRR_PREFIX
+  BRR_GC_PERCENT BRR_MEMORY_LIMIT (GOGC and GOMEMLIMIT replace their defaults when set)
 
 Config file keys (YAML):
   data_dir: /var/lib/brr          # default: /var/lib/brr as root, else ~/.local/share/brr
@@ -300,6 +320,8 @@ Config file keys (YAML):
   log: {level: info, format: auto}
   jobs: {ack_wait: 30s, max_deliver: 10, drain_timeout: 30s, lease_ttl: 30s}
   streams: {replicas: 1, events_max_age: 168h}
+  gc_percent: 25                  # GOGC: heap growth that triggers a collection, 10-1000
+  memory_limit: off               # GOMEMLIMIT: soft limit of the Go runtime's memory
 
 A second, independent worker on the same machine needs its own data dir and ports:
   brr-worker --data-dir /tmp/w2 --listen 127.0.0.1:4223 --http 127.0.0.1:8081

@@ -177,6 +177,13 @@ func (c *Config) Validate() error {
 		bad("jobs.drain_timeout: must be a positive duration such as 30s, got %s", c.Jobs.DrainTimeout)
 	}
 
+	if c.GCPercent != 0 && (c.GCPercent < minGCPercent || c.GCPercent > maxGCPercent) {
+		bad("gc_percent: must be %d-%d, or 0 for the Go runtime's (GOGC), got %d", minGCPercent, maxGCPercent, c.GCPercent)
+	}
+	if c.MemoryLimit != 0 && c.MemoryLimit < minMemoryLimit {
+		bad("memory_limit: must be off or at least %s, got %s: below that the worker would do little but collect garbage", minMemoryLimit, c.MemoryLimit)
+	}
+
 	if c.Streams.Replicas < 1 || c.Streams.Replicas > 5 {
 		bad("streams.replicas: must be 1-5 (1 for one server, 3 for a cluster), got %d", c.Streams.Replicas)
 	}

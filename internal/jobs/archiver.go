@@ -6,40 +6,89 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
+	"math/bits"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/brr-dev/brr/internal/repo"
 	"github.com/brr-dev/brr/internal/state"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 )
 
 // maxWarnings bounds the warnings a result carries; the rest are counted.
 const maxWarnings = 1000
 
+// Bounds of the backup pipeline. Directories are listed by dirListers goroutines and files
+// read by at least fileWorkers, because on a cold cache every stat and every small file
+// waits for the disk, and the disk serves many at once. Files up to repo.MinChunkSize are
+// one chunk: they are read whole into a buffer of their size, so the Chunker's window
+// (2×MaxChunkSize) is needed only for larger files, and at most bigFiles of those are
+// chunked at once. Their chunks travel to the savers in at most bigChunkBufs buffers of
+// MaxChunkSize, and at most GOMAXPROCS blobs are compressed and encrypted at once (each
+// SaveBlob holds two more buffers of up to MaxChunkSize). These bounds hold for all the
+// backups of an Engine together: that, not the number of jobs or workers, bounds what
+// backups hold in memory, about 40 MiB here.
+const (
+	fileWorkers  = 8
+	dirListers   = 8
+	bigFiles     = 2
+	bigChunkBufs = 4
+)
+
+// backupLimits are the bounds that the backups of one Engine share.
+type backupLimits struct {
+	bigFiles chan struct{} // a token per file being chunked
+	bigBufs  chan struct{} // a token per chunk buffer in use
+	saves    chan struct{} // a token per SaveBlob running
+}
+
+func newBackupLimits(workers int) *backupLimits {
+	return &backupLimits{
+		bigFiles: make(chan struct{}, max(1, min(workers, bigFiles))),
+		bigBufs:  make(chan struct{}, bigChunkBufs),
+		saves:    make(chan struct{}, max(1, min(workers, runtime.GOMAXPROCS(0)))),
+	}
+}
+
+// chunkBufs are the buffers of MaxChunkSize that chunks of large files are copied to;
+// backupLimits.bigBufs bounds how many are in use, and idle ones go at the next GCs.
+var chunkBufs = sync.Pool{New: func() any { b := make([]byte, repo.MaxChunkSize); return &b }}
+
 // archiver turns one directory tree into trees and blobs of a repository. It runs as a
-// pipeline so that both cores stay busy: one walker lists directories and stats entries
-// (and answers unchanged files from the file cache), Parallelism file workers read, chunk
-// and hash, and as many savers compress, encrypt and store the chunks. A directory's tree
-// is saved by whoever finishes its last entry, so the walker never waits for a directory
-// to complete and small files do not serialize behind each other.
+// pipeline so that both cores stay busy: listers read directories and stat their entries,
+// file workers answer unchanged files from the file cache or read, chunk and hash the
+// others, and savers compress, encrypt and store the new blobs, trees included. A
+// directory's tree is encoded by whoever finishes its last entry, so no goroutine waits for
+// a directory to complete and small files do not serialize behind each other.
 type archiver struct {
-	r        *repo.Repository
-	root     string // resolved source path
-	workers  int
-	oldCache map[string]state.CachedFile // read only by the walker, which deletes what it saw
+	r       *repo.Repository
+	root    string // resolved source path
+	workers int
+	savers  int
 
-	fileCh chan *fileJob
-	saveCh chan saveJob
-	bufs   sync.Pool
-	seen   sync.Map // repo.ID → struct{}: data blobs this run already queued
+	// loadCache loads the file cache; it runs while the first directories are listed, and
+	// file workers wait for it (cacheReady) before the first lookup.
+	loadCache  func() (map[string]state.CachedFile, error)
+	cacheReady chan struct{}
+	cacheErr   error
 
-	hardlinks map[devIno]*linkGroup // walker only
+	// mu guards oldCache, from which file workers delete what they saw (what is left was
+	// removed from the source), and hardlinks.
+	mu        sync.Mutex
+	oldCache  map[string]state.CachedFile
+	hardlinks map[devIno]*linkGroup
+
+	limits   *backupLimits
+	dirCh    chan *dirState
+	dirsLeft sync.WaitGroup // directories queued or being listed
+	fileCh   chan *fileJob
+	saveCh   chan saveJob
+	seen     sync.Map // blobKey → struct{}: blobs this run already queued
 
 	// Counters, updated atomically.
 	files, dirs, bytes     atomic.Int64
@@ -59,6 +108,11 @@ type archiver struct {
 
 type devIno struct{ dev, ino uint64 }
 
+type blobKey struct {
+	t  repo.BlobType
+	id repo.ID
+}
+
 // linkGroup holds the nodes that share one inode, so that a hardlink seen again gets the
 // content read for the first one, once that is known.
 type linkGroup struct {
@@ -67,15 +121,12 @@ type linkGroup struct {
 	failed  bool
 	class   *atomic.Int64 // the counter the first link was counted in: new, changed, unchanged
 	content []repo.ID
-	waiting []linkWaiter
+	size    int64
+	cache   *state.CachedFile // what the file cache may remember for every link; nil: nothing
+	waiting []*fileJob
 }
 
-type linkWaiter struct {
-	node *repo.Node
-	dir  *dirState
-}
-
-// dirState is one directory in flight: its nodes, and how many of them (plus the walker's
+// dirState is one directory in flight: its nodes, and how many of them (plus the lister's
 // own hold while it lists the directory) are not final yet.
 type dirState struct {
 	rel     string // path relative to the source root, "" for the root
@@ -90,33 +141,36 @@ type fileJob struct {
 	rel   string
 	node  *repo.Node
 	dir   *dirState
-	stat  *syscall.Stat_t
-	link  *linkGroup
-	known bool // the file cache had an entry for rel (so it is changed, not new)
+	ctime int64 // ns
+	known bool  // the file cache had an entry for rel (so it is changed, not new)
+	old   state.CachedFile
 }
 
+// saveJob is a blob for a saver. buf, when set, goes back to chunkBufs, small to its pool.
 type saveJob struct {
-	buf  *[]byte
-	data []byte
-	id   repo.ID
+	t     repo.BlobType
+	id    repo.ID
+	data  []byte
+	buf   *[]byte
+	small *[]byte
 }
 
-func newArchiver(r *repo.Repository, root string, workers int, cache map[string]state.CachedFile) *archiver {
-	a := &archiver{
-		r:         r,
-		root:      root,
-		workers:   workers,
-		oldCache:  cache,
-		fileCh:    make(chan *fileJob, 256),
-		saveCh:    make(chan saveJob, workers),
-		hardlinks: make(map[devIno]*linkGroup),
-		cachePut:  make(map[string]state.CachedFile),
+func newArchiver(r *repo.Repository, root string, workers int, limits *backupLimits, loadCache func() (map[string]state.CachedFile, error)) *archiver {
+	savers := cap(limits.saves)
+	return &archiver{
+		r:          r,
+		root:       root,
+		workers:    max(workers, fileWorkers),
+		savers:     savers,
+		limits:     limits,
+		loadCache:  loadCache,
+		cacheReady: make(chan struct{}),
+		hardlinks:  make(map[devIno]*linkGroup),
+		dirCh:      make(chan *dirState, 4096),
+		fileCh:     make(chan *fileJob, 1024),
+		saveCh:     make(chan saveJob, 2*savers),
+		cachePut:   make(map[string]state.CachedFile),
 	}
-	a.bufs.New = func() any {
-		b := make([]byte, repo.MaxChunkSize)
-		return &b
-	}
-	return a
 }
 
 func (a *archiver) warn(format string, args ...any) {
@@ -143,14 +197,45 @@ func (a *archiver) warningList() []string {
 // has been handed to SaveBlob when it returns; the caller flushes.
 func (a *archiver) run(ctx context.Context) (repo.ID, error) {
 	g, ctx := errgroup.WithContext(ctx)
-	var chunkers sync.WaitGroup
-	chunkers.Add(a.workers)
+	g.Go(func() error {
+		defer close(a.cacheReady)
+		if a.loadCache == nil {
+			a.oldCache = map[string]state.CachedFile{}
+			return nil
+		}
+		a.oldCache, a.cacheErr = a.loadCache()
+		if a.cacheErr != nil {
+			return fmt.Errorf("load file cache: %w", a.cacheErr)
+		}
+		return nil
+	})
+
+	var listers, producers sync.WaitGroup
+	listers.Add(dirListers)
+	producers.Add(dirListers + a.workers)
+	for range dirListers {
+		g.Go(func() error {
+			defer producers.Done()
+			defer listers.Done()
+			for d := range a.dirCh {
+				err := a.listDir(ctx, d)
+				a.dirsLeft.Done()
+				if err != nil {
+					// Keep taking directories so that the others are not stuck.
+					for range a.dirCh {
+						a.dirsLeft.Done()
+					}
+					return err
+				}
+			}
+			return nil
+		})
+	}
 	for range a.workers {
 		g.Go(func() error {
-			defer chunkers.Done()
+			defer producers.Done()
 			for job := range a.fileCh {
 				if err := a.archiveFile(ctx, job); err != nil {
-					// Drain so that the walker is not stuck on a full channel.
 					for range a.fileCh {
 					}
 					return err
@@ -159,12 +244,12 @@ func (a *archiver) run(ctx context.Context) (repo.ID, error) {
 			return nil
 		})
 	}
-	for range a.workers {
+	for range a.savers {
 		g.Go(func() error {
 			for job := range a.saveCh {
 				if err := a.save(ctx, job); err != nil {
 					for j := range a.saveCh {
-						a.bufs.Put(j.buf)
+						a.putBuf(j)
 					}
 					return err
 				}
@@ -173,18 +258,20 @@ func (a *archiver) run(ctx context.Context) (repo.ID, error) {
 		})
 	}
 	g.Go(func() error {
-		chunkers.Wait()
+		listers.Wait()
+		close(a.fileCh)
+		producers.Wait()
 		close(a.saveCh)
 		return nil
 	})
+	root := &dirState{}
+	root.pending.Store(1)
+	a.dirsLeft.Add(1)
+	a.dirCh <- root
 	g.Go(func() error {
-		defer close(a.fileCh)
-		root := &dirState{}
-		root.pending.Store(1)
-		if err := a.walkDir(ctx, a.root, root); err != nil {
-			return err
-		}
-		return a.release(ctx, root)
+		a.dirsLeft.Wait()
+		close(a.dirCh)
+		return nil
 	})
 	if err := g.Wait(); err != nil {
 		return repo.ID{}, err
@@ -195,28 +282,32 @@ func (a *archiver) run(ctx context.Context) (repo.ID, error) {
 	return a.rootTree, nil
 }
 
-// walkDir lists the directory at path (whose state is d), stats every entry and queues
-// what needs reading. It recurses into subdirectories before returning.
-func (a *archiver) walkDir(ctx context.Context, path string, d *dirState) error {
+// listDir lists the directory d, stats every entry and queues the files for the file
+// workers and the subdirectories for the listers, then drops its hold on d.
+func (a *archiver) listDir(ctx context.Context, d *dirState) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	entries, err := readDirNames(path)
+	path := filepath.Join(a.root, d.rel)
+	fd, names, err := readDir(path)
 	if err != nil {
 		if d.parent == nil {
 			return fmt.Errorf("read source directory %s: %w", path, err)
 		}
 		a.warn("read directory %s: %v (its entries are missing from the snapshot)", path, err)
 	}
-	d.nodes = make([]*repo.Node, 0, len(entries))
-	for _, name := range entries {
+	if fd >= 0 {
+		defer unix.Close(fd)
+	}
+	d.nodes = make([]*repo.Node, 0, len(names))
+	var st unix.Stat_t
+	for _, name := range names {
 		full := filepath.Join(path, name)
 		rel := name
 		if d.rel != "" {
 			rel = d.rel + "/" + name
 		}
-		fi, err := os.Lstat(full)
-		if err != nil {
+		if err := ignoringEINTR(func() error { return unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) }); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				a.warn("%s vanished before it was read; not in the snapshot", full)
 			} else {
@@ -224,31 +315,40 @@ func (a *archiver) walkDir(ctx context.Context, path string, d *dirState) error 
 			}
 			continue
 		}
-		st, _ := fi.Sys().(*syscall.Stat_t)
-		node := nodeFromInfo(name, fi, st)
+		node := nodeFromStat(name, &st)
+		mode := fs.FileMode(node.Mode)
 		switch {
-		case fi.Mode().IsRegular():
+		case mode.IsRegular():
+			node.Type = repo.NodeFile
 			a.files.Add(1)
-			a.bytes.Add(fi.Size())
+			a.bytes.Add(node.Size)
 			d.nodes = append(d.nodes, node)
-			if err := a.queueFile(ctx, full, rel, node, d, st); err != nil {
-				return err
+			d.pending.Add(1)
+			select {
+			case a.fileCh <- &fileJob{path: full, rel: rel, node: node, dir: d, ctime: st.Ctim.Nano()}:
+			case <-ctx.Done():
+				return ctx.Err()
 			}
-		case fi.IsDir():
+		case mode.IsDir():
 			a.dirs.Add(1)
 			node.Type = repo.NodeDir
 			d.nodes = append(d.nodes, node)
 			child := &dirState{rel: rel, parent: d, node: node}
 			child.pending.Store(1)
 			d.pending.Add(1)
-			if err := a.walkDir(ctx, full, child); err != nil {
-				return err
+			a.dirsLeft.Add(1)
+			select {
+			case a.dirCh <- child:
+			default:
+				// The queue is full: list it here.
+				err := a.listDir(ctx, child)
+				a.dirsLeft.Done()
+				if err != nil {
+					return err
+				}
 			}
-			if err := a.release(ctx, child); err != nil {
-				return err
-			}
-		case fi.Mode()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(full)
+		case mode&fs.ModeSymlink != 0:
+			target, err := readlinkat(fd, name, st.Size)
 			if err != nil {
 				a.warn("read symlink %s: %v; not in the snapshot", full, err)
 				continue
@@ -257,68 +357,145 @@ func (a *archiver) walkDir(ctx context.Context, path string, d *dirState) error 
 			node.LinkTarget = target
 			d.nodes = append(d.nodes, node)
 		default:
-			a.warn("%s is a %s; skipped (only files, directories and symlinks are backed up)", full, typeName(fi.Mode()))
+			a.warn("%s is a %s; skipped (only files, directories and symlinks are backed up)", full, typeName(mode))
+		}
+	}
+	return a.release(ctx, d)
+}
+
+// archiveFile answers a file from the file cache or from a hardlink seen before, or
+// reads, chunks and hashes it and queues its new chunks for saving. A file that cannot be
+// read, or vanished, is left out with a warning; one that changed while read keeps what
+// was read, with a warning.
+func (a *archiver) archiveFile(ctx context.Context, job *fileJob) error {
+	select {
+	case <-a.cacheReady:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if a.cacheErr != nil {
+		return fmt.Errorf("load file cache: %w", a.cacheErr)
+	}
+	node := job.node
+	var group *linkGroup
+	a.mu.Lock()
+	job.old, job.known = a.oldCache[job.rel]
+	if job.known {
+		delete(a.oldCache, job.rel)
+	}
+	if node.Links > 1 {
+		key := devIno{node.DeviceID, node.Inode}
+		g, ok := a.hardlinks[key]
+		if !ok {
+			group = &linkGroup{}
+			a.hardlinks[key] = group
+		} else {
+			a.mu.Unlock()
+			return a.joinLink(ctx, g, job)
+		}
+	}
+	a.mu.Unlock()
+
+	if job.known && a.unchanged(job.old, node, job.ctime) {
+		node.Content = make([]repo.ID, len(job.old.Content))
+		for i, c := range job.old.Content {
+			node.Content[i] = repo.ID(c)
+		}
+		a.filesUnchanged.Add(1)
+		a.fileDone(node.Size)
+		if group != nil {
+			if err := a.linkDone(ctx, group, node.Content, node.Size, true, &a.filesUnchanged, &job.old); err != nil {
+				return err
+			}
+		}
+		return a.release(ctx, job.dir)
+	}
+
+	content, size, ok, cache, err := a.readFile(ctx, job)
+	if err != nil {
+		return err
+	}
+	class := &a.filesNew
+	if job.known {
+		class = &a.filesChanged
+	}
+	if ok {
+		if size != node.Size {
+			a.bytes.Add(size - node.Size)
+		}
+		node.Content = content
+		node.Size = size
+		class.Add(1)
+	} else {
+		a.dropFile(node)
+	}
+	a.doneFiles.Add(1)
+	if group != nil {
+		if err := a.linkDone(ctx, group, content, size, ok, class, cache); err != nil {
+			return err
+		}
+	}
+	return a.release(ctx, job.dir)
+}
+
+// joinLink gives job the content of the first link of its inode, now or when it is known.
+func (a *archiver) joinLink(ctx context.Context, g *linkGroup, job *fileJob) error {
+	g.mu.Lock()
+	if !g.done {
+		g.waiting = append(g.waiting, job)
+		g.mu.Unlock()
+		return nil
+	}
+	g.mu.Unlock()
+	a.resolveLink(g, job)
+	return a.release(ctx, job.dir)
+}
+
+// linkDone records the outcome of the first link of g and resolves the links that wait.
+func (a *archiver) linkDone(ctx context.Context, g *linkGroup, content []repo.ID, size int64, ok bool, class *atomic.Int64, cache *state.CachedFile) error {
+	g.mu.Lock()
+	g.done, g.failed, g.content, g.size, g.class, g.cache = true, !ok, content, size, class, cache
+	waiting := g.waiting
+	g.waiting = nil
+	g.mu.Unlock()
+	for _, w := range waiting {
+		a.resolveLink(g, w)
+		if err := a.release(ctx, w.dir); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// queueFile answers a regular file from the file cache or a hardlink seen before, or
-// queues it for reading.
-func (a *archiver) queueFile(ctx context.Context, full, rel string, node *repo.Node, d *dirState, st *syscall.Stat_t) error {
-	node.Type = repo.NodeFile
-	var group *linkGroup
-	if st != nil && st.Nlink > 1 {
-		key := devIno{uint64(st.Dev), st.Ino}
-		if g, ok := a.hardlinks[key]; ok {
-			g.mu.Lock()
-			defer g.mu.Unlock()
-			switch {
-			case g.done && !g.failed:
-				node.Content = g.content
-				a.fileDone(node.Size)
-				g.class.Add(1)
-			case g.done:
-				a.dropFile(node) // the first link could not be read; drop this one too
-				a.fileDone(0)
-			default:
-				d.pending.Add(1)
-				g.waiting = append(g.waiting, linkWaiter{node: node, dir: d})
-			}
-			return nil
-		}
-		group = &linkGroup{}
-		a.hardlinks[key] = group
+// resolveLink sets a later link's node from its group, which is done. Every link gets a
+// file cache entry, so that whichever is met first next time is answered from the cache.
+func (a *archiver) resolveLink(g *linkGroup, job *fileJob) {
+	if g.failed {
+		a.dropFile(job.node) // the first link could not be read; drop this one too
+		a.fileDone(0)
+		return
 	}
-	cached, known := a.oldCache[rel]
-	if known {
-		delete(a.oldCache, rel)
-		if st != nil && a.unchanged(cached, node, st) {
-			node.Content = make([]repo.ID, len(cached.Content))
-			for i, c := range cached.Content {
-				node.Content[i] = repo.ID(c)
-			}
-			a.filesUnchanged.Add(1)
-			a.fileDone(node.Size)
-			if group != nil {
-				group.mu.Lock()
-				group.done, group.content, group.class = true, node.Content, &a.filesUnchanged
-				group.mu.Unlock()
-			}
-			return nil
-		}
+	job.node.Content = g.content
+	if job.node.Size != g.size {
+		a.bytes.Add(g.size - job.node.Size)
+		job.node.Size = g.size
 	}
-	d.pending.Add(1)
-	select {
-	case a.fileCh <- &fileJob{path: full, rel: rel, node: node, dir: d, stat: st, link: group, known: known}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	g.class.Add(1)
+	a.fileDone(g.size)
+	if g.cache != nil && !(job.known && sameCached(job.old, *g.cache)) {
+		a.cacheMu.Lock()
+		a.cachePut[job.rel] = *g.cache
+		a.cacheMu.Unlock()
 	}
 }
 
-func (a *archiver) unchanged(c state.CachedFile, n *repo.Node, st *syscall.Stat_t) bool {
-	if c.Size != n.Size || c.ModTimeNS != n.ModTime.UnixNano() || c.ChangeTimeNS != ctimeNS(st) || c.Inode != st.Ino {
+func sameCached(a, b state.CachedFile) bool {
+	return a.Size == b.Size && a.ModTimeNS == b.ModTimeNS && a.ChangeTimeNS == b.ChangeTimeNS &&
+		a.Inode == b.Inode && slices.Equal(a.Content, b.Content)
+}
+
+func (a *archiver) unchanged(c state.CachedFile, n *repo.Node, ctime int64) bool {
+	if c.Size != n.Size || c.ModTimeNS != n.ModTime.UnixNano() || c.ChangeTimeNS != ctime || c.Inode != n.Inode {
 		return false
 	}
 	for _, id := range c.Content {
@@ -341,79 +518,136 @@ func (a *archiver) fileDone(size int64) {
 	a.doneBytes.Add(size)
 }
 
-// archiveFile reads, chunks and hashes one file and queues its new chunks for saving.
-// A file that cannot be read, or vanished, is left out with a warning; one that changed
-// while read keeps what was read, with a warning.
-func (a *archiver) archiveFile(ctx context.Context, job *fileJob) error {
-	content, size, ok, err := a.readFile(ctx, job)
-	if err != nil {
-		return err
-	}
-	class := &a.filesNew
-	if job.known {
-		class = &a.filesChanged
-	}
-	if ok {
-		if size != job.node.Size {
-			a.bytes.Add(size - job.node.Size)
-		}
-		job.node.Content = content
-		job.node.Size = size
-		class.Add(1)
-	} else {
-		a.dropFile(job.node)
-	}
-	a.doneFiles.Add(1)
-	if g := job.link; g != nil {
-		g.mu.Lock()
-		g.done, g.failed, g.content, g.class = true, !ok, content, class
-		waiting := g.waiting
-		g.waiting = nil
-		g.mu.Unlock()
-		for _, w := range waiting {
-			if ok {
-				w.node.Content = content
-				w.node.Size = size
-				class.Add(1)
-			} else {
-				a.dropFile(w.node)
-			}
-			a.fileDone(w.node.Size)
-			if err := a.release(ctx, w.dir); err != nil {
-				return err
-			}
-		}
-	}
-	return a.release(ctx, job.dir)
-}
-
-func (a *archiver) readFile(ctx context.Context, job *fileJob) (content []repo.ID, size int64, ok bool, err error) {
-	f, err := os.OpenFile(job.path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NOATIME, 0)
-	if err != nil && errors.Is(err, syscall.EPERM) {
-		// O_NOATIME is only allowed to the file's owner.
-		f, err = os.OpenFile(job.path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
-	}
+// readFile reads and chunks the file of job, and queues its new chunks for saving. ok is
+// false when the file is left out; cache is its file cache entry, nil when it changed
+// while it was read.
+func (a *archiver) readFile(ctx context.Context, job *fileJob) (content []repo.ID, size int64, ok bool, cache *state.CachedFile, err error) {
+	fd, err := openFile(job.path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			a.warn("%s vanished before it was read; not in the snapshot", job.path)
 		} else {
 			a.warn("open %s: %v; not in the snapshot", job.path, err)
 		}
-		return nil, 0, false, nil
+		return nil, 0, false, nil, nil
 	}
-	defer f.Close()
-	ch := a.r.NewChunker(f)
+	defer unix.Close(fd)
+	whole := false
+	if job.node.Size <= repo.MinChunkSize {
+		content, size, whole, err = a.readSmall(ctx, fd, job.node.Size)
+	}
+	if !whole && err == nil {
+		content, size, err = a.readChunked(ctx, fd)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, 0, false, nil, ctx.Err()
+		}
+		a.warn("read %s: %v; not in the snapshot", job.path, err)
+		return nil, 0, false, nil, nil
+	}
+	var after unix.Stat_t
+	if err := unix.Fstat(fd, &after); err != nil {
+		a.warn("stat %s after reading: %v; not in the snapshot", job.path, err)
+		return nil, 0, false, nil, nil
+	}
+	mtime := time.Unix(after.Mtim.Unix())
+	changed := after.Size != job.node.Size || !mtime.Equal(job.node.ModTime) || size != after.Size
+	if changed {
+		a.warn("%s changed while it was read; the snapshot holds what was read", job.path)
+		job.node.ModTime = mtime
+	} else {
+		c := cacheEntry(job.node, job.ctime, content)
+		cache = &c
+		a.cacheMu.Lock()
+		a.cachePut[job.rel] = c
+		a.cacheMu.Unlock()
+	}
+	if content == nil {
+		content = []repo.ID{}
+	}
+	return content, size, true, cache, nil
+}
+
+// readSmall reads a file of at most MinChunkSize bytes (hint is its size when it was
+// stat'ed), which is one chunk, or none when empty: exactly as the Chunker would cut it.
+// whole is false, with the file offset back at 0, when the file turns out to be larger.
+func (a *archiver) readSmall(ctx context.Context, fd int, hint int64) (content []repo.ID, size int64, whole bool, err error) {
+	bp := getSmall(int(hint) + 1)
+	b := (*bp)[:cap(*bp)]
+	n := 0
 	for {
-		bp := a.bufs.Get().(*[]byte)
-		chunk, err := ch.Next(*bp)
-		if err == io.EOF {
-			a.bufs.Put(bp)
+		if n == len(b) {
+			if n > repo.MinChunkSize {
+				break
+			}
+			bigger := getSmall(n + 1)
+			nb := (*bigger)[:cap(*bigger)]
+			copy(nb, b[:n])
+			putSmall(bp)
+			bp, b = bigger, nb
+		}
+		m, err := readFD(fd, b[n:])
+		if err != nil {
+			putSmall(bp)
+			return nil, 0, false, err
+		}
+		if m == 0 {
 			break
 		}
+		n += m
+	}
+	if n > repo.MinChunkSize {
+		putSmall(bp)
+		if _, err := unix.Seek(fd, 0, io.SeekStart); err != nil {
+			return nil, 0, false, err
+		}
+		return nil, 0, false, nil
+	}
+	if n == 0 {
+		putSmall(bp)
+		return nil, 0, true, nil
+	}
+	data := b[:n]
+	a.bytesRead.Add(int64(n))
+	a.doneBytes.Add(int64(n))
+	id := a.r.BlobID(data)
+	if !a.queueBlob(repo.DataBlob, id) {
+		putSmall(bp)
+		return []repo.ID{id}, int64(n), true, nil
+	}
+	select {
+	case a.saveCh <- saveJob{t: repo.DataBlob, id: id, data: data, small: bp}:
+	case <-ctx.Done():
+		putSmall(bp)
+		return nil, 0, false, ctx.Err()
+	}
+	return []repo.ID{id}, int64(n), true, nil
+}
+
+// readChunked cuts a file into content-defined chunks.
+func (a *archiver) readChunked(ctx context.Context, fd int) (content []repo.ID, size int64, err error) {
+	select {
+	case a.limits.bigFiles <- struct{}{}:
+	case <-ctx.Done():
+		return nil, 0, ctx.Err()
+	}
+	defer func() { <-a.limits.bigFiles }()
+	ch := a.r.NewChunker(fdReader(fd))
+	for {
+		select {
+		case a.limits.bigBufs <- struct{}{}:
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		}
+		bp := chunkBufs.Get().(*[]byte)
+		chunk, err := ch.Next((*bp)[:0])
 		if err != nil {
-			a.bufs.Put(bp)
-			a.warn("read %s: %v; not in the snapshot", job.path, err)
-			return nil, 0, false, nil
+			a.putChunkBuf(bp)
+			if err == io.EOF {
+				break
+			}
+			return nil, 0, err
 		}
 		n := int64(len(chunk))
 		size += n
@@ -421,51 +655,65 @@ func (a *archiver) readFile(ctx context.Context, job *fileJob) (content []repo.I
 		a.doneBytes.Add(n)
 		id := a.r.BlobID(chunk)
 		content = append(content, id)
-		if _, dup := a.seen.LoadOrStore(id, struct{}{}); dup || a.r.HasBlob(repo.DataBlob, id) {
-			a.bufs.Put(bp)
+		if !a.queueBlob(repo.DataBlob, id) {
+			a.putChunkBuf(bp)
 			continue
 		}
 		select {
-		case a.saveCh <- saveJob{buf: bp, data: chunk, id: id}:
+		case a.saveCh <- saveJob{t: repo.DataBlob, id: id, data: chunk, buf: bp}:
 		case <-ctx.Done():
-			a.bufs.Put(bp)
-			return nil, 0, false, ctx.Err()
+			a.putChunkBuf(bp)
+			return nil, 0, ctx.Err()
 		}
 	}
-	after, err := f.Stat()
-	if err != nil {
-		a.warn("stat %s after reading: %v; not in the snapshot", job.path, err)
-		return nil, 0, false, nil
+	return content, size, nil
+}
+
+func (a *archiver) putChunkBuf(bp *[]byte) {
+	chunkBufs.Put(bp)
+	<-a.limits.bigBufs
+}
+
+// queueBlob reports whether the blob is new: not in the repository and not queued by
+// this run yet.
+func (a *archiver) queueBlob(t repo.BlobType, id repo.ID) bool {
+	if a.r.HasBlob(t, id) {
+		return false
 	}
-	changed := after.Size() != job.node.Size || !after.ModTime().Equal(job.node.ModTime) || size != after.Size()
-	if changed {
-		a.warn("%s changed while it was read; the snapshot holds what was read", job.path)
-		job.node.ModTime = after.ModTime()
-	} else if job.stat != nil {
-		a.cacheMu.Lock()
-		a.cachePut[job.rel] = cacheEntry(job.node, job.stat, content)
-		a.cacheMu.Unlock()
-	}
-	if content == nil {
-		content = []repo.ID{}
-	}
-	return content, size, true, nil
+	_, dup := a.seen.LoadOrStore(blobKey{t, id}, struct{}{})
+	return !dup
 }
 
 func (a *archiver) save(ctx context.Context, job saveJob) error {
-	defer a.bufs.Put(job.buf)
-	added, stored, err := a.r.SaveBlob(ctx, repo.DataBlob, job.id, job.data)
-	if err != nil {
-		return fmt.Errorf("save blob %s: %w", job.id.Short(), err)
+	defer a.putBuf(job)
+	select {
+	case a.limits.saves <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	if added {
+	added, stored, err := a.r.SaveBlob(ctx, job.t, job.id, job.data)
+	<-a.limits.saves
+	if err != nil {
+		return fmt.Errorf("save %s blob %s: %w", job.t, job.id.Short(), err)
+	}
+	if added && job.t == repo.DataBlob {
 		a.blobsAdded.Add(1)
 		a.bytesAdded.Add(int64(stored))
 	}
 	return nil
 }
 
-// release drops one hold on d; the last one saves d's tree and releases d's parent.
+func (a *archiver) putBuf(job saveJob) {
+	switch {
+	case job.buf != nil:
+		a.putChunkBuf(job.buf)
+	case job.small != nil:
+		putSmall(job.small)
+	}
+}
+
+// release drops one hold on d; the last one encodes d's tree, queues it for saving when
+// it is new, and releases d's parent.
 func (a *archiver) release(ctx context.Context, d *dirState) error {
 	for d != nil {
 		if d.pending.Add(-1) != 0 {
@@ -477,9 +725,17 @@ func (a *archiver) release(ctx context.Context, d *dirState) error {
 				nodes = append(nodes, n)
 			}
 		}
-		id, err := a.r.SaveTree(ctx, &repo.Tree{Nodes: nodes})
+		data, err := repo.EncodeTree(&repo.Tree{Nodes: nodes})
 		if err != nil {
 			return fmt.Errorf("save tree of %s: %w", filepath.Join(a.root, d.rel), err)
+		}
+		id := a.r.BlobID(data)
+		if a.queueBlob(repo.TreeBlob, id) {
+			select {
+			case a.saveCh <- saveJob{t: repo.TreeBlob, id: id, data: data}:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 		if d.parent == nil {
 			a.rootTree = id
@@ -492,12 +748,12 @@ func (a *archiver) release(ctx context.Context, d *dirState) error {
 	return nil
 }
 
-func cacheEntry(n *repo.Node, st *syscall.Stat_t, content []repo.ID) state.CachedFile {
+func cacheEntry(n *repo.Node, ctime int64, content []repo.ID) state.CachedFile {
 	c := state.CachedFile{
 		Size:         n.Size,
 		ModTimeNS:    n.ModTime.UnixNano(),
-		ChangeTimeNS: ctimeNS(st),
-		Inode:        st.Ino,
+		ChangeTimeNS: ctime,
+		Inode:        n.Inode,
 		Content:      make([][32]byte, len(content)),
 	}
 	for i, id := range content {
@@ -506,25 +762,54 @@ func cacheEntry(n *repo.Node, st *syscall.Stat_t, content []repo.ID) state.Cache
 	return c
 }
 
-func ctimeNS(st *syscall.Stat_t) int64 {
-	return st.Ctim.Sec*int64(time.Second) + st.Ctim.Nsec
-}
-
-func nodeFromInfo(name string, fi fs.FileInfo, st *syscall.Stat_t) *repo.Node {
+// nodeFromStat makes the node of a directory entry from its lstat; Mode holds the
+// io/fs mode bits, as os.Lstat would give them.
+func nodeFromStat(name string, st *unix.Stat_t) *repo.Node {
+	mode := fileModeOf(st.Mode)
 	n := &repo.Node{
-		Name:    name,
-		Mode:    uint32(fi.Mode()),
-		ModTime: fi.ModTime(),
-		Size:    fi.Size(),
+		Name:     name,
+		Mode:     uint32(mode),
+		ModTime:  time.Unix(st.Mtim.Unix()),
+		Size:     st.Size,
+		UID:      st.Uid,
+		GID:      st.Gid,
+		Inode:    st.Ino,
+		DeviceID: uint64(st.Dev),
+		Links:    uint64(st.Nlink),
 	}
-	if st != nil {
-		n.UID, n.GID = st.Uid, st.Gid
-		n.Inode, n.DeviceID, n.Links = st.Ino, uint64(st.Dev), uint64(st.Nlink)
-	}
-	if !fi.Mode().IsRegular() {
+	if !mode.IsRegular() {
 		n.Size = 0
 	}
 	return n
+}
+
+// fileModeOf converts a stat mode to io/fs mode bits, the way package os does.
+func fileModeOf(m uint32) fs.FileMode {
+	mode := fs.FileMode(m & 0o777)
+	switch m & unix.S_IFMT {
+	case unix.S_IFBLK:
+		mode |= fs.ModeDevice
+	case unix.S_IFCHR:
+		mode |= fs.ModeDevice | fs.ModeCharDevice
+	case unix.S_IFDIR:
+		mode |= fs.ModeDir
+	case unix.S_IFIFO:
+		mode |= fs.ModeNamedPipe
+	case unix.S_IFLNK:
+		mode |= fs.ModeSymlink
+	case unix.S_IFSOCK:
+		mode |= fs.ModeSocket
+	}
+	if m&unix.S_ISGID != 0 {
+		mode |= fs.ModeSetgid
+	}
+	if m&unix.S_ISUID != 0 {
+		mode |= fs.ModeSetuid
+	}
+	if m&unix.S_ISVTX != 0 {
+		mode |= fs.ModeSticky
+	}
+	return mode
 }
 
 func typeName(m fs.FileMode) string {
@@ -541,17 +826,139 @@ func typeName(m fs.FileMode) string {
 	return "special file (" + m.String() + ")"
 }
 
-// readDirNames lists a directory's names, sorted.
-func readDirNames(path string) ([]string, error) {
-	f, err := os.Open(path)
+// readDir opens the directory at path and lists its names, sorted. The returned fd (-1
+// on error) is the directory's, to stat its entries relative to it.
+func readDir(path string) (int, []string, error) {
+	var fd int
+	err := ignoringEINTR(func() (err error) {
+		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		return err
+	})
 	if err != nil {
-		return nil, err
+		return -1, nil, err
 	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil, err
+	bp := direntPool.Get().(*[]byte)
+	defer direntPool.Put(bp)
+	var names []string
+	for {
+		var n int
+		err := ignoringEINTR(func() (err error) {
+			n, err = unix.ReadDirent(fd, *bp)
+			return err
+		})
+		if err != nil {
+			unix.Close(fd)
+			return -1, nil, err
+		}
+		if n <= 0 {
+			break
+		}
+		_, _, names = unix.ParseDirent((*bp)[:n], -1, names)
 	}
 	slices.Sort(names)
-	return names, nil
+	return fd, names, nil
+}
+
+var direntPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func readlinkat(dirfd int, name string, size int64) (string, error) {
+	n := max(int(size)+1, 128)
+	for {
+		b := make([]byte, n)
+		var m int
+		err := ignoringEINTR(func() (err error) {
+			m, err = unix.Readlinkat(dirfd, name, b)
+			return err
+		})
+		if err != nil {
+			return "", err
+		}
+		if m < n {
+			return string(b[:m]), nil
+		}
+		n *= 2
+	}
+}
+
+// openFile opens a regular file to read it: never through a symlink, and without
+// updating its access time when the worker may (it owns the file, or is root).
+func openFile(path string) (int, error) {
+	var fd int
+	err := ignoringEINTR(func() (err error) {
+		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NOATIME|unix.O_CLOEXEC, 0)
+		return err
+	})
+	if errors.Is(err, unix.EPERM) {
+		err = ignoringEINTR(func() (err error) {
+			fd, err = unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			return err
+		})
+	}
+	return fd, err
+}
+
+func readFD(fd int, b []byte) (int, error) {
+	for {
+		n, err := unix.Read(fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		if n < 0 {
+			n = 0
+		}
+		return n, err
+	}
+}
+
+// fdReader reads a file descriptor; io.EOF at its end.
+type fdReader int
+
+func (r fdReader) Read(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	n, err := readFD(int(r), b)
+	if err != nil {
+		return n, err
+	}
+	if n == 0 {
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+func ignoringEINTR(fn func() error) error {
+	for {
+		err := fn()
+		if err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+// Buffers for whole small files, by power-of-two size class from 1 KiB up to the first
+// class above MinChunkSize, so that a file of exactly MinChunkSize bytes can be told from
+// a larger one in one buffer.
+const minSmallShift = 10
+
+var smallPools [20]sync.Pool
+
+func smallClass(n int) int {
+	if n <= 1<<minSmallShift {
+		return 0
+	}
+	return bits.Len(uint(n-1)) - minSmallShift
+}
+
+func getSmall(n int) *[]byte {
+	c := smallClass(n)
+	if bp, ok := smallPools[c].Get().(*[]byte); ok {
+		return bp
+	}
+	b := make([]byte, 1<<(c+minSmallShift))
+	return &b
+}
+
+func putSmall(bp *[]byte) {
+	smallPools[smallClass(cap(*bp))].Put(bp)
 }

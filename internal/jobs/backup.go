@@ -74,13 +74,11 @@ func (e *Engine) Backup(ctx context.Context, jobID string, a brr.BackupJob, prog
 	}
 
 	scope := CacheScope(r, a.Path)
-	var cache map[string]state.CachedFile
+	var loadCache func() (map[string]state.CachedFile, error)
 	if e.Cache != nil {
-		if cache, err = e.Cache.LoadFileCache(scope); err != nil {
-			return nil, fmt.Errorf("load file cache: %w", err)
-		}
+		loadCache = func() (map[string]state.CachedFile, error) { return e.Cache.LoadFileCache(scope) }
 	}
-	arch := newArchiver(r, source, e.parallelism(), cache)
+	arch := newArchiver(r, source, e.parallelism(), e.backupLimits(), loadCache)
 
 	stopProgress := e.reportBackupProgress(ctx, source, arch, progress, start)
 	tree, err := arch.run(ctx)
@@ -170,8 +168,14 @@ func (e *Engine) checkSource(p string) (string, error) {
 	return resolved, nil
 }
 
+// scanAfter is how long a backup runs before a scanner that only stats the tree counts
+// its totals: a short backup is over before it would be useful, and on a cold cache its
+// stats would compete with the backup's own.
+const scanAfter = time.Second
+
 // reportBackupProgress calls progress every progressEvery until the returned function is
-// called. A scanner goroutine that only stats the tree provides the totals.
+// called. The totals are what the backup has listed so far until a scanner, started after
+// scanAfter, has counted the whole tree.
 func (e *Engine) reportBackupProgress(ctx context.Context, root string, arch *archiver, progress func(brr.Progress), start time.Time) func() {
 	if progress == nil {
 		return func() {}
@@ -183,6 +187,14 @@ func (e *Engine) reportBackupProgress(ctx context.Context, root string, arch *ar
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
+		t := time.NewTimer(scanAfter)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		var files, bytes int64
 		_ = filepath.WalkDir(root, func(_ string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return nil
@@ -192,13 +204,17 @@ func (e *Engine) reportBackupProgress(ctx context.Context, root string, arch *ar
 			}
 			if d.Type().IsRegular() {
 				if fi, err := d.Info(); err == nil {
-					totalFiles.Add(1)
-					totalBytes.Add(fi.Size())
+					files++
+					bytes += fi.Size()
 				}
 			}
 			return nil
 		})
-		scanned.Store(ctx.Err() == nil)
+		if ctx.Err() == nil {
+			totalFiles.Store(files)
+			totalBytes.Store(bytes)
+			scanned.Store(true)
+		}
 	}()
 	go func() {
 		defer wg.Done()
@@ -214,10 +230,14 @@ func (e *Engine) reportBackupProgress(ctx context.Context, root string, arch *ar
 				Phase:      "backup",
 				Files:      arch.doneFiles.Load(),
 				Bytes:      arch.doneBytes.Load(),
-				TotalFiles: totalFiles.Load(),
-				TotalBytes: totalBytes.Load(),
+				TotalFiles: arch.files.Load(),
+				TotalBytes: arch.bytes.Load(),
 			}
-			fillRate(&p, start, scanned.Load())
+			final := scanned.Load()
+			if final {
+				p.TotalFiles, p.TotalBytes = totalFiles.Load(), totalBytes.Load()
+			}
+			fillRate(&p, start, final)
 			progress(p)
 		}
 	}()

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/brr-dev/brr"
@@ -53,10 +54,18 @@ type Engine struct {
 	// Host names this machine in snapshots; Worker names this worker in results.
 	Host   string
 	Worker string
-	// Parallelism is the number of file workers; 0 means runtime.GOMAXPROCS(0)+1.
+	// Parallelism bounds the work of a job that is bound by the CPU: files chunked and
+	// blobs compressed at once; 0 means runtime.GOMAXPROCS(0)+1. Files are read and
+	// written by more goroutines than that, since on a cold cache they mostly wait for the
+	// disk.
 	Parallelism int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+
+	// What all backups running at once share, so that the memory they hold does not grow
+	// with the number of jobs: see backupLimits.
+	limitsOnce sync.Once
+	limits     *backupLimits
 }
 
 func (e *Engine) now() time.Time {
@@ -64,6 +73,11 @@ func (e *Engine) now() time.Time {
 		return e.Now()
 	}
 	return time.Now()
+}
+
+func (e *Engine) backupLimits() *backupLimits {
+	e.limitsOnce.Do(func() { e.limits = newBackupLimits(e.parallelism()) })
+	return e.limits
 }
 
 func (e *Engine) parallelism() int {

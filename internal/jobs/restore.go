@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/brr-dev/brr"
@@ -47,14 +49,7 @@ func (e *Engine) Restore(ctx context.Context, jobID string, a brr.RestoreJob, pr
 		return nil, err
 	}
 
-	rs := &restorer{
-		r:         r,
-		target:    target,
-		overwrite: a.Overwrite,
-		workers:   e.parallelism(),
-		chown:     os.Geteuid() == 0,
-		failedDir: make(map[string]bool),
-	}
+	rs := newRestorer(r, target, a.Overwrite, e.parallelism())
 	stop := rs.reportProgress(ctx, pl, progress, start)
 	err = rs.run(ctx, pl)
 	stop()
@@ -117,7 +112,6 @@ type hardlink struct {
 // whole restore fail, naming it.
 func planRestore(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, paths []string) (*restorePlan, error) {
 	want := make([]string, 0, len(paths))
-	matched := make(map[string]bool)
 	for _, p := range paths {
 		p = strings.Trim(path.Clean("/"+p), "/")
 		if p == "" {
@@ -126,7 +120,26 @@ func planRestore(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, pat
 		}
 		want = append(want, p)
 	}
+	// wanted says whether the entry at rel is restored whole (full) or leads to a path
+	// that is (ancestor); all is whether its directory is restored whole.
+	wanted := func(rel string, all bool) (full, ancestor bool) {
+		if all {
+			return true, false
+		}
+		for _, p := range want {
+			switch {
+			case rel == p || strings.HasPrefix(rel, p+"/"):
+				full = true
+			case strings.HasPrefix(p, rel+"/"):
+				ancestor = true
+			}
+		}
+		return full, ancestor
+	}
+	trees := prefetchTrees(ctx, r, sn.Tree, len(want) == 0, wanted)
+
 	pl := &restorePlan{}
+	matched := make(map[string]bool)
 	var bad []string
 	leaders := make(map[devIno]string)
 	var walk func(id repo.ID, rel string, all bool) error
@@ -134,7 +147,11 @@ func planRestore(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, pat
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		tree, err := r.LoadTree(ctx, id)
+		tf := trees[id]
+		if tf.tree == nil && tf.err == nil {
+			tf.tree, tf.err = r.LoadTree(ctx, id) // not prefetched: the prefetch was cut short
+		}
+		tree, err := tf.tree, tf.err
 		if err != nil {
 			err = fmt.Errorf("load tree of %q: %w", "/"+rel, err)
 			if errors.Is(err, repo.ErrDamaged) {
@@ -157,19 +174,9 @@ func planRestore(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, pat
 				continue
 			}
 			names[n.Name] = true
-			full, ancestor := all, false
-			if !all {
-				for _, p := range want {
-					switch {
-					case childRel == p:
-						matched[p] = true
-						full = true
-					case strings.HasPrefix(childRel, p+"/"):
-						full = true
-					case strings.HasPrefix(p, childRel+"/"):
-						ancestor = true
-					}
-				}
+			full, ancestor := wanted(childRel, all)
+			if !all && slices.Contains(want, childRel) {
+				matched[childRel] = true
 			}
 			if !full && !ancestor {
 				continue
@@ -225,6 +232,79 @@ func planRestore(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, pat
 		}
 	}
 	return pl, nil
+}
+
+// treeLoaders is how many trees a restore loads at once: on a cold cache each load
+// waits for the disk, which serves many at once.
+const treeLoaders = 8
+
+type fetchedTree struct {
+	tree *repo.Tree
+	err  error
+}
+
+// prefetchTrees loads, treeLoaders at a time, the trees that planRestore will walk from
+// root, so that its walk, which must see them in order, does not wait for each in turn.
+// A tree that fails to load is returned with its error; planRestore reports it.
+func prefetchTrees(ctx context.Context, r *repo.Repository, root repo.ID, all bool, wanted func(string, bool) (bool, bool)) map[repo.ID]fetchedTree {
+	type job struct {
+		id  repo.ID
+		rel string
+		all bool
+	}
+	var (
+		mu    sync.Mutex
+		cond  = sync.NewCond(&mu)
+		queue = []job{{root, "", all}}
+		busy  int // loads running
+		trees = map[repo.ID]fetchedTree{}
+		seen  = map[repo.ID]bool{root: true}
+		wg    sync.WaitGroup
+	)
+	for range treeLoaders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mu.Lock()
+			defer mu.Unlock()
+			for {
+				for len(queue) == 0 && busy > 0 {
+					cond.Wait()
+				}
+				if len(queue) == 0 || ctx.Err() != nil {
+					cond.Broadcast()
+					return
+				}
+				j := queue[len(queue)-1]
+				queue = queue[:len(queue)-1]
+				busy++
+				mu.Unlock()
+				tree, err := r.LoadTree(ctx, j.id)
+				mu.Lock()
+				busy--
+				trees[j.id] = fetchedTree{tree, err}
+				if tree != nil {
+					for _, n := range tree.Nodes {
+						if n.Type != repo.NodeDir || n.Subtree.IsZero() || seen[n.Subtree] || badName(n.Name) != "" {
+							continue
+						}
+						rel := n.Name
+						if j.rel != "" {
+							rel = j.rel + "/" + n.Name
+						}
+						full, ancestor := wanted(rel, j.all)
+						if full || ancestor {
+							seen[n.Subtree] = true
+							queue = append(queue, job{n.Subtree, rel, full})
+						}
+					}
+				}
+				cond.Broadcast()
+			}
+		}()
+	}
+	wg.Wait()
+	return trees
 }
 
 // badName says why name cannot be an entry of a directory, or "".

@@ -1,8 +1,11 @@
 package jobs
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -10,10 +13,13 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/repo"
@@ -29,13 +35,64 @@ type restorer struct {
 	workers   int
 	chown     bool
 
+	// Set by newRestorer: what a created file gets without chown (the worker's ids, and
+	// the target's group when its set-group-id bit is set), and the prefix of temporary
+	// names.
+	euid, egid   int
+	targetSetgid bool
+	tempPrefix   string
+	tempSeq      atomic.Uint64
+
+	noReplaceUnsupported atomic.Bool // the target's file system has no RENAME_NOREPLACE
+
 	mu        sync.Mutex
 	failures  []string
-	failedDir map[string]bool // rel of directories that could not be created
-	restored  sync.Map        // rel of files restored → struct{}
+	failedDir map[string]bool  // rel of directories that could not be created
+	dirState  map[string]uint8 // rel of directories created by this restore → dirFresh|dirPlainGID
+	restored  sync.Map         // rel of files restored → struct{}
 
 	files, dirs, symlinks, bytes atomic.Int64
 	doneBytes                    atomic.Int64
+}
+
+const (
+	dirFresh    = 1 << iota // created by this restore: nothing else is in it
+	dirPlainGID             // a file created in it gets the worker's group
+)
+
+func newRestorer(r *repo.Repository, target string, overwrite bool, workers int) *restorer {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	rs := &restorer{
+		r:          r,
+		target:     target,
+		overwrite:  overwrite,
+		workers:    workers,
+		chown:      os.Geteuid() == 0,
+		euid:       os.Geteuid(),
+		egid:       os.Getegid(),
+		tempPrefix: hex.EncodeToString(b[:]) + "-",
+		failedDir:  make(map[string]bool),
+		dirState:   make(map[string]uint8),
+	}
+	if fi, err := os.Lstat(target); err != nil || fi.Mode()&os.ModeSetgid != 0 {
+		rs.targetSetgid = true
+	}
+	return rs
+}
+
+// dirFlags returns the dirFresh and dirPlainGID flags of the directory rel ("." is the
+// target, never fresh).
+func (rs *restorer) dirFlags(rel string) uint8 {
+	if rel == "." {
+		if rs.targetSetgid {
+			return 0
+		}
+		return dirPlainGID
+	}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.dirState[rel]
 }
 
 func (rs *restorer) fail(rel string, err error) {
@@ -58,20 +115,35 @@ func (rs *restorer) parentFailed(rel string) bool {
 func (rs *restorer) abs(rel string) string { return filepath.Join(rs.target, filepath.FromSlash(rel)) }
 
 func (rs *restorer) run(ctx context.Context, pl *restorePlan) error {
-	for _, d := range pl.dirs {
+	// Directories are made a level at a time, the directories of a level at once.
+	levels := dirLevels(pl.dirs)
+	for _, level := range levels {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if rs.parentFailed(d.rel) {
-			rs.markDirFailed(d.rel)
-			continue
-		}
-		if err := rs.mkdir(d.rel); err != nil {
-			rs.markDirFailed(d.rel)
-			rs.fail(d.rel, err)
-			continue
-		}
-		rs.dirs.Add(1)
+		inParallel(level, func(d entry) {
+			if rs.parentFailed(d.rel) {
+				rs.markDirFailed(d.rel)
+				return
+			}
+			fresh, err := rs.mkdir(d.rel)
+			if err != nil {
+				rs.markDirFailed(d.rel)
+				rs.fail(d.rel, err)
+				return
+			}
+			if fresh {
+				// A new directory inherits the set-group-id bit of its parent.
+				flags := uint8(dirFresh)
+				if rs.dirFlags(path.Dir(d.rel))&dirPlainGID != 0 {
+					flags |= dirPlainGID
+				}
+				rs.mu.Lock()
+				rs.dirState[d.rel] = flags
+				rs.mu.Unlock()
+			}
+			rs.dirs.Add(1)
+		})
 	}
 	for _, s := range pl.symlinks {
 		if rs.parentFailed(s.rel) {
@@ -96,16 +168,53 @@ func (rs *restorer) run(ctx context.Context, pl *restorePlan) error {
 		rs.bytes.Add(h.node.Size)
 	}
 	// Children change their directory's mtime, so directories get theirs last, deepest first.
-	for i := len(pl.dirs) - 1; i >= 0; i-- {
-		d := pl.dirs[i]
-		if rs.parentFailed(d.rel + "/x") {
-			continue
-		}
-		if err := rs.setMeta(rs.abs(d.rel), d.node, false); err != nil {
-			rs.fail(d.rel, err)
-		}
+	for i := len(levels) - 1; i >= 0; i-- {
+		inParallel(levels[i], func(d entry) {
+			if rs.parentFailed(d.rel + "/x") {
+				return
+			}
+			if err := rs.setMeta(rs.abs(d.rel), d.node, false); err != nil {
+				rs.fail(d.rel, err)
+			}
+		})
 	}
 	return nil
+}
+
+// dirLevels groups directories by depth, shallowest first, each level in plan order.
+func dirLevels(dirs []entry) [][]entry {
+	var levels [][]entry
+	for _, d := range dirs {
+		n := strings.Count(d.rel, "/")
+		for len(levels) <= n {
+			levels = append(levels, nil)
+		}
+		levels[n] = append(levels[n], d)
+	}
+	return levels
+}
+
+// dirWorkers is how many directories are made, or get their metadata, at once.
+const dirWorkers = 8
+
+// inParallel calls fn for every entry, dirWorkers at a time, and returns when all are done.
+func inParallel(es []entry, fn func(entry)) {
+	if len(es) == 1 {
+		fn(es[0])
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(dirWorkers, len(es)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next.Add(1) - 1; i < int64(len(es)); i = next.Add(1) - 1 {
+				fn(es[i])
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 func (rs *restorer) markDirFailed(rel string) {
@@ -114,28 +223,29 @@ func (rs *restorer) markDirFailed(rel string) {
 	rs.mu.Unlock()
 }
 
-// mkdir creates a directory of the plan. An existing directory is used as it is; anything
-// else at its name (a symlink above all) is replaced only with Overwrite, never followed.
-func (rs *restorer) mkdir(rel string) error {
+// mkdir creates a directory of the plan; fresh says it did not exist. An existing
+// directory is used as it is; anything else at its name (a symlink above all) is replaced
+// only with Overwrite, never followed.
+func (rs *restorer) mkdir(rel string) (fresh bool, err error) {
 	p := rs.abs(rel)
-	err := os.Mkdir(p, 0o700)
+	err = os.Mkdir(p, 0o700)
 	if err == nil || !errors.Is(err, fs.ErrExist) {
-		return err
+		return err == nil, err
 	}
 	fi, err := os.Lstat(p)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if fi.IsDir() {
-		return nil
+		return false, nil
 	}
 	if !rs.overwrite {
-		return fmt.Errorf("exists in the target as a %s; remove it or restore with overwrite", kindOf(fi.Mode()))
+		return false, fmt.Errorf("exists in the target as a %s; remove it or restore with overwrite", kindOf(fi.Mode()))
 	}
 	if err := os.Remove(p); err != nil {
-		return err
+		return false, err
 	}
-	return os.Mkdir(p, 0o700)
+	return true, os.Mkdir(p, 0o700)
 }
 
 // clearFor makes room for a file or symlink at p: nothing there, or (with Overwrite) a
@@ -219,11 +329,9 @@ func kindOf(m fs.FileMode) string {
 }
 
 // tempName returns a name for a file being restored in dir: hidden, unique, and short
-// enough whatever the final name's length.
-func tempName(dir string) string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return filepath.Join(dir, ".brr-restore-"+hex.EncodeToString(b[:]))
+// enough whatever the final name's length. The random prefix is per restore.
+func (rs *restorer) tempName(dir string) string {
+	return filepath.Join(dir, ".brr-restore-"+rs.tempPrefix+strconv.FormatUint(rs.tempSeq.Add(1), 36))
 }
 
 // fileTask is a run of chunks of one file that one worker writes.
@@ -233,16 +341,32 @@ type fileTask struct {
 	offset      int64 // where content[first] starts
 }
 
-// fileWrite is a file being restored: its temporary file, and how many of its tasks are
-// still running. The last one to finish completes or removes it.
+// fileWrite is the content of one or more files being restored: files with the same
+// content (copies, as often as not) are written together, each chunk loaded once. It
+// counts how many of its tasks are still running; the last one to finish completes or
+// removes the files.
 type fileWrite struct {
-	e         entry
-	f         *os.File
-	tmp       string
+	outs      []*output
+	content   []repo.ID
+	size      int64
 	remaining atomic.Int64
+	truncate  atomic.Bool // the end was not written (a hole, or content shorter than Size)
 	mu        sync.Mutex
-	err       error
+	err       error // of loading the content: every output fails
 }
+
+// output is one file of a fileWrite: its temporary file until it is complete.
+type output struct {
+	e        entry
+	fd       int // -1 until opened
+	tmp      string
+	fresh    bool // its directory was created by this restore, so nothing is in the way
+	plainGID bool // created, it has the worker's owner and group
+	err      error
+}
+
+// maxCopies bounds the files one fileWrite writes, each an open file.
+const maxCopies = 16
 
 func (w *fileWrite) setErr(err error) {
 	w.mu.Lock()
@@ -261,56 +385,61 @@ func (w *fileWrite) failed() error {
 // chunksPerTask splits a large file into tasks so that one big file keeps every worker busy.
 const chunksPerTask = 4
 
+// restoreWorkers is the least number of file writers: on a cold cache each small file
+// waits for the disk, and creating files is mostly work in the kernel.
+const restoreWorkers = 4
+
 func (rs *restorer) writeFiles(ctx context.Context, files []entry) error {
+	writes := rs.groupFiles(files)
 	g, ctx := errgroup.WithContext(ctx)
-	tasks := make(chan fileTask, rs.workers*2)
-	for range rs.workers {
+	workers := max(rs.workers, restoreWorkers)
+	tasks := make(chan fileTask, workers*2)
+	for range workers {
 		g.Go(func() error {
-			buf := make([]byte, 0, repo.MaxChunkSize)
+			// Every task runs, even after an error (it then only counts itself done), so
+			// that the last task of each file closes and removes its temporary files.
+			var buf []byte
+			var first error
 			for t := range tasks {
 				var err error
 				buf, err = rs.writeTask(ctx, t, buf)
-				if err != nil {
-					for range tasks {
-					}
-					return err
+				if first == nil {
+					first = err
 				}
 			}
-			return nil
+			return first
 		})
 	}
 	g.Go(func() error {
 		defer close(tasks)
-		for _, fe := range files {
-			if rs.parentFailed(fe.rel) {
-				rs.fail(fe.rel, errors.New("its directory could not be created"))
-				continue
-			}
-			w := &fileWrite{e: fe}
-			offsets, ok := rs.chunkOffsets(fe.node)
-			if !ok || len(fe.node.Content) <= chunksPerTask {
+		for _, w := range writes {
+			offsets, ok := rs.chunkOffsets(w)
+			if !ok {
 				w.remaining.Store(1)
 				select {
-				case tasks <- fileTask{file: w, first: 0, last: len(fe.node.Content)}:
+				case tasks <- fileTask{file: w, first: 0, last: len(w.content)}:
 				case <-ctx.Done():
 					return ctx.Err()
 				}
 				continue
 			}
 			// Open before the tasks are queued, so that they can write in any order.
-			if err := rs.open(w); err != nil {
-				rs.fail(fe.rel, err)
+			if !rs.openAll(w) {
+				rs.finish(w)
 				continue
 			}
-			n := (len(fe.node.Content) + chunksPerTask - 1) / chunksPerTask
+			n := (len(w.content) + chunksPerTask - 1) / chunksPerTask
 			w.remaining.Store(int64(n))
-			for i := 0; i < len(fe.node.Content); i += chunksPerTask {
-				t := fileTask{file: w, first: i, last: min(i+chunksPerTask, len(fe.node.Content)), offset: offsets[i]}
+			for i, queued := 0, 0; i < len(w.content); i, queued = i+chunksPerTask, queued+1 {
+				t := fileTask{file: w, first: i, last: min(i+chunksPerTask, len(w.content)), offset: offsets[i]}
 				select {
 				case tasks <- t:
 				case <-ctx.Done():
-					w.f.Close()
-					os.Remove(w.tmp)
+					// The tasks queued may be running: the last of them removes the files.
+					w.setErr(ctx.Err())
+					if w.remaining.Add(-int64(n-queued)) == 0 {
+						rs.finish(w)
+					}
 					return ctx.Err()
 				}
 			}
@@ -320,11 +449,72 @@ func (rs *restorer) writeFiles(ctx context.Context, files []entry) error {
 	return g.Wait()
 }
 
-// chunkOffsets returns where each chunk of n starts, when the index knows every size.
-func (rs *restorer) chunkOffsets(n *repo.Node) ([]int64, bool) {
-	offsets := make([]int64, len(n.Content))
+// groupFiles makes the fileWrites of files: files whose directory could not be created
+// fail, files with the same content are written together, and the writes are ordered by
+// where their first blob is in the packs, so that the packs are read front to back, as the
+// read-ahead of the page cache expects.
+func (rs *restorer) groupFiles(files []entry) []*fileWrite {
+	type placed struct {
+		w    *fileWrite
+		pack repo.ID
+		off  uint32
+	}
+	var order []placed
+	same := make(map[string]*fileWrite)
+	var key []byte
+	for _, fe := range files {
+		if rs.parentFailed(fe.rel) {
+			rs.fail(fe.rel, errors.New("its directory could not be created"))
+			continue
+		}
+		flags := rs.dirFlags(path.Dir(fe.rel))
+		o := &output{e: fe, fd: -1, fresh: flags&dirFresh != 0, plainGID: flags&dirPlainGID != 0}
+		content := fe.node.Content
+		key = key[:0]
+		if len(content) > 0 {
+			key = binary.AppendVarint(key, fe.node.Size)
+			for _, id := range content {
+				key = append(key, id[:]...)
+			}
+			if w := same[string(key)]; w != nil && len(w.outs) < maxCopies {
+				w.outs = append(w.outs, o)
+				continue
+			}
+		}
+		w := &fileWrite{outs: []*output{o}, content: content, size: fe.node.Size}
+		if len(content) > 0 {
+			same[string(key)] = w
+		}
+		p := placed{w: w}
+		if len(content) > 0 {
+			if pb, ok := rs.r.LookupBlob(repo.DataBlob, content[0]); ok {
+				p.pack, p.off = pb.Pack, pb.Offset
+			}
+		}
+		order = append(order, p)
+	}
+	slices.SortStableFunc(order, func(a, b placed) int {
+		if c := bytes.Compare(a.pack[:], b.pack[:]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.off, b.off)
+	})
+	writes := make([]*fileWrite, len(order))
+	for i, p := range order {
+		writes[i] = p.w
+	}
+	return writes
+}
+
+// chunkOffsets returns where each chunk of a large file starts, when the index knows
+// every size; false for a file written by one task.
+func (rs *restorer) chunkOffsets(w *fileWrite) ([]int64, bool) {
+	if len(w.content) <= chunksPerTask {
+		return nil, false
+	}
+	offsets := make([]int64, len(w.content))
 	var off int64
-	for i, id := range n.Content {
+	for i, id := range w.content {
 		pb, ok := rs.r.LookupBlob(repo.DataBlob, id)
 		if !ok {
 			return nil, false
@@ -332,31 +522,53 @@ func (rs *restorer) chunkOffsets(n *repo.Node) ([]int64, bool) {
 		offsets[i] = off
 		off += int64(pb.RawLength)
 	}
-	return offsets, off == n.Size
+	return offsets, off == w.size
 }
 
-// open checks that nothing is in the way of w's final name and creates its temporary file.
-func (rs *restorer) open(w *fileWrite) error {
-	final := rs.abs(w.e.rel)
-	if err := rs.clearFor(final); err != nil {
-		return err
+// openAll opens the outputs of w that are not open yet; a file that cannot be opened
+// fails alone. It reports whether any output is open.
+func (rs *restorer) openAll(w *fileWrite) bool {
+	open := false
+	for _, o := range w.outs {
+		if o.fd < 0 && o.err == nil {
+			if err := rs.open(o); err != nil {
+				o.err = err
+			}
+		}
+		open = open || o.fd >= 0
 	}
-	w.tmp = tempName(filepath.Dir(final))
-	f, err := os.OpenFile(w.tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
+	return open
+}
+
+// open checks that nothing is in the way of o's final name and creates its temporary
+// file. In a directory this restore created, nothing can be.
+func (rs *restorer) open(o *output) error {
+	final := rs.abs(o.e.rel)
+	if !o.fresh {
+		if err := rs.clearFor(final); err != nil {
+			return err
+		}
+	}
+	o.tmp = rs.tempName(filepath.Dir(final))
+	err := ignoringEINTR(func() (err error) {
+		o.fd, err = unix.Open(o.tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		return err
+	})
 	if err != nil {
-		return err
+		o.fd, o.tmp = -1, ""
+		return &fs.PathError{Op: "open", Path: filepath.Dir(final), Err: err}
 	}
-	w.f = f
 	return nil
 }
 
-var zeroChunk = make([]byte, repo.MaxChunkSize)
-
 func (rs *restorer) writeTask(ctx context.Context, t fileTask, buf []byte) ([]byte, error) {
 	w := t.file
-	if w.f == nil && w.failed() == nil {
-		if err := rs.open(w); err != nil {
+	if t.first == 0 && t.last == len(w.content) {
+		// A file written by one task is opened here, when its data is about to come.
+		if err := ctx.Err(); err != nil {
 			w.setErr(err)
+		} else if !rs.openAll(w) {
+			w.setErr(errSkipped)
 		}
 	}
 	off := t.offset
@@ -365,21 +577,26 @@ func (rs *restorer) writeTask(ctx context.Context, t fileTask, buf []byte) ([]by
 			w.setErr(err)
 			break
 		}
-		id := w.e.node.Content[i]
+		id := w.content[i]
 		data, err := rs.r.LoadBlob(ctx, repo.DataBlob, id, buf[:0])
 		if err != nil {
 			w.setErr(fmt.Errorf("load blob %s: %w", id.Short(), err))
 			break
 		}
 		buf = data[:0]
-		if len(data) > len(zeroChunk) || string(data) != string(zeroChunk[:len(data)]) {
-			if _, err := w.f.WriteAt(data, off); err != nil {
-				w.setErr(err)
-				break
+		if isZero(data) {
+			if i == len(w.content)-1 {
+				w.truncate.Store(true)
 			}
+		} else if !rs.writeOuts(w, data, off) {
+			w.setErr(errSkipped) // every file failed, each with its error: stop loading
+			break
 		}
 		off += int64(len(data))
 		rs.doneBytes.Add(int64(len(data)))
+	}
+	if t.first == 0 && t.last == len(w.content) && off != w.size {
+		w.truncate.Store(true)
 	}
 	if w.remaining.Add(-1) == 0 {
 		rs.finish(w)
@@ -387,57 +604,179 @@ func (rs *restorer) writeTask(ctx context.Context, t fileTask, buf []byte) ([]by
 	return buf, ctx.Err()
 }
 
-// finish completes a file whose tasks are done: size, mode, owner, mtime, then the rename
-// to its name; or, after an error, removes the temporary file.
-func (rs *restorer) finish(w *fileWrite) {
-	err := w.failed()
-	if err == nil {
-		err = rs.complete(w)
-	}
-	if err != nil {
-		if w.f != nil {
-			w.f.Close()
+// writeOuts writes data at off to every output of w that has not failed, and reports
+// whether any is left.
+func (rs *restorer) writeOuts(w *fileWrite, data []byte, off int64) bool {
+	live := false
+	for _, o := range w.outs {
+		w.mu.Lock()
+		ok := o.fd >= 0 && o.err == nil
+		w.mu.Unlock()
+		if !ok {
+			continue
 		}
-		if w.tmp != "" {
-			os.Remove(w.tmp)
+		if err := pwriteAll(o.fd, data, off); err != nil {
+			w.mu.Lock()
+			o.err = err
+			w.mu.Unlock()
+			continue
 		}
-		rs.fail(w.e.rel, err)
-		return
+		live = true
 	}
-	rs.restored.Store(w.e.rel, struct{}{})
-	rs.files.Add(1)
-	rs.bytes.Add(w.e.node.Size)
+	return live
 }
 
-func (rs *restorer) complete(w *fileWrite) error {
-	n := w.e.node
-	if err := w.f.Truncate(n.Size); err != nil {
-		return fmt.Errorf("truncate: %w", err)
+// errSkipped marks a fileWrite none of whose files can be written; each has its error.
+var errSkipped = errors.New("no file left to write")
+
+func pwriteAll(fd int, b []byte, off int64) error {
+	for len(b) > 0 {
+		n, err := unix.Pwrite(fd, b, off)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		b = b[n:]
+		off += int64(n)
 	}
-	if rs.chown {
-		if err := w.f.Chown(int(n.UID), int(n.GID)); err != nil {
+	return nil
+}
+
+// isZero reports whether b holds only zero bytes: such a chunk is left as a hole.
+func isZero(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.NativeEndian.Uint64(b) != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// finish completes the files of w, whose tasks are done: size, owner, mode, mtime, then
+// the rename to its name; or, after an error, removes the temporary file.
+func (rs *restorer) finish(w *fileWrite) {
+	shared := w.failed()
+	for _, o := range w.outs {
+		err := o.err
+		if err == nil {
+			err = shared
+		}
+		if err == nil {
+			err = rs.complete(w, o)
+		}
+		if err != nil {
+			rs.discard(o)
+			rs.fail(o.e.rel, err)
+			continue
+		}
+		rs.restored.Store(o.e.rel, struct{}{})
+		rs.files.Add(1)
+		rs.bytes.Add(w.size)
+	}
+}
+
+// discard closes and removes the temporary file of o, if any.
+func (rs *restorer) discard(o *output) {
+	if o.fd >= 0 {
+		unix.Close(o.fd)
+		o.fd = -1
+	}
+	if o.tmp != "" {
+		os.Remove(o.tmp)
+		o.tmp = ""
+	}
+}
+
+func (rs *restorer) complete(w *fileWrite, o *output) error {
+	n := o.e.node
+	if w.truncate.Load() {
+		if err := unix.Ftruncate(o.fd, n.Size); err != nil {
+			return fmt.Errorf("truncate: %w", err)
+		}
+	}
+	// A created file has the worker's owner, and its group unless its directory's
+	// set-group-id bit gave it the directory's.
+	if rs.chown && (!o.plainGID || int(n.UID) != rs.euid || int(n.GID) != rs.egid) {
+		if err := unix.Fchown(o.fd, int(n.UID), int(n.GID)); err != nil {
 			return fmt.Errorf("chown: %w", err)
 		}
 	}
-	if err := w.f.Chmod(fileMode(n.Mode)); err != nil {
+	if err := unix.Fchmod(o.fd, uint32(fileMode(n.Mode)&os.ModePerm)|unixSpecialBits(n.Mode)); err != nil {
 		return fmt.Errorf("chmod: %w", err)
 	}
-	if err := w.f.Close(); err != nil {
-		return fmt.Errorf("close: %w", err)
-	}
-	w.f = nil
 	ts := unix.NsecToTimespec(n.ModTime.UnixNano())
-	if err := unix.UtimesNanoAt(unix.AT_FDCWD, w.tmp, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	if err := futimens(o.fd, &[2]unix.Timespec{ts, ts}); err != nil {
 		return fmt.Errorf("set mtime: %w", err)
 	}
-	final := rs.abs(w.e.rel)
+	err := unix.Close(o.fd)
+	o.fd = -1
+	if err != nil {
+		return fmt.Errorf("close: %w", err)
+	}
+	if err := rs.rename(o.tmp, rs.abs(o.e.rel)); err != nil {
+		return err
+	}
+	o.tmp = ""
+	return nil
+}
+
+// rename moves a restored file to its name. Without Overwrite an existing file is never
+// replaced: renameat2's RENAME_NOREPLACE checks that atomically where the file system
+// supports it, an lstat does elsewhere.
+func (rs *restorer) rename(tmp, final string) error {
+	if !rs.overwrite && !rs.noReplaceUnsupported.Load() {
+		err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, final, unix.RENAME_NOREPLACE)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, unix.EEXIST):
+			return errors.New("exists in the target; remove it or restore with overwrite")
+		case errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS):
+			rs.noReplaceUnsupported.Store(true)
+		default:
+			return fmt.Errorf("rename into place: %w", err)
+		}
+	}
 	if !rs.overwrite {
 		if _, err := os.Lstat(final); err == nil {
 			return errors.New("exists in the target; remove it or restore with overwrite")
 		}
 	}
-	if err := os.Rename(w.tmp, final); err != nil {
+	if err := os.Rename(tmp, final); err != nil {
 		return fmt.Errorf("rename into place: %w", err)
+	}
+	return nil
+}
+
+// unixSpecialBits converts the setuid, setgid and sticky bits of an fs mode to chmod's.
+func unixSpecialBits(m uint32) uint32 {
+	mode := os.FileMode(m)
+	var b uint32
+	if mode&os.ModeSetuid != 0 {
+		b |= unix.S_ISUID
+	}
+	if mode&os.ModeSetgid != 0 {
+		b |= unix.S_ISGID
+	}
+	if mode&os.ModeSticky != 0 {
+		b |= unix.S_ISVTX
+	}
+	return b
+}
+
+// futimens sets the access and modification times of the open file fd.
+func futimens(fd int, ts *[2]unix.Timespec) error {
+	_, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(ts)), 0, 0, 0)
+	if errno != 0 {
+		return errno
 	}
 	return nil
 }
