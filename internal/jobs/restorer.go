@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -115,35 +114,31 @@ func (rs *restorer) parentFailed(rel string) bool {
 func (rs *restorer) abs(rel string) string { return filepath.Join(rs.target, filepath.FromSlash(rel)) }
 
 func (rs *restorer) run(ctx context.Context, pl *restorePlan) error {
-	// Directories are made a level at a time, the directories of a level at once.
-	levels := dirLevels(pl.dirs)
-	for _, level := range levels {
+	for _, d := range pl.dirs {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		inParallel(level, func(d entry) {
-			if rs.parentFailed(d.rel) {
-				rs.markDirFailed(d.rel)
-				return
+		if rs.parentFailed(d.rel) {
+			rs.markDirFailed(d.rel)
+			continue
+		}
+		fresh, err := rs.mkdir(d.rel)
+		if err != nil {
+			rs.markDirFailed(d.rel)
+			rs.fail(d.rel, err)
+			continue
+		}
+		if fresh {
+			// A new directory inherits the set-group-id bit of its parent.
+			flags := uint8(dirFresh)
+			if rs.dirFlags(path.Dir(d.rel))&dirPlainGID != 0 {
+				flags |= dirPlainGID
 			}
-			fresh, err := rs.mkdir(d.rel)
-			if err != nil {
-				rs.markDirFailed(d.rel)
-				rs.fail(d.rel, err)
-				return
-			}
-			if fresh {
-				// A new directory inherits the set-group-id bit of its parent.
-				flags := uint8(dirFresh)
-				if rs.dirFlags(path.Dir(d.rel))&dirPlainGID != 0 {
-					flags |= dirPlainGID
-				}
-				rs.mu.Lock()
-				rs.dirState[d.rel] = flags
-				rs.mu.Unlock()
-			}
-			rs.dirs.Add(1)
-		})
+			rs.mu.Lock()
+			rs.dirState[d.rel] = flags
+			rs.mu.Unlock()
+		}
+		rs.dirs.Add(1)
 	}
 	for _, s := range pl.symlinks {
 		if rs.parentFailed(s.rel) {
@@ -168,53 +163,16 @@ func (rs *restorer) run(ctx context.Context, pl *restorePlan) error {
 		rs.bytes.Add(h.node.Size)
 	}
 	// Children change their directory's mtime, so directories get theirs last, deepest first.
-	for i := len(levels) - 1; i >= 0; i-- {
-		inParallel(levels[i], func(d entry) {
-			if rs.parentFailed(d.rel + "/x") {
-				return
-			}
-			if err := rs.setMeta(rs.abs(d.rel), d.node, false); err != nil {
-				rs.fail(d.rel, err)
-			}
-		})
+	for i := len(pl.dirs) - 1; i >= 0; i-- {
+		d := pl.dirs[i]
+		if rs.parentFailed(d.rel + "/x") {
+			continue
+		}
+		if err := rs.setMeta(rs.abs(d.rel), d.node, false); err != nil {
+			rs.fail(d.rel, err)
+		}
 	}
 	return nil
-}
-
-// dirLevels groups directories by depth, shallowest first, each level in plan order.
-func dirLevels(dirs []entry) [][]entry {
-	var levels [][]entry
-	for _, d := range dirs {
-		n := strings.Count(d.rel, "/")
-		for len(levels) <= n {
-			levels = append(levels, nil)
-		}
-		levels[n] = append(levels[n], d)
-	}
-	return levels
-}
-
-// dirWorkers is how many directories are made, or get their metadata, at once.
-const dirWorkers = 8
-
-// inParallel calls fn for every entry, dirWorkers at a time, and returns when all are done.
-func inParallel(es []entry, fn func(entry)) {
-	if len(es) == 1 {
-		fn(es[0])
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(dirWorkers, len(es)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := next.Add(1) - 1; i < int64(len(es)); i = next.Add(1) - 1 {
-				fn(es[i])
-			}
-		}()
-	}
-	wg.Wait()
 }
 
 func (rs *restorer) markDirFailed(rel string) {
