@@ -218,14 +218,7 @@ func (e *Engine) reportBackupProgress(ctx context.Context, root string, arch *ar
 	}()
 	go func() {
 		defer wg.Done()
-		t := time.NewTicker(progressEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
+		tick(ctx, progress, func() brr.Progress {
 			p := brr.Progress{
 				Phase:      "backup",
 				Files:      arch.doneFiles.Load(),
@@ -238,12 +231,26 @@ func (e *Engine) reportBackupProgress(ctx context.Context, root string, arch *ar
 				p.TotalFiles, p.TotalBytes = totalFiles.Load(), totalBytes.Load()
 			}
 			fillRate(&p, start, final)
-			progress(p)
-		}
+			return p
+		})
 	}()
 	return func() {
 		cancel()
 		wg.Wait()
+	}
+}
+
+// tick reports what now returns to progress every progressEvery until ctx is done.
+func tick(ctx context.Context, progress func(brr.Progress), now func() brr.Progress) {
+	t := time.NewTicker(progressEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			progress(now())
+		}
 	}
 }
 

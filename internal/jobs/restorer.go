@@ -747,14 +747,7 @@ func (rs *restorer) reportProgress(ctx context.Context, pl *restorePlan, progres
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(progressEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
+		tick(ctx, progress, func() brr.Progress {
 			p := brr.Progress{
 				Phase:      "restore",
 				Files:      rs.files.Load(),
@@ -763,8 +756,8 @@ func (rs *restorer) reportProgress(ctx context.Context, pl *restorePlan, progres
 				TotalBytes: pl.bytes,
 			}
 			fillRate(&p, start, true)
-			progress(p)
-		}
+			return p
+		})
 	}()
 	return func() {
 		cancel()
