@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/brr-dev/brr/internal/repo"
-	"github.com/brr-dev/brr/internal/repo/file"
 )
 
 // slowClaim holds the SaveBlob of one blob between its claim and its append to a pack,
@@ -84,16 +83,7 @@ func TestFlushWaitsForBlobClaimedByAnother(t *testing.T) {
 // of a job that skipped it fails instead of letting it commit a snapshot.
 func TestFlushFailsWhenClaimFails(t *testing.T) {
 	ctx := context.Background()
-	dir, err := file.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	be := &failingBackend{Backend: dir}
-	r, err := repo.Init(ctx, be, password, testOpts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r, be := initFailing(t)
 	data := randomBytes(41, 100<<10)
 	id := r.BlobID(data)
 	slow := holdClaim(r, id)
@@ -133,7 +123,7 @@ func TestFlushFailsWhenClaimFails(t *testing.T) {
 	be.mu.Lock()
 	be.fail = false
 	be.mu.Unlock()
-	if reopen(t, dir).HasBlob(repo.DataBlob, id) {
+	if reopen(t, be.Backend).HasBlob(repo.DataBlob, id) {
 		t.Fatal("an index names a blob that was never saved")
 	}
 }

@@ -320,6 +320,23 @@ type failingBackend struct {
 	fail bool
 }
 
+// initFailing makes a repository on a file backend whose saves can be made to fail; the
+// repository is closed when the test ends.
+func initFailing(t *testing.T) (*repo.Repository, *failingBackend) {
+	t.Helper()
+	dir, err := file.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := &failingBackend{Backend: dir}
+	r, err := repo.Init(context.Background(), be, password, testOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r, be
+}
+
 func (b *failingBackend) Save(ctx context.Context, h repo.Handle, data []byte) error {
 	b.mu.Lock()
 	fail := b.fail
@@ -332,16 +349,7 @@ func (b *failingBackend) Save(ctx context.Context, h repo.Handle, data []byte) e
 
 func TestFlushPackError(t *testing.T) {
 	ctx := context.Background()
-	dir, err := file.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	be := &failingBackend{Backend: dir}
-	r, err := repo.Init(ctx, be, password, testOpts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r, be := initFailing(t)
 	saveBlob(t, r, []byte("before"))
 	if err := r.Flush(ctx); err != nil {
 		t.Fatal(err)
@@ -359,7 +367,7 @@ func TestFlushPackError(t *testing.T) {
 	if err := r.Flush(ctx); err == nil {
 		t.Fatal("second Flush after a failed pack write succeeded")
 	}
-	r2 := reopen(t, dir)
+	r2 := reopen(t, be.Backend)
 	if r2.HasBlob(repo.DataBlob, lost) {
 		t.Fatal("an index names a blob whose pack was never saved")
 	}
