@@ -118,7 +118,7 @@ func TestBadInputKeepsWorkerRunning(t *testing.T) {
 		t.Fatalf("ping after bad input: %v", err)
 	}
 	var dead []brr.DeadLetterEntry
-	for time.Now().Before(time.Now().Add(10 * time.Second)) {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
 		if dead, err = c.DeadLetters(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -142,8 +142,8 @@ func TestBadInputKeepsWorkerRunning(t *testing.T) {
 func TestTwoWorkersShareJobs(t *testing.T) {
 	ns := natstest.StartListening(t)
 	url := ns.ClientURL()
-	w1 := startWorker(t, workerOptions{natsURL: url})
-	w2 := startWorker(t, workerOptions{natsURL: url})
+	startWorker(t, workerOptions{natsURL: url})
+	startWorker(t, workerOptions{natsURL: url})
 	_, c := connect(t, url)
 	ctx := ctxTimeout(t, 2*time.Minute)
 
@@ -194,8 +194,6 @@ func TestTwoWorkersShareJobs(t *testing.T) {
 	if len(byWorker) != 2 {
 		t.Fatalf("jobs by worker = %v, want both workers", byWorker)
 	}
-	_ = w1
-	_ = w2
 }
 
 // TestKilledWorkerJobCompletesElsewhere kills the worker running a backup with SIGKILL; the
