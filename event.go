@@ -46,6 +46,19 @@ const (
 	StatusRemoved   Status = "removed"
 )
 
+// Replication statuses, on brr.events.replication.<status>: started, progress (the job
+// statuses of those names), completed, and failed.
+const StatusCompleted Status = "completed"
+
+// Recovery statuses, on brr.events.recovery.<status>.
+const (
+	StatusPointCreated Status = "point_created"
+	StatusPointRemoved Status = "point_removed"
+	StatusRestored     Status = "restored"
+	StatusDrillPassed  Status = "drill_passed"
+	StatusDrillFailed  Status = "drill_failed"
+)
+
 // Final reports whether a job with this status will not change any more.
 func (s Status) Final() bool {
 	return s == StatusSucceeded || s == StatusFailed || s == StatusDead
@@ -85,6 +98,8 @@ type Event struct {
 	Result   *Result   `json:"result,omitempty"`
 	// SnapshotInfo describes the snapshot of a snapshot event.
 	SnapshotInfo *Snapshot `json:"snapshot_info,omitempty"`
+	// Replication describes the run of a replication event.
+	Replication *ReplicationInfo `json:"replication,omitempty"`
 	// Details holds fields of event types that later versions add (health, replication,
 	// recovery); subscribers that do not know them can ignore them.
 	Details json.RawMessage `json:"details,omitempty"`

@@ -125,11 +125,16 @@ func newArgs(k Kind) (JobArgs, error) {
 		return &VerifyJob{}, nil
 	case KindPing:
 		return &PingJob{}, nil
+	case KindReplicate:
+		return &ReplicateJob{}, nil
+	case KindPrune:
+		return &PruneJob{}, nil
+	case KindCheckpoint:
+		return &CheckpointJob{}, nil
+	case KindDrill:
+		return &DrillJob{}, nil
 	case "":
 		return nil, fmt.Errorf("%w: job message has no \"kind\"", ErrUnknownKind)
-	}
-	if k.Valid() {
-		return nil, fmt.Errorf("%w: %q jobs are not supported by this version", ErrUnknownKind, k)
 	}
 	return nil, fmt.Errorf("%w: %q (known: %s)", ErrUnknownKind, k, kindList())
 }
@@ -320,9 +325,12 @@ func hasDotDot(p string) bool {
 }
 
 // VerifyJob checks a repository: its structure, and with ReadData every blob's bytes.
+// With Drill it also runs a restore drill of the repo's newest snapshot (see DrillJob);
+// the result is in VerifyResult.Drill and a failed drill fails the verify.
 type VerifyJob struct {
 	Repo     string `json:"repo,omitempty"`
 	ReadData bool   `json:"read_data,omitempty"`
+	Drill    bool   `json:"drill,omitempty"`
 }
 
 // Kind returns KindVerify.

@@ -69,7 +69,11 @@ func TestDecodeJobRejects(t *testing.T) {
 		{"restore root", `{"v":1,"id":"j1","kind":"restore","pool":"default","created":"2026-11-26T12:00:00Z","args":{"snapshot":"latest","target":"/"}}`, ErrInvalid, "\"/\""},
 		{"ping delay", `{"v":1,"id":"j1","kind":"ping","pool":"default","created":"2026-11-26T12:00:00Z","args":{"delay_ms":-1}}`, ErrInvalid, "delay_ms"},
 		{"bad tag", strings.Replace(valid, `"path":"/srv"`, `"path":"/srv","tags":["a b"]`, 1), ErrInvalid, "tag"},
-		{"unsupported kind", `{"v":1,"id":"j1","kind":"prune","pool":"default","created":"2026-11-26T12:00:00Z","args":{}}`, ErrUnknownKind, "not supported"},
+		{"negative keep", `{"v":1,"id":"j1","kind":"prune","pool":"default","created":"2026-11-26T12:00:00Z","args":{"policy":{"keep_last":-1}}}`, ErrInvalid, "keep_last -1"},
+		{"replicate to itself", `{"v":1,"id":"j1","kind":"replicate","pool":"default","created":"2026-11-26T12:00:00Z","args":{"snapshot":"all","from":"a","to":"a"}}`, ErrInvalid, "to itself"},
+		{"replicate without target", `{"v":1,"id":"j1","kind":"replicate","pool":"default","created":"2026-11-26T12:00:00Z","args":{"snapshot":"latest"}}`, ErrInvalid, "target repo"},
+		{"checkpoint bad label", `{"v":1,"id":"j1","kind":"checkpoint","pool":"default","created":"2026-11-26T12:00:00Z","args":{"snapshot":"latest","label":"a b"}}`, ErrInvalid, "label"},
+		{"drill bad snapshot", `{"v":1,"id":"j1","kind":"drill","pool":"default","created":"2026-11-26T12:00:00Z","args":{"snapshot":"xyz"}}`, ErrInvalid, "snapshot"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

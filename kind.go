@@ -12,13 +12,16 @@ const (
 	KindReplicate  Kind = "replicate"
 	KindPrune      Kind = "prune"
 	KindCheckpoint Kind = "checkpoint"
+	// KindDrill restores a snapshot into scratch space, checks every file against the
+	// snapshot and removes the copy: a restore drill.
+	KindDrill Kind = "drill"
 	// KindPing does nothing but pass through the whole pipeline: the canary that health
 	// checks and `brr bench` use to measure it.
 	KindPing Kind = "ping"
 )
 
 // Kinds lists every kind a worker may be asked for, in a stable order.
-var Kinds = []Kind{KindBackup, KindRestore, KindVerify, KindReplicate, KindPrune, KindCheckpoint, KindPing}
+var Kinds = []Kind{KindBackup, KindRestore, KindVerify, KindReplicate, KindPrune, KindCheckpoint, KindDrill, KindPing}
 
 // Valid reports whether k is one of Kinds.
 func (k Kind) Valid() bool {

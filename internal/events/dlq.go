@@ -53,6 +53,7 @@ func (c *Consumer) deadLetter(d *delivery, cause error, status brr.Status, res *
 	e.Error = rec.Error
 	e.Result = res
 	out = append(c.cfg.outboxMsgs(e), out...)
+	out = append(out, c.finalMsgs(d, status, res, cause)...)
 	if err := c.store.PutJob(rec, out...); err != nil {
 		c.putBack(d, fmt.Errorf("record dead letter: %w", err))
 		return

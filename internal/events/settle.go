@@ -67,6 +67,7 @@ func (c *Consumer) succeed(d *delivery, res *brr.Result) {
 	if res != nil && res.Backup != nil {
 		out = append(out, c.cfg.outboxMsgs(c.snapshotEvent(d, res.Backup))...)
 	}
+	out = append(out, c.finalMsgs(d, brr.StatusSucceeded, res, nil)...)
 	if err := c.store.PutJob(rec, out...); err != nil {
 		// The effect happened but is not recorded: run it again later; jobs are
 		// idempotent by their id.
