@@ -16,10 +16,13 @@ const (
 	PackFile     FileType = "data"      // pack files: encrypted blobs, then an encrypted header
 	IndexFile    FileType = "index"     // encrypted index files: blob -> pack, offset, length
 	SnapshotFile FileType = "snapshots" // encrypted snapshots; writing one commits a backup
+	PinFile      FileType = "pins"      // encrypted recovery points: a label pinning a snapshot
+	PlanFile     FileType = "plans"     // encrypted prune plans: packs condemned, deleted after a grace period
+	LockFile     FileType = "locks"     // encrypted writer locks: a backup in progress, refreshed while it runs
 )
 
 // FileTypes lists every FileType, for backends that need to prepare a place for each.
-var FileTypes = []FileType{ConfigFile, KeyFile, PackFile, IndexFile, SnapshotFile}
+var FileTypes = []FileType{ConfigFile, KeyFile, PackFile, IndexFile, SnapshotFile, PinFile, PlanFile, LockFile}
 
 // Handle names one object in a backend.
 type Handle struct {

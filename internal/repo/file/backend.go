@@ -110,7 +110,7 @@ func (b *Backend) path(h repo.Handle) (string, error) {
 			return "", fmt.Errorf("%s: pack name %q is not a lower-case hex id", h, name)
 		}
 		return filepath.Join(b.dir, string(h.Type), name[:2], name), nil
-	case repo.KeyFile, repo.IndexFile, repo.SnapshotFile:
+	case repo.KeyFile, repo.IndexFile, repo.SnapshotFile, repo.PinFile, repo.PlanFile, repo.LockFile:
 		return filepath.Join(b.dir, string(h.Type), name), nil
 	}
 	return "", fmt.Errorf("%s: unknown object type %q", h, h.Type)
@@ -269,7 +269,7 @@ func (b *Backend) List(ctx context.Context, t repo.FileType, fn func(repo.FileIn
 			}
 		}
 		return nil
-	case repo.KeyFile, repo.IndexFile, repo.SnapshotFile:
+	case repo.KeyFile, repo.IndexFile, repo.SnapshotFile, repo.PinFile, repo.PlanFile, repo.LockFile:
 		return listDir(filepath.Join(b.dir, string(t)), fn)
 	}
 	return fmt.Errorf("list: unknown object type %q", t)

@@ -85,7 +85,7 @@ func objectName(h repo.Handle) (string, error) {
 		if h.Name != "config" {
 			return "", fmt.Errorf("%s: the config object is named \"config\", not %q", h, h.Name)
 		}
-	case repo.KeyFile, repo.PackFile, repo.IndexFile, repo.SnapshotFile:
+	case repo.KeyFile, repo.PackFile, repo.IndexFile, repo.SnapshotFile, repo.PinFile, repo.PlanFile, repo.LockFile:
 	default:
 		return "", fmt.Errorf("%s: unknown object type %q", h, h.Type)
 	}
