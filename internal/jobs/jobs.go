@@ -62,6 +62,24 @@ type Engine struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
+	// Replicas is the replication policy: repo name → the repos each of its snapshots is
+	// replicated to. A restore whose repo cannot be read falls back to these.
+	Replicas map[string][]string
+	// BlobMap remembers which blob of a target repository holds the content of a blob of
+	// a source repository, so that a replication does not read again what it sent before;
+	// nil means every blob the target may lack is read from the source.
+	BlobMap BlobMap
+	// Retention is the retention policy of each repo, by name; a prune job may override it.
+	Retention map[string]brr.RetentionPolicy
+	// PruneGrace is how long prune waits before deleting data it condemned; 0 means
+	// repo.DefaultGrace.
+	PruneGrace time.Duration
+	// ScratchDir is where restore drills restore to (a fresh directory per drill, removed
+	// after); empty means the system's temporary directory.
+	ScratchDir string
+	// Points indexes recovery points; nil means they are only in the repositories.
+	Points PointIndex
+
 	// What all backups running at once share, so that the memory they hold does not grow
 	// with the number of jobs: see backupLimits.
 	limitsOnce sync.Once
@@ -119,8 +137,28 @@ func (e *Engine) Handle(ctx context.Context, job *brr.Job, progress func(brr.Pro
 	case brr.PingJob:
 		res, err := e.Ping(ctx, a)
 		return pingResult(res), err
+	case *brr.ReplicateJob:
+		res, err := e.Replicate(ctx, job.ID, *a, progress)
+		return wrap(res, func(r *brr.ReplicateResult) *brr.Result { return &brr.Result{Replicate: r} }), err
+	case *brr.PruneJob:
+		res, err := e.Prune(ctx, job.ID, *a, progress)
+		return wrap(res, func(r *brr.PruneResult) *brr.Result { return &brr.Result{Prune: r} }), err
+	case *brr.CheckpointJob:
+		res, err := e.Checkpoint(ctx, job, *a)
+		return wrap(res, func(r *brr.CheckpointResult) *brr.Result { return &brr.Result{Checkpoint: r} }), err
+	case *brr.DrillJob:
+		res, err := e.Drill(ctx, job.ID, *a, progress)
+		return wrap(res, func(r *brr.DrillResult) *brr.Result { return &brr.Result{Drill: r} }), err
 	}
 	return nil, brr.Permanent(fmt.Errorf("%w: %q jobs are not run by this worker", brr.ErrUnknownKind, job.Args.Kind()))
+}
+
+// wrap puts a job's result into a Result, or gives nil for a nil result.
+func wrap[T any](r *T, f func(*T) *brr.Result) *brr.Result {
+	if r == nil {
+		return nil
+	}
+	return f(r)
 }
 
 func backupResult(r *brr.BackupResult) *brr.Result {
