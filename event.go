@@ -100,6 +100,10 @@ type Event struct {
 	SnapshotInfo *Snapshot `json:"snapshot_info,omitempty"`
 	// Replication describes the run of a replication event.
 	Replication *ReplicationInfo `json:"replication,omitempty"`
+	// Heartbeat is the body of a brr.events.health.worker event; Check that of the other
+	// brr.events.health.<check> events.
+	Heartbeat *WorkerInfo  `json:"heartbeat,omitempty"`
+	Check     *HealthCheck `json:"check,omitempty"`
 	// Details holds fields of event types that later versions add (health, replication,
 	// recovery); subscribers that do not know them can ignore them.
 	Details json.RawMessage `json:"details,omitempty"`

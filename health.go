@@ -1,0 +1,86 @@
+package brr
+
+import "time"
+
+// HealthStatus is the state of a health check: ok, warn or critical.
+type HealthStatus string
+
+// The health statuses, from best to worst.
+const (
+	HealthOK       HealthStatus = "ok"
+	HealthWarn     HealthStatus = "warn"
+	HealthCritical HealthStatus = "critical"
+)
+
+// Worse returns the worse of s and t; an empty status counts as ok.
+func (s HealthStatus) Worse(t HealthStatus) HealthStatus {
+	rank := func(h HealthStatus) int {
+		switch h {
+		case HealthCritical:
+			return 2
+		case HealthWarn:
+			return 1
+		}
+		return 0
+	}
+	if rank(t) > rank(s) {
+		return t
+	}
+	if s == "" {
+		return HealthOK
+	}
+	return s
+}
+
+// WorkerInfo is a worker's heartbeat, published on brr.events.health.worker every
+// health interval, and a row of `brr workers`.
+type WorkerInfo struct {
+	ID          string   `json:"id"`
+	Host        string   `json:"host"`
+	Version     string   `json:"version"`
+	Pools       []string `json:"pools"`
+	Concurrency int      `json:"concurrency"`
+	InFlight    int      `json:"in_flight"`
+	// JobsDone and JobsFailed count this worker's jobs since it started (failed
+	// includes dead).
+	JobsDone   int64     `json:"jobs_done"`
+	JobsFailed int64     `json:"jobs_failed"`
+	Started    time.Time `json:"started"`
+	// UptimeSeconds is the time since Started when the heartbeat was sent.
+	UptimeSeconds float64 `json:"uptime_seconds"`
+	// DiskFreeBytes is the free space of the file system of the worker's data dir.
+	DiskFreeBytes uint64 `json:"disk_free_bytes"`
+	// NATSRTTMS is the round trip to the NATS server, in milliseconds.
+	NATSRTTMS float64 `json:"nats_rtt_ms"`
+	// IntervalSeconds is the worker's heartbeat interval.
+	IntervalSeconds float64 `json:"interval_seconds"`
+	// Time is when the heartbeat was sent.
+	Time time.Time `json:"time"`
+	// Missing is set by listings (not in heartbeats): no heartbeat within three intervals.
+	Missing bool `json:"missing,omitempty"`
+}
+
+// HealthCheck is the result of one health check for one subject (a source, a
+// replication target, a repo), published on brr.events.health.<check>.
+type HealthCheck struct {
+	// Check names the check: rpo, replication_lag, repository, disk, dlq, canary.
+	Check string `json:"check"`
+	// Subject is what was checked: a source path, "local->offsite", a repo name, a worker.
+	Subject string       `json:"subject,omitempty"`
+	Status  HealthStatus `json:"status"`
+	// Message says, for people, what was found and what to do when it is not ok.
+	Message string `json:"message"`
+	// Value is the measured figure (an age in seconds, a count, bytes, milliseconds).
+	Value float64 `json:"value"`
+	// Time is when the check ran; Since when it entered its current status.
+	Time  time.Time `json:"time"`
+	Since time.Time `json:"since"`
+}
+
+// HealthReport is the aggregate health of a pool: the worst status of its checks.
+type HealthReport struct {
+	Status  HealthStatus  `json:"status"`
+	Checks  []HealthCheck `json:"checks"`
+	Workers []WorkerInfo  `json:"workers"`
+	Time    time.Time     `json:"time"`
+}
