@@ -58,6 +58,14 @@ func (e *Engine) Backup(ctx context.Context, jobID string, a brr.BackupJob, prog
 		ctx = leaseCtx
 	}
 
+	// Before anything reads the index: the lock reloads it, so the backup knows every
+	// prune plan and never reuses a pack a prune is about to delete (see repo.GC).
+	unlock, err := r.LockWriter(ctx, "backup "+jobID)
+	if err != nil {
+		return nil, fmt.Errorf("lock repo %s for writing: %w", repoName, err)
+	}
+	defer unlock()
+
 	snapID := r.SnapshotIDFor(jobID)
 	snaps, err := r.Snapshots(ctx)
 	if err != nil {

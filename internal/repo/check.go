@@ -66,33 +66,41 @@ func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckReport
 		clean:    make(map[ID]bool),
 		progress: opts.Progress,
 	}
-	if err := r.ReloadIndex(ctx); err != nil {
-		return nil, err
+	// A pack missing that a plan condemns means a GC is deleting it right now; it removed
+	// the index files naming it first, so reloading the index once more leaves it out.
+	var (
+		packs  []ID
+		sizes  []uint64
+		byPack [][]packEntry
+		stored map[ID]int64
+	)
+	for attempt := 0; ; attempt++ {
+		if err := r.ReloadIndex(ctx); err != nil {
+			return nil, err
+		}
+		var dead []bool
+		packs, sizes, dead, byPack = c.indexView()
+		var err error
+		if stored, err = r.storedPacks(ctx); err != nil {
+			return nil, err
+		}
+		collecting := false
+		for i, p := range packs {
+			if _, ok := stored[p]; !ok && dead[i] {
+				collecting = true
+			}
+		}
+		if !collecting || attempt > 0 {
+			break
+		}
 	}
 	r.idx.mu.RLock()
 	for name, err := range r.idx.damaged {
 		c.report.Damage = append(c.report.Damage, brr.Damage{Problem: fmt.Sprintf("index file %s: %v", name, err)})
 	}
-	packs := slices.Clone(r.idx.packs)
-	sizes := slices.Clone(r.idx.packSize)
-	byPack := make([][]packEntry, len(packs))
-	for k, e := range r.idx.blobs {
-		byPack[e.pack] = append(byPack[e.pack], packEntry{Type: k.t, ID: k.id, Offset: e.offset, Length: e.length, RawLength: e.rawLength})
-	}
-	c.report.Blobs = len(r.idx.blobs)
 	r.idx.mu.RUnlock()
 	c.report.Packs = len(packs)
 
-	stored := make(map[ID]int64)
-	err := r.be.List(ctx, PackFile, func(fi FileInfo) error {
-		if id, err := ParseID(fi.Name); err == nil {
-			stored[id] = fi.Size
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list packs: %w", err)
-	}
 	known := make(map[ID]bool, len(packs))
 	for _, p := range packs {
 		known[p] = true
@@ -153,6 +161,38 @@ func (r *Repository) Check(ctx context.Context, opts CheckOptions) (*CheckReport
 		c.step()
 	}
 	return c.report, nil
+}
+
+// indexView copies what Check needs of the index: the packs, their sizes, whether a plan
+// condemns them, and their blobs.
+func (c *checker) indexView() (packs []ID, sizes []uint64, dead []bool, byPack [][]packEntry) {
+	x := c.r.idx
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	packs = slices.Clone(x.packs)
+	sizes = slices.Clone(x.packSize)
+	dead = slices.Clone(x.packDead)
+	byPack = make([][]packEntry, len(packs))
+	for k, e := range x.blobs {
+		byPack[e.pack] = append(byPack[e.pack], packEntry{Type: k.t, ID: k.id, Offset: e.offset, Length: e.length, RawLength: e.rawLength})
+	}
+	c.report.Blobs = len(x.blobs)
+	return packs, sizes, dead, byPack
+}
+
+// storedPacks lists the packs in the backend and their sizes.
+func (r *Repository) storedPacks(ctx context.Context) (map[ID]int64, error) {
+	stored := make(map[ID]int64)
+	err := r.be.List(ctx, PackFile, func(fi FileInfo) error {
+		if id, err := ParseID(fi.Name); err == nil {
+			stored[id] = fi.Size
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list packs: %w", err)
+	}
+	return stored, nil
 }
 
 func (c *checker) step() {
@@ -261,7 +301,7 @@ func (c *checker) walk(ctx context.Context, sn, dir string, id ID) (bool, error)
 		for _, b := range n.Content {
 			k := blobKey{b, DataBlob}
 			i, ok := c.bad[k]
-			if !ok && !c.r.idx.has(k) {
+			if !ok && !c.r.idx.present(k) {
 				i, ok = c.damageBlob(k, "", "data blob not in the index"), true
 			}
 			if ok {

@@ -67,13 +67,26 @@ func (r *Repository) SaveSnapshot(ctx context.Context, sn *Snapshot) error {
 	if sn.Tree.IsZero() {
 		return fmt.Errorf("save snapshot %s: no tree", sn.ID.Short())
 	}
-	if !r.idx.has(blobKey{sn.Tree, TreeBlob}) {
+	if !r.idx.present(blobKey{sn.Tree, TreeBlob}) {
 		return fmt.Errorf("save snapshot %s: tree %s is not in the index; Flush before saving the snapshot", sn.ID.Short(), sn.Tree.Short())
 	}
 	if sn.Host == "" {
 		sn.Host = r.opts.Host
 	}
 	return r.saveJSON(ctx, Handle{Type: SnapshotFile, Name: sn.ID.String()}, snapshotObject{V: snapshotVersion, Snapshot: sn})
+}
+
+// RemoveSnapshot deletes snapshot id (not its data: GC does that). A snapshot that does
+// not exist gives an error wrapping brr.ErrNotFound.
+func (r *Repository) RemoveSnapshot(ctx context.Context, id ID) error {
+	err := r.be.Remove(ctx, Handle{Type: SnapshotFile, Name: id.String()})
+	if IsNotExist(err) {
+		return fmt.Errorf("remove snapshot %s: %w", id.Short(), brr.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("remove snapshot %s: %w", id.Short(), err)
+	}
+	return nil
 }
 
 // LoadSnapshot loads snapshot id; one that does not exist gives an error wrapping
