@@ -21,6 +21,16 @@ import (
 // parallel, each to a temporary name in its directory and renamed when complete; a file
 // that cannot be restored (a damaged blob, an existing file without Overwrite) leaves
 // nothing at its name, the others are restored, and the error names every failed file.
+//
+// When the repository cannot give the snapshot (it cannot be read, it does not have the
+// snapshot, or a blob of it is missing or damaged), the restore falls back to each
+// replica of the repository (Replicas) in turn, and says so in the result: FellBackFrom,
+// FallbackReason and a warning. The replica is asked for the snapshot by the id the
+// repository resolved, or, when it could resolve nothing, by the job's reference. What
+// the failed attempt restored stays: each of its files was checked against its blob ids
+// as it was read, so only the rest comes from the replica, and nothing the failed attempt
+// wrote is in the way. Entries that were in the target before the restore are kept unless
+// Overwrite, as without a fallback.
 func (e *Engine) Restore(ctx context.Context, jobID string, a brr.RestoreJob, progress func(brr.Progress)) (*brr.RestoreResult, error) {
 	start := time.Now()
 	r, repoName, err := e.Repo(a.Repo)
@@ -34,28 +44,187 @@ func (e *Engine) Restore(ctx context.Context, jobID string, a brr.RestoreJob, pr
 	if err != nil {
 		return nil, err
 	}
-	sn, err := r.FindSnapshot(ctx, a.Snapshot, a.Source, a.AsOf)
-	if err != nil {
-		if errors.Is(err, brr.ErrNotFound) {
-			return nil, brr.Permanent(fmt.Errorf("find snapshot %q in repo %s: %w; list the snapshots with `brr snapshots --repo %s`", a.Snapshot, repoName, err, repoName))
-		}
-		return nil, fmt.Errorf("find snapshot %q in repo %s: %w", a.Snapshot, repoName, err)
+
+	first := e.restoreFrom(ctx, r, repoName, a, a.Snapshot, target, nil, progress, start)
+	replicas := e.replicasOf(repoName)
+	if first.unreadable == "" || len(replicas) == 0 || ctx.Err() != nil {
+		return first.result(a, start)
 	}
+	ref := a.Snapshot
+	if first.sn != nil {
+		ref = first.sn.ID.String()
+	}
+	var tried []string
+	last := first
+	for _, name := range replicas {
+		att := e.restoreFrom(ctx, e.Repos[name], name, a, ref, target, last.rs, progress, start)
+		if att.unreadable == "" {
+			res, err := att.result(a, start)
+			if res != nil {
+				note := fmt.Sprintf("repo %s could not give snapshot %s (%s); restored from its replica %s", repoName, res.Snapshot, first.unreadable, name)
+				if len(tried) > 0 {
+					note += " after " + strings.Join(tried, "; ")
+				}
+				res.FellBackFrom = repoName
+				res.FallbackReason = first.unreadable
+				res.Warnings = append([]string{note}, res.Warnings...)
+			}
+			return res, err
+		}
+		tried = append(tried, fmt.Sprintf("replica %s: %s", name, att.unreadable))
+		if att.rs != nil {
+			last = att
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	// Every attempt failed, each with an error: the last one that wrote says what the
+	// target holds now.
+	res, err := last.result(a, start)
+	err = fmt.Errorf("%w; no replica could give it instead: %s", err, strings.Join(tried, "; "))
+	if last.rs != nil {
+		// Something was written, which a retry would trip over, as in a restore without
+		// replicas.
+		err = brr.Permanent(err)
+	}
+	return res, err
+}
+
+// replicasOf returns the configured replicas of repo name.
+func (e *Engine) replicasOf(name string) []string {
+	var out []string
+	for _, to := range e.Replicas[name] {
+		if r, ok := e.Repos[to]; ok && r != nil && to != name {
+			out = append(out, to)
+		}
+	}
+	return out
+}
+
+// restoreAttempt is one restore of the snapshot from one repository.
+type restoreAttempt struct {
+	repoName string
+	sn       *repo.Snapshot // nil when the repository could not give it
+	pl       *restorePlan
+	rs       *restorer // nil when nothing was written
+	err      error
+	// unreadable says why the repository could not give the snapshot, when that is why
+	// the attempt failed: a replica may give it whole.
+	unreadable string
+}
+
+// restoreFrom restores the snapshot ref from repository r. With prev, the restorer of an
+// attempt that failed, it restores only what prev did not.
+func (e *Engine) restoreFrom(ctx context.Context, r *repo.Repository, repoName string, a brr.RestoreJob, ref, target string,
+	prev *restorer, progress func(brr.Progress), start time.Time) *restoreAttempt {
+	att := &restoreAttempt{repoName: repoName}
+	// Read the index files other workers wrote, and forget packs a prune deleted, since
+	// this worker loaded it.
+	if err := r.ReloadIndex(ctx); err != nil {
+		att.err = fmt.Errorf("read the index of repo %s: %w", repoName, err)
+		if ctx.Err() == nil {
+			att.unreadable = err.Error()
+		}
+		return att
+	}
+	sn, err := r.FindSnapshot(ctx, ref, a.Source, a.AsOf)
+	switch {
+	case errors.Is(err, brr.ErrNotFound):
+		att.err = brr.Permanent(fmt.Errorf("find snapshot %q in repo %s: %w; list the snapshots with `brr snapshots --repo %s`", ref, repoName, err, repoName))
+		att.unreadable = err.Error()
+		return att
+	case err != nil && ambiguous(ctx, r, ref):
+		att.err = brr.Permanent(fmt.Errorf("find snapshot %q in repo %s: %w", ref, repoName, err))
+		return att
+	case err != nil:
+		att.err = fmt.Errorf("find snapshot %q in repo %s: %w", ref, repoName, err)
+		if ctx.Err() == nil {
+			att.unreadable = err.Error()
+		}
+		return att
+	}
+	att.sn = sn
 	pl, err := planRestore(ctx, r, sn, a.Paths)
 	if err != nil {
-		return nil, err
+		att.err = err
+		if ctx.Err() == nil && (errors.Is(err, repo.ErrDamaged) || errors.Is(err, repo.ErrNotInIndex) || !brr.IsPermanent(err)) {
+			att.unreadable = err.Error()
+		}
+		return att
 	}
 	if err := prepareTarget(target); err != nil {
-		return nil, err
+		att.err = err
+		return att
 	}
 
 	rs := newRestorer(r, target, a.Overwrite, e.parallelism())
+	if prev != nil {
+		pl = rs.resume(prev, pl)
+	}
+	att.pl, att.rs = pl, rs
 	stop := rs.reportProgress(ctx, pl, progress, start)
-	err = rs.run(ctx, pl)
+	att.err = rs.run(ctx, pl)
 	stop()
+	if att.err == nil && len(rs.failures) > 0 && rs.loadFailed.Load() {
+		att.unreadable = fmt.Sprintf("%d of %d entries could not be restored from it, first %s", len(rs.failures), pl.entries(), rs.failures[0])
+	}
+	return att
+}
+
+// ambiguous reports whether ref is an id prefix that matches several snapshots of r: no
+// replica should resolve it to one of them instead.
+func ambiguous(ctx context.Context, r *repo.Repository, ref string) bool {
+	if ref == "latest" || len(ref) == 64 {
+		return false
+	}
+	ids, err := r.MatchSnapshots(ctx, ref)
+	return err == nil && len(ids) > 1
+}
+
+// resume makes rs carry on after prev, an attempt that failed: what prev restored counts
+// as restored here, and is left out of the plan it returns.
+func (rs *restorer) resume(prev *restorer, pl *restorePlan) *restorePlan {
+	prev.restored.Range(func(k, v any) bool {
+		rs.restored.Store(k, v)
+		return true
+	})
+	rs.files.Store(prev.files.Load())
+	rs.symlinks.Store(prev.symlinks.Load())
+	rs.bytes.Store(prev.bytes.Load())
+	done := func(rel string) bool {
+		_, ok := prev.restored.Load(rel)
+		return ok
+	}
+	out := &restorePlan{dirs: pl.dirs}
+	for _, f := range pl.files {
+		if !done(f.rel) {
+			out.files = append(out.files, f)
+			out.bytes += f.node.Size
+		}
+	}
+	for _, s := range pl.symlinks {
+		if !done(s.rel) {
+			out.symlinks = append(out.symlinks, s)
+		}
+	}
+	for _, h := range pl.hardlinks {
+		if !done(h.rel) {
+			out.hardlinks = append(out.hardlinks, h)
+		}
+	}
+	return out
+}
+
+// result is the job's result and error after this attempt.
+func (att *restoreAttempt) result(a brr.RestoreJob, start time.Time) (*brr.RestoreResult, error) {
+	rs := att.rs
+	if rs == nil {
+		return nil, att.err
+	}
 	res := &brr.RestoreResult{
-		Snapshot:   sn.ID.String(),
-		Repo:       repoName,
+		Snapshot:   att.sn.ID.String(),
+		Repo:       att.repoName,
 		Target:     a.Target,
 		Files:      rs.files.Load(),
 		Dirs:       rs.dirs.Load(),
@@ -63,8 +232,8 @@ func (e *Engine) Restore(ctx context.Context, jobID string, a brr.RestoreJob, pr
 		Bytes:      rs.bytes.Load(),
 		DurationMS: time.Since(start).Milliseconds(),
 	}
-	if err != nil {
-		return res, err
+	if att.err != nil {
+		return res, att.err
 	}
 	if len(rs.failures) > 0 {
 		const shown = 20
@@ -76,8 +245,8 @@ func (e *Engine) Restore(ctx context.Context, jobID string, a brr.RestoreJob, pr
 		res.Warnings = rs.failures
 		// What was written stays written, so running the same job again would only trip
 		// over it: the failure is permanent, and the message says what to look at.
-		return res, brr.Permanent(fmt.Errorf("restore of snapshot %s into %s: %d of %d entries failed, the others were restored: %s",
-			sn.ID.Short(), a.Target, len(rs.failures), pl.entries(), msg))
+		return res, brr.Permanent(fmt.Errorf("restore of snapshot %s from repo %s into %s: %d of %d entries failed, the others were restored: %s",
+			att.sn.ID.Short(), att.repoName, a.Target, len(rs.failures), att.pl.entries(), msg))
 	}
 	return res, nil
 }

@@ -48,7 +48,10 @@ type restorer struct {
 	failures  []string
 	failedDir map[string]bool  // rel of directories that could not be created
 	dirState  map[string]uint8 // rel of directories created by this restore → dirFresh|dirPlainGID
-	restored  sync.Map         // rel of files restored → struct{}
+	restored  sync.Map         // rel of files, symlinks and hard links restored → struct{}
+	// loadFailed is set when a blob could not be read from the repository: a replica may
+	// have it.
+	loadFailed atomic.Bool
 
 	files, dirs, symlinks, bytes atomic.Int64
 	doneBytes                    atomic.Int64
@@ -149,6 +152,7 @@ func (rs *restorer) run(ctx context.Context, pl *restorePlan) error {
 			rs.fail(s.rel, err)
 			continue
 		}
+		rs.restored.Store(s.rel, struct{}{})
 		rs.symlinks.Add(1)
 	}
 	if err := rs.writeFiles(ctx, pl.files); err != nil {
@@ -159,6 +163,7 @@ func (rs *restorer) run(ctx context.Context, pl *restorePlan) error {
 			rs.fail(h.rel, err)
 			continue
 		}
+		rs.restored.Store(h.rel, struct{}{})
 		rs.files.Add(1)
 		rs.bytes.Add(h.node.Size)
 	}
@@ -538,6 +543,9 @@ func (rs *restorer) writeTask(ctx context.Context, t fileTask, buf []byte) ([]by
 		id := w.content[i]
 		data, err := rs.r.LoadBlob(ctx, repo.DataBlob, id, buf[:0])
 		if err != nil {
+			if ctx.Err() == nil {
+				rs.loadFailed.Store(true)
+			}
 			w.setErr(fmt.Errorf("load blob %s: %w", id.Short(), err))
 			break
 		}
