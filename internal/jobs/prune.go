@@ -3,11 +3,127 @@ package jobs
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/repo"
+	"github.com/brr-dev/brr/internal/retention"
 )
 
-// Prune removes the snapshots retention does not keep and the data no snapshot needs.
+// RepoLeaseKey is the lease key that gives one job at a time a repository to itself:
+// prune holds it from its decisions to its last deletion.
+func RepoLeaseKey(r *repo.Repository) string {
+	return "repo-" + r.ID()
+}
+
+// Prune removes the snapshots the retention policy does not keep, then the data no
+// snapshot needs: the job's policy, else the repo's in Retention, else none (every
+// snapshot is kept and only unreferenced data goes). A snapshot pinned by a recovery
+// point is always kept. Data is deleted in two phases: packs no snapshot needs are
+// condemned now and deleted by a later prune once PruneGrace has passed, so that a
+// backup running now never loses what it wrote (see repo.Repository.GC). It holds the
+// repo's lease throughout. With DryRun it decides and reports, and changes nothing; it
+// takes no lease, so that it answers while another prune runs. A prune delivered again
+// decides again, from what the repository holds then.
 func (e *Engine) Prune(ctx context.Context, jobID string, a brr.PruneJob, progress func(brr.Progress)) (*brr.PruneResult, error) {
-	return nil, brr.Permanent(fmt.Errorf("prune: not implemented yet"))
+	start := time.Now()
+	r, repoName, err := e.Repo(a.Repo)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.Validate(); err != nil {
+		return nil, brr.Permanent(err)
+	}
+	if e.Leases != nil && !a.DryRun {
+		leaseCtx, release, err := e.Leases.Acquire(ctx, RepoLeaseKey(r))
+		if err != nil {
+			return nil, fmt.Errorf("take lease on repo %s: %w", repoName, err)
+		}
+		defer release()
+		ctx = leaseCtx
+	}
+
+	policy := e.Retention[repoName]
+	if a.Policy != nil {
+		policy = *a.Policy
+	}
+	sns, err := r.Snapshots(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots of repo %s: %w", repoName, err)
+	}
+	pins, err := r.Pins(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list recovery points of repo %s (prune does not go on without them, as it cannot tell what they pin): %w", repoName, err)
+	}
+	pinned := make(map[repo.ID][]string)
+	for _, p := range pins {
+		pinned[p.Snapshot] = append(pinned[p.Snapshot], p.Label)
+	}
+	in := make([]retention.Snapshot, len(sns))
+	byID := make(map[string]*repo.Snapshot, len(sns))
+	for i, sn := range sns {
+		id := sn.ID.String()
+		byID[id] = sn
+		in[i] = retention.Snapshot{ID: id, Time: sn.Time, Host: sn.Host, Source: sn.Source, Tags: sn.Tags, Pins: pinned[sn.ID]}
+	}
+	now := e.now()
+	res := &brr.PruneResult{Repo: repoName, DryRun: a.DryRun, Decisions: retention.Apply(in, policy, now), Removed: []string{}}
+	for _, d := range res.Decisions {
+		if d.Keep {
+			res.Kept++
+			continue
+		}
+		res.Removed = append(res.Removed, d.ID)
+	}
+
+	if !a.DryRun {
+		for i, id := range res.Removed {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			if err := r.RemoveSnapshot(ctx, byID[id].ID); err != nil {
+				return nil, fmt.Errorf("remove snapshot %s of repo %s: %w", byID[id].ID.Short(), repoName, err)
+			}
+			if progress != nil {
+				progress(brr.Progress{Phase: "remove snapshots", Files: int64(i + 1), TotalFiles: int64(len(res.Removed))})
+			}
+		}
+	}
+
+	opts := repo.GCOptions{Grace: e.PruneGrace, DryRun: a.DryRun, Now: e.Now}
+	if a.DryRun {
+		// What the data side would free once the snapshots are gone.
+		for _, id := range res.Removed {
+			opts.Exclude = append(opts.Exclude, byID[id].ID)
+		}
+	}
+	if progress != nil {
+		var last time.Time
+		opts.Progress = func(p repo.GCProgress) {
+			if t := time.Now(); t.Sub(last) >= progressEvery || p.Done == p.Total {
+				last = t
+				progress(brr.Progress{Phase: p.Phase, Files: p.Done, TotalFiles: p.Total})
+			}
+		}
+	}
+	rep, err := r.GC(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("collect unused data of repo %s: %w", repoName, err)
+	}
+	res.PacksDeleted = rep.PacksDeleted
+	res.PacksRepacked = rep.PacksRepacked
+	res.PacksCondemned = rep.PacksCondemned
+	res.PacksResurrected = rep.PacksResurrected
+	res.BlobsRemoved = rep.BlobsRemoved
+	res.BytesFreed = rep.BytesFreed
+	res.BytesRepacked = rep.BytesRepacked
+	res.PendingPacks = rep.PendingPacks
+	res.PendingBytes = rep.PendingBytes
+	res.Postponed = rep.Postponed
+	if !rep.PendingUntil.IsZero() {
+		until := rep.PendingUntil.UTC()
+		res.PendingUntil = &until
+	}
+	res.DurationMS = time.Since(start).Milliseconds()
+	return res, nil
 }

@@ -11,8 +11,10 @@ import (
 )
 
 // Verify checks the job's repository: that every referenced blob exists and, with
-// ReadData, that every blob decrypts and matches its id. Damage found returns the report
-// and a Permanent error that names the damaged objects: running again will not repair them.
+// ReadData, that every blob decrypts and matches its id; with Drill it then runs a
+// restore drill of the newest snapshot (see Drill). Damage found returns the report
+// and a Permanent error that names the damaged objects: running again will not repair
+// them. A drill that fails fails the verify too, with its report in res.Drill.
 func (e *Engine) Verify(ctx context.Context, jobID string, a brr.VerifyJob, progress func(brr.Progress)) (*brr.VerifyResult, error) {
 	start := time.Now()
 	r, repoName, err := e.Repo(a.Repo)
@@ -46,6 +48,13 @@ func (e *Engine) Verify(ctx context.Context, jobID string, a brr.VerifyJob, prog
 		BytesRead:  rep.BytesRead,
 		Damaged:    rep.Damage,
 		DurationMS: time.Since(start).Milliseconds(),
+	}
+	if a.Drill {
+		derr := e.verifyDrill(ctx, r, repoName, res, progress)
+		res.DurationMS = time.Since(start).Milliseconds()
+		if derr != nil && res.OK() {
+			return res, derr
+		}
 	}
 	if res.OK() {
 		return res, nil

@@ -28,6 +28,9 @@ type GCOptions struct {
 	RepackBelow float64
 	// DryRun decides and reports, and changes nothing.
 	DryRun bool
+	// Exclude, with DryRun only, names snapshots to treat as removed: what a prune that
+	// would remove them would free. GC refuses it without DryRun, since their data would go.
+	Exclude []ID
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// LockStale is how long a writer lock may go unrefreshed before GC takes its writer
@@ -98,6 +101,9 @@ type GCReport struct {
 // cannot be read: the data it cannot see might be needed. On error, the report says what
 // was done before it.
 func (r *Repository) GC(ctx context.Context, opts GCOptions) (*GCReport, error) {
+	if len(opts.Exclude) > 0 && !opts.DryRun {
+		return &GCReport{}, fmt.Errorf("gc: Exclude goes with DryRun only; remove the snapshots first")
+	}
 	g := &gcRun{r: r, opts: opts.withDefaults(), report: &GCReport{}}
 	g.progress.fn = g.opts.Progress
 	if err := g.scan(ctx); err != nil {
@@ -190,6 +196,9 @@ func (g *gcRun) scan(ctx context.Context) error {
 	sns, err := r.Snapshots(ctx)
 	if err != nil {
 		return fmt.Errorf("gc: %w; GC deletes nothing while a snapshot cannot be read, as it may need any pack; run verify", err)
+	}
+	if len(g.opts.Exclude) > 0 {
+		sns = slices.DeleteFunc(sns, func(sn *Snapshot) bool { return slices.Contains(g.opts.Exclude, sn.ID) })
 	}
 	if err := r.ReloadIndex(ctx); err != nil {
 		return err
