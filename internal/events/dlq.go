@@ -44,7 +44,13 @@ func (c *Consumer) deadLetter(d *delivery, cause error, status brr.Status, res *
 	rec.Result = res
 	rec.Finished = time.Now().UTC()
 
-	out, err := deadLetterMsgs(c.cfg, rec, msg.Subject(), msg.Data(), d.delivered)
+	// The dead letter keeps the job as it ran: for a job fired from a schedule, under its
+	// per-tick id (rec.Request), so that `brr dlq retry` runs that job and not the template.
+	request := msg.Data()
+	if d.job != nil && len(rec.Request) > 0 {
+		request = rec.Request
+	}
+	out, err := deadLetterMsgs(c.cfg, rec, msg.Subject(), request, d.delivered)
 	if err != nil {
 		c.putBack(d, err)
 		return
@@ -69,6 +75,7 @@ func (c *Consumer) deadLetter(d *delivery, cause error, status brr.Status, res *
 		reason = reason[:maxReason]
 	}
 	_ = msg.TermWithReason(reason)
+	c.observe(d, status, false, res, cause)
 }
 
 // deadLetterMsgs returns the outbox message that writes the dead letter of rec to

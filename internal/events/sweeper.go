@@ -110,7 +110,11 @@ func (s *Sweeper) sweep(ctx context.Context, a maxDeliveriesAdvisory) error {
 	rec.Attempts = int(a.Deliveries)
 	rec.Error = fmt.Sprintf("delivered %d times and never settled: the worker running its last attempt died or stalled", a.Deliveries)
 	rec.Finished = time.Now().UTC()
-	out, err := deadLetterMsgs(s.cfg, rec, raw.Subject, raw.Data, int(a.Deliveries))
+	request := raw.Data
+	if len(rec.Request) > 0 {
+		request = rec.Request
+	}
+	out, err := deadLetterMsgs(s.cfg, rec, raw.Subject, request, int(a.Deliveries))
 	if err != nil {
 		return err
 	}
@@ -147,6 +151,13 @@ func (s *Sweeper) record(raw *jetstream.RawStreamMsg) *state.JobRecord {
 		rec.Request = raw.Data
 	}
 	if job, err := brr.DecodeJob(raw.Data); err == nil {
+		if sch := raw.Header.Get(jetstream.SchedulerHeader); sch != "" {
+			// Fired from a schedule: the job has its per-tick id, as the consumer gave it.
+			fired(job, s.cfg.Subjects, sch, raw.Sequence, raw.Time)
+			if data, err := json.Marshal(job); err == nil {
+				rec.Request = data
+			}
+		}
 		rec.ID, rec.Pool, rec.Kind, rec.Created = job.ID, job.Pool, job.Kind, job.Created
 		rec.Repo, rec.Source = jobRepoSource(job)
 		return rec
