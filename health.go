@@ -48,8 +48,10 @@ type WorkerInfo struct {
 	Started    time.Time `json:"started"`
 	// UptimeSeconds is the time since Started when the heartbeat was sent.
 	UptimeSeconds float64 `json:"uptime_seconds"`
-	// DiskFreeBytes is the free space of the file system of the worker's data dir.
-	DiskFreeBytes uint64 `json:"disk_free_bytes"`
+	// DiskFreeBytes is the free space of the file system of the worker's data dir, for
+	// unprivileged users; DiskTotalBytes is its size.
+	DiskFreeBytes  uint64 `json:"disk_free_bytes"`
+	DiskTotalBytes uint64 `json:"disk_total_bytes"`
 	// NATSRTTMS is the round trip to the NATS server, in milliseconds.
 	NATSRTTMS float64 `json:"nats_rtt_ms"`
 	// IntervalSeconds is the worker's heartbeat interval.
@@ -59,6 +61,18 @@ type WorkerInfo struct {
 	// Missing is set by listings (not in heartbeats): no heartbeat within three intervals.
 	Missing bool `json:"missing,omitempty"`
 }
+
+// The health checks: the last token of brr.events.health.<check> and HealthCheck.Check.
+// CheckWorker is the heartbeat, whose events carry a WorkerInfo instead of a HealthCheck.
+const (
+	CheckWorker         = "worker"
+	CheckRPO            = "rpo"
+	CheckReplicationLag = "replication_lag"
+	CheckRepository     = "repository"
+	CheckDisk           = "disk"
+	CheckDLQ            = "dlq"
+	CheckCanary         = "canary"
+)
 
 // HealthCheck is the result of one health check for one subject (a source, a
 // replication target, a repo), published on brr.events.health.<check>.

@@ -1,0 +1,95 @@
+package metrics_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/events"
+	"github.com/brr-dev/brr/internal/metrics"
+	"github.com/brr-dev/brr/internal/repo"
+	"github.com/brr-dev/brr/internal/repo/file"
+)
+
+// gather returns the samples of family name, by their label values joined with ",".
+func gather(t *testing.T, m *metrics.Metrics, name string) map[string]*dto.Metric {
+	t.Helper()
+	families, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	out := map[string]*dto.Metric{}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, s := range f.GetMetric() {
+			key := ""
+			for i, l := range s.GetLabel() {
+				if i > 0 {
+					key += ","
+				}
+				key += l.GetValue()
+			}
+			out[key] = s
+		}
+	}
+	return out
+}
+
+func TestJobLabelsAreBounded(t *testing.T) {
+	be, err := file.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := repo.Init(context.Background(), be, []byte("pw"), repo.Options{KDF: repo.KDFParams{Time: 1, MemoryKiB: 1024, Threads: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	m := metrics.New(metrics.Options{Worker: "w1"})
+	m.WatchRepos(map[string]metrics.RepoStats{"local": r}, "local")
+
+	m.JobSettled(events.Outcome{Kind: brr.KindVerify, Repo: "", Status: brr.StatusFailed, Duration: time.Second, Err: errors.New("damaged")})
+	m.JobSettled(events.Outcome{Kind: brr.KindVerify, Repo: "typo-repo", Status: brr.StatusFailed, Err: errors.New(`repo "typo-repo" is not configured`)})
+	m.JobSettled(events.Outcome{Kind: "no-such-kind", Status: brr.StatusFailed, Err: errors.New("bad subject")})
+	m.JobSettled(events.Outcome{Kind: brr.KindBackup, Repo: "local", Status: brr.StatusRetrying, Snoozed: true, Err: errors.New("leased")})
+	m.JobSettled(events.Outcome{Kind: brr.KindRestore, Status: brr.StatusSucceeded, Duration: 2 * time.Second,
+		Result: &brr.Result{Restore: &brr.RestoreResult{Repo: "local", Bytes: 1234}}})
+
+	failures := gather(t, m, "brr_verify_failures_total")
+	if len(failures) != 2 || failures["local"].GetCounter().GetValue() != 1 || failures["other"].GetCounter().GetValue() != 1 {
+		t.Fatalf("verify failures by repo = %v, want local (the default) and other (not configured)", failures)
+	}
+	jobs := gather(t, m, "brr_jobs_total")
+	for key, want := range map[string]float64{"verify,failed": 2, "invalid,failed": 1, "backup,retrying": 1, "restore,succeeded": 1} {
+		if got := jobs[key].GetCounter().GetValue(); got != want {
+			t.Errorf("brr_jobs_total{%s} = %g, want %g", key, got, want)
+		}
+	}
+	if got := gather(t, m, "brr_lease_waits_total")["backup"].GetCounter().GetValue(); got != 1 {
+		t.Errorf("lease waits of backups = %g, want 1", got)
+	}
+	if got := gather(t, m, "brr_restore_bytes_total")["local"].GetCounter().GetValue(); got != 1234 {
+		t.Errorf("restore bytes = %g, want 1234", got)
+	}
+	// Retrying attempts are not timed: only the four ends are.
+	var timed uint64
+	for _, s := range gather(t, m, "brr_job_duration_seconds") {
+		timed += s.GetHistogram().GetSampleCount()
+	}
+	if timed != 4 {
+		t.Errorf("job durations observed %d, want 4", timed)
+	}
+	// A repo that has stored nothing has no ratio yet.
+	if ratio := gather(t, m, "brr_repo_compression_ratio"); len(ratio) != 0 {
+		t.Errorf("compression ratio of an empty repo = %v, want none", ratio)
+	}
+	if stored := gather(t, m, "brr_repo_stored_bytes_added_total"); stored["local"] == nil {
+		t.Errorf("brr_repo_stored_bytes_added_total{repo=local} missing")
+	}
+}

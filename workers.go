@@ -1,0 +1,112 @@
+package brr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// MissingIntervals is how many of its heartbeat intervals a worker may stay silent before
+// listings mark it missing.
+const MissingIntervals = 3
+
+// HealthBucket is the name of the KV bucket where the pool's health checks keep their
+// state (whose turn a check is, its last results): BRR_HEALTH.
+func (s Subjects) HealthBucket() string { return s.name("HEALTH") }
+
+// MissingAt reports whether the worker that sent heartbeat w has been silent at now for
+// more than MissingIntervals of its heartbeat intervals.
+func (w WorkerInfo) MissingAt(now time.Time) bool {
+	return now.Sub(w.Time) > MissingIntervals*w.interval()
+}
+
+func (w WorkerInfo) interval() time.Duration {
+	if w.IntervalSeconds <= 0 {
+		return 15 * time.Second
+	}
+	return time.Duration(w.IntervalSeconds * float64(time.Second))
+}
+
+// WorkersWindow is how far back listings look for heartbeats sent every interval: ten
+// intervals, and at least 15 minutes. A worker silent for longer than that is no longer
+// listed, not even as missing.
+func WorkersWindow(interval time.Duration) time.Duration {
+	return max(10*interval, 15*time.Minute)
+}
+
+// LatestWorkers reduces heartbeats to the latest of each worker, sorted by id: it drops
+// the workers silent for longer than the WorkersWindow of their interval and marks those
+// silent for more than MissingIntervals intervals Missing. It never returns nil.
+func LatestWorkers(heartbeats []WorkerInfo, now time.Time) []WorkerInfo {
+	latest := make(map[string]WorkerInfo, len(heartbeats))
+	for _, hb := range heartbeats {
+		if cur, ok := latest[hb.ID]; !ok || hb.Time.After(cur.Time) {
+			latest[hb.ID] = hb
+		}
+	}
+	out := make([]WorkerInfo, 0, len(latest))
+	for _, hb := range latest {
+		if now.Sub(hb.Time) > WorkersWindow(hb.interval()) {
+			continue
+		}
+		hb.Missing = hb.MissingAt(now)
+		out = append(out, hb)
+	}
+	slices.SortFunc(out, func(a, b WorkerInfo) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Workers lists the workers that sent a heartbeat (brr.events.health.worker) within the
+// WorkersWindow of the newest heartbeat's interval: the latest heartbeat of each, sorted
+// by id, those silent for more than MissingIntervals intervals marked Missing. It reads
+// the event stream, so it works with no worker up; "now" is this host's clock.
+func (c *Client) Workers(ctx context.Context) ([]WorkerInfo, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	if err := c.checkConnected(); err != nil {
+		return nil, fmt.Errorf("list workers: %w", err)
+	}
+	name := c.subj.EventsStream()
+	stream, err := c.js.Stream(ctx, name)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return nil, fmt.Errorf("list workers: %w", c.noStream(name))
+		}
+		return nil, fmt.Errorf("list workers: look up stream %s: %w", name, c.publishErr(err))
+	}
+	subject := c.subj.Event(&Event{Type: EventHealth, Status: Status(CheckWorker)})
+	// The newest heartbeat says how often workers beat, hence how far back to look.
+	last, err := stream.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return []WorkerInfo{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list workers: read the last heartbeat: %w", err)
+	}
+	interval := 15 * time.Second
+	if e, err := DecodeEvent(last.Data); err == nil && e.Heartbeat != nil {
+		interval = e.Heartbeat.interval()
+	}
+	now := time.Now()
+	since := now.Add(-WorkersWindow(interval))
+	var beats []WorkerInfo
+	cfg := jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{subject},
+		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
+		OptStartTime:   &since,
+	}
+	err = c.scan(ctx, name, cfg, func(m jetstream.Msg) {
+		if e, err := DecodeEvent(m.Data()); err == nil && e.Heartbeat != nil && e.Heartbeat.ID != "" {
+			beats = append(beats, *e.Heartbeat)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list workers: %w", err)
+	}
+	return LatestWorkers(beats, now), nil
+}
