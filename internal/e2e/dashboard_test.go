@@ -1,0 +1,262 @@
+package e2e_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// findChromium returns the path of a Chromium or Chrome binary: $BRR_CHROMIUM, else the
+// first of the usual names on PATH. Without one the test is skipped, except in CI
+// (CI=true), where .ci/run installs Chromium and a missing one is a failure.
+func findChromium(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("BRR_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "headless-shell"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	const how = "no Chromium found (looked for $BRR_CHROMIUM, chromium, chromium-browser, google-chrome, headless-shell); install it with: apt-get install chromium"
+	if os.Getenv("CI") == "true" {
+		t.Fatal(how)
+	}
+	t.Skip(how)
+	return ""
+}
+
+// artifactDir is where tests leave files for people to look at: $BRR_TEST_ARTIFACTS,
+// else .artifacts/ at the top of the repository.
+func artifactDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("BRR_TEST_ARTIFACTS")
+	if dir == "" {
+		abs, err := filepath.Abs("../../.artifacts")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir = abs
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatalf("create artifact dir: %v", err)
+	}
+	return dir
+}
+
+// TestDashboard loads the dashboard of a real brr-worker in headless Chromium: the page
+// shows the worker, a job posted over the API appears in it as succeeded, and its
+// snapshot and its bytes too, all without a reload; the page raises no script error and
+// fits a phone's width. Screenshots of both sizes are saved as test artifacts.
+func TestDashboard(t *testing.T) {
+	browser := findChromium(t)
+	const key = "e2e-dashboard-key-0123456789abcdef"
+	keyFile := filepath.Join(t.TempDir(), "api.key")
+	if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	writeTree(t, src, 2, 200<<10, 20, 8<<10, 0, 3)
+	w := startWorker(t, workerOptions{config: fmt.Sprintf("http:\n  api_key_file: %s\nhealth:\n  interval: 1s\n  rpo: {%q: 1h}\n", keyFile, src)})
+	base := "http://" + w.http
+	workerID := healthzWorker(t, base)
+
+	tab := newTab(t, browser, chromedp.WindowSize(1280, 1000))
+	do, poll := browserSteps(t, tab, w)
+
+	// Every console error and uncaught exception of the page, collected as they come.
+	var (
+		mu       sync.Mutex
+		problems []string
+	)
+	messages := chromedp.Console(tab)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			if m.IsException() || m.Type == chromedp.ConsoleError {
+				mu.Lock()
+				problems = append(problems, fmt.Sprintf("%s:%d %s", m.URL, m.Line+1, m.Text))
+				mu.Unlock()
+			}
+		}
+	}()
+
+	waitFor := func(what, cond string) {
+		t.Helper()
+		do(what, poll(cond))
+	}
+	sel := func(css string) string { // a querySelector call with css quoted for JavaScript
+		q, _ := json.Marshal(css)
+		return "document.querySelector(" + string(q) + ")"
+	}
+
+	do("load the dashboard", chromedp.Navigate(base+"/"))
+	waitFor("the page shows the worker", sel(`#workers-body tr[data-worker="`+workerID+`"]`))
+	waitFor("the live feed connects", sel("#live.on"))
+	do("mark the page", chromedp.Evaluate[chromedp.Void]("window.__brrNoReload = 42"))
+
+	id := "dash-" + time.Now().UTC().Format("150405.000000")
+	id = strings.ReplaceAll(id, ".", "-")
+	postJob(t, base, key, fmt.Sprintf(`{"kind":"backup","id":%q,"args":{"path":%q}}`, id, src))
+
+	waitFor("the job shows as succeeded", sel(`#jobs-body tr[data-job="`+id+`"][data-status="succeeded"]`))
+	waitFor("the source shows its snapshot", sel(`#sources-body tr[data-source=`+jsonString(src)+`]`)+
+		` && !`+sel(`#sources-body tr[data-source=`+jsonString(src)+`]`)+`.textContent.includes("never")`)
+	waitFor("the bytes chart has a bar", sel("#chart-bytes svg rect"))
+	waitFor("the event log has the job", `[...document.querySelectorAll("#events-log li")].some(li => li.textContent.includes("job.backup.succeeded"))`)
+
+	marker, err := chromedp.Run(tab, chromedp.Evaluate[int]("window.__brrNoReload || 0"))
+	if err != nil || marker != 42 {
+		t.Fatalf("page marker = %d (%v): the page reloaded, so the update did not come live", marker, err)
+	}
+	dir := artifactDir(t)
+	shot, err := chromedp.Run(tab, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	path := filepath.Join(dir, "dashboard.png")
+	if err := os.WriteFile(path, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("dashboard screenshot: %s", path)
+
+	// A phone: the page must not be wider than the screen.
+	do("emulate a phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile))
+	waitFor("the page lays out for the phone", "window.innerWidth === 390")
+	overflow, err := chromedp.Run(tab, chromedp.Evaluate[int]("document.documentElement.scrollWidth - window.innerWidth"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if overflow > 0 {
+		t.Errorf("on a 390 px wide phone the page is %d px too wide: it scrolls sideways", overflow)
+	}
+	shot, err = chromedp.Run(tab, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("phone screenshot: %v", err)
+	}
+	path = filepath.Join(dir, "dashboard-phone.png")
+	if err := os.WriteFile(path, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("phone screenshot: %s", path)
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(problems) > 0 {
+		t.Errorf("the page logged errors:\n%s", strings.Join(problems, "\n"))
+	}
+}
+
+// newTab starts Chromium at browser and returns a tab; both end with the test.
+func newTab(t *testing.T, browser string, opts ...chromedp.ExecAllocatorOption) context.Context {
+	t.Helper()
+	ctx := ctxTimeout(t, 3*time.Minute)
+	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, append(append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser),
+		chromedp.NoSandbox, // CI runs as root, where Chromium's sandbox cannot start
+	), opts...)...)
+	tab, cancelTab := chromedp.NewContext(alloc)
+	t.Cleanup(func() { cancelTab(); cancelAlloc() })
+	return tab
+}
+
+// browserSteps returns do, which runs actions in tab and fails the test with what the
+// page shows when one fails, and poll, which waits for a JavaScript condition.
+func browserSteps(t *testing.T, tab context.Context, w *worker) (do func(string, ...chromedp.Action[chromedp.Void]), poll func(string) chromedp.Action[chromedp.Void]) {
+	do = func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(tab, actions...); err != nil {
+			page, _ := chromedp.Run(context.WithoutCancel(tab), chromedp.Evaluate[string](
+				`document.querySelector("main").innerText + "\nbanner: " + document.querySelector("#banner").innerText + "\nlive: " + document.querySelector("#live").className`))
+			t.Fatalf("%s: %v\npage:\n%s\nworker logs:\n%s", what, err, page, w.Logs())
+		}
+	}
+	poll = func(cond string) chromedp.Action[chromedp.Void] {
+		return chromedp.Poll[chromedp.Void](cond, chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(60*time.Second))
+	}
+	return do, poll
+}
+
+func jsonString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// healthzWorker returns the id the worker reports on /healthz.
+func healthzWorker(t *testing.T, base string) string {
+	t.Helper()
+	res, err := http.Get(base + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var h struct{ Worker string }
+	if err := json.NewDecoder(res.Body).Decode(&h); err != nil || h.Worker == "" {
+		t.Fatalf("/healthz: %v %+v", err, h)
+	}
+	return h.Worker
+}
+
+// postJob posts a job to the worker's API with the key and expects 202.
+func postJob(t *testing.T, base, key, body string) {
+	t.Helper()
+	req, err := http.NewRequest("POST", base+"/api/v1/jobs", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	data, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST /api/v1/jobs: %d %s", res.StatusCode, data)
+	}
+}
+
+// TestDashboardProtectedReads loads the dashboard of a worker that protects its reads:
+// the page shows no data and asks for the key; once it has it, it shows the worker and
+// follows the live events, whose stream needs the key too.
+func TestDashboardProtectedReads(t *testing.T) {
+	browser := findChromium(t)
+	const key = "e2e-protected-key-0123456789abcdef"
+	keyFile := filepath.Join(t.TempDir(), "api.key")
+	if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w := startWorker(t, workerOptions{config: fmt.Sprintf("http:\n  api_key_file: %s\n  protect_reads: true\n", keyFile)})
+	base := "http://" + w.http
+	workerID := healthzWorker(t, base)
+
+	tab := newTab(t, browser)
+	do, poll := browserSteps(t, tab, w)
+
+	do("load the dashboard", chromedp.Navigate(base+"/"))
+	do("the page asks for the key", poll(`!document.querySelector("#key-form").hidden`))
+	shown, err := chromedp.Run(tab, chromedp.Evaluate[int](`document.querySelectorAll("#workers-body tr[data-worker]").length`))
+	if err != nil || shown != 0 {
+		t.Fatalf("without the key the page shows %d workers (%v), want none", shown, err)
+	}
+	do("enter the key",
+		chromedp.SendKeys(chromedp.ID("key-input"), key),
+		chromedp.Click(chromedp.CSS("#key-form button")),
+		poll(`document.querySelector('#workers-body tr[data-worker="`+workerID+`"]')`),
+		poll(`document.querySelector("#live.on") && document.querySelector("#key-form").hidden`))
+}
