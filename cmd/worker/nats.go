@@ -7,6 +7,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -122,6 +123,12 @@ func connectNATS(cfg NATSConfig, embedded *server.Server, name string, log zerol
 		}
 		if errors.Is(err, nats.ErrNoServers) {
 			return nil, fmt.Errorf("connect to nats at %s: %w (is nats-server running there? check nats.url, BRR_NATS_URL or --nats)", where, err)
+		}
+		if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) {
+			return nil, fmt.Errorf("connect to nats at %s: %w (the server refused the login: check nats.user and nats.password (BRR_NATS_USER, BRR_NATS_PASSWORD), nats.token (BRR_NATS_TOKEN) or nats.creds (BRR_NATS_CREDS))", where, err)
+		}
+		if errors.Is(err, nats.ErrTLS) || errors.Is(err, nats.ErrSecureConnRequired) || errors.Is(err, nats.ErrSecureConnWanted) || strings.Contains(err.Error(), "x509:") || strings.Contains(err.Error(), "tls:") {
+			return nil, fmt.Errorf("connect to nats at %s: %w (check nats.tls: ca must have signed the server's certificate; cert and key are needed when the server asks for a client certificate)", where, err)
 		}
 		return nil, fmt.Errorf("connect to nats at %s: %w", where, err)
 	}

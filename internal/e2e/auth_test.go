@@ -1,0 +1,769 @@
+package e2e_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/natstest"
+)
+
+// rolePasswords are the passwords of deploy/nats/accounts.conf's users in these tests,
+// in the form the docs recommend (a letter first, then letters, digits and '_').
+var rolePasswords = map[string]string{
+	"worker":     "brr_w_4f1c9e0a7b2d",
+	"publisher":  "brr_p_8a3d6e1f0c9b",
+	"subscriber": "brr_s_2b7e4a9c1d0f",
+	"admin":      "brr_a_6c0f3b8d2e1a",
+}
+
+// serverLog keeps what a nats-server logs, to find the permission violations it saw.
+type serverLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *serverLog) add(format string, v ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, fmt.Sprintf(format, v...))
+}
+
+func (l *serverLog) Noticef(format string, v ...any) { l.add(format, v...) }
+func (l *serverLog) Warnf(format string, v ...any)   { l.add(format, v...) }
+func (l *serverLog) Fatalf(format string, v ...any)  { l.add(format, v...) }
+func (l *serverLog) Errorf(format string, v ...any)  { l.add(format, v...) }
+func (l *serverLog) Debugf(format string, v ...any)  { l.add(format, v...) }
+func (l *serverLog) Tracef(format string, v ...any)  { l.add(format, v...) }
+
+// violations returns the permission violations of user logged so far, and forgets them.
+func (l *serverLog) violations(user string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out, keep []string
+	for _, line := range l.lines {
+		// The server names a connection's user as "<account>/user:<name>".
+		if strings.Contains(line, "Violation") && strings.Contains(line, "/user:"+user+`"`) {
+			out = append(out, line)
+			continue
+		}
+		keep = append(keep, line)
+	}
+	l.lines = keep
+	return out
+}
+
+// deployServer is a nats-server started from a config file of deploy/nats.
+type deployServer struct {
+	*natstest.Server
+	url string
+	log *serverLog
+}
+
+// startDeployServer starts nats-server from deploy/nats/<file> with the role passwords
+// (and vars) in its environment, as an operator would, but on a free loopback port,
+// without the monitoring port, and with its store in a temporary directory.
+func startDeployServer(t *testing.T, file string, vars map[string]string) *deployServer {
+	t.Helper()
+	for user, pw := range rolePasswords {
+		t.Setenv("BRR_"+strings.ToUpper(user)+"_PASSWORD", pw)
+	}
+	for k, v := range vars {
+		t.Setenv(k, v)
+	}
+	opts, err := server.ProcessConfigFile(file)
+	if err != nil {
+		t.Fatalf("load %s: %v", file, err)
+	}
+	opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
+	opts.HTTPPort = 0
+	opts.StoreDir = t.TempDir()
+	opts.NoSigs = true
+	log := &serverLog{}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatalf("new server from %s: %v", file, err)
+	}
+	ns.SetLogger(log, false, false)
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		t.Fatalf("nats-server from %s not ready after 10s", file)
+	}
+	s := &deployServer{Server: &natstest.Server{Server: ns, Opts: opts}, url: ns.ClientURL(), log: log}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// connectAs connects to s as user with its password. NATS reports a permission
+// violation asynchronously, apart from the call that caused it (which waits for its
+// timeout); the returned channel gets each.
+func connectAs(t *testing.T, s *deployServer, user string) (*nats.Conn, <-chan error) {
+	t.Helper()
+	violations := make(chan error, 16)
+	nc, err := nats.Connect(s.url, nats.UserInfo(user, rolePasswords[user]), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		if errors.Is(err, nats.ErrPermissionViolation) {
+			select {
+			case violations <- err:
+			default:
+			}
+		}
+	}))
+	if err != nil {
+		t.Fatalf("connect as %s: %v", user, err)
+	}
+	t.Cleanup(nc.Close)
+	return nc, violations
+}
+
+// runEnv runs the brr CLI with extra environment variables and returns its stdout,
+// stderr and exit code.
+func runEnv(t *testing.T, env []string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(cliBin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return stdout.String(), stderr.String(), 0
+	case errors.As(err, &ee):
+		return stdout.String(), stderr.String(), ee.ExitCode()
+	}
+	t.Fatalf("run brr %s: %v", strings.Join(args, " "), err)
+	return "", "", 0
+}
+
+// refusals checks that what a role must not do is refused: the call fails, and the
+// server logged a permission violation of that user on the subject (or one that starts
+// with it).
+type refusals struct {
+	t          *testing.T
+	s          *deployServer
+	user       string
+	violations <-chan error // of the user's connection, from connectAs
+}
+
+func (r refusals) check(what, subject string, try func(ctx context.Context) error) {
+	r.t.Helper()
+	for len(r.violations) > 0 {
+		<-r.violations
+	}
+	// The call ends at the violation, or after 10s when there is none.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	go func() {
+		select {
+		case <-r.violations:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	err := try(ctx)
+	// The server sends the client its error before it logs the violation: wait for it.
+	var v []string
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		v = append(v, r.s.log.violations(r.user)...)
+		if strings.Contains(strings.Join(v, "\n"), `Subject "`+subject) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err == nil || !strings.Contains(strings.Join(v, "\n"), `Subject "`+subject) {
+		r.t.Errorf("%s %s: err = %v, server logged %q; want an error and a violation on %s", r.user, what, err, v, subject)
+	}
+}
+
+// noViolations fails the test when the server logged a permission violation of user.
+func (s *deployServer) noViolations(t *testing.T, user, doing string) {
+	t.Helper()
+	if v := s.log.violations(user); len(v) > 0 {
+		t.Errorf("%s hit permission violations while %s:\n%s", user, doing, strings.Join(v, "\n"))
+	}
+}
+
+// request sends a raw request; the JetStream API calls that the client has no method for.
+func request(nc *nats.Conn, subject, body string) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		_, err := nc.RequestWithContext(ctx, subject, []byte(body))
+		return err
+	}
+}
+
+// TestRolePermissions runs a worker and the roles of deploy/nats/accounts.conf against a
+// server started from deploy/nats/single.conf: each role does its job without a single
+// permission violation, and is refused what it must not do.
+func TestRolePermissions(t *testing.T) {
+	s := startDeployServer(t, "../../deploy/nats/single.conf", nil)
+	w := startWorker(t, workerOptions{
+		natsURL: s.url,
+		config:  "nats: {user: worker}\njobs: {drain_timeout: 5s}\n",
+		env:     []string{"BRR_NATS_PASSWORD=" + rolePasswords["worker"]},
+	})
+	ctx := ctxTimeout(t, 2*time.Minute)
+
+	// The publisher backs up, restores and follows jobs, events and results with the CLI.
+	src := t.TempDir()
+	writeTree(t, src, 7, 200<<10, 3000, 0, 10)
+	cli := func(user string, args ...string) (string, string, int) {
+		t.Helper()
+		env := []string{"BRR_NATS_URL=" + s.url, "BRR_NATS_PASSWORD=" + rolePasswords[user]}
+		return runEnv(t, env, append([]string{"--user", user, "--timeout", "60s"}, args...)...)
+	}
+	if out, errOut, code := cli("publisher", "backup", src, "--wait", "--id", "auth-backup-1"); code != 0 {
+		t.Fatalf("publisher: brr backup --wait exited %d: %s%s", code, out, errOut)
+	}
+	for _, args := range [][]string{
+		{"jobs", "show", "auth-backup-1"},
+		{"jobs", "show", "auth-backup-1", "--wait"},
+		{"jobs", "ls"},
+		{"events"},
+		{"events", "--kind", "snapshot"},
+		{"snapshots"},
+		{"checkpoints"},
+		{"workers"},
+		{"restore", "latest", filepath.Join(t.TempDir(), "restore"), "--source", src, "--wait"},
+	} {
+		if out, errOut, code := cli("publisher", args...); code != 0 {
+			t.Errorf("publisher: brr %s exited %d: %s%s", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+	pnc, pviolations := connectAs(t, s, "publisher")
+	pc, err := brr.NewClient(pnc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitWorkers(t, ctx, pc, 1)
+	s.noViolations(t, "publisher", "publishing and following jobs")
+	s.noViolations(t, "worker", "running them")
+
+	// What the publisher must not do.
+	pjs, err := jetstream.New(pnc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := refusals{t: t, s: s, user: "publisher", violations: pviolations}
+	refused.check("creates a consumer on the jobs", "$JS.API.CONSUMER.CREATE.BRR_JOBS.thief", func(ctx context.Context) error {
+		_, err := pjs.CreateOrUpdateConsumer(ctx, "BRR_JOBS", jetstream.ConsumerConfig{Durable: "thief", AckPolicy: jetstream.AckExplicitPolicy})
+		return err
+	})
+	refused.check("pulls from the workers' consumer", "$JS.API.CONSUMER.MSG.NEXT.BRR_JOBS.workers-default",
+		request(pnc, "$JS.API.CONSUMER.MSG.NEXT.BRR_JOBS.workers-default", `{"batch":1}`))
+	refused.check("listens to the jobs as they are published", "brr.jobs.>", func(ctx context.Context) error {
+		sub, err := pnc.SubscribeSync("brr.jobs.>")
+		if err != nil {
+			return err
+		}
+		defer sub.Unsubscribe()
+		_, err = sub.NextMsgWithContext(ctx)
+		return err
+	})
+	refused.check("lists the dead letters", "$JS.API.CONSUMER.CREATE.BRR_DLQ.", func(ctx context.Context) error {
+		_, err := pc.DeadLetters(ctx)
+		return err
+	})
+	refused.check("gets a dead letter", "$JS.API.STREAM.MSG.GET.BRR_DLQ", request(pnc, "$JS.API.STREAM.MSG.GET.BRR_DLQ", `{"seq":1}`))
+	refused.check("gets a dead letter directly", "$JS.API.DIRECT.GET.BRR_DLQ", request(pnc, "$JS.API.DIRECT.GET.BRR_DLQ", `{"seq":1}`))
+	refused.check("listens to dead letters", "brr.dlq.>", func(ctx context.Context) error {
+		sub, err := pnc.SubscribeSync("brr.dlq.>")
+		if err != nil {
+			return err
+		}
+		defer sub.Unsubscribe()
+		_, err = sub.NextMsgWithContext(ctx)
+		return err
+	})
+	refused.check("deletes the jobs stream", "$JS.API.STREAM.DELETE.BRR_JOBS", func(ctx context.Context) error {
+		return pjs.DeleteStream(ctx, "BRR_JOBS")
+	})
+	refused.check("deletes the results bucket", "$JS.API.STREAM.DELETE.KV_BRR_RESULTS", func(ctx context.Context) error {
+		return pjs.DeleteKeyValue(ctx, "BRR_RESULTS")
+	})
+	refused.check("purges the event stream", "$JS.API.STREAM.PURGE.BRR_EVENTS", request(pnc, "$JS.API.STREAM.PURGE.BRR_EVENTS", ""))
+	refused.check("deletes an event", "$JS.API.STREAM.MSG.DELETE.BRR_EVENTS", request(pnc, "$JS.API.STREAM.MSG.DELETE.BRR_EVENTS", `{"seq":1}`))
+	refused.check("forges an event", "brr.events.job.backup.succeeded", func(ctx context.Context) error {
+		_, err := pjs.Publish(ctx, "brr.events.job.backup.succeeded", []byte(`{"v":1}`))
+		return err
+	})
+	refused.check("forges a job result", "$KV.BRR_RESULTS.auth-backup-1", func(ctx context.Context) error {
+		_, err := pjs.Publish(ctx, "$KV.BRR_RESULTS.auth-backup-1", []byte(`{"v":1}`))
+		return err
+	})
+	refused.check("takes a lease", "$KV.BRR_LEASES.repo-local", func(ctx context.Context) error {
+		_, err := pjs.Publish(ctx, "$KV.BRR_LEASES.repo-local", []byte("mine"))
+		return err
+	})
+	refused.check("adds a schedule", "brr.schedules.nightly", func(ctx context.Context) error {
+		_, err := pc.AddSchedule(ctx, "nightly", "0 0 3 * * *", "", brr.PingJob{})
+		return err
+	})
+	refused.check("updates the jobs stream", "$JS.API.STREAM.UPDATE.BRR_JOBS", func(ctx context.Context) error {
+		_, err := pjs.UpdateStream(ctx, jetstream.StreamConfig{Name: "BRR_JOBS", Subjects: []string{"brr.jobs.>"}})
+		return err
+	})
+
+	// The subscriber reads events, by the CLI and by its own consumers, and nothing else.
+	for _, args := range [][]string{{"events"}, {"events", "--kind", "snapshot", "--json"}, {"workers"}} {
+		if out, errOut, code := cli("subscriber", args...); code != 0 || !strings.Contains(out, "snapshot.committed") && !strings.Contains(out, `"committed"`) && args[0] != "workers" {
+			t.Errorf("subscriber: brr %s exited %d: %s%s", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+	snc, sviolations := connectAs(t, s, "subscriber")
+	sc, err := brr.NewClient(snc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *brr.Event, 64)
+	if err := sc.Subscribe(ctx, "brr.events.job.>", func(e *brr.Event) { got <- e }, brr.DeliverAll()); err != nil {
+		t.Fatalf("subscriber: subscribe: %v", err)
+	}
+	select {
+	case e := <-got:
+		if e.JobID == "" {
+			t.Errorf("subscriber: first job event has no job id: %+v", e)
+		}
+	case <-ctx.Done():
+		t.Fatal("subscriber: no job event")
+	}
+	waitWorkers(t, ctx, sc, 1)
+	sjs, err := jetstream.New(snc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := sjs.CreateOrUpdateConsumer(ctx, "BRR_EVENTS", jetstream.ConsumerConfig{Durable: "dashboard", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		t.Fatalf("subscriber: durable consumer on the events: %v", err)
+	}
+	msg, err := cons.Next(jetstream.FetchMaxWait(10 * time.Second))
+	if err != nil {
+		t.Fatalf("subscriber: next event: %v", err)
+	}
+	if err := msg.DoubleAck(ctx); err != nil {
+		t.Fatalf("subscriber: ack an event: %v", err)
+	}
+	s.noViolations(t, "subscriber", "reading events")
+
+	refused = refusals{t: t, s: s, user: "subscriber", violations: sviolations}
+	refused.check("publishes a job", "brr.jobs.default.ping", func(ctx context.Context) error {
+		_, err := sc.Publish(ctx, brr.PingJob{})
+		return err
+	})
+	refused.check("reads a job result", "$JS.API.STREAM.INFO.KV_BRR_RESULTS", func(ctx context.Context) error {
+		_, err := sc.Job(ctx, "auth-backup-1")
+		return err
+	})
+	refused.check("asks for snapshots", "brr.api.default.snapshots", func(ctx context.Context) error {
+		_, err := sc.Snapshots(ctx, "", "")
+		return err
+	})
+	refused.check("creates a consumer on the jobs", "$JS.API.CONSUMER.CREATE.BRR_JOBS.thief", func(ctx context.Context) error {
+		_, err := sjs.CreateOrUpdateConsumer(ctx, "BRR_JOBS", jetstream.ConsumerConfig{Durable: "thief", AckPolicy: jetstream.AckExplicitPolicy})
+		return err
+	})
+	refused.check("deletes the event stream", "$JS.API.STREAM.DELETE.BRR_EVENTS", func(ctx context.Context) error {
+		return sjs.DeleteStream(ctx, "BRR_EVENTS")
+	})
+	// The CLI says so, at once, instead of waiting for the publish to time out.
+	_, errOut, code := cli("subscriber", "backup", src)
+	if code != 1 || !strings.Contains(errOut, `NATS refused this command: nats: permissions violation: Permissions Violation for Publish to "brr.jobs.default.backup"`) {
+		t.Errorf("subscriber: brr backup exited %d, want 1 and the refusal:\n%s", code, errOut)
+	}
+	s.log.violations("subscriber")
+
+	// Nothing of what was refused happened: the admin sees the streams and no consumer
+	// but the workers', and the worker still runs jobs.
+	anc, _ := connectAs(t, s, "admin")
+	ajs, err := jetstream.New(anc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"BRR_JOBS", "BRR_EVENTS", "BRR_DLQ", "KV_BRR_RESULTS", "KV_BRR_LEASES"} {
+		if _, err := ajs.Stream(ctx, name); err != nil {
+			t.Errorf("stream %s after the refused attempts: %v", name, err)
+		}
+	}
+	jobs, err := ajs.Stream(ctx, "BRR_JOBS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for names := jobs.ConsumerNames(ctx); ; {
+		name, ok := <-names.Name()
+		if !ok {
+			break
+		}
+		if name != "workers-default" {
+			t.Errorf("consumer %q on BRR_JOBS: only the workers' may exist", name)
+		}
+	}
+	ac, err := brr.NewClient(anc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ac.Schedules(ctx); err != nil {
+		t.Errorf("admin: list schedules: %v", err)
+	}
+	if _, err := ac.DeadLetters(ctx); err != nil {
+		t.Errorf("admin: list dead letters: %v", err)
+	}
+	res, err := pc.Publish(ctx, brr.PingJob{})
+	if err != nil {
+		t.Fatalf("publisher: publish ping: %v", err)
+	}
+	if _, err := pc.Wait(ctx, res.ID, nil); err != nil {
+		t.Fatalf("ping after the refused attempts: %v\n%s", err, w.Logs())
+	}
+	s.noViolations(t, "admin", "reading dead letters and schedules")
+	s.noViolations(t, "worker", "running jobs")
+}
+
+// waitWorkers waits until c lists n workers (from their heartbeats on the event stream).
+func waitWorkers(t *testing.T, ctx context.Context, c *brr.Client, n int) {
+	t.Helper()
+	for {
+		ws, err := c.Workers(ctx)
+		if err != nil {
+			t.Fatalf("list workers: %v", err)
+		}
+		if len(ws) >= n {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d workers listed, want %d", len(ws), n)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// runWorkerToExit runs brr-worker with args and env until it exits, for a start-up that
+// must fail, and returns its exit code and output.
+func runWorkerToExit(t *testing.T, env []string, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(workerBin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode(), out.String()
+		}
+		return 0, out.String()
+	case <-time.After(90 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatalf("brr-worker %v still running after 90s:\n%s", args, out.String())
+	}
+	return 0, ""
+}
+
+// authFlow runs what every way of logging in must allow: a worker takes backup job id,
+// published and waited for by the CLI (with cliEnv and cliArgs), and a Go client on nc
+// reads its result.
+func authFlow(t *testing.T, w *worker, id string, cliEnv []string, cliArgs []string, nc *nats.Conn) {
+	t.Helper()
+	src := t.TempDir()
+	writeTree(t, src, 11, 64<<10, 1000)
+	args := append(append([]string{}, cliArgs...), "--timeout", "60s", "backup", src, "--wait", "--id", id)
+	if out, errOut, code := runEnv(t, cliEnv, args...); code != 0 {
+		t.Fatalf("brr backup --wait exited %d: %s%s\nworker logs:\n%s", code, out, errOut, w.Logs())
+	}
+	c, err := brr.NewClient(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := c.Job(ctxTimeout(t, 30*time.Second), id)
+	if err != nil || e.Status != brr.StatusSucceeded || e.Result == nil || e.Result.Backup == nil {
+		t.Fatalf("Go client: job %s = %+v, %v; want it succeeded with a snapshot", id, e, err)
+	}
+}
+
+// TestTokenAuth: a server that wants a token; the worker, the CLI and the Go client each
+// log in with it, and a wrong one is refused with a message that says what to set.
+func TestTokenAuth(t *testing.T) {
+	const token = "brr_tok_5e8c2a1f9b3d7e60"
+	opts := natstest.Options(t.TempDir())
+	opts.DontListen, opts.Host, opts.Port = false, "127.0.0.1", server.RANDOM_PORT
+	opts.Authorization = token
+	ns := natstest.StartWith(t, opts)
+	url := ns.ClientURL()
+
+	w := startWorker(t, workerOptions{natsURL: url, env: []string{"BRR_NATS_TOKEN=" + token}})
+	nc, err := nats.Connect(url, nats.Token(token))
+	if err != nil {
+		t.Fatalf("Go client with the token: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	authFlow(t, w, "token-1", []string{"BRR_NATS_URL=" + url, "BRR_NATS_TOKEN=" + token}, nil, nc)
+
+	if _, err := nats.Connect(url, nats.Token("wrong")); !errors.Is(err, nats.ErrAuthorization) {
+		t.Errorf("Go client with a wrong token: err = %v, want %v", err, nats.ErrAuthorization)
+	}
+	_, errOut, code := runEnv(t, []string{"BRR_NATS_URL=" + url, "BRR_NATS_TOKEN=wrong"}, "jobs")
+	if code != 3 || !strings.Contains(errOut, "refused the login") || !strings.Contains(errOut, "BRR_NATS_TOKEN") {
+		t.Errorf("brr with a wrong token exited %d, want 3 and what to set:\n%s", code, errOut)
+	}
+	code, out := runWorkerToExit(t, []string{"BRR_NATS_TOKEN=wrong"}, "--nats", url, "--data-dir", t.TempDir(), "--http", freeAddr(t), "--log-format", "json")
+	if code == 0 || !strings.Contains(out, "refused the login") || strings.Contains(out, "wrong\"") {
+		t.Errorf("brr-worker with a wrong token exited %d, want non-zero, a reason and no token:\n%s", code, out)
+	}
+}
+
+// TestUserPasswordFromEnvironment: the CLI takes its user, like its password, from the
+// environment (BRR_NATS_USER), as the worker does.
+func TestUserPasswordFromEnvironment(t *testing.T) {
+	s := startDeployServer(t, "../../deploy/nats/single.conf", nil)
+	w := startWorker(t, workerOptions{
+		natsURL: s.url,
+		env:     []string{"BRR_NATS_USER=worker", "BRR_NATS_PASSWORD=" + rolePasswords["worker"]},
+	})
+	nc, _ := connectAs(t, s, "publisher")
+	authFlow(t, w, "user-env-1", []string{"BRR_NATS_URL=" + s.url, "BRR_NATS_USER=publisher", "BRR_NATS_PASSWORD=" + rolePasswords["publisher"]}, nil, nc)
+	s.noViolations(t, "publisher", "backing up")
+
+	_, errOut, code := runEnv(t, []string{"BRR_NATS_URL=" + s.url, "BRR_NATS_USER=publisher", "BRR_NATS_PASSWORD=not-it"}, "jobs")
+	if code != 3 || !strings.Contains(errOut, "refused the login") || strings.Contains(errOut, "not-it") {
+		t.Errorf("brr with a wrong password exited %d, want 3, what to set, and no password:\n%s", code, errOut)
+	}
+	// A password in the URL is not repeated in the error either.
+	withPassword := strings.Replace(s.url, "nats://", "nats://publisher:not-it@", 1)
+	_, errOut, code = runEnv(t, nil, "--nats", withPassword, "jobs")
+	if code != 3 || !strings.Contains(errOut, "refused the login") || strings.Contains(errOut, "not-it") {
+		t.Errorf("brr with a wrong password in the URL exited %d, want 3, what to set, and no password:\n%s", code, errOut)
+	}
+	code, out := runWorkerToExit(t, []string{"BRR_NATS_USER=worker", "BRR_NATS_PASSWORD=not-it"}, "--nats", s.url, "--data-dir", t.TempDir(), "--http", freeAddr(t), "--log-format", "json")
+	if code == 0 || !strings.Contains(out, "refused the login") || strings.Contains(out, "not-it") {
+		t.Errorf("brr-worker with a wrong password exited %d, want non-zero, a reason and no password:\n%s", code, out)
+	}
+}
+
+// writeCerts writes a CA, a server certificate for 127.0.0.1 and a client certificate,
+// PEM files under dir named as deploy/nats/tls.conf and deploy/worker/tls.yaml name them.
+func writeCerts(t *testing.T, dir string) {
+	t.Helper()
+	newKey := func() *ecdsa.PrivateKey {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	write := func(name, typ string, der []byte) {
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeKey := func(name string, k *ecdsa.PrivateKey) {
+		der, err := x509.MarshalECPrivateKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(name, "EC PRIVATE KEY", der)
+	}
+	now := time.Now()
+	caKey := newKey()
+	ca := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "brr test CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write("ca.pem", "CERTIFICATE", caDER)
+	for i, c := range []struct {
+		cert, key string
+		usage     x509.ExtKeyUsage
+	}{
+		{"server.pem", "server-key.pem", x509.ExtKeyUsageServerAuth},
+		{"worker.pem", "worker-key.pem", x509.ExtKeyUsageClientAuth},
+	} {
+		k := newKey()
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(int64(i + 2)), Subject: pkix.Name{CommonName: strings.TrimSuffix(c.cert, ".pem")},
+			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{c.usage},
+			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &k.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		write(c.cert, "CERTIFICATE", der)
+		writeKey(c.key, k)
+	}
+}
+
+// copyDeployFile copies deploy/<from> to dir, with each old string of replace replaced by
+// its new one, and returns the copy's path.
+func copyDeployFile(t *testing.T, dir, from string, replace ...string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("../../deploy", from))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.NewReplacer(replace...).Replace(string(data))
+	to := filepath.Join(dir, filepath.Base(from))
+	if err := os.WriteFile(to, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return to
+}
+
+// TestTLS runs deploy/nats/tls.conf (mutual TLS and the role users) with certificates
+// made here: the worker (deploy/worker/tls.yaml), the CLI and the Go client connect with
+// the CA and a client certificate, and without them are refused with a clear reason.
+func TestTLS(t *testing.T) {
+	dir := t.TempDir()
+	writeCerts(t, dir)
+	copyDeployFile(t, dir, "nats/accounts.conf")
+	conf := copyDeployFile(t, dir, "nats/tls.conf", "/etc/nats/tls/", dir+"/")
+	s := startDeployServer(t, conf, nil)
+	url := strings.Replace(s.url, "nats://", "tls://", 1)
+
+	workerConf, err := os.ReadFile(copyDeployFile(t, dir, "worker/tls.yaml", "/etc/brr/tls/", dir+"/", "tls://nats.example.internal:4222", url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := startWorker(t, workerOptions{natsURL: url, config: string(workerConf), env: []string{"BRR_NATS_PASSWORD=" + rolePasswords["worker"]}})
+
+	nc, err := nats.Connect(url, nats.RootCAs(filepath.Join(dir, "ca.pem")),
+		nats.ClientCert(filepath.Join(dir, "worker.pem"), filepath.Join(dir, "worker-key.pem")),
+		nats.UserInfo("publisher", rolePasswords["publisher"]))
+	if err != nil {
+		t.Fatalf("Go client over TLS: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	if !nc.TLSRequired() {
+		t.Fatal("the server does not require TLS")
+	}
+	env := []string{"BRR_NATS_URL=" + url, "BRR_NATS_USER=publisher", "BRR_NATS_PASSWORD=" + rolePasswords["publisher"]}
+	tlsFlags := []string{"--tls-ca", filepath.Join(dir, "ca.pem"), "--tls-cert", filepath.Join(dir, "worker.pem"), "--tls-key", filepath.Join(dir, "worker-key.pem")}
+	authFlow(t, w, "tls-1", env, tlsFlags, nc)
+	s.noViolations(t, "publisher", "backing up over TLS")
+
+	// Without the CA the server is not trusted; without a client certificate the
+	// server does not trust the client; a plain connection is refused.
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no CA", []string{"--tls-cert", filepath.Join(dir, "worker.pem"), "--tls-key", filepath.Join(dir, "worker-key.pem")}, "--tls-ca"},
+		{"no client certificate", []string{"--tls-ca", filepath.Join(dir, "ca.pem")}, "--tls-cert"},
+		{"plain nats://", []string{"--nats", s.url}, "--tls-ca"},
+	} {
+		_, errOut, code := runEnv(t, env, append(c.args, "jobs")...)
+		if code != 3 || !strings.Contains(errOut, "TLS with NATS") || !strings.Contains(errOut, c.want) {
+			t.Errorf("brr with %s exited %d, want 3 and a hint at %s:\n%s", c.name, code, c.want, errOut)
+		}
+	}
+}
+
+// TestCredsAuth runs a server in operator mode (accounts and users as signed JWTs, the
+// way nsc sets them up): the worker, the CLI and the Go client log in with .creds files.
+func TestCredsAuth(t *testing.T) {
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	operator, err := nkeys.CreateOperator()
+	must(err)
+	opPub, err := operator.PublicKey()
+	must(err)
+	newAccount := func(name string, js bool) (nkeys.KeyPair, string, string) {
+		kp, err := nkeys.CreateAccount()
+		must(err)
+		pub, err := kp.PublicKey()
+		must(err)
+		ac := jwt.NewAccountClaims(pub)
+		ac.Name = name
+		if js {
+			ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
+		}
+		token, err := ac.Encode(operator)
+		must(err)
+		return kp, pub, token
+	}
+	_, sysPub, sysJWT := newAccount("SYS", false)
+	account, accPub, accJWT := newAccount("BRR", true)
+	oc := jwt.NewOperatorClaims(opPub)
+	oc.SystemAccount = sysPub
+	resolver := &server.MemAccResolver{}
+	must(resolver.Store(sysPub, sysJWT))
+	must(resolver.Store(accPub, accJWT))
+
+	opts := natstest.Options(t.TempDir())
+	opts.DontListen, opts.Host, opts.Port = false, "127.0.0.1", server.RANDOM_PORT
+	opts.TrustedOperators = []*jwt.OperatorClaims{oc}
+	opts.AccountResolver = resolver
+	opts.SystemAccount = sysPub
+	ns := natstest.StartWith(t, opts)
+	url := ns.ClientURL()
+
+	creds := func(name string) string {
+		kp, err := nkeys.CreateUser()
+		must(err)
+		pub, err := kp.PublicKey()
+		must(err)
+		uc := jwt.NewUserClaims(pub)
+		uc.Name = name
+		token, err := uc.Encode(account)
+		must(err)
+		seed, err := kp.Seed()
+		must(err)
+		data, err := jwt.FormatUserConfig(token, seed)
+		must(err)
+		path := filepath.Join(t.TempDir(), name+".creds")
+		must(os.WriteFile(path, data, 0o600))
+		return path
+	}
+	workerCreds, cliCreds := creds("worker"), creds("publisher")
+
+	w := startWorker(t, workerOptions{natsURL: url, env: []string{"BRR_NATS_CREDS=" + workerCreds}})
+	nc, err := nats.Connect(url, nats.UserCredentials(cliCreds))
+	if err != nil {
+		t.Fatalf("Go client with creds: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	authFlow(t, w, "creds-flag-1", []string{"BRR_NATS_URL=" + url}, []string{"--creds", cliCreds}, nc)
+	authFlow(t, w, "creds-env-1", []string{"BRR_NATS_URL=" + url, "BRR_NATS_CREDS=" + cliCreds}, nil, nc)
+
+	if _, errOut, code := runEnv(t, []string{"BRR_NATS_URL=" + url}, "jobs"); code != 3 || !strings.Contains(errOut, "--creds") {
+		t.Errorf("brr without creds exited %d, want 3 and what to set:\n%s", code, errOut)
+	}
+}
