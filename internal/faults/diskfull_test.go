@@ -1,0 +1,94 @@
+package faults_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/natstest"
+)
+
+// TestRestoreDiskFull restores 3.6 MiB into a 2 MiB file system (a tmpfs mounted for the
+// test). The restore must fail with an error that says the disk is full and which files it
+// could not write, and leave nothing partial: every file at the target is whole, and no
+// temporary file is left behind.
+//
+// Mounting needs root (or CAP_SYS_ADMIN); without it the test skips and says so. The
+// restorer writes with pwrite(2) on file descriptors of its own, so a real file system is
+// the only honest way to make the disk fill up under it.
+func TestRestoreDiskFull(t *testing.T) {
+	faultTest(t)
+	mnt := mountTmpfs(t, "2m")
+	ns := natstest.StartListening(t)
+	startWorker(t, workerOptions{natsURL: ns.ClientURL()})
+	_, c := connect(t, ns.ClientURL())
+	ctx := ctxTimeout(t, 3*time.Minute)
+
+	src := t.TempDir()
+	srcBytes := writeTree(t, src, 11, 40, 1<<20, 1<<20, 1<<20, 512<<10)
+	pub, err := c.Publish(ctx, brr.BackupJob{Path: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Wait(ctx, pub.ID, nil); err != nil {
+		t.Fatalf("backup: %v", err)
+	}
+
+	target := filepath.Join(mnt, "restore")
+	pub, err = c.Publish(ctx, brr.RestoreJob{Snapshot: "latest", Target: target})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := c.Wait(ctx, pub.ID, nil)
+	if err == nil {
+		t.Fatalf("restore of %d bytes into a 2 MiB file system succeeded: %+v", srcBytes, ev.Result)
+	}
+	if ev == nil || ev.Status != brr.StatusFailed {
+		t.Fatalf("restore into a full disk: %v (%+v), want status failed", err, ev)
+	}
+	if !strings.Contains(ev.Error, "no space left on device") {
+		t.Errorf("the error does not say the disk is full: %s", ev.Error)
+	}
+	files, size := checkRestored(t, src, target)
+	var st unix.Statfs_t
+	if err := unix.Statfs(mnt, &st); err != nil {
+		t.Fatal(err)
+	}
+	free := int64(st.Bavail) * st.Bsize
+
+	// The job failed for good: it is in the DLQ with the same reason, not retried.
+	dead, err := c.DeadLetters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dead) != 1 || dead[0].JobID != pub.ID || dead[0].Attempts != 1 {
+		t.Errorf("dead letters = %+v, want the restore, after one attempt", dead)
+	}
+	t.Logf("source %.1f MiB; restored whole %d files, %.1f MiB; nothing partial; %d KiB free at the end; error: %s",
+		float64(srcBytes)/(1<<20), files, float64(size)/(1<<20), free>>10, ev.Error)
+}
+
+// mountTmpfs mounts a tmpfs of size (as mount's size= takes it) on a new directory,
+// unmounted when the test ends; it skips the test when mounting is not allowed here.
+func mountTmpfs(t *testing.T, size string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs: run make test-faults as root (CI does) to test a full disk")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size+",mode=0755", "brr-faults", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here (a container without CAP_SYS_ADMIN?): %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	return dir
+}

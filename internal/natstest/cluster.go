@@ -1,0 +1,108 @@
+package natstest
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// Cluster is a JetStream cluster of servers in this process, each listening on loopback
+// with a file store of its own, routed to one another: what a test needs for R3 streams
+// and for losing a node.
+type Cluster struct {
+	Servers []*Server
+}
+
+// StartCluster starts a cluster of n servers (named n1, n2, …) and waits until JetStream
+// has a meta leader that every server follows; the servers are shut down when the test
+// ends. Clients connect with URL, the list of every server's address.
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	if n < 1 {
+		t.Fatalf("natstest: a cluster needs at least one server, got %d", n)
+	}
+	// Routes name every server's cluster port, so the ports are chosen before any starts.
+	ports := make([]int, n)
+	routes := make([]*url.URL, n)
+	for i := range ports {
+		ports[i] = freePort(t)
+		routes[i] = &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", ports[i])}
+	}
+	dir := t.TempDir()
+	c := &Cluster{}
+	for i := range n {
+		opts := Options(filepath.Join(dir, fmt.Sprintf("n%d", i+1)))
+		opts.ServerName = fmt.Sprintf("n%d", i+1)
+		opts.DontListen = false
+		opts.Host = "127.0.0.1"
+		opts.Port = server.RANDOM_PORT
+		opts.Cluster = server.ClusterOpts{Name: "natstest", Host: "127.0.0.1", Port: ports[i]}
+		opts.Routes = routes
+		c.Servers = append(c.Servers, StartWith(t, opts))
+	}
+	c.waitMetaLeader(t, 30*time.Second)
+	return c
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("natstest: find a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// waitMetaLeader waits until one server leads JetStream's meta group and every running
+// server is current with it.
+func (c *Cluster) waitMetaLeader(t testing.TB, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		leader, current := false, true
+		for _, s := range c.Servers {
+			if !s.Running() {
+				continue
+			}
+			leader = leader || s.JetStreamIsLeader()
+			current = current && s.JetStreamIsCurrent()
+		}
+		if leader && current {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("natstest: no JetStream meta leader in the cluster after %s", d)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// URL returns the client addresses of the servers that are running, comma-separated,
+// as nats.Connect and the worker's nats.url take them.
+func (c *Cluster) URL() string {
+	var urls []string
+	for _, s := range c.Servers {
+		if s.Running() {
+			urls = append(urls, s.ClientURL())
+		}
+	}
+	return strings.Join(urls, ",")
+}
+
+// Server returns the running server named name, or nil.
+func (c *Cluster) Server(name string) *Server {
+	for _, s := range c.Servers {
+		if s.Running() && s.Name() == name {
+			return s
+		}
+	}
+	return nil
+}
