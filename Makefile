@@ -22,7 +22,8 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
 .PHONY: help build run demo test test/short test/race lint lint-tools fmt-check vet \
-        fuzz bench bench-backup bench-pipeline clean
+        fuzz bench bench-backup bench-pipeline bench-prune bench-scale clean cluster-up cluster-down \
+        test-faults
 
 help: ## list the targets
 	@echo "brr $(VERSION) — make TARGET"
@@ -40,6 +41,12 @@ run: build ## run one worker with an embedded NATS server, data in .brr-data/
 demo: ## build, start a worker, back up, restore, verify, stop (scripts/demo.sh)
 	scripts/demo.sh
 
+cluster-up: ## 3 NATS nodes (deploy/nats/cluster.conf) and 3 workers as local processes, in .brr-cluster/
+	scripts/cluster-up.sh
+
+cluster-down: ## stop the cluster-up processes; PURGE=1 also removes .brr-cluster/
+	scripts/cluster-down.sh $(if $(PURGE),--purge)
+
 fmt-check: ## fail when a Go file is not gofmt'ed
 	@out="$$(find . -name '*.go' -not -path './.git/*' -not -path './.tools/*' -print0 | xargs -0 -r gofmt -l)"; \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
@@ -51,6 +58,9 @@ test: fmt-check vet ## gofmt check, go vet, then every test with the race detect
 	$(GO) test $(GOFLAGS_P) -race -count=1 -timeout 30m ./...
 
 test/race: test ## same as test
+
+test-faults: ## fault tests: killed workers, NATS restart, lost cluster node, partition, full disk, clock skew (~3 min; root for the full disk)
+	BRR_FAULTS=1 $(GO) test -race -count=1 -timeout 60m -v ./internal/faults/
 
 test/short: ## quick tests, no race detector (go test -short)
 	$(GO) test $(GOFLAGS_P) -short -count=1 -timeout 10m ./...
@@ -82,6 +92,12 @@ bench: bench-pipeline bench-backup ## both benchmarks
 
 bench-backup: build ## back up a ~740 MiB corpus with brr and restic side by side (scripts/bench-backup.sh)
 	scripts/bench-backup.sh
+
+bench-prune: build ## prune a repo of 1M blobs, brr and restic side by side (scripts/bench-prune.sh)
+	scripts/bench-prune.sh
+
+bench-scale: build ## jobs/s with 1, 2, 4 workers; pipeline on R1 vs a 3-node R3 cluster (scripts/bench-scale.sh)
+	scripts/bench-scale.sh
 
 bench-pipeline: build ## ping jobs/s and latency vs nats bench on one server (scripts/bench-pipeline.sh)
 	scripts/bench-pipeline.sh

@@ -122,8 +122,12 @@ type ReplicateResult struct {
 	BytesSent    int64 `json:"bytes_sent"`
 	BlobsPresent int64 `json:"blobs_present"`
 	// Lag is how far the target is behind the source after this job.
-	Lag        ReplicationLag `json:"lag"`
-	DurationMS int64          `json:"duration_ms"`
+	Lag ReplicationLag `json:"lag"`
+	// Copied describes the snapshots copied, as the target now lists them (Repo is To).
+	Copied []Snapshot `json:"copied,omitempty"`
+	// Warnings lists what went wrong without failing the job.
+	Warnings   []string `json:"warnings,omitempty"`
+	DurationMS int64    `json:"duration_ms"`
 }
 
 // ReplicationLag measures how far a replica is behind its source repository.
@@ -172,7 +176,10 @@ type PruneResult struct {
 	PendingPacks int        `json:"pending_packs"`
 	PendingBytes int64      `json:"pending_bytes"`
 	PendingUntil *time.Time `json:"pending_until,omitempty"`
-	DurationMS   int64      `json:"duration_ms"`
+	// Postponed says why condemned data that was due was not deleted: which running
+	// writers (backups, replications) prune waits for.
+	Postponed  string `json:"postponed,omitempty"`
+	DurationMS int64  `json:"duration_ms"`
 }
 
 // SnapshotDecision is what retention decided about one snapshot.

@@ -19,6 +19,7 @@ const DefaultPrefix = "brr"
 //	brr.api.<pool>.<query>           queries to workers   (request/reply, no stream)
 //	KV BRR_LEASES                    leases, one key per repo or source
 //	KV BRR_RESULTS                   the latest job event of every job, by job id
+//	KV BRR_HEALTH                    health check turns and their last results
 type Subjects struct {
 	Prefix string
 }

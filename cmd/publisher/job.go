@@ -61,6 +61,7 @@ func (m *Main) restoreCmd() *cobra.Command {
 	var (
 		f         jobFlags
 		repo      string
+		from      string
 		paths     []string
 		asOf      string
 		source    string
@@ -74,15 +75,27 @@ func (m *Main) restoreCmd() *cobra.Command {
 SNAPSHOT is a snapshot id (or a unique prefix of at least 4 hex digits), or "latest":
 the newest snapshot in the repository, or of --source when given, or the newest at or
 before --as-of. A relative TARGET or --source is made absolute from the current
-directory. Existing files are kept unless --overwrite.`,
+directory. Existing files are kept unless --overwrite.
+
+--from NAME restores from the replica NAME instead of the repository (it is --repo
+under another name, for reading). When the repository cannot be read, lacks the
+snapshot or holds it damaged, the worker falls back to its replicas by itself and
+says so in a warning.`,
 		Example: `  brr restore latest /tmp/restore --source /srv/app --wait
   brr restore 3fa2c1d9 /tmp/restore --path etc/app.conf --overwrite
-  brr restore latest /tmp/yesterday --source /srv/app --as-of 24h`,
+  brr restore latest /tmp/yesterday --source /srv/app --as-of 24h
+  brr restore latest /tmp/restore --source /srv/app --from offsite --wait`,
 		Args: args(2, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			target, err := m.abs(args[1])
 			if err != nil {
 				return err
+			}
+			if from != "" {
+				if repo != "" {
+					return usageError(errors.New("restore: --from and --repo both name the repository to read; give one"))
+				}
+				repo = from
 			}
 			job := brr.RestoreJob{Snapshot: args[0], Target: target, Repo: repo, Paths: paths, Overwrite: overwrite}
 			if source != "" {
@@ -102,6 +115,7 @@ directory. Existing files are kept unless --overwrite.`,
 	}
 	f.add(cmd)
 	cmd.Flags().StringVar(&repo, "repo", "", "repository name from the worker's config")
+	cmd.Flags().StringVar(&from, "from", "", "restore from this replica (a repository name) instead")
 	cmd.Flags().StringArrayVar(&paths, "path", nil, "restore only this path of the snapshot and what is below it (repeatable)")
 	cmd.Flags().StringVar(&asOf, "as-of", "", `with "latest": the newest snapshot at or before this time (RFC 3339, YYYY-MM-DD, or a duration ago like 24h)`)
 	cmd.Flags().StringVar(&source, "source", "", `with "latest": only snapshots of this source path`)
@@ -114,23 +128,28 @@ func (m *Main) verifyCmd() *cobra.Command {
 		f        jobFlags
 		repo     string
 		readData bool
+		drill    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Check a repository for missing or damaged data",
 		Long: `Check that every blob a snapshot refers to exists in the repository; with
 --read-data also decrypt and hash every blob. Damage is listed with the snapshots and
-files it affects, and the job ends failed.`,
+files it affects, and the job ends failed. With --drill the worker then restores the
+newest snapshot into scratch space and checks every file against it (see brr drill);
+a failed drill fails the verify.`,
 		Example: `  brr verify --repo local --wait
-  brr verify --repo offsite --read-data --wait`,
+  brr verify --repo offsite --read-data --wait
+  brr verify --repo local --drill --wait`,
 		Args: args(0, 0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return m.runJob(cmd, f, brr.VerifyJob{Repo: repo, ReadData: readData})
+			return m.runJob(cmd, f, brr.VerifyJob{Repo: repo, ReadData: readData, Drill: drill})
 		},
 	}
 	f.add(cmd)
 	cmd.Flags().StringVar(&repo, "repo", "", "repository name from the worker's config")
 	cmd.Flags().BoolVar(&readData, "read-data", false, "read, decrypt and hash all data (slow)")
+	cmd.Flags().BoolVar(&drill, "drill", false, "also run a restore drill of the newest snapshot")
 	return cmd
 }
 
@@ -174,8 +193,13 @@ func who() string {
 
 // runJob publishes args and, with --wait, waits for the job's end. With --wait the id is
 // chosen here and the job watched before it is published, so that none of its events,
-// progress included, comes before the watch.
+// progress included, comes before the watch. In capture mode (m.capture, for `brr
+// schedule add`) it only records args. Every job command goes through here, so every
+// job command can be scheduled.
 func (m *Main) runJob(cmd *cobra.Command, f jobFlags, args brr.JobArgs) error {
+	if m.capture != nil {
+		return m.captureJob(cmd, f, args)
+	}
 	return m.withClient(cmd, func(ctx context.Context, c *brr.Client) error {
 		opts := []brr.PublishOption{brr.WithBy(who())}
 		if !f.wait {
@@ -292,6 +316,9 @@ func (m *Main) printResult(e *brr.Event) {
 		printWarnings(w, x.Warnings)
 	case r != nil && r.Verify != nil:
 		v := r.Verify
+		if v.Drill != nil {
+			defer printDrill(w, v.Drill) // after the verify's own report, whichever it is
+		}
 		what := "structure"
 		if v.ReadData {
 			what = "structure and data"
@@ -319,6 +346,10 @@ func (m *Main) printResult(e *brr.Event) {
 		}
 	case r != nil && r.Ping != nil:
 		fmt.Fprintf(w, "pong from worker %s\n", r.Ping.Worker)
+	case r != nil && (r.Prune != nil || r.Checkpoint != nil || r.Drill != nil):
+		printRecovery(w, r)
+	case r != nil && r.Replicate != nil:
+		printReplicate(w, r.Replicate)
 	default:
 		fmt.Fprintf(w, "%s job %s %s\n", e.Kind, e.JobID, e.Status)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	neturl "net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -43,6 +44,11 @@ type Main struct {
 	pool, prefix                      string
 	json                              bool
 	timeout                           time.Duration
+
+	// capture, when set, makes job commands record their job in it instead of publishing
+	// it, and every other command fail before it connects: `brr schedule add` runs the
+	// job command of a schedule this way.
+	capture *capturedJob
 }
 
 // exitError carries an exit status; quiet means its message was already printed.
@@ -138,8 +144,8 @@ start a worker there with: brr-worker`,
 	})
 	f := root.PersistentFlags()
 	f.StringVar(&m.url, "nats", m.env("BRR_NATS_URL", defaultURL), "NATS server URL(s), comma-separated (env BRR_NATS_URL)")
-	f.StringVar(&m.creds, "creds", "", "NATS credentials file")
-	f.StringVar(&m.user, "user", "", "NATS user")
+	f.StringVar(&m.creds, "creds", m.Getenv("BRR_NATS_CREDS"), "NATS credentials file (env BRR_NATS_CREDS)")
+	f.StringVar(&m.user, "user", m.Getenv("BRR_NATS_USER"), "NATS user (env BRR_NATS_USER)")
 	f.StringVar(&m.password, "password", m.Getenv("BRR_NATS_PASSWORD"), "NATS password (env BRR_NATS_PASSWORD)")
 	f.StringVar(&m.token, "token", m.Getenv("BRR_NATS_TOKEN"), "NATS token (env BRR_NATS_TOKEN)")
 	f.StringVar(&m.tlsCA, "tls-ca", "", "CA certificate file to verify the NATS server")
@@ -156,6 +162,10 @@ start a worker there with: brr-worker`,
 
 	root.AddCommand(m.backupCmd(), m.restoreCmd(), m.verifyCmd(), m.snapshotsCmd(), m.jobsCmd(),
 		m.dlqCmd(), m.eventsCmd(), m.benchCmd())
+	root.AddCommand(m.replicateCmd())
+	root.AddCommand(m.checkpointCmd(), m.checkpointsCmd(), m.pruneCmd(), m.drillCmd())
+	root.AddCommand(m.scheduleCmd())
+	root.AddCommand(m.workersCmd())
 	return root
 }
 
@@ -196,9 +206,26 @@ func (m *Main) context(cmd *cobra.Command) (context.Context, context.CancelFunc)
 	return context.WithCancel(ctx)
 }
 
-// connect dials NATS and returns a client on it; the caller closes the connection.
-func (m *Main) connect() (*brr.Client, *nats.Conn, error) {
-	opts := []nats.Option{nats.Name("brr"), nats.Timeout(5 * time.Second)}
+// errRefused is wrapped by the error of a command that NATS refused for lack of
+// permission.
+var errRefused = errors.New("NATS refused this command")
+
+// connect dials NATS and returns a client on it; the caller closes the connection. A
+// permission violation, which NATS reports apart from the request that caused it (that
+// request would only time out), is passed to refuse, which ends the command.
+func (m *Main) connect(refuse context.CancelCauseFunc) (*brr.Client, *nats.Conn, error) {
+	if m.capture != nil {
+		return nil, nil, errNotAJob
+	}
+	opts := []nats.Option{nats.Name("brr"), nats.Timeout(5 * time.Second),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrPermissionViolation) {
+				refuse(fmt.Errorf("%w: %v: the NATS user of this command lacks the permission; use the credentials of a role that has it (see docs/security.md)", errRefused, err))
+				return
+			}
+			fmt.Fprintf(m.Stderr, "brr: %v\n", err)
+		}),
+	}
 	switch {
 	case m.creds != "":
 		opts = append(opts, nats.UserCredentials(m.creds))
@@ -218,7 +245,7 @@ func (m *Main) connect() (*brr.Client, *nats.Conn, error) {
 	}
 	nc, err := nats.Connect(m.url, opts...)
 	if err != nil {
-		return nil, nil, &exitError{code: exitNoServer, err: fmt.Errorf("cannot reach NATS at %s: %v — is brr-worker running? (start one with: brr-worker)", m.url, err)}
+		return nil, nil, &exitError{code: exitNoServer, err: connectError(m.url, err)}
 	}
 	c, err := brr.NewClient(nc, brr.WithPrefix(m.prefix), brr.WithPool(m.pool))
 	if err != nil {
@@ -232,12 +259,49 @@ func (m *Main) connect() (*brr.Client, *nats.Conn, error) {
 func (m *Main) withClient(cmd *cobra.Command, fn func(ctx context.Context, c *brr.Client) error) error {
 	ctx, cancel := m.context(cmd)
 	defer cancel()
-	c, nc, err := m.connect()
+	ctx, refuse := context.WithCancelCause(ctx)
+	defer refuse(nil)
+	c, nc, err := m.connect(refuse)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	return fn(ctx, c)
+	err = fn(ctx, c)
+	if cause := context.Cause(ctx); err != nil && errors.Is(cause, errRefused) {
+		return cause
+	}
+	return err
+}
+
+// connectError says why NATS at url could not be used, and what to do.
+func connectError(url string, err error) error {
+	url = redactURLs(url)
+	switch {
+	case errors.Is(err, nats.ErrAuthorization), errors.Is(err, nats.ErrAuthExpired), errors.Is(err, nats.ErrAuthRevoked):
+		return fmt.Errorf("NATS at %s refused the login (%v): give the credentials of a brr user with --user and --password (env BRR_NATS_USER, BRR_NATS_PASSWORD), --token (BRR_NATS_TOKEN) or --creds (BRR_NATS_CREDS)", url, err)
+	case errors.Is(err, nats.ErrTLS), errors.Is(err, nats.ErrSecureConnRequired), errors.Is(err, nats.ErrSecureConnWanted), strings.Contains(err.Error(), "x509:"), strings.Contains(err.Error(), "tls:"):
+		return fmt.Errorf("TLS with NATS at %s failed (%v): give the CA that signed the server's certificate with --tls-ca, and --tls-cert and --tls-key when the server asks for a client certificate", url, err)
+	}
+	return fmt.Errorf("cannot reach NATS at %s: %v — is brr-worker running? (start one with: brr-worker)", url, err)
+}
+
+// redactURLs hides the password or token in the user info of each of the
+// comma-separated URLs, as nats.go's ConnectedUrlRedacted does.
+func redactURLs(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		u, err := neturl.Parse(strings.TrimSpace(p))
+		if err != nil || u.User == nil {
+			continue
+		}
+		if _, ok := u.User.Password(); ok {
+			u.User = neturl.UserPassword(u.User.Username(), "xxxxx")
+		} else {
+			u.User = neturl.User("xxxxx")
+		}
+		parts[i] = u.String()
+	}
+	return strings.Join(parts, ",")
 }
 
 // printJSON writes v as one line of JSON.

@@ -41,6 +41,11 @@ type Config struct {
 	// MemoryLimit is the Go runtime's soft memory limit (see applyMemorySettings); 0
 	// (off) leaves the runtime's own, GOMEMLIMIT when that is set.
 	MemoryLimit ByteSize `yaml:"memory_limit"`
+
+	// Retention is each repo's retention policy, by repo name: what a prune of it
+	// keeps. A repo without one keeps every snapshot.
+	Retention map[string]brr.RetentionPolicy `yaml:"retention"`
+	Prune     PruneConfig                    `yaml:"prune"`
 }
 
 // NATSConfig says which NATS to use: an external one at URL, or (URL empty) an embedded
@@ -64,8 +69,12 @@ type TLSConfig struct {
 
 // HTTPConfig is the worker's HTTP endpoint.
 type HTTPConfig struct {
-	Listen     string `yaml:"listen"`
+	Listen string `yaml:"listen"`
+	// APIKeyFile holds the key the HTTP API wants as a Bearer token for every mutation;
+	// without it the API takes no jobs.
 	APIKeyFile string `yaml:"api_key_file"`
+	// ProtectReads makes the API want the key for reads too (the dashboard then asks for it).
+	ProtectReads bool `yaml:"protect_reads"`
 }
 
 // RepoConfig locates one repository and its key; the key itself is never in the config.
@@ -75,10 +84,35 @@ type RepoConfig struct {
 	PasswordEnv string `yaml:"password_env,omitempty"`
 }
 
-// HealthConfig sets how often health is checked and the recovery point objective of sources.
+// HealthConfig sets how often health is checked, the recovery point objective of
+// sources and the thresholds of the pool's health checks (docs/health.md).
 type HealthConfig struct {
 	Interval time.Duration            `yaml:"interval"`
 	RPO      map[string]time.Duration `yaml:"rpo"`
+	// SummaryEvery makes every SummaryEvery-th turn of a check publish all its results,
+	// not only those whose status changed.
+	SummaryEvery int `yaml:"summary_every"`
+	// Canary sends a ping job through each pool every interval; CanaryWarn is the
+	// latency above which it warns.
+	Canary     bool          `yaml:"canary"`
+	CanaryWarn time.Duration `yaml:"canary_warn"`
+	// LagWarn and LagCritical bound the age of the oldest snapshot a replication target
+	// lacks.
+	LagWarn     time.Duration `yaml:"lag_warn"`
+	LagCritical time.Duration `yaml:"lag_critical"`
+	// VerifyMaxAge is how old a repo's last verify may be before its check warns.
+	VerifyMaxAge time.Duration `yaml:"verify_max_age"`
+	// DiskWarn and DiskCritical are the percentages of free space of a worker's data
+	// dir below which the disk check warns and turns critical.
+	DiskWarn     int `yaml:"disk_warn"`
+	DiskCritical int `yaml:"disk_critical"`
+}
+
+// PruneConfig tunes prune jobs.
+type PruneConfig struct {
+	// Grace is how long data a prune found unused is kept before a later prune deletes
+	// it, so that a backup running meanwhile, which may come to use it, never loses it.
+	Grace time.Duration `yaml:"grace"`
 }
 
 // LogConfig sets the log level and format.
@@ -115,7 +149,8 @@ func DefaultConfig() Config {
 		HTTP:        HTTPConfig{Listen: "127.0.0.1:8080"},
 		Pools:       []string{brr.DefaultPool},
 		Concurrency: 4,
-		Health:      HealthConfig{Interval: 15 * time.Second},
+		Health:      defaultHealthConfig(),
+		Prune:       PruneConfig{Grace: time.Hour},
 		Prefix:      brr.DefaultPrefix,
 		Log:         LogConfig{Level: "info", Format: "auto"},
 		Jobs:        JobsConfig{AckWait: 30 * time.Second, MaxDeliver: 10, DrainTimeout: 30 * time.Second, LeaseTTL: 30 * time.Second},
@@ -336,6 +371,20 @@ func applyEnv(cfg *Config, getenv func(string) string) error {
 		}
 		cfg.MemoryLimit = n
 	}
+	if v := getenv("BRR_PRUNE_GRACE"); v != "" {
+		d, err := time.ParseDuration(strings.TrimSpace(v))
+		if err != nil {
+			return fmt.Errorf("BRR_PRUNE_GRACE: want a duration such as 1h or 30m, got %q", v)
+		}
+		cfg.Prune.Grace = d
+	}
+	if v := getenv("BRR_HTTP_PROTECT_READS"); v != "" {
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return fmt.Errorf("BRR_HTTP_PROTECT_READS: want true or false, got %q", v)
+		}
+		cfg.HTTP.ProtectReads = b
+	}
 	if v := getenv("BRR_HEALTH_INTERVAL"); v != "" {
 		d, err := time.ParseDuration(strings.TrimSpace(v))
 		if err != nil {
@@ -377,6 +426,9 @@ func (c *Config) finish(env Environment) error {
 	}
 	return nil
 }
+
+// ScratchDir is where restore drills restore to: a directory per drill, removed after.
+func (c *Config) ScratchDir() string { return filepath.Join(c.DataDir, "scratch") }
 
 // localRepo is the repository created under the data dir when none is configured.
 func (c *Config) localRepo() RepoConfig {

@@ -217,6 +217,8 @@ gc_percent: 40
 		t.Fatalf("ParseFlags: %v", err)
 	}
 	c := m.Config
+	health := defaultHealthConfig()
+	health.Interval, health.RPO = 30*time.Second, map[string]time.Duration{"/srv/app": 26 * time.Hour}
 	want := Config{
 		DataDir: "/var/lib/brr",
 		NATS: NATSConfig{
@@ -234,13 +236,14 @@ gc_percent: 40
 		},
 		DefaultRepo: "local",
 		Replicate:   map[string][]string{"local": {"offsite"}},
-		Health:      HealthConfig{Interval: 30 * time.Second, RPO: map[string]time.Duration{"/srv/app": 26 * time.Hour}},
+		Health:      health,
 		Prefix:      "brr",
 		Log:         LogConfig{Level: "warn", Format: "json"},
 		Jobs:        JobsConfig{AckWait: 10 * time.Second, MaxDeliver: 5, DrainTimeout: time.Minute, LeaseTTL: 45 * time.Second},
 		Streams:     StreamsConfig{Replicas: 3, EventsMaxAge: 72 * time.Hour},
 		MemoryLimit: 512 << 20,
 		GCPercent:   40,
+		Prune:       PruneConfig{Grace: time.Hour},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("config =\n%+v\nwant\n%+v", c, want)

@@ -3,16 +3,14 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"html/template"
 	"net"
 	"net/http"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/brr-dev/brr/internal/health"
 )
 
 // readiness is what /readyz reports: the worker is ready when its NATS connection is up
@@ -21,6 +19,18 @@ type readiness struct {
 	started  atomic.Bool
 	stopping atomic.Bool
 	nc       atomic.Pointer[nats.Conn] // nil until NATS is connected
+	// pool is the health monitor, nil until it runs.
+	pool atomic.Pointer[health.Monitor]
+}
+
+// poolHealth is the aggregate status of the pool's health checks, or "unknown" while
+// the monitor has not read them.
+func (r *readiness) poolHealth() string {
+	m := r.pool.Load()
+	if m == nil || !m.Loaded() {
+		return "unknown"
+	}
+	return string(m.Report().Status)
 }
 
 // reason is why the worker is not ready, or "" when it is.
@@ -36,83 +46,42 @@ func (r *readiness) reason() string {
 	return ""
 }
 
-// jobStats is what the metrics endpoint reads from the consumer.
-type jobStats struct {
-	Done, Failed, Dead, Retried, InFlight float64
-}
-
-// httpServer serves the worker's health, readiness, metrics and front page.
+// httpServer serves the worker's health, readiness and metrics, and once mounted (see
+// web.go) the dashboard at / and the API under /api/v1/.
 type httpServer struct {
 	srv *http.Server
 	ln  net.Listener
+	app *appMount
 }
 
 // newHTTPServer listens on addr at once, so that an address in use fails start-up, and
 // serves once Serve is called.
-func newHTTPServer(addr, worker, host, version string, ready *readiness, stats func() jobStats) (*httpServer, error) {
+func newHTTPServer(addr, worker, version string, ready *readiness, metrics http.Handler) (*httpServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("http listen on %s: %w (set http.listen, BRR_HTTP_LISTEN or --http to a free address)", addr, err)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name:        "brr_worker_info",
-			Help:        "Always 1; its labels name the worker and its version.",
-			ConstLabels: prometheus.Labels{"worker": worker, "host": host, "version": version},
-		}, func() float64 { return 1 }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "brr_worker_ready",
-			Help: "1 while the worker is ready (/readyz answers 200), else 0.",
-		}, func() float64 {
-			if ready.reason() == "" {
-				return 1
-			}
-			return 0
-		}),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "brr_jobs_done_total",
-			Help: "Jobs this worker finished successfully since it started.",
-		}, func() float64 { return stats().Done }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "brr_jobs_failed_total",
-			Help: "Jobs that failed for good on this worker (bad request or permanent error) since it started.",
-		}, func() float64 { return stats().Failed }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "brr_jobs_dead_total",
-			Help: "Jobs that ran out of attempts on this worker since it started.",
-		}, func() float64 { return stats().Dead }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "brr_jobs_retried_total",
-			Help: "Job attempts on this worker that ended in a transient error and will be retried.",
-		}, func() float64 { return stats().Retried }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "brr_jobs_in_flight",
-			Help: "Jobs this worker is running now.",
-		}, func() float64 { return stats().InFlight }),
-	)
-
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "worker": worker, "version": version})
 	})
+	// /readyz is about this worker only: whether it can take jobs. The pool's health
+	// (health) is there to read, but a critical check (an RPO missed, a full disk
+	// elsewhere) must not take a worker that works out of a load balancer.
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if reason := ready.reason(); reason != "" {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": reason, "worker": worker})
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": reason, "worker": worker, "health": ready.poolHealth()})
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "worker": worker})
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "worker": worker, "health": ready.poolHealth()})
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		_ = indexPage.Execute(w, struct{ Worker, Host, Version string }{worker, host, version})
-	})
+	mux.Handle("GET /metrics", metrics)
+	app := &appMount{}
+	mux.Handle("/", app)
 
 	return &httpServer{
-		ln: ln,
+		ln:  ln,
+		app: app,
 		srv: &http.Server{
 			Handler:           mux,
 			ReadHeaderTimeout: 10 * time.Second,
@@ -138,16 +107,3 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
-
-var indexPage = template.Must(template.New("index").Parse(`<!doctype html>
-<html><head><meta charset="utf-8"><title>brr-worker {{.Worker}}</title></head>
-<body>
-<h1>brr-worker {{.Worker}}</h1>
-<p>Host {{.Host}}, version {{.Version}}. This worker runs backup, restore and verify jobs from NATS JetStream.</p>
-<ul>
-<li><a href="/healthz">/healthz</a>: 200 while the process runs</li>
-<li><a href="/readyz">/readyz</a>: 200 when connected to NATS and consuming jobs, else 503 with the reason</li>
-<li><a href="/metrics">/metrics</a>: Prometheus metrics</li>
-</ul>
-</body></html>
-`))

@@ -5,10 +5,13 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/brr-dev/brr/internal/metrics"
 )
 
 func TestHTTPReportsVersion(t *testing.T) {
-	srv, err := newHTTPServer("127.0.0.1:0", "w1-0123abcd", "h1", "v1.2.3", &readiness{}, func() jobStats { return jobStats{} })
+	m := metrics.New(metrics.Options{Worker: "w1-0123abcd", Host: "h1", Version: "v1.2.3"})
+	srv, err := newHTTPServer("127.0.0.1:0", "w1-0123abcd", "v1.2.3", &readiness{}, m.Handler())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -124,7 +124,7 @@ func (m *Main) ParseFlags(args []string, env Environment) error {
 		dataDir      = fs.String("data-dir", "", "state, embedded JetStream store and local repo (data_dir, BRR_DATA_DIR)")
 		natsURL      = fs.String("nats", "", "NATS server URL; empty starts an embedded server (nats.url, BRR_NATS_URL)")
 		listen       = fs.String("listen", "", "embedded server's client address (nats.listen, BRR_NATS_LISTEN; default 127.0.0.1:4222)")
-		httpListen   = fs.String("http", "", "HTTP address for /healthz, /readyz, /metrics (http.listen, BRR_HTTP_LISTEN; default 127.0.0.1:8080)")
+		httpListen   = fs.String("http", "", "HTTP address for /healthz, /readyz, /metrics, the dashboard and /api/v1 (http.listen, BRR_HTTP_LISTEN; default 127.0.0.1:8080)")
 		pools        = fs.StringArray("pool", nil, "pool to take jobs from; repeat for more (pools, BRR_POOLS; default default)")
 		concurrency  = fs.Int("concurrency", 0, "jobs run at once, 1-256 (concurrency, BRR_CONCURRENCY; default 4)")
 		allowedRoots = fs.StringArray("allowed-root", nil, "directory jobs may read or write; repeat for more (allowed_roots, BRR_ALLOWED_ROOTS)")
@@ -278,7 +278,8 @@ func (m *Main) Close() error {
 }
 
 func usage(fs *pflag.FlagSet) string {
-	return `brr-worker runs brr jobs (backup, restore, verify, ping) from NATS JetStream.
+	return `brr-worker runs brr jobs (backup, restore, verify, replicate, prune, checkpoint,
+drill, ping) from NATS JetStream.
 
 Usage:
   brr-worker [flags]            run the worker until SIGTERM or SIGINT
@@ -297,16 +298,16 @@ Flags:
 ` + fs.FlagUsages() + `
 Environment:
   BRR_CONFIG BRR_DATA_DIR BRR_NATS_URL BRR_NATS_LISTEN BRR_NATS_CREDS BRR_NATS_USER
-  BRR_NATS_PASSWORD BRR_NATS_TOKEN BRR_HTTP_LISTEN BRR_HTTP_API_KEY_FILE
+  BRR_NATS_PASSWORD BRR_NATS_TOKEN BRR_HTTP_LISTEN BRR_HTTP_API_KEY_FILE BRR_HTTP_PROTECT_READS
   BRR_POOLS (comma-separated) BRR_CONCURRENCY BRR_ALLOWED_ROOTS (comma-separated)
-  BRR_DEFAULT_REPO BRR_HEALTH_INTERVAL BRR_LOG_LEVEL BRR_LOG_FORMAT BRR_PREFIX
+  BRR_DEFAULT_REPO BRR_HEALTH_INTERVAL BRR_PRUNE_GRACE BRR_LOG_LEVEL BRR_LOG_FORMAT BRR_PREFIX
   BRR_GC_PERCENT BRR_MEMORY_LIMIT (GOGC and GOMEMLIMIT replace their defaults when set)
 
 Config file keys (YAML):
   data_dir: /var/lib/brr          # default: /var/lib/brr as root, else ~/.local/share/brr
   nats: {url: "", listen: 127.0.0.1:4222, creds: "", user: "", password: "", token: "",
          tls: {ca: "", cert: "", key: ""}}
-  http: {listen: 127.0.0.1:8080, api_key_file: ""}
+  http: {listen: 127.0.0.1:8080, api_key_file: "", protect_reads: false}
   pools: [default]
   concurrency: 4
   allowed_roots: []               # empty: any absolute path; set it in production
@@ -314,8 +315,14 @@ Config file keys (YAML):
     local:   {url: "file:///var/lib/brr/repo", key_file: /var/lib/brr/local.key}
     offsite: {url: "nats://brr-offsite", password_env: BRR_OFFSITE_PASSWORD}
   default_repo: local
-  replicate: {local: [offsite]}
-  health: {interval: 15s, rpo: {"/srv/app": 26h}}
+  replicate: {local: [offsite]}    # after a snapshot is committed in local, copy it to offsite
+  retention:                       # what prune keeps, per repo (a prune job may override it)
+    local:   {keep_last: 7, keep_daily: 14, tags: {db: {keep_daily: 30}}}
+    offsite: {keep_monthly: 24}
+  prune: {grace: 1h}               # condemned data is deleted by a prune at least this much later
+  health: {interval: 15s, rpo: {"/srv/app": 26h}, summary_every: 4, canary: true,
+           canary_warn: 5s, lag_warn: 15m, lag_critical: 1h, verify_max_age: 192h,
+           disk_warn: 10, disk_critical: 5}
   prefix: brr
   log: {level: info, format: auto}
   jobs: {ack_wait: 30s, max_deliver: 10, drain_timeout: 30s, lease_ttl: 30s}

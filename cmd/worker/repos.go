@@ -9,7 +9,11 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"time"
 
+	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/events"
+	"github.com/brr-dev/brr/internal/jobs"
 	"github.com/brr-dev/brr/internal/repo"
 	"github.com/brr-dev/brr/internal/repo/file"
 	"github.com/brr-dev/brr/internal/repo/natsobj"
@@ -19,7 +23,7 @@ import (
 
 // openRepos opens every configured repository, creating those whose location holds none
 // yet. A wrong key stops start-up with an error that names the repository.
-func openRepos(ctx context.Context, cfg Config, js jetstream.JetStream, log zerolog.Logger) (map[string]*repo.Repository, error) {
+func openRepos(ctx context.Context, cfg Config, js jetstream.JetStream, leases jobs.Leaser, log zerolog.Logger) (map[string]*repo.Repository, error) {
 	repos := map[string]*repo.Repository{}
 	closeAll := func() {
 		for _, r := range repos {
@@ -30,7 +34,7 @@ func openRepos(ctx context.Context, cfg Config, js jetstream.JetStream, log zero
 	for _, name := range cfg.repoNames() {
 		rc := cfg.Repos[name]
 		rlog := log.With().Str("repo", name).Logger()
-		r, err := openRepo(ctx, cfg, name, rc, js, rlog)
+		r, err := openRepo(ctx, cfg, name, rc, js, leases, rlog)
 		if err != nil {
 			closeAll()
 			return nil, err
@@ -40,7 +44,7 @@ func openRepos(ctx context.Context, cfg Config, js jetstream.JetStream, log zero
 	return repos, nil
 }
 
-func openRepo(ctx context.Context, cfg Config, name string, rc RepoConfig, js jetstream.JetStream, log zerolog.Logger) (*repo.Repository, error) {
+func openRepo(ctx context.Context, cfg Config, name string, rc RepoConfig, js jetstream.JetStream, leases jobs.Leaser, log zerolog.Logger) (*repo.Repository, error) {
 	loc, err := parseRepoURL(rc.URL)
 	if err != nil {
 		return nil, fmt.Errorf("repos.%s.url: %w", name, err)
@@ -70,12 +74,15 @@ func openRepo(ctx context.Context, cfg Config, name string, rc RepoConfig, js je
 	r, err := repo.Open(ctx, be, password, repo.Options{})
 	switch {
 	case errors.Is(err, repo.ErrNoRepository):
-		r, err = repo.Init(ctx, be, password, repo.Options{})
+		var created bool
+		r, created, err = initRepo(ctx, be, password, leases)
 		if err != nil {
 			_ = be.Close()
 			return nil, fmt.Errorf("create repo %s at %s: %w", name, be.Location(), err)
 		}
-		log.Info().Str("location", be.Location()).Msg("created repository")
+		if created {
+			log.Info().Str("location", be.Location()).Msg("created repository")
+		}
 	case errors.Is(err, repo.ErrWrongPassword):
 		_ = be.Close()
 		how := "the key in " + rc.KeyFile
@@ -90,6 +97,47 @@ func openRepo(ctx context.Context, cfg Config, name string, rc RepoConfig, js je
 		log.Debug().Str("location", be.Location()).Msg("opened repository")
 	}
 	return r, nil
+}
+
+// initWait bounds how long a worker waits for another to finish creating a repository.
+const initWait = time.Minute
+
+// initRepo creates the repository in be, under a lease on its location so that two
+// workers starting at once on a new shared repository do not both create one (each with
+// its own master key): the one that takes the lease creates it, the others wait for the
+// lease and open what it created. created is false when another worker made it.
+func initRepo(ctx context.Context, be repo.Backend, password []byte, leases jobs.Leaser) (r *repo.Repository, created bool, err error) {
+	if leases == nil {
+		r, err = repo.Init(ctx, be, password, repo.Options{})
+		return r, err == nil, err
+	}
+	key := events.LeaseKey("init", be.Location())
+	deadline := time.Now().Add(initWait)
+	for {
+		_, release, err := leases.Acquire(ctx, key)
+		if err == nil {
+			defer release()
+			// Another worker may have created it between our Open and the lease.
+			r, err = repo.Open(ctx, be, password, repo.Options{})
+			if !errors.Is(err, repo.ErrNoRepository) {
+				return r, false, err
+			}
+			r, err = repo.Init(ctx, be, password, repo.Options{})
+			return r, err == nil, err
+		}
+		if _, ok := brr.SnoozeDelay(err); !ok || time.Now().After(deadline) {
+			return nil, false, fmt.Errorf("take the lease to create it: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+		r, err = repo.Open(ctx, be, password, repo.Options{})
+		if !errors.Is(err, repo.ErrNoRepository) {
+			return r, false, err
+		}
+	}
 }
 
 // repoPassword reads a repository's key: the trimmed contents of key_file, or the

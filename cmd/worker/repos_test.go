@@ -2,86 +2,83 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
-	"syscall"
+	"sync"
 	"testing"
-	"time"
 
 	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/events"
+	"github.com/brr-dev/brr/internal/natstest"
+	"github.com/brr-dev/brr/internal/repo"
+	"github.com/brr-dev/brr/internal/repo/file"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
-// TestConfiguredRepos runs a worker with a file:// and a nats:// repo from a config file,
-// the nats one keyed by an environment variable, and backs up into each.
-func TestConfiguredRepos(t *testing.T) {
+// TestInitRepoOnce starts four "workers" at once on a location that holds no repository:
+// exactly one creates it and the others open that one, so they all share one master key
+// (the same repository id) instead of each writing its own.
+func TestInitRepoOnce(t *testing.T) {
+	ns := natstest.Start(t)
+	js, err := jetstream.New(ns.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	cfg := events.Config{Subjects: brr.Subjects{}, Worker: "w"}
+	if err := events.EnsureStreams(ctx, js, cfg); err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
-	keyFile := filepath.Join(dir, "main.key")
-	if err := os.WriteFile(keyFile, []byte("  main-repo-key  \n"), 0o600); err != nil {
+	const workers = 4
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		ids     = map[string]int{}
+		created int
+	)
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			leases, err := events.NewLeases(ctx, js, cfg)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			be, err := file.Open(dir)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			r, made, err := initRepo(ctx, be, []byte("secret-key-of-the-test"), leases)
+			if err != nil {
+				t.Errorf("initRepo: %v", err)
+				return
+			}
+			defer r.Close()
+			mu.Lock()
+			ids[r.ID()]++
+			if made {
+				created++
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if created != 1 || len(ids) != 1 {
+		t.Fatalf("%d workers created the repository, %d repository ids seen (%v); want 1 and 1", created, len(ids), ids)
+	}
+	be, err := file.Open(dir)
+	if err != nil {
 		t.Fatal(err)
 	}
-	cfgFile := writeConfig(t, fmt.Sprintf(`
-repos:
-  main:    {url: "file://%s", key_file: %s}
-  offsite: {url: "nats://brr-offsite", password_env: TEST_OFFSITE_PASSWORD}
-default_repo: main
-replicate: {main: [offsite]}
-`, filepath.Join(dir, "main-repo"), keyFile))
-
-	// Without the password variable the worker refuses to start and says which one.
-	dataDir := t.TempDir()
-	natsAddr, httpAddr := freeAddr(t), freeAddr(t)
-	args := []string{"--config", cfgFile, "--data-dir", dataDir, "--listen", natsAddr, "--http", httpAddr, "--log-format", "json"}
-	p := startProc(t, args)
-	if code := p.exited(t, 60*time.Second); code == 0 {
-		t.Fatalf("worker without TEST_OFFSITE_PASSWORD exited 0")
+	r, err := repo.Open(ctx, be, []byte("secret-key-of-the-test"), repo.Options{})
+	if err != nil {
+		t.Fatalf("open the repository afterwards: %v", err)
 	}
-	if !strings.Contains(p.out.String(), "TEST_OFFSITE_PASSWORD is empty") {
-		t.Fatalf("worker without its repo password does not name the variable:\n%s", p.out.String())
-	}
-
-	p = startProc(t, args, "TEST_OFFSITE_PASSWORD=offsite-secret")
-	p.dataDir, p.natsAddr, p.httpAddr = dataDir, natsAddr, httpAddr
-	p.waitReady(t)
-	if _, err := os.Stat(filepath.Join(dataDir, "local.key")); err == nil {
-		t.Fatalf("local.key created although repos are configured")
-	}
-	if strings.Contains(p.out.String(), "offsite-secret") || strings.Contains(p.out.String(), "main-repo-key") {
-		t.Fatalf("a repository key appears in the log:\n%s", p.out.String())
-	}
-
-	src := t.TempDir()
-	if err := os.WriteFile(filepath.Join(src, "a.txt"), []byte("hello brr"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c := p.client(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	for _, repoName := range []string{"", "offsite"} {
-		res, err := c.Publish(ctx, brr.BackupJob{Path: src, Repo: repoName})
-		if err != nil {
-			t.Fatalf("publish backup: %v", err)
+	defer r.Close()
+	for id := range ids {
+		if r.ID() != id {
+			t.Fatalf("repository id %s, the workers saw %s", r.ID(), id)
 		}
-		ev, err := c.Wait(ctx, res.ID, nil)
-		if err != nil {
-			t.Fatalf("backup into %q: %v", repoName, err)
-		}
-		want := repoName
-		if want == "" {
-			want = "main" // default_repo
-		}
-		if ev.Result == nil || ev.Result.Backup == nil || ev.Result.Backup.Snapshot == "" || ev.Result.Backup.Repo != want {
-			t.Fatalf("backup into %q: result %+v, want a snapshot in repo %s", repoName, ev.Result, want)
-		}
-	}
-	if _, err := os.Stat(filepath.Join(dir, "main-repo", "config")); err != nil {
-		t.Fatalf("file repo not created at its URL: %v", err)
-	}
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if code := p.exited(t, 60*time.Second); code != 0 {
-		t.Fatalf("exit code after SIGTERM = %d, want 0", code)
 	}
 }

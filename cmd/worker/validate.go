@@ -65,6 +65,12 @@ func (c *Config) Validate() error {
 	if err := checkHostPort(c.HTTP.Listen); err != nil {
 		bad("http.listen: %v", err)
 	}
+	if c.HTTP.APIKeyFile != "" && !filepath.IsAbs(c.HTTP.APIKeyFile) {
+		bad("http.api_key_file: must be an absolute path, got %q", c.HTTP.APIKeyFile)
+	}
+	if c.HTTP.ProtectReads && c.HTTP.APIKeyFile == "" {
+		bad("http.protect_reads: reads can only be protected with a key; set http.api_key_file (or BRR_HTTP_API_KEY_FILE) too")
+	}
 
 	if len(c.Pools) == 0 {
 		bad("pools: name at least one pool (default: [%s])", brr.DefaultPool)
@@ -137,6 +143,24 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	repos := make([]string, 0, len(c.Retention))
+	for name := range c.Retention {
+		repos = append(repos, name)
+	}
+	sort.Strings(repos)
+	for _, name := range repos {
+		if _, ok := c.Repos[name]; !ok {
+			bad("retention: %q is not configured (configured: %s)", name, strings.Join(names, ", "))
+			continue
+		}
+		if err := c.Retention[name].Validate(); err != nil {
+			bad("retention.%s: %s", name, strings.TrimPrefix(err.Error(), brr.ErrInvalid.Error()+": "))
+		}
+	}
+	if c.Prune.Grace <= 0 {
+		bad("prune.grace: must be a positive duration such as 1h (longer than a backup may take to commit what it writes), got %s", c.Prune.Grace)
+	}
+
 	if c.Health.Interval <= 0 {
 		bad("health.interval: must be a positive duration such as 15s, got %s", c.Health.Interval)
 	}
@@ -147,6 +171,9 @@ func (c *Config) Validate() error {
 		if d <= 0 {
 			bad("health.rpo.%s: must be a positive duration such as 26h, got %s", p, d)
 		}
+	}
+	if err := c.Health.validateThresholds(); err != nil {
+		errs = append(errs, err)
 	}
 
 	if !prefixPattern.MatchString(c.Prefix) {

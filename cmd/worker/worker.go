@@ -19,6 +19,7 @@ import (
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/events"
 	"github.com/brr-dev/brr/internal/jobs"
+	"github.com/brr-dev/brr/internal/metrics"
 	"github.com/brr-dev/brr/internal/repo"
 	"github.com/brr-dev/brr/internal/repo/file"
 	"github.com/brr-dev/brr/internal/repo/natsobj"
@@ -32,6 +33,7 @@ import (
 // The fits between the packages this command wires together.
 var (
 	_ jobs.FileCache     = (*state.DB)(nil)
+	_ jobs.BlobMap       = (*state.DB)(nil)
 	_ jobs.Leaser        = (*events.Leases)(nil)
 	_ events.Handler     = (*jobs.Engine)(nil)
 	_ events.Queries     = (*jobs.Engine)(nil)
@@ -40,6 +42,9 @@ var (
 	_ events.Announcer   = (*events.Outbox)(nil)
 	_ repo.Backend       = (*file.Backend)(nil)
 	_ repo.Backend       = (*natsobj.Backend)(nil)
+
+	_ events.PointQueries = (*jobs.Engine)(nil)
+	_ jobs.PointIndex     = (*state.DB)(nil)
 )
 
 // worker is a running brr-worker: what startWorker opened, closed in reverse by close.
@@ -58,12 +63,18 @@ type worker struct {
 	repos    map[string]*repo.Repository
 	outbox   *events.Outbox
 	consumer atomic.Pointer[events.Consumer] // read by the metrics handler
+	metrics  *metrics.Metrics
+	health   healthParts
+	started  time.Time
 
 	// stopConsumer ends the consume loop, stopAPI the query service and the sweeper, stopOutbox the
 	// outbox after its last flush; each done channel closes when that Run has returned.
 	stopConsumer, stopAPI, stopOutbox              context.CancelFunc
 	consumerDone, apiDone, sweeperDone, outboxDone chan struct{}
 	httpDone                                       chan struct{}
+	// stopWeb ends the dashboard's live event streams; webDone closes when they have.
+	stopWeb context.CancelFunc
+	webDone chan struct{}
 
 	// failed gets the error of the first component that stops on its own.
 	failed    chan error
@@ -76,7 +87,7 @@ type worker struct {
 // outbox, the consumers and the query service. On error it returns what it started so
 // far, for close.
 func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Logger) (*worker, error) {
-	w := &worker{cfg: cfg, log: log, version: version, ready: &readiness{}, failed: make(chan error, 1)}
+	w := &worker{cfg: cfg, log: log, version: version, ready: &readiness{}, failed: make(chan error, 1), started: time.Now()}
 	baseLog := log
 
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -99,7 +110,8 @@ func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Lo
 	log = w.log
 	log.Info().Str("version", w.version).Str("data_dir", cfg.DataDir).Strs("pools", cfg.Pools).Msg("starting worker")
 
-	w.http, err = newHTTPServer(cfg.HTTP.Listen, w.id, w.host, w.version, w.ready, w.jobStats)
+	w.metrics = w.newMetrics()
+	w.http, err = newHTTPServer(cfg.HTTP.Listen, w.id, w.version, w.ready, w.metrics.Handler())
 	if err != nil {
 		return w, err
 	}
@@ -142,19 +154,19 @@ func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Lo
 		LeaseTTL:     cfg.Jobs.LeaseTTL,
 		Replicas:     cfg.Streams.Replicas,
 		EventsMaxAge: cfg.Streams.EventsMaxAge,
+		Replicate:    cfg.Replicate,
 	}
-	if err := events.EnsureStreams(ctx, js, ecfg); err != nil {
+	if err := ensureStreams(ctx, js, ecfg, log); err != nil {
 		return w, fmt.Errorf("ensure streams: %w", err)
-	}
-
-	w.repos, err = openRepos(ctx, cfg, js, log)
-	if err != nil {
-		return w, err
 	}
 
 	leases, err := events.NewLeases(ctx, js, ecfg)
 	if err != nil {
 		return w, fmt.Errorf("open leases: %w", err)
+	}
+	w.repos, err = openRepos(ctx, cfg, js, leases, log)
+	if err != nil {
+		return w, err
 	}
 	engine := &jobs.Engine{
 		Repos:        w.repos,
@@ -164,6 +176,15 @@ func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Lo
 		AllowedRoots: cfg.AllowedRoots,
 		Host:         w.host,
 		Worker:       w.id,
+		Replicas:     cfg.Replicate,
+		BlobMap:      w.db,
+		Retention:    cfg.Retention,
+		PruneGrace:   cfg.Prune.Grace,
+		ScratchDir:   cfg.ScratchDir(),
+		Points:       w.db,
+	}
+	if err := jobs.ClearScratch(engine.ScratchDir); err != nil {
+		return w, err
 	}
 
 	// Components run on contexts of their own, detached from ctx: close stops them one
@@ -181,6 +202,7 @@ func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Lo
 
 	// The consumer and sweeper add the worker field themselves.
 	consumer := events.NewConsumer(js, w.db, engine, w.outbox, ecfg, baseLog)
+	consumer.Observe(w.metrics)
 	w.consumer.Store(consumer)
 	var consumerCtx context.Context
 	consumerCtx, w.stopConsumer = context.WithCancel(base)
@@ -203,6 +225,14 @@ func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Lo
 		defer close(w.sweeperDone)
 		w.report("sweeper", sweeper.Run(apiCtx))
 	}()
+
+	if err := w.watchAndCheck(base, js, engine); err != nil {
+		return w, err
+	}
+
+	if err := w.startWeb(base, engine); err != nil {
+		return w, err
+	}
 
 	w.ready.started.Store(true)
 	log.Info().Int("concurrency", cfg.Concurrency).Strs("repos", sortedKeys(w.repos)).Msg("worker ready")
@@ -227,15 +257,6 @@ func (w *worker) report(component string, err error) {
 	}
 }
 
-func (w *worker) jobStats() jobStats {
-	c := w.consumer.Load()
-	if c == nil {
-		return jobStats{}
-	}
-	s := c.Stats()
-	return jobStats{Done: float64(s.Done), Failed: float64(s.Failed), Dead: float64(s.Dead), Retried: float64(s.Retried), InFlight: float64(s.InFlight)}
-}
-
 // close stops the worker in order: stop taking jobs and let running ones drain, stop the
 // query service, flush the outbox, then close HTTP, repositories, state and NATS.
 func (w *worker) close() error {
@@ -246,6 +267,9 @@ func (w *worker) close() error {
 func (w *worker) doClose() error {
 	w.ready.stopping.Store(true)
 	var errs []error
+	if err := w.stopHealth(); err != nil {
+		errs = append(errs, err)
+	}
 	wait := func(what string, done chan struct{}, d time.Duration) {
 		if done == nil {
 			return
@@ -277,6 +301,10 @@ func (w *worker) doClose() error {
 	if w.stopOutbox != nil {
 		w.stopOutbox()
 		wait("outbox", w.outboxDone, 10*time.Second)
+	}
+	if w.stopWeb != nil {
+		w.stopWeb() // ends the live event streams, which would hold up the HTTP shutdown
+		wait("web", w.webDone, 5*time.Second)
 	}
 	if w.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -369,4 +397,42 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// ensureStreamsFor is how long start-up keeps trying to ensure the streams while
+// JetStream is not ready: a cluster that has just (re)started has no meta leader for
+// a few seconds and answers JetStream API requests with timeouts.
+const ensureStreamsFor = time.Minute
+
+// ensureStreams runs events.EnsureStreams, again with backoff for up to ensureStreamsFor
+// while the error says JetStream is not ready yet (a timeout, no responders, "temporarily
+// unavailable"); any other error, such as a stream configured differently, is returned
+// at once.
+func ensureStreams(ctx context.Context, js jetstream.JetStream, cfg events.Config, log zerolog.Logger) error {
+	deadline := time.Now().Add(ensureStreamsFor)
+	delay := 500 * time.Millisecond
+	for {
+		err := events.EnsureStreams(ctx, js, cfg)
+		if err == nil || ctx.Err() != nil || !jetStreamNotReady(err) || time.Now().Add(delay).After(deadline) {
+			return err
+		}
+		log.Warn().Err(err).Dur("retry_in", delay).Msg("jetstream is not ready; trying again")
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 5*time.Second)
+	}
+}
+
+// jetStreamNotReady reports whether err is one that JetStream gives while it starts or
+// elects a leader.
+func jetStreamNotReady(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Code == 503 || apiErr.ErrorCode == 10008 // JetStream system temporarily unavailable
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
 }

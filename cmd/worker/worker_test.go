@@ -280,11 +280,11 @@ func TestWorkerProcess(t *testing.T) {
 	if m := regexp.MustCompile(`(?m)^brr_jobs_done_total (\S+)$`).FindStringSubmatch(metrics); m == nil || m[1] == "0" {
 		t.Fatalf("brr_jobs_done_total after one ping = %v, want at least 1:\n%s", m, metrics)
 	}
-	if code, page, err := get("http://" + a.httpAddr + "/"); err != nil || code != http.StatusOK || !strings.Contains(page, id) || !strings.Contains(page, "/readyz") {
-		t.Fatalf("/ = %d %v, want a page naming %s and linking the endpoints:\n%s", code, err, id, page)
+	if code, page, err := get("http://" + a.httpAddr + "/"); err != nil || code != http.StatusOK || !strings.Contains(page, "/static/app.js") {
+		t.Fatalf("/ = %d %v, want the dashboard:\n%s", code, err, page)
 	}
-	if code, _, _ := get("http://" + a.httpAddr + "/api/v1/jobs"); code != http.StatusNotFound {
-		t.Fatalf("/api/v1/jobs = %d, want 404 (no API yet)", code)
+	if code, info, err := get("http://" + a.httpAddr + "/api/v1/info"); err != nil || code != http.StatusOK || !strings.Contains(info, id) {
+		t.Fatalf("/api/v1/info = %d %v %s, want 200 naming %s", code, err, info, id)
 	}
 
 	// A second, independent worker beside the first.

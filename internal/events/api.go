@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/brr-dev/brr"
@@ -13,7 +14,8 @@ import (
 )
 
 // Queries answers the questions the CLI asks the workers of a pool over request/reply,
-// for what lives in a repository rather than in a stream.
+// for what lives in a repository rather than in a stream. Queries that also implement
+// PointQueries answer "checkpoints" too.
 type Queries interface {
 	Snapshots(ctx context.Context, repo, source string) ([]brr.Snapshot, error)
 }
@@ -53,7 +55,12 @@ func ServeAPI(ctx context.Context, nc *nats.Conn, cfg Config, q Queries, log zer
 		mu.Unlock()
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			reply := snapshots(ctx, q, m.Data)
+			var reply any
+			if pq, ok := q.(PointQueries); ok && strings.HasSuffix(m.Subject, ".checkpoints") {
+				reply = checkpoints(ctx, pq, m.Data)
+			} else {
+				reply = snapshots(ctx, q, m.Data)
+			}
 			data, err := json.Marshal(reply)
 			if err != nil {
 				log.Error().Err(err).Str("subject", m.Subject).Msg("encode api reply")
@@ -71,14 +78,20 @@ func ServeAPI(ctx context.Context, nc *nats.Conn, cfg Config, q Queries, log zer
 			_ = s.Unsubscribe()
 		}
 	}
+	queries := []string{"snapshots"}
+	if _, ok := q.(PointQueries); ok {
+		queries = append(queries, "checkpoints")
+	}
 	for _, pool := range cfg.Pools {
-		subject := cfg.Subjects.API(pool, "snapshots")
-		s, err := nc.QueueSubscribe(subject, cfg.Subjects.Consumer(pool), handle)
-		if err != nil {
-			unsubscribe()
-			return fmt.Errorf("subscribe %s: %w", subject, err)
+		for _, query := range queries {
+			subject := cfg.Subjects.API(pool, query)
+			s, err := nc.QueueSubscribe(subject, cfg.Subjects.Consumer(pool), handle)
+			if err != nil {
+				unsubscribe()
+				return fmt.Errorf("subscribe %s: %w", subject, err)
+			}
+			subs = append(subs, s)
 		}
-		subs = append(subs, s)
 	}
 	if err := nc.Flush(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 		unsubscribe()

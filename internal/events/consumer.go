@@ -2,10 +2,12 @@ package events
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,6 +76,7 @@ type Consumer struct {
 	pub   Announcer
 	cfg   Config
 	log   zerolog.Logger
+	obs   Observer // nil: nobody is told (see Observe)
 
 	slots chan struct{}
 	jobs  sync.WaitGroup
@@ -85,6 +88,9 @@ type Consumer struct {
 	aborting atomic.Bool
 
 	inFlight, running, done, failed, dead, retried, snoozed, duplicates atomic.Int64
+
+	resultsMu sync.Mutex
+	results   jetstream.KeyValue // BRR_RESULTS, opened on first use
 }
 
 // NewConsumer returns a Consumer that runs jobs with h, records them in store and
@@ -423,6 +429,9 @@ func (c *Consumer) process(jobCtx context.Context, pool string, msg jetstream.Ms
 		c.putBack(d, fmt.Errorf("check processed: %w", err))
 		return
 	}
+	if !processed && d.delivered > 1 && c.succeededElsewhere(jobCtx, job.ID) {
+		processed = true // by another worker, whose ack was lost
+	}
 	if processed {
 		release()
 		c.duplicates.Add(1)
@@ -437,7 +446,7 @@ func (c *Consumer) process(jobCtx context.Context, pool string, msg jetstream.Ms
 		ID:       job.ID,
 		Pool:     job.Pool,
 		Kind:     job.Kind,
-		Request:  msg.Data(),
+		Request:  recordedRequest(msg, job),
 		Status:   brr.StatusStarted,
 		Attempts: d.delivered,
 		Worker:   c.cfg.Worker,
@@ -451,6 +460,9 @@ func (c *Consumer) process(jobCtx context.Context, pool string, msg jetstream.Ms
 	// off NATS a moment ago, so NATS is there to take them. Should they be lost, the
 	// final event, which goes through the outbox, still tells the story.
 	c.pub.PublishNow(append(c.cfg.outboxMsgs(c.jobEvent(d, brr.StatusAccepted)), c.cfg.outboxMsgs(c.jobEvent(d, brr.StatusStarted))...)...)
+	if msgs := c.replicationNow(d, brr.StatusStarted, nil); len(msgs) > 0 {
+		c.pub.PublishNow(msgs...)
+	}
 	// The started record is committed while the handler runs: a commit (an fsync shared
 	// with other writers) takes milliseconds, more than a small job, and the slot would
 	// wait for it. Settling waits for it, so the started record always comes before the
@@ -469,6 +481,36 @@ func (c *Consumer) process(jobCtx context.Context, pool string, msg jetstream.Ms
 		return
 	}
 	c.settle(d, res, herr)
+}
+
+// succeededElsewhere reports whether BRR_RESULTS says that job id succeeded. A job whose
+// ack was lost (the server restarted or lost its leader just as the ack came) comes back
+// after AckWait, to any worker of the pool; the one that ran it knows it processed the job,
+// the others learn it here and must not run it again. The result is published by the
+// outbox of the worker that ran it, long before AckWait has passed unless that worker is
+// cut off NATS. Only redeliveries ask; when the bucket cannot be read the answer is no and
+// the job runs, as it did before.
+func (c *Consumer) succeededElsewhere(ctx context.Context, id string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	c.resultsMu.Lock()
+	kv := c.results
+	if kv == nil {
+		var err error
+		if kv, err = c.js.KeyValue(ctx, c.cfg.Subjects.ResultsBucket()); err == nil {
+			c.results = kv
+		}
+	}
+	c.resultsMu.Unlock()
+	if kv == nil {
+		return false
+	}
+	entry, err := kv.Get(ctx, id)
+	if err != nil {
+		return false
+	}
+	e, err := brr.DecodeEvent(entry.Value())
+	return err == nil && e.JobID == id && e.Status == brr.StatusSucceeded
 }
 
 // runHandler runs the handler, turning a panic into an error: the worker never crashes
@@ -501,14 +543,22 @@ func (c *Consumer) progress(d *delivery, p brr.Progress) {
 	}
 	e := c.jobEvent(d, brr.StatusProgress)
 	e.Progress = &p
-	c.pub.PublishNow(c.cfg.outboxMsgs(e)...)
+	c.pub.PublishNow(append(c.cfg.outboxMsgs(e), c.replicationNow(d, brr.StatusProgress, &p)...)...)
 }
 
 // decode decodes the job and checks that it came on the subject of its pool and kind.
+// A job the server fired from a schedule gets an identity of its own (see fired).
 func (c *Consumer) decode(pool string, msg jetstream.Msg) (*brr.Job, error) {
 	job, err := brr.DecodeJob(msg.Data())
 	if err != nil {
 		return nil, err
+	}
+	if scheduler := msg.Headers().Get(jetstream.SchedulerHeader); scheduler != "" {
+		meta, err := msg.Metadata()
+		if err != nil {
+			return nil, fmt.Errorf("job fired by %s: read its stream sequence: %w", scheduler, err)
+		}
+		fired(job, c.cfg.Subjects, scheduler, meta.Sequence.Stream, meta.Timestamp)
 	}
 	sp, sk, ok := c.cfg.Subjects.ParseJob(msg.Subject())
 	if !ok {
@@ -519,6 +569,38 @@ func (c *Consumer) decode(pool string, msg jetstream.Msg) (*brr.Job, error) {
 			brr.ErrInvalid, job.Kind, job.Pool, msg.Subject(), c.cfg.Subjects.Job(job.Pool, job.Kind)))
 	}
 	return job, nil
+}
+
+// fired gives a job that the server fired from the schedule message on subject scheduler
+// an identity of its own. Every tick fires the same body, so every copy carries the
+// template's id ("s-<name>"), and tick 2 would be taken for a redelivery of tick 1. The
+// id becomes "<template id>-<stream sequence of the copy>": one per tick, the same on
+// every redelivery of that tick, cut to the 128 characters an id may have. Created
+// becomes the time the copy was stored, and an empty By "schedule <name>".
+func fired(job *brr.Job, subj brr.Subjects, scheduler string, seq uint64, stored time.Time) {
+	suffix := "-" + strconv.FormatUint(seq, 10)
+	id := job.ID
+	if len(id)+len(suffix) > 128 {
+		id = id[:128-len(suffix)]
+	}
+	job.ID = id + suffix
+	job.Created = stored.UTC()
+	if job.By == "" {
+		job.By = "schedule " + strings.TrimPrefix(scheduler, subj.Schedule(""))
+	}
+}
+
+// recordedRequest is what the job record keeps as the request: the message as it came,
+// or for a job fired from a schedule, the job under its own id.
+func recordedRequest(msg jetstream.Msg, job *brr.Job) []byte {
+	if msg.Headers().Get(jetstream.SchedulerHeader) == "" {
+		return msg.Data()
+	}
+	data, err := json.Marshal(job)
+	if err != nil {
+		return msg.Data()
+	}
+	return data
 }
 
 // jobEvent returns a job event about d with what the record knows.
@@ -546,6 +628,14 @@ func jobRepoSource(job *brr.Job) (repo, source string) {
 		return a.Repo, a.Source
 	case *brr.VerifyJob:
 		return a.Repo, ""
+	case *brr.ReplicateJob:
+		return a.To, a.Source
+	case *brr.PruneJob:
+		return a.Repo, ""
+	case *brr.CheckpointJob:
+		return a.Repo, a.Source
+	case *brr.DrillJob:
+		return a.Repo, a.Source
 	}
 	return "", ""
 }

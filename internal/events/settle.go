@@ -31,6 +31,7 @@ func (c *Consumer) settle(d *delivery, res *brr.Result, herr error) {
 		c.snoozed.Add(1)
 		log.Info().Err(herr).Dur("retry_in", delay).Msg("job cannot start yet; trying again later")
 		c.retry(d, herr, delay, res)
+		c.observe(d, brr.StatusRetrying, true, res, herr)
 		return
 	}
 	if brr.IsPermanent(herr) {
@@ -43,6 +44,7 @@ func (c *Consumer) settle(d *delivery, res *brr.Result, herr error) {
 		c.retried.Add(1)
 		log.Warn().Err(herr).Dur("retry_in", delay).Msg("job attempt failed; retrying")
 		c.retry(d, herr, delay, res)
+		c.observe(d, brr.StatusRetrying, false, res, herr)
 		return
 	}
 	log.Error().Err(herr).Msg("job failed on its last attempt")
@@ -76,6 +78,7 @@ func (c *Consumer) succeed(d *delivery, res *brr.Result) {
 	}
 	c.done.Add(1)
 	_ = d.msg.Ack()
+	c.observe(d, brr.StatusSucceeded, false, res, nil)
 }
 
 // snapshotEvent is the snapshot.committed event of a backup.

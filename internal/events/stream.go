@@ -15,8 +15,9 @@ import (
 const eventsDedupWindow = 2 * time.Minute
 
 // EnsureStreams creates the streams and buckets brr needs, or updates them to cfg:
-// BRR_JOBS, BRR_EVENTS, BRR_DLQ, KV BRR_LEASES and KV BRR_RESULTS. It is idempotent, and
-// several workers may call it at once: the loser of a create race updates instead.
+// BRR_JOBS, BRR_EVENTS, BRR_DLQ, KV BRR_LEASES, KV BRR_RESULTS and KV BRR_HEALTH. It is
+// idempotent, and several workers may call it at once: the loser of a create race
+// updates instead.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	cfg = cfg.withDefaults()
 	s := cfg.Subjects
@@ -75,6 +76,15 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg Config) erro
 			Description: "brr latest job event per job id",
 			History:     1,
 			TTL:         cfg.ResultsTTL,
+			Storage:     jetstream.FileStorage,
+			Replicas:    cfg.Replicas,
+		},
+		{
+			// A few keys, one per health check, rewritten every health interval: whose
+			// turn the check is and its last results (internal/health).
+			Bucket:      s.HealthBucket(),
+			Description: "brr health check state, one key per check",
+			History:     1,
 			Storage:     jetstream.FileStorage,
 			Replicas:    cfg.Replicas,
 		},
