@@ -749,3 +749,33 @@ type benchHandler struct{}
 func (benchHandler) Handle(ctx context.Context, job *brr.Job, progress func(brr.Progress)) (*brr.Result, error) {
 	return &brr.Result{Ping: &brr.PingResult{Worker: "bench"}}, nil
 }
+
+// TestRedeliveryOfJobDoneElsewhereIsNotRun: a redelivered job that BRR_RESULTS says
+// succeeded (another worker ran it and its ack was lost) is acked without running. The
+// handler's first attempt records a success in the bucket, as the other worker's outbox
+// would, and fails, so that the job comes back to this worker, which has no record of it.
+func TestRedeliveryOfJobDoneElsewhereIsNotRun(t *testing.T) {
+	b := setup(t, Config{})
+	kv, err := b.js.KeyValue(context.Background(), b.cfg.Subjects.ResultsBucket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.h.fn = func(ctx context.Context, job *brr.Job, attempt int, progress func(brr.Progress)) (*brr.Result, error) {
+		done, err := json.Marshal(&brr.Event{V: brr.Version, ID: "elsewhere", Type: brr.EventJob, Status: brr.StatusSucceeded,
+			Time: time.Now().UTC(), Worker: "w2", JobID: job.ID, Kind: job.Kind})
+		if err != nil {
+			return nil, err
+		}
+		if _, err := kv.Put(ctx, job.ID, done); err != nil {
+			return nil, err
+		}
+		return nil, errors.New("this attempt's ack is lost, as far as this test cares")
+	}
+	c := b.start(t, b.db)
+	publishJob(t, b.js, pingJob("done-elsewhere"))
+	eventually(t, "the redelivery to be acked as a duplicate", func() bool { return c.Stats().Duplicates == 1 })
+	waitJobsEmpty(t, b.js)
+	if got := b.h.count("done-elsewhere"); got != 1 {
+		t.Errorf("handler ran %d times, want 1: the redelivery should not run", got)
+	}
+}
