@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -46,7 +48,14 @@ func (db *DB) LoadFileCache(scope string) (map[string]CachedFile, error) {
 	return files, nil
 }
 
-// UpdateFileCache stores put and removes del in the file cache of scope, in one transaction.
+// fileCacheBatch is how many file cache entries one transaction writes. bbolt splits
+// nodes only when a transaction commits, so a single transaction that inserts a million
+// keys keeps them in one node and moves its tail on every insert: quadratic. Entries are
+// independent, so a cache updated batch by batch is valid after each one.
+const fileCacheBatch = 20000
+
+// UpdateFileCache stores put and removes del in the file cache of scope, in sorted order
+// and in transactions of at most fileCacheBatch entries.
 func (db *DB) UpdateFileCache(scope string, put map[string]CachedFile, del []string) error {
 	if scope == "" {
 		return errors.New("update file cache: empty scope")
@@ -54,36 +63,44 @@ func (db *DB) UpdateFileCache(scope string, put map[string]CachedFile, del []str
 	if len(put) == 0 && len(del) == 0 {
 		return nil
 	}
-	err := db.bolt.Update(func(tx *bbolt.Tx) error {
-		b, err := tx.Bucket(bucketFileCache).CreateBucketIfNotExists([]byte(scope))
+	dels := slices.Clone(del)
+	slices.Sort(dels)
+	puts := slices.Sorted(maps.Keys(put))
+	var buf []byte
+	for len(dels) > 0 || len(puts) > 0 {
+		nd := min(len(dels), fileCacheBatch)
+		np := min(len(puts), fileCacheBatch-nd)
+		err := db.bolt.Update(func(tx *bbolt.Tx) error {
+			b, err := tx.Bucket(bucketFileCache).CreateBucketIfNotExists([]byte(scope))
+			if err != nil {
+				return err
+			}
+			// Keys come sorted: fuller pages.
+			b.FillPercent = 0.9
+			for _, p := range dels[:nd] {
+				if p == "" {
+					continue
+				}
+				if err := b.Delete([]byte(p)); err != nil {
+					return err
+				}
+			}
+			for _, p := range puts[:np] {
+				if p == "" {
+					return errors.New("entry with an empty path")
+				}
+				buf = encodeCachedFile(buf[:0], put[p])
+				// bbolt keeps the value until commit: give it its own copy.
+				if err := b.Put([]byte(p), append([]byte(nil), buf...)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 		if err != nil {
-			return err
+			return fmt.Errorf("update file cache %q: %w", scope, err)
 		}
-		// Larger fill makes sequential-ish inserts pack pages tighter.
-		b.FillPercent = 0.9
-		for _, p := range del {
-			if p == "" {
-				continue
-			}
-			if err := b.Delete([]byte(p)); err != nil {
-				return err
-			}
-		}
-		var buf []byte
-		for p, f := range put {
-			if p == "" {
-				return errors.New("entry with an empty path")
-			}
-			buf = encodeCachedFile(buf[:0], f)
-			// bbolt keeps the value until commit: give it its own copy.
-			if err := b.Put([]byte(p), append([]byte(nil), buf...)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("update file cache %q: %w", scope, err)
+		dels, puts = dels[nd:], puts[np:]
 	}
 	return nil
 }

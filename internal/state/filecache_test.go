@@ -125,3 +125,44 @@ func BenchmarkLoadFileCache(b *testing.B) {
 		}
 	}
 }
+
+// TestFileCacheManyEntries updates more entries than one transaction takes, with
+// deletions on both sides of a batch boundary: every put lands, every delete goes.
+func TestFileCacheManyEntries(t *testing.T) {
+	db := open(t)
+	const scope = "3f2a9c:/srv/many"
+	files := randomFiles(t, 2*fileCacheBatch+7)
+	if err := db.UpdateFileCache(scope, files, nil); err != nil {
+		t.Fatal(err)
+	}
+	var del []string
+	put := map[string]CachedFile{}
+	i := 0
+	for p, f := range files {
+		switch {
+		case i%3 == 0:
+			del = append(del, p)
+		case i%3 == 1:
+			f.Size++
+			put[p] = f
+		}
+		i++
+	}
+	put["zz/new"] = CachedFile{Size: 1}
+	if err := db.UpdateFileCache(scope, put, del); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range del {
+		delete(files, p)
+	}
+	for p, f := range put {
+		files[p] = f
+	}
+	got, err := db.LoadFileCache(scope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, files) {
+		t.Fatalf("LoadFileCache = %d entries, want %d, or contents differ", len(got), len(files))
+	}
+}
