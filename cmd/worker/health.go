@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -71,6 +74,8 @@ type healthParts struct {
 	monitor *health.Monitor
 	stop    context.CancelFunc
 	running sync.WaitGroup
+	mu      sync.Mutex
+	live    map[string]bool // components not stopped yet, by name
 }
 
 // newMetrics returns the worker's metrics; the collectors that need NATS, repos and the
@@ -154,11 +159,18 @@ func (w *worker) watchAndCheck(ctx context.Context, js jetstream.JetStream, engi
 
 	hctx, stop := context.WithCancel(ctx) // ctx is the workers' base, detached from start-up
 	w.health.monitor, w.health.stop = monitor, stop
+	w.health.live = map[string]bool{}
 	for name, run := range map[string]func(context.Context) error{"health monitor": monitor.Run, "heartbeat": heartbeat.Run, "health checks": runner.Run} {
 		w.health.running.Add(1)
+		w.health.mu.Lock()
+		w.health.live[name] = true
+		w.health.mu.Unlock()
 		go func() {
 			defer w.health.running.Done()
 			w.report(name, run(hctx))
+			w.health.mu.Lock()
+			delete(w.health.live, name)
+			w.health.mu.Unlock()
 		}()
 	}
 	w.ready.pool.Store(monitor)
@@ -181,6 +193,9 @@ func (w *worker) stopHealth() error {
 	case <-done:
 		return nil
 	case <-time.After(10 * time.Second):
-		return errors.New("health checks did not stop within 10s")
+		w.health.mu.Lock()
+		names := slices.Sorted(maps.Keys(w.health.live))
+		w.health.mu.Unlock()
+		return fmt.Errorf("health components did not stop within 10s: %s", strings.Join(names, ", "))
 	}
 }

@@ -78,7 +78,10 @@ func (m *Monitor) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("follow heartbeats: %w", err)
 	}
-	defer cc.Stop()
+	// Stop is not waited for: right after a reconnect the ordered consumer recreates its
+	// server-side consumer under the lock Stop takes, which can last until JetStream
+	// answers, and a worker shutting down must not wait for that.
+	defer func() { go cc.Stop() }()
 
 	for {
 		select {
