@@ -98,10 +98,8 @@ says so in a warning.`,
 				repo = from
 			}
 			job := brr.RestoreJob{Snapshot: args[0], Target: target, Repo: repo, Paths: paths, Overwrite: overwrite}
-			if source != "" {
-				if job.Source, err = m.abs(source); err != nil {
-					return err
-				}
+			if job.Source, err = m.absSource(source); err != nil {
+				return err
 			}
 			if asOf != "" {
 				t, err := parseTime(asOf, time.Now())
@@ -166,6 +164,14 @@ func (m *Main) abs(p string) (string, error) {
 		return "", fmt.Errorf("make %q absolute: %w", p, err)
 	}
 	return filepath.Join(wd, p), nil
+}
+
+// absSource is abs for an optional path flag: "" stays "".
+func (m *Main) absSource(p string) (string, error) {
+	if p == "" {
+		return "", nil
+	}
+	return m.abs(p)
 }
 
 // parseTime reads an RFC 3339 time, a date, or a duration before now.

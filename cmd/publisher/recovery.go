@@ -40,11 +40,9 @@ snapshot fails; pinning it again on the same snapshot does nothing.`,
 				return usageError(errors.New("checkpoint: --label is required: name the recovery point"))
 			}
 			job := brr.CheckpointJob{Snapshot: args[0], Repo: repo, Label: label, Reason: reason}
-			if source != "" {
-				var err error
-				if job.Source, err = m.abs(source); err != nil {
-					return err
-				}
+			var err error
+			if job.Source, err = m.absSource(source); err != nil {
+				return err
 			}
 			return m.runJob(cmd, f, job)
 		},
@@ -221,11 +219,9 @@ the newest snapshot in the repository, or of --source when given. Schedule drill
 		Args: args(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			job := brr.DrillJob{Snapshot: args[0], Repo: repo}
-			if source != "" {
-				var err error
-				if job.Source, err = m.abs(source); err != nil {
-					return err
-				}
+			var err error
+			if job.Source, err = m.absSource(source); err != nil {
+				return err
 			}
 			return m.runJob(cmd, f, job)
 		},

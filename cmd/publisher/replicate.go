@@ -43,11 +43,9 @@ publishes these jobs itself whenever a snapshot is committed.`,
 				return usageError(errors.New("replicate: --to is required: name the repository to copy into"))
 			}
 			job := brr.ReplicateJob{Snapshot: args[0], From: from, To: to}
-			if source != "" {
-				var err error
-				if job.Source, err = m.abs(source); err != nil {
-					return err
-				}
+			var err error
+			if job.Source, err = m.absSource(source); err != nil {
+				return err
 			}
 			return m.runJob(cmd, f, job)
 		},

@@ -22,11 +22,9 @@ those of one source path.`,
   brr snapshots --source /srv/app --json`,
 		Args: args(0, 0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if source != "" {
-				var err error
-				if source, err = m.abs(source); err != nil {
-					return err
-				}
+			var err error
+			if source, err = m.absSource(source); err != nil {
+				return err
 			}
 			return m.withClient(cmd, func(ctx context.Context, c *brr.Client) error {
 				snaps, err := c.Snapshots(ctx, repo, source)
