@@ -23,15 +23,9 @@ mkdir -p "$BENCH_DIR"
 
 worker_pid="" server_pid=""
 cleanup() {
-	local rc=$? pid
-	for pid in "$worker_pid" "$server_pid"; do
-		if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
-			kill -TERM "$pid" 2>/dev/null || true
-			for _ in {1..300}; do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-			kill -KILL "$pid" 2>/dev/null || true
-			wait "$pid" 2>/dev/null || true
-		fi
-	done
+	local rc=$?
+	end_process "$worker_pid"
+	end_process "$server_pid"
 	rm -rf "$BENCH_DIR/restic-restore" "$BENCH_DIR/brr-restore"
 	[[ $rc -ne 0 ]] && echo "bench-backup FAILED (exit $rc); worker log: $BENCH_DIR/worker.log" >&2
 	exit "$rc"
@@ -85,29 +79,12 @@ drop_caches() {
 	if [[ $can_drop == 1 ]]; then sync && echo 3 >/proc/sys/vm/drop_caches; fi
 }
 
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b - a}'; }
-
-# Set by timed, through printf -v.
+# Set by timed (lib.sh), through printf -v.
 T_restic_backup="" T_restic_rebackup="" T_restic_restore="" T_brr_backup="" T_brr_rebackup="" T_brr_restore=""
 RSS_restic_init=0 RSS_restic_backup=0 RSS_restic_rebackup=0 RSS_restic_restore=0
 
-# timed NAME CMD... runs CMD under /usr/bin/time -v; sets T_<NAME> (seconds) and
-# RSS_<NAME> (KiB, the command's own peak). Output goes to $BENCH_DIR/NAME.log.
-timed() {
-	local name="$1" t0 t1 rc=0
-	shift
-	drop_caches
-	t0="$(now)"
-	/usr/bin/time -v -o "$BENCH_DIR/$name.time" "$@" >"$BENCH_DIR/$name.log" 2>&1 || rc=$?
-	t1="$(now)"
-	if [[ $rc -ne 0 ]]; then
-		tail -n 20 "$BENCH_DIR/$name.log" >&2
-		die "$name: $* exited $rc"
-	fi
-	printf -v "T_$name" '%s' "$(elapsed "$t0" "$t1")"
-	printf -v "RSS_$name" '%s' "$(awk -F': ' '/Maximum resident set size/ {print $2}' "$BENCH_DIR/$name.time")"
-}
+# before_timed runs before every timed phase.
+before_timed() { drop_caches; }
 
 # ---- restic --------------------------------------------------------------------------
 step "restic: init + first backup, unchanged re-backup, restore"

@@ -21,19 +21,12 @@ PUBLISHERS="${PUBLISHERS:-4}"
 LAT_JOBS="${LAT_JOBS:-5000}"
 LAT_RATE="${LAT_RATE:-1000}"
 MSGS="${MSGS:-200000}"
-NATSCLI_VERSION=v0.5.0
-NATSCLI="$ROOT/.tools/bin/nats"
 mkdir -p "$BENCH_DIR"
 
 worker_pid=""
 cleanup() {
 	local rc=$?
-	if [[ -n "$worker_pid" ]] && kill -0 "$worker_pid" 2>/dev/null; then
-		kill -TERM "$worker_pid" 2>/dev/null || true
-		for _ in {1..300}; do kill -0 "$worker_pid" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$worker_pid" 2>/dev/null || true
-		wait "$worker_pid" 2>/dev/null || true
-	fi
+	end_process "$worker_pid"
 	[[ $rc -ne 0 ]] && echo "bench-pipeline FAILED (exit $rc); logs in $BENCH_DIR" >&2
 	exit "$rc"
 }
@@ -42,13 +35,7 @@ trap 'exit 130' INT TERM
 
 step "tools"
 need_cmd curl
-if [[ ! -x "$NATSCLI" ]] || [[ "$("$NATSCLI" --version 2>&1)" != "$NATSCLI_VERSION" ]]; then
-	note "installing natscli $NATSCLI_VERSION into .tools/bin (a few minutes, once)"
-	mkdir -p "$ROOT/.tools/bin"
-	GOBIN="$ROOT/.tools/bin" go install "github.com/nats-io/natscli/nats@$NATSCLI_VERSION" ||
-		die "go install natscli failed"
-fi
-note "nats $("$NATSCLI" --version 2>&1)"
+ensure_natscli
 build_binaries
 
 data="$BENCH_DIR/data"

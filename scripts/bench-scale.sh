@@ -26,8 +26,6 @@ JOBS_PER_WORKER="${JOBS_PER_WORKER:-400}"
 WORKER_COUNTS="${WORKER_COUNTS:-1 2 4}"
 PIPE_JOBS="${PIPE_JOBS:-5000}"
 MSGS="${MSGS:-100000}"
-NATSCLI_VERSION=v0.5.0
-NATSCLI="$ROOT/.tools/bin/nats"
 mkdir -p "$BENCH_DIR"
 
 pids=()
@@ -49,13 +47,7 @@ trap 'exit 130' INT TERM
 
 step "tools"
 need_cmd curl
-if [[ ! -x "$NATSCLI" ]] || [[ "$("$NATSCLI" --version 2>&1)" != "$NATSCLI_VERSION" ]]; then
-	note "installing natscli $NATSCLI_VERSION into .tools/bin (a few minutes, once)"
-	mkdir -p "$ROOT/.tools/bin"
-	GOBIN="$ROOT/.tools/bin" go install "github.com/nats-io/natscli/nats@$NATSCLI_VERSION" ||
-		die "go install natscli failed"
-fi
-note "nats $("$NATSCLI" --version 2>&1)"
+ensure_natscli
 build_binaries
 server="$(command -v nats-server || true)"
 if [[ -z "$server" ]]; then

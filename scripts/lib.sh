@@ -112,3 +112,50 @@ human() {
 		printf (i == 1 ? "%d %s" : "%.1f %s"), b, u[i]
 	}'
 }
+
+# end_process stops pid $1 for a cleanup trap: SIGTERM, up to 30 s, then SIGKILL. It
+# never fails and does nothing when $1 is empty or gone.
+end_process() {
+	local pid="$1"
+	[[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	for _ in {1..300}; do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
+# now prints the time in seconds; elapsed prints $2 - $1 with two decimals.
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b - a}'; }
+
+# timed NAME CMD... runs CMD under /usr/bin/time -v; sets T_<NAME> (seconds) and
+# RSS_<NAME> (KiB, the command's own peak). Output goes to $BENCH_DIR/NAME.log. A script
+# that defines before_timed has it run first (bench-backup drops the page caches there).
+timed() {
+	local name="$1" t0 t1 rc=0
+	shift
+	if declare -F before_timed >/dev/null; then before_timed; fi
+	t0="$(now)"
+	/usr/bin/time -v -o "$BENCH_DIR/$name.time" "$@" >"$BENCH_DIR/$name.log" 2>&1 || rc=$?
+	t1="$(now)"
+	if [[ $rc -ne 0 ]]; then
+		tail -n 20 "$BENCH_DIR/$name.log" >&2
+		die "$name: $* exited $rc"
+	fi
+	printf -v "T_$name" '%s' "$(elapsed "$t0" "$t1")"
+	printf -v "RSS_$name" '%s' "$(awk -F': ' '/Maximum resident set size/ {print $2}' "$BENCH_DIR/$name.time")"
+}
+
+# ensure_natscli installs natscli $NATSCLI_VERSION into .tools/bin when $NATSCLI is
+# missing or another version.
+NATSCLI_VERSION=v0.5.0
+NATSCLI="$ROOT/.tools/bin/nats"
+ensure_natscli() {
+	if [[ ! -x "$NATSCLI" ]] || [[ "$("$NATSCLI" --version 2>&1)" != "$NATSCLI_VERSION" ]]; then
+		note "installing natscli $NATSCLI_VERSION into .tools/bin (a few minutes, once)"
+		mkdir -p "$ROOT/.tools/bin"
+		GOBIN="$ROOT/.tools/bin" go install "github.com/nats-io/natscli/nats@$NATSCLI_VERSION" ||
+			die "go install natscli failed"
+	fi
+	note "nats $("$NATSCLI" --version 2>&1)"
+}
