@@ -29,12 +29,7 @@ mkdir -p "$BENCH_DIR"
 worker_pid=""
 cleanup() {
 	local rc=$?
-	if [[ -n "$worker_pid" ]] && kill -0 "$worker_pid" 2>/dev/null; then
-		kill -TERM "$worker_pid" 2>/dev/null || true
-		for _ in {1..300}; do kill -0 "$worker_pid" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$worker_pid" 2>/dev/null || true
-		wait "$worker_pid" 2>/dev/null || true
-	fi
+	end_process "$worker_pid"
 	[[ $rc -ne 0 ]] && echo "bench-prune FAILED (exit $rc); logs in $BENCH_DIR" >&2
 	exit "$rc"
 }
@@ -50,27 +45,8 @@ build_binaries
 mkcorpus="$BENCH_DIR/mkcorpus"
 (cd "$ROOT" && go build -o "$mkcorpus" ./scripts/mkcorpus) || die "build scripts/mkcorpus failed"
 
-# Set by timed, through printf -v.
+# Set by timed (lib.sh), through printf -v.
 T_restic_b1="" T_restic_b2="" T_restic_prune="" T_brr_b1="" T_brr_b2="" T_brr_prune="" T_brr_prune2="" RSS_restic_prune=0
-
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b - a}'; }
-
-# timed NAME CMD... runs CMD under /usr/bin/time -v; sets T_<NAME> (seconds) and
-# RSS_<NAME> (KiB, the command's own peak). Output goes to $BENCH_DIR/NAME.log.
-timed() {
-	local name="$1" t0 t1 rc=0
-	shift
-	t0="$(now)"
-	/usr/bin/time -v -o "$BENCH_DIR/$name.time" "$@" >"$BENCH_DIR/$name.log" 2>&1 || rc=$?
-	t1="$(now)"
-	if [[ $rc -ne 0 ]]; then
-		tail -n 20 "$BENCH_DIR/$name.log" >&2
-		die "$name: $* exited $rc"
-	fi
-	printf -v "T_$name" '%s' "$(elapsed "$t0" "$t1")"
-	printf -v "RSS_$name" '%s' "$(awk -F': ' '/Maximum resident set size/ {print $2}' "$BENCH_DIR/$name.time")"
-}
 
 start_worker() {
 	"$WORKER" --data-dir "$data" --listen "127.0.0.1:$nats_port" --http "127.0.0.1:$http_port" \
