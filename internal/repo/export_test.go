@@ -2,6 +2,7 @@ package repo
 
 import (
 	"context"
+	"testing"
 	"time"
 )
 
@@ -61,4 +62,11 @@ func PackDead(r *Repository, id ID) bool {
 	r.idx.mu.RLock()
 	defer r.idx.mu.RUnlock()
 	return r.idx.dead[id]
+}
+
+// SetMaxIndexEntries makes index files name at most about n blobs until the test ends.
+func SetMaxIndexEntries(t testing.TB, n int) {
+	old := maxIndexEntries
+	maxIndexEntries = n
+	t.Cleanup(func() { maxIndexEntries = old })
 }

@@ -256,8 +256,32 @@ func decodeIndex(b []byte) ([]indexPack, error) {
 	return packs, nil
 }
 
-// saveIndex writes one index file naming packs and records it as loaded.
+// maxIndexEntries is about how many blobs one index file names: a Flush or a prune that
+// indexes more writes several files, so that no single file, as it is built, saved,
+// read or rewritten, holds much more than this in memory (65,536 entries are about 3 MB).
+// A variable only so that tests can make it small.
+var maxIndexEntries = 1 << 16
+
+// saveIndex writes index files naming packs, at most about maxIndexEntries blobs each (a
+// pack with more goes alone), and records them as loaded. When one fails, those saved
+// before it stay: a pack named by two index files is harmless.
 func (r *Repository) saveIndex(ctx context.Context, packs []indexPack) error {
+	for len(packs) > 0 {
+		n, entries := 0, 0
+		for n < len(packs) && (n == 0 || entries+len(packs[n].Entries) <= maxIndexEntries) {
+			entries += len(packs[n].Entries)
+			n++
+		}
+		if err := r.saveIndexFile(ctx, packs[:n]); err != nil {
+			return err
+		}
+		packs = packs[n:]
+	}
+	return nil
+}
+
+// saveIndexFile writes one index file naming packs and records it as loaded.
+func (r *Repository) saveIndexFile(ctx context.Context, packs []indexPack) error {
 	data := r.sealObject(encodeIndex(packs))
 	id := ID(blake3.Sum256(data))
 	if err := r.be.Save(ctx, Handle{Type: IndexFile, Name: id.String()}, data); err != nil {

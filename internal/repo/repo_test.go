@@ -3,6 +3,7 @@ package repo_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -473,5 +474,45 @@ func BenchmarkSaveBlob(b *testing.B) {
 				b.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestLargeFlushWritesSeveralIndexFiles: a Flush of more blobs than one index file names
+// writes several index files, so none holds the whole set in memory, and a reopened
+// repository (and Check) finds every blob through them.
+func TestLargeFlushWritesSeveralIndexFiles(t *testing.T) {
+	ctx := context.Background()
+	repo.SetMaxIndexEntries(t, 300)
+	r, be := setup(t)
+	const n = 1000 // 1 KiB each: about 4 packs of 256 KiB, some 250 blobs to a pack
+	ids := make([]repo.ID, n)
+	for i := range ids {
+		b := randomBytes(uint64(i), 1024)
+		binary.LittleEndian.PutUint64(b, uint64(i))
+		ids[i] = saveBlob(t, r, b)
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var files int
+	if err := be.List(ctx, repo.IndexFile, func(repo.FileInfo) error { files++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if files < 4 {
+		t.Fatalf("%d blobs in about 4 packs were indexed in %d index files, want one a pack (at most 300 blobs a file)", n, files)
+	}
+	r2 := reopen(t, be)
+	if got := r2.Stats().Blobs; got != n {
+		t.Fatalf("reopened repository knows %d blobs, want %d", got, n)
+	}
+	for _, i := range []int{0, 299, 300, n - 1} {
+		got, err := r2.LoadBlob(ctx, repo.DataBlob, ids[i], nil)
+		if err != nil || binary.LittleEndian.Uint64(got) != uint64(i) {
+			t.Fatalf("blob %d: %x, %v", i, got, err)
+		}
+	}
+	rep, err := r2.Check(ctx, repo.CheckOptions{})
+	if err != nil || !rep.OK() {
+		t.Fatalf("check: %+v, %v", rep, err)
 	}
 }
