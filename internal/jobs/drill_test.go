@@ -33,19 +33,25 @@ func damageFileBlob(t *testing.T, b *bundle, snapshot, name string) {
 	if n == nil || len(n.Content) == 0 {
 		t.Fatalf("%s: node %+v, want a file with content", name, n)
 	}
-	pb, ok := b.repo.LookupBlob(repo.DataBlob, n.Content[0])
+	damageBlob(t, b.repo, b.dir, n.Content[0])
+}
+
+// damageBlob flips a byte in the middle of the data blob id, in its pack file below dir.
+func damageBlob(t *testing.T, r *repo.Repository, dir string, id repo.ID) {
+	t.Helper()
+	pb, ok := r.LookupBlob(repo.DataBlob, id)
 	if !ok {
-		t.Fatalf("%s: blob not in the index", name)
+		t.Fatalf("blob %s is not in the index", id.Short())
 	}
 	var packPath string
-	_ = filepath.WalkDir(filepath.Join(b.dir, "data"), func(p string, d fs.DirEntry, err error) error {
+	_ = filepath.WalkDir(filepath.Join(dir, "data"), func(p string, d fs.DirEntry, err error) error {
 		if err == nil && d.Name() == pb.Pack.String() {
 			packPath = p
 		}
 		return nil
 	})
 	if packPath == "" {
-		t.Fatalf("pack %s not found under %s", pb.Pack, b.dir)
+		t.Fatalf("pack %s not found under %s", pb.Pack, dir)
 	}
 	f, err := os.OpenFile(packPath, os.O_RDWR, 0)
 	if err != nil {
@@ -57,7 +63,7 @@ func damageFileBlob(t *testing.T, b *bundle, snapshot, name string) {
 	if _, err := f.ReadAt(one, off); err != nil {
 		t.Fatal(err)
 	}
-	one[0] ^= 0x20
+	one[0] ^= 0x40
 	if _, err := f.WriteAt(one, off); err != nil {
 		t.Fatal(err)
 	}

@@ -511,36 +511,6 @@ func TestReplicateRefusals(t *testing.T) {
 	}
 }
 
-// damageBlob flips a byte in the middle of the data blob id, in its pack file below dir.
-func damageBlob(t *testing.T, r *repo.Repository, dir string, id repo.ID) {
-	t.Helper()
-	pb, ok := r.LookupBlob(repo.DataBlob, id)
-	if !ok {
-		t.Fatalf("blob %s is not in the index", id.Short())
-	}
-	var packPath string
-	_ = filepath.WalkDir(filepath.Join(dir, "data"), func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.Name() == pb.Pack.String() {
-			packPath = p
-		}
-		return nil
-	})
-	f, err := os.OpenFile(packPath, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	off := int64(pb.Offset) + int64(pb.Length)/2
-	one := make([]byte, 1)
-	if _, err := f.ReadAt(one, off); err != nil {
-		t.Fatal(err)
-	}
-	one[0] ^= 0x40
-	if _, err := f.WriteAt(one, off); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestRestoreFallsBackToAReplica(t *testing.T) {
 	ctx := context.Background()
 	b := setupReplica(t)

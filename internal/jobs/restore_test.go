@@ -23,53 +23,10 @@ func TestCorruptPackFoundByVerifyAndRestoreFailsOnlyThatFile(t *testing.T) {
 	writeFile(t, filepath.Join(src, "sub", "good2.bin"), randomBytes(33, 2<<20), 0o644)
 	res := backup(t, b.engine, "corrupt-1", src)
 
-	// Find victim.bin's blob and flip a byte in the middle of it, in the pack file on disk.
-	ctx := context.Background()
-	id, err := repo.ParseID(res.Snapshot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sn, err := b.repo.LoadSnapshot(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tree, err := b.repo.LoadTree(ctx, sn.Tree)
-	if err != nil {
-		t.Fatal(err)
-	}
-	victim := tree.Find("victim.bin")
-	if victim == nil || len(victim.Content) != 1 {
-		t.Fatalf("victim.bin node %+v, want one blob", victim)
-	}
-	pb, ok := b.repo.LookupBlob(repo.DataBlob, victim.Content[0])
-	if !ok {
-		t.Fatal("victim.bin's blob is not in the index")
-	}
-	packPath := ""
-	_ = filepath.WalkDir(filepath.Join(b.dir, "data"), func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.Name() == pb.Pack.String() {
-			packPath = p
-		}
-		return nil
-	})
-	if packPath == "" {
-		t.Fatalf("pack file %s not found under %s", pb.Pack, b.dir)
-	}
-	f, err := os.OpenFile(packPath, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	off := int64(pb.Offset) + int64(pb.Length)/2
-	one := make([]byte, 1)
-	if _, err := f.ReadAt(one, off); err != nil {
-		t.Fatal(err)
-	}
-	one[0] ^= 0x40
-	if _, err := f.WriteAt(one, off); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	// Flip a byte in the middle of victim.bin's blob, in the pack file on disk.
+	damageFileBlob(t, b, res.Snapshot, "victim.bin")
 
+	ctx := context.Background()
 	vr, err := b.engine.Verify(ctx, "verify-corrupt", brr.VerifyJob{ReadData: true}, nil)
 	verr := err
 	if err == nil || !brr.IsPermanent(err) {
