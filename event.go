@@ -104,9 +104,6 @@ type Event struct {
 	// brr.events.health.<check> events.
 	Heartbeat *WorkerInfo  `json:"heartbeat,omitempty"`
 	Check     *HealthCheck `json:"check,omitempty"`
-	// Details holds fields of event types that later versions add (health, replication,
-	// recovery); subscribers that do not know them can ignore them.
-	Details json.RawMessage `json:"details,omitempty"`
 }
 
 // DecodeEvent decodes an event message. Unknown fields are allowed, so that a subscriber

@@ -108,16 +108,16 @@ func ExampleClient_Subscribe() {
 
 	// A worker's heartbeat, published here by hand so that the example runs alone.
 	hb := brr.Event{V: brr.Version, ID: brr.NewID(), Type: brr.EventHealth, Status: "worker",
-		Time: time.Now().UTC(), Worker: "worker-1", Details: json.RawMessage(`{"status":"ok"}`)}
+		Time: time.Now().UTC(), Worker: "worker-1", Heartbeat: &brr.WorkerInfo{ID: "worker-1", InFlight: 2}}
 	data, _ := json.Marshal(hb)
 	if err := nc.Publish(brr.Subjects{}.Event(&hb), data); err != nil {
 		log.Fatal(err)
 	}
 
 	e := <-got
-	fmt.Println(e.Type, e.Status, e.Worker, string(e.Details))
+	fmt.Println(e.Type, e.Status, e.Worker, e.Heartbeat.InFlight)
 	// Output:
-	// health worker worker-1 {"status":"ok"}
+	// health worker worker-1 2
 }
 
 func ExampleClient_Watch() {

@@ -143,9 +143,6 @@ func (m *Main) printEvent(e *brr.Event) error {
 	if e.Error != "" {
 		field("error", fmt.Sprintf("%q", e.Error))
 	}
-	if len(e.Details) > 0 {
-		field("details", string(e.Details))
-	}
 	_, err := fmt.Fprintln(m.Stdout, b.String())
 	return err
 }

@@ -28,15 +28,9 @@ func (c Config) newEvent(typ brr.EventType, status brr.Status) *brr.Event {
 // Publishing to "$KV.<bucket>.<key>" is how a KV put looks on the wire, so the outbox
 // needs no KV handle and the entry gets its own Nats-Msg-Id for de-duplication.
 func (c Config) outboxMsgs(e *brr.Event) []state.OutboxMsg {
-	data, err := json.Marshal(e)
-	if err != nil {
-		// An Event holds only strings, numbers, times and RawMessage; Details is the
-		// one field that can make Marshal fail, when it is not valid JSON. Drop it rather
-		// than lose the event.
-		cp := *e
-		cp.Details = nil
-		data, _ = json.Marshal(&cp)
-	}
+	// An Event holds only strings, numbers, times, and structs of those: Marshal
+	// cannot fail on it.
+	data, _ := json.Marshal(e)
 	msgs := []state.OutboxMsg{{Subject: c.Subjects.Event(e), MsgID: e.ID, Data: data}}
 	if e.Type == brr.EventJob && e.JobID != "" && resultStatus(e.Status) {
 		msgs = append(msgs, state.OutboxMsg{
