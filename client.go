@@ -2,7 +2,6 @@ package brr
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -129,20 +128,6 @@ func (c *Client) publishErr(err error) error {
 	return err
 }
 
-func (c *Client) results(ctx context.Context) (jetstream.KeyValue, error) {
-	if err := c.checkConnected(); err != nil {
-		return nil, err
-	}
-	kv, err := c.js.KeyValue(ctx, c.subj.ResultsBucket())
-	if err != nil {
-		if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
-			return nil, c.noStream("KV_" + c.subj.ResultsBucket())
-		}
-		return nil, fmt.Errorf("open bucket %s: %w", c.subj.ResultsBucket(), c.publishErr(err))
-	}
-	return kv, nil
-}
-
 // scan reads the messages of stream that cfg selects, as they are now, and calls fn with
 // each in order.
 func (c *Client) scan(ctx context.Context, stream string, cfg jetstream.OrderedConsumerConfig, fn func(jetstream.Msg)) error {
@@ -177,45 +162,4 @@ func (c *Client) scan(ctx context.Context, stream string, cfg jetstream.OrderedC
 			return nil
 		}
 	}
-}
-
-// Snapshots asks a worker of the client's pool for the snapshots in repo (empty: the
-// worker's default repo), only those of source when it is set, oldest first as the worker
-// lists them.
-func (c *Client) Snapshots(ctx context.Context, repo, source string) ([]Snapshot, error) {
-	if err := ValidateRepoName(repo); err != nil {
-		return nil, err
-	}
-	if source != "" {
-		if err := validateAbs("source", source); err != nil {
-			return nil, err
-		}
-	}
-	if err := c.checkConnected(); err != nil {
-		return nil, fmt.Errorf("list snapshots: %w", err)
-	}
-	data, err := json.Marshal(SnapshotsRequest{V: Version, Repo: repo, Source: source})
-	if err != nil {
-		return nil, fmt.Errorf("list snapshots: encode request: %w", err)
-	}
-	ctx, cancel := withTimeout(ctx)
-	defer cancel()
-	msg, err := c.nc.RequestWithContext(ctx, c.subj.API(c.pool, "snapshots"), data)
-	if errors.Is(err, nats.ErrNoResponders) {
-		return nil, fmt.Errorf("list snapshots: %w serves pool %q on %s: start one with brr-worker, or name another pool", ErrNoWorker, c.pool, c.where())
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list snapshots: ask pool %q: %w", c.pool, err)
-	}
-	var reply SnapshotsReply
-	if err := json.Unmarshal(msg.Data, &reply); err != nil {
-		return nil, fmt.Errorf("list snapshots: %w: reply is not valid JSON: %v", ErrInvalid, err)
-	}
-	if reply.V != Version {
-		return nil, fmt.Errorf("list snapshots: %w: reply has version %d, this code reads version %d", ErrUnknownVersion, reply.V, Version)
-	}
-	if reply.Error != "" {
-		return nil, fmt.Errorf("list snapshots of repo %q: %s", reply.Repo, reply.Error)
-	}
-	return reply.Snapshots, nil
 }

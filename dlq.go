@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -130,4 +131,24 @@ func (c *Client) resultRevision(ctx context.Context, id string) (uint64, error) 
 		return 0, fmt.Errorf("read result of job %s: %w", id, err)
 	}
 	return entry.Revision(), nil
+}
+
+// DeadLetter is what a worker writes to brr.dlq.<pool>.<kind> (stream BRR_DLQ) when a job
+// failed for good: the request exactly as it arrived, and why it failed. `brr dlq retry`
+// publishes Request again.
+type DeadLetter struct {
+	V int `json:"v"`
+	// JobID is the job's id, or the message's Nats-Msg-Id when the request could not be
+	// decoded, or "seq-<n>" when it had neither.
+	JobID   string `json:"job_id"`
+	Pool    string `json:"pool"`
+	Kind    Kind   `json:"kind"`
+	Subject string `json:"subject"`
+	// Request is the job message as it arrived (base64 in JSON: it may not be valid JSON).
+	Request  []byte    `json:"request"`
+	Error    string    `json:"error"`
+	Status   Status    `json:"status"` // StatusFailed (permanent error) or StatusDead (out of attempts)
+	Attempts int       `json:"attempts"`
+	Worker   string    `json:"worker,omitempty"`
+	Time     time.Time `json:"time"`
 }

@@ -32,36 +32,6 @@ func (s HealthStatus) Worse(t HealthStatus) HealthStatus {
 	return s
 }
 
-// WorkerInfo is a worker's heartbeat, published on brr.events.health.worker every
-// health interval, and a row of `brr workers`.
-type WorkerInfo struct {
-	ID          string   `json:"id"`
-	Host        string   `json:"host"`
-	Version     string   `json:"version"`
-	Pools       []string `json:"pools"`
-	Concurrency int      `json:"concurrency"`
-	InFlight    int      `json:"in_flight"`
-	// JobsDone and JobsFailed count this worker's jobs since it started (failed
-	// includes dead).
-	JobsDone   int64     `json:"jobs_done"`
-	JobsFailed int64     `json:"jobs_failed"`
-	Started    time.Time `json:"started"`
-	// UptimeSeconds is the time since Started when the heartbeat was sent.
-	UptimeSeconds float64 `json:"uptime_seconds"`
-	// DiskFreeBytes is the free space of the file system of the worker's data dir, for
-	// unprivileged users; DiskTotalBytes is its size.
-	DiskFreeBytes  uint64 `json:"disk_free_bytes"`
-	DiskTotalBytes uint64 `json:"disk_total_bytes"`
-	// NATSRTTMS is the round trip to the NATS server, in milliseconds.
-	NATSRTTMS float64 `json:"nats_rtt_ms"`
-	// IntervalSeconds is the worker's heartbeat interval.
-	IntervalSeconds float64 `json:"interval_seconds"`
-	// Time is when the heartbeat was sent.
-	Time time.Time `json:"time"`
-	// Missing is set by listings (not in heartbeats): no heartbeat within three intervals.
-	Missing bool `json:"missing,omitempty"`
-}
-
 // The health checks: the last token of brr.events.health.<check> and HealthCheck.Check.
 // CheckWorker is the heartbeat, whose events carry a WorkerInfo instead of a HealthCheck.
 const (

@@ -21,7 +21,8 @@ const MaxJobSize = 64 << 10
 // DefaultPool is the pool a job goes to when none is named.
 const DefaultPool = "default"
 
-// JobArgs is the kind-specific part of a job: BackupJob, RestoreJob, VerifyJob, PingJob.
+// JobArgs is the kind-specific part of a job: one type per Kind (BackupJob, RestoreJob, …),
+// each in the file named after its kind, beside its result.
 type JobArgs interface {
 	// Kind is the job kind these arguments belong to.
 	Kind() Kind
@@ -115,38 +116,6 @@ func strictUnmarshal(data []byte, v any) error {
 	return nil
 }
 
-func newArgs(k Kind) (JobArgs, error) {
-	switch k {
-	case KindBackup:
-		return &BackupJob{}, nil
-	case KindRestore:
-		return &RestoreJob{}, nil
-	case KindVerify:
-		return &VerifyJob{}, nil
-	case KindPing:
-		return &PingJob{}, nil
-	case KindReplicate:
-		return &ReplicateJob{}, nil
-	case KindPrune:
-		return &PruneJob{}, nil
-	case KindCheckpoint:
-		return &CheckpointJob{}, nil
-	case KindDrill:
-		return &DrillJob{}, nil
-	case "":
-		return nil, fmt.Errorf("%w: job message has no \"kind\"", ErrUnknownKind)
-	}
-	return nil, fmt.Errorf("%w: %q (known: %s)", ErrUnknownKind, k, kindList())
-}
-
-func kindList() string {
-	var names []string
-	for _, k := range Kinds {
-		names = append(names, string(k))
-	}
-	return strings.Join(names, ", ")
-}
-
 // NewJob returns a job for args with a generated id, the default pool and the current time.
 // Set ID, Pool or By on the result to change them.
 func NewJob(args JobArgs) *Job {
@@ -226,132 +195,4 @@ func validateAbs(what, p string) error {
 	return nil
 }
 
-// BackupJob backs up the directory tree at Path into a repository.
-type BackupJob struct {
-	// Path is the absolute, clean path of the source on the worker's host.
-	Path string `json:"path"`
-	// Repo names a repository of the worker's config; empty means its default repo.
-	Repo string   `json:"repo,omitempty"`
-	Tags []string `json:"tags,omitempty"`
-}
-
-// Kind returns KindBackup.
-func (BackupJob) Kind() Kind { return KindBackup }
-
-// Validate checks the path, the repo name and the tags.
-func (a BackupJob) Validate() error {
-	if err := validateAbs("backup path", a.Path); err != nil {
-		return err
-	}
-	if err := ValidateRepoName(a.Repo); err != nil {
-		return err
-	}
-	if len(a.Tags) > 32 {
-		return fmt.Errorf("%w: %d tags, the limit is 32", ErrInvalid, len(a.Tags))
-	}
-	for _, t := range a.Tags {
-		if !tagPattern.MatchString(t) {
-			return fmt.Errorf("%w: tag %q: use 1-128 letters, digits or _.:=-", ErrInvalid, t)
-		}
-	}
-	return nil
-}
-
-// RestoreJob restores a snapshot, or part of it, into a target directory.
-type RestoreJob struct {
-	// Snapshot is a snapshot id, a unique prefix of one, or "latest": the newest snapshot
-	// in the repo, or of Source when it is set.
-	Snapshot string `json:"snapshot"`
-	// Source narrows "latest" and AsOf to the snapshots of one source path.
-	Source string `json:"source,omitempty"`
-	// AsOf, with Snapshot "latest", picks the newest snapshot at or before this time.
-	AsOf *time.Time `json:"as_of,omitempty"`
-	// Target is the absolute path of the directory to restore into.
-	Target string `json:"target"`
-	Repo   string `json:"repo,omitempty"`
-	// Paths, when set, restores only these paths (relative to the snapshot's root) and
-	// what is below them.
-	Paths []string `json:"paths,omitempty"`
-	// Overwrite allows replacing files that exist in the target.
-	Overwrite bool `json:"overwrite,omitempty"`
-}
-
-// Kind returns KindRestore.
-func (RestoreJob) Kind() Kind { return KindRestore }
-
 var snapshotRefPattern = regexp.MustCompile(`^(latest|[0-9a-f]{4,64})$`)
-
-// Validate checks the snapshot reference, the target and the paths.
-func (a RestoreJob) Validate() error {
-	if !snapshotRefPattern.MatchString(a.Snapshot) {
-		return fmt.Errorf("%w: snapshot %q: want \"latest\" or 4-64 hex digits of a snapshot id", ErrInvalid, a.Snapshot)
-	}
-	if a.AsOf != nil && a.Snapshot != "latest" {
-		return fmt.Errorf("%w: as_of goes with snapshot \"latest\", not %q", ErrInvalid, a.Snapshot)
-	}
-	if a.Source != "" {
-		if err := validateAbs("source", a.Source); err != nil {
-			return err
-		}
-	}
-	if err := validateAbs("restore target", a.Target); err != nil {
-		return err
-	}
-	if a.Target == "/" {
-		return fmt.Errorf("%w: restore target is \"/\"; restore into a directory", ErrInvalid)
-	}
-	if err := ValidateRepoName(a.Repo); err != nil {
-		return err
-	}
-	if len(a.Paths) > 1024 {
-		return fmt.Errorf("%w: %d paths, the limit is 1024", ErrInvalid, len(a.Paths))
-	}
-	for _, p := range a.Paths {
-		clean := path.Clean("/" + p)
-		if p == "" || strings.ContainsRune(p, 0) || clean == "/" && p != "/" || hasDotDot(p) {
-			return fmt.Errorf("%w: restore path %q: want a path inside the snapshot, without \"..\"", ErrInvalid, p)
-		}
-	}
-	return nil
-}
-
-func hasDotDot(p string) bool {
-	for _, el := range strings.Split(p, "/") {
-		if el == ".." {
-			return true
-		}
-	}
-	return false
-}
-
-// VerifyJob checks a repository: its structure, and with ReadData every blob's bytes.
-// With Drill it also runs a restore drill of the repo's newest snapshot (see DrillJob);
-// the result is in VerifyResult.Drill and a failed drill fails the verify.
-type VerifyJob struct {
-	Repo     string `json:"repo,omitempty"`
-	ReadData bool   `json:"read_data,omitempty"`
-	Drill    bool   `json:"drill,omitempty"`
-}
-
-// Kind returns KindVerify.
-func (VerifyJob) Kind() Kind { return KindVerify }
-
-// Validate checks the repo name.
-func (a VerifyJob) Validate() error { return ValidateRepoName(a.Repo) }
-
-// PingJob passes through the whole pipeline and does nothing else, after an optional
-// delay that simulates an I/O-bound job.
-type PingJob struct {
-	DelayMS int `json:"delay_ms,omitempty"`
-}
-
-// Kind returns KindPing.
-func (PingJob) Kind() Kind { return KindPing }
-
-// Validate checks the delay: 0 to 60000 ms.
-func (a PingJob) Validate() error {
-	if a.DelayMS < 0 || a.DelayMS > 60000 {
-		return fmt.Errorf("%w: ping delay_ms %d: want 0-60000", ErrInvalid, a.DelayMS)
-	}
-	return nil
-}

@@ -1,5 +1,10 @@
 package brr
 
+import (
+	"fmt"
+	"strings"
+)
+
 // Kind names what a job does. Kinds are stable on the wire: they appear in job subjects
 // (brr.jobs.<pool>.<kind>), in job messages and in event subjects.
 type Kind string
@@ -31,4 +36,39 @@ func (k Kind) Valid() bool {
 		}
 	}
 	return false
+}
+
+// newArgs returns empty arguments of kind k for DecodeJob to fill: the one place that
+// maps a kind on the wire to its JobArgs type.
+func newArgs(k Kind) (JobArgs, error) {
+	switch k {
+	case KindBackup:
+		return &BackupJob{}, nil
+	case KindRestore:
+		return &RestoreJob{}, nil
+	case KindVerify:
+		return &VerifyJob{}, nil
+	case KindPing:
+		return &PingJob{}, nil
+	case KindReplicate:
+		return &ReplicateJob{}, nil
+	case KindPrune:
+		return &PruneJob{}, nil
+	case KindCheckpoint:
+		return &CheckpointJob{}, nil
+	case KindDrill:
+		return &DrillJob{}, nil
+	case "":
+		return nil, fmt.Errorf("%w: job message has no \"kind\"", ErrUnknownKind)
+	}
+	return nil, fmt.Errorf("%w: %q (known: %s)", ErrUnknownKind, k, kindList())
+}
+
+// kindList names the known kinds for an error message.
+func kindList() string {
+	var names []string
+	for _, k := range Kinds {
+		names = append(names, string(k))
+	}
+	return strings.Join(names, ", ")
 }

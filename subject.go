@@ -113,3 +113,7 @@ func (s Subjects) ResultsBucket() string { return s.name("RESULTS") }
 
 // Consumer is the name of the durable consumer that the workers of pool share.
 func (s Subjects) Consumer(pool string) string { return "workers-" + pool }
+
+// HealthBucket is the name of the KV bucket where the pool's health checks keep their
+// state (whose turn a check is, its last results): BRR_HEALTH.
+func (s Subjects) HealthBucket() string { return s.name("HEALTH") }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
-	"strings"
 	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
@@ -221,97 +219,4 @@ func jobErr(e *Event) error {
 		reason = "no reason given"
 	}
 	return fmt.Errorf("%w: %s job %s is %s: %s", ErrJobFailed, e.Kind, e.JobID, e.Status, reason)
-}
-
-// Job returns the latest lifecycle event of job id, or an error wrapping ErrNotFound.
-func (c *Client) Job(ctx context.Context, id string) (*Event, error) {
-	if err := ValidateID(id); err != nil {
-		return nil, err
-	}
-	ctx, cancel := withTimeout(ctx)
-	defer cancel()
-	kv, err := c.results(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("get job %s: %w", id, err)
-	}
-	entry, err := kv.Get(ctx, id)
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
-		return nil, fmt.Errorf("job %s: %w (no worker has taken it yet, or it expired)", id, ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("get job %s: %w", id, err)
-	}
-	e, err := DecodeEvent(entry.Value())
-	if err != nil {
-		return nil, fmt.Errorf("get job %s: %w", id, err)
-	}
-	return e, nil
-}
-
-// Jobs returns the latest lifecycle event of the limit most recently updated jobs, newest
-// first; limit <= 0 means every job in the results bucket.
-func (c *Client) Jobs(ctx context.Context, limit int) ([]*Event, error) {
-	ctx, cancel := withTimeout(ctx)
-	defer cancel()
-	if _, err := c.results(ctx); err != nil {
-		return nil, fmt.Errorf("list jobs: %w", err)
-	}
-	name := "KV_" + c.subj.ResultsBucket()
-	st, err := c.js.Stream(ctx, name)
-	if err != nil {
-		return nil, fmt.Errorf("list jobs: %w", err)
-	}
-	last := st.CachedInfo().State.LastSeq
-	keyPrefix := "$KV." + c.subj.ResultsBucket() + "."
-	// Older revisions of a key are gone or older than its latest, so the newest stream
-	// messages are the newest jobs: read a window from the end, widen it until it holds
-	// limit jobs or the whole stream.
-	window := uint64(4*limit + 64)
-	for {
-		start := uint64(1)
-		if limit > 0 && last > window {
-			start = last - window + 1
-		}
-		type rev struct {
-			seq uint64
-			e   *Event
-		}
-		latest := map[string]rev{}
-		cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{keyPrefix + ">"}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start}
-		err := c.scan(ctx, name, cfg, func(m jetstream.Msg) {
-			key := strings.TrimPrefix(m.Subject(), keyPrefix)
-			md, err := m.Metadata()
-			if err != nil {
-				return
-			}
-			if m.Headers().Get("KV-Operation") != "" || m.Headers().Get("Nats-Marker-Reason") != "" {
-				delete(latest, key)
-				return
-			}
-			e, err := DecodeEvent(m.Data())
-			if err != nil {
-				return
-			}
-			latest[key] = rev{md.Sequence.Stream, e}
-		})
-		if err != nil {
-			return nil, fmt.Errorf("list jobs: %w", err)
-		}
-		if limit <= 0 || len(latest) >= limit || start == 1 {
-			revs := make([]rev, 0, len(latest))
-			for _, r := range latest {
-				revs = append(revs, r)
-			}
-			sort.Slice(revs, func(i, j int) bool { return revs[i].seq > revs[j].seq })
-			if limit > 0 && len(revs) > limit {
-				revs = revs[:limit]
-			}
-			out := make([]*Event, len(revs))
-			for i, r := range revs {
-				out[i] = r.e
-			}
-			return out, nil
-		}
-		window *= 4
-	}
 }

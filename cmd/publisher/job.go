@@ -312,13 +312,13 @@ func (m *Main) printResult(e *brr.Event) {
 	case r != nil && r.Backup != nil:
 		b := r.Backup
 		fmt.Fprintf(w, "snapshot %s of %s in repo %s\n", b.Snapshot, b.Source, b.Repo)
-		fmt.Fprintf(w, "files:   %d (%d new, %d changed, %d unchanged), %d dirs, %s\n", b.Files, b.FilesNew, b.FilesChanged, b.FilesUnchanged, b.Dirs, humanBytes(b.Bytes))
-		fmt.Fprintf(w, "added:   %s in %d blobs (read %s) in %s\n", humanBytes(b.BytesAdded), b.BlobsAdded, humanBytes(b.BytesRead), ms(b.DurationMS))
+		fmt.Fprintf(w, "files:   %d (%d new, %d changed, %d unchanged), %d dirs, %s\n", b.Files, b.FilesNew, b.FilesChanged, b.FilesUnchanged, b.Dirs, brr.FormatBytes(b.Bytes))
+		fmt.Fprintf(w, "added:   %s in %d blobs (read %s) in %s\n", brr.FormatBytes(b.BytesAdded), b.BlobsAdded, brr.FormatBytes(b.BytesRead), ms(b.DurationMS))
 		printWarnings(w, b.Warnings)
 	case r != nil && r.Restore != nil:
 		x := r.Restore
 		fmt.Fprintf(w, "restored snapshot %s from repo %s into %s\n", x.Snapshot, x.Repo, x.Target)
-		fmt.Fprintf(w, "files:   %d, %d dirs, %d symlinks, %s in %s\n", x.Files, x.Dirs, x.Symlinks, humanBytes(x.Bytes), ms(x.DurationMS))
+		fmt.Fprintf(w, "files:   %d, %d dirs, %d symlinks, %s in %s\n", x.Files, x.Dirs, x.Symlinks, brr.FormatBytes(x.Bytes), ms(x.DurationMS))
 		printWarnings(w, x.Warnings)
 	case r != nil && r.Verify != nil:
 		v := r.Verify
@@ -330,7 +330,7 @@ func (m *Main) printResult(e *brr.Event) {
 			what = "structure and data"
 		}
 		if v.OK() {
-			fmt.Fprintf(w, "repo %s OK (%s): %d snapshots, %d packs, %d blobs, read %s in %s\n", v.Repo, what, v.Snapshots, v.Packs, v.Blobs, humanBytes(v.BytesRead), ms(v.DurationMS))
+			fmt.Fprintf(w, "repo %s OK (%s): %d snapshots, %d packs, %d blobs, read %s in %s\n", v.Repo, what, v.Snapshots, v.Packs, v.Blobs, brr.FormatBytes(v.BytesRead), ms(v.DurationMS))
 			return
 		}
 		fmt.Fprintf(w, "repo %s DAMAGED (%s): %d problems\n", v.Repo, what, len(v.Damaged))

@@ -80,7 +80,7 @@ func jobInfo(e *brr.Event) string {
 	if r := e.Result; r != nil {
 		switch {
 		case r.Backup != nil:
-			return fmt.Sprintf("snapshot %s, %d files, +%s", shortID(r.Backup.Snapshot), r.Backup.Files, humanBytes(r.Backup.BytesAdded))
+			return fmt.Sprintf("snapshot %s, %d files, +%s", shortID(r.Backup.Snapshot), r.Backup.Files, brr.FormatBytes(r.Backup.BytesAdded))
 		case r.Restore != nil:
 			return fmt.Sprintf("%d files into %s", r.Restore.Files, r.Restore.Target)
 		case r.Verify != nil && r.Verify.OK():

@@ -129,12 +129,12 @@ func jobProgressText(kind brr.Kind, p *brr.Progress) string {
 	}
 	switch {
 	case p.TotalBytes > 0:
-		fmt.Fprintf(&b, ", %s/%s (%.0f%%)", humanBytes(p.Bytes), humanBytes(p.TotalBytes), 100*fraction(p))
+		fmt.Fprintf(&b, ", %s/%s (%.0f%%)", brr.FormatBytes(p.Bytes), brr.FormatBytes(p.TotalBytes), 100*fraction(p))
 	case p.Bytes > 0:
-		fmt.Fprintf(&b, ", %s", humanBytes(p.Bytes))
+		fmt.Fprintf(&b, ", %s", brr.FormatBytes(p.Bytes))
 	}
 	if p.BytesPerSec > 0 {
-		fmt.Fprintf(&b, ", %s/s", humanBytes(int64(p.BytesPerSec)))
+		fmt.Fprintf(&b, ", %s/s", brr.FormatBytes(int64(p.BytesPerSec)))
 	}
 	if p.ETASeconds > 0 {
 		fmt.Fprintf(&b, ", ETA %s", (time.Duration(p.ETASeconds * float64(time.Second))).Round(time.Second))

@@ -264,7 +264,7 @@ func printDrill(w io.Writer, d *brr.DrillResult) {
 		outcome = fmt.Sprintf("FAILED with %s", plural(d.ProblemCount, "problem"))
 	}
 	fmt.Fprintf(w, "drill of snapshot %s of %s in repo %s %s\n", shortID(d.Snapshot), d.Source, d.Repo, outcome)
-	fmt.Fprintf(w, "checked: %d files, %d dirs, %d symlinks, %s of content in %s\n", d.Files, d.Dirs, d.Symlinks, humanBytes(d.Bytes), ms(d.DurationMS))
+	fmt.Fprintf(w, "checked: %d files, %d dirs, %d symlinks, %s of content in %s\n", d.Files, d.Dirs, d.Symlinks, brr.FormatBytes(d.Bytes), ms(d.DurationMS))
 	for _, p := range d.Problems {
 		fmt.Fprintf(w, "  %s\n", p)
 	}
@@ -297,13 +297,13 @@ func printPrune(w io.Writer, p *brr.PruneResult) {
 	}
 	fmt.Fprintf(w, "snapshots: %d kept, %d %s\n", p.Kept, len(p.Removed), removed)
 	fmt.Fprintf(w, "packs:     %d deleted (%s freed, %d blobs), %d repacked (%s copied), %d condemned, %d kept again\n",
-		p.PacksDeleted, humanBytes(p.BytesFreed), p.BlobsRemoved, p.PacksRepacked, humanBytes(p.BytesRepacked), p.PacksCondemned, p.PacksResurrected)
+		p.PacksDeleted, brr.FormatBytes(p.BytesFreed), p.BlobsRemoved, p.PacksRepacked, brr.FormatBytes(p.BytesRepacked), p.PacksCondemned, p.PacksResurrected)
 	if p.PendingPacks > 0 {
 		until := "a later prune"
 		if p.PendingUntil != nil {
 			until = "a prune after " + p.PendingUntil.Local().Format(time.DateTime)
 		}
-		fmt.Fprintf(w, "pending:   %s (%s) condemned, deleted by %s\n", plural(p.PendingPacks, "pack"), humanBytes(p.PendingBytes), until)
+		fmt.Fprintf(w, "pending:   %s (%s) condemned, deleted by %s\n", plural(p.PendingPacks, "pack"), brr.FormatBytes(p.PendingBytes), until)
 	}
 	if p.Postponed != "" {
 		fmt.Fprintf(w, "postponed: %s\n", p.Postponed)

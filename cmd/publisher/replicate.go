@@ -78,7 +78,7 @@ func printReplicate(w io.Writer, r *brr.ReplicateResult) {
 		fmt.Fprintf(w, "nothing to copy from repo %s to repo %s\n", r.From, r.To)
 	}
 	if n > 0 || !finished {
-		fmt.Fprintf(w, "sent:    %s in %d blobs (%d blobs the target had) in %s\n", humanBytes(r.BytesSent), r.BlobsSent, r.BlobsPresent, ms(r.DurationMS))
+		fmt.Fprintf(w, "sent:    %s in %d blobs (%d blobs the target had) in %s\n", brr.FormatBytes(r.BytesSent), r.BlobsSent, r.BlobsPresent, ms(r.DurationMS))
 	}
 	switch {
 	case !finished:

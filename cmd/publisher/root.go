@@ -350,20 +350,6 @@ func terminalWidth(w io.Writer) (int, bool) {
 	return width, true
 }
 
-// humanBytes formats n bytes with a binary unit.
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for v := n / unit; v >= unit; v /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
 // shortID shortens a snapshot id for tables.
 func shortID(id string) string {
 	if len(id) > 12 {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
 	// --tz is checked against Go's zone database; embedded, it does not depend on the
 	// host having one (minimal containers do not).
 	_ "time/tzdata"

@@ -33,7 +33,7 @@ those of one source path.`,
 				}
 				return printList(m, snaps, "no snapshots (make one with: brr backup PATH)", "ID\tTIME\tHOST\tSOURCE\tFILES\tSIZE\tADDED\tTAGS", func(s brr.Snapshot) string {
 					return fmt.Sprintf("%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s", shortID(s.ID), s.Time.Local().Format(time.DateTime), s.Host, s.Source,
-						s.Files, humanBytes(s.Bytes), humanBytes(s.BytesAdded), strings.Join(s.Tags, ","))
+						s.Files, brr.FormatBytes(s.Bytes), brr.FormatBytes(s.BytesAdded), strings.Join(s.Tags, ","))
 				})
 			})
 		},

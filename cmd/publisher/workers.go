@@ -53,7 +53,7 @@ func diskFree(w brr.WorkerInfo) string {
 	if w.DiskTotalBytes == 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%s (%.0f%%)", humanBytes(int64(w.DiskFreeBytes)), 100*float64(w.DiskFreeBytes)/float64(w.DiskTotalBytes))
+	return fmt.Sprintf("%s (%.0f%%)", brr.FormatBytes(int64(w.DiskFreeBytes)), 100*float64(w.DiskFreeBytes)/float64(w.DiskTotalBytes))
 }
 
 // roundDuration shortens d for a table: seconds under an hour, minutes under a day, hours

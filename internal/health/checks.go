@@ -36,7 +36,7 @@ func (c *DiskCheck) Run(_ context.Context, _ Tick) (Outcome, error) {
 		}
 		pct := 100 * float64(w.DiskFreeBytes) / float64(w.DiskTotalBytes)
 		res := brr.HealthCheck{Check: brr.CheckDisk, Subject: w.ID, Value: pct, Status: brr.HealthOK}
-		res.Message = fmt.Sprintf("the data dir of worker %s (host %s) has %s free of %s (%.1f%%)", w.ID, w.Host, bytes(w.DiskFreeBytes), bytes(w.DiskTotalBytes), pct)
+		res.Message = fmt.Sprintf("the data dir of worker %s (host %s) has %s free of %s (%.1f%%)", w.ID, w.Host, brr.FormatBytes(int64(w.DiskFreeBytes)), brr.FormatBytes(int64(w.DiskTotalBytes)), pct)
 		limit := warn
 		switch {
 		case pct < crit:
@@ -142,18 +142,4 @@ func (c *CanaryCheck) ping(ctx context.Context, pool string, tick time.Time) brr
 		res.Message += fmt.Sprintf(", more than %s: the workers are busy or slow to take jobs; see brr_consumer_pending and brr_jobs_in_flight", warn)
 	}
 	return res
-}
-
-// bytes formats n with a binary unit.
-func bytes(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := uint64(unit), 0
-	for v := n / unit; v >= unit; v /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

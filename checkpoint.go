@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -70,4 +71,59 @@ func (c *Client) Checkpoints(ctx context.Context, repo string) (*CheckpointsRepl
 		reply.Points = []RecoveryPoint{}
 	}
 	return &reply, nil
+}
+
+// CheckpointJob creates a recovery point, a labelled pin on a snapshot that retention
+// never removes, or with Remove deletes the recovery point Label.
+type CheckpointJob struct {
+	// Snapshot is a snapshot id, a unique prefix of one, or "latest" (of Source when
+	// set); not used with Remove.
+	Snapshot string `json:"snapshot,omitempty"`
+	Source   string `json:"source,omitempty"`
+	Repo     string `json:"repo,omitempty"`
+	// Label names the recovery point; unique within a repo.
+	Label  string `json:"label"`
+	Reason string `json:"reason,omitempty"`
+	Remove bool   `json:"remove,omitempty"`
+}
+
+// Kind returns KindCheckpoint.
+func (CheckpointJob) Kind() Kind { return KindCheckpoint }
+
+// Validate checks the label, the reason, the snapshot reference and the repo name.
+func (a CheckpointJob) Validate() error {
+	if !tagPattern.MatchString(a.Label) {
+		return fmt.Errorf("%w: recovery point label %q: use 1-128 letters, digits or _.:=-", ErrInvalid, a.Label)
+	}
+	if len(a.Reason) > 1024 {
+		return fmt.Errorf("%w: reason is %d bytes, the limit is 1024", ErrInvalid, len(a.Reason))
+	}
+	if !a.Remove && !snapshotRefPattern.MatchString(a.Snapshot) {
+		return fmt.Errorf("%w: snapshot %q: want \"latest\" or 4-64 hex digits of a snapshot id", ErrInvalid, a.Snapshot)
+	}
+	if a.Source != "" {
+		if err := validateAbs("source", a.Source); err != nil {
+			return err
+		}
+	}
+	return ValidateRepoName(a.Repo)
+}
+
+// RecoveryPoint is a labelled, pinned snapshot.
+type RecoveryPoint struct {
+	Repo     string    `json:"repo"`
+	Label    string    `json:"label"`
+	Snapshot string    `json:"snapshot"`
+	Source   string    `json:"source,omitempty"`
+	Reason   string    `json:"reason,omitempty"`
+	By       string    `json:"by,omitempty"`
+	Time     time.Time `json:"time"`
+	// SnapshotTime is when the pinned snapshot was taken.
+	SnapshotTime time.Time `json:"snapshot_time"`
+}
+
+// CheckpointResult is the recovery point a checkpoint job created or removed.
+type CheckpointResult struct {
+	Point   RecoveryPoint `json:"point"`
+	Removed bool          `json:"removed,omitempty"`
 }

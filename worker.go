@@ -15,10 +15,6 @@ import (
 // listings mark it missing.
 const MissingIntervals = 3
 
-// HealthBucket is the name of the KV bucket where the pool's health checks keep their
-// state (whose turn a check is, its last results): BRR_HEALTH.
-func (s Subjects) HealthBucket() string { return s.name("HEALTH") }
-
 // MissingAt reports whether the worker that sent heartbeat w has been silent at now for
 // more than MissingIntervals of its heartbeat intervals.
 func (w WorkerInfo) MissingAt(now time.Time) bool {
@@ -109,4 +105,34 @@ func (c *Client) Workers(ctx context.Context) ([]WorkerInfo, error) {
 		return nil, fmt.Errorf("list workers: %w", err)
 	}
 	return LatestWorkers(beats, now), nil
+}
+
+// WorkerInfo is a worker's heartbeat, published on brr.events.health.worker every
+// health interval, and a row of `brr workers`.
+type WorkerInfo struct {
+	ID          string   `json:"id"`
+	Host        string   `json:"host"`
+	Version     string   `json:"version"`
+	Pools       []string `json:"pools"`
+	Concurrency int      `json:"concurrency"`
+	InFlight    int      `json:"in_flight"`
+	// JobsDone and JobsFailed count this worker's jobs since it started (failed
+	// includes dead).
+	JobsDone   int64     `json:"jobs_done"`
+	JobsFailed int64     `json:"jobs_failed"`
+	Started    time.Time `json:"started"`
+	// UptimeSeconds is the time since Started when the heartbeat was sent.
+	UptimeSeconds float64 `json:"uptime_seconds"`
+	// DiskFreeBytes is the free space of the file system of the worker's data dir, for
+	// unprivileged users; DiskTotalBytes is its size.
+	DiskFreeBytes  uint64 `json:"disk_free_bytes"`
+	DiskTotalBytes uint64 `json:"disk_total_bytes"`
+	// NATSRTTMS is the round trip to the NATS server, in milliseconds.
+	NATSRTTMS float64 `json:"nats_rtt_ms"`
+	// IntervalSeconds is the worker's heartbeat interval.
+	IntervalSeconds float64 `json:"interval_seconds"`
+	// Time is when the heartbeat was sent.
+	Time time.Time `json:"time"`
+	// Missing is set by listings (not in heartbeats): no heartbeat within three intervals.
+	Missing bool `json:"missing,omitempty"`
 }
