@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
@@ -22,7 +23,8 @@ type Tree struct {
 }
 
 // WriteTree fills dir with tree's files and, besides, a text file two directories down,
-// an empty file and a symlink; it returns the bytes written.
+// an empty file and a symlink; it returns the bytes written. Over a tree it wrote before,
+// it writes the files again with the new content.
 func WriteTree(t testing.TB, dir string, tree Tree) int64 {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(tree.Seed, tree.Seed))
@@ -62,7 +64,11 @@ func WriteTree(t testing.TB, dir string, tree Tree) int64 {
 	}
 	write(filepath.Join("nested", "deeper", "notes.txt"), bytes.Repeat([]byte("brr backs up\n"), 1000), 0o600)
 	write("empty", nil, 0o644)
-	must(os.Symlink("nested/deeper/notes.txt", filepath.Join(dir, "link")))
+	link := filepath.Join(dir, "link")
+	if err := os.Remove(link); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	must(os.Symlink("nested/deeper/notes.txt", link))
 	return total
 }
 
