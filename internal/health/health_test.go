@@ -15,6 +15,7 @@ import (
 	"github.com/brr-dev/brr/internal/events"
 	"github.com/brr-dev/brr/internal/health"
 	"github.com/brr-dev/brr/internal/natstest"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // interval is the health interval of the tests; turns are driven by hand, so it only
@@ -180,7 +181,7 @@ func TestTransitionsAndSummaries(t *testing.T) {
 			t.Fatalf("turn %d ran %v", k, ran)
 		}
 		if k == 2 {
-			waitFor(t, "the monitor to see warn", func() bool { return mon.Report().Status == brr.HealthWarn })
+			testkit.Eventually(t, 10*time.Second, "the monitor to see warn", func() bool { return mon.Report().Status == brr.HealthWarn })
 		}
 	}
 	got := b.healthEvents(t, "dlq")
@@ -203,7 +204,7 @@ func TestTransitionsAndSummaries(t *testing.T) {
 		}
 	}
 
-	waitFor(t, "the monitor to see ok again", func() bool { return mon.Report().Status == brr.HealthOK })
+	testkit.Eventually(t, 10*time.Second, "the monitor to see ok again", func() bool { return mon.Report().Status == brr.HealthOK })
 	rep := mon.Report()
 	if len(rep.Checks) != 1 || rep.Checks[0].Check != "dlq" || !rep.Checks[0].Since.Equal(at(5)) {
 		t.Fatalf("report checks = %+v, want the dlq result since turn 5", rep.Checks)
@@ -277,20 +278,8 @@ func TestHeartbeatsAndWorkers(t *testing.T) {
 	defer cancel()
 	mon := health.NewMonitor(b.js, health.Config{Worker: "w-live", Interval: interval, Now: func() time.Time { return now }}, zerolog.Nop())
 	go func() { _ = mon.Run(ctx) }()
-	waitFor(t, "the monitor to see both workers", func() bool { return len(mon.Workers()) == 2 })
+	testkit.Eventually(t, 10*time.Second, "the monitor to see both workers", func() bool { return len(mon.Workers()) == 2 })
 	if ws := mon.Workers(); !ws[0].Missing || ws[1].Missing {
 		t.Fatalf("monitor workers = %+v", ws)
-	}
-}
-
-// waitFor polls cond until it holds; it fails the test after 10s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
