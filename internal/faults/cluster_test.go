@@ -159,15 +159,7 @@ func TestClusterNodeLost(t *testing.T) {
 // all (a comma-separated list) when first is gone.
 func connectFirst(t *testing.T, first, all string) *brr.Client {
 	t.Helper()
-	nc, err := nats.Connect(first+","+all, nats.DontRandomize(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatalf("connect %s: %v", first, err)
-	}
-	t.Cleanup(nc.Close)
-	c, err := brr.NewClient(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, c := testkit.Connect(t, first+","+all, nats.DontRandomize())
 	return c
 }
 

@@ -18,11 +18,13 @@ func FreeAddr(t testing.TB) string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(natstest.FreePort(t)))
 }
 
-// Connect returns a client of the servers at url on a connection that reconnects
-// forever, as a worker's does; the connection is closed when the test ends.
-func Connect(t testing.TB, url string) (*nats.Conn, *brr.Client) {
+// Connect returns a client of the servers at url (comma-separated) on a connection that
+// reconnects forever, as a worker's does, with opts besides; the connection is closed
+// when the test ends.
+func Connect(t testing.TB, url string, opts ...nats.Option) (*nats.Conn, *brr.Client) {
 	t.Helper()
-	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	opts = append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond)}, opts...)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatalf("connect %s: %v", url, err)
 	}
