@@ -2,7 +2,6 @@ package faults_test
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -142,10 +141,7 @@ func TestClusterNodeLost(t *testing.T) {
 		stream, err = js.Stream(ctx, brr.Subjects{}.JobsStream())
 		return err
 	})
-	lostAcks := 0
-	for _, w := range workers {
-		lostAcks += strings.Count(w.Logs(), "job already processed")
-	}
+	lostAcks := alreadyProcessed(workers)
 	nStored, storedSum := all.summary(ids)
 	distinct, _ := live.summary(ids)
 	again := live.againCount()

@@ -2,7 +2,6 @@ package faults_test
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
 
@@ -114,10 +113,7 @@ func TestNATSRestartWithJobsQueued(t *testing.T) {
 	subscribedSawAll(t, live, all, ids)
 	// A job whose ack the server lost at the restart comes back after AckWait; whichever
 	// worker gets it acks it without running it again.
-	lostAcks := 0
-	for _, w := range workers {
-		lostAcks += strings.Count(w.Logs(), "job already processed")
-	}
+	lostAcks := alreadyProcessed(workers)
 	nStored, storedSum := all.summary(ids)
 	distinct, _ := live.summary(ids)
 	again := live.againCount()

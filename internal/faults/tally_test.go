@@ -205,3 +205,13 @@ func noDeadLetters(t *testing.T, ctx context.Context, c *brr.Client) {
 		t.Errorf("dead letter: job %s (%s) %s: %s", d.JobID, d.Kind, d.Status, d.Error)
 	}
 }
+
+// alreadyProcessed counts the redeliveries of finished jobs that workers acked without
+// running them again, from their logs: a job whose ack the server lost comes back.
+func alreadyProcessed(workers []*testkit.Worker) int {
+	n := 0
+	for _, w := range workers {
+		n += strings.Count(w.Logs(), "job already processed")
+	}
+	return n
+}
