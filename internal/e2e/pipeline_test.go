@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/natstest"
 	"github.com/brr-dev/brr/internal/testkit"
@@ -334,7 +332,7 @@ func TestOutboxFlushesAfterNATSReturns(t *testing.T) {
 		t.Errorf("publish with NATS down: %v", err)
 	}
 	natstest.StartWith(t, opts)
-	if !waitConnected(nc, 30*time.Second) {
+	if !testkit.WaitFor(30*time.Second, nc.IsConnected) {
 		t.Fatal("client did not reconnect")
 	}
 	ev, err := c.Wait(ctx, pub.ID, nil)
@@ -363,17 +361,6 @@ func TestOutboxFlushesAfterNATSReturns(t *testing.T) {
 	if len(events) != 1 {
 		t.Fatalf("%d succeeded events for %s, want 1", len(events), pub.ID)
 	}
-}
-
-func waitConnected(nc *nats.Conn, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if nc.IsConnected() {
-			return true
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return false
 }
 
 // TestCLICannotConnect: the CLI says what to do and exits 3 when no NATS answers.
