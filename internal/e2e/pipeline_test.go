@@ -304,10 +304,7 @@ func TestSIGTERMDrains(t *testing.T) {
 // TestOutboxFlushesAfterNATSReturns stops the NATS server while a job runs; the job's
 // events wait in the worker's outbox and are published, once, when the server is back.
 func TestOutboxFlushesAfterNATSReturns(t *testing.T) {
-	opts := natstest.Options(t.TempDir())
-	opts.DontListen = false
-	opts.Host = "127.0.0.1"
-	opts.Port = natstest.FreePort(t)
+	opts := natstest.ListeningOptions(t, t.TempDir())
 	ns := natstest.StartWith(t, opts)
 	url := ns.ClientURL()
 	w := bins.StartWorker(t, testkit.WorkerOptions{NATS: url, Config: "jobs: {ack_wait: 2s}\n"})

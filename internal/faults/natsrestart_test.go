@@ -21,10 +21,7 @@ import (
 func TestNATSRestartWithJobsQueued(t *testing.T) {
 	faultTest(t)
 	const jobs = 1000
-	opts := natstest.Options(t.TempDir())
-	opts.DontListen = false
-	opts.Host = "127.0.0.1"
-	opts.Port = natstest.FreePort(t)
+	opts := natstest.ListeningOptions(t, t.TempDir())
 	ns := natstest.StartWith(t, opts)
 	url := ns.ClientURL()
 	restart := func(down time.Duration) {
