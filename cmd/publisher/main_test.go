@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/natstest"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // stubWorker plays a brr-worker of pool "default" as the contract describes it: it takes
@@ -348,12 +348,7 @@ func TestVersion(t *testing.T) {
 
 func TestCannotConnect(t *testing.T) {
 	t.Parallel()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	url := "nats://" + l.Addr().String()
-	l.Close()
+	url := "nats://" + testkit.FreeAddr(t)
 	r := brrCmd(t, url, "backup", "/srv/app")
 	if r.code != 3 || !strings.Contains(r.stderr, "cannot reach NATS at "+url) || !strings.Contains(r.stderr, "brr-worker") {
 		t.Fatalf("backup with no server: %v", r)

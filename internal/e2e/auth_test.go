@@ -29,6 +29,7 @@ import (
 
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/natstest"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // rolePasswords are the passwords of deploy/nats/accounts.conf's users in these tests,
@@ -139,26 +140,6 @@ func connectAs(t *testing.T, s *deployServer, user string) (*nats.Conn, <-chan e
 	return nc, violations
 }
 
-// runEnv runs the brr CLI with extra environment variables and returns its stdout,
-// stderr and exit code.
-func runEnv(t *testing.T, env []string, args ...string) (string, string, int) {
-	t.Helper()
-	cmd := exec.Command(cliBin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return stdout.String(), stderr.String(), 0
-	case errors.As(err, &ee):
-		return stdout.String(), stderr.String(), ee.ExitCode()
-	}
-	t.Fatalf("run brr %s: %v", strings.Join(args, " "), err)
-	return "", "", 0
-}
-
 // refusals checks that what a role must not do is refused: the call fails, and the
 // server logged a permission violation of that user on the subject (or one that starts
 // with it).
@@ -220,20 +201,20 @@ func request(nc *nats.Conn, subject, body string) func(ctx context.Context) erro
 // permission violation, and is refused what it must not do.
 func TestRolePermissions(t *testing.T) {
 	s := startDeployServer(t, "../../deploy/nats/single.conf", nil)
-	w := startWorker(t, workerOptions{
-		natsURL: s.url,
-		config:  "nats: {user: worker}\njobs: {drain_timeout: 5s}\n",
-		env:     []string{"BRR_NATS_PASSWORD=" + rolePasswords["worker"]},
+	w := bins.StartWorker(t, testkit.WorkerOptions{
+		NATS:   s.url,
+		Config: "nats: {user: worker}\njobs: {drain_timeout: 5s}\n",
+		Env:    []string{"BRR_NATS_PASSWORD=" + rolePasswords["worker"]},
 	})
-	ctx := ctxTimeout(t, 2*time.Minute)
+	ctx := testkit.Context(t, 2*time.Minute)
 
 	// The publisher backs up, restores and follows jobs, events and results with the CLI.
 	src := t.TempDir()
-	writeTree(t, src, 7, 200<<10, 3000, 0, 10)
+	testkit.WriteTree(t, src, testkit.Tree{Seed: 7, Sizes: []int{200 << 10, 3000, 0, 10}})
 	cli := func(user string, args ...string) (string, string, int) {
 		t.Helper()
 		env := []string{"BRR_NATS_URL=" + s.url, "BRR_NATS_PASSWORD=" + rolePasswords[user]}
-		return runEnv(t, env, append([]string{"--user", user, "--timeout", "60s"}, args...)...)
+		return bins.RunCLI(t, env, append([]string{"--user", user, "--timeout", "60s"}, args...)...)
 	}
 	if out, errOut, code := cli("publisher", "backup", src, "--wait", "--id", "auth-backup-1"); code != 0 {
 		t.Fatalf("publisher: brr backup --wait exited %d: %s%s", code, out, errOut)
@@ -464,8 +445,8 @@ func waitWorkers(t *testing.T, ctx context.Context, c *brr.Client, n int) {
 // must fail, and returns its exit code and output.
 func runWorkerToExit(t *testing.T, env []string, args ...string) (int, string) {
 	t.Helper()
-	cmd := exec.Command(workerBin, args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd := exec.Command(bins.Worker, args...)
+	cmd.Env = testkit.Environ(env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -491,19 +472,19 @@ func runWorkerToExit(t *testing.T, env []string, args ...string) (int, string) {
 // authFlow runs what every way of logging in must allow: a worker takes backup job id,
 // published and waited for by the CLI (with cliEnv and cliArgs), and a Go client on nc
 // reads its result.
-func authFlow(t *testing.T, w *worker, id string, cliEnv []string, cliArgs []string, nc *nats.Conn) {
+func authFlow(t *testing.T, w *testkit.Worker, id string, cliEnv []string, cliArgs []string, nc *nats.Conn) {
 	t.Helper()
 	src := t.TempDir()
-	writeTree(t, src, 11, 64<<10, 1000)
+	testkit.WriteTree(t, src, testkit.Tree{Seed: 11, Sizes: []int{64 << 10, 1000}})
 	args := append(append([]string{}, cliArgs...), "--timeout", "60s", "backup", src, "--wait", "--id", id)
-	if out, errOut, code := runEnv(t, cliEnv, args...); code != 0 {
+	if out, errOut, code := bins.RunCLI(t, cliEnv, args...); code != 0 {
 		t.Fatalf("brr backup --wait exited %d: %s%s\nworker logs:\n%s", code, out, errOut, w.Logs())
 	}
 	c, err := brr.NewClient(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := c.Job(ctxTimeout(t, 30*time.Second), id)
+	e, err := c.Job(testkit.Context(t, 30*time.Second), id)
 	if err != nil || e.Status != brr.StatusSucceeded || e.Result == nil || e.Result.Backup == nil {
 		t.Fatalf("Go client: job %s = %+v, %v; want it succeeded with a snapshot", id, e, err)
 	}
@@ -519,7 +500,7 @@ func TestTokenAuth(t *testing.T) {
 	ns := natstest.StartWith(t, opts)
 	url := ns.ClientURL()
 
-	w := startWorker(t, workerOptions{natsURL: url, env: []string{"BRR_NATS_TOKEN=" + token}})
+	w := bins.StartWorker(t, testkit.WorkerOptions{NATS: url, Env: []string{"BRR_NATS_TOKEN=" + token}})
 	nc, err := nats.Connect(url, nats.Token(token))
 	if err != nil {
 		t.Fatalf("Go client with the token: %v", err)
@@ -530,11 +511,11 @@ func TestTokenAuth(t *testing.T) {
 	if _, err := nats.Connect(url, nats.Token("wrong")); !errors.Is(err, nats.ErrAuthorization) {
 		t.Errorf("Go client with a wrong token: err = %v, want %v", err, nats.ErrAuthorization)
 	}
-	_, errOut, code := runEnv(t, []string{"BRR_NATS_URL=" + url, "BRR_NATS_TOKEN=wrong"}, "jobs")
+	_, errOut, code := bins.RunCLI(t, []string{"BRR_NATS_URL=" + url, "BRR_NATS_TOKEN=wrong"}, "jobs")
 	if code != 3 || !strings.Contains(errOut, "refused the login") || !strings.Contains(errOut, "BRR_NATS_TOKEN") {
 		t.Errorf("brr with a wrong token exited %d, want 3 and what to set:\n%s", code, errOut)
 	}
-	code, out := runWorkerToExit(t, []string{"BRR_NATS_TOKEN=wrong"}, "--nats", url, "--data-dir", t.TempDir(), "--http", freeAddr(t), "--log-format", "json")
+	code, out := runWorkerToExit(t, []string{"BRR_NATS_TOKEN=wrong"}, "--nats", url, "--data-dir", t.TempDir(), "--http", testkit.FreeAddr(t), "--log-format", "json")
 	if code == 0 || !strings.Contains(out, "refused the login") || strings.Contains(out, "wrong\"") {
 		t.Errorf("brr-worker with a wrong token exited %d, want non-zero, a reason and no token:\n%s", code, out)
 	}
@@ -544,25 +525,25 @@ func TestTokenAuth(t *testing.T) {
 // environment (BRR_NATS_USER), as the worker does.
 func TestUserPasswordFromEnvironment(t *testing.T) {
 	s := startDeployServer(t, "../../deploy/nats/single.conf", nil)
-	w := startWorker(t, workerOptions{
-		natsURL: s.url,
-		env:     []string{"BRR_NATS_USER=worker", "BRR_NATS_PASSWORD=" + rolePasswords["worker"]},
+	w := bins.StartWorker(t, testkit.WorkerOptions{
+		NATS: s.url,
+		Env:  []string{"BRR_NATS_USER=worker", "BRR_NATS_PASSWORD=" + rolePasswords["worker"]},
 	})
 	nc, _ := connectAs(t, s, "publisher")
 	authFlow(t, w, "user-env-1", []string{"BRR_NATS_URL=" + s.url, "BRR_NATS_USER=publisher", "BRR_NATS_PASSWORD=" + rolePasswords["publisher"]}, nil, nc)
 	s.noViolations(t, "publisher", "backing up")
 
-	_, errOut, code := runEnv(t, []string{"BRR_NATS_URL=" + s.url, "BRR_NATS_USER=publisher", "BRR_NATS_PASSWORD=not-it"}, "jobs")
+	_, errOut, code := bins.RunCLI(t, []string{"BRR_NATS_URL=" + s.url, "BRR_NATS_USER=publisher", "BRR_NATS_PASSWORD=not-it"}, "jobs")
 	if code != 3 || !strings.Contains(errOut, "refused the login") || strings.Contains(errOut, "not-it") {
 		t.Errorf("brr with a wrong password exited %d, want 3, what to set, and no password:\n%s", code, errOut)
 	}
 	// A password in the URL is not repeated in the error either.
 	withPassword := strings.Replace(s.url, "nats://", "nats://publisher:not-it@", 1)
-	_, errOut, code = runEnv(t, nil, "--nats", withPassword, "jobs")
+	_, errOut, code = bins.RunCLI(t, nil, "--nats", withPassword, "jobs")
 	if code != 3 || !strings.Contains(errOut, "refused the login") || strings.Contains(errOut, "not-it") {
 		t.Errorf("brr with a wrong password in the URL exited %d, want 3, what to set, and no password:\n%s", code, errOut)
 	}
-	code, out := runWorkerToExit(t, []string{"BRR_NATS_USER=worker", "BRR_NATS_PASSWORD=not-it"}, "--nats", s.url, "--data-dir", t.TempDir(), "--http", freeAddr(t), "--log-format", "json")
+	code, out := runWorkerToExit(t, []string{"BRR_NATS_USER=worker", "BRR_NATS_PASSWORD=not-it"}, "--nats", s.url, "--data-dir", t.TempDir(), "--http", testkit.FreeAddr(t), "--log-format", "json")
 	if code == 0 || !strings.Contains(out, "refused the login") || strings.Contains(out, "not-it") {
 		t.Errorf("brr-worker with a wrong password exited %d, want non-zero, a reason and no password:\n%s", code, out)
 	}
@@ -657,7 +638,7 @@ func TestTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := startWorker(t, workerOptions{natsURL: url, config: string(workerConf), env: []string{"BRR_NATS_PASSWORD=" + rolePasswords["worker"]}})
+	w := bins.StartWorker(t, testkit.WorkerOptions{NATS: url, Config: string(workerConf), Env: []string{"BRR_NATS_PASSWORD=" + rolePasswords["worker"]}})
 
 	nc, err := nats.Connect(url, nats.RootCAs(filepath.Join(dir, "ca.pem")),
 		nats.ClientCert(filepath.Join(dir, "worker.pem"), filepath.Join(dir, "worker-key.pem")),
@@ -685,7 +666,7 @@ func TestTLS(t *testing.T) {
 		{"no client certificate", []string{"--tls-ca", filepath.Join(dir, "ca.pem")}, "--tls-cert"},
 		{"plain nats://", []string{"--nats", s.url}, "--tls-ca"},
 	} {
-		_, errOut, code := runEnv(t, env, append(c.args, "jobs")...)
+		_, errOut, code := bins.RunCLI(t, env, append(c.args, "jobs")...)
 		if code != 3 || !strings.Contains(errOut, "TLS with NATS") || !strings.Contains(errOut, c.want) {
 			t.Errorf("brr with %s exited %d, want 3 and a hint at %s:\n%s", c.name, code, c.want, errOut)
 		}
@@ -754,7 +735,7 @@ func TestCredsAuth(t *testing.T) {
 	}
 	workerCreds, cliCreds := creds("worker"), creds("publisher")
 
-	w := startWorker(t, workerOptions{natsURL: url, env: []string{"BRR_NATS_CREDS=" + workerCreds}})
+	w := bins.StartWorker(t, testkit.WorkerOptions{NATS: url, Env: []string{"BRR_NATS_CREDS=" + workerCreds}})
 	nc, err := nats.Connect(url, nats.UserCredentials(cliCreds))
 	if err != nil {
 		t.Fatalf("Go client with creds: %v", err)
@@ -763,7 +744,7 @@ func TestCredsAuth(t *testing.T) {
 	authFlow(t, w, "creds-flag-1", []string{"BRR_NATS_URL=" + url}, []string{"--creds", cliCreds}, nc)
 	authFlow(t, w, "creds-env-1", []string{"BRR_NATS_URL=" + url, "BRR_NATS_CREDS=" + cliCreds}, nil, nc)
 
-	if _, errOut, code := runEnv(t, []string{"BRR_NATS_URL=" + url}, "jobs"); code != 3 || !strings.Contains(errOut, "--creds") {
+	if _, errOut, code := bins.RunCLI(t, []string{"BRR_NATS_URL=" + url}, "jobs"); code != 3 || !strings.Contains(errOut, "--creds") {
 		t.Errorf("brr without creds exited %d, want 3 and what to set:\n%s", code, errOut)
 	}
 }

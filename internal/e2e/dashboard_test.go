@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/brr-dev/brr/internal/testkit"
 	"github.com/chromedp/chromedp"
 )
 
@@ -68,9 +69,9 @@ func TestDashboard(t *testing.T) {
 		t.Fatal(err)
 	}
 	src := t.TempDir()
-	writeTree(t, src, 2, 200<<10, 20, 8<<10, 0, 3)
-	w := startWorker(t, workerOptions{config: fmt.Sprintf("http:\n  api_key_file: %s\nhealth:\n  interval: 1s\n  rpo: {%q: 1h}\n", keyFile, src)})
-	base := "http://" + w.http
+	testkit.WriteTree(t, src, testkit.Tree{Seed: 2, Sizes: []int{200 << 10, 20, 8 << 10, 0, 3}})
+	w := bins.StartWorker(t, testkit.WorkerOptions{Config: fmt.Sprintf("http:\n  api_key_file: %s\nhealth:\n  interval: 1s\n  rpo: {%q: 1h}\n", keyFile, src)})
+	base := "http://" + w.HTTP
 	workerID := healthzWorker(t, base)
 
 	tab := newTab(t, browser, chromedp.WindowSize(1280, 1000))
@@ -164,7 +165,7 @@ func TestDashboard(t *testing.T) {
 // newTab starts Chromium at browser and returns a tab; both end with the test.
 func newTab(t *testing.T, browser string, opts ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
-	ctx := ctxTimeout(t, 3*time.Minute)
+	ctx := testkit.Context(t, 3*time.Minute)
 	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, append(append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(browser),
 		chromedp.NoSandbox, // CI runs as root, where Chromium's sandbox cannot start
@@ -176,7 +177,7 @@ func newTab(t *testing.T, browser string, opts ...chromedp.ExecAllocatorOption) 
 
 // browserSteps returns do, which runs actions in tab and fails the test with what the
 // page shows when one fails, and poll, which waits for a JavaScript condition.
-func browserSteps(t *testing.T, tab context.Context, w *worker) (do func(string, ...chromedp.Action[chromedp.Void]), poll func(string) chromedp.Action[chromedp.Void]) {
+func browserSteps(t *testing.T, tab context.Context, w *testkit.Worker) (do func(string, ...chromedp.Action[chromedp.Void]), poll func(string) chromedp.Action[chromedp.Void]) {
 	do = func(what string, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
 		if err := chromedp.Do(tab, actions...); err != nil {
@@ -241,8 +242,8 @@ func TestDashboardProtectedReads(t *testing.T) {
 	if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	w := startWorker(t, workerOptions{config: fmt.Sprintf("http:\n  api_key_file: %s\n  protect_reads: true\n", keyFile)})
-	base := "http://" + w.http
+	w := bins.StartWorker(t, testkit.WorkerOptions{Config: fmt.Sprintf("http:\n  api_key_file: %s\n  protect_reads: true\n", keyFile)})
+	base := "http://" + w.HTTP
 	workerID := healthzWorker(t, base)
 
 	tab := newTab(t, browser)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/natstest"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // TestHealthChecksRunOncePerIntervalAcrossThreeWorkers runs three worker processes on one
@@ -19,13 +20,13 @@ func TestHealthChecksRunOncePerIntervalAcrossThreeWorkers(t *testing.T) {
 	url := ns.ClientURL()
 	cfg := "health: {interval: 1s, summary_every: 1, canary: false}\n"
 	for range 3 {
-		startWorker(t, workerOptions{natsURL: url, config: cfg})
+		bins.StartWorker(t, testkit.WorkerOptions{NATS: url, Config: cfg})
 	}
 	// Count the turns that begin once all three run.
 	from := time.Now().Truncate(time.Second).Add(time.Second)
 	time.Sleep(time.Until(from.Add(5500 * time.Millisecond)))
-	_, c := connect(t, url)
-	ctx := ctxTimeout(t, 30*time.Second)
+	_, c := testkit.Connect(t, url)
+	ctx := testkit.Context(t, 30*time.Second)
 
 	evs, err := c.Events(ctx, "brr.events.health.dlq", from, 0)
 	if err != nil {
@@ -51,7 +52,7 @@ func TestHealthChecksRunOncePerIntervalAcrossThreeWorkers(t *testing.T) {
 	}
 	t.Logf("%d turns, run by %d of the 3 workers", len(perTurn), len(runners))
 
-	stdout, stderr, code := run(t, "workers", "--json", "--nats", url)
+	stdout, stderr, code := bins.RunCLI(t, nil, "workers", "--json", "--nats", url)
 	if code != 0 {
 		t.Fatalf("brr workers: exit %d: %s", code, stderr)
 	}

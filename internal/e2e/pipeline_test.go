@@ -7,25 +7,23 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/natstest"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // TestBackupRestoreVerify runs the main job of brr through one worker with its embedded
 // server, using only the public Client.
 func TestBackupRestoreVerify(t *testing.T) {
-	w := startWorker(t, workerOptions{})
-	_, c := connect(t, w.natsURL)
-	ctx := ctxTimeout(t, 2*time.Minute)
+	w := bins.StartWorker(t, testkit.WorkerOptions{})
+	_, c := testkit.Connect(t, w.NATSURL)
+	ctx := testkit.Context(t, 2*time.Minute)
 
 	src := t.TempDir()
-	writeTree(t, src, 1, 3<<20, 100, 64<<10, 0, 5)
+	testkit.WriteTree(t, src, testkit.Tree{Seed: 1, Sizes: []int{3 << 20, 100, 64 << 10, 0, 5}})
 
 	pub, err := c.Publish(ctx, brr.BackupJob{Path: src, Tags: []string{"e2e"}})
 	if err != nil {
@@ -64,7 +62,7 @@ func TestBackupRestoreVerify(t *testing.T) {
 	if _, err := c.Wait(ctx, pub.ID, nil); err != nil {
 		t.Fatalf("restore: %v", err)
 	}
-	sameTree(t, src, target)
+	testkit.SameTree(t, src, target)
 
 	pub, err = c.Publish(ctx, brr.VerifyJob{ReadData: true})
 	if err != nil {
@@ -91,9 +89,9 @@ func TestBackupRestoreVerify(t *testing.T) {
 // TestBadInputKeepsWorkerRunning sends junk on job subjects; each goes to the DLQ with a
 // reason and the worker goes on to run a good job.
 func TestBadInputKeepsWorkerRunning(t *testing.T) {
-	w := startWorker(t, workerOptions{})
-	nc, c := connect(t, w.natsURL)
-	ctx := ctxTimeout(t, time.Minute)
+	w := bins.StartWorker(t, testkit.WorkerOptions{})
+	nc, c := testkit.Connect(t, w.NATSURL)
+	ctx := testkit.Context(t, time.Minute)
 	js, err := nc.JetStream()
 	if err != nil {
 		t.Fatal(err)
@@ -142,10 +140,10 @@ func TestBadInputKeepsWorkerRunning(t *testing.T) {
 func TestTwoWorkersShareJobs(t *testing.T) {
 	ns := natstest.StartListening(t)
 	url := ns.ClientURL()
-	startWorker(t, workerOptions{natsURL: url})
-	startWorker(t, workerOptions{natsURL: url})
-	_, c := connect(t, url)
-	ctx := ctxTimeout(t, 2*time.Minute)
+	bins.StartWorker(t, testkit.WorkerOptions{NATS: url})
+	bins.StartWorker(t, testkit.WorkerOptions{NATS: url})
+	_, c := testkit.Connect(t, url)
+	ctx := testkit.Context(t, 2*time.Minute)
 
 	var mu sync.Mutex
 	started := map[string]int{}
@@ -202,7 +200,7 @@ func TestKilledWorkerJobCompletesElsewhere(t *testing.T) {
 	ns := natstest.StartListening(t)
 	url := ns.ClientURL()
 	src := t.TempDir()
-	writeTree(t, src, 2, 48<<20, 48<<20, 48<<20, 1<<20)
+	testkit.WriteTree(t, src, testkit.Tree{Seed: 2, Sizes: []int{48 << 20, 48 << 20, 48 << 20, 1 << 20}})
 	repoDir := t.TempDir()
 	keyFile := filepath.Join(t.TempDir(), "key")
 	if err := os.WriteFile(keyFile, []byte("e2e-shared-repository-key"), 0o600); err != nil {
@@ -211,11 +209,11 @@ func TestKilledWorkerJobCompletesElsewhere(t *testing.T) {
 	// Both workers share one repository, as a pool does; a short ack wait and lease TTL make
 	// the dead worker's job come back within seconds.
 	cfg := fmt.Sprintf("repos:\n  shared: {url: \"file://%s\", key_file: %q}\njobs: {ack_wait: 2s, lease_ttl: 3s}\n", repoDir, keyFile)
-	w1 := startWorker(t, workerOptions{natsURL: url, config: cfg})
-	w2 := startWorker(t, workerOptions{natsURL: url, config: cfg})
-	workers := map[string]*worker{}
-	_, c := connect(t, url)
-	ctx := ctxTimeout(t, 3*time.Minute)
+	w1 := bins.StartWorker(t, testkit.WorkerOptions{NATS: url, Config: cfg})
+	w2 := bins.StartWorker(t, testkit.WorkerOptions{NATS: url, Config: cfg})
+	workers := map[string]*testkit.Worker{}
+	_, c := testkit.Connect(t, url)
+	ctx := testkit.Context(t, 3*time.Minute)
 
 	// The job's story, for the log of a failed run.
 	logEvent := func(e *brr.Event) {
@@ -241,7 +239,7 @@ func TestKilledWorkerJobCompletesElsewhere(t *testing.T) {
 		t.Fatal("backup never started")
 	}
 	// Which process is it? Each worker names itself in its logs.
-	for _, w := range []*worker{w1, w2} {
+	for _, w := range []*testkit.Worker{w1, w2} {
 		if strings.Contains(w.Logs(), first) {
 			workers[first] = w
 		}
@@ -251,8 +249,7 @@ func TestKilledWorkerJobCompletesElsewhere(t *testing.T) {
 		t.Fatalf("no worker process logs the id %q", first)
 	}
 	time.Sleep(300 * time.Millisecond) // let it get going
-	victim.signal(syscall.SIGKILL)
-	victim.wait(10 * time.Second)
+	victim.Kill()
 
 	ev, err := c.Wait(ctx, pub.ID, nil)
 	if err != nil {
@@ -282,9 +279,9 @@ func TestKilledWorkerJobCompletesElsewhere(t *testing.T) {
 func TestSIGTERMDrains(t *testing.T) {
 	ns := natstest.StartListening(t)
 	url := ns.ClientURL()
-	w := startWorker(t, workerOptions{natsURL: url})
-	_, c := connect(t, url)
-	ctx := ctxTimeout(t, time.Minute)
+	w := bins.StartWorker(t, testkit.WorkerOptions{NATS: url})
+	_, c := testkit.Connect(t, url)
+	ctx := testkit.Context(t, time.Minute)
 
 	started := make(chan struct{}, 1)
 	if err := c.Subscribe(ctx, "brr.events.job.ping.started", func(*brr.Event) { started <- struct{}{} }); err != nil {
@@ -295,8 +292,7 @@ func TestSIGTERMDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-started
-	w.signal(syscall.SIGTERM)
-	if code := w.wait(30 * time.Second); code != 0 {
+	if code := w.Stop(30 * time.Second); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM\n%s", code, w.Logs())
 	}
 	ev, err := c.Wait(ctx, pub.ID, nil)
@@ -308,18 +304,12 @@ func TestSIGTERMDrains(t *testing.T) {
 // TestOutboxFlushesAfterNATSReturns stops the NATS server while a job runs; the job's
 // events wait in the worker's outbox and are published, once, when the server is back.
 func TestOutboxFlushesAfterNATSReturns(t *testing.T) {
-	opts := natstest.Options(t.TempDir())
-	opts.DontListen = false
-	opts.Host = "127.0.0.1"
-	addr := freeAddr(t)
-	var port int
-	fmt.Sscanf(addr[strings.LastIndex(addr, ":")+1:], "%d", &port)
-	opts.Port = port
+	opts := natstest.ListeningOptions(t, t.TempDir())
 	ns := natstest.StartWith(t, opts)
 	url := ns.ClientURL()
-	w := startWorker(t, workerOptions{natsURL: url, config: "jobs: {ack_wait: 2s}\n"})
-	nc, c := connect(t, url)
-	ctx := ctxTimeout(t, 2*time.Minute)
+	w := bins.StartWorker(t, testkit.WorkerOptions{NATS: url, Config: "jobs: {ack_wait: 2s}\n"})
+	nc, c := testkit.Connect(t, url)
+	ctx := testkit.Context(t, 2*time.Minute)
 
 	started := make(chan struct{}, 1)
 	if err := c.Subscribe(ctx, "brr.events.job.ping.started", func(*brr.Event) { started <- struct{}{} }); err != nil {
@@ -339,7 +329,7 @@ func TestOutboxFlushesAfterNATSReturns(t *testing.T) {
 		t.Errorf("publish with NATS down: %v", err)
 	}
 	natstest.StartWith(t, opts)
-	if !waitConnected(nc, 30*time.Second) {
+	if !testkit.WaitFor(30*time.Second, nc.IsConnected) {
 		t.Fatal("client did not reconnect")
 	}
 	ev, err := c.Wait(ctx, pub.ID, nil)
@@ -370,21 +360,10 @@ func TestOutboxFlushesAfterNATSReturns(t *testing.T) {
 	}
 }
 
-func waitConnected(nc *nats.Conn, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if nc.IsConnected() {
-			return true
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return false
-}
-
 // TestCLICannotConnect: the CLI says what to do and exits 3 when no NATS answers.
 func TestCLICannotConnect(t *testing.T) {
-	addr := freeAddr(t)
-	_, stderr, code := run(t, "--nats", "nats://"+addr, "backup", "/srv")
+	addr := testkit.FreeAddr(t)
+	_, stderr, code := bins.RunCLI(t, nil, "--nats", "nats://"+addr, "backup", "/srv")
 	if code != 3 {
 		t.Fatalf("exit code %d, want 3; stderr: %s", code, stderr)
 	}
@@ -395,10 +374,10 @@ func TestCLICannotConnect(t *testing.T) {
 
 // TestCLIBackupRestore drives the same round trip through the brr CLI, with --json.
 func TestCLIBackupRestore(t *testing.T) {
-	w := startWorker(t, workerOptions{})
+	w := bins.StartWorker(t, testkit.WorkerOptions{})
 	src := t.TempDir()
-	writeTree(t, src, 3, 1<<20, 10)
-	stdout, stderr, code := run(t, "--nats", w.natsURL, "--json", "backup", src, "--wait")
+	testkit.WriteTree(t, src, testkit.Tree{Seed: 3, Sizes: []int{1 << 20, 10}})
+	stdout, stderr, code := bins.RunCLI(t, nil, "--nats", w.NATSURL, "--json", "backup", src, "--wait")
 	if code != 0 {
 		t.Fatalf("brr backup: exit %d\n%s\n%s", code, stdout, stderr)
 	}
@@ -406,12 +385,12 @@ func TestCLIBackupRestore(t *testing.T) {
 		t.Fatalf("backup --json output has no snapshot: %s", stdout)
 	}
 	target := filepath.Join(t.TempDir(), "r")
-	if stdout, stderr, code := run(t, "--nats", w.natsURL, "restore", "latest", target, "--wait"); code != 0 {
+	if stdout, stderr, code := bins.RunCLI(t, nil, "--nats", w.NATSURL, "restore", "latest", target, "--wait"); code != 0 {
 		t.Fatalf("brr restore: exit %d\n%s\n%s", code, stdout, stderr)
 	}
-	sameTree(t, src, target)
+	testkit.SameTree(t, src, target)
 	// Restoring again over the same target without --overwrite fails and says why.
-	stdout, stderr, code = run(t, "--nats", w.natsURL, "restore", "latest", target, "--wait")
+	stdout, stderr, code = bins.RunCLI(t, nil, "--nats", w.NATSURL, "restore", "latest", target, "--wait")
 	if code != 1 || !strings.Contains(stdout+stderr, "overwrite") {
 		t.Fatalf("restore over existing files: exit %d\n%s\n%s", code, stdout, stderr)
 	}

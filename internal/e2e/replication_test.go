@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // TestReplicationPolicy runs a worker with a file repo, a repo in its NATS object store,
@@ -26,13 +27,13 @@ func TestReplicationPolicy(t *testing.T) {
   offsite: {url: "nats://brr-offsite", key_file: %[1]s/offsite.key}
 replicate: {local: [offsite]}
 `, dir)
-	w := startWorker(t, workerOptions{config: cfg})
-	_, c := connect(t, w.natsURL)
-	ctx := ctxTimeout(t, 2*time.Minute)
+	w := bins.StartWorker(t, testkit.WorkerOptions{Config: cfg})
+	_, c := testkit.Connect(t, w.NATSURL)
+	ctx := testkit.Context(t, 2*time.Minute)
 
 	src := t.TempDir()
-	writeTree(t, src, 7, 600<<10, 40<<10, 0, 3)
-	stdout, stderr, code := run(t, "--nats", w.natsURL, "--json", "backup", src, "--wait")
+	testkit.WriteTree(t, src, testkit.Tree{Seed: 7, Sizes: []int{600 << 10, 40 << 10, 0, 3}})
+	stdout, stderr, code := bins.RunCLI(t, nil, "--nats", w.NATSURL, "--json", "backup", src, "--wait")
 	if code != 0 {
 		t.Fatalf("brr backup: exit %d\n%s\n%s", code, stdout, stderr)
 	}
@@ -71,21 +72,21 @@ replicate: {local: [offsite]}
 	}
 
 	target := filepath.Join(t.TempDir(), "from-offsite")
-	stdout, stderr, code = run(t, "--nats", w.natsURL, "restore", "latest", target, "--source", src, "--from", "offsite", "--wait")
+	stdout, stderr, code = bins.RunCLI(t, nil, "--nats", w.NATSURL, "restore", "latest", target, "--source", src, "--from", "offsite", "--wait")
 	if code != 0 {
 		t.Fatalf("brr restore --from offsite: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 	if !strings.Contains(stdout, "from repo offsite") {
 		t.Errorf("restore output does not say it read offsite:\n%s", stdout)
 	}
-	sameTree(t, src, target)
+	testkit.SameTree(t, src, target)
 
 	// Asked by hand, the replica has everything: nothing to send, no lag.
-	stdout, stderr, code = run(t, "--nats", w.natsURL, "replicate", "all", "--to", "offsite", "--wait")
+	stdout, stderr, code = bins.RunCLI(t, nil, "--nats", w.NATSURL, "replicate", "all", "--to", "offsite", "--wait")
 	if code != 0 || !strings.Contains(stdout, "already had the snapshot") || !strings.Contains(stdout, "has every snapshot") {
 		t.Errorf("brr replicate all: exit %d\n%s\n%s", code, stdout, stderr)
 	}
-	if _, stderr, code := run(t, "--nats", w.natsURL, "replicate", "latest"); code != 2 || !strings.Contains(stderr, "--to is required") {
+	if _, stderr, code := bins.RunCLI(t, nil, "--nats", w.NATSURL, "replicate", "latest"); code != 2 || !strings.Contains(stderr, "--to is required") {
 		t.Errorf("brr replicate without --to: exit %d, %s; want a usage error", code, stderr)
 	}
 }

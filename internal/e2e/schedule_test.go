@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // tickRuns reads the ping jobs fired by schedule "tick" from the event stream: how many
@@ -90,16 +90,16 @@ func TestScheduleFiresOncePerTick(t *testing.T) {
 	// The health canary's ping jobs would take sequence numbers of the job stream, which
 	// this test maps to ticks: no canary here.
 	const noCanary = "health: {canary: false}\n"
-	w1 := startWorker(t, workerOptions{config: noCanary})
-	w2 := startWorker(t, workerOptions{natsURL: w1.natsURL, config: noCanary})
-	w3 := startWorker(t, workerOptions{natsURL: w1.natsURL, config: noCanary})
-	_, c := connect(t, w1.natsURL)
-	ctx := ctxTimeout(t, 3*time.Minute)
+	w1 := bins.StartWorker(t, testkit.WorkerOptions{Config: noCanary})
+	w2 := bins.StartWorker(t, testkit.WorkerOptions{NATS: w1.NATSURL, Config: noCanary})
+	w3 := bins.StartWorker(t, testkit.WorkerOptions{NATS: w1.NATSURL, Config: noCanary})
+	_, c := testkit.Connect(t, w1.NATSURL)
+	ctx := testkit.Context(t, 3*time.Minute)
 
 	if _, err := c.AddSchedule(ctx, "tick", "@every 1s", "", brr.PingJob{}); err != nil {
 		t.Fatalf("AddSchedule: %v", err)
 	}
-	stdout, stderr, code := run(t, "--nats", w1.natsURL, "schedule", "ls")
+	stdout, stderr, code := bins.RunCLI(t, nil, "--nats", w1.NATSURL, "schedule", "ls")
 	if code != 0 || !strings.Contains(stdout, "tick") || !strings.Contains(stdout, "brr.jobs.default.ping") {
 		t.Fatalf("brr schedule ls: exit %d\n%s\n%s", code, stdout, stderr)
 	}
@@ -107,20 +107,19 @@ func TestScheduleFiresOncePerTick(t *testing.T) {
 
 	// Restart every worker, the one with the server last; the schedule is in the server's
 	// store under w1's data dir and fires again once it is back.
-	for _, w := range []*worker{w3, w2, w1} {
-		w.signal(syscall.SIGTERM)
-		if code := w.wait(30 * time.Second); code != 0 {
+	for _, w := range []*testkit.Worker{w3, w2, w1} {
+		if code := w.Stop(30 * time.Second); code != 0 {
 			t.Fatalf("worker exit code %d after SIGTERM\n%s", code, w.Logs())
 		}
 	}
 	restarted := time.Now()
-	w1 = startWorker(t, workerOptions{dataDir: w1.dataDir, config: noCanary})
-	startWorker(t, workerOptions{natsURL: w1.natsURL, dataDir: w2.dataDir, config: noCanary})
-	startWorker(t, workerOptions{natsURL: w1.natsURL, dataDir: w3.dataDir, config: noCanary})
-	nc, c := connect(t, w1.natsURL)
+	w1 = bins.StartWorker(t, testkit.WorkerOptions{DataDir: w1.DataDir, Config: noCanary})
+	bins.StartWorker(t, testkit.WorkerOptions{NATS: w1.NATSURL, DataDir: w2.DataDir, Config: noCanary})
+	bins.StartWorker(t, testkit.WorkerOptions{NATS: w1.NATSURL, DataDir: w3.DataDir, Config: noCanary})
+	nc, c := testkit.Connect(t, w1.NATSURL)
 	waitTicks(t, ctx, c, restarted, 3)
 
-	stdout, stderr, code = run(t, "--nats", w1.natsURL, "schedule", "rm", "tick")
+	stdout, stderr, code = bins.RunCLI(t, nil, "--nats", w1.NATSURL, "schedule", "rm", "tick")
 	if code != 0 || stdout != "schedule tick removed\n" {
 		t.Fatalf("brr schedule rm: exit %d\n%s\n%s", code, stdout, stderr)
 	}
@@ -142,7 +141,7 @@ func TestScheduleFiresOncePerTick(t *testing.T) {
 	if _, seq, _ := jobStreamState(t, ctx, nc); seq != last {
 		t.Fatalf("the job stream grew from sequence %d to %d after brr schedule rm", last, seq)
 	}
-	if stdout, _, code := run(t, "--nats", w1.natsURL, "schedule", "ls", "--json"); code != 0 || stdout != "" {
+	if stdout, _, code := bins.RunCLI(t, nil, "--nats", w1.NATSURL, "schedule", "ls", "--json"); code != 0 || stdout != "" {
 		t.Fatalf("brr schedule ls after rm: exit %d, %q", code, stdout)
 	}
 

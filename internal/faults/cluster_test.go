@@ -2,7 +2,6 @@ package faults_test
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/natstest"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // TestClusterNodeLost runs two workers against a 3-node cluster with R3 streams and
@@ -25,11 +25,11 @@ func TestClusterNodeLost(t *testing.T) {
 	cl := natstest.StartCluster(t, 3)
 	url := cl.URL()
 	cfg := "streams: {replicas: 3}\njobs: {ack_wait: 3s}\n"
-	workers := []*worker{startWorker(t, workerOptions{natsURL: url, config: cfg}), startWorker(t, workerOptions{natsURL: url, config: cfg})}
-	ctx := ctxTimeout(t, 5*time.Minute)
+	workers := []*testkit.Worker{bins.StartWorker(t, testkit.WorkerOptions{NATS: url, Config: cfg}), bins.StartWorker(t, testkit.WorkerOptions{NATS: url, Config: cfg})}
+	ctx := testkit.Context(t, 5*time.Minute)
 
 	// The victim: the node that leads the job stream now.
-	nc, _ := connect(t, url)
+	nc, _ := testkit.Connect(t, url)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +98,7 @@ func TestClusterNodeLost(t *testing.T) {
 			mu.Unlock()
 		}
 	}()
-	if !waitFor(time.Minute, func() bool { return live.jobsWith(snapshot(&mu, &ids), "job.succeeded") >= jobs/4 }) {
+	if !testkit.WaitFor(time.Minute, func() bool { return live.jobsWith(snapshot(&mu, &ids), "job.succeeded") >= jobs/4 }) {
 		t.Fatalf("only %d jobs succeeded before the node was to be lost", live.jobsWith(snapshot(&mu, &ids), "job.succeeded"))
 	}
 	atLoss := len(snapshot(&mu, &ids))
@@ -110,11 +110,11 @@ func TestClusterNodeLost(t *testing.T) {
 	if len(ids) != jobs {
 		t.Fatalf("published %d jobs, want %d", len(ids), jobs)
 	}
-	if !waitFor(3*time.Minute, func() bool { return live.jobsWith(ids, "job.succeeded") == jobs }) {
+	if !testkit.WaitFor(3*time.Minute, func() bool { return live.jobsWith(ids, "job.succeeded") == jobs }) {
 		t.Fatalf("the subscriber saw %d of %d jobs succeed after the node was lost", live.jobsWith(ids, "job.succeeded"), jobs)
 	}
 
-	_, c := connect(t, survivor.ClientURL())
+	_, c := testkit.Connect(t, survivor.ClientURL())
 	all := stored(t, ctx, c, "brr.events.job.ping.>")
 	twice := 0
 	for _, id := range ids {
@@ -141,10 +141,7 @@ func TestClusterNodeLost(t *testing.T) {
 		stream, err = js.Stream(ctx, brr.Subjects{}.JobsStream())
 		return err
 	})
-	lostAcks := 0
-	for _, w := range workers {
-		lostAcks += strings.Count(w.Logs(), "job already processed")
-	}
+	lostAcks := alreadyProcessed(workers)
 	nStored, storedSum := all.summary(ids)
 	distinct, _ := live.summary(ids)
 	again := live.againCount()
@@ -158,15 +155,7 @@ func TestClusterNodeLost(t *testing.T) {
 // all (a comma-separated list) when first is gone.
 func connectFirst(t *testing.T, first, all string) *brr.Client {
 	t.Helper()
-	nc, err := nats.Connect(first+","+all, nats.DontRandomize(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatalf("connect %s: %v", first, err)
-	}
-	t.Cleanup(nc.Close)
-	c, err := brr.NewClient(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, c := testkit.Connect(t, first+","+all, nats.DontRandomize())
 	return c
 }
 

@@ -1,6 +1,8 @@
 package faults_test
 
 import (
+	"bytes"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/natstest"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // TestRestoreDiskFull restores 3.6 MiB into a 2 MiB file system (a tmpfs mounted for the
@@ -26,12 +29,12 @@ func TestRestoreDiskFull(t *testing.T) {
 	faultTest(t)
 	mnt := mountTmpfs(t, "2m")
 	ns := natstest.StartListening(t)
-	startWorker(t, workerOptions{natsURL: ns.ClientURL()})
-	_, c := connect(t, ns.ClientURL())
-	ctx := ctxTimeout(t, 3*time.Minute)
+	bins.StartWorker(t, testkit.WorkerOptions{NATS: ns.ClientURL()})
+	_, c := testkit.Connect(t, ns.ClientURL())
+	ctx := testkit.Context(t, 3*time.Minute)
 
 	src := t.TempDir()
-	srcBytes := writeTree(t, src, 11, 40, 1<<20, 1<<20, 1<<20, 512<<10)
+	srcBytes := testkit.WriteTree(t, src, testkit.Tree{Seed: 11, Small: 40, Sizes: []int{1 << 20, 1 << 20, 1 << 20, 512 << 10}})
 	pub, err := c.Publish(ctx, brr.BackupJob{Path: src})
 	if err != nil {
 		t.Fatal(err)
@@ -91,4 +94,39 @@ func mountTmpfs(t *testing.T, size string) string {
 		}
 	})
 	return dir
+}
+
+// checkRestored fails t unless every regular file under got is whole: the same content
+// as the file of the same name under want. It returns the files and bytes found; a file
+// of want that is missing from got is not an error (a failed restore may leave it out).
+func checkRestored(t *testing.T, want, got string) (files int, size int64) {
+	t.Helper()
+	err := filepath.WalkDir(got, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		rel, _ := filepath.Rel(got, p)
+		gd, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		wd, err := os.ReadFile(filepath.Join(want, rel))
+		if err != nil {
+			t.Errorf("%s: in the target but not in the source (a temporary file left behind?): %v", rel, err)
+			return nil
+		}
+		if !bytes.Equal(gd, wd) {
+			t.Errorf("%s: partial or wrong content: %d bytes, want %d", rel, len(gd), len(wd))
+		}
+		files++
+		size += int64(len(gd))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files, size
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/natstest"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // TestKillBackupWorker20Times: three workers back up into one repository; 20 times in a
@@ -30,10 +31,10 @@ func TestKillBackupWorker20Times(t *testing.T) {
 	}
 	// A short ack wait and lease TTL bring a killed worker's job back within seconds.
 	cfg := fmt.Sprintf("repos:\n  shared: {url: \"file://%s\", key_file: %q}\njobs: {ack_wait: 2s, lease_ttl: 3s}\n", repoDir, keyFile)
-	workers := map[string]*worker{}
+	workers := map[string]*testkit.Worker{}
 	for range 3 {
-		w := startWorker(t, workerOptions{natsURL: url, config: cfg})
-		workers[w.id] = w
+		w := bins.StartWorker(t, testkit.WorkerOptions{NATS: url, Config: cfg})
+		workers[w.ID] = w
 	}
 	// Five sources of 6.2 MiB, one per job in turn, so that a job rarely waits for the
 	// lease of the one before on its source.
@@ -41,11 +42,11 @@ func TestKillBackupWorker20Times(t *testing.T) {
 	var sourceBytes int64
 	for i := range 5 {
 		dir := t.TempDir()
-		sourceBytes += writeTree(t, dir, uint64(i+1), 50, 3<<20, 2<<20, 1<<20)
+		sourceBytes += testkit.WriteTree(t, dir, testkit.Tree{Seed: uint64(i + 1), Small: 50, Sizes: []int{3 << 20, 2 << 20, 1 << 20}})
 		sources = append(sources, dir)
 	}
-	_, c := connect(t, url)
-	ctx := ctxTimeout(t, 8*time.Minute)
+	_, c := testkit.Connect(t, url)
+	ctx := testkit.Context(t, 8*time.Minute)
 	live := newTally()
 	if err := c.Subscribe(ctx, "brr.events.>", live.add); err != nil {
 		t.Fatal(err)
@@ -78,10 +79,10 @@ func TestKillBackupWorker20Times(t *testing.T) {
 			t.Fatalf("backup %d started by %q, which is none of the workers", i, runner)
 		}
 		time.Sleep(time.Duration(i%10) * 40 * time.Millisecond)
-		victim.kill()
-		victim.start()
-		if victim.id != runner {
-			t.Fatalf("worker %s came back as %s: the id must survive a restart", runner, victim.id)
+		victim.Kill()
+		victim.Start()
+		if victim.ID != runner {
+			t.Fatalf("worker %s came back as %s: the id must survive a restart", runner, victim.ID)
 		}
 	}
 

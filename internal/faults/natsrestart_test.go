@@ -2,7 +2,6 @@ package faults_test
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/events"
 	"github.com/brr-dev/brr/internal/natstest"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // TestNATSRestartWithJobsQueued restarts a single nats-server (file store, same
@@ -21,10 +21,7 @@ import (
 func TestNATSRestartWithJobsQueued(t *testing.T) {
 	faultTest(t)
 	const jobs = 1000
-	opts := natstest.Options(t.TempDir())
-	opts.DontListen = false
-	opts.Host = "127.0.0.1"
-	opts.Port = freePort(t)
+	opts := natstest.ListeningOptions(t, t.TempDir())
 	ns := natstest.StartWith(t, opts)
 	url := ns.ClientURL()
 	restart := func(down time.Duration) {
@@ -34,8 +31,8 @@ func TestNATSRestartWithJobsQueued(t *testing.T) {
 		ns = natstest.StartWith(t, opts)
 	}
 
-	nc, c := connect(t, url)
-	ctx := ctxTimeout(t, 5*time.Minute)
+	nc, c := testkit.Connect(t, url)
+	ctx := testkit.Context(t, 5*time.Minute)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +59,7 @@ func TestNATSRestartWithJobsQueued(t *testing.T) {
 	}
 
 	restart(time.Second)
-	if !waitFor(30*time.Second, nc.IsConnected) {
+	if !testkit.WaitFor(30*time.Second, nc.IsConnected) {
 		t.Fatal("the client did not reconnect after the first restart")
 	}
 	if n := jobsQueued(t, js); n != jobs {
@@ -73,21 +70,21 @@ func TestNATSRestartWithJobsQueued(t *testing.T) {
 	if err := c.Subscribe(ctx, "brr.events.job.ping.>", live.add); err != nil {
 		t.Fatal(err)
 	}
-	workers := []*worker{startWorker(t, workerOptions{natsURL: url}), startWorker(t, workerOptions{natsURL: url})}
+	workers := []*testkit.Worker{bins.StartWorker(t, testkit.WorkerOptions{NATS: url}), bins.StartWorker(t, testkit.WorkerOptions{NATS: url})}
 
 	// Mid-flow: the second restart, with jobs running, settling and queued.
-	if !waitFor(2*time.Minute, func() bool { return live.jobsWith(ids, "job.succeeded") >= jobs/4 }) {
+	if !testkit.WaitFor(2*time.Minute, func() bool { return live.jobsWith(ids, "job.succeeded") >= jobs/4 }) {
 		t.Fatalf("only %d of %d jobs succeeded before the second restart", live.jobsWith(ids, "job.succeeded"), jobs)
 	}
 	doneBefore := live.jobsWith(ids, "job.succeeded")
 	restart(2 * time.Second)
 
-	if !waitFor(3*time.Minute, func() bool { return live.jobsWith(ids, "job.succeeded") == jobs }) {
+	if !testkit.WaitFor(3*time.Minute, func() bool { return live.jobsWith(ids, "job.succeeded") == jobs }) {
 		all := stored(t, ctx, c, "brr.events.job.ping.>")
 		t.Fatalf("after the restarts %d of %d jobs succeeded (stream: %d; subscriber: %d)",
 			live.jobsWith(ids, "job.succeeded"), jobs, all.jobsWith(ids, "job.succeeded"), live.jobsWith(ids, "job.succeeded"))
 	}
-	if !waitFor(30*time.Second, func() bool { return jobsQueued(t, js) == 0 }) {
+	if !testkit.WaitFor(30*time.Second, func() bool { return jobsQueued(t, js) == 0 }) {
 		t.Errorf("%d jobs left in the job stream after all succeeded", jobsQueued(t, js))
 	}
 
@@ -113,10 +110,7 @@ func TestNATSRestartWithJobsQueued(t *testing.T) {
 	subscribedSawAll(t, live, all, ids)
 	// A job whose ack the server lost at the restart comes back after AckWait; whichever
 	// worker gets it acks it without running it again.
-	lostAcks := 0
-	for _, w := range workers {
-		lostAcks += strings.Count(w.Logs(), "job already processed")
-	}
+	lostAcks := alreadyProcessed(workers)
 	nStored, storedSum := all.summary(ids)
 	distinct, _ := live.summary(ids)
 	again := live.againCount()

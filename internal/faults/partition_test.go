@@ -8,6 +8,7 @@ import (
 
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/natstest"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // TestWorkerCutOffNATS cuts a worker off its NATS server for 10 s (a TCP proxy between
@@ -19,9 +20,9 @@ func TestWorkerCutOffNATS(t *testing.T) {
 	faultTest(t)
 	ns := natstest.StartListening(t)
 	p := startProxy(t, ns.Addr().String())
-	w := startWorker(t, workerOptions{natsURL: "nats://" + p.addr})
-	_, c := connect(t, ns.ClientURL()) // the client is not cut off
-	ctx := ctxTimeout(t, 3*time.Minute)
+	w := bins.StartWorker(t, testkit.WorkerOptions{NATS: "nats://" + p.addr})
+	_, c := testkit.Connect(t, ns.ClientURL()) // the client is not cut off
+	ctx := testkit.Context(t, 3*time.Minute)
 	live := newTally()
 	if err := c.Subscribe(ctx, "brr.events.>", live.add); err != nil {
 		t.Fatal(err)
@@ -29,7 +30,7 @@ func TestWorkerCutOffNATS(t *testing.T) {
 
 	// Before the cut: four pings that outlast it by a little and a backup, all started.
 	src := t.TempDir()
-	srcBytes := writeTree(t, src, 7, 20, 2<<20, 1<<20)
+	srcBytes := testkit.WriteTree(t, src, testkit.Tree{Seed: 7, Small: 20, Sizes: []int{2 << 20, 1 << 20}})
 	var ids []string
 	publish := func(args brr.JobArgs) {
 		t.Helper()
@@ -43,7 +44,7 @@ func TestWorkerCutOffNATS(t *testing.T) {
 		publish(brr.PingJob{DelayMS: 4000})
 	}
 	publish(brr.BackupJob{Path: src})
-	if !waitFor(time.Minute, func() bool { return live.jobsWith(ids, "job.started") == len(ids) }) {
+	if !testkit.WaitFor(time.Minute, func() bool { return live.jobsWith(ids, "job.started") == len(ids) }) {
 		t.Fatalf("only %d of %d jobs started before the cut", live.jobsWith(ids, "job.started"), len(ids))
 	}
 	before := len(ids)

@@ -5,6 +5,8 @@ import (
 	"net"
 	"sync"
 	"testing"
+
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // proxy forwards TCP connections from a loopback address to target. cut closes the
@@ -23,7 +25,7 @@ type proxy struct {
 
 func startProxy(t *testing.T, target string) *proxy {
 	t.Helper()
-	p := &proxy{t: t, addr: freeAddr(t), target: target, conns: make(map[net.Conn]struct{})}
+	p := &proxy{t: t, addr: testkit.FreeAddr(t), target: target, conns: make(map[net.Conn]struct{})}
 	p.heal()
 	t.Cleanup(func() {
 		p.cut()

@@ -2,8 +2,6 @@ package faults_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +11,7 @@ import (
 	"github.com/brr-dev/brr/internal/jobs"
 	"github.com/brr-dev/brr/internal/natstest"
 	"github.com/brr-dev/brr/internal/repo"
-	"github.com/brr-dev/brr/internal/repo/file"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // TestClockSkew checks the two kinds of lease a worker holds against a worker whose
@@ -38,14 +36,14 @@ func TestClockSkew(t *testing.T) {
 	const skew = 5 * time.Minute
 	ns := natstest.Start(t)
 	_, js := ns.JetStream(t)
-	ctx := ctxTimeout(t, 3*time.Minute)
+	ctx := testkit.Context(t, 3*time.Minute)
 	cfg := func(worker string) events.Config {
 		return events.Config{Worker: worker, Host: "faults", LeaseTTL: ttl}
 	}
 	if err := events.EnsureStreams(ctx, js, cfg("setup")); err != nil {
 		t.Fatal(err)
 	}
-	r := initRepo(t)
+	r, _ := testkit.InitRepo(t, t.TempDir(), testkit.RepoOptions())
 	ahead := func(d time.Duration) func() time.Time { return func() time.Time { return time.Now().Add(d) } }
 
 	t.Run("source lease", func(t *testing.T) {
@@ -59,7 +57,7 @@ func TestClockSkew(t *testing.T) {
 		}
 		skewed := &jobs.Engine{Repos: map[string]*repo.Repository{"local": r}, Host: "faults", Worker: "worker-b", Leases: leases, Now: ahead(skew)}
 		src := t.TempDir()
-		writeTree(t, src, 21, 10, 256<<10)
+		testkit.WriteTree(t, src, testkit.Tree{Seed: 21, Small: 10, Sizes: []int{256 << 10}})
 
 		hctx, stopRenewing := context.WithCancel(ctx)
 		_, release, err := holder.Acquire(hctx, jobs.SourceLeaseKey("faults", src))
@@ -121,7 +119,7 @@ func TestClockSkew(t *testing.T) {
 		normal := &jobs.Engine{Repos: map[string]*repo.Repository{"local": r}, Host: "faults", Worker: "worker-n"}
 		src := t.TempDir()
 		for i := range 2 {
-			writeTree(t, src, uint64(30+i), 10, 1<<20) // new content each time: the first snapshot's data dies with it
+			testkit.WriteTree(t, src, testkit.Tree{Seed: uint64(30 + i), Small: 10, Sizes: []int{1 << 20}}) // new content each time: the first snapshot's data dies with it
 			if _, err := normal.Backup(ctx, "writer-lock-"+string(rune('a'+i)), brr.BackupJob{Path: src}, nil); err != nil {
 				t.Fatal(err)
 			}
@@ -164,24 +162,4 @@ func TestClockSkew(t *testing.T) {
 			"the backup's lock taken for a dead writer's; repo verified, %d blobs read",
 			skew, pending, beyond, res.PacksDeleted, res.BytesFreed, vres.Blobs)
 	})
-}
-
-// initRepo creates a repository in a temporary directory, with a fast key derivation.
-func initRepo(t *testing.T) *repo.Repository {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "repo")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	be, err := file.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := repo.Options{PackSize: 4 << 20, KDF: repo.KDFParams{Time: 1, MemoryKiB: 1024, Threads: 1}}
-	r, err := repo.Init(context.Background(), be, []byte("faults-clock-skew"), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // tally counts the events of jobs by job, each event id once: an event delivered again (a
@@ -113,7 +114,7 @@ func (ta *tally) missing(other *tally, jobs []string) []string {
 // jobs that stored (what the stream holds) has, within 30 s: a subscriber misses nothing.
 func subscribedSawAll(t *testing.T, live, stored *tally, jobs []string) {
 	t.Helper()
-	if !waitFor(30*time.Second, func() bool { return len(live.missing(stored, jobs)) == 0 }) {
+	if !testkit.WaitFor(30*time.Second, func() bool { return len(live.missing(stored, jobs)) == 0 }) {
 		missed := live.missing(stored, jobs)
 		t.Errorf("the subscriber missed %d of the events stored: %s", len(missed), strings.Join(firstN(missed, 10), "; "))
 		if extra := stored.missing(live, jobs); len(extra) > 0 {
@@ -173,7 +174,7 @@ func storedEvents(t *testing.T, ctx context.Context, c *brr.Client, filter strin
 func retry(t *testing.T, what string, fn func() error) {
 	t.Helper()
 	var err error
-	waitFor(30*time.Second, func() bool {
+	testkit.WaitFor(30*time.Second, func() bool {
 		err = fn()
 		return err == nil
 	})
@@ -203,4 +204,14 @@ func noDeadLetters(t *testing.T, ctx context.Context, c *brr.Client) {
 	for _, d := range dead {
 		t.Errorf("dead letter: job %s (%s) %s: %s", d.JobID, d.Kind, d.Status, d.Error)
 	}
+}
+
+// alreadyProcessed counts the redeliveries of finished jobs that workers acked without
+// running them again, from their logs: a job whose ack the server lost comes back.
+func alreadyProcessed(workers []*testkit.Worker) int {
+	n := 0
+	for _, w := range workers {
+		n += strings.Count(w.Logs(), "job already processed")
+	}
+	return n
 }

@@ -16,23 +16,9 @@ import (
 	"github.com/brr-dev/brr/internal/health"
 	"github.com/brr-dev/brr/internal/jobs"
 	"github.com/brr-dev/brr/internal/repo"
-	"github.com/brr-dev/brr/internal/repo/file"
 	"github.com/brr-dev/brr/internal/state"
+	"github.com/brr-dev/brr/internal/testkit"
 )
-
-func openRepo(t *testing.T) *repo.Repository {
-	t.Helper()
-	be, err := file.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := repo.Init(context.Background(), be, []byte("pw"), repo.Options{KDF: repo.KDFParams{Time: 1, MemoryKiB: 1024, Threads: 1}})
-	if err != nil {
-		t.Fatalf("init repo: %v", err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r
-}
 
 // byKey indexes results by check and subject.
 func byKey(res []brr.HealthCheck) map[string]brr.HealthCheck {
@@ -49,7 +35,9 @@ func TestSnapshotCheck(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(src, "a.txt"), []byte("hello"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	engine := &jobs.Engine{Repos: map[string]*repo.Repository{"local": openRepo(t), "offsite": openRepo(t)}, Host: "h", Worker: "w"}
+	local, _ := testkit.InitRepo(t, t.TempDir(), testkit.RepoOptions())
+	offsite, _ := testkit.InitRepo(t, t.TempDir(), testkit.RepoOptions())
+	engine := &jobs.Engine{Repos: map[string]*repo.Repository{"local": local, "offsite": offsite}, Host: "h", Worker: "w"}
 	backup, err := engine.Backup(ctx, "job-1", brr.BackupJob{Path: src, Repo: "local"}, nil)
 	if err != nil {
 		t.Fatalf("backup: %v", err)

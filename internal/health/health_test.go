@@ -15,6 +15,7 @@ import (
 	"github.com/brr-dev/brr/internal/events"
 	"github.com/brr-dev/brr/internal/health"
 	"github.com/brr-dev/brr/internal/natstest"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // interval is the health interval of the tests; turns are driven by hand, so it only
@@ -23,18 +24,6 @@ const interval = 200 * time.Millisecond
 
 // epoch is the start of a turn whose number is a multiple of 4: a summary turn.
 var epoch = time.Unix(0, 0).Add(4000 * interval).UTC()
-
-// clock is a settable clock.
-type clock struct{ ns atomic.Int64 }
-
-func newClock(t time.Time) *clock {
-	c := &clock{}
-	c.set(t)
-	return c
-}
-
-func (c *clock) set(t time.Time) { c.ns.Store(t.UnixNano()) }
-func (c *clock) now() time.Time  { return time.Unix(0, c.ns.Load()).UTC() }
 
 type bundle struct {
 	nc     *nats.Conn
@@ -57,8 +46,8 @@ func setup(t *testing.T) *bundle {
 	return &bundle{nc: nc, js: js, client: c}
 }
 
-func (b *bundle) config(worker string, clk *clock) health.Config {
-	return health.Config{Worker: worker, Host: "h-" + worker, Interval: interval, Now: clk.now}
+func (b *bundle) config(worker string, clk *testkit.Clock) health.Config {
+	return health.Config{Worker: worker, Host: "h-" + worker, Interval: interval, Now: clk.Now}
 }
 
 // healthEvents returns the stored events of check, oldest first.
@@ -103,7 +92,7 @@ func (s *scripted) Run(_ context.Context, _ health.Tick) (health.Outcome, error)
 
 func TestCheckRunsOncePerIntervalAcrossThreeWorkers(t *testing.T) {
 	b := setup(t)
-	clk := newClock(epoch)
+	clk := testkit.NewClock(epoch)
 	ctx := context.Background()
 	check := &scripted{name: "dlq", status: brr.HealthOK}
 	var runners []*health.Runner
@@ -152,7 +141,7 @@ func TestCheckRunsOncePerIntervalAcrossThreeWorkers(t *testing.T) {
 
 func TestTransitionsAndSummaries(t *testing.T) {
 	b := setup(t)
-	clk := newClock(epoch)
+	clk := testkit.NewClock(epoch)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	check := &scripted{name: "dlq", status: brr.HealthOK}
@@ -175,12 +164,12 @@ func TestTransitionsAndSummaries(t *testing.T) {
 	script := []brr.HealthStatus{brr.HealthOK, brr.HealthOK, brr.HealthWarn, brr.HealthWarn, brr.HealthWarn, brr.HealthOK, brr.HealthOK}
 	for k, st := range script {
 		check.set(st)
-		clk.set(at(k))
+		clk.Set(at(k))
 		if ran := r.RunTick(ctx, at(k)); len(ran) != 1 {
 			t.Fatalf("turn %d ran %v", k, ran)
 		}
 		if k == 2 {
-			waitFor(t, "the monitor to see warn", func() bool { return mon.Report().Status == brr.HealthWarn })
+			testkit.Eventually(t, 10*time.Second, "the monitor to see warn", func() bool { return mon.Report().Status == brr.HealthWarn })
 		}
 	}
 	got := b.healthEvents(t, "dlq")
@@ -203,13 +192,13 @@ func TestTransitionsAndSummaries(t *testing.T) {
 		}
 	}
 
-	waitFor(t, "the monitor to see ok again", func() bool { return mon.Report().Status == brr.HealthOK })
+	testkit.Eventually(t, 10*time.Second, "the monitor to see ok again", func() bool { return mon.Report().Status == brr.HealthOK })
 	rep := mon.Report()
 	if len(rep.Checks) != 1 || rep.Checks[0].Check != "dlq" || !rep.Checks[0].Since.Equal(at(5)) {
 		t.Fatalf("report checks = %+v, want the dlq result since turn 5", rep.Checks)
 	}
 	// Nobody runs the check for four intervals: the report says its results are stale.
-	clk.set(at(len(script) + 4))
+	clk.Set(at(len(script) + 4))
 	rep = mon.Report()
 	if rep.Status != brr.HealthWarn || len(rep.Checks) != 2 || rep.Checks[0].Subject != "" || rep.Checks[0].Status != brr.HealthWarn {
 		t.Fatalf("stale report = %+v, want a warn result saying the dlq check has not run", rep)
@@ -218,7 +207,7 @@ func TestTransitionsAndSummaries(t *testing.T) {
 
 func TestCheckErrorIsWarn(t *testing.T) {
 	b := setup(t)
-	clk := newClock(epoch)
+	clk := testkit.NewClock(epoch)
 	ctx := context.Background()
 	// A DLQ check on a prefix whose streams do not exist cannot measure.
 	broken := &health.DLQCheck{JS: b.js, Subjects: brr.Subjects{Prefix: "nowhere"}}
@@ -277,20 +266,8 @@ func TestHeartbeatsAndWorkers(t *testing.T) {
 	defer cancel()
 	mon := health.NewMonitor(b.js, health.Config{Worker: "w-live", Interval: interval, Now: func() time.Time { return now }}, zerolog.Nop())
 	go func() { _ = mon.Run(ctx) }()
-	waitFor(t, "the monitor to see both workers", func() bool { return len(mon.Workers()) == 2 })
+	testkit.Eventually(t, 10*time.Second, "the monitor to see both workers", func() bool { return len(mon.Workers()) == 2 })
 	if ws := mon.Workers(); !ws[0].Missing || ws[1].Missing {
 		t.Fatalf("monitor workers = %+v", ws)
-	}
-}
-
-// waitFor polls cond until it holds; it fails the test after 10s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -1,7 +1,6 @@
 package metrics_test
 
 import (
-	"context"
 	"errors"
 	"testing"
 	"time"
@@ -11,8 +10,7 @@ import (
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/events"
 	"github.com/brr-dev/brr/internal/metrics"
-	"github.com/brr-dev/brr/internal/repo"
-	"github.com/brr-dev/brr/internal/repo/file"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // gather returns the samples of family name, by their label values joined with ",".
@@ -42,15 +40,7 @@ func gather(t *testing.T, m *metrics.Metrics, name string) map[string]*dto.Metri
 }
 
 func TestJobLabelsAreBounded(t *testing.T) {
-	be, err := file.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := repo.Init(context.Background(), be, []byte("pw"), repo.Options{KDF: repo.KDFParams{Time: 1, MemoryKiB: 1024, Threads: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r, _ := testkit.InitRepo(t, t.TempDir(), testkit.RepoOptions())
 	m := metrics.New(metrics.Options{Worker: "w1"})
 	m.WatchRepos(map[string]metrics.RepoStats{"local": r}, "local")
 

@@ -31,7 +31,7 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	ports := make([]int, n)
 	routes := make([]*url.URL, n)
 	for i := range ports {
-		ports[i] = freePort(t)
+		ports[i] = FreePort(t)
 		routes[i] = &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", ports[i])}
 	}
 	dir := t.TempDir()
@@ -50,8 +50,10 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	return c
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t testing.TB) int {
+// FreePort returns a loopback TCP port that was free a moment ago: for a server that
+// must listen on the same address after a restart, or whose address is known before it
+// starts.
+func FreePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

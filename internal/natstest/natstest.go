@@ -48,6 +48,18 @@ func StartListening(t testing.TB) *Server {
 	return StartWith(t, opts)
 }
 
+// ListeningOptions returns Options(dir) with a listener on a loopback port chosen now,
+// so that a server started again with them is at the same address: for a test that
+// stops the server and brings it back under its clients.
+func ListeningOptions(t testing.TB, dir string) *server.Options {
+	t.Helper()
+	opts := Options(dir)
+	opts.DontListen = false
+	opts.Host = "127.0.0.1"
+	opts.Port = FreePort(t)
+	return opts
+}
+
 // StartWith starts a server with opts; it is shut down when the test ends.
 func StartWith(t testing.TB, opts *server.Options) *Server {
 	t.Helper()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/brr-dev/brr/internal/repo"
 	"github.com/brr-dev/brr/internal/repo/file"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // TestGCBig measures GC on a repository of 1M tiny blobs: time and peak RSS. It runs only
@@ -33,15 +34,7 @@ func TestGCBig(t *testing.T) {
 	const dirs, files = 1000, 1000
 	ctx := context.Background()
 	dir := t.TempDir()
-	be, err := file.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := repo.Options{KDF: testOpts.KDF}
-	r, err := repo.Init(ctx, be, password, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, _ := testkit.InitRepo(t, dir, repo.Options{KDF: testkit.CheapKDF}) // production's 16 MiB packs
 	start := time.Now()
 	var keep, gone repo.Tree
 	data := make([]byte, 24)

@@ -14,6 +14,7 @@ import (
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/repo"
 	"github.com/brr-dev/brr/internal/repo/file"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // gcOpts has small packs, so that a few KB of blobs spread over several packs.
@@ -25,16 +26,7 @@ var gcNow = repo.GCOptions{Grace: repo.NoGrace}
 // newGCRepo creates a repository with small packs and returns it with its backend.
 func newGCRepo(t testing.TB) (*repo.Repository, *file.Backend) {
 	t.Helper()
-	be, err := file.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := repo.Init(context.Background(), be, password, gcOpts)
-	if err != nil {
-		t.Fatalf("Init: %v", err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r, be
+	return testkit.InitRepo(t, t.TempDir(), gcOpts)
 }
 
 // openGCRepo opens another Repository on be: another worker.

@@ -15,27 +15,19 @@ import (
 
 	"github.com/brr-dev/brr/internal/repo"
 	"github.com/brr-dev/brr/internal/repo/file"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 var (
-	password = []byte("correct horse battery staple")
-	// cheapKDF keeps tests fast; production uses repo.DefaultKDF.
-	testOpts = repo.Options{PackSize: 256 << 10, KDF: repo.KDFParams{Time: 1, MemoryKiB: 1024, Threads: 1}}
+	password = []byte(testkit.Password)
+	// Small packs, so that tests of a few MiB span several.
+	testOpts = repo.Options{PackSize: 256 << 10, KDF: testkit.CheapKDF}
 )
 
 // setup creates a repository in a fresh directory.
 func setup(t testing.TB) (*repo.Repository, *file.Backend) {
 	t.Helper()
-	be, err := file.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := repo.Init(context.Background(), be, password, testOpts)
-	if err != nil {
-		t.Fatalf("Init: %v", err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r, be
+	return testkit.InitRepo(t, t.TempDir(), testOpts)
 }
 
 func reopen(t testing.TB, be repo.Backend) *repo.Repository {
@@ -436,17 +428,9 @@ func BenchmarkSaveBlob(b *testing.B) {
 	for _, kind := range []string{"random", "text"} {
 		b.Run(kind, func(b *testing.B) {
 			ctx := context.Background()
-			be, err := file.Open(b.TempDir())
-			if err != nil {
-				b.Fatal(err)
-			}
 			opts := testOpts
 			opts.PackSize = 0
-			r, err := repo.Init(ctx, be, password, opts)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer r.Close()
+			r, _ := testkit.InitRepo(b, b.TempDir(), opts)
 			var data []byte
 			if kind == "random" {
 				data = randomBytes(1, repo.AvgChunkSize)

@@ -22,8 +22,8 @@ import (
 	"github.com/brr-dev/brr/internal/jobs"
 	"github.com/brr-dev/brr/internal/natstest"
 	"github.com/brr-dev/brr/internal/repo"
-	"github.com/brr-dev/brr/internal/repo/file"
 	"github.com/brr-dev/brr/internal/state"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 var (
@@ -42,25 +42,7 @@ type fixture struct {
 	client *brr.Client
 	srv    *Server
 	src    string // a small source tree to back up
-	logs   *syncBuffer
-}
-
-// syncBuffer is a log sink that tests read while the server writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logs   *testkit.SyncBuffer
 }
 
 // setup starts the fixture; change adjusts the web Config before the Server is made.
@@ -104,15 +86,7 @@ func setupIn(t *testing.T, src string, change func(*Config)) *fixture {
 	if err := events.EnsureStreams(ctx, js, ecfg); err != nil {
 		t.Fatalf("ensure streams: %v", err)
 	}
-	be, err := file.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := repo.Init(ctx, be, []byte("test password"), repo.Options{PackSize: 4 << 20, KDF: repo.KDFParams{Time: 1, MemoryKiB: 1024, Threads: 1}})
-	if err != nil {
-		t.Fatalf("init repo: %v", err)
-	}
-	t.Cleanup(func() { _ = r.Close() })
+	r, _ := testkit.InitRepo(t, t.TempDir(), testkit.RepoOptions())
 	db, err := state.Open(filepath.Join(t.TempDir(), "state.db"), state.Options{})
 	if err != nil {
 		t.Fatalf("open state: %v", err)
@@ -134,7 +108,7 @@ func setupIn(t *testing.T, src string, change func(*Config)) *fixture {
 		t.Fatalf("publish heartbeat: %v", err)
 	}
 
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	cfg := Config{
 		NC: nc, Pools: []string{brr.DefaultPool}, Records: db, APIKey: []byte(testKey), Health: monitor,
 		Worker: "w-test", Host: "testhost", Version: "v-test",

@@ -13,13 +13,14 @@ import (
 	"github.com/brr-dev/brr/internal/repo/backendtest"
 	"github.com/brr-dev/brr/internal/repo/faulty"
 	"github.com/brr-dev/brr/internal/repo/file"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 var (
 	password = []byte("correct horse battery staple")
 	opts     = repo.Options{
 		PackSize: 64 << 10, // several packs per backup
-		KDF:      repo.KDFParams{Time: 1, MemoryKiB: 64, Threads: 1},
+		KDF:      testkit.CheapKDF,
 		Host:     "test",
 	}
 )

@@ -1,0 +1,9 @@
+// Package testkit is what brr's tests share: brr-worker and brr built once per test
+// binary and run as child processes, free loopback addresses, a client connection, polls
+// and deadlines, source trees written and compared, a log buffer safe to read while it
+// is written, and repositories that open in a millisecond. It is a normal package so
+// that tests in every package can import it, but only tests import it: nothing built
+// into brr-worker or brr depends on it. Embedded nats-servers are in internal/natstest,
+// beside it, which stays free of brr's own packages so that any package's internal
+// tests can use it.
+package testkit
