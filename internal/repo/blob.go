@@ -82,7 +82,7 @@ func (r *Repository) SaveBlob(ctx context.Context, t BlobType, id ID, data []byt
 	bp := r.blobPool.Get().(*[]byte)
 	zp := r.zbufPool.Get().(*[]byte)
 	buf, scratch := r.comp.pack((*bp)[:nonceSize], data, (*zp)[:0])
-	ct := sealInPlace(r.aead, buf)
+	ct := sealInPlace(r.aead, buf, nil)
 
 	err = r.appendToPack(k, ct, len(data))
 	stored = len(ct)
@@ -310,7 +310,7 @@ func (r *Repository) LoadBlob(ctx context.Context, t BlobType, id ID, buf []byte
 
 // openBlob decrypts ct in place and appends the blob's content to buf[:0].
 func (r *Repository) openBlob(ct, buf []byte, rawLen uint32) ([]byte, error) {
-	plain, err := decrypt(r.aead, ct)
+	plain, err := decrypt(r.aead, ct, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -52,23 +52,25 @@ func newAEAD(key []byte) (cipher.AEAD, error) {
 // errAuth is the error of an object that does not authenticate.
 var errAuth = errors.New("ciphertext does not authenticate")
 
-// encrypt appends nonce || Seal(plaintext) to dst and returns it.
-func encrypt(aead cipher.AEAD, dst, plaintext []byte) []byte {
+// encrypt appends nonce || Seal(plaintext) to dst and returns it; ad is authenticated
+// with it, not stored (see objectAD).
+func encrypt(aead cipher.AEAD, dst, plaintext, ad []byte) []byte {
 	n := len(dst)
 	dst = grow(dst, nonceSize+len(plaintext)+tagSize)[:n+nonceSize]
 	nonce := dst[n : n+nonceSize]
 	_, _ = rand.Read(nonce) // crypto/rand.Read never fails on supported platforms.
-	return aead.Seal(dst, nonce, plaintext, nil)
+	return aead.Seal(dst, nonce, plaintext, ad)
 }
 
-// decrypt authenticates and decrypts ciphertext (nonce || sealed) in place: the plaintext
-// returned uses ciphertext's storage.
-func decrypt(aead cipher.AEAD, ciphertext []byte) ([]byte, error) {
+// decrypt authenticates and decrypts ciphertext (nonce || sealed) with the associated
+// data ad in place: the plaintext returned uses ciphertext's storage. On failure the
+// contents of ciphertext are undefined (GCM clears what it would have decrypted).
+func decrypt(aead cipher.AEAD, ciphertext, ad []byte) ([]byte, error) {
 	if len(ciphertext) < Overhead {
 		return nil, fmt.Errorf("%w: %d bytes is shorter than the %d bytes of nonce and tag", errAuth, len(ciphertext), Overhead)
 	}
 	sealed := ciphertext[nonceSize:]
-	pt, err := aead.Open(sealed[:0], ciphertext[:nonceSize], sealed, nil)
+	pt, err := aead.Open(sealed[:0], ciphertext[:nonceSize], sealed, ad)
 	if err != nil {
 		return nil, errAuth
 	}
@@ -85,12 +87,13 @@ func grow(b []byte, n int) []byte {
 	return nb
 }
 
-// sealInPlace encrypts buf[nonceSize:] in place, writing a fresh nonce into buf[:nonceSize],
-// and returns nonce || ciphertext || tag (buf's storage when it has room for the tag).
-func sealInPlace(aead cipher.AEAD, buf []byte) []byte {
+// sealInPlace encrypts buf[nonceSize:] in place with the associated data ad, writing a
+// fresh nonce into buf[:nonceSize], and returns nonce || ciphertext || tag (buf's storage
+// when it has room for the tag).
+func sealInPlace(aead cipher.AEAD, buf, ad []byte) []byte {
 	buf = grow(buf, tagSize)
 	nonce := buf[:nonceSize]
 	_, _ = rand.Read(nonce) // crypto/rand.Read never fails on supported platforms.
-	sealed := aead.Seal(buf[nonceSize:nonceSize], nonce, buf[nonceSize:], nil)
+	sealed := aead.Seal(buf[nonceSize:nonceSize], nonce, buf[nonceSize:], ad)
 	return buf[:nonceSize+len(sealed)]
 }

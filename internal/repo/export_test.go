@@ -70,3 +70,11 @@ func SetMaxIndexEntries(t testing.TB, n int) {
 	maxIndexEntries = n
 	t.Cleanup(func() { maxIndexEntries = old })
 }
+
+// WriteFormat1 makes repositories created and objects saved from now on format 1, as an
+// older brr wrote them: objects not bound to their names. It returns a function that
+// restores format 2. Tests using it must not run in parallel.
+func WriteFormat1() (restore func()) {
+	initVersion, unboundWrites = legacyVersion, true
+	return func() { initVersion, unboundWrites = formatVersion, false }
+}

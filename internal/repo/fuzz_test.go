@@ -120,17 +120,20 @@ func FuzzDecodeKey(f *testing.F) {
 	})
 }
 
+// fuzzHandle is the name the fuzzed objects are sealed under and opened as.
+var fuzzHandle = Handle{Type: SnapshotFile, Name: ID{7}.String()}
+
 func FuzzDecrypt(f *testing.F) {
 	r := fuzzRepo(f)
-	f.Add(r.sealObject(seedSnapshot()))
-	f.Add(r.sealObject(bytes.Repeat([]byte("compress me "), 100)))
+	f.Add(r.sealObject(fuzzHandle, seedSnapshot()))
+	f.Add(r.sealObject(fuzzHandle, bytes.Repeat([]byte("compress me "), 100)))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		plain, err := r.openObject(bytes.Clone(data))
+		plain, _, err := r.openObject(fuzzHandle, bytes.Clone(data))
 		if err != nil {
 			return
 		}
 		// Only what this key sealed opens; it must round-trip.
-		if _, err := r.openObject(r.sealObject(plain)); err != nil {
+		if _, _, err := r.openObject(fuzzHandle, r.sealObject(fuzzHandle, plain)); err != nil {
 			t.Fatalf("re-sealed object does not open: %v", err)
 		}
 	})
@@ -149,7 +152,7 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		"FuzzDecodeIndex":      seedIndex(),
 		"FuzzDecodeSnapshot":   seedSnapshot(),
 		"FuzzDecodeKey":        seedKey(t),
-		"FuzzDecrypt":          r.sealObject(bytes.Repeat([]byte("compress me "), 100)),
+		"FuzzDecrypt":          r.sealObject(fuzzHandle, bytes.Repeat([]byte("compress me "), 100)),
 	}
 	for name, data := range seeds {
 		dir := filepath.Join("testdata", "fuzz", name)

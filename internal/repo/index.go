@@ -282,7 +282,7 @@ func (r *Repository) saveIndex(ctx context.Context, packs []indexPack) error {
 
 // saveIndexFile writes one index file naming packs and records it as loaded.
 func (r *Repository) saveIndexFile(ctx context.Context, packs []indexPack) error {
-	data := r.sealObject(encodeIndex(packs))
+	data := r.sealObject(Handle{Type: IndexFile}, encodeIndex(packs))
 	id := ID(blake3.Sum256(data))
 	if err := r.be.Save(ctx, Handle{Type: IndexFile, Name: id.String()}, data); err != nil {
 		return fmt.Errorf("save index %s: %w", id.Short(), err)
@@ -316,6 +316,9 @@ func (r *Repository) reloadIndex(ctx context.Context) ([]string, error) {
 	// indexMu keeps this process's own index writes out of the way: a file saved between
 	// the listing and the comparison below would look like a file that vanished, and a
 	// rebuild must not lose packs a Flush is indexing.
+	if err := r.refreshVersion(ctx); err != nil {
+		return nil, err
+	}
 	r.indexMu.Lock()
 	defer r.indexMu.Unlock()
 	for round := 1; ; round++ {

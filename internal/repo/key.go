@@ -115,7 +115,7 @@ func (k *keyObject) open(password []byte) (*masterKey, error) {
 		return nil, err
 	}
 	data := append([]byte(nil), k.Data...)
-	pt, err := decrypt(aead, data)
+	pt, err := decrypt(aead, data, nil)
 	if err != nil {
 		return nil, errNotThisKey
 	}
@@ -143,7 +143,7 @@ func sealKey(mk *masterKey, password []byte, params KDFParams, now time.Time) ([
 	if err != nil {
 		return nil, fmt.Errorf("encode master key: %w", err)
 	}
-	k.Data = encrypt(aead, nil, pt)
+	k.Data = encrypt(aead, nil, pt, nil)
 	return json.MarshalIndent(k, "", "  ")
 }
 

@@ -116,13 +116,9 @@ type writerLock struct {
 
 // listLocks reads every writer lock.
 func (r *Repository) listLocks(ctx context.Context) ([]writerLock, error) {
-	var names []string
-	err := r.be.List(ctx, LockFile, func(fi FileInfo) error {
-		names = append(names, fi.Name)
-		return nil
-	})
+	names, err := r.listNames(ctx, LockFile)
 	if err != nil {
-		return nil, fmt.Errorf("list writer locks: %w", err)
+		return nil, err
 	}
 	locks := make([]writerLock, 0, len(names))
 	for _, name := range names {

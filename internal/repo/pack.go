@@ -102,7 +102,7 @@ func decodePackHeader(b []byte) ([]packEntry, error) {
 // finishPack appends the encrypted header and its length to the blobs in data.
 func (r *Repository) finishPack(data []byte, entries []packEntry) []byte {
 	n := len(data)
-	data = encrypt(r.aead, data, encodePackHeader(entries))
+	data = encrypt(r.aead, data, encodePackHeader(entries), nil)
 	return binary.LittleEndian.AppendUint32(data, uint32(len(data)-n))
 }
 
@@ -117,7 +117,7 @@ func (r *Repository) readPackHeader(data []byte) ([]packEntry, error) {
 		return nil, fmt.Errorf("pack header length %d does not fit a pack of %d bytes", hl, len(data))
 	}
 	ct := append([]byte(nil), data[start:int64(len(data))-packTrailerSize]...)
-	plain, err := decrypt(r.aead, ct)
+	plain, err := decrypt(r.aead, ct, nil)
 	if err != nil {
 		return nil, fmt.Errorf("pack header: %w", err)
 	}

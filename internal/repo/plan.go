@@ -66,13 +66,9 @@ func (r *Repository) savePlan(ctx context.Context, p *planObject) (string, error
 // (a plan is never changed). A plan that does not decrypt or decode is left out: no GC can
 // carry it out either, and GC removes it.
 func (r *Repository) loadPlans(ctx context.Context) (map[string]*planObject, error) {
-	var names []string
-	err := r.be.List(ctx, PlanFile, func(fi FileInfo) error {
-		names = append(names, fi.Name)
-		return nil
-	})
+	names, err := r.listNames(ctx, PlanFile)
 	if err != nil {
-		return nil, fmt.Errorf("list plans: %w", err)
+		return nil, err
 	}
 	plans := make(map[string]*planObject, len(names))
 	r.idx.mu.RLock()

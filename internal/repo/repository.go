@@ -29,6 +29,7 @@ type Options struct {
 type Repository struct {
 	be    Backend
 	opts  Options
+	cfgMu sync.RWMutex // guards cfg.V, which Upgrade changes
 	cfg   *configObject
 	mk    *masterKey
 	aead  cipher.AEAD
@@ -140,9 +141,32 @@ func Open(ctx context.Context, be Backend, password []byte, opts Options) (*Repo
 	if err != nil {
 		return nil, fmt.Errorf("load config: %w", err)
 	}
-	plain, err := decrypt(aead, data)
+	cfg, err := openConfig(aead, data)
 	if err != nil {
-		return nil, fmt.Errorf("%w: config: %w", ErrDamaged, err)
+		return nil, err
+	}
+	r, err := newRepository(be, mk, cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.ReloadIndex(ctx); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// openConfig decrypts and decodes the config object data: bound to its name in format 2,
+// unbound in format 1 (and then it must say format 1).
+func openConfig(aead cipher.AEAD, data []byte) (*configObject, error) {
+	unbound := append([]byte(nil), data...) // a failed decrypt clobbers data
+	bound := true
+	plain, err := decrypt(aead, data, objectAD(configHandle))
+	if err != nil {
+		bound = false
+		if plain, err = decrypt(aead, unbound, nil); err != nil {
+			return nil, fmt.Errorf("%w: config: %w", ErrDamaged, err)
+		}
 	}
 	comp, err := newCompressor()
 	if err != nil {
@@ -157,15 +181,10 @@ func Open(ctx context.Context, be Backend, password []byte, opts Options) (*Repo
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrDamaged, err)
 	}
-	r, err := newRepository(be, mk, cfg, opts)
-	if err != nil {
-		return nil, err
+	if !bound && cfg.V >= formatVersion {
+		return nil, fmt.Errorf("%w: config says format %d but is not bound to its name", ErrDamaged, cfg.V)
 	}
-	if err := r.ReloadIndex(ctx); err != nil {
-		r.Close()
-		return nil, err
-	}
-	return r, nil
+	return cfg, nil
 }
 
 func newRepository(be Backend, mk *masterKey, cfg *configObject, opts Options) (*Repository, error) {

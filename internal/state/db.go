@@ -10,8 +10,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -80,7 +83,9 @@ type commitReq struct {
 
 // Open opens or creates the state database at path, with its buckets. A database that
 // another process holds makes Open fail after opts.Timeout with an error that wraps
-// ErrLocked; one written by a newer brr-worker (a higher schema version) is refused.
+// ErrLocked; one written by a newer brr-worker (a higher schema version) is refused; a
+// damaged one (truncated, overwritten) gives an error wrapping ErrDamaged, and the caller
+// may MoveAside it and open a fresh one.
 func Open(path string, opts Options) (*DB, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = time.Second
@@ -88,7 +93,7 @@ func Open(path string, opts Options) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)
 	}
-	bdb, err := bbolt.Open(path, 0o600, &bbolt.Options{
+	bdb, err := openBolt(path, &bbolt.Options{
 		Timeout: opts.Timeout,
 		NoSync:  opts.NoSync,
 		// Map address space for a large database up front: a commit that outgrows the
@@ -103,27 +108,32 @@ func Open(path string, opts Options) (*DB, error) {
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, &lockedError{path: path}
 	}
+	if errors.Is(err, ErrDamaged) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open state database %s: %w", path, err)
 	}
-	if err := bdb.Update(func(tx *bbolt.Tx) error {
-		for _, name := range [][]byte{bucketMeta, bucketJobs, bucketJobsByTime, bucketProcessed, bucketOutbox, bucketFileCache} {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return fmt.Errorf("create bucket %s: %w", name, err)
+	if err := guard(path, func() error {
+		return bdb.Update(func(tx *bbolt.Tx) error {
+			for _, name := range [][]byte{bucketMeta, bucketJobs, bucketJobsByTime, bucketProcessed, bucketOutbox, bucketFileCache} {
+				if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+					return fmt.Errorf("create bucket %s: %w", name, err)
+				}
 			}
-		}
-		meta := tx.Bucket(bucketMeta)
-		v := meta.Get(keySchema)
-		if v == nil {
-			return meta.Put(keySchema, binary.BigEndian.AppendUint64(nil, SchemaVersion))
-		}
-		if len(v) != 8 {
-			return fmt.Errorf("schema version is %d bytes long, want 8: this is not a brr state database", len(v))
-		}
-		if got := binary.BigEndian.Uint64(v); got != SchemaVersion {
-			return fmt.Errorf("schema version is %d and this brr-worker reads version %d: run a brr-worker at least as new as the one that wrote it, or use another --data-dir", got, SchemaVersion)
-		}
-		return nil
+			meta := tx.Bucket(bucketMeta)
+			v := meta.Get(keySchema)
+			if v == nil {
+				return meta.Put(keySchema, binary.BigEndian.AppendUint64(nil, SchemaVersion))
+			}
+			if len(v) != 8 {
+				return fmt.Errorf("schema version is %d bytes long, want 8: this is not a brr state database", len(v))
+			}
+			if got := binary.BigEndian.Uint64(v); got != SchemaVersion {
+				return fmt.Errorf("schema version is %d and this brr-worker reads version %d: run a brr-worker at least as new as the one that wrote it, or use another --data-dir", got, SchemaVersion)
+			}
+			return nil
+		})
 	}); err != nil {
 		_ = bdb.Close()
 		return nil, fmt.Errorf("open state database %s: %w", path, err)
@@ -261,4 +271,138 @@ func timeKey(t time.Time) uint64 {
 		return 0
 	}
 	return uint64(t.UnixNano())
+}
+
+// ErrDamaged is wrapped by the error of Open for a file that is not a sound bbolt
+// database (truncated, overwritten): see MoveAside.
+var ErrDamaged = errors.New("state database is damaged")
+
+// damagedError is the error of Open for a damaged file.
+type damagedError struct {
+	path string
+	err  error
+}
+
+func (e *damagedError) Error() string {
+	return fmt.Sprintf("state database %s is damaged (%v)", e.path, e.err)
+}
+
+func (e *damagedError) Is(target error) bool { return target == ErrDamaged }
+
+// openBolt opens the bbolt file at path and checks it before anything else reads it:
+// bbolt maps the file into memory, so a page past the end of a truncated file is a
+// SIGBUS that kills the process, and a damaged page can make bbolt panic. Faults and
+// panics during the open and the check become an error wrapping ErrDamaged.
+func openBolt(path string, opts *bbolt.Options) (*bbolt.DB, error) {
+	if err := checkFile(path); err != nil {
+		return nil, &damagedError{path, err}
+	}
+	var bdb *bbolt.DB
+	err := guard(path, func() error {
+		var err error
+		bdb, err = bbolt.Open(path, 0o600, opts)
+		if err != nil {
+			return err
+		}
+		return nil
+	})
+	if err != nil && bdb != nil {
+		_ = bdb.Close()
+	}
+	var de *damagedError
+	if errors.As(err, &de) {
+		return nil, err
+	}
+	if err != nil && !errors.Is(err, berrors.ErrTimeout) && !errors.Is(err, fs.ErrPermission) && !errors.Is(err, fs.ErrNotExist) {
+		// bbolt's own errors about a file it cannot read: invalid, version mismatch,
+		// checksum error.
+		return nil, &damagedError{path, err}
+	}
+	return bdb, err
+}
+
+// guard runs fn, turning a memory fault (a read of a page past the end of the mapped
+// file) or a panic into an error wrapping ErrDamaged.
+func guard(path string, fn func() error) (err error) {
+	old := debug.SetPanicOnFault(true)
+	defer debug.SetPanicOnFault(old)
+	defer func() {
+		if r := recover(); r != nil {
+			err = &damagedError{path, fmt.Errorf("reading it failed: %v", r)}
+		}
+	}()
+	return fn()
+}
+
+// MoveAside renames the damaged database at path to path.damaged-<UTC time>, keeping it
+// for inspection, and returns the new name; Open then starts a fresh one. The state is
+// rebuildable: the file cache fills again at the next backups (which read every file
+// once), job records and unpublished events in it are lost, and a job that had finished
+// here and is delivered again is recognised by BRR_RESULTS or runs again (jobs are
+// idempotent by id).
+func MoveAside(path string) (string, error) {
+	aside := path + ".damaged-" + time.Now().UTC().Format("20060102T150405Z")
+	if err := os.Rename(path, aside); err != nil {
+		return "", fmt.Errorf("move damaged state database aside: %w", err)
+	}
+	return aside, nil
+}
+
+// bbolt's file layout, as far as checkFile reads it (go.etcd.io/bbolt internal/common):
+// pages 0 and 1 each hold a 16-byte page header and a meta: magic, version, page size,
+// flags, root bucket (16 bytes), freelist page, high-water page id, transaction id, and
+// an FNV-64a checksum of the meta's first 56 bytes. The newest valid meta wins.
+const (
+	boltMagic      = 0xED0CDAED
+	boltVersion    = 2
+	boltPageHeader = 16
+	boltMetaSize   = 64
+)
+
+// checkFile checks, without mapping it, that the bbolt file at path holds every page its
+// newest valid meta says it uses: a truncated file would otherwise be mapped and read
+// past its end, a SIGBUS in a goroutine of bbolt's that no recover can catch. A missing
+// or empty file is fine (bbolt creates it).
+func checkFile(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return nil // bbolt.Open says what is wrong
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil || info.Size() == 0 {
+		return nil
+	}
+	readMeta := func(off int64) (pageSize uint32, pgid, txid uint64, ok bool) {
+		var b [boltPageHeader + boltMetaSize]byte
+		if _, err := f.ReadAt(b[:], off); err != nil {
+			return 0, 0, 0, false
+		}
+		m := b[boltPageHeader:]
+		h := fnv.New64a()
+		_, _ = h.Write(m[:56])
+		if binary.LittleEndian.Uint32(m[0:]) != boltMagic || binary.LittleEndian.Uint32(m[4:]) != boltVersion ||
+			binary.LittleEndian.Uint64(m[56:]) != h.Sum64() {
+			return 0, 0, 0, false
+		}
+		return binary.LittleEndian.Uint32(m[8:]), binary.LittleEndian.Uint64(m[40:]), binary.LittleEndian.Uint64(m[48:]), true
+	}
+	ps0, pgid, txid, ok0 := readMeta(0)
+	if !ok0 {
+		ps0 = uint32(os.Getpagesize())
+	}
+	_, pgid1, txid1, ok1 := readMeta(int64(ps0))
+	switch {
+	case !ok0 && !ok1:
+		return fmt.Errorf("no valid meta page: not a bbolt file, or its first pages are overwritten")
+	case !ok0 || ok1 && txid1 > txid:
+		pgid = pgid1
+	}
+	if need := int64(pgid) * int64(ps0); need > info.Size() {
+		return fmt.Errorf("its pages reach byte %d, the file has %d: truncated", need, info.Size())
+	}
+	return nil
 }
