@@ -143,18 +143,18 @@ func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Lo
 	}
 
 	ecfg := events.Config{
-		Subjects:     brr.Subjects{Prefix: cfg.Prefix},
-		Pools:        cfg.Pools,
-		Worker:       w.id,
-		Host:         w.host,
-		Concurrency:  cfg.Concurrency,
-		AckWait:      cfg.Jobs.AckWait,
-		MaxDeliver:   cfg.Jobs.MaxDeliver,
-		DrainTimeout: cfg.Jobs.DrainTimeout,
-		LeaseTTL:     cfg.Jobs.LeaseTTL,
-		Replicas:     cfg.Streams.Replicas,
-		EventsMaxAge: cfg.Streams.EventsMaxAge,
-		Replicate:    cfg.Replicate,
+		Subjects:       brr.Subjects{Prefix: cfg.Prefix},
+		Pools:          cfg.Pools,
+		Worker:         w.id,
+		Host:           w.host,
+		Concurrency:    cfg.Concurrency,
+		AckWait:        cfg.Jobs.AckWait,
+		MaxDeliver:     cfg.Jobs.MaxDeliver,
+		DrainTimeout:   cfg.Jobs.DrainTimeout,
+		LeaseTTL:       cfg.Jobs.LeaseTTL,
+		StreamReplicas: cfg.Streams.Replicas,
+		EventsMaxAge:   cfg.Streams.EventsMaxAge,
+		Replicate:      cfg.Replicate,
 	}
 	if err := ensureStreams(ctx, js, ecfg, log); err != nil {
 		return w, fmt.Errorf("ensure streams: %w", err)
