@@ -154,7 +154,6 @@ func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Lo
 		LeaseTTL:       cfg.Jobs.LeaseTTL,
 		StreamReplicas: cfg.Streams.Replicas,
 		EventsMaxAge:   cfg.Streams.EventsMaxAge,
-		Replicate:      cfg.Replicate,
 	}
 	if err := ensureStreams(ctx, js, ecfg, log); err != nil {
 		return w, fmt.Errorf("ensure streams: %w", err)
@@ -176,7 +175,7 @@ func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Lo
 		AllowedRoots: cfg.AllowedRoots,
 		Host:         w.host,
 		Worker:       w.id,
-		Replicas:     cfg.Replicate,
+		ReplicateTo:  cfg.Replicate,
 		BlobMap:      w.db,
 		Retention:    cfg.Retention,
 		PruneGrace:   cfg.Prune.Grace,

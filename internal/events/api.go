@@ -133,3 +133,36 @@ func snapshots(ctx context.Context, q Queries, data []byte) brr.SnapshotsReply {
 	}
 	return reply
 }
+
+// PointQueries answers the checkpoints query. ServeAPI serves it when its Queries
+// implement it too; *jobs.Engine does.
+type PointQueries interface {
+	// Checkpoints lists the recovery points of repo, or of every repo when it is empty;
+	// unread names the repos that could not be read, with why (their points come from
+	// an index).
+	Checkpoints(ctx context.Context, repo string) (points []brr.RecoveryPoint, unread map[string]string, err error)
+}
+
+// checkpoints answers one checkpoints request.
+func checkpoints(ctx context.Context, q PointQueries, data []byte) brr.CheckpointsReply {
+	reply := brr.CheckpointsReply{V: brr.Version, Points: []brr.RecoveryPoint{}}
+	var req brr.CheckpointsRequest
+	if err := json.Unmarshal(data, &req); err != nil {
+		reply.Error = fmt.Sprintf("checkpoints request is not valid JSON (%v): send {\"v\":%d,\"repo\":\"NAME\"}", err, brr.Version)
+		return reply
+	}
+	if req.V != brr.Version {
+		reply.Error = fmt.Sprintf("checkpoints request has version %d, this worker reads version %d: upgrade the client or the worker", req.V, brr.Version)
+		return reply
+	}
+	points, unread, err := q.Checkpoints(ctx, req.Repo)
+	if err != nil {
+		reply.Error = err.Error()
+		return reply
+	}
+	if points != nil {
+		reply.Points = points
+	}
+	reply.Unread = unread
+	return reply
+}

@@ -29,9 +29,6 @@ type Config struct {
 	DrainTimeout time.Duration
 	// StreamReplicas is the replica count of every stream and bucket; default 1.
 	StreamReplicas int
-	// Replicate is the replication policy: repo name → the repos each snapshot committed
-	// to it is replicated to, by a replicate job published when the snapshot commits.
-	Replicate map[string][]string
 	// EventsMaxAge (default 7 days), DLQMaxAge (30 days), DedupWindow (10m), LeaseTTL (30s)
 	// and ResultsTTL (7 days) size the streams and buckets.
 	EventsMaxAge, DLQMaxAge, DedupWindow, LeaseTTL, ResultsTTL time.Duration
