@@ -110,12 +110,7 @@ func ServeAPI(ctx context.Context, nc *nats.Conn, cfg Config, q Queries, log zer
 func snapshots(ctx context.Context, q Queries, data []byte) brr.SnapshotsReply {
 	reply := brr.SnapshotsReply{V: brr.Version}
 	var req brr.SnapshotsRequest
-	if err := json.Unmarshal(data, &req); err != nil {
-		reply.Error = fmt.Sprintf("snapshots request is not valid JSON (%v): send {\"v\":%d,\"repo\":\"NAME\"}", err, brr.Version)
-		return reply
-	}
-	if req.V != brr.Version {
-		reply.Error = fmt.Sprintf("snapshots request has version %d, this worker reads version %d: upgrade the client or the worker", req.V, brr.Version)
+	if reply.Error = decodeRequest("snapshots", data, &req, &req.V); reply.Error != "" {
 		return reply
 	}
 	reply.Repo = req.Repo
@@ -134,6 +129,19 @@ func snapshots(ctx context.Context, q Queries, data []byte) brr.SnapshotsReply {
 	return reply
 }
 
+// decodeRequest decodes the request of query into req, whose version field is v, and
+// returns what the reply says when it cannot be answered: it is not JSON, or of another
+// version.
+func decodeRequest(query string, data []byte, req any, v *int) string {
+	if err := json.Unmarshal(data, req); err != nil {
+		return fmt.Sprintf("%s request is not valid JSON (%v): send {\"v\":%d,\"repo\":\"NAME\"}", query, err, brr.Version)
+	}
+	if *v != brr.Version {
+		return fmt.Sprintf("%s request has version %d, this worker reads version %d: upgrade the client or the worker", query, *v, brr.Version)
+	}
+	return ""
+}
+
 // PointQueries answers the checkpoints query. ServeAPI serves it when its Queries
 // implement it too; *jobs.Engine does.
 type PointQueries interface {
@@ -147,12 +155,7 @@ type PointQueries interface {
 func checkpoints(ctx context.Context, q PointQueries, data []byte) brr.CheckpointsReply {
 	reply := brr.CheckpointsReply{V: brr.Version, Points: []brr.RecoveryPoint{}}
 	var req brr.CheckpointsRequest
-	if err := json.Unmarshal(data, &req); err != nil {
-		reply.Error = fmt.Sprintf("checkpoints request is not valid JSON (%v): send {\"v\":%d,\"repo\":\"NAME\"}", err, brr.Version)
-		return reply
-	}
-	if req.V != brr.Version {
-		reply.Error = fmt.Sprintf("checkpoints request has version %d, this worker reads version %d: upgrade the client or the worker", req.V, brr.Version)
+	if reply.Error = decodeRequest("checkpoints", data, &req, &req.V); reply.Error != "" {
 		return reply
 	}
 	points, unread, err := q.Checkpoints(ctx, req.Repo)
