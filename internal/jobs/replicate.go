@@ -138,12 +138,12 @@ func (e *Engine) runReplicate(ctx context.Context, job *brr.Job, a brr.Replicate
 	var progress func(brr.Progress)
 	if rep != nil {
 		rep.Announce(replicationEvent(a, brr.StatusStarted, nil))
-		progress = func(p brr.Progress) {
+		progress = throttled(func(p brr.Progress) {
 			rep.Progress(p)
 			ev := replicationEvent(a, brr.StatusProgress, nil)
 			ev.Progress = &p
 			rep.Announce(ev)
-		}
+		})
 	}
 	res, err := e.Replicate(ctx, job.ID, a, progress)
 	out := &brr.Outcome{}
@@ -162,6 +162,19 @@ func (e *Engine) runReplicate(ctx context.Context, job *brr.Job, a brr.Replicate
 	}
 	out.Jobs = e.policyJobs(job.Pool, res.To, res.Snapshots)
 	return out, nil
+}
+
+// throttled passes on to report at most one progress report per progressEvery, the first
+// at once, and drops the others: a replication reports with every blob it copies.
+func throttled(report func(brr.Progress)) func(brr.Progress) {
+	var last atomic.Int64 // when the last report was passed on, in Unix nanoseconds
+	return func(p brr.Progress) {
+		now, prev := time.Now().UnixNano(), last.Load()
+		if prev != 0 && now-prev < int64(progressEvery) || !last.CompareAndSwap(prev, now) {
+			return
+		}
+		report(p)
+	}
 }
 
 // replicationEvent is a replication event of status about the replicate job a; r, when
@@ -279,9 +292,7 @@ type replicator struct {
 	present                    int64
 	warnings                   []string
 
-	// Progress of the snapshot being copied, told at most every progressEvery:
-	// lastReport is when it was last told, in Unix nanoseconds.
-	lastReport atomic.Int64
+	// Progress of the snapshot being copied.
 	phase      string
 	files      atomic.Int64
 	bytes      atomic.Int64
@@ -621,15 +632,9 @@ func (rp *replicator) checkpoint(ctx context.Context) error {
 }
 
 // report tells progress how far the snapshot being copied has got: files whose
-// directory is done, and bytes of file data copied or found in the target. It is called
-// for every blob; what comes within progressEvery of the last report is not told.
+// directory is done, and bytes of file data copied or found in the target.
 func (rp *replicator) report() {
 	if rp.progress == nil {
-		return
-	}
-	now := time.Now().UnixNano()
-	last := rp.lastReport.Load()
-	if last != 0 && now-last < int64(progressEvery) || !rp.lastReport.CompareAndSwap(last, now) {
 		return
 	}
 	p := brr.Progress{
