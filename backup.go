@@ -14,6 +14,9 @@ type BackupJob struct {
 // Kind returns KindBackup.
 func (BackupJob) Kind() Kind { return KindBackup }
 
+// Scope returns the repo and the path backed up.
+func (a BackupJob) Scope() Scope { return Scope{Repo: a.Repo, Source: a.Path} }
+
 // Validate checks the path, the repo name and the tags.
 func (a BackupJob) Validate() error {
 	if err := validateAbs("backup path", a.Path); err != nil {

@@ -90,6 +90,9 @@ type CheckpointJob struct {
 // Kind returns KindCheckpoint.
 func (CheckpointJob) Kind() Kind { return KindCheckpoint }
 
+// Scope returns the repo and the source that narrows the snapshot, if any.
+func (a CheckpointJob) Scope() Scope { return Scope{Repo: a.Repo, Source: a.Source} }
+
 // Validate checks the label, the reason, the snapshot reference and the repo name.
 func (a CheckpointJob) Validate() error {
 	if !tagPattern.MatchString(a.Label) {

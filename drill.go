@@ -15,6 +15,9 @@ type DrillJob struct {
 // Kind returns KindDrill.
 func (DrillJob) Kind() Kind { return KindDrill }
 
+// Scope returns the repo and the source that narrows the snapshot, if any.
+func (a DrillJob) Scope() Scope { return Scope{Repo: a.Repo, Source: a.Source} }
+
 // Validate checks the snapshot reference, the source and the repo name.
 func (a DrillJob) Validate() error {
 	if !snapshotRefPattern.MatchString(a.Snapshot) {

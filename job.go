@@ -28,6 +28,18 @@ type JobArgs interface {
 	Kind() Kind
 	// Validate reports the first thing wrong with the arguments, or nil.
 	Validate() error
+	// Scope says which repository and source the job works on, as its arguments name
+	// them: what the worker records, logs and leases the job under.
+	Scope() Scope
+}
+
+// Scope is what a job works on, as its arguments name it.
+type Scope struct {
+	// Repo is the repository, by the name jobs use for it; empty means the worker's
+	// default repo. For a replicate job it is the target.
+	Repo string
+	// Source is the source path the job names, if any.
+	Source string
 }
 
 // Job is one request to the workers of a pool, as it travels on brr.jobs.<pool>.<kind>.

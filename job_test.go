@@ -163,3 +163,35 @@ func FuzzDecodeJob(f *testing.F) {
 		}
 	})
 }
+
+func TestScope(t *testing.T) {
+	tests := []struct {
+		args JobArgs
+		want Scope
+	}{
+		{&BackupJob{Path: "/srv/app", Repo: "local"}, Scope{Repo: "local", Source: "/srv/app"}},
+		{&RestoreJob{Snapshot: "latest", Source: "/srv/app", Target: "/r", Repo: "offsite"}, Scope{Repo: "offsite", Source: "/srv/app"}},
+		{&VerifyJob{Repo: "offsite", ReadData: true}, Scope{Repo: "offsite"}},
+		{&ReplicateJob{Snapshot: "all", Source: "/srv/app", From: "local", To: "offsite"}, Scope{Repo: "offsite", Source: "/srv/app"}},
+		{&PruneJob{Repo: "local"}, Scope{Repo: "local"}},
+		{&CheckpointJob{Snapshot: "latest", Source: "/srv/app", Repo: "local", Label: "l"}, Scope{Repo: "local", Source: "/srv/app"}},
+		{&DrillJob{Snapshot: "latest", Source: "/srv/app", Repo: "local"}, Scope{Repo: "local", Source: "/srv/app"}},
+		{&PingJob{DelayMS: 5}, Scope{}},
+		{&BackupJob{Path: "/srv/app"}, Scope{Source: "/srv/app"}}, // the default repo
+	}
+	for _, tt := range tests {
+		if got := tt.args.Scope(); got != tt.want {
+			t.Errorf("%s Scope() = %+v, want %+v", tt.args.Kind(), got, tt.want)
+		}
+	}
+	// Every kind is in the table.
+	seen := map[Kind]bool{}
+	for _, tt := range tests {
+		seen[tt.args.Kind()] = true
+	}
+	for _, k := range Kinds {
+		if !seen[k] {
+			t.Errorf("kind %s has no Scope case", k)
+		}
+	}
+}

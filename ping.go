@@ -11,6 +11,9 @@ type PingJob struct {
 // Kind returns KindPing.
 func (PingJob) Kind() Kind { return KindPing }
 
+// Scope is empty: a ping works on nothing.
+func (PingJob) Scope() Scope { return Scope{} }
+
 // Validate checks the delay: 0 to 60000 ms.
 func (a PingJob) Validate() error {
 	if a.DelayMS < 0 || a.DelayMS > 60000 {

@@ -16,6 +16,9 @@ type PruneJob struct {
 // Kind returns KindPrune.
 func (PruneJob) Kind() Kind { return KindPrune }
 
+// Scope returns the repo.
+func (a PruneJob) Scope() Scope { return Scope{Repo: a.Repo} }
+
 // Validate checks the repo name and the policy.
 func (a PruneJob) Validate() error {
 	if err := ValidateRepoName(a.Repo); err != nil {

@@ -24,6 +24,9 @@ type ReplicateJob struct {
 // Kind returns KindReplicate.
 func (ReplicateJob) Kind() Kind { return KindReplicate }
 
+// Scope returns the target repo and the source that narrows the snapshots, if any.
+func (a ReplicateJob) Scope() Scope { return Scope{Repo: a.To, Source: a.Source} }
+
 var replicateRefPattern = regexp.MustCompile(`^(latest|all|[0-9a-f]{4,64})$`)
 
 // Validate checks the snapshot reference and the two repo names.

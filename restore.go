@@ -29,6 +29,9 @@ type RestoreJob struct {
 // Kind returns KindRestore.
 func (RestoreJob) Kind() Kind { return KindRestore }
 
+// Scope returns the repo and the source that narrows the snapshot, if any.
+func (a RestoreJob) Scope() Scope { return Scope{Repo: a.Repo, Source: a.Source} }
+
 // Validate checks the snapshot reference, the target and the paths.
 func (a RestoreJob) Validate() error {
 	if !snapshotRefPattern.MatchString(a.Snapshot) {

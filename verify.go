@@ -12,6 +12,9 @@ type VerifyJob struct {
 // Kind returns KindVerify.
 func (VerifyJob) Kind() Kind { return KindVerify }
 
+// Scope returns the repo.
+func (a VerifyJob) Scope() Scope { return Scope{Repo: a.Repo} }
+
 // Validate checks the repo name.
 func (a VerifyJob) Validate() error { return ValidateRepoName(a.Repo) }
 

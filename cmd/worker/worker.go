@@ -143,18 +143,17 @@ func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Lo
 	}
 
 	ecfg := events.Config{
-		Subjects:     brr.Subjects{Prefix: cfg.Prefix},
-		Pools:        cfg.Pools,
-		Worker:       w.id,
-		Host:         w.host,
-		Concurrency:  cfg.Concurrency,
-		AckWait:      cfg.Jobs.AckWait,
-		MaxDeliver:   cfg.Jobs.MaxDeliver,
-		DrainTimeout: cfg.Jobs.DrainTimeout,
-		LeaseTTL:     cfg.Jobs.LeaseTTL,
-		Replicas:     cfg.Streams.Replicas,
-		EventsMaxAge: cfg.Streams.EventsMaxAge,
-		Replicate:    cfg.Replicate,
+		Subjects:       brr.Subjects{Prefix: cfg.Prefix},
+		Pools:          cfg.Pools,
+		Worker:         w.id,
+		Host:           w.host,
+		Concurrency:    cfg.Concurrency,
+		AckWait:        cfg.Jobs.AckWait,
+		MaxDeliver:     cfg.Jobs.MaxDeliver,
+		DrainTimeout:   cfg.Jobs.DrainTimeout,
+		LeaseTTL:       cfg.Jobs.LeaseTTL,
+		StreamReplicas: cfg.Streams.Replicas,
+		EventsMaxAge:   cfg.Streams.EventsMaxAge,
 	}
 	if err := ensureStreams(ctx, js, ecfg, log); err != nil {
 		return w, fmt.Errorf("ensure streams: %w", err)
@@ -176,7 +175,7 @@ func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Lo
 		AllowedRoots: cfg.AllowedRoots,
 		Host:         w.host,
 		Worker:       w.id,
-		Replicas:     cfg.Replicate,
+		ReplicateTo:  cfg.Replicate,
 		BlobMap:      w.db,
 		Retention:    cfg.Retention,
 		PruneGrace:   cfg.Prune.Grace,

@@ -110,12 +110,7 @@ func ServeAPI(ctx context.Context, nc *nats.Conn, cfg Config, q Queries, log zer
 func snapshots(ctx context.Context, q Queries, data []byte) brr.SnapshotsReply {
 	reply := brr.SnapshotsReply{V: brr.Version}
 	var req brr.SnapshotsRequest
-	if err := json.Unmarshal(data, &req); err != nil {
-		reply.Error = fmt.Sprintf("snapshots request is not valid JSON (%v): send {\"v\":%d,\"repo\":\"NAME\"}", err, brr.Version)
-		return reply
-	}
-	if req.V != brr.Version {
-		reply.Error = fmt.Sprintf("snapshots request has version %d, this worker reads version %d: upgrade the client or the worker", req.V, brr.Version)
+	if reply.Error = decodeRequest("snapshots", data, &req, &req.V); reply.Error != "" {
 		return reply
 	}
 	reply.Repo = req.Repo
@@ -131,5 +126,46 @@ func snapshots(ctx context.Context, q Queries, data []byte) brr.SnapshotsReply {
 	if reply.Repo == "" && len(list) > 0 {
 		reply.Repo = list[0].Repo // the worker's default repo
 	}
+	return reply
+}
+
+// decodeRequest decodes the request of query into req, whose version field is v, and
+// returns what the reply says when it cannot be answered: it is not JSON, or of another
+// version.
+func decodeRequest(query string, data []byte, req any, v *int) string {
+	if err := json.Unmarshal(data, req); err != nil {
+		return fmt.Sprintf("%s request is not valid JSON (%v): send {\"v\":%d,\"repo\":\"NAME\"}", query, err, brr.Version)
+	}
+	if *v != brr.Version {
+		return fmt.Sprintf("%s request has version %d, this worker reads version %d: upgrade the client or the worker", query, *v, brr.Version)
+	}
+	return ""
+}
+
+// PointQueries answers the checkpoints query. ServeAPI serves it when its Queries
+// implement it too; *jobs.Engine does.
+type PointQueries interface {
+	// Checkpoints lists the recovery points of repo, or of every repo when it is empty;
+	// unread names the repos that could not be read, with why (their points come from
+	// an index).
+	Checkpoints(ctx context.Context, repo string) (points []brr.RecoveryPoint, unread map[string]string, err error)
+}
+
+// checkpoints answers one checkpoints request.
+func checkpoints(ctx context.Context, q PointQueries, data []byte) brr.CheckpointsReply {
+	reply := brr.CheckpointsReply{V: brr.Version, Points: []brr.RecoveryPoint{}}
+	var req brr.CheckpointsRequest
+	if reply.Error = decodeRequest("checkpoints", data, &req, &req.V); reply.Error != "" {
+		return reply
+	}
+	points, unread, err := q.Checkpoints(ctx, req.Repo)
+	if err != nil {
+		reply.Error = err.Error()
+		return reply
+	}
+	if points != nil {
+		reply.Points = points
+	}
+	reply.Unread = unread
 	return reply
 }

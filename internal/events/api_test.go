@@ -225,3 +225,61 @@ func TestAPIQueueGroup(t *testing.T) {
 		t.Errorf("Queries called %d times for %d requests", got, want)
 	}
 }
+
+// pointsFixture answers both queries.
+type pointsFixture struct {
+	*fixtureQueries
+	unread map[string]string
+}
+
+func (q pointsFixture) Checkpoints(ctx context.Context, repo string) ([]brr.RecoveryPoint, map[string]string, error) {
+	if repo == "nosuch" {
+		return nil, nil, errors.New(`repo "nosuch" is not configured (configured: local)`)
+	}
+	return []brr.RecoveryPoint{{Repo: "local", Label: "release-1", Snapshot: "s1"}}, q.unread, nil
+}
+
+func TestAPICheckpoints(t *testing.T) {
+	t.Parallel()
+	s := natstest.Start(t)
+	cfg := Config{Pools: []string{"default"}}
+	serveAPI(t, s, cfg, pointsFixture{newFixture(), map[string]string{"offsite": "bucket gone"}})
+	nc := s.Connect(t)
+	subject := cfg.Subjects.API("default", "checkpoints")
+
+	ask := func(data string) brr.CheckpointsReply {
+		t.Helper()
+		request(t, nc, cfg.Subjects.API("default", "snapshots"), []byte(`{"v":1,"repo":"local"}`)) // wait for the service
+		m, err := nc.Request(subject, []byte(data), 5*time.Second)
+		if err != nil {
+			t.Fatalf("request %s: %v", subject, err)
+		}
+		var reply brr.CheckpointsReply
+		if err := json.Unmarshal(m.Data, &reply); err != nil || reply.V != brr.Version {
+			t.Fatalf("reply %s: %v", m.Data, err)
+		}
+		return reply
+	}
+	reply := ask(`{"v":1}`)
+	if reply.Error != "" || len(reply.Points) != 1 || reply.Points[0].Label != "release-1" || reply.Unread["offsite"] != "bucket gone" {
+		t.Fatalf("checkpoints reply %+v", reply)
+	}
+	if reply := ask(`{"v":1,"repo":"nosuch"}`); !strings.Contains(reply.Error, "not configured") {
+		t.Fatalf("checkpoints of an unknown repo: %+v", reply)
+	}
+	if reply := ask(`{"v":2}`); !strings.Contains(reply.Error, "version 2") {
+		t.Fatalf("checkpoints request of version 2: %+v", reply)
+	}
+	if reply := ask(`not json`); !strings.Contains(reply.Error, "not valid JSON") {
+		t.Fatalf("checkpoints request that is not JSON: %+v", reply)
+	}
+
+	// Queries without PointQueries do not serve checkpoints.
+	s2 := natstest.Start(t)
+	serveAPI(t, s2, cfg, newFixture())
+	nc2 := s2.Connect(t)
+	request(t, nc2, cfg.Subjects.API("default", "snapshots"), []byte(`{"v":1,"repo":"local"}`))
+	if _, err := nc2.Request(subject, []byte(`{"v":1}`), 5*time.Second); err == nil {
+		t.Fatal("checkpoints answered by a service whose queries do not list points")
+	}
+}

@@ -27,11 +27,8 @@ type Config struct {
 	BackoffBase, BackoffMax time.Duration
 	// DrainTimeout is how long running jobs get to finish at shutdown; default 30s.
 	DrainTimeout time.Duration
-	// Replicas is the replica count of every stream and bucket; default 1.
-	Replicas int
-	// Replicate is the replication policy: repo name → the repos each snapshot committed
-	// to it is replicated to, by a replicate job published when the snapshot commits.
-	Replicate map[string][]string
+	// StreamReplicas is the replica count of every stream and bucket; default 1.
+	StreamReplicas int
 	// EventsMaxAge (default 7 days), DLQMaxAge (30 days), DedupWindow (10m), LeaseTTL (30s)
 	// and ResultsTTL (7 days) size the streams and buckets.
 	EventsMaxAge, DLQMaxAge, DedupWindow, LeaseTTL, ResultsTTL time.Duration
@@ -63,8 +60,8 @@ func (c Config) withDefaults() Config {
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 30 * time.Second
 	}
-	if c.Replicas <= 0 {
-		c.Replicas = 1
+	if c.StreamReplicas <= 0 {
+		c.StreamReplicas = 1
 	}
 	if c.EventsMaxAge <= 0 {
 		c.EventsMaxAge = 7 * 24 * time.Hour

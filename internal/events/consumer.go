@@ -36,12 +36,15 @@ type Store interface {
 	Processed(id string) (bool, error)
 }
 
-// Handler runs one job. It returns the job's result, or an error: plain errors are
-// retried with backoff, brr.Permanent errors send the job to the dead-letter stream at
-// once, and brr.Snooze errors try it again later without counting as a failure.
-// The handler does not log its errors; the consume loop does.
+// Handler runs one job. It returns the job's outcome (its result, the events it caused,
+// the jobs it sets off; see brr.Outcome) and an error: plain errors are retried with
+// backoff, brr.Permanent errors send the job to the dead-letter stream at once, and
+// brr.Snooze errors try it again later without counting as a failure. A job that fails
+// may have an outcome too; its events and jobs are published when it has failed for good.
+// While it runs it speaks through rep. The handler does not log its errors; the consume
+// loop does.
 type Handler interface {
-	Handle(ctx context.Context, job *brr.Job, progress func(brr.Progress)) (*brr.Result, error)
+	Handle(ctx context.Context, job *brr.Job, rep brr.Reporter) (*brr.Outcome, error)
 }
 
 // Announcer publishes messages now, without storing them (the Outbox): progress events,
@@ -354,15 +357,13 @@ type delivery struct {
 	job       *brr.Job
 	rec       *state.JobRecord
 	state     atomic.Int32
-	// lastProgress is when the last progress event was published, in Unix nanoseconds.
-	lastProgress atomic.Int64
 }
 
 func (d *delivery) logger(log zerolog.Logger) *zerolog.Logger {
 	ctx := log.With().Uint64("seq", d.seq).Int("attempt", d.delivered)
 	if d.job != nil {
 		ctx = ctx.Str("job_id", d.job.ID).Str("kind", string(d.job.Kind))
-		if repo, _ := jobRepoSource(d.job); repo != "" {
+		if repo := d.job.Args.Scope().Repo; repo != "" {
 			ctx = ctx.Str("repo", repo)
 		}
 	}
@@ -441,7 +442,7 @@ func (c *Consumer) process(jobCtx context.Context, pool string, msg jetstream.Ms
 	}
 
 	now := time.Now().UTC()
-	repo, source := jobRepoSource(job)
+	scope := job.Args.Scope()
 	d.rec = &state.JobRecord{
 		ID:       job.ID,
 		Pool:     job.Pool,
@@ -450,8 +451,8 @@ func (c *Consumer) process(jobCtx context.Context, pool string, msg jetstream.Ms
 		Status:   brr.StatusStarted,
 		Attempts: d.delivered,
 		Worker:   c.cfg.Worker,
-		Repo:     repo,
-		Source:   source,
+		Repo:     scope.Repo,
+		Source:   scope.Source,
 		Created:  job.Created,
 		Started:  now,
 	}
@@ -460,9 +461,6 @@ func (c *Consumer) process(jobCtx context.Context, pool string, msg jetstream.Ms
 	// off NATS a moment ago, so NATS is there to take them. Should they be lost, the
 	// final event, which goes through the outbox, still tells the story.
 	c.pub.PublishNow(append(c.cfg.outboxMsgs(c.jobEvent(d, brr.StatusAccepted)), c.cfg.outboxMsgs(c.jobEvent(d, brr.StatusStarted))...)...)
-	if msgs := c.replicationNow(d, brr.StatusStarted, nil); len(msgs) > 0 {
-		c.pub.PublishNow(msgs...)
-	}
 	// The started record is committed while the handler runs: a commit (an fsync shared
 	// with other writers) takes milliseconds, more than a small job, and the slot would
 	// wait for it. Settling waits for it, so the started record always comes before the
@@ -473,14 +471,14 @@ func (c *Consumer) process(jobCtx context.Context, pool string, msg jetstream.Ms
 	go func() { started <- c.store.PutJob(&rec) }()
 
 	ctx, cancel := context.WithCancel(jobCtx)
-	res, herr := c.runHandler(ctx, d)
+	out, herr := c.runHandler(ctx, d)
 	cancel()
 	release()
 	if err := <-started; err != nil {
 		c.putBack(d, fmt.Errorf("record job started: %w", err))
 		return
 	}
-	c.settle(d, res, herr)
+	c.settle(d, out, herr)
 }
 
 // succeededElsewhere reports whether BRR_RESULTS says that job id succeeded. A job whose
@@ -515,35 +513,16 @@ func (c *Consumer) succeededElsewhere(ctx context.Context, id string) bool {
 
 // runHandler runs the handler, turning a panic into an error: the worker never crashes
 // on a job.
-func (c *Consumer) runHandler(ctx context.Context, d *delivery) (res *brr.Result, err error) {
+func (c *Consumer) runHandler(ctx context.Context, d *delivery) (out *brr.Outcome, err error) {
 	c.running.Add(1)
 	defer c.running.Add(-1)
 	defer func() {
 		if r := recover(); r != nil {
 			d.logger(c.log).Error().Str("panic", fmt.Sprint(r)).Bytes("stack", debug.Stack()).Msg("job handler panicked")
-			res, err = nil, fmt.Errorf("job panicked: %v", r)
+			out, err = nil, fmt.Errorf("job panicked: %v", r)
 		}
 	}()
-	return c.h.Handle(ctx, d.job, func(p brr.Progress) { c.progress(d, p) })
-}
-
-// progressEvery is the shortest time between two progress events of one job.
-const progressEvery = 250 * time.Millisecond
-
-// progress publishes a progress event, at most four a second per job; the others are
-// dropped (the next one, or the final event, tells the same story).
-func (c *Consumer) progress(d *delivery, p brr.Progress) {
-	now := time.Now().UnixNano()
-	last := d.lastProgress.Load()
-	if last != 0 && now-last < int64(progressEvery) {
-		return
-	}
-	if !d.lastProgress.CompareAndSwap(last, now) {
-		return
-	}
-	e := c.jobEvent(d, brr.StatusProgress)
-	e.Progress = &p
-	c.pub.PublishNow(append(c.cfg.outboxMsgs(e), c.replicationNow(d, brr.StatusProgress, &p)...)...)
+	return c.h.Handle(ctx, d.job, reporter{c, d})
 }
 
 // decode decodes the job and checks that it came on the subject of its pool and kind.
@@ -617,27 +596,6 @@ func (c *Consumer) jobEvent(d *delivery, status brr.Status) *brr.Event {
 		e.Snapshot = d.rec.Snapshot
 	}
 	return e
-}
-
-// jobRepoSource returns the repo and source a job names, when it names them.
-func jobRepoSource(job *brr.Job) (repo, source string) {
-	switch a := job.Args.(type) {
-	case *brr.BackupJob:
-		return a.Repo, a.Path
-	case *brr.RestoreJob:
-		return a.Repo, a.Source
-	case *brr.VerifyJob:
-		return a.Repo, ""
-	case *brr.ReplicateJob:
-		return a.To, a.Source
-	case *brr.PruneJob:
-		return a.Repo, ""
-	case *brr.CheckpointJob:
-		return a.Repo, a.Source
-	case *brr.DrillJob:
-		return a.Repo, a.Source
-	}
-	return "", ""
 }
 
 // fallbackID names a job whose message did not decode: its Nats-Msg-Id when that is a

@@ -100,24 +100,33 @@ func (b *bundle) start(t testing.TB, db *state.DB) *Consumer {
 	return c
 }
 
-// testHandler counts calls per job id and answers with fn (a ping result when nil).
+// testHandler counts calls per job id and answers with outcome, else with an outcome
+// holding fn's result, else with a ping result.
 type testHandler struct {
-	mu    sync.Mutex
-	calls map[string]int
-	total atomic.Int64
-	fn    func(ctx context.Context, job *brr.Job, attempt int, progress func(brr.Progress)) (*brr.Result, error)
+	mu      sync.Mutex
+	calls   map[string]int
+	total   atomic.Int64
+	fn      func(ctx context.Context, job *brr.Job, attempt int, progress func(brr.Progress)) (*brr.Result, error)
+	outcome func(ctx context.Context, job *brr.Job, attempt int, rep brr.Reporter) (*brr.Outcome, error)
 }
 
-func (h *testHandler) Handle(ctx context.Context, job *brr.Job, progress func(brr.Progress)) (*brr.Result, error) {
+func (h *testHandler) Handle(ctx context.Context, job *brr.Job, rep brr.Reporter) (*brr.Outcome, error) {
 	h.mu.Lock()
 	h.calls[job.ID]++
 	n := h.calls[job.ID]
 	h.mu.Unlock()
 	h.total.Add(1)
-	if h.fn != nil {
-		return h.fn(ctx, job, n, progress)
+	switch {
+	case h.outcome != nil:
+		return h.outcome(ctx, job, n, rep)
+	case h.fn != nil:
+		res, err := h.fn(ctx, job, n, rep.Progress)
+		if res == nil {
+			return nil, err
+		}
+		return &brr.Outcome{Result: res}, err
 	}
-	return &brr.Result{Ping: &brr.PingResult{Worker: "w"}}, nil
+	return &brr.Outcome{Result: &brr.Result{Ping: &brr.PingResult{Worker: "w"}}}, nil
 }
 
 func (h *testHandler) count(id string) int {
@@ -325,35 +334,6 @@ func TestJobSucceeds(t *testing.T) {
 	}
 	if s := c.Stats(); s.Done != 1 || s.Failed != 0 || s.Retried != 0 {
 		t.Errorf("Stats = %+v, want 1 done", s)
-	}
-}
-
-func TestBackupEmitsSnapshotCommitted(t *testing.T) {
-	b := setup(t, Config{})
-	b.h.fn = func(ctx context.Context, job *brr.Job, attempt int, progress func(brr.Progress)) (*brr.Result, error) {
-		a := job.Args.(*brr.BackupJob)
-		return &brr.Result{Backup: &brr.BackupResult{Snapshot: "abcd1234", Repo: "local", Source: a.Path, Files: 3, Bytes: 42}}, nil
-	}
-	b.start(t, b.db)
-	job := brr.NewJob(&brr.BackupJob{Path: "/srv/app", Tags: []string{"nightly"}})
-	job.ID = "backup-1"
-	publishJob(t, b.js, job)
-
-	b.ev.wait(t, "backup-1", brr.StatusSucceeded)
-	e := b.ev.wait(t, "backup-1", brr.StatusCommitted)
-	if e.Type != brr.EventSnapshot || e.Snapshot != "abcd1234" || e.Repo != "local" || e.Source != "/srv/app" {
-		t.Errorf("snapshot event = %+v, want snapshot abcd1234 of /srv/app in local", e)
-	}
-	if e.SnapshotInfo == nil || e.SnapshotInfo.ID != "abcd1234" || e.SnapshotInfo.Files != 3 || e.SnapshotInfo.Host != "testhost" ||
-		len(e.SnapshotInfo.Tags) != 1 || e.SnapshotInfo.JobID != "backup-1" {
-		t.Errorf("snapshot info = %+v", e.SnapshotInfo)
-	}
-	rec, err := b.db.Job("backup-1")
-	if err != nil {
-		t.Fatalf("Job: %v", err)
-	}
-	if rec.Snapshot != "abcd1234" || rec.Repo != "local" {
-		t.Errorf("record snapshot %q repo %q, want abcd1234 in local", rec.Snapshot, rec.Repo)
 	}
 }
 
@@ -590,27 +570,6 @@ func TestProcessedJobIsNotRunAgain(t *testing.T) {
 	}
 }
 
-func TestProgressIsThrottled(t *testing.T) {
-	b := setup(t, Config{})
-	b.h.fn = func(ctx context.Context, job *brr.Job, attempt int, progress func(brr.Progress)) (*brr.Result, error) {
-		for i := range 1000 {
-			progress(brr.Progress{Files: int64(i)})
-		}
-		return &brr.Result{}, nil
-	}
-	b.start(t, b.db)
-	publishJob(t, b.js, pingJob("job-progress"))
-	b.ev.wait(t, "job-progress", brr.StatusSucceeded)
-	e := b.ev.wait(t, "job-progress", brr.StatusProgress)
-	if e.Progress == nil || e.Progress.Files != 0 {
-		t.Errorf("first progress event = %+v, want files 0", e.Progress)
-	}
-	// 1000 calls in a tight loop: all but the first few fall inside the throttle window.
-	if got := len(b.ev.find("job-progress", brr.StatusProgress)); got >= 1000 {
-		t.Errorf("%d progress events for 1000 calls, want them throttled", got)
-	}
-}
-
 func TestDrainLetsRunningJobFinish(t *testing.T) {
 	b := setup(t, Config{})
 	started := make(chan struct{})
@@ -746,8 +705,8 @@ func BenchmarkPipeline(b *testing.B) {
 
 type benchHandler struct{}
 
-func (benchHandler) Handle(ctx context.Context, job *brr.Job, progress func(brr.Progress)) (*brr.Result, error) {
-	return &brr.Result{Ping: &brr.PingResult{Worker: "bench"}}, nil
+func (benchHandler) Handle(ctx context.Context, job *brr.Job, rep brr.Reporter) (*brr.Outcome, error) {
+	return &brr.Outcome{Result: &brr.Result{Ping: &brr.PingResult{Worker: "bench"}}}, nil
 }
 
 // TestRedeliveryOfJobDoneElsewhereIsNotRun: a redelivered job that BRR_RESULTS says

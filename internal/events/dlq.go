@@ -17,10 +17,12 @@ const invalidKind brr.Kind = "invalid"
 const maxReason = 256
 
 // deadLetter ends a job for good: the dead letter (the request as it arrived and why it
-// failed) and the job's failed or dead event go into the outbox in the same transaction
-// as its record, then the message is terminated. A job whose message did not decode
-// gets a record too, under its Nats-Msg-Id or "seq-<n>".
-func (c *Consumer) deadLetter(d *delivery, cause error, status brr.Status, res *brr.Result) {
+// failed), the job's failed or dead event and what its outcome out (nil when it has
+// none) publishes go into the outbox in the same transaction as its record, then the
+// message is terminated. A job whose message did not decode gets a record too, under its
+// Nats-Msg-Id or "seq-<n>".
+func (c *Consumer) deadLetter(d *delivery, cause error, status brr.Status, out *brr.Outcome) {
+	res := resultOf(out)
 	msg := d.msg
 	if d.rec == nil {
 		pool, kind, ok := c.cfg.Subjects.ParseJob(msg.Subject())
@@ -43,6 +45,7 @@ func (c *Consumer) deadLetter(d *delivery, cause error, status brr.Status, res *
 	rec.Error = cause.Error()
 	rec.Result = res
 	rec.Finished = time.Now().UTC()
+	ended(rec, out)
 
 	// The dead letter keeps the job as it ran: for a job fired from a schedule, under its
 	// per-tick id (rec.Request), so that `brr dlq retry` runs that job and not the template.
@@ -50,7 +53,7 @@ func (c *Consumer) deadLetter(d *delivery, cause error, status brr.Status, res *
 	if d.job != nil && len(rec.Request) > 0 {
 		request = rec.Request
 	}
-	out, err := deadLetterMsgs(c.cfg, rec, msg.Subject(), request, d.delivered)
+	dl, err := deadLetterMsgs(c.cfg, rec, msg.Subject(), request, d.delivered)
 	if err != nil {
 		c.putBack(d, err)
 		return
@@ -58,9 +61,9 @@ func (c *Consumer) deadLetter(d *delivery, cause error, status brr.Status, res *
 	e := c.jobEvent(d, status)
 	e.Error = rec.Error
 	e.Result = res
-	out = append(c.cfg.outboxMsgs(e), out...)
-	out = append(out, c.finalMsgs(d, status, res, cause)...)
-	if err := c.store.PutJob(rec, out...); err != nil {
+	msgs := append(c.cfg.outboxMsgs(e), dl...)
+	msgs = append(msgs, c.outcomeMsgs(d, out)...)
+	if err := c.store.PutJob(rec, msgs...); err != nil {
 		c.putBack(d, fmt.Errorf("record dead letter: %w", err))
 		return
 	}

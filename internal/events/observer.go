@@ -10,11 +10,11 @@ import (
 // the worker's metrics count them. It is called from the consume loop's goroutines, so
 // it must be quick and safe for concurrent use.
 type Observer interface {
-	JobSettled(o Outcome)
+	JobSettled(s Settled)
 }
 
-// Outcome is how one attempt of a job ended.
-type Outcome struct {
+// Settled is how one attempt of a job ended, once recorded.
+type Settled struct {
 	Kind brr.Kind
 	Pool string
 	// Repo is the repo the job named, or that its result names; empty when neither does.
@@ -39,9 +39,9 @@ func (c *Consumer) observe(d *delivery, status brr.Status, snoozed bool, res *br
 	if c.obs == nil || d.rec == nil {
 		return
 	}
-	o := Outcome{Kind: d.rec.Kind, Pool: d.rec.Pool, Repo: d.rec.Repo, Status: status, Snoozed: snoozed, Result: res, Err: err}
+	s := Settled{Kind: d.rec.Kind, Pool: d.rec.Pool, Repo: d.rec.Repo, Status: status, Snoozed: snoozed, Result: res, Err: err}
 	if !d.rec.Started.IsZero() {
-		o.Duration = max(time.Since(d.rec.Started), 0)
+		s.Duration = max(time.Since(d.rec.Started), 0)
 	}
-	c.obs.JobSettled(o)
+	c.obs.JobSettled(s)
 }

@@ -12,22 +12,22 @@ import (
 	"github.com/brr-dev/brr"
 )
 
-// outcomes records what an Observer is told.
-type outcomes struct {
+// settles records what an Observer is told.
+type settles struct {
 	mu  sync.Mutex
-	all []Outcome
+	all []Settled
 }
 
-func (o *outcomes) JobSettled(out Outcome) {
+func (o *settles) JobSettled(out Settled) {
 	o.mu.Lock()
 	o.all = append(o.all, out)
 	o.mu.Unlock()
 }
 
-func (o *outcomes) get() []Outcome {
+func (o *settles) get() []Settled {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return append([]Outcome(nil), o.all...)
+	return append([]Settled(nil), o.all...)
 }
 
 func TestObserverSeesEverySettle(t *testing.T) {
@@ -45,7 +45,7 @@ func TestObserverSeesEverySettle(t *testing.T) {
 		}
 		return &brr.Result{Ping: &brr.PingResult{Worker: "w1"}}, nil
 	}
-	obs := &outcomes{}
+	obs := &settles{}
 	c := NewConsumer(b.js, b.db, b.h, NewOutbox(b.js, b.db, zerolog.Nop()), b.cfg, zerolog.Nop())
 	c.Observe(obs)
 	ctx, cancel := context.WithCancel(context.Background())

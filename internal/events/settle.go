@@ -13,15 +13,16 @@ import (
 // settle turns the handler's outcome into the record, the events and the ack, nak or
 // term of the message, in that order: a job is acked only once its record is durable.
 // It runs after the handler's slot is given back, so settles overlap with new jobs.
-func (c *Consumer) settle(d *delivery, res *brr.Result, herr error) {
+func (c *Consumer) settle(d *delivery, out *brr.Outcome, herr error) {
 	if !d.state.CompareAndSwap(stateRunning, stateSettling) {
 		return // the drain gave up on it and put it back
 	}
 	log := d.logger(c.log)
 	if herr == nil {
-		c.succeed(d, res)
+		c.succeed(d, out)
 		return
 	}
+	res := resultOf(out)
 	if c.aborting.Load() && errors.Is(herr, context.Canceled) {
 		log.Warn().Err(herr).Msg("job cancelled by shutdown; putting it back")
 		_ = d.msg.Nak()
@@ -36,7 +37,7 @@ func (c *Consumer) settle(d *delivery, res *brr.Result, herr error) {
 	}
 	if brr.IsPermanent(herr) {
 		log.Error().Err(herr).Msg("job failed")
-		c.deadLetter(d, herr, brr.StatusFailed, res)
+		c.deadLetter(d, herr, brr.StatusFailed, out)
 		return
 	}
 	if d.delivered < c.cfg.MaxDeliver {
@@ -48,29 +49,22 @@ func (c *Consumer) settle(d *delivery, res *brr.Result, herr error) {
 		return
 	}
 	log.Error().Err(herr).Msg("job failed on its last attempt")
-	c.deadLetter(d, herr, brr.StatusDead, res)
+	c.deadLetter(d, herr, brr.StatusDead, out)
 }
 
 // succeed records the job as succeeded, with its events, then acks it.
-func (c *Consumer) succeed(d *delivery, res *brr.Result) {
+func (c *Consumer) succeed(d *delivery, out *brr.Outcome) {
+	res := resultOf(out)
 	rec := d.rec
 	rec.Status = brr.StatusSucceeded
 	rec.Finished = time.Now().UTC()
 	rec.Result = res
 	rec.Error = ""
-	if res != nil && res.Backup != nil {
-		rec.Snapshot = res.Backup.Snapshot
-		rec.Repo = res.Backup.Repo
-		rec.Source = res.Backup.Source
-	}
+	ended(rec, out)
 	e := c.jobEvent(d, brr.StatusSucceeded)
 	e.Result = res
-	out := c.cfg.outboxMsgs(e)
-	if res != nil && res.Backup != nil {
-		out = append(out, c.cfg.outboxMsgs(c.snapshotEvent(d, res.Backup))...)
-	}
-	out = append(out, c.finalMsgs(d, brr.StatusSucceeded, res, nil)...)
-	if err := c.store.PutJob(rec, out...); err != nil {
+	msgs := append(c.cfg.outboxMsgs(e), c.outcomeMsgs(d, out)...)
+	if err := c.store.PutJob(rec, msgs...); err != nil {
 		// The effect happened but is not recorded: run it again later; jobs are
 		// idempotent by their id.
 		c.putBack(d, err)
@@ -81,33 +75,12 @@ func (c *Consumer) succeed(d *delivery, res *brr.Result) {
 	c.observe(d, brr.StatusSucceeded, false, res, nil)
 }
 
-// snapshotEvent is the snapshot.committed event of a backup.
-func (c *Consumer) snapshotEvent(d *delivery, b *brr.BackupResult) *brr.Event {
-	e := c.cfg.newEvent(brr.EventSnapshot, brr.StatusCommitted)
-	e.JobID = d.job.ID
-	e.Kind = d.job.Kind
-	e.Pool = d.job.Pool
-	e.Repo = b.Repo
-	e.Source = b.Source
-	e.Snapshot = b.Snapshot
-	var tags []string
-	if a, ok := d.job.Args.(*brr.BackupJob); ok {
-		tags = a.Tags
+// resultOf is the result of out, which may be nil.
+func resultOf(out *brr.Outcome) *brr.Result {
+	if out == nil {
+		return nil
 	}
-	e.SnapshotInfo = &brr.Snapshot{
-		ID:         b.Snapshot,
-		Repo:       b.Repo,
-		Time:       d.rec.Started,
-		Host:       c.cfg.Host,
-		Source:     b.Source,
-		Tags:       tags,
-		Parent:     b.Parent,
-		JobID:      d.job.ID,
-		Files:      b.Files,
-		Bytes:      b.Bytes,
-		BytesAdded: b.BytesAdded,
-	}
-	return e
+	return out.Result
 }
 
 // retry records the failed attempt with a retrying event and naks the job with delay.

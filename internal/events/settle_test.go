@@ -34,7 +34,7 @@ func TestBackoff(t *testing.T) {
 func TestConfigDefaults(t *testing.T) {
 	c := Config{}.withDefaults()
 	if c.Concurrency != 4 || c.AckWait != 30*time.Second || c.MaxDeliver != 10 || c.BackoffBase != time.Second ||
-		c.BackoffMax != 5*time.Minute || c.DrainTimeout != 30*time.Second || c.Replicas != 1 ||
+		c.BackoffMax != 5*time.Minute || c.DrainTimeout != 30*time.Second || c.StreamReplicas != 1 ||
 		c.EventsMaxAge != 7*24*time.Hour || c.DLQMaxAge != 30*24*time.Hour || c.DedupWindow != 10*time.Minute ||
 		c.LeaseTTL != 30*time.Second || c.ResultsTTL != 7*24*time.Hour || len(c.Pools) != 1 || c.Pools[0] != "default" {
 		t.Errorf("defaults = %+v", c)

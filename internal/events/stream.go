@@ -28,7 +28,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg Config) erro
 			Subjects:          []string{s.AllJobs(), s.AllSchedules()},
 			Retention:         jetstream.WorkQueuePolicy,
 			Storage:           jetstream.FileStorage,
-			Replicas:          cfg.Replicas,
+			Replicas:          cfg.StreamReplicas,
 			Duplicates:        cfg.DedupWindow,
 			AllowMsgSchedules: true,
 			AllowMsgTTL:       true,
@@ -39,7 +39,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg Config) erro
 			Subjects:    []string{s.Events("")},
 			Retention:   jetstream.LimitsPolicy,
 			Storage:     jetstream.FileStorage,
-			Replicas:    cfg.Replicas,
+			Replicas:    cfg.StreamReplicas,
 			MaxAge:      cfg.EventsMaxAge,
 			Duplicates:  min(eventsDedupWindow, cfg.EventsMaxAge),
 		},
@@ -49,7 +49,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg Config) erro
 			Subjects:    []string{s.AllDLQ()},
 			Retention:   jetstream.LimitsPolicy,
 			Storage:     jetstream.FileStorage,
-			Replicas:    cfg.Replicas,
+			Replicas:    cfg.StreamReplicas,
 			MaxAge:      cfg.DLQMaxAge,
 			Duplicates:  min(cfg.DedupWindow, cfg.DLQMaxAge),
 		},
@@ -69,7 +69,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg Config) erro
 			History:     1,
 			TTL:         cfg.LeaseTTL,
 			Storage:     jetstream.FileStorage,
-			Replicas:    cfg.Replicas,
+			Replicas:    cfg.StreamReplicas,
 		},
 		{
 			Bucket:      s.ResultsBucket(),
@@ -77,7 +77,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg Config) erro
 			History:     1,
 			TTL:         cfg.ResultsTTL,
 			Storage:     jetstream.FileStorage,
-			Replicas:    cfg.Replicas,
+			Replicas:    cfg.StreamReplicas,
 		},
 		{
 			// A few keys, one per health check, rewritten every health interval: whose
@@ -86,7 +86,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg Config) erro
 			Description: "brr health check state, one key per check",
 			History:     1,
 			Storage:     jetstream.FileStorage,
-			Replicas:    cfg.Replicas,
+			Replicas:    cfg.StreamReplicas,
 		},
 	}
 	for _, kc := range buckets {

@@ -159,7 +159,8 @@ func (s *Sweeper) record(raw *jetstream.RawStreamMsg) *state.JobRecord {
 			}
 		}
 		rec.ID, rec.Pool, rec.Kind, rec.Created = job.ID, job.Pool, job.Kind, job.Created
-		rec.Repo, rec.Source = jobRepoSource(job)
+		scope := job.Args.Scope()
+		rec.Repo, rec.Source = scope.Repo, scope.Source
 		return rec
 	}
 	rec.ID = fallbackID(raw.Header.Get("Nats-Msg-Id"), raw.Sequence)

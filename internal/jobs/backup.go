@@ -36,23 +36,49 @@ func CacheScope(r *repo.Repository, source string) string {
 // snapshot whose id derives from jobID. When that snapshot already exists (the job was
 // delivered again after it committed) it returns its result without backing up again.
 func (e *Engine) Backup(ctx context.Context, jobID string, a brr.BackupJob, progress func(brr.Progress)) (*brr.BackupResult, error) {
+	res, _, err := e.backup(ctx, jobID, a, progress)
+	return res, err
+}
+
+// runBackup runs a backup job. Its outcome states the snapshot committed, as the
+// repository stores it (so the event and `brr snapshots` agree), and the replicate jobs
+// the replication policy sets off. A job delivered again after its snapshot committed
+// states them again: a subscriber may see the event twice, and the jobs, whose ids
+// derive from the snapshot, are dropped as duplicates within the duplicate window.
+func (e *Engine) runBackup(ctx context.Context, job *brr.Job, a brr.BackupJob, rep brr.Reporter) (*brr.Outcome, error) {
+	res, sn, err := e.backup(ctx, job.ID, a, progressOf(rep))
+	if err != nil {
+		return nil, err
+	}
+	return &brr.Outcome{
+		Result:   &brr.Result{Backup: res},
+		Repo:     res.Repo,
+		Source:   res.Source,
+		Snapshot: res.Snapshot,
+		Events:   []*brr.Event{snapshotEvent(brr.StatusCommitted, publicSnapshot(res.Repo, sn))},
+		Jobs:     e.policyJobs(job.Pool, res.Repo, []string{res.Snapshot}),
+	}, nil
+}
+
+// backup is Backup, which also returns the snapshot committed.
+func (e *Engine) backup(ctx context.Context, jobID string, a brr.BackupJob, progress func(brr.Progress)) (*brr.BackupResult, *repo.Snapshot, error) {
 	start := time.Now()
 	r, repoName, err := e.Repo(a.Repo)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := a.Validate(); err != nil {
-		return nil, brr.Permanent(err)
+		return nil, nil, brr.Permanent(err)
 	}
 	source, err := e.checkSource(a.Path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
 	if e.Leases != nil {
 		leaseCtx, release, err := e.Leases.Acquire(ctx, SourceLeaseKey(e.Host, a.Path))
 		if err != nil {
-			return nil, fmt.Errorf("take lease on source %s: %w", a.Path, err)
+			return nil, nil, fmt.Errorf("take lease on source %s: %w", a.Path, err)
 		}
 		defer release()
 		ctx = leaseCtx
@@ -62,19 +88,19 @@ func (e *Engine) Backup(ctx context.Context, jobID string, a brr.BackupJob, prog
 	// prune plan and never reuses a pack a prune is about to delete (see repo.GC).
 	unlock, err := r.LockWriter(ctx, "backup "+jobID)
 	if err != nil {
-		return nil, fmt.Errorf("lock repo %s for writing: %w", repoName, err)
+		return nil, nil, fmt.Errorf("lock repo %s for writing: %w", repoName, err)
 	}
 	defer unlock()
 
 	snapID := r.SnapshotIDFor(jobID)
 	snaps, err := r.Snapshots(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("list snapshots of repo %s: %w", repoName, err)
+		return nil, nil, fmt.Errorf("list snapshots of repo %s: %w", repoName, err)
 	}
 	var parent *repo.Snapshot
 	for _, sn := range snaps {
 		if sn.ID == snapID {
-			return committedResult(repoName, sn, time.Since(start)), nil
+			return committedResult(repoName, sn, time.Since(start)), sn, nil
 		}
 		if sn.Source == a.Path && sn.Host == e.Host && (parent == nil || !sn.Time.Before(parent.Time)) {
 			parent = sn
@@ -92,10 +118,10 @@ func (e *Engine) Backup(ctx context.Context, jobID string, a brr.BackupJob, prog
 	tree, err := arch.run(ctx)
 	stopProgress()
 	if err != nil {
-		return nil, fmt.Errorf("back up %s: %w", a.Path, err)
+		return nil, nil, fmt.Errorf("back up %s: %w", a.Path, err)
 	}
 	if err := r.Flush(ctx); err != nil {
-		return nil, fmt.Errorf("flush repo %s: %w", repoName, err)
+		return nil, nil, fmt.Errorf("flush repo %s: %w", repoName, err)
 	}
 	sn := &repo.Snapshot{
 		ID:         snapID,
@@ -116,7 +142,7 @@ func (e *Engine) Backup(ctx context.Context, jobID string, a brr.BackupJob, prog
 		sn.Parent = &id
 	}
 	if err := r.SaveSnapshot(ctx, sn); err != nil {
-		return nil, fmt.Errorf("save snapshot: %w", err)
+		return nil, nil, fmt.Errorf("save snapshot: %w", err)
 	}
 
 	res := committedResult(repoName, sn, time.Since(start))
@@ -136,7 +162,7 @@ func (e *Engine) Backup(ctx context.Context, jobID string, a brr.BackupJob, prog
 			res.Warnings = append(res.Warnings, fmt.Sprintf("update file cache: %v (the next backup reads every file again)", err))
 		}
 	}
-	return res, nil
+	return res, sn, nil
 }
 
 func committedResult(repoName string, sn *repo.Snapshot, took time.Duration) *brr.BackupResult {

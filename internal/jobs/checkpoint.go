@@ -72,6 +72,25 @@ func (e *Engine) Checkpoint(ctx context.Context, job *brr.Job, a brr.CheckpointJ
 	return e.indexPoint(ctx, r, repoName, stored)
 }
 
+// runCheckpoint runs a checkpoint job; its outcome states recovery.point_created, or
+// point_removed.
+func (e *Engine) runCheckpoint(ctx context.Context, job *brr.Job, a brr.CheckpointJob, _ brr.Reporter) (*brr.Outcome, error) {
+	res, err := e.Checkpoint(ctx, job, a)
+	if res == nil {
+		return nil, err
+	}
+	out := &brr.Outcome{Result: &brr.Result{Checkpoint: res}}
+	if err == nil {
+		status := brr.StatusPointCreated
+		if res.Removed {
+			status = brr.StatusPointRemoved
+		}
+		out.Events = []*brr.Event{{Type: brr.EventRecovery, Status: status,
+			Repo: res.Point.Repo, Snapshot: res.Point.Snapshot, Source: res.Point.Source, Result: &brr.Result{Checkpoint: res}}}
+	}
+	return out, err
+}
+
 // indexPoint puts the point p into the index and returns it as a result.
 func (e *Engine) indexPoint(ctx context.Context, r *repo.Repository, repoName string, p *repo.Pin) (*brr.CheckpointResult, error) {
 	pt := recoveryPoint(repoName, *p, snapshotOf(ctx, r, p.Snapshot))

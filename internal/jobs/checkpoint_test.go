@@ -79,7 +79,7 @@ func TestCheckpoint(t *testing.T) {
 	}
 	// Through Handle, as a worker runs it.
 	out, err := b.engine.Handle(ctx, &brr.Job{ID: "cp-7", Kind: brr.KindCheckpoint, Args: &brr.CheckpointJob{Snapshot: third.Snapshot, Label: "third"}}, nil)
-	if err != nil || out.Checkpoint == nil || out.Checkpoint.Point.Snapshot != third.Snapshot {
+	if err != nil || out.Result.Checkpoint == nil || out.Result.Checkpoint.Point.Snapshot != third.Snapshot {
 		t.Fatalf("Handle(checkpoint) = %+v, %v", out, err)
 	}
 

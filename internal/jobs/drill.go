@@ -49,6 +49,30 @@ func (e *Engine) Drill(ctx context.Context, jobID string, a brr.DrillJob, progre
 	return e.drill(ctx, r, repoName, sn, progress, start)
 }
 
+// runDrill runs a drill job; its outcome states recovery.drill_passed or drill_failed.
+func (e *Engine) runDrill(ctx context.Context, job *brr.Job, a brr.DrillJob, rep brr.Reporter) (*brr.Outcome, error) {
+	res, err := e.Drill(ctx, job.ID, a, progressOf(rep))
+	if res == nil {
+		return nil, err
+	}
+	return &brr.Outcome{Result: &brr.Result{Drill: res}, Events: []*brr.Event{drillEvent(res, err)}}, err
+}
+
+// drillEvent is the recovery.drill_passed or drill_failed event of the drill dr, of a
+// drill job or a verify that ran one, whatever the job's end; err, the job's error, says
+// why a drill failed.
+func drillEvent(dr *brr.DrillResult, err error) *brr.Event {
+	e := &brr.Event{Type: brr.EventRecovery, Status: brr.StatusDrillPassed,
+		Repo: dr.Repo, Snapshot: dr.Snapshot, Source: dr.Source, Result: &brr.Result{Drill: dr}}
+	if !dr.Passed {
+		e.Status = brr.StatusDrillFailed
+		if err != nil {
+			e.Error = err.Error()
+		}
+	}
+	return e
+}
+
 // verifyDrill runs the drill of a verify job with Drill: of the repo's newest snapshot.
 // It sets res.Drill and returns the drill's error.
 func (e *Engine) verifyDrill(ctx context.Context, r *repo.Repository, repoName string, res *brr.VerifyResult, progress func(brr.Progress)) error {

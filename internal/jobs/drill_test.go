@@ -119,7 +119,7 @@ func TestDrill(t *testing.T) {
 
 	// The same through Handle, by snapshot id prefix.
 	out, err := b.engine.Handle(ctx, &brr.Job{ID: "drill-2", Kind: brr.KindDrill, Args: &brr.DrillJob{Snapshot: res.Snapshot[:8]}}, nil)
-	if err != nil || out.Drill == nil || !out.Drill.Passed {
+	if err != nil || out.Result.Drill == nil || !out.Result.Drill.Passed {
 		t.Fatalf("Handle(drill) = %+v, %v", out, err)
 	}
 	if _, err := b.engine.Drill(ctx, "drill-3", brr.DrillJob{Snapshot: "latest", Source: "/nowhere"}, nil); !brr.IsPermanent(err) {
@@ -192,7 +192,7 @@ func TestVerifyDrill(t *testing.T) {
 	if err != nil {
 		t.Fatalf("verify --drill: %v", err)
 	}
-	v := res.Verify
+	v := res.Result.Verify
 	if !v.OK() || v.Drill == nil || !v.Drill.Passed || v.Drill.Snapshot != newest.Snapshot || v.Drill.Files != 2 {
 		t.Fatalf("verify --drill = %+v, drill %+v; want a passed drill of the newest snapshot (2 files)", v, v.Drill)
 	}

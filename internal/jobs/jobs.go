@@ -1,8 +1,9 @@
 // Package jobs is what each job does once a worker has taken it: back a directory tree up
 // into a repository, restore a snapshot into a directory, verify a repository, answer a
 // ping. It knows files and repositories but no NATS: the consume loop (internal/events)
-// decodes a job, calls Engine.Handle and turns the returned error into ack, nak or term,
-// so the same code runs under the queue, in tests and in benchmarks.
+// decodes a job and calls Engine.Handle, which runs it and states its outcome (the result,
+// the events it caused, the jobs it sets off); the loop records, publishes and settles
+// that, so the same code runs under the queue, in tests and in benchmarks.
 package jobs
 
 import (
@@ -62,9 +63,10 @@ type Engine struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
-	// Replicas is the replication policy: repo name → the repos each of its snapshots is
-	// replicated to. A restore whose repo cannot be read falls back to these.
-	Replicas map[string][]string
+	// ReplicateTo is the replication policy: repo name → the repos each snapshot committed
+	// to it is replicated to, by a replicate job that the committing job sets off. A
+	// restore whose repo cannot be read falls back to these.
+	ReplicateTo map[string][]string
 	// BlobMap remembers which blob of a target repository holds the content of a blob of
 	// a source repository, so that a replication does not read again what it sent before;
 	// nil means every blob the target may lack is read from the source.
@@ -105,88 +107,69 @@ func (e *Engine) parallelism() int {
 	return runtime.GOMAXPROCS(0) + 1
 }
 
-// Handle runs job and returns its result. The job's Args decide what runs; DecodeJob gives
-// pointers, values are accepted too. An error marked brr.Permanent will not get better by
-// retrying; a verify that found damage returns both its report and such an error.
-func (e *Engine) Handle(ctx context.Context, job *brr.Job, progress func(brr.Progress)) (*brr.Result, error) {
+// Handle runs job and states its outcome: the result, the events it caused and the jobs
+// it sets off (see brr.Outcome). rep, when not nil, hears its progress and what it
+// announces while it runs. An error marked brr.Permanent will not get better by
+// retrying; a job that fails may still return an outcome: a verify that found damage
+// returns its report with such an error, a failed replication its replication.failed
+// event.
+func (e *Engine) Handle(ctx context.Context, job *brr.Job, rep brr.Reporter) (*brr.Outcome, error) {
 	if job == nil || job.Args == nil {
 		return nil, brr.Permanent(fmt.Errorf("%w: job has no args", brr.ErrInvalid))
 	}
-	switch a := job.Args.(type) {
-	case *brr.BackupJob:
-		res, err := e.Backup(ctx, job.ID, *a, progress)
-		return backupResult(res), err
-	case brr.BackupJob:
-		res, err := e.Backup(ctx, job.ID, a, progress)
-		return backupResult(res), err
-	case *brr.RestoreJob:
-		res, err := e.Restore(ctx, job.ID, *a, progress)
-		return restoreResult(res), err
-	case brr.RestoreJob:
-		res, err := e.Restore(ctx, job.ID, a, progress)
-		return restoreResult(res), err
-	case *brr.VerifyJob:
-		res, err := e.Verify(ctx, job.ID, *a, progress)
-		return verifyResult(res), err
-	case brr.VerifyJob:
-		res, err := e.Verify(ctx, job.ID, a, progress)
-		return verifyResult(res), err
-	case *brr.PingJob:
-		res, err := e.Ping(ctx, *a)
-		return pingResult(res), err
-	case brr.PingJob:
-		res, err := e.Ping(ctx, a)
-		return pingResult(res), err
-	case *brr.ReplicateJob:
-		res, err := e.Replicate(ctx, job.ID, *a, progress)
-		return wrap(res, func(r *brr.ReplicateResult) *brr.Result { return &brr.Result{Replicate: r} }), err
-	case *brr.PruneJob:
-		res, err := e.Prune(ctx, job.ID, *a, progress)
-		return wrap(res, func(r *brr.PruneResult) *brr.Result { return &brr.Result{Prune: r} }), err
-	case *brr.CheckpointJob:
-		res, err := e.Checkpoint(ctx, job, *a)
-		return wrap(res, func(r *brr.CheckpointResult) *brr.Result { return &brr.Result{Checkpoint: r} }), err
-	case *brr.DrillJob:
-		res, err := e.Drill(ctx, job.ID, *a, progress)
-		return wrap(res, func(r *brr.DrillResult) *brr.Result { return &brr.Result{Drill: r} }), err
+	run, ok := kinds[job.Args.Kind()]
+	if !ok {
+		return nil, brr.Permanent(fmt.Errorf("%w: %q jobs are not run by this worker", brr.ErrUnknownKind, job.Args.Kind()))
 	}
-	return nil, brr.Permanent(fmt.Errorf("%w: %q jobs are not run by this worker", brr.ErrUnknownKind, job.Args.Kind()))
+	return run(e, ctx, job, rep)
 }
 
-// wrap puts a job's result into a Result, or gives nil for a nil result.
-func wrap[T any](r *T, f func(*T) *brr.Result) *brr.Result {
-	if r == nil {
-		return nil
-	}
-	return f(r)
+// run runs one job and states its outcome.
+type run func(e *Engine, ctx context.Context, job *brr.Job, rep brr.Reporter) (*brr.Outcome, error)
+
+// kinds is what runs each kind of job: each kind's run function is in the kind's file.
+// A new kind adds its line here.
+var kinds = map[brr.Kind]run{
+	brr.KindBackup:     runArgs((*Engine).runBackup),
+	brr.KindRestore:    runArgs((*Engine).runRestore),
+	brr.KindVerify:     runArgs((*Engine).runVerify),
+	brr.KindReplicate:  runArgs((*Engine).runReplicate),
+	brr.KindPrune:      runArgs((*Engine).runPrune),
+	brr.KindCheckpoint: runArgs((*Engine).runCheckpoint),
+	brr.KindDrill:      runArgs((*Engine).runDrill),
+	brr.KindPing:       runArgs((*Engine).runPing),
 }
 
-func backupResult(r *brr.BackupResult) *brr.Result {
-	if r == nil {
-		return nil
+// runArgs adapts the run function of a kind whose arguments are A: DecodeJob gives
+// pointers, values are accepted too.
+func runArgs[A brr.JobArgs](f func(e *Engine, ctx context.Context, job *brr.Job, a A, rep brr.Reporter) (*brr.Outcome, error)) run {
+	return func(e *Engine, ctx context.Context, job *brr.Job, rep brr.Reporter) (*brr.Outcome, error) {
+		switch a := any(job.Args).(type) {
+		case A:
+			return f(e, ctx, job, a, rep)
+		case *A:
+			return f(e, ctx, job, *a, rep)
+		}
+		return nil, brr.Permanent(fmt.Errorf("%w: %s job %s has %T args", brr.ErrInvalid, job.Args.Kind(), job.ID, job.Args))
 	}
-	return &brr.Result{Backup: r}
 }
 
-func restoreResult(r *brr.RestoreResult) *brr.Result {
-	if r == nil {
+// progressOf is the function a job reports its progress to: nil without a reporter, so
+// that the job does not work out progress nobody hears.
+func progressOf(rep brr.Reporter) func(brr.Progress) {
+	if rep == nil {
 		return nil
 	}
-	return &brr.Result{Restore: r}
+	return rep.Progress
 }
 
-func verifyResult(r *brr.VerifyResult) *brr.Result {
-	if r == nil {
-		return nil
+// runPing runs a ping job.
+func (e *Engine) runPing(ctx context.Context, _ *brr.Job, a brr.PingJob, _ brr.Reporter) (*brr.Outcome, error) {
+	res, err := e.Ping(ctx, a)
+	if err != nil {
+		return nil, err
 	}
-	return &brr.Result{Verify: r}
-}
-
-func pingResult(r *brr.PingResult) *brr.Result {
-	if r == nil {
-		return nil
-	}
-	return &brr.Result{Ping: r}
+	return &brr.Outcome{Result: &brr.Result{Ping: res}}, nil
 }
 
 // Ping waits DelayMS (or until ctx is done) and names the worker that answered.
@@ -253,6 +236,7 @@ func (e *Engine) Snapshots(ctx context.Context, repoName, source string) ([]brr.
 	return out, nil
 }
 
+// publicSnapshot is sn as `brr snapshots` lists it.
 func publicSnapshot(repoName string, sn *repo.Snapshot) brr.Snapshot {
 	s := brr.Snapshot{
 		ID:         sn.ID.String(),
@@ -270,6 +254,11 @@ func publicSnapshot(repoName string, sn *repo.Snapshot) brr.Snapshot {
 		s.Parent = sn.Parent.String()
 	}
 	return s
+}
+
+// snapshotEvent is the snapshot.<status> event (committed, removed) about s.
+func snapshotEvent(status brr.Status, s brr.Snapshot) *brr.Event {
+	return &brr.Event{Type: brr.EventSnapshot, Status: status, Repo: s.Repo, Source: s.Source, Snapshot: s.ID, SnapshotInfo: &s}
 }
 
 // resolveAllowed returns p with the symlinks of its existing part resolved, and an error

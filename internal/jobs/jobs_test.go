@@ -238,28 +238,33 @@ func TestHandleDispatch(t *testing.T) {
 	writeFile(t, filepath.Join(src, "a.txt"), []byte("hello"), 0o644)
 	ctx := context.Background()
 
-	res, err := b.engine.Handle(ctx, &brr.Job{ID: "ping-1", Kind: brr.KindPing, Args: brr.PingJob{DelayMS: 1}}, nil)
-	if err != nil || res.Ping == nil || res.Ping.Worker != "worker-1" {
-		t.Fatalf("ping: %+v, %v", res, err)
+	// Args by value and by pointer (as DecodeJob gives them) run alike.
+	out, err := b.engine.Handle(ctx, &brr.Job{ID: "ping-1", Kind: brr.KindPing, Args: brr.PingJob{DelayMS: 1}}, nil)
+	if err != nil || out.Result.Ping == nil || out.Result.Ping.Worker != "worker-1" {
+		t.Fatalf("ping: %+v, %v", out, err)
 	}
-	res, err = b.engine.Handle(ctx, &brr.Job{ID: "backup-1", Kind: brr.KindBackup, Args: &brr.BackupJob{Path: src}}, nil)
-	if err != nil || res.Backup == nil || res.Backup.Files != 1 {
-		t.Fatalf("backup: %+v, %v", res, err)
+	out, err = b.engine.Handle(ctx, &brr.Job{ID: "backup-1", Kind: brr.KindBackup, Args: &brr.BackupJob{Path: src}}, nil)
+	if err != nil || out.Result.Backup == nil || out.Result.Backup.Files != 1 {
+		t.Fatalf("backup: %+v, %v", out, err)
 	}
-	res, err = b.engine.Handle(ctx, &brr.Job{ID: "verify-1", Kind: brr.KindVerify, Args: &brr.VerifyJob{ReadData: true}}, nil)
-	if err != nil || res.Verify == nil || !res.Verify.OK() || res.Verify.Snapshots != 1 {
-		t.Fatalf("verify: %+v, %v", res, err)
+	out, err = b.engine.Handle(ctx, &brr.Job{ID: "verify-1", Kind: brr.KindVerify, Args: &brr.VerifyJob{ReadData: true}}, nil)
+	if err != nil || out.Result.Verify == nil || !out.Result.Verify.OK() || out.Result.Verify.Snapshots != 1 {
+		t.Fatalf("verify: %+v, %v", out, err)
 	}
 	target := filepath.Join(t.TempDir(), "out")
-	res, err = b.engine.Handle(ctx, &brr.Job{ID: "restore-1", Kind: brr.KindRestore, Args: brr.RestoreJob{Snapshot: "latest", Target: target}}, nil)
-	if err != nil || res.Restore == nil || res.Restore.Files != 1 {
-		t.Fatalf("restore: %+v, %v", res, err)
+	out, err = b.engine.Handle(ctx, &brr.Job{ID: "restore-1", Kind: brr.KindRestore, Args: brr.RestoreJob{Snapshot: "latest", Target: target}}, nil)
+	if err != nil || out.Result.Restore == nil || out.Result.Restore.Files != 1 {
+		t.Fatalf("restore: %+v, %v", out, err)
 	}
 	compareTrees(t, src, target)
 
 	_, err = b.engine.Handle(ctx, &brr.Job{ID: "backup-2", Kind: brr.KindBackup, Args: &brr.BackupJob{Path: src, Repo: "offsite"}}, nil)
 	if !brr.IsPermanent(err) || !strings.Contains(err.Error(), `repo "offsite" is not configured (configured: local)`) {
 		t.Fatalf("unknown repo: err = %v, want a permanent error naming the configured repos", err)
+	}
+	_, err = b.engine.Handle(ctx, &brr.Job{ID: "other-1", Kind: "other", Args: otherArgs{}}, nil)
+	if !brr.IsPermanent(err) || !errors.Is(err, brr.ErrUnknownKind) {
+		t.Fatalf("unknown kind: err = %v, want a permanent ErrUnknownKind", err)
 	}
 	ctx2, cancel := context.WithCancel(ctx)
 	cancel()
@@ -274,6 +279,13 @@ func TestHandleDispatch(t *testing.T) {
 		t.Fatalf("snapshots of another source: %+v, want none", snaps)
 	}
 }
+
+// otherArgs are the args of a kind no worker runs.
+type otherArgs struct{}
+
+func (otherArgs) Kind() brr.Kind   { return "other" }
+func (otherArgs) Validate() error  { return nil }
+func (otherArgs) Scope() brr.Scope { return brr.Scope{} }
 
 func TestProgressReported(t *testing.T) {
 	b := setup(t)

@@ -127,3 +127,27 @@ func (e *Engine) Prune(ctx context.Context, jobID string, a brr.PruneJob, progre
 	res.DurationMS = time.Since(start).Milliseconds()
 	return res, nil
 }
+
+// runPrune runs a prune job; the outcome of one that removed snapshots (not a dry run)
+// states a snapshot.removed for each, with what retention knew of it.
+func (e *Engine) runPrune(ctx context.Context, job *brr.Job, a brr.PruneJob, rep brr.Reporter) (*brr.Outcome, error) {
+	res, err := e.Prune(ctx, job.ID, a, progressOf(rep))
+	if res == nil {
+		return nil, err
+	}
+	out := &brr.Outcome{Result: &brr.Result{Prune: res}}
+	if err != nil || res.DryRun {
+		return out, err
+	}
+	removed := make(map[string]bool, len(res.Removed))
+	for _, id := range res.Removed {
+		removed[id] = true
+	}
+	for _, d := range res.Decisions {
+		if removed[d.ID] {
+			out.Events = append(out.Events, snapshotEvent(brr.StatusRemoved,
+				brr.Snapshot{ID: d.ID, Repo: res.Repo, Time: d.Time, Host: d.Host, Source: d.Source, Tags: d.Tags}))
+		}
+	}
+	return out, nil
+}

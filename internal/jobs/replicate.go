@@ -129,6 +129,81 @@ func (e *Engine) Replicate(ctx context.Context, jobID string, a brr.ReplicateJob
 	return res, nil
 }
 
+// runReplicate runs a replicate job. It announces replication.started at once and a
+// replication.progress with each progress report; its outcome states
+// replication.completed, a snapshot.committed for each snapshot copied (as the target
+// lists it) and the replicate jobs the replication policy sets off from the target, or
+// replication.failed with what was sent before the error.
+func (e *Engine) runReplicate(ctx context.Context, job *brr.Job, a brr.ReplicateJob, rep brr.Reporter) (*brr.Outcome, error) {
+	var progress func(brr.Progress)
+	if rep != nil {
+		rep.Announce(replicationEvent(a, brr.StatusStarted, nil))
+		progress = throttled(func(p brr.Progress) {
+			rep.Progress(p)
+			ev := replicationEvent(a, brr.StatusProgress, nil)
+			ev.Progress = &p
+			rep.Announce(ev)
+		})
+	}
+	res, err := e.Replicate(ctx, job.ID, a, progress)
+	out := &brr.Outcome{}
+	if res != nil {
+		out.Result = &brr.Result{Replicate: res}
+	}
+	if err != nil {
+		ev := replicationEvent(a, brr.StatusFailed, res)
+		ev.Error = err.Error()
+		out.Events = []*brr.Event{ev}
+		return out, err
+	}
+	out.Events = []*brr.Event{replicationEvent(a, brr.StatusCompleted, res)}
+	for _, sn := range res.Copied {
+		out.Events = append(out.Events, snapshotEvent(brr.StatusCommitted, sn))
+	}
+	out.Jobs = e.policyJobs(job.Pool, res.To, res.Snapshots)
+	return out, nil
+}
+
+// throttled passes on to report at most one progress report per progressEvery, the first
+// at once, and drops the others: a replication reports with every blob it copies.
+func throttled(report func(brr.Progress)) func(brr.Progress) {
+	var last atomic.Int64 // when the last report was passed on, in Unix nanoseconds
+	return func(p brr.Progress) {
+		now, prev := time.Now().UnixNano(), last.Load()
+		if prev != 0 && now-prev < int64(progressEvery) || !last.CompareAndSwap(prev, now) {
+			return
+		}
+		report(p)
+	}
+}
+
+// replicationEvent is a replication event of status about the replicate job a; r, when
+// not nil, says what the job did. The target is the event's repo; its snapshot is the one
+// the job names, or copied when it copied one.
+func replicationEvent(a brr.ReplicateJob, status brr.Status, r *brr.ReplicateResult) *brr.Event {
+	e := &brr.Event{Type: brr.EventReplication, Status: status, Source: a.Source}
+	if a.Snapshot != "latest" && a.Snapshot != "all" {
+		e.Snapshot = a.Snapshot
+	}
+	info := &brr.ReplicationInfo{From: a.From, To: a.To}
+	if r != nil {
+		info.From, info.To = r.From, r.To
+		info.Snapshots = r.Snapshots
+		info.BlobsSent, info.BytesSent = r.BlobsSent, r.BytesSent
+		info.DurationMS = r.DurationMS
+		if status == brr.StatusCompleted {
+			lag := r.Lag
+			info.Lag = &lag
+		}
+		if len(r.Snapshots) == 1 {
+			e.Snapshot = r.Snapshots[0]
+		}
+	}
+	e.Repo = info.To
+	e.Replication = info
+	return e
+}
+
 // damagedIsPermanent marks err permanent when it is about damaged data, which reading
 // again will not mend, and says how to find the rest of the damage.
 func damagedIsPermanent(err error) error {

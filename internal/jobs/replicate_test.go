@@ -97,10 +97,10 @@ func openCounted(t *testing.T, dir string, create bool) (*repo.Repository, *faul
 
 func (b *replicaBundle) newEngine(local, offsite *repo.Repository) *jobs.Engine {
 	return &jobs.Engine{
-		Repos:    map[string]*repo.Repository{"local": local, "offsite": offsite},
-		Replicas: map[string][]string{"local": {"offsite"}},
-		Host:     "testhost",
-		Worker:   "worker-1",
+		Repos:       map[string]*repo.Repository{"local": local, "offsite": offsite},
+		ReplicateTo: map[string][]string{"local": {"offsite"}},
+		Host:        "testhost",
+		Worker:      "worker-1",
 	}
 }
 
@@ -576,8 +576,8 @@ func TestRestoreFallsBackToAReplica(t *testing.T) {
 		}
 
 		// With no replicas configured, the error is the restore's own.
-		b.engine.Replicas = nil
-		defer func() { b.engine.Replicas = map[string][]string{"local": {"offsite"}} }()
+		b.engine.ReplicateTo = nil
+		defer func() { b.engine.ReplicateTo = map[string][]string{"local": {"offsite"}} }()
 		_, err = b.engine.Restore(ctx, "fb-none", brr.RestoreJob{Snapshot: lonely, Target: filepath.Join(t.TempDir(), "y")}, nil)
 		if err == nil || strings.Contains(err.Error(), "replica") || !strings.Contains(err.Error(), "/f") {
 			t.Errorf("restore without replicas: err = %v, want the failed file and no word of replicas", err)

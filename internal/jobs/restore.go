@@ -24,7 +24,7 @@ import (
 //
 // When the repository cannot give the snapshot (it cannot be read, it does not have the
 // snapshot, or a blob of it is missing or damaged), the restore falls back to each
-// replica of the repository (Replicas) in turn, and says so in the result: FellBackFrom,
+// replica of the repository (ReplicateTo) in turn, and says so in the result: FellBackFrom,
 // FallbackReason and a warning. The replica is asked for the snapshot by the id the
 // repository resolved, or, when it could resolve nothing, by the job's reference. What
 // the failed attempt restored stays: each of its files was checked against its blob ids
@@ -91,10 +91,24 @@ func (e *Engine) Restore(ctx context.Context, jobID string, a brr.RestoreJob, pr
 	return res, err
 }
 
+// runRestore runs a restore job; its outcome states recovery.restored when it succeeded.
+func (e *Engine) runRestore(ctx context.Context, job *brr.Job, a brr.RestoreJob, rep brr.Reporter) (*brr.Outcome, error) {
+	res, err := e.Restore(ctx, job.ID, a, progressOf(rep))
+	if res == nil {
+		return nil, err
+	}
+	out := &brr.Outcome{Result: &brr.Result{Restore: res}}
+	if err == nil {
+		out.Events = []*brr.Event{{Type: brr.EventRecovery, Status: brr.StatusRestored,
+			Repo: res.Repo, Snapshot: res.Snapshot, Source: a.Source, Result: &brr.Result{Restore: res}}}
+	}
+	return out, err
+}
+
 // replicasOf returns the configured replicas of repo name.
 func (e *Engine) replicasOf(name string) []string {
 	var out []string
-	for _, to := range e.Replicas[name] {
+	for _, to := range e.ReplicateTo[name] {
 		if r, ok := e.Repos[to]; ok && r != nil && to != name {
 			out = append(out, to)
 		}

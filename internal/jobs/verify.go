@@ -72,6 +72,20 @@ func (e *Engine) Verify(ctx context.Context, jobID string, a brr.VerifyJob, prog
 		len(res.Damaged), repoName, strings.Join(parts, "; ")))
 }
 
+// runVerify runs a verify job; the outcome of one that ran a drill states the drill's
+// recovery event.
+func (e *Engine) runVerify(ctx context.Context, job *brr.Job, a brr.VerifyJob, rep brr.Reporter) (*brr.Outcome, error) {
+	res, err := e.Verify(ctx, job.ID, a, progressOf(rep))
+	if res == nil {
+		return nil, err
+	}
+	out := &brr.Outcome{Result: &brr.Result{Verify: res}}
+	if res.Drill != nil {
+		out.Events = []*brr.Event{drillEvent(res.Drill, err)}
+	}
+	return out, err
+}
+
 // The phases of a verify job's progress: one for the whole job, as the repository's
 // check reports one count across packs and snapshots.
 const (

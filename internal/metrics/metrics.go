@@ -186,7 +186,7 @@ func (m *Metrics) repoLabel(name string) string {
 }
 
 // JobSettled counts one settled job attempt; the consume loop calls it.
-func (m *Metrics) JobSettled(o events.Outcome) {
+func (m *Metrics) JobSettled(o events.Settled) {
 	kind := kindLabel(o.Kind)
 	m.jobs.WithLabelValues(kind, string(o.Status)).Inc()
 	if o.Snoozed {

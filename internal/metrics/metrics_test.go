@@ -44,11 +44,11 @@ func TestJobLabelsAreBounded(t *testing.T) {
 	m := metrics.New(metrics.Options{Worker: "w1"})
 	m.WatchRepos(map[string]metrics.RepoStats{"local": r}, "local")
 
-	m.JobSettled(events.Outcome{Kind: brr.KindVerify, Repo: "", Status: brr.StatusFailed, Duration: time.Second, Err: errors.New("damaged")})
-	m.JobSettled(events.Outcome{Kind: brr.KindVerify, Repo: "typo-repo", Status: brr.StatusFailed, Err: errors.New(`repo "typo-repo" is not configured`)})
-	m.JobSettled(events.Outcome{Kind: "no-such-kind", Status: brr.StatusFailed, Err: errors.New("bad subject")})
-	m.JobSettled(events.Outcome{Kind: brr.KindBackup, Repo: "local", Status: brr.StatusRetrying, Snoozed: true, Err: errors.New("leased")})
-	m.JobSettled(events.Outcome{Kind: brr.KindRestore, Status: brr.StatusSucceeded, Duration: 2 * time.Second,
+	m.JobSettled(events.Settled{Kind: brr.KindVerify, Repo: "", Status: brr.StatusFailed, Duration: time.Second, Err: errors.New("damaged")})
+	m.JobSettled(events.Settled{Kind: brr.KindVerify, Repo: "typo-repo", Status: brr.StatusFailed, Err: errors.New(`repo "typo-repo" is not configured`)})
+	m.JobSettled(events.Settled{Kind: "no-such-kind", Status: brr.StatusFailed, Err: errors.New("bad subject")})
+	m.JobSettled(events.Settled{Kind: brr.KindBackup, Repo: "local", Status: brr.StatusRetrying, Snoozed: true, Err: errors.New("leased")})
+	m.JobSettled(events.Settled{Kind: brr.KindRestore, Status: brr.StatusSucceeded, Duration: 2 * time.Second,
 		Result: &brr.Result{Restore: &brr.RestoreResult{Repo: "local", Bytes: 1234}}})
 
 	failures := gather(t, m, "brr_verify_failures_total")
