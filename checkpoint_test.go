@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/brr-dev/brr/internal/testkit"
+
 	"github.com/nats-io/nats.go"
 
 	"github.com/brr-dev/brr"
@@ -16,7 +18,7 @@ import (
 func TestClientCheckpoints(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	ctx := ctxT(t)
+	ctx := testkit.Context(t, 20*time.Second)
 
 	if _, err := b.client.Checkpoints(ctx, ""); !errors.Is(err, brr.ErrNoWorker) {
 		t.Fatalf("Checkpoints with no worker: err = %v, want ErrNoWorker", err)

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/brr-dev/brr/internal/testkit"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -61,12 +63,6 @@ func createStreams(t *testing.T, js jetstream.JetStream) {
 	}
 }
 
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // jobEvent is a job lifecycle event as a worker writes it.
 func jobEvent(id string, kind brr.Kind, status brr.Status) *brr.Event {
 	return &brr.Event{V: brr.Version, ID: brr.NewID(), Type: brr.EventJob, Status: status, Time: time.Now().UTC(), Worker: "w1", JobID: id, Kind: kind, Pool: brr.DefaultPool}
@@ -116,7 +112,7 @@ func TestNoStreams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := ctxT(t)
+	ctx := testkit.Context(t, 20*time.Second)
 	_, err = client.Publish(ctx, brr.PingJob{})
 	if !errors.Is(err, brr.ErrNoStream) || !strings.Contains(err.Error(), "stream BRR_JOBS not found: is a brr-worker running") {
 		t.Fatalf("Publish with no stream: %v", err)
@@ -144,7 +140,7 @@ func TestNoServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	nc.Close()
-	ctx := ctxT(t)
+	ctx := testkit.Context(t, 20*time.Second)
 	if _, err := client.Publish(ctx, brr.PingJob{}); !errors.Is(err, brr.ErrNotConnected) {
 		t.Fatalf("Publish on a closed connection: %v", err)
 	}
@@ -173,7 +169,7 @@ func TestNewClientOptions(t *testing.T) {
 	if got, want := c.Subjects().JobsStream(), "ACME_BRR_JOBS"; got != want {
 		t.Fatalf("JobsStream = %q, want %q", got, want)
 	}
-	if _, err := c.Publish(ctxT(t), brr.PingJob{}); err == nil || !strings.Contains(err.Error(), "ACME_BRR_JOBS") {
+	if _, err := c.Publish(testkit.Context(t, 20*time.Second), brr.PingJob{}); err == nil || !strings.Contains(err.Error(), "ACME_BRR_JOBS") {
 		t.Fatalf("Publish with a prefix and no stream: %v", err)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/brr-dev/brr/internal/testkit"
+
 	"github.com/brr-dev/brr"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -14,7 +16,7 @@ import (
 func TestDeadLettersRetry(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	ctx := ctxT(t)
+	ctx := testkit.Context(t, 20*time.Second)
 	pub, err := b.client.Publish(ctx, brr.BackupJob{Path: "/srv/app"}, brr.WithID("doomed"))
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,9 @@ package brr_test
 import (
 	"errors"
 	"testing"
+	"time"
+
+	"github.com/brr-dev/brr/internal/testkit"
 
 	"github.com/brr-dev/brr"
 	"github.com/nats-io/nats.go/jetstream"
@@ -11,7 +14,7 @@ import (
 func TestPublishValidates(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	ctx := ctxT(t)
+	ctx := testkit.Context(t, 20*time.Second)
 	for name, tc := range map[string]struct {
 		args brr.JobArgs
 		opts []brr.PublishOption
@@ -37,7 +40,7 @@ func TestPublishValidates(t *testing.T) {
 func TestPublishDuplicate(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	ctx := ctxT(t)
+	ctx := testkit.Context(t, 20*time.Second)
 	args := brr.BackupJob{Path: "/srv/app", Repo: "local", Tags: []string{"nightly"}}
 	first, err := b.client.Publish(ctx, args, brr.WithID("nightly-1"), brr.WithBy("test"))
 	if err != nil {
@@ -88,7 +91,7 @@ func TestPublishDuplicate(t *testing.T) {
 func TestPublishAsync(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	ctx := ctxT(t)
+	ctx := testkit.Context(t, 20*time.Second)
 	var futures []*brr.PublishFuture
 	for range 20 {
 		f, err := b.client.PublishAsync(brr.PingJob{})

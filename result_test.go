@@ -4,6 +4,9 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/brr-dev/brr/internal/testkit"
 
 	"github.com/brr-dev/brr"
 )
@@ -11,7 +14,7 @@ import (
 func TestJobAndJobs(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	ctx := ctxT(t)
+	ctx := testkit.Context(t, 20*time.Second)
 	if _, err := b.client.Job(ctx, "nope"); !errors.Is(err, brr.ErrNotFound) {
 		t.Fatalf("Job of an unknown id: %v, want ErrNotFound", err)
 	}
@@ -52,7 +55,7 @@ func TestJobAndJobs(t *testing.T) {
 func TestJobsWidensWindow(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	ctx := ctxT(t)
+	ctx := testkit.Context(t, 20*time.Second)
 	// Two old jobs, then many updates of one job: the newest stream messages hold one
 	// job only, so Jobs must look further back to find three.
 	b.putResult(t, jobEvent("old1", brr.KindPing, brr.StatusSucceeded))

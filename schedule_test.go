@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/brr-dev/brr/internal/testkit"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -33,7 +35,7 @@ func scheduleSetup(t *testing.T) (*brr.Client, jetstream.JetStream) {
 
 func scheduleNames(t *testing.T, c *brr.Client) []string {
 	t.Helper()
-	all, err := c.Schedules(ctxT(t))
+	all, err := c.Schedules(testkit.Context(t, 20*time.Second))
 	if err != nil {
 		t.Fatalf("Schedules: %v", err)
 	}
@@ -46,7 +48,7 @@ func scheduleNames(t *testing.T, c *brr.Client) []string {
 
 func TestScheduleAddListReplaceRemove(t *testing.T) {
 	c, js := scheduleSetup(t)
-	ctx := ctxT(t)
+	ctx := testkit.Context(t, 20*time.Second)
 
 	added, err := c.AddSchedule(ctx, "nightly", "0  30 2 * * *", "Europe/Paris", brr.BackupJob{Path: "/srv/app", Repo: "local"})
 	if err != nil {
@@ -130,7 +132,7 @@ func TestScheduleAddListReplaceRemove(t *testing.T) {
 // its job into the job subject, and that none comes after RemoveSchedule.
 func TestScheduleFiresAndStops(t *testing.T) {
 	c, js := scheduleSetup(t)
-	ctx := ctxT(t)
+	ctx := testkit.Context(t, 20*time.Second)
 	cons, err := js.CreateConsumer(ctx, "BRR_JOBS", jetstream.ConsumerConfig{
 		Durable: "test", FilterSubject: "brr.jobs.default.>", AckPolicy: jetstream.AckExplicitPolicy,
 	})
@@ -179,7 +181,7 @@ func TestScheduleFiresAndStops(t *testing.T) {
 
 func TestScheduleRefusesBadInput(t *testing.T) {
 	c, _ := scheduleSetup(t)
-	ctx := ctxT(t)
+	ctx := testkit.Context(t, 20*time.Second)
 	for _, tt := range []struct {
 		name, cron, tz string
 		args           brr.JobArgs
@@ -217,7 +219,7 @@ func TestScheduleRefusesBadInput(t *testing.T) {
 // TestSchedulesShowsProblems lists messages on schedule subjects that will not work.
 func TestSchedulesShowsProblems(t *testing.T) {
 	c, js := scheduleSetup(t)
-	ctx := ctxT(t)
+	ctx := testkit.Context(t, 20*time.Second)
 	if _, err := js.Publish(ctx, "brr.schedules.plain", []byte(`{"v":1}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -247,13 +249,13 @@ func TestSchedulesWithoutStreams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Schedules(ctxT(t)); !errors.Is(err, brr.ErrNoStream) {
+	if _, err := c.Schedules(testkit.Context(t, 20*time.Second)); !errors.Is(err, brr.ErrNoStream) {
 		t.Errorf("Schedules: %v, want ErrNoStream", err)
 	}
-	if err := c.RemoveSchedule(ctxT(t), "x"); !errors.Is(err, brr.ErrNoStream) {
+	if err := c.RemoveSchedule(testkit.Context(t, 20*time.Second), "x"); !errors.Is(err, brr.ErrNoStream) {
 		t.Errorf("RemoveSchedule: %v, want ErrNoStream", err)
 	}
-	if _, err := c.AddSchedule(ctxT(t), "x", "@daily", "", brr.PingJob{}); !errors.Is(err, brr.ErrNoStream) {
+	if _, err := c.AddSchedule(testkit.Context(t, 20*time.Second), "x", "@daily", "", brr.PingJob{}); !errors.Is(err, brr.ErrNoStream) {
 		t.Errorf("AddSchedule: %v, want ErrNoStream", err)
 	}
 }

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/brr-dev/brr/internal/testkit"
 
 	"github.com/brr-dev/brr"
 	"github.com/nats-io/nats.go"
@@ -13,7 +16,7 @@ import (
 func TestSnapshots(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	ctx := ctxT(t)
+	ctx := testkit.Context(t, 20*time.Second)
 	if _, err := b.client.Snapshots(ctx, "local", ""); !errors.Is(err, brr.ErrNoWorker) || !strings.Contains(err.Error(), `pool "default"`) {
 		t.Fatalf("Snapshots with no worker: %v", err)
 	}

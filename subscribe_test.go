@@ -6,13 +6,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/brr-dev/brr/internal/testkit"
+
 	"github.com/brr-dev/brr"
 )
 
 func TestSubscribeFilters(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	ctx := ctxT(t)
+	ctx := testkit.Context(t, 20*time.Second)
 	before := &brr.Event{V: brr.Version, ID: brr.NewID(), Type: brr.EventHealth, Status: "disk", Time: time.Now().UTC()}
 	b.publishEvent(t, before)
 

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/brr-dev/brr/internal/testkit"
 
 	"github.com/brr-dev/brr"
 )
@@ -15,7 +18,7 @@ func TestWaitFinishedBefore(t *testing.T) {
 	done := jobEvent("j1", brr.KindBackup, brr.StatusSucceeded)
 	done.Result = &brr.Result{Backup: &brr.BackupResult{Snapshot: "abcd1234", Files: 3}}
 	b.putResult(t, done)
-	e, err := b.client.Wait(ctxT(t), "j1", nil)
+	e, err := b.client.Wait(testkit.Context(t, 20*time.Second), "j1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,7 +30,7 @@ func TestWaitFinishedBefore(t *testing.T) {
 func TestWaitFollowsJob(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	ctx := ctxT(t)
+	ctx := testkit.Context(t, 20*time.Second)
 	events := make(chan *brr.Event, 16)
 	type waited struct {
 		e   *brr.Event
@@ -81,7 +84,7 @@ func TestWaitFailed(t *testing.T) {
 		e := jobEvent(id, brr.KindBackup, status)
 		e.Error = `repo "offsite" is not configured (configured: local)`
 		b.putResult(t, e)
-		got, err := b.client.Wait(ctxT(t), id, nil)
+		got, err := b.client.Wait(testkit.Context(t, 20*time.Second), id, nil)
 		if !errors.Is(err, brr.ErrJobFailed) || !strings.Contains(err.Error(), "offsite") {
 			t.Fatalf("%s: Wait error = %v, want ErrJobFailed with the reason", status, err)
 		}
@@ -104,7 +107,7 @@ func TestWaitContext(t *testing.T) {
 func TestWatchBeforePublish(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	ctx := ctxT(t)
+	ctx := testkit.Context(t, 20*time.Second)
 	id := brr.NewID()
 	var got []*brr.Event // onEvent runs in Result's goroutine only
 	w, err := b.client.Watch(ctx, id, func(e *brr.Event) { got = append(got, e) })
@@ -165,7 +168,7 @@ func TestWatchBeforePublish(t *testing.T) {
 func TestWatchEnds(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	ctx := ctxT(t)
+	ctx := testkit.Context(t, 20*time.Second)
 	if _, err := b.client.Watch(ctx, "no spaces", nil); !errors.Is(err, brr.ErrInvalid) {
 		t.Fatalf("Watch of a bad id: %v, want ErrInvalid", err)
 	}

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/brr-dev/brr/internal/testkit"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -184,7 +186,7 @@ func (l *eventLog) find(id string, status brr.Status) []*brr.Event {
 func (l *eventLog) wait(t testing.TB, id string, status brr.Status) *brr.Event {
 	t.Helper()
 	var e *brr.Event
-	eventually(t, fmt.Sprintf("%s event of job %s", status, id), func() bool {
+	testkit.Eventually(t, 15*time.Second, fmt.Sprintf("%s event of job %s", status, id), func() bool {
 		evs := l.find(id, status)
 		if len(evs) > 0 {
 			e = evs[0]
@@ -195,16 +197,6 @@ func (l *eventLog) wait(t testing.TB, id string, status brr.Status) *brr.Event {
 }
 
 // eventually waits up to 15s for cond.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 func publishJob(t testing.TB, js jetstream.JetStream, job *brr.Job) {
 	t.Helper()
@@ -247,13 +239,13 @@ func msgCount(t testing.TB, js jetstream.JetStream, name string) uint64 {
 
 func waitJobsEmpty(t testing.TB, js jetstream.JetStream) {
 	t.Helper()
-	eventually(t, "BRR_JOBS to be empty", func() bool { return msgCount(t, js, "BRR_JOBS") == 0 })
+	testkit.Eventually(t, 15*time.Second, "BRR_JOBS to be empty", func() bool { return msgCount(t, js, "BRR_JOBS") == 0 })
 }
 
 // deadLetters waits for n entries in BRR_DLQ and returns them by job id.
 func deadLetters(t testing.TB, js jetstream.JetStream, n int) map[string]brr.DeadLetter {
 	t.Helper()
-	eventually(t, fmt.Sprintf("%d dead letters", n), func() bool { return msgCount(t, js, "BRR_DLQ") >= uint64(n) })
+	testkit.Eventually(t, 15*time.Second, fmt.Sprintf("%d dead letters", n), func() bool { return msgCount(t, js, "BRR_DLQ") >= uint64(n) })
 	s, err := js.Stream(context.Background(), "BRR_DLQ")
 	if err != nil {
 		t.Fatalf("stream BRR_DLQ: %v", err)
@@ -321,7 +313,7 @@ func TestJobSucceeds(t *testing.T) {
 	if err != nil {
 		t.Fatalf("results bucket: %v", err)
 	}
-	eventually(t, "the succeeded event in KV BRR_RESULTS", func() bool {
+	testkit.Eventually(t, 15*time.Second, "the succeeded event in KV BRR_RESULTS", func() bool {
 		entry, err := kv.Get(context.Background(), "job-ok")
 		if err != nil {
 			return false
@@ -538,7 +530,7 @@ func TestTwoConsumersRunEachJobOnce(t *testing.T) {
 	for i := range n {
 		publishJob(t, b.js, pingJob(fmt.Sprintf("job-%03d", i)))
 	}
-	eventually(t, "200 jobs done", func() bool { return c1.Stats().Done+c2.Stats().Done == n })
+	testkit.Eventually(t, 15*time.Second, "200 jobs done", func() bool { return c1.Stats().Done+c2.Stats().Done == n })
 	waitJobsEmpty(t, b.js)
 	for i := range n {
 		if got := b.h.count(fmt.Sprintf("job-%03d", i)); got != 1 {
@@ -563,7 +555,7 @@ func TestProcessedJobIsNotRunAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	publishRaw(t, b.js, "brr.jobs.default.ping", data, "job-once-again")
-	eventually(t, "the duplicate to be acked", func() bool { return c.Stats().Duplicates == 1 })
+	testkit.Eventually(t, 15*time.Second, "the duplicate to be acked", func() bool { return c.Stats().Duplicates == 1 })
 	waitJobsEmpty(t, b.js)
 	if got := b.h.count("job-once"); got != 1 {
 		t.Errorf("handler ran %d times, want 1", got)
@@ -732,7 +724,7 @@ func TestRedeliveryOfJobDoneElsewhereIsNotRun(t *testing.T) {
 	}
 	c := b.start(t, b.db)
 	publishJob(t, b.js, pingJob("done-elsewhere"))
-	eventually(t, "the redelivery to be acked as a duplicate", func() bool { return c.Stats().Duplicates == 1 })
+	testkit.Eventually(t, 15*time.Second, "the redelivery to be acked as a duplicate", func() bool { return c.Stats().Duplicates == 1 })
 	waitJobsEmpty(t, b.js)
 	if got := b.h.count("done-elsewhere"); got != 1 {
 		t.Errorf("handler ran %d times, want 1: the redelivery should not run", got)

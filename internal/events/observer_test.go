@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/brr-dev/brr/internal/testkit"
+
 	"github.com/rs/zerolog"
 
 	"github.com/brr-dev/brr"
@@ -60,7 +62,7 @@ func TestObserverSeesEverySettle(t *testing.T) {
 	}
 	// ok: succeeded; snoozed: retrying (snoozed), then succeeded; bad: failed; flaky:
 	// retrying, then dead on its second and last delivery.
-	eventually(t, "six outcomes", func() bool { return len(obs.get()) == 6 })
+	testkit.Eventually(t, 15*time.Second, "six outcomes", func() bool { return len(obs.get()) == 6 })
 	type key struct {
 		id      string
 		status  brr.Status

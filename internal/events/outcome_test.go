@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/brr-dev/brr/internal/testkit"
+
 	"github.com/brr-dev/brr"
 )
 
@@ -28,7 +30,7 @@ func (l *eventLog) typed(id string, typ brr.EventType, status brr.Status) []*brr
 func (l *eventLog) waitTyped(t testing.TB, id string, typ brr.EventType, status brr.Status) *brr.Event {
 	t.Helper()
 	var e *brr.Event
-	eventually(t, fmt.Sprintf("%s.%s event of job %s", typ, status, id), func() bool {
+	testkit.Eventually(t, 15*time.Second, fmt.Sprintf("%s.%s event of job %s", typ, status, id), func() bool {
 		if evs := l.typed(id, typ, status); len(evs) > 0 {
 			e = evs[0]
 		}
@@ -130,7 +132,7 @@ func TestAnnouncedAndProgressArePublishedAtOnce(t *testing.T) {
 	if e.Repo != "offsite" || e.Replication == nil || e.Replication.To != "offsite" {
 		t.Errorf("announced event = %+v", e)
 	}
-	eventually(t, "five progress events", func() bool { return len(b.ev.typed("repl-1", brr.EventJob, brr.StatusProgress)) == 5 })
+	testkit.Eventually(t, 15*time.Second, "five progress events", func() bool { return len(b.ev.typed("repl-1", brr.EventJob, brr.StatusProgress)) == 5 })
 	for i, p := range b.ev.typed("repl-1", brr.EventJob, brr.StatusProgress) {
 		if p.Progress == nil || p.Progress.Files != int64(i) || p.Attempt != 1 || p.Repo != "offsite" {
 			t.Errorf("progress event %d = %+v, want files %d", i, p, i)

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/brr-dev/brr/internal/testkit"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -68,7 +70,7 @@ func TestFiredJobsGetAnIDPerTick(t *testing.T) {
 	before := time.Now()
 	addSchedule(t, b.js, "tick", template)
 	const ticks = 3
-	eventually(t, "three fired jobs to succeed", func() bool { return c.Stats().Done >= ticks })
+	testkit.Eventually(t, 15*time.Second, "three fired jobs to succeed", func() bool { return c.Stats().Done >= ticks })
 	removeSchedule(t, b.js, "tick")
 	waitJobsEmpty(t, b.js)
 
