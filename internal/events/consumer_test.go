@@ -263,8 +263,8 @@ func deadLetters(t testing.TB, js jetstream.JetStream, n int) map[string]brr.Dea
 		if want := (brr.Subjects{}).DLQ(dl.Pool, dl.Kind); m.Subject != want {
 			t.Errorf("dead letter of %s on %s, want %s", dl.JobID, m.Subject, want)
 		}
-		if got, want := m.Header.Get("Nats-Msg-Id"), "dlq-"+dl.JobID; got != want {
-			t.Errorf("dead letter Nats-Msg-Id = %q, want %q", got, want)
+		if got, want := m.Header.Get("Nats-Msg-Id"), "dlq-"+dl.JobID+"-"; !strings.HasPrefix(got, want) {
+			t.Errorf("dead letter Nats-Msg-Id = %q, want %q and the job message's sequence", got, want)
 		}
 		out[dl.JobID] = dl
 	}
@@ -728,5 +728,38 @@ func TestRedeliveryOfJobDoneElsewhereIsNotRun(t *testing.T) {
 	waitJobsEmpty(t, b.js)
 	if got := b.h.count("done-elsewhere"); got != 1 {
 		t.Errorf("handler ran %d times, want 1: the redelivery should not run", got)
+	}
+}
+
+// TestRetriedDeadLetterThatFailsAgainIsListed retries a dead job with `brr dlq retry`
+// (Client.RetryDead), and the job fails again. Its second dead letter used to vanish: it
+// had the first one's Nats-Msg-Id, "dlq-<job id>", which the stream's duplicate window
+// dropped, and RetryDead had removed the first; `brr dlq ls` listed nothing.
+func TestRetriedDeadLetterThatFailsAgainIsListed(t *testing.T) {
+	b := setup(t, Config{})
+	b.h.fn = func(ctx context.Context, job *brr.Job, attempt int, progress func(brr.Progress)) (*brr.Result, error) {
+		return nil, brr.Permanent(errors.New("source is gone"))
+	}
+	b.start(t, b.db)
+	publishJob(t, b.js, pingJob("fails-twice"))
+	b.ev.wait(t, "fails-twice", brr.StatusFailed)
+	deadLetters(t, b.js, 1)
+
+	client, err := brr.NewClient(b.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testkit.Context(t, 20*time.Second)
+	if _, err := client.RetryDead(ctx, "fails-twice"); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 15*time.Second, "the retried job to run", func() bool { return b.h.count("fails-twice") == 2 })
+	var entries []brr.DeadLetterEntry
+	testkit.Eventually(t, 15*time.Second, "the second failure's dead letter", func() bool {
+		entries, err = client.DeadLetters(ctx)
+		return err == nil && len(entries) == 1
+	})
+	if e := entries[0]; e.JobID != "fails-twice" || e.Seq < 2 || !strings.Contains(e.Error, "source is gone") {
+		t.Fatalf("dead letter after the retry = %+v", e)
 	}
 }

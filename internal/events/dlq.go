@@ -3,6 +3,7 @@ package events
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/brr-dev/brr"
@@ -53,7 +54,7 @@ func (c *Consumer) deadLetter(d *delivery, cause error, status brr.Status, out *
 	if d.job != nil && len(rec.Request) > 0 {
 		request = rec.Request
 	}
-	dl, err := deadLetterMsgs(c.cfg, rec, msg.Subject(), request, d.delivered)
+	dl, err := deadLetterMsgs(c.cfg, rec, msg.Subject(), request, d.delivered, d.seq)
 	if err != nil {
 		c.putBack(d, err)
 		return
@@ -82,9 +83,11 @@ func (c *Consumer) deadLetter(d *delivery, cause error, status brr.Status, out *
 }
 
 // deadLetterMsgs returns the outbox message that writes the dead letter of rec to
-// brr.dlq.<pool>.<kind>, with Nats-Msg-Id "dlq-<job id>" so that a worker and the
-// sweeper writing the same one make a single entry.
-func deadLetterMsgs(cfg Config, rec *state.JobRecord, subject string, request []byte, attempts int) ([]state.OutboxMsg, error) {
+// brr.dlq.<pool>.<kind>, with Nats-Msg-Id "dlq-<job id>-<seq>", seq being the job
+// message's sequence in BRR_JOBS: a worker and the sweeper writing the dead letter of the
+// same message make a single entry, and a job that `brr dlq retry` published again (a
+// new message) that fails again makes a new one.
+func deadLetterMsgs(cfg Config, rec *state.JobRecord, subject string, request []byte, attempts int, seq uint64) ([]state.OutboxMsg, error) {
 	reason := rec.Error
 	if len(request) > brr.MaxJobSize {
 		// Keep the dead letter under the server's payload limit; what is kept shows
@@ -109,5 +112,5 @@ func deadLetterMsgs(cfg Config, rec *state.JobRecord, subject string, request []
 	if err != nil {
 		return nil, fmt.Errorf("encode dead letter of job %s: %w", rec.ID, err)
 	}
-	return []state.OutboxMsg{{Subject: cfg.Subjects.DLQ(rec.Pool, rec.Kind), MsgID: "dlq-" + rec.ID, Data: data}}, nil
+	return []state.OutboxMsg{{Subject: cfg.Subjects.DLQ(rec.Pool, rec.Kind), MsgID: "dlq-" + rec.ID + "-" + strconv.FormatUint(seq, 10), Data: data}}, nil
 }

@@ -114,7 +114,7 @@ func (s *Sweeper) sweep(ctx context.Context, a maxDeliveriesAdvisory) error {
 	if len(rec.Request) > 0 {
 		request = rec.Request
 	}
-	out, err := deadLetterMsgs(s.cfg, rec, raw.Subject, request, int(a.Deliveries))
+	out, err := deadLetterMsgs(s.cfg, rec, raw.Subject, request, int(a.Deliveries), a.StreamSeq)
 	if err != nil {
 		return err
 	}
