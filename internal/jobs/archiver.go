@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/brr-dev/brr/internal/fsio"
 	"github.com/brr-dev/brr/internal/repo"
 	"github.com/brr-dev/brr/internal/state"
 	"golang.org/x/sync/errgroup"
@@ -289,7 +290,7 @@ func (a *archiver) listDir(ctx context.Context, d *dirState) error {
 		return err
 	}
 	path := filepath.Join(a.root, d.rel)
-	fd, names, err := readDir(path)
+	fd, names, err := fsio.ReadDir(path)
 	if err != nil {
 		if d.parent == nil {
 			return fmt.Errorf("read source directory %s: %w", path, err)
@@ -307,7 +308,7 @@ func (a *archiver) listDir(ctx context.Context, d *dirState) error {
 		if d.rel != "" {
 			rel = d.rel + "/" + name
 		}
-		if err := ignoringEINTR(func() error { return unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) }); err != nil {
+		if err := fsio.IgnoringEINTR(func() error { return unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) }); err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				a.warn("%s vanished before it was read; not in the snapshot", full)
 			} else {
@@ -348,7 +349,7 @@ func (a *archiver) listDir(ctx context.Context, d *dirState) error {
 				}
 			}
 		case mode&fs.ModeSymlink != 0:
-			target, err := readlinkat(fd, name, st.Size)
+			target, err := fsio.Readlinkat(fd, name, st.Size)
 			if err != nil {
 				a.warn("read symlink %s: %v; not in the snapshot", full, err)
 				continue
@@ -357,7 +358,7 @@ func (a *archiver) listDir(ctx context.Context, d *dirState) error {
 			node.LinkTarget = target
 			d.nodes = append(d.nodes, node)
 		default:
-			a.warn("%s is a %s; skipped (only files, directories and symlinks are backed up)", full, typeName(mode))
+			a.warn("%s is a %s; skipped (only files, directories and symlinks are backed up)", full, fsio.Kind(mode))
 		}
 	}
 	return a.release(ctx, d)
@@ -522,7 +523,7 @@ func (a *archiver) fileDone(size int64) {
 // false when the file is left out; cache is its file cache entry, nil when it changed
 // while it was read.
 func (a *archiver) readFile(ctx context.Context, job *fileJob) (content []repo.ID, size int64, ok bool, cache *state.CachedFile, err error) {
-	fd, err := openFile(job.path)
+	fd, err := fsio.OpenFile(job.path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			a.warn("%s vanished before it was read; not in the snapshot", job.path)
@@ -587,7 +588,7 @@ func (a *archiver) readSmall(ctx context.Context, fd int, hint int64) (content [
 			putSmall(bp)
 			bp, b = bigger, nb
 		}
-		m, err := readFD(fd, b[n:])
+		m, err := fsio.Read(fd, b[n:])
 		if err != nil {
 			putSmall(bp)
 			return nil, 0, false, err
@@ -633,7 +634,7 @@ func (a *archiver) readChunked(ctx context.Context, fd int) (content []repo.ID, 
 		return nil, 0, ctx.Err()
 	}
 	defer func() { <-a.limits.bigFiles }()
-	ch := a.r.NewChunker(fdReader(fd))
+	ch := a.r.NewChunker(fsio.Reader(fd))
 	for {
 		select {
 		case a.limits.bigBufs <- struct{}{}:
@@ -765,7 +766,7 @@ func cacheEntry(n *repo.Node, ctime int64, content []repo.ID) state.CachedFile {
 // nodeFromStat makes the node of a directory entry from its lstat; Mode holds the
 // io/fs mode bits, as os.Lstat would give them.
 func nodeFromStat(name string, st *unix.Stat_t) *repo.Node {
-	mode := fileModeOf(st.Mode)
+	mode := fsio.ModeOf(st.Mode)
 	n := &repo.Node{
 		Name:     name,
 		Mode:     uint32(mode),
@@ -781,159 +782,6 @@ func nodeFromStat(name string, st *unix.Stat_t) *repo.Node {
 		n.Size = 0
 	}
 	return n
-}
-
-// fileModeOf converts a stat mode to io/fs mode bits, the way package os does.
-func fileModeOf(m uint32) fs.FileMode {
-	mode := fs.FileMode(m & 0o777)
-	switch m & unix.S_IFMT {
-	case unix.S_IFBLK:
-		mode |= fs.ModeDevice
-	case unix.S_IFCHR:
-		mode |= fs.ModeDevice | fs.ModeCharDevice
-	case unix.S_IFDIR:
-		mode |= fs.ModeDir
-	case unix.S_IFIFO:
-		mode |= fs.ModeNamedPipe
-	case unix.S_IFLNK:
-		mode |= fs.ModeSymlink
-	case unix.S_IFSOCK:
-		mode |= fs.ModeSocket
-	}
-	if m&unix.S_ISGID != 0 {
-		mode |= fs.ModeSetgid
-	}
-	if m&unix.S_ISUID != 0 {
-		mode |= fs.ModeSetuid
-	}
-	if m&unix.S_ISVTX != 0 {
-		mode |= fs.ModeSticky
-	}
-	return mode
-}
-
-func typeName(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeNamedPipe != 0:
-		return "fifo"
-	case m&fs.ModeSocket != 0:
-		return "socket"
-	case m&fs.ModeCharDevice != 0:
-		return "character device"
-	case m&fs.ModeDevice != 0:
-		return "device"
-	}
-	return "special file (" + m.String() + ")"
-}
-
-// readDir opens the directory at path and lists its names, sorted. The returned fd (-1
-// on error) is the directory's, to stat its entries relative to it.
-func readDir(path string) (int, []string, error) {
-	var fd int
-	err := ignoringEINTR(func() (err error) {
-		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		return err
-	})
-	if err != nil {
-		return -1, nil, err
-	}
-	bp := direntPool.Get().(*[]byte)
-	defer direntPool.Put(bp)
-	var names []string
-	for {
-		var n int
-		err := ignoringEINTR(func() (err error) {
-			n, err = unix.ReadDirent(fd, *bp)
-			return err
-		})
-		if err != nil {
-			unix.Close(fd)
-			return -1, nil, err
-		}
-		if n <= 0 {
-			break
-		}
-		_, _, names = unix.ParseDirent((*bp)[:n], -1, names)
-	}
-	slices.Sort(names)
-	return fd, names, nil
-}
-
-var direntPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-func readlinkat(dirfd int, name string, size int64) (string, error) {
-	n := max(int(size)+1, 128)
-	for {
-		b := make([]byte, n)
-		var m int
-		err := ignoringEINTR(func() (err error) {
-			m, err = unix.Readlinkat(dirfd, name, b)
-			return err
-		})
-		if err != nil {
-			return "", err
-		}
-		if m < n {
-			return string(b[:m]), nil
-		}
-		n *= 2
-	}
-}
-
-// openFile opens a regular file to read it: never through a symlink, and without
-// updating its access time when the worker may (it owns the file, or is root).
-func openFile(path string) (int, error) {
-	var fd int
-	err := ignoringEINTR(func() (err error) {
-		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NOATIME|unix.O_CLOEXEC, 0)
-		return err
-	})
-	if errors.Is(err, unix.EPERM) {
-		err = ignoringEINTR(func() (err error) {
-			fd, err = unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-			return err
-		})
-	}
-	return fd, err
-}
-
-func readFD(fd int, b []byte) (int, error) {
-	for {
-		n, err := unix.Read(fd, b)
-		if err == unix.EINTR {
-			continue
-		}
-		if n < 0 {
-			n = 0
-		}
-		return n, err
-	}
-}
-
-// fdReader reads a file descriptor; io.EOF at its end.
-type fdReader int
-
-func (r fdReader) Read(b []byte) (int, error) {
-	if len(b) == 0 {
-		return 0, nil
-	}
-	n, err := readFD(int(r), b)
-	if err != nil {
-		return n, err
-	}
-	if n == 0 {
-		return 0, io.EOF
-	}
-	return n, nil
-}
-
-func ignoringEINTR(fn func() error) error {
-	for {
-		err := fn()
-		if err != unix.EINTR {
-			return err
-		}
-	}
 }
 
 // Buffers for whole small files, by power-of-two size class from 1 KiB up to the first

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/fsio"
 	"github.com/brr-dev/brr/internal/repo"
 )
 
@@ -283,12 +284,12 @@ func (c *drillCheck) entry(rel string, n *repo.Node, files *[]fileCheck) bool {
 		return false
 	}
 	if !ok {
-		c.problem(rel, fmt.Sprintf("restored as a %s, the snapshot has a %s", kindOf(fi.Mode()), want))
+		c.problem(rel, fmt.Sprintf("restored as a %s, the snapshot has a %s", fsio.Kind(fi.Mode()), want))
 		return false
 	}
 	if n.Type != repo.NodeSymlink {
 		const bits = fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky
-		if got, want := fi.Mode()&bits, fileMode(n.Mode); got != want {
+		if got, want := fi.Mode()&bits, fsio.Perm(n.Mode); got != want {
 			c.problem(rel, fmt.Sprintf("mode %v, the snapshot has %v", got, want))
 		}
 	}

@@ -18,9 +18,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/fsio"
 	"github.com/brr-dev/brr/internal/repo"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
@@ -203,7 +203,7 @@ func (rs *restorer) mkdir(rel string) (fresh bool, err error) {
 		return false, nil
 	}
 	if !rs.overwrite {
-		return false, fmt.Errorf("exists in the target as a %s; remove it or restore with overwrite", kindOf(fi.Mode()))
+		return false, fmt.Errorf("exists in the target as a %s; remove it or restore with overwrite", fsio.Kind(fi.Mode()))
 	}
 	if err := os.Remove(p); err != nil {
 		return false, err
@@ -225,7 +225,7 @@ func (rs *restorer) clearFor(p string) error {
 		return errors.New("exists in the target as a directory; remove it first")
 	}
 	if !rs.overwrite {
-		return fmt.Errorf("exists in the target as a %s; remove it or restore with overwrite", kindOf(fi.Mode()))
+		return fmt.Errorf("exists in the target as a %s; remove it or restore with overwrite", fsio.Kind(fi.Mode()))
 	}
 	return os.Remove(p)
 }
@@ -263,7 +263,7 @@ func (rs *restorer) setMeta(p string, n *repo.Node, isLink bool) error {
 		}
 	}
 	if !isLink {
-		if err := os.Chmod(p, fileMode(n.Mode)); err != nil {
+		if err := os.Chmod(p, fsio.Perm(n.Mode)); err != nil {
 			return fmt.Errorf("chmod: %w", err)
 		}
 	}
@@ -272,23 +272,6 @@ func (rs *restorer) setMeta(p string, n *repo.Node, isLink bool) error {
 		return fmt.Errorf("set mtime: %w", err)
 	}
 	return nil
-}
-
-// fileMode keeps the permission and setuid/setgid/sticky bits of a node's mode.
-func fileMode(m uint32) os.FileMode {
-	return os.FileMode(m) & (os.ModePerm | os.ModeSetuid | os.ModeSetgid | os.ModeSticky)
-}
-
-func kindOf(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeSymlink != 0:
-		return "symlink"
-	case m.IsRegular():
-		return "file"
-	case m.IsDir():
-		return "directory"
-	}
-	return typeName(m)
 }
 
 // tempName returns a name for a file being restored in dir: hidden, unique, and short
@@ -513,7 +496,7 @@ func (rs *restorer) open(o *output) error {
 		}
 	}
 	o.tmp = rs.tempName(filepath.Dir(final))
-	err := ignoringEINTR(func() (err error) {
+	err := fsio.IgnoringEINTR(func() (err error) {
 		o.fd, err = unix.Open(o.tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 		return err
 	})
@@ -581,7 +564,7 @@ func (rs *restorer) writeOuts(w *fileWrite, data []byte, off int64) bool {
 		if !ok {
 			continue
 		}
-		if err := pwriteAll(o.fd, data, off); err != nil {
+		if err := fsio.PwriteAll(o.fd, data, off); err != nil {
 			w.mu.Lock()
 			o.err = err
 			w.mu.Unlock()
@@ -594,21 +577,6 @@ func (rs *restorer) writeOuts(w *fileWrite, data []byte, off int64) bool {
 
 // errSkipped marks a fileWrite none of whose files can be written; each has its error.
 var errSkipped = errors.New("no file left to write")
-
-func pwriteAll(fd int, b []byte, off int64) error {
-	for len(b) > 0 {
-		n, err := unix.Pwrite(fd, b, off)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("write: %w", err)
-		}
-		b = b[n:]
-		off += int64(n)
-	}
-	return nil
-}
 
 // isZero reports whether b holds only zero bytes: such a chunk is left as a hole.
 func isZero(b []byte) bool {
@@ -675,11 +643,11 @@ func (rs *restorer) complete(w *fileWrite, o *output) error {
 			return fmt.Errorf("chown: %w", err)
 		}
 	}
-	if err := unix.Fchmod(o.fd, uint32(fileMode(n.Mode)&os.ModePerm)|unixSpecialBits(n.Mode)); err != nil {
+	if err := unix.Fchmod(o.fd, fsio.UnixPerm(n.Mode)); err != nil {
 		return fmt.Errorf("chmod: %w", err)
 	}
 	ts := unix.NsecToTimespec(n.ModTime.UnixNano())
-	if err := futimens(o.fd, &[2]unix.Timespec{ts, ts}); err != nil {
+	if err := fsio.Futimens(o.fd, &[2]unix.Timespec{ts, ts}); err != nil {
 		return fmt.Errorf("set mtime: %w", err)
 	}
 	err := unix.Close(o.fd)
@@ -718,31 +686,6 @@ func (rs *restorer) rename(tmp, final string) error {
 	}
 	if err := os.Rename(tmp, final); err != nil {
 		return fmt.Errorf("rename into place: %w", err)
-	}
-	return nil
-}
-
-// unixSpecialBits converts the setuid, setgid and sticky bits of an fs mode to chmod's.
-func unixSpecialBits(m uint32) uint32 {
-	mode := os.FileMode(m)
-	var b uint32
-	if mode&os.ModeSetuid != 0 {
-		b |= unix.S_ISUID
-	}
-	if mode&os.ModeSetgid != 0 {
-		b |= unix.S_ISGID
-	}
-	if mode&os.ModeSticky != 0 {
-		b |= unix.S_ISVTX
-	}
-	return b
-}
-
-// futimens sets the access and modification times of the open file fd.
-func futimens(fd int, ts *[2]unix.Timespec) error {
-	_, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(ts)), 0, 0, 0)
-	if errno != 0 {
-		return errno
 	}
 	return nil
 }
