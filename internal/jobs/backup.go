@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/archiver"
 	"github.com/brr-dev/brr/internal/repo"
 	"github.com/brr-dev/brr/internal/state"
 )
@@ -86,10 +87,10 @@ func (e *Engine) Backup(ctx context.Context, jobID string, a brr.BackupJob, prog
 	if e.Cache != nil {
 		loadCache = func() (map[string]state.CachedFile, error) { return e.Cache.LoadFileCache(scope) }
 	}
-	arch := newArchiver(r, source, e.parallelism(), e.backupLimits(), loadCache)
+	arch := archiver.New(r, source, archiver.Options{Workers: e.parallelism(), Limits: e.backupLimits(), LoadCache: loadCache})
 
 	stopProgress := e.reportBackupProgress(ctx, source, arch, progress, start)
-	tree, err := arch.run(ctx)
+	ar, err := arch.Run(ctx)
 	stopProgress()
 	if err != nil {
 		return nil, fmt.Errorf("back up %s: %w", a.Path, err)
@@ -103,13 +104,13 @@ func (e *Engine) Backup(ctx context.Context, jobID string, a brr.BackupJob, prog
 		Host:       e.Host,
 		Source:     a.Path,
 		Tags:       a.Tags,
-		Tree:       tree,
+		Tree:       ar.Tree,
 		JobID:      jobID,
-		Files:      arch.files.Load(),
-		Dirs:       arch.dirs.Load(),
-		Bytes:      arch.bytes.Load(),
-		BlobsAdded: arch.blobsAdded.Load(),
-		BytesAdded: arch.bytesAdded.Load(),
+		Files:      ar.Files,
+		Dirs:       ar.Dirs,
+		Bytes:      ar.Bytes,
+		BlobsAdded: ar.BlobsAdded,
+		BytesAdded: ar.BytesAdded,
 	}
 	if parent != nil {
 		id := parent.ID
@@ -120,18 +121,14 @@ func (e *Engine) Backup(ctx context.Context, jobID string, a brr.BackupJob, prog
 	}
 
 	res := committedResult(repoName, sn, time.Since(start))
-	res.FilesNew = arch.filesNew.Load()
-	res.FilesChanged = arch.filesChanged.Load()
-	res.FilesUnchanged = arch.filesUnchanged.Load()
-	res.BytesRead = arch.bytesRead.Load()
-	res.Warnings = arch.warningList()
+	res.FilesNew = ar.FilesNew
+	res.FilesChanged = ar.FilesChanged
+	res.FilesUnchanged = ar.FilesUnchanged
+	res.BytesRead = ar.BytesRead
+	res.Warnings = ar.Warnings
 
 	if e.Cache != nil {
-		del := make([]string, 0, len(arch.oldCache))
-		for k := range arch.oldCache {
-			del = append(del, k)
-		}
-		if err := e.Cache.UpdateFileCache(scope, arch.cachePut, del); err != nil {
+		if err := e.Cache.UpdateFileCache(scope, ar.CachePut, ar.CacheDelete); err != nil {
 			// The snapshot is committed; a stale cache only costs reading files again.
 			res.Warnings = append(res.Warnings, fmt.Sprintf("update file cache: %v (the next backup reads every file again)", err))
 		}
@@ -184,7 +181,7 @@ const scanAfter = time.Second
 // reportBackupProgress calls progress every progressEvery until the returned function is
 // called. The totals are what the backup has listed so far until a scanner, started after
 // scanAfter, has counted the whole tree.
-func (e *Engine) reportBackupProgress(ctx context.Context, root string, arch *archiver, progress func(brr.Progress), start time.Time) func() {
+func (e *Engine) reportBackupProgress(ctx context.Context, root string, arch *archiver.Archiver, progress func(brr.Progress), start time.Time) func() {
 	if progress == nil {
 		return func() {}
 	}
@@ -227,12 +224,13 @@ func (e *Engine) reportBackupProgress(ctx context.Context, root string, arch *ar
 	go func() {
 		defer wg.Done()
 		tick(ctx, progress, func() brr.Progress {
+			s := arch.Progress()
 			p := brr.Progress{
 				Phase:      "backup",
-				Files:      arch.doneFiles.Load(),
-				Bytes:      arch.doneBytes.Load(),
-				TotalFiles: arch.files.Load(),
-				TotalBytes: arch.bytes.Load(),
+				Files:      s.FilesDone,
+				Bytes:      s.BytesDone,
+				TotalFiles: s.Files,
+				TotalBytes: s.Bytes,
 			}
 			final := scanned.Load()
 			if final {

@@ -142,6 +142,9 @@ type drillCheck struct {
 	checkedFiles                 atomic.Int64
 }
 
+// devIno identifies an inode of the snapshot: the hard links of one share it.
+type devIno struct{ dev, ino uint64 }
+
 type linkSeen struct {
 	rel string
 	ino uint64
