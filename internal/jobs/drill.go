@@ -20,6 +20,7 @@ import (
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/fsio"
 	"github.com/brr-dev/brr/internal/repo"
+	"github.com/brr-dev/brr/internal/restorer"
 )
 
 // maxDrillProblems bounds the problems a drill lists; DrillResult.ProblemCount has them all.
@@ -174,7 +175,7 @@ func (c *drillCheck) abs(rel string) string {
 // drill could not run to its end (the job was cancelled, the repository could not be
 // read); what the drill found is in c.problems.
 func (c *drillCheck) run(ctx context.Context, e *Engine, sn *repo.Snapshot, progress func(brr.Progress), start time.Time) error {
-	pl, err := planRestore(ctx, c.r, sn, nil)
+	pl, err := restorer.NewPlan(ctx, c.r, sn, nil)
 	if err != nil {
 		if brr.IsPermanent(err) {
 			c.problem("", fmt.Sprintf("the snapshot cannot be restored: %v", err))
@@ -182,15 +183,15 @@ func (c *drillCheck) run(ctx context.Context, e *Engine, sn *repo.Snapshot, prog
 		}
 		return fmt.Errorf("plan the restore of snapshot %s: %w", sn.ID.Short(), err)
 	}
-	rs := newRestorer(c.r, c.root, false, e.parallelism())
-	stop := rs.reportProgress(ctx, pl, progress, start)
-	err = rs.run(ctx, pl)
+	rs := restorer.New(c.r, c.root, restorer.Options{Workers: e.parallelism()})
+	stop := reportRestoreProgress(ctx, rs, pl, progress, start)
+	err = rs.Run(ctx, pl)
 	stop()
 	if err != nil {
 		return fmt.Errorf("restore snapshot %s into %s: %w", sn.ID.Short(), c.root, err)
 	}
 	c.failed = make(map[string]bool)
-	for _, f := range rs.failures {
+	for _, f := range rs.Failures() {
 		c.problem("", "restore: "+f)
 		// A failure reads "/path: reason"; a path may contain ": " itself.
 		for i := strings.Index(f, ": "); i >= 0; {
