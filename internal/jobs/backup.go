@@ -18,9 +18,6 @@ import (
 	"github.com/brr-dev/brr/internal/state"
 )
 
-// progressEvery is how often a running job reports progress.
-const progressEvery = 250 * time.Millisecond
-
 // SourceLeaseKey is the lease key that serializes backups of one source of one host; KV
 // keys allow only [-_=.a-zA-Z0-9], so the path is hashed.
 func SourceLeaseKey(host, path string) string {
@@ -38,6 +35,8 @@ func CacheScope(r *repo.Repository, source string) string {
 // delivered again after it committed) it returns its result without backing up again.
 func (e *Engine) Backup(ctx context.Context, jobID string, a brr.BackupJob, progress func(brr.Progress)) (*brr.BackupResult, error) {
 	start := time.Now()
+	pr := newReporter(progress)
+	defer pr.flush()
 	r, repoName, err := e.Repo(a.Repo)
 	if err != nil {
 		return nil, err
@@ -89,7 +88,7 @@ func (e *Engine) Backup(ctx context.Context, jobID string, a brr.BackupJob, prog
 	}
 	arch := archiver.New(r, source, archiver.Options{Workers: e.parallelism(), Limits: e.backupLimits(), LoadCache: loadCache})
 
-	stopProgress := e.reportBackupProgress(ctx, source, arch, progress, start)
+	stopProgress := e.reportBackupProgress(ctx, source, arch, pr, start)
 	ar, err := arch.Run(ctx)
 	stopProgress()
 	if err != nil {
@@ -178,18 +177,18 @@ func (e *Engine) checkSource(p string) (string, error) {
 // stats would compete with the backup's own.
 const scanAfter = time.Second
 
-// reportBackupProgress calls progress every progressEvery until the returned function is
-// called. The totals are what the backup has listed so far until a scanner, started after
-// scanAfter, has counted the whole tree.
-func (e *Engine) reportBackupProgress(ctx context.Context, root string, arch *archiver.Archiver, progress func(brr.Progress), start time.Time) func() {
-	if progress == nil {
+// reportBackupProgress reports the backup's progress every progressEvery until the
+// returned function is called. The totals are what the backup has listed so far until a
+// scanner, started after scanAfter, has counted the whole tree.
+func (e *Engine) reportBackupProgress(ctx context.Context, root string, arch *archiver.Archiver, pr *reporter, start time.Time) func() {
+	if pr == nil {
 		return func() {}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var totalFiles, totalBytes atomic.Int64
 	var scanned atomic.Bool
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		t := time.NewTimer(scanAfter)
@@ -221,53 +220,25 @@ func (e *Engine) reportBackupProgress(ctx context.Context, root string, arch *ar
 			scanned.Store(true)
 		}
 	}()
-	go func() {
-		defer wg.Done()
-		tick(ctx, progress, func() brr.Progress {
-			s := arch.Progress()
-			p := brr.Progress{
-				Phase:      "backup",
-				Files:      s.FilesDone,
-				Bytes:      s.BytesDone,
-				TotalFiles: s.Files,
-				TotalBytes: s.Bytes,
-			}
-			final := scanned.Load()
-			if final {
-				p.TotalFiles, p.TotalBytes = totalFiles.Load(), totalBytes.Load()
-			}
-			fillRate(&p, start, final)
-			return p
-		})
-	}()
+	stopTick := pr.tick(ctx, func() brr.Progress {
+		s := arch.Progress()
+		p := brr.Progress{
+			Phase:      "backup",
+			Files:      s.FilesDone,
+			Bytes:      s.BytesDone,
+			TotalFiles: s.Files,
+			TotalBytes: s.Bytes,
+		}
+		final := scanned.Load()
+		if final {
+			p.TotalFiles, p.TotalBytes = totalFiles.Load(), totalBytes.Load()
+		}
+		fillRate(&p, start, final)
+		return p
+	})
 	return func() {
+		stopTick()
 		cancel()
 		wg.Wait()
-	}
-}
-
-// tick reports what now returns to progress every progressEvery until ctx is done.
-func tick(ctx context.Context, progress func(brr.Progress), now func() brr.Progress) {
-	t := time.NewTicker(progressEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			progress(now())
-		}
-	}
-}
-
-// fillRate sets the rate and, when the totals are final, the time left.
-func fillRate(p *brr.Progress, start time.Time, totalsFinal bool) {
-	secs := time.Since(start).Seconds()
-	if secs <= 0 {
-		return
-	}
-	p.BytesPerSec = float64(p.Bytes) / secs
-	if totalsFinal && p.BytesPerSec > 0 && p.TotalBytes > p.Bytes {
-		p.ETASeconds = float64(p.TotalBytes-p.Bytes) / p.BytesPerSec
 	}
 }

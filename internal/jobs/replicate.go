@@ -49,6 +49,8 @@ const checkpointPacks = 4
 // was sent and how far the target is behind the source afterwards.
 func (e *Engine) Replicate(ctx context.Context, jobID string, a brr.ReplicateJob, progress func(brr.Progress)) (*brr.ReplicateResult, error) {
 	start := time.Now()
+	pr := newReporter(progress)
+	defer pr.flush()
 	if err := a.Validate(); err != nil {
 		return nil, brr.Permanent(err)
 	}
@@ -100,7 +102,7 @@ func (e *Engine) Replicate(ctx context.Context, jobID string, a brr.ReplicateJob
 		}
 	}
 	if len(missing) > 0 {
-		rp := e.newReplicator(src, dst, progress)
+		rp := e.newReplicator(src, dst, pr)
 		err := rp.copyAll(ctx, jobID, toName, missing, func(sn *repo.Snapshot) {
 			has[sn.ID] = true
 			res.Snapshots = append(res.Snapshots, sn.ID.String())
@@ -201,7 +203,7 @@ type replicator struct {
 	scope           string
 	parallelism     int
 	checkpointBytes int64
-	progress        func(brr.Progress)
+	pr              *reporter
 	start           time.Time
 	bufs            sync.Pool // *[]byte: a blob read from src
 
@@ -225,7 +227,7 @@ type replicator struct {
 	totalBytes int64
 }
 
-func (e *Engine) newReplicator(src, dst *repo.Repository, progress func(brr.Progress)) *replicator {
+func (e *Engine) newReplicator(src, dst *repo.Repository, pr *reporter) *replicator {
 	rp := &replicator{
 		src:             src,
 		dst:             dst,
@@ -233,7 +235,7 @@ func (e *Engine) newReplicator(src, dst *repo.Repository, progress func(brr.Prog
 		scope:           BlobMapScope(src, dst),
 		parallelism:     e.parallelism(),
 		checkpointBytes: int64(checkpointPacks * dst.PackSize()),
-		progress:        progress,
+		pr:              pr,
 		start:           time.Now(),
 		trees:           make(map[repo.ID]repo.ID),
 		fresh:           make(map[repo.ID]repo.ID),
@@ -556,10 +558,10 @@ func (rp *replicator) checkpoint(ctx context.Context) error {
 	return nil
 }
 
-// report tells progress how far the snapshot being copied has got: files whose
-// directory is done, and bytes of file data copied or found in the target.
+// report tells how far the snapshot being copied has got: files whose directory is
+// done, and bytes of file data copied or found in the target.
 func (rp *replicator) report() {
-	if rp.progress == nil {
+	if rp.pr == nil {
 		return
 	}
 	p := brr.Progress{
@@ -570,5 +572,5 @@ func (rp *replicator) report() {
 		TotalBytes: rp.totalBytes,
 	}
 	fillRate(&p, rp.start, true)
-	rp.progress(p)
+	rp.pr.report(p)
 }

@@ -30,6 +30,8 @@ import (
 // Overwrite, as without a fallback.
 func (e *Engine) Restore(ctx context.Context, jobID string, a brr.RestoreJob, progress func(brr.Progress)) (*brr.RestoreResult, error) {
 	start := time.Now()
+	pr := newReporter(progress)
+	defer pr.flush()
 	r, repoName, err := e.Repo(a.Repo)
 	if err != nil {
 		return nil, err
@@ -42,7 +44,7 @@ func (e *Engine) Restore(ctx context.Context, jobID string, a brr.RestoreJob, pr
 		return nil, err
 	}
 
-	first := e.restoreFrom(ctx, r, repoName, a, a.Snapshot, target, nil, progress, start)
+	first := e.restoreFrom(ctx, r, repoName, a, a.Snapshot, target, nil, pr, start)
 	replicas := e.replicasOf(repoName)
 	if first.unreadable == "" || len(replicas) == 0 || ctx.Err() != nil {
 		return first.result(a, start)
@@ -54,7 +56,7 @@ func (e *Engine) Restore(ctx context.Context, jobID string, a brr.RestoreJob, pr
 	var tried []string
 	last := first
 	for _, name := range replicas {
-		att := e.restoreFrom(ctx, e.Repos[name], name, a, ref, target, last.rs, progress, start)
+		att := e.restoreFrom(ctx, e.Repos[name], name, a, ref, target, last.rs, pr, start)
 		if att.unreadable == "" {
 			res, err := att.result(a, start)
 			if res != nil {
@@ -114,7 +116,7 @@ type restoreAttempt struct {
 // restoreFrom restores the snapshot ref from repository r. With prev, the restorer of an
 // attempt that failed, it restores only what prev did not.
 func (e *Engine) restoreFrom(ctx context.Context, r *repo.Repository, repoName string, a brr.RestoreJob, ref, target string,
-	prev *restorer.Restorer, progress func(brr.Progress), start time.Time) *restoreAttempt {
+	prev *restorer.Restorer, pr *reporter, start time.Time) *restoreAttempt {
 	att := &restoreAttempt{repoName: repoName}
 	// Read the index files other workers wrote, and forget packs a prune deleted, since
 	// this worker loaded it.
@@ -160,7 +162,7 @@ func (e *Engine) restoreFrom(ctx context.Context, r *repo.Repository, repoName s
 		pl = rs.Resume(prev, pl)
 	}
 	att.pl, att.rs = pl, rs
-	stop := reportRestoreProgress(ctx, rs, pl, progress, start)
+	stop := reportRestoreProgress(ctx, rs, pl, pr, start)
 	att.err = rs.Run(ctx, pl)
 	stop()
 	if failures := rs.Failures(); att.err == nil && len(failures) > 0 && rs.LoadFailed() {
@@ -217,29 +219,17 @@ func (att *restoreAttempt) result(a brr.RestoreJob, start time.Time) (*brr.Resto
 
 // reportRestoreProgress reports the progress of rs restoring pl until the returned func
 // is called.
-func reportRestoreProgress(ctx context.Context, rs *restorer.Restorer, pl *restorer.Plan, progress func(brr.Progress), start time.Time) func() {
-	if progress == nil {
-		return func() {}
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tick(ctx, progress, func() brr.Progress {
-			st := rs.Progress()
-			p := brr.Progress{
-				Phase:      "restore",
-				Files:      st.Files,
-				Bytes:      st.BytesDone,
-				TotalFiles: int64(pl.Files()),
-				TotalBytes: pl.Bytes(),
-			}
-			fillRate(&p, start, true)
-			return p
-		})
-	}()
-	return func() {
-		cancel()
-		<-done
-	}
+func reportRestoreProgress(ctx context.Context, rs *restorer.Restorer, pl *restorer.Plan, pr *reporter, start time.Time) func() {
+	return pr.tick(ctx, func() brr.Progress {
+		st := rs.Progress()
+		p := brr.Progress{
+			Phase:      "restore",
+			Files:      st.Files,
+			Bytes:      st.BytesDone,
+			TotalFiles: int64(pl.Files()),
+			TotalBytes: pl.Bytes(),
+		}
+		fillRate(&p, start, true)
+		return p
+	})
 }
