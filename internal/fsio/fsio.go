@@ -1,11 +1,10 @@
 // Package fsio is the low-level file layer that backups, restores and drills share: the
-// few system calls they make on files and directories, each retried when a signal
-// interrupts it (EINTR), so that no caller sees a spurious failure; reading a directory
+// few system calls they make on files and directories, retried where a signal can
+// interrupt them (EINTR), so that no caller sees a spurious failure; reading a directory
 // once for both its names and a descriptor to stat them by; opening a file to read it
 // without following a symlink or touching its access time; and the conversions between
-// the mode bits of stat, chmod and io/fs. It knows nothing of repositories or snapshots,
-// so that the archiver and the restorer can each be read on their own, and so that the
-// restorer's move to directory descriptors changes calls in one place.
+// the mode bits of stat, chmod and io/fs. It knows nothing of repositories or snapshots:
+// the archiver and the restorer each build on it, and neither on the other.
 package fsio
 
 import "golang.org/x/sys/unix"
