@@ -13,12 +13,10 @@ import (
 	"time"
 
 	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/archiver"
 	"github.com/brr-dev/brr/internal/repo"
 	"github.com/brr-dev/brr/internal/state"
 )
-
-// progressEvery is how often a running job reports progress.
-const progressEvery = 250 * time.Millisecond
 
 // SourceLeaseKey is the lease key that serializes backups of one source of one host; KV
 // keys allow only [-_=.a-zA-Z0-9], so the path is hashed.
@@ -63,6 +61,8 @@ func (e *Engine) runBackup(ctx context.Context, job *brr.Job, a brr.BackupJob, r
 // backup is Backup, which also returns the snapshot committed.
 func (e *Engine) backup(ctx context.Context, jobID string, a brr.BackupJob, progress func(brr.Progress)) (*brr.BackupResult, *repo.Snapshot, error) {
 	start := time.Now()
+	pr := newReporter(progress)
+	defer pr.flush()
 	r, repoName, err := e.Repo(a.Repo)
 	if err != nil {
 		return nil, nil, err
@@ -112,10 +112,10 @@ func (e *Engine) backup(ctx context.Context, jobID string, a brr.BackupJob, prog
 	if e.Cache != nil {
 		loadCache = func() (map[string]state.CachedFile, error) { return e.Cache.LoadFileCache(scope) }
 	}
-	arch := newArchiver(r, source, e.parallelism(), e.backupLimits(), loadCache)
+	arch := archiver.New(r, source, archiver.Options{Workers: e.parallelism(), Limits: e.backupLimits(), LoadCache: loadCache})
 
-	stopProgress := e.reportBackupProgress(ctx, source, arch, progress, start)
-	tree, err := arch.run(ctx)
+	stopProgress := e.reportBackupProgress(ctx, source, arch, pr, start)
+	ar, err := arch.Run(ctx)
 	stopProgress()
 	if err != nil {
 		return nil, nil, fmt.Errorf("back up %s: %w", a.Path, err)
@@ -129,13 +129,13 @@ func (e *Engine) backup(ctx context.Context, jobID string, a brr.BackupJob, prog
 		Host:       e.Host,
 		Source:     a.Path,
 		Tags:       a.Tags,
-		Tree:       tree,
+		Tree:       ar.Tree,
 		JobID:      jobID,
-		Files:      arch.files.Load(),
-		Dirs:       arch.dirs.Load(),
-		Bytes:      arch.bytes.Load(),
-		BlobsAdded: arch.blobsAdded.Load(),
-		BytesAdded: arch.bytesAdded.Load(),
+		Files:      ar.Files,
+		Dirs:       ar.Dirs,
+		Bytes:      ar.Bytes,
+		BlobsAdded: ar.BlobsAdded,
+		BytesAdded: ar.BytesAdded,
 	}
 	if parent != nil {
 		id := parent.ID
@@ -146,18 +146,14 @@ func (e *Engine) backup(ctx context.Context, jobID string, a brr.BackupJob, prog
 	}
 
 	res := committedResult(repoName, sn, time.Since(start))
-	res.FilesNew = arch.filesNew.Load()
-	res.FilesChanged = arch.filesChanged.Load()
-	res.FilesUnchanged = arch.filesUnchanged.Load()
-	res.BytesRead = arch.bytesRead.Load()
-	res.Warnings = arch.warningList()
+	res.FilesNew = ar.FilesNew
+	res.FilesChanged = ar.FilesChanged
+	res.FilesUnchanged = ar.FilesUnchanged
+	res.BytesRead = ar.BytesRead
+	res.Warnings = ar.Warnings
 
 	if e.Cache != nil {
-		del := make([]string, 0, len(arch.oldCache))
-		for k := range arch.oldCache {
-			del = append(del, k)
-		}
-		if err := e.Cache.UpdateFileCache(scope, arch.cachePut, del); err != nil {
+		if err := e.Cache.UpdateFileCache(scope, ar.CachePut, ar.CacheDelete); err != nil {
 			// The snapshot is committed; a stale cache only costs reading files again.
 			res.Warnings = append(res.Warnings, fmt.Sprintf("update file cache: %v (the next backup reads every file again)", err))
 		}
@@ -207,18 +203,18 @@ func (e *Engine) checkSource(p string) (string, error) {
 // stats would compete with the backup's own.
 const scanAfter = time.Second
 
-// reportBackupProgress calls progress every progressEvery until the returned function is
-// called. The totals are what the backup has listed so far until a scanner, started after
-// scanAfter, has counted the whole tree.
-func (e *Engine) reportBackupProgress(ctx context.Context, root string, arch *archiver, progress func(brr.Progress), start time.Time) func() {
-	if progress == nil {
+// reportBackupProgress reports the backup's progress every progressEvery until the
+// returned function is called. The totals are what the backup has listed so far until a
+// scanner, started after scanAfter, has counted the whole tree.
+func (e *Engine) reportBackupProgress(ctx context.Context, root string, arch *archiver.Archiver, pr *reporter, start time.Time) func() {
+	if pr == nil {
 		return func() {}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var totalFiles, totalBytes atomic.Int64
 	var scanned atomic.Bool
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		t := time.NewTimer(scanAfter)
@@ -250,52 +246,25 @@ func (e *Engine) reportBackupProgress(ctx context.Context, root string, arch *ar
 			scanned.Store(true)
 		}
 	}()
-	go func() {
-		defer wg.Done()
-		tick(ctx, progress, func() brr.Progress {
-			p := brr.Progress{
-				Phase:      "backup",
-				Files:      arch.doneFiles.Load(),
-				Bytes:      arch.doneBytes.Load(),
-				TotalFiles: arch.files.Load(),
-				TotalBytes: arch.bytes.Load(),
-			}
-			final := scanned.Load()
-			if final {
-				p.TotalFiles, p.TotalBytes = totalFiles.Load(), totalBytes.Load()
-			}
-			fillRate(&p, start, final)
-			return p
-		})
-	}()
+	stopTick := pr.tick(ctx, func() brr.Progress {
+		s := arch.Progress()
+		p := brr.Progress{
+			Phase:      "backup",
+			Files:      s.FilesDone,
+			Bytes:      s.BytesDone,
+			TotalFiles: s.Files,
+			TotalBytes: s.Bytes,
+		}
+		final := scanned.Load()
+		if final {
+			p.TotalFiles, p.TotalBytes = totalFiles.Load(), totalBytes.Load()
+		}
+		fillRate(&p, start, final)
+		return p
+	})
 	return func() {
+		stopTick()
 		cancel()
 		wg.Wait()
-	}
-}
-
-// tick reports what now returns to progress every progressEvery until ctx is done.
-func tick(ctx context.Context, progress func(brr.Progress), now func() brr.Progress) {
-	t := time.NewTicker(progressEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			progress(now())
-		}
-	}
-}
-
-// fillRate sets the rate and, when the totals are final, the time left.
-func fillRate(p *brr.Progress, start time.Time, totalsFinal bool) {
-	secs := time.Since(start).Seconds()
-	if secs <= 0 {
-		return
-	}
-	p.BytesPerSec = float64(p.Bytes) / secs
-	if totalsFinal && p.BytesPerSec > 0 && p.TotalBytes > p.Bytes {
-		p.ETASeconds = float64(p.TotalBytes-p.Bytes) / p.BytesPerSec
 	}
 }

@@ -18,7 +18,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/fsio"
 	"github.com/brr-dev/brr/internal/repo"
+	"github.com/brr-dev/brr/internal/restorer"
 )
 
 // maxDrillProblems bounds the problems a drill lists; DrillResult.ProblemCount has them all.
@@ -32,6 +34,8 @@ const maxDrillProblems = 100
 // brr.Permanent, so that the job ends failed with the report.
 func (e *Engine) Drill(ctx context.Context, jobID string, a brr.DrillJob, progress func(brr.Progress)) (*brr.DrillResult, error) {
 	start := time.Now()
+	pr := newReporter(progress)
+	defer pr.flush()
 	r, repoName, err := e.Repo(a.Repo)
 	if err != nil {
 		return nil, err
@@ -46,7 +50,7 @@ func (e *Engine) Drill(ctx context.Context, jobID string, a brr.DrillJob, progre
 		}
 		return nil, fmt.Errorf("find snapshot %q in repo %s: %w", a.Snapshot, repoName, err)
 	}
-	return e.drill(ctx, r, repoName, sn, progress, start)
+	return e.drill(ctx, r, repoName, sn, pr, start)
 }
 
 // runDrill runs a drill job; its outcome states recovery.drill_passed or drill_failed.
@@ -75,7 +79,7 @@ func drillEvent(dr *brr.DrillResult, err error) *brr.Event {
 
 // verifyDrill runs the drill of a verify job with Drill: of the repo's newest snapshot.
 // It sets res.Drill and returns the drill's error.
-func (e *Engine) verifyDrill(ctx context.Context, r *repo.Repository, repoName string, res *brr.VerifyResult, progress func(brr.Progress)) error {
+func (e *Engine) verifyDrill(ctx context.Context, r *repo.Repository, repoName string, res *brr.VerifyResult, pr *reporter) error {
 	sn, err := r.FindSnapshot(ctx, "latest", "", nil)
 	if errors.Is(err, brr.ErrNotFound) {
 		return brr.Permanent(fmt.Errorf("repo %s has no snapshot to drill; back one up first, or verify without --drill", repoName))
@@ -83,13 +87,13 @@ func (e *Engine) verifyDrill(ctx context.Context, r *repo.Repository, repoName s
 	if err != nil {
 		return fmt.Errorf("find the newest snapshot of repo %s: %w", repoName, err)
 	}
-	dr, err := e.drill(ctx, r, repoName, sn, progress, time.Now())
+	dr, err := e.drill(ctx, r, repoName, sn, pr, time.Now())
 	res.Drill = dr
 	return err
 }
 
 // drill restores sn into scratch space, checks the copy and removes it.
-func (e *Engine) drill(ctx context.Context, r *repo.Repository, repoName string, sn *repo.Snapshot, progress func(brr.Progress), start time.Time) (*brr.DrillResult, error) {
+func (e *Engine) drill(ctx context.Context, r *repo.Repository, repoName string, sn *repo.Snapshot, pr *reporter, start time.Time) (*brr.DrillResult, error) {
 	if err := r.ReloadIndex(ctx); err != nil {
 		return nil, fmt.Errorf("read the index of repo %s: %w", repoName, err)
 	}
@@ -105,7 +109,7 @@ func (e *Engine) drill(ctx context.Context, r *repo.Repository, repoName string,
 		return nil, fmt.Errorf("create a directory for the drill in %s: %w", scratch, err)
 	}
 	c := &drillCheck{r: r, root: dir, links: make(map[devIno]linkSeen)}
-	err = c.run(ctx, e, sn, progress, start)
+	err = c.run(ctx, e, sn, pr, start)
 	if rerr := removeScratch(dir); rerr != nil {
 		c.problem("", fmt.Sprintf("the drill's copy in %s could not be removed: %v; remove it by hand", dir, rerr))
 	}
@@ -165,6 +169,9 @@ type drillCheck struct {
 	checkedFiles                 atomic.Int64
 }
 
+// devIno identifies an inode of the snapshot: the hard links of one share it.
+type devIno struct{ dev, ino uint64 }
+
 type linkSeen struct {
 	rel string
 	ino uint64
@@ -193,8 +200,8 @@ func (c *drillCheck) abs(rel string) string {
 // run restores sn into c.root and checks the copy. It returns an error only when the
 // drill could not run to its end (the job was cancelled, the repository could not be
 // read); what the drill found is in c.problems.
-func (c *drillCheck) run(ctx context.Context, e *Engine, sn *repo.Snapshot, progress func(brr.Progress), start time.Time) error {
-	pl, err := planRestore(ctx, c.r, sn, nil)
+func (c *drillCheck) run(ctx context.Context, e *Engine, sn *repo.Snapshot, pr *reporter, start time.Time) error {
+	pl, err := restorer.NewPlan(ctx, c.r, sn, nil)
 	if err != nil {
 		if brr.IsPermanent(err) {
 			c.problem("", fmt.Sprintf("the snapshot cannot be restored: %v", err))
@@ -202,15 +209,15 @@ func (c *drillCheck) run(ctx context.Context, e *Engine, sn *repo.Snapshot, prog
 		}
 		return fmt.Errorf("plan the restore of snapshot %s: %w", sn.ID.Short(), err)
 	}
-	rs := newRestorer(c.r, c.root, false, e.parallelism())
-	stop := rs.reportProgress(ctx, pl, progress, start)
-	err = rs.run(ctx, pl)
+	rs := restorer.New(c.r, c.root, restorer.Options{Workers: e.parallelism()})
+	stop := reportRestoreProgress(ctx, rs, pl, pr, start)
+	err = rs.Run(ctx, pl)
 	stop()
 	if err != nil {
 		return fmt.Errorf("restore snapshot %s into %s: %w", sn.ID.Short(), c.root, err)
 	}
 	c.failed = make(map[string]bool)
-	for _, f := range rs.failures {
+	for _, f := range rs.Failures() {
 		c.problem("", "restore: "+f)
 		// A failure reads "/path: reason"; a path may contain ": " itself.
 		for i := strings.Index(f, ": "); i >= 0; {
@@ -231,7 +238,7 @@ func (c *drillCheck) run(ctx context.Context, e *Engine, sn *repo.Snapshot, prog
 	for _, f := range files {
 		total += f.node.Size
 	}
-	stopCheck := c.reportProgress(ctx, progress, int64(len(files)), total, time.Now())
+	stopCheck := c.reportProgress(ctx, pr, int64(len(files)), total, time.Now())
 	defer stopCheck()
 	return c.contents(ctx, files, e.parallelism())
 }
@@ -307,12 +314,12 @@ func (c *drillCheck) entry(rel string, n *repo.Node, files *[]fileCheck) bool {
 		return false
 	}
 	if !ok {
-		c.problem(rel, fmt.Sprintf("restored as a %s, the snapshot has a %s", kindOf(fi.Mode()), want))
+		c.problem(rel, fmt.Sprintf("restored as a %s, the snapshot has a %s", fsio.Kind(fi.Mode()), want))
 		return false
 	}
 	if n.Type != repo.NodeSymlink {
 		const bits = fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky
-		if got, want := fi.Mode()&bits, fileMode(n.Mode); got != want {
+		if got, want := fi.Mode()&bits, fsio.Perm(n.Mode); got != want {
 			c.problem(rel, fmt.Sprintf("mode %v, the snapshot has %v", got, want))
 		}
 	}
@@ -440,24 +447,12 @@ func (c *drillCheck) content(ctx context.Context, f fileCheck, buf []byte) ([]by
 }
 
 // reportProgress reports the check's progress until the returned func is called.
-func (c *drillCheck) reportProgress(ctx context.Context, progress func(brr.Progress), totalFiles, totalBytes int64, start time.Time) func() {
-	if progress == nil {
-		return func() {}
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tick(ctx, progress, func() brr.Progress {
-			p := brr.Progress{Phase: "check", Files: c.checkedFiles.Load(), Bytes: c.bytes.Load(), TotalFiles: totalFiles, TotalBytes: totalBytes}
-			fillRate(&p, start, true)
-			return p
-		})
-	}()
-	return func() {
-		cancel()
-		<-done
-	}
+func (c *drillCheck) reportProgress(ctx context.Context, pr *reporter, totalFiles, totalBytes int64, start time.Time) func() {
+	return pr.tick(ctx, func() brr.Progress {
+		p := brr.Progress{Phase: "check", Files: c.checkedFiles.Load(), Bytes: c.bytes.Load(), TotalFiles: totalFiles, TotalBytes: totalBytes}
+		fillRate(&p, start, true)
+		return p
+	})
 }
 
 // removeScratch removes the drill's directory, first giving every directory in it the

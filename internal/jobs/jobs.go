@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/archiver"
 	"github.com/brr-dev/brr/internal/repo"
 	"github.com/brr-dev/brr/internal/state"
 )
@@ -83,9 +84,9 @@ type Engine struct {
 	Points PointIndex
 
 	// What all backups running at once share, so that the memory they hold does not grow
-	// with the number of jobs: see backupLimits.
+	// with the number of jobs: see archiver.Limits.
 	limitsOnce sync.Once
-	limits     *backupLimits
+	limits     *archiver.Limits
 }
 
 func (e *Engine) now() time.Time {
@@ -95,8 +96,8 @@ func (e *Engine) now() time.Time {
 	return time.Now()
 }
 
-func (e *Engine) backupLimits() *backupLimits {
-	e.limitsOnce.Do(func() { e.limits = newBackupLimits(e.parallelism()) })
+func (e *Engine) backupLimits() *archiver.Limits {
+	e.limitsOnce.Do(func() { e.limits = archiver.NewLimits(e.parallelism()) })
 	return e.limits
 }
 

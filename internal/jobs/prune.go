@@ -27,6 +27,8 @@ func RepoLeaseKey(r *repo.Repository) string {
 // decides again, from what the repository holds then.
 func (e *Engine) Prune(ctx context.Context, jobID string, a brr.PruneJob, progress func(brr.Progress)) (*brr.PruneResult, error) {
 	start := time.Now()
+	pr := newReporter(progress)
+	defer pr.flush()
 	r, repoName, err := e.Repo(a.Repo)
 	if err != nil {
 		return nil, err
@@ -84,9 +86,7 @@ func (e *Engine) Prune(ctx context.Context, jobID string, a brr.PruneJob, progre
 			if err := r.RemoveSnapshot(ctx, byID[id].ID); err != nil {
 				return nil, fmt.Errorf("remove snapshot %s of repo %s: %w", byID[id].ID.Short(), repoName, err)
 			}
-			if progress != nil {
-				progress(brr.Progress{Phase: "remove snapshots", Files: int64(i + 1), TotalFiles: int64(len(res.Removed))})
-			}
+			pr.report(brr.Progress{Phase: "remove snapshots", Files: int64(i + 1), TotalFiles: int64(len(res.Removed))})
 		}
 	}
 
@@ -97,13 +97,9 @@ func (e *Engine) Prune(ctx context.Context, jobID string, a brr.PruneJob, progre
 			opts.Exclude = append(opts.Exclude, byID[id].ID)
 		}
 	}
-	if progress != nil {
-		var last time.Time
+	if pr != nil {
 		opts.Progress = func(p repo.GCProgress) {
-			if t := time.Now(); t.Sub(last) >= progressEvery || p.Done == p.Total {
-				last = t
-				progress(brr.Progress{Phase: p.Phase, Files: p.Done, TotalFiles: p.Total})
-			}
+			pr.report(brr.Progress{Phase: p.Phase, Files: p.Done, TotalFiles: p.Total})
 		}
 	}
 	rep, err := r.GC(ctx, opts)

@@ -327,6 +327,24 @@ func sourceOfDirs(t *testing.T, dirs, files, size int) string {
 	return src
 }
 
+// cancelAfterPacks is a backend that calls cancel once it has stored packs of bytes or
+// more: a worker killed in the middle of a replication into it. (Its progress reports,
+// at most four a second, are too few to stop it at a given blob.)
+type cancelAfterPacks struct {
+	repo.Backend
+	bytes  int64
+	cancel func()
+	stored atomic.Int64
+}
+
+func (b *cancelAfterPacks) Save(ctx context.Context, h repo.Handle, data []byte) error {
+	err := b.Backend.Save(ctx, h, data)
+	if err == nil && h.Type == repo.PackFile && b.stored.Add(int64(len(data))) >= b.bytes {
+		b.cancel()
+	}
+	return err
+}
+
 func TestReplicationKilledMidwayIsTakenUpWithoutSendingAgain(t *testing.T) {
 	ctx := context.Background()
 	src := sourceOfDirs(t, 6, 4, 200<<10) // 24 data blobs, 7 trees
@@ -341,7 +359,12 @@ func TestReplicationKilledMidwayIsTakenUpWithoutSendingAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	off1, err := repo.Init(ctx, offBe, offsitePassword, opts)
+	// The first worker is stopped in the middle of the third directory, once the target
+	// has stored about ten blobs: the first two are durable in the target, the blobs of
+	// the third it sent are not.
+	killCtx, kill := context.WithCancel(ctx)
+	defer kill()
+	off1, err := repo.Init(ctx, &cancelAfterPacks{Backend: offBe, bytes: 10 * (200 << 10), cancel: kill}, offsitePassword, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,18 +374,11 @@ func TestReplicationKilledMidwayIsTakenUpWithoutSendingAgain(t *testing.T) {
 		t.Fatalf("the source has %d blobs, want %d", got, blobs)
 	}
 
-	// The first worker is stopped in the middle of the third directory: the first two
-	// are durable in the target, the blobs of the third it sent are not.
-	killCtx, kill := context.WithCancel(ctx)
-	defer kill()
 	var calls, odd atomic.Int64
 	res1, err := b.engine.Replicate(killCtx, "kill-repl", brr.ReplicateJob{Snapshot: "latest", To: "offsite"}, func(p brr.Progress) {
 		calls.Add(1)
 		if p.Phase != "copy "+snap[:8] || p.TotalFiles != 24 || p.TotalBytes != 24*(200<<10) || p.Files > p.TotalFiles {
 			odd.Add(1)
-		}
-		if p.Bytes >= 10*(200<<10) {
-			kill()
 		}
 	})
 	if !errors.Is(err, context.Canceled) {

@@ -58,6 +58,9 @@ func TestCorruptPackFoundByVerifyAndRestoreFailsOnlyThatFile(t *testing.T) {
 	if !strings.Contains(err.Error(), "damaged") {
 		t.Errorf("restore error %q does not say the data is damaged", err)
 	}
+	if !brr.IsPermanent(err) || !strings.Contains(err.Error(), "1 of 4 entries failed, the others were restored") {
+		t.Errorf("restore error %q, want a permanent one that counts 1 failed entry of 4", err)
+	}
 	if rr == nil || rr.Files != 2 {
 		t.Errorf("restore result %+v, want the 2 good files restored", rr)
 	}

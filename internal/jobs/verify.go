@@ -17,22 +17,20 @@ import (
 // them. A drill that fails fails the verify too, with its report in res.Drill.
 func (e *Engine) Verify(ctx context.Context, jobID string, a brr.VerifyJob, progress func(brr.Progress)) (*brr.VerifyResult, error) {
 	start := time.Now()
+	pr := newReporter(progress)
+	defer pr.flush()
 	r, repoName, err := e.Repo(a.Repo)
 	if err != nil {
 		return nil, err
 	}
 	opts := repo.CheckOptions{ReadData: a.ReadData}
-	if progress != nil {
+	if pr != nil {
 		phase := verifyCheckStructure
 		if a.ReadData {
 			phase = verifyReadData
 		}
-		var last time.Time
 		opts.Progress = func(done, total int64) {
-			if now := time.Now(); now.Sub(last) >= progressEvery || done == total {
-				last = now
-				progress(verifyProgress(phase, done, total, now.Sub(start)))
-			}
+			pr.report(verifyProgress(phase, done, total, time.Since(start)))
 		}
 	}
 	rep, err := r.Check(ctx, opts)
@@ -50,7 +48,7 @@ func (e *Engine) Verify(ctx context.Context, jobID string, a brr.VerifyJob, prog
 		DurationMS: time.Since(start).Milliseconds(),
 	}
 	if a.Drill {
-		derr := e.verifyDrill(ctx, r, repoName, res, progress)
+		derr := e.verifyDrill(ctx, r, repoName, res, pr)
 		res.DurationMS = time.Since(start).Milliseconds()
 		if derr != nil && res.OK() {
 			return res, derr

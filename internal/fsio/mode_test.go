@@ -1,4 +1,4 @@
-package jobs
+package fsio
 
 import (
 	"net"
@@ -11,8 +11,8 @@ import (
 )
 
 // The archiver stats entries with fstatat; the modes it records must be those of os.Lstat,
-// which snapshots made before recorded.
-func TestFileModeOfMatchesLstat(t *testing.T) {
+// which snapshots made before recorded. What chmod is given back must be what stat said.
+func TestModeOfMatchesLstat(t *testing.T) {
 	dir := t.TempDir()
 	mk := func(name string, perm os.FileMode) string {
 		p := filepath.Join(dir, name)
@@ -62,22 +62,31 @@ func TestFileModeOfMatchesLstat(t *testing.T) {
 		if err := unix.Lstat(p, &st); err != nil {
 			t.Fatal(err)
 		}
-		if got, want := fileModeOf(st.Mode), fi.Mode(); got != want {
-			t.Errorf("%s: fileModeOf = %v, want %v (os.Lstat)", p, got, want)
+		if got, want := ModeOf(st.Mode), fi.Mode(); got != want {
+			t.Errorf("%s: ModeOf = %v, want %v (os.Lstat)", p, got, want)
 		}
-		n := nodeFromStat(fi.Name(), &st)
-		if !n.ModTime.Equal(fi.ModTime()) || (fi.Mode().IsRegular() && n.Size != fi.Size()) {
-			t.Errorf("%s: node %+v does not match %v", p, n, fi)
+		if got, want := UnixPerm(uint32(ModeOf(st.Mode))), st.Mode&0o7777; got != want {
+			t.Errorf("%s: UnixPerm = %#o, want %#o (stat)", p, got, want)
 		}
 	}
 }
 
-func TestSmallBufferClasses(t *testing.T) {
-	for _, n := range []int{0, 1, 1024, 1025, 4096, 100 << 10, 256 << 10, 256<<10 + 1} {
-		bp := getSmall(n)
-		if c := cap(*bp); c < n || (n > 1024 && c >= 2*n) {
-			t.Errorf("getSmall(%d): cap %d", n, c)
+func TestKind(t *testing.T) {
+	for _, tt := range []struct {
+		mode os.FileMode
+		want string
+	}{
+		{0o644, "file"},
+		{os.ModeDir | 0o755, "directory"},
+		{os.ModeSymlink | 0o777, "symlink"},
+		{os.ModeNamedPipe, "fifo"},
+		{os.ModeSocket, "socket"},
+		{os.ModeDevice | os.ModeCharDevice, "character device"},
+		{os.ModeDevice, "device"},
+		{os.ModeIrregular, "special file (?---------)"},
+	} {
+		if got := Kind(tt.mode); got != tt.want {
+			t.Errorf("Kind(%v) = %q, want %q", tt.mode, got, tt.want)
 		}
-		putSmall(bp)
 	}
 }

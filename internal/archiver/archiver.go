@@ -1,0 +1,281 @@
+// Package archiver turns a directory tree into the trees and blobs of a repository: it
+// walks the tree, answers unchanged files from the file cache, reads, chunks and hashes
+// the others (each inode once, whatever its hard links), and saves the new blobs. It
+// leaves the snapshot to its caller: Run returns the root tree, the counts and the file
+// cache's updates, and the caller flushes the repository, saves the snapshot and writes
+// the cache. Progress is the caller's too: Progress gives the live counts to report.
+package archiver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/brr-dev/brr/internal/repo"
+	"github.com/brr-dev/brr/internal/state"
+	"golang.org/x/sync/errgroup"
+)
+
+// maxWarnings bounds the warnings a result carries; the rest are counted.
+const maxWarnings = 1000
+
+// Options are what an Archiver needs besides its repository and root.
+type Options struct {
+	// Workers is how many files are read at once, when more than fileWorkers (files
+	// mostly wait for the disk), and what NewLimits is given when Limits is nil.
+	Workers int
+	// Limits bound what all the archivers that share them hold at once; nil means
+	// NewLimits(Workers), for this archiver alone.
+	Limits *Limits
+	// LoadCache loads the file cache, path relative to the root → what the file was at
+	// the last backup. It runs while the first directories are listed. The entries are
+	// state.CachedFile, not a type of this package, because a cache of millions of files
+	// is loaded and written as whole maps, which converting would copy. Nil means an
+	// empty cache: every file is read.
+	LoadCache func() (map[string]state.CachedFile, error)
+}
+
+// Archiver turns one directory tree into trees and blobs of a repository, once. It runs
+// as a pipeline so that both cores stay busy: listers read directories and stat their
+// entries, file workers answer unchanged files from the file cache or read, chunk and
+// hash the others, and savers compress, encrypt and store the new blobs, trees included.
+// A directory's tree is encoded by whoever finishes its last entry, so no goroutine waits
+// for a directory to complete and small files do not serialize behind each other.
+type Archiver struct {
+	r       *repo.Repository
+	root    string // resolved source path
+	workers int
+	savers  int
+
+	// loadCache loads the file cache; file workers wait for it (cacheReady) before the
+	// first lookup.
+	loadCache  func() (map[string]state.CachedFile, error)
+	cacheReady chan struct{}
+	cacheErr   error
+
+	// mu guards oldCache, from which file workers delete what they saw (what is left was
+	// removed from the source), and hardlinks.
+	mu        sync.Mutex
+	oldCache  map[string]state.CachedFile
+	hardlinks map[devIno]*linkGroup
+
+	limits   *Limits
+	dirCh    chan *dirState
+	dirsLeft sync.WaitGroup // directories queued or being listed
+	fileCh   chan *fileJob
+	saveCh   chan saveJob
+	seen     sync.Map // blobKey → struct{}: blobs this run already queued
+
+	// Counters, updated atomically.
+	files, dirs, bytes     atomic.Int64
+	filesNew, filesChanged atomic.Int64
+	filesUnchanged         atomic.Int64
+	bytesRead              atomic.Int64
+	blobsAdded, bytesAdded atomic.Int64
+	doneFiles, doneBytes   atomic.Int64 // progress: files finished, bytes read or skipped
+	warnMu                 sync.Mutex
+	warnings               []string
+	moreWarnings           int
+	cacheMu                sync.Mutex
+	cachePut               map[string]state.CachedFile
+	rootTree               repo.ID
+	rootDone               atomic.Bool
+}
+
+// New returns an archiver of the directory root (symlinks resolved) into r.
+func New(r *repo.Repository, root string, opts Options) *Archiver {
+	limits := opts.Limits
+	if limits == nil {
+		limits = NewLimits(opts.Workers)
+	}
+	savers := cap(limits.saves)
+	return &Archiver{
+		r:          r,
+		root:       root,
+		workers:    max(opts.Workers, fileWorkers),
+		savers:     savers,
+		limits:     limits,
+		loadCache:  opts.LoadCache,
+		cacheReady: make(chan struct{}),
+		hardlinks:  make(map[devIno]*linkGroup),
+		dirCh:      make(chan *dirState, 4096),
+		fileCh:     make(chan *fileJob, 1024),
+		saveCh:     make(chan saveJob, 2*savers),
+		cachePut:   make(map[string]state.CachedFile),
+	}
+}
+
+// Stats are the counts of an archiver while it runs.
+type Stats struct {
+	// Files, Dirs and Bytes are what the walk has met so far: files (and their sizes)
+	// and directories, less the files left out.
+	Files, Dirs, Bytes int64
+	// FilesDone are the files finished; BytesDone the bytes read, or skipped as unchanged.
+	FilesDone, BytesDone int64
+}
+
+// Progress returns the counts so far; it may be called while Run runs.
+func (a *Archiver) Progress() Stats {
+	return Stats{
+		Files:     a.files.Load(),
+		Dirs:      a.dirs.Load(),
+		Bytes:     a.bytes.Load(),
+		FilesDone: a.doneFiles.Load(),
+		BytesDone: a.doneBytes.Load(),
+	}
+}
+
+// Result is what Run made of the tree.
+type Result struct {
+	// Tree is the id of the root tree.
+	Tree repo.ID
+	// Files, Dirs and Bytes are the tree's regular files, directories and file bytes.
+	Files, Dirs, Bytes int64
+	// FilesNew were not in the file cache; FilesChanged were, and were read again;
+	// FilesUnchanged were answered from it.
+	FilesNew, FilesChanged, FilesUnchanged int64
+	// BytesRead were read from files.
+	BytesRead int64
+	// BlobsAdded and BytesAdded (as stored) are the data blobs that were new to the
+	// repository.
+	BlobsAdded, BytesAdded int64
+	// Warnings name what was left out of the snapshot, or changed while it was read.
+	Warnings []string
+	// CachePut are the file cache entries to write and CacheDelete those to delete (the
+	// files are gone from the source).
+	CachePut    map[string]state.CachedFile
+	CacheDelete []string
+}
+
+// Run archives the tree. Every blob the result references has been handed to SaveBlob
+// when it returns; the caller flushes.
+func (a *Archiver) Run(ctx context.Context) (*Result, error) {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		defer close(a.cacheReady)
+		if a.loadCache == nil {
+			a.oldCache = map[string]state.CachedFile{}
+			return nil
+		}
+		a.oldCache, a.cacheErr = a.loadCache()
+		if a.cacheErr != nil {
+			return fmt.Errorf("load file cache: %w", a.cacheErr)
+		}
+		return nil
+	})
+
+	var listers, producers sync.WaitGroup
+	listers.Add(dirListers)
+	producers.Add(dirListers + a.workers)
+	for range dirListers {
+		g.Go(func() error {
+			defer producers.Done()
+			defer listers.Done()
+			for d := range a.dirCh {
+				err := a.listDir(ctx, d)
+				a.dirsLeft.Done()
+				if err != nil {
+					// Keep taking directories so that the others are not stuck.
+					for range a.dirCh {
+						a.dirsLeft.Done()
+					}
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	for range a.workers {
+		g.Go(func() error {
+			defer producers.Done()
+			for job := range a.fileCh {
+				if err := a.archiveFile(ctx, job); err != nil {
+					for range a.fileCh {
+					}
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	for range a.savers {
+		g.Go(func() error {
+			for job := range a.saveCh {
+				if err := a.save(ctx, job); err != nil {
+					for j := range a.saveCh {
+						a.putBuf(j)
+					}
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		listers.Wait()
+		close(a.fileCh)
+		producers.Wait()
+		close(a.saveCh)
+		return nil
+	})
+	root := &dirState{}
+	root.pending.Store(1)
+	a.dirsLeft.Add(1)
+	a.dirCh <- root
+	g.Go(func() error {
+		a.dirsLeft.Wait()
+		close(a.dirCh)
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	if !a.rootDone.Load() {
+		return nil, errors.New("archive: root tree was not completed")
+	}
+	return a.result(), nil
+}
+
+func (a *Archiver) result() *Result {
+	del := make([]string, 0, len(a.oldCache))
+	for k := range a.oldCache {
+		del = append(del, k)
+	}
+	return &Result{
+		Tree:           a.rootTree,
+		Files:          a.files.Load(),
+		Dirs:           a.dirs.Load(),
+		Bytes:          a.bytes.Load(),
+		FilesNew:       a.filesNew.Load(),
+		FilesChanged:   a.filesChanged.Load(),
+		FilesUnchanged: a.filesUnchanged.Load(),
+		BytesRead:      a.bytesRead.Load(),
+		BlobsAdded:     a.blobsAdded.Load(),
+		BytesAdded:     a.bytesAdded.Load(),
+		Warnings:       a.warningList(),
+		CachePut:       a.cachePut,
+		CacheDelete:    del,
+	}
+}
+
+func (a *Archiver) warn(format string, args ...any) {
+	a.warnMu.Lock()
+	defer a.warnMu.Unlock()
+	if len(a.warnings) >= maxWarnings {
+		a.moreWarnings++
+		return
+	}
+	a.warnings = append(a.warnings, fmt.Sprintf(format, args...))
+}
+
+func (a *Archiver) warningList() []string {
+	a.warnMu.Lock()
+	defer a.warnMu.Unlock()
+	w := append([]string(nil), a.warnings...)
+	if a.moreWarnings > 0 {
+		w = append(w, fmt.Sprintf("and %d more warnings", a.moreWarnings))
+	}
+	return w
+}

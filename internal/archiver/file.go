@@ -1,0 +1,295 @@
+package archiver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"slices"
+	"time"
+
+	"github.com/brr-dev/brr/internal/fsio"
+	"github.com/brr-dev/brr/internal/repo"
+	"github.com/brr-dev/brr/internal/state"
+	"golang.org/x/sys/unix"
+)
+
+type fileJob struct {
+	path  string
+	rel   string
+	node  *repo.Node
+	dir   *dirState
+	ctime int64 // ns
+	known bool  // the file cache had an entry for rel (so it is changed, not new)
+	old   state.CachedFile
+}
+
+// archiveFile answers a file from the file cache or from a hardlink seen before, or
+// reads, chunks and hashes it and queues its new chunks for saving. A file that cannot be
+// read, or vanished, is left out with a warning; one that changed while read keeps what
+// was read, with a warning.
+func (a *Archiver) archiveFile(ctx context.Context, job *fileJob) error {
+	select {
+	case <-a.cacheReady:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if a.cacheErr != nil {
+		return fmt.Errorf("load file cache: %w", a.cacheErr)
+	}
+	node := job.node
+	var group *linkGroup
+	a.mu.Lock()
+	job.old, job.known = a.oldCache[job.rel]
+	if job.known {
+		delete(a.oldCache, job.rel)
+	}
+	if node.Links > 1 {
+		key := devIno{node.DeviceID, node.Inode}
+		g, ok := a.hardlinks[key]
+		if !ok {
+			group = &linkGroup{}
+			a.hardlinks[key] = group
+		} else {
+			a.mu.Unlock()
+			return a.joinLink(ctx, g, job)
+		}
+	}
+	a.mu.Unlock()
+
+	if job.known && a.unchanged(job.old, node, job.ctime) {
+		node.Content = make([]repo.ID, len(job.old.Content))
+		for i, c := range job.old.Content {
+			node.Content[i] = repo.ID(c)
+		}
+		a.filesUnchanged.Add(1)
+		a.fileDone(node.Size)
+		if group != nil {
+			if err := a.linkDone(ctx, group, node.Content, node.Size, true, &a.filesUnchanged, &job.old); err != nil {
+				return err
+			}
+		}
+		return a.release(ctx, job.dir)
+	}
+
+	content, size, ok, cache, err := a.readFile(ctx, job)
+	if err != nil {
+		return err
+	}
+	class := &a.filesNew
+	if job.known {
+		class = &a.filesChanged
+	}
+	if ok {
+		if size != node.Size {
+			a.bytes.Add(size - node.Size)
+		}
+		node.Content = content
+		node.Size = size
+		class.Add(1)
+	} else {
+		a.dropFile(node)
+	}
+	a.doneFiles.Add(1)
+	if group != nil {
+		if err := a.linkDone(ctx, group, content, size, ok, class, cache); err != nil {
+			return err
+		}
+	}
+	return a.release(ctx, job.dir)
+}
+
+func (a *Archiver) unchanged(c state.CachedFile, n *repo.Node, ctime int64) bool {
+	if c.Size != n.Size || c.ModTimeNS != n.ModTime.UnixNano() || c.ChangeTimeNS != ctime || c.Inode != n.Inode {
+		return false
+	}
+	for _, id := range c.Content {
+		if !a.r.HasBlob(repo.DataBlob, repo.ID(id)) {
+			return false
+		}
+	}
+	return true
+}
+
+// dropFile leaves a file node out of its tree (it is skipped when the tree is saved).
+func (a *Archiver) dropFile(n *repo.Node) {
+	n.Name = ""
+	a.files.Add(-1)
+	a.bytes.Add(-n.Size)
+}
+
+func (a *Archiver) fileDone(size int64) {
+	a.doneFiles.Add(1)
+	a.doneBytes.Add(size)
+}
+
+// readFile reads and chunks the file of job, and queues its new chunks for saving. ok is
+// false when the file is left out; cache is its file cache entry, nil when it changed
+// while it was read.
+func (a *Archiver) readFile(ctx context.Context, job *fileJob) (content []repo.ID, size int64, ok bool, cache *state.CachedFile, err error) {
+	fd, err := fsio.OpenFile(job.path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			a.warn("%s vanished before it was read; not in the snapshot", job.path)
+		} else {
+			a.warn("open %s: %v; not in the snapshot", job.path, err)
+		}
+		return nil, 0, false, nil, nil
+	}
+	defer unix.Close(fd)
+	whole := false
+	if job.node.Size <= repo.MinChunkSize {
+		content, size, whole, err = a.readSmall(ctx, fd, job.node.Size)
+	}
+	if !whole && err == nil {
+		content, size, err = a.readChunked(ctx, fd)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, 0, false, nil, ctx.Err()
+		}
+		a.warn("read %s: %v; not in the snapshot", job.path, err)
+		return nil, 0, false, nil, nil
+	}
+	var after unix.Stat_t
+	if err := unix.Fstat(fd, &after); err != nil {
+		a.warn("stat %s after reading: %v; not in the snapshot", job.path, err)
+		return nil, 0, false, nil, nil
+	}
+	mtime := time.Unix(after.Mtim.Unix())
+	changed := after.Size != job.node.Size || !mtime.Equal(job.node.ModTime) || size != after.Size
+	if changed {
+		a.warn("%s changed while it was read; the snapshot holds what was read", job.path)
+		job.node.ModTime = mtime
+	} else {
+		c := cacheEntry(job.node, job.ctime, content)
+		cache = &c
+		a.cacheMu.Lock()
+		a.cachePut[job.rel] = c
+		a.cacheMu.Unlock()
+	}
+	if content == nil {
+		content = []repo.ID{}
+	}
+	return content, size, true, cache, nil
+}
+
+// readSmall reads a file of at most MinChunkSize bytes (hint is its size when it was
+// stat'ed), which is one chunk, or none when empty: exactly as the Chunker would cut it.
+// whole is false, with the file offset back at 0, when the file turns out to be larger.
+func (a *Archiver) readSmall(ctx context.Context, fd int, hint int64) (content []repo.ID, size int64, whole bool, err error) {
+	bp := getSmall(int(hint) + 1)
+	b := (*bp)[:cap(*bp)]
+	n := 0
+	for {
+		if n == len(b) {
+			if n > repo.MinChunkSize {
+				break
+			}
+			bigger := getSmall(n + 1)
+			nb := (*bigger)[:cap(*bigger)]
+			copy(nb, b[:n])
+			putSmall(bp)
+			bp, b = bigger, nb
+		}
+		m, err := fsio.Read(fd, b[n:])
+		if err != nil {
+			putSmall(bp)
+			return nil, 0, false, err
+		}
+		if m == 0 {
+			break
+		}
+		n += m
+	}
+	if n > repo.MinChunkSize {
+		putSmall(bp)
+		if _, err := unix.Seek(fd, 0, io.SeekStart); err != nil {
+			return nil, 0, false, err
+		}
+		return nil, 0, false, nil
+	}
+	if n == 0 {
+		putSmall(bp)
+		return nil, 0, true, nil
+	}
+	data := b[:n]
+	a.bytesRead.Add(int64(n))
+	a.doneBytes.Add(int64(n))
+	id := a.r.BlobID(data)
+	if !a.queueBlob(repo.DataBlob, id) {
+		putSmall(bp)
+		return []repo.ID{id}, int64(n), true, nil
+	}
+	select {
+	case a.saveCh <- saveJob{t: repo.DataBlob, id: id, data: data, small: bp}:
+	case <-ctx.Done():
+		putSmall(bp)
+		return nil, 0, false, ctx.Err()
+	}
+	return []repo.ID{id}, int64(n), true, nil
+}
+
+// readChunked cuts a file into content-defined chunks.
+func (a *Archiver) readChunked(ctx context.Context, fd int) (content []repo.ID, size int64, err error) {
+	select {
+	case a.limits.bigFiles <- struct{}{}:
+	case <-ctx.Done():
+		return nil, 0, ctx.Err()
+	}
+	defer func() { <-a.limits.bigFiles }()
+	ch := a.r.NewChunker(fsio.Reader(fd))
+	for {
+		select {
+		case a.limits.bigBufs <- struct{}{}:
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		}
+		bp := chunkBufs.Get().(*[]byte)
+		chunk, err := ch.Next((*bp)[:0])
+		if err != nil {
+			a.putChunkBuf(bp)
+			if err == io.EOF {
+				break
+			}
+			return nil, 0, err
+		}
+		n := int64(len(chunk))
+		size += n
+		a.bytesRead.Add(n)
+		a.doneBytes.Add(n)
+		id := a.r.BlobID(chunk)
+		content = append(content, id)
+		if !a.queueBlob(repo.DataBlob, id) {
+			a.putChunkBuf(bp)
+			continue
+		}
+		select {
+		case a.saveCh <- saveJob{t: repo.DataBlob, id: id, data: chunk, buf: bp}:
+		case <-ctx.Done():
+			a.putChunkBuf(bp)
+			return nil, 0, ctx.Err()
+		}
+	}
+	return content, size, nil
+}
+
+func cacheEntry(n *repo.Node, ctime int64, content []repo.ID) state.CachedFile {
+	c := state.CachedFile{
+		Size:         n.Size,
+		ModTimeNS:    n.ModTime.UnixNano(),
+		ChangeTimeNS: ctime,
+		Inode:        n.Inode,
+		Content:      make([][32]byte, len(content)),
+	}
+	for i, id := range content {
+		c.Content[i] = id
+	}
+	return c
+}
+
+func sameCached(a, b state.CachedFile) bool {
+	return a.Size == b.Size && a.ModTimeNS == b.ModTimeNS && a.ChangeTimeNS == b.ChangeTimeNS &&
+		a.Inode == b.Inode && slices.Equal(a.Content, b.Content)
+}

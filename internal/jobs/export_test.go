@@ -1,0 +1,4 @@
+package jobs
+
+// ProgressEvery is progressEvery, for the tests of package jobs_test.
+const ProgressEvery = progressEvery
