@@ -25,23 +25,29 @@ import (
 // yet. A wrong key stops start-up with an error that names the repository.
 func openRepos(ctx context.Context, cfg Config, js jetstream.JetStream, leases jobs.Leaser, log zerolog.Logger) (map[string]*repo.Repository, error) {
 	repos := map[string]*repo.Repository{}
-	closeAll := func() {
-		for _, r := range repos {
-			_ = r.Close()
-			_ = r.Backend().Close()
-		}
-	}
 	for _, name := range cfg.repoNames() {
 		rc := cfg.Repos[name]
 		rlog := log.With().Str("repo", name).Logger()
 		r, err := openRepo(ctx, cfg, name, rc, js, leases, rlog)
 		if err != nil {
-			closeAll()
+			_ = closeRepos(repos)
 			return nil, err
 		}
 		repos[name] = r
 	}
 	return repos, nil
+}
+
+// closeRepos closes the repositories, and with them their backends, in the order of
+// their names.
+func closeRepos(repos map[string]*repo.Repository) error {
+	var errs []error
+	for _, name := range sortedKeys(repos) {
+		if err := repos[name].Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close repo %s: %w", name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func openRepo(ctx context.Context, cfg Config, name string, rc RepoConfig, js jetstream.JetStream, leases jobs.Leaser, log zerolog.Logger) (*repo.Repository, error) {

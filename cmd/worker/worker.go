@@ -314,14 +314,8 @@ func (w *worker) doClose() error {
 		cancel()
 		wait("http", w.httpDone, 5*time.Second)
 	}
-	for _, name := range sortedKeys(w.repos) {
-		r := w.repos[name]
-		if err := r.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close repo %s: %w", name, err))
-		}
-		if err := r.Backend().Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close repo %s backend: %w", name, err))
-		}
+	if err := closeRepos(w.repos); err != nil {
+		errs = append(errs, err)
 	}
 	if w.db != nil {
 		if err := w.db.Close(); err != nil {
