@@ -278,6 +278,7 @@ func TestValidate(t *testing.T) {
 		{"repo relative key", func(c *Config) { c.Repos["x"] = RepoConfig{URL: "nats://x", KeyFile: "k"} }, `repos.x.key_file: must be an absolute path, got "k"`},
 		{"repo bad env name", func(c *Config) { c.Repos["x"] = RepoConfig{URL: "nats://x", PasswordEnv: "MY-PASS"} }, `repos.x.password_env: "MY-PASS" is not an environment variable name`},
 		{"repo bad name", func(c *Config) { c.Repos["a b"] = RepoConfig{URL: "nats://x", KeyFile: "/k"} }, `repos.a b: repo name "a b"`},
+		{"repo empty name", func(c *Config) { c.Repos[""] = RepoConfig{URL: "nats://x", KeyFile: "/k"} }, `repos.: repo name ""`},
 		{"default repo", func(c *Config) { c.DefaultRepo = "x" }, `default_repo: "x" is not configured (configured: local)`},
 		{"replicate from", func(c *Config) { c.Replicate = map[string][]string{"nope": {"local"}} }, `replicate: "nope" is not configured (configured: local)`},
 		{"replicate to", func(c *Config) { c.Replicate = map[string][]string{"local": {"offsite"}} }, `replicate.local: "offsite" is not configured (configured: local)`},

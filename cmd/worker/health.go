@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -41,32 +41,41 @@ func defaultHealthConfig() HealthConfig {
 	}
 }
 
-// validateThresholds checks the health keys beyond interval and rpo, one problem per
-// line; Validate calls it.
-func (h HealthConfig) validateThresholds() error {
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+// validate checks the health section, one problem per line.
+func (h HealthConfig) validate() error {
+	var p problems
+	if h.Interval <= 0 {
+		p.bad("health.interval: must be a positive duration such as 15s, got %s", h.Interval)
+	}
+	for _, path := range sortedKeys(h.RPO) {
+		if !filepath.IsAbs(path) || filepath.Clean(path) != path {
+			p.bad("health.rpo: %q: must be an absolute, clean source path", path)
+		}
+		if d := h.RPO[path]; d <= 0 {
+			p.bad("health.rpo.%s: must be a positive duration such as 26h, got %s", path, d)
+		}
+	}
 	if h.SummaryEvery < 1 {
-		bad("health.summary_every: must be 1 or more (every how many intervals each check publishes all its results), got %d", h.SummaryEvery)
+		p.bad("health.summary_every: must be 1 or more (every how many intervals each check publishes all its results), got %d", h.SummaryEvery)
 	}
 	for _, d := range []struct {
 		key string
 		v   time.Duration
 	}{{"canary_warn", h.CanaryWarn}, {"lag_warn", h.LagWarn}, {"lag_critical", h.LagCritical}, {"verify_max_age", h.VerifyMaxAge}} {
 		if d.v <= 0 {
-			bad("health.%s: must be a positive duration, got %s", d.key, d.v)
+			p.bad("health.%s: must be a positive duration, got %s", d.key, d.v)
 		}
 	}
 	if h.LagCritical < h.LagWarn {
-		bad("health.lag_critical (%s) must not be shorter than health.lag_warn (%s)", h.LagCritical, h.LagWarn)
+		p.bad("health.lag_critical (%s) must not be shorter than health.lag_warn (%s)", h.LagCritical, h.LagWarn)
 	}
 	if h.DiskWarn < 0 || h.DiskWarn > 100 || h.DiskCritical < 0 || h.DiskCritical > 100 {
-		bad("health.disk_warn and health.disk_critical: must be percentages 0-100, got %d and %d", h.DiskWarn, h.DiskCritical)
+		p.bad("health.disk_warn and health.disk_critical: must be percentages 0-100, got %d and %d", h.DiskWarn, h.DiskCritical)
 	}
 	if h.DiskCritical > h.DiskWarn {
-		bad("health.disk_critical (%d%%) must not be above health.disk_warn (%d%%)", h.DiskCritical, h.DiskWarn)
+		p.bad("health.disk_critical (%d%%) must not be above health.disk_warn (%d%%)", h.DiskCritical, h.DiskWarn)
 	}
-	return errors.Join(errs...)
+	return p.err()
 }
 
 // healthParts are the worker's running health components.
