@@ -3,11 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"maps"
 	"path/filepath"
-	"slices"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -78,15 +74,6 @@ func (h HealthConfig) validate() error {
 	return p.err()
 }
 
-// healthParts are the worker's running health components.
-type healthParts struct {
-	monitor *health.Monitor
-	stop    context.CancelFunc
-	running sync.WaitGroup
-	mu      sync.Mutex
-	live    map[string]bool // components not stopped yet, by name
-}
-
 // newMetrics returns the worker's metrics; the collectors that need NATS, repos and the
 // health monitor are added by watchAndCheck once those are up.
 func (w *worker) newMetrics() *metrics.Metrics {
@@ -107,12 +94,22 @@ func (w *worker) consumerStats() events.ConsumerStats {
 	return events.ConsumerStats{}
 }
 
+// healthConfig is the worker's config for the health package.
+func (w *worker) healthConfig() health.Config {
+	return health.Config{
+		Subjects:     brr.Subjects{Prefix: w.cfg.Prefix},
+		Worker:       w.id,
+		Host:         w.host,
+		Interval:     w.cfg.Health.Interval,
+		SummaryEvery: w.cfg.Health.SummaryEvery,
+	}
+}
+
 // watchAndCheck adds the metrics of NATS, the repos and the outbox, and starts the pool's
-// health: the monitor, this worker's heartbeat and its share of the pool's checks. They
-// run on ctx until stopHealth.
-func (w *worker) watchAndCheck(ctx context.Context, js jetstream.JetStream, engine *jobs.Engine) error {
+// health: the monitor, this worker's heartbeat and its share of the pool's checks.
+func (w *worker) watchAndCheck(ctx context.Context, js jetstream.JetStream, engine *jobs.Engine, hcfg health.Config, monitor *health.Monitor) error {
 	cfg := w.cfg
-	subj := brr.Subjects{Prefix: cfg.Prefix}
+	subj := hcfg.Subjects
 	_, defaultRepo, err := engine.Repo("")
 	if err != nil {
 		defaultRepo = ""
@@ -125,14 +122,6 @@ func (w *worker) watchAndCheck(ctx context.Context, js jetstream.JetStream, engi
 	w.metrics.WatchRepos(repoStats, defaultRepo)
 	w.metrics.WatchOutbox(w.db.OutboxLen)
 
-	hcfg := health.Config{
-		Subjects:     subj,
-		Worker:       w.id,
-		Host:         w.host,
-		Interval:     cfg.Health.Interval,
-		SummaryEvery: cfg.Health.SummaryEvery,
-	}
-	monitor := health.NewMonitor(js, hcfg, w.log)
 	repos := sortedKeys(w.repos)
 	checks := []health.Check{
 		&health.SnapshotCheck{Lister: engine, Repos: repos, RPO: cfg.Health.RPO, Replicate: cfg.Replicate,
@@ -166,45 +155,10 @@ func (w *worker) watchAndCheck(ctx context.Context, js jetstream.JetStream, engi
 	w.metrics.WatchPool(monitor)
 	w.metrics.WatchRunner(runner.Runs)
 
-	hctx, stop := context.WithCancel(ctx) // ctx is the workers' base, detached from start-up
-	w.health.monitor, w.health.stop = monitor, stop
-	w.health.live = map[string]bool{}
-	for name, run := range map[string]func(context.Context) error{"health monitor": monitor.Run, "heartbeat": heartbeat.Run, "health checks": runner.Run} {
-		w.health.running.Add(1)
-		w.health.mu.Lock()
-		w.health.live[name] = true
-		w.health.mu.Unlock()
-		go func() {
-			defer w.health.running.Done()
-			w.report(name, run(hctx))
-			w.health.mu.Lock()
-			delete(w.health.live, name)
-			w.health.mu.Unlock()
-		}()
-	}
+	// 10s each: a canary may be waiting for its ping.
+	w.start(ctx, component{name: "health monitor", run: monitor.Run, timeout: 10 * time.Second})
+	w.start(ctx, component{name: "heartbeat", run: heartbeat.Run, timeout: 10 * time.Second})
+	w.start(ctx, component{name: "health checks", run: runner.Run, timeout: 10 * time.Second})
 	w.ready.pool.Store(monitor)
 	return nil
-}
-
-// stopHealth stops the heartbeat, the checks and the monitor, and waits up to 10s for
-// them: a canary may be waiting for its ping.
-func (w *worker) stopHealth() error {
-	if w.health.stop == nil {
-		return nil
-	}
-	w.health.stop()
-	done := make(chan struct{})
-	go func() {
-		w.health.running.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-time.After(10 * time.Second):
-		w.health.mu.Lock()
-		names := slices.Sorted(maps.Keys(w.health.live))
-		w.health.mu.Unlock()
-		return fmt.Errorf("health components did not stop within 10s: %s", strings.Join(names, ", "))
-	}
 }

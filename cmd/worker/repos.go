@@ -30,24 +30,14 @@ func openRepos(ctx context.Context, cfg Config, js jetstream.JetStream, leases j
 		rlog := log.With().Str("repo", name).Logger()
 		r, err := openRepo(ctx, cfg, name, rc, js, leases, rlog)
 		if err != nil {
-			_ = closeRepos(repos)
+			for _, r := range repos {
+				_ = r.Close()
+			}
 			return nil, err
 		}
 		repos[name] = r
 	}
 	return repos, nil
-}
-
-// closeRepos closes the repositories, and with them their backends, in the order of
-// their names.
-func closeRepos(repos map[string]*repo.Repository) error {
-	var errs []error
-	for _, name := range sortedKeys(repos) {
-		if err := repos[name].Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close repo %s: %w", name, err))
-		}
-	}
-	return errors.Join(errs...)
 }
 
 func openRepo(ctx context.Context, cfg Config, name string, rc RepoConfig, js jetstream.JetStream, leases jobs.Leaser, log zerolog.Logger) (*repo.Repository, error) {
