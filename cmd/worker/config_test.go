@@ -11,11 +11,6 @@ import (
 	"time"
 )
 
-// testEnv is an Environment with the given variables, as a non-root user.
-func testEnv(vars map[string]string) Environment {
-	return Environment{Getenv: func(k string) string { return vars[k] }, UID: 1000}
-}
-
 func writeConfig(t *testing.T, yaml string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "brr.yaml")
@@ -278,6 +273,7 @@ func TestValidate(t *testing.T) {
 		{"repo relative key", func(c *Config) { c.Repos["x"] = RepoConfig{URL: "nats://x", KeyFile: "k"} }, `repos.x.key_file: must be an absolute path, got "k"`},
 		{"repo bad env name", func(c *Config) { c.Repos["x"] = RepoConfig{URL: "nats://x", PasswordEnv: "MY-PASS"} }, `repos.x.password_env: "MY-PASS" is not an environment variable name`},
 		{"repo bad name", func(c *Config) { c.Repos["a b"] = RepoConfig{URL: "nats://x", KeyFile: "/k"} }, `repos.a b: repo name "a b"`},
+		{"repo empty name", func(c *Config) { c.Repos[""] = RepoConfig{URL: "nats://x", KeyFile: "/k"} }, `repos.: repo name ""`},
 		{"default repo", func(c *Config) { c.DefaultRepo = "x" }, `default_repo: "x" is not configured (configured: local)`},
 		{"replicate from", func(c *Config) { c.Replicate = map[string][]string{"nope": {"local"}} }, `replicate: "nope" is not configured (configured: local)`},
 		{"replicate to", func(c *Config) { c.Replicate = map[string][]string{"local": {"offsite"}} }, `replicate.local: "offsite" is not configured (configured: local)`},
@@ -328,33 +324,6 @@ func TestValidate(t *testing.T) {
 	err := c.Validate()
 	if err == nil || !strings.Contains(err.Error(), "concurrency:") || !strings.Contains(err.Error(), "log.level:") {
 		t.Fatalf("Validate with two problems = %v, want both reported", err)
-	}
-}
-
-func TestDefaultDataDir(t *testing.T) {
-	tests := []struct {
-		name string
-		env  Environment
-		want string
-	}{
-		{"root", Environment{Getenv: func(string) string { return "" }, UID: 0}, "/var/lib/brr"},
-		{"xdg", testEnv(map[string]string{"XDG_DATA_HOME": "/x/data", "HOME": "/home/u"}), "/x/data/brr"},
-		{"relative xdg ignored", testEnv(map[string]string{"XDG_DATA_HOME": "data", "HOME": "/home/u"}), "/home/u/.local/share/brr"},
-		{"home", testEnv(map[string]string{"HOME": "/home/u"}), "/home/u/.local/share/brr"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := defaultDataDir(tt.env)
-			if err != nil {
-				t.Fatalf("defaultDataDir: %v", err)
-			}
-			if got != tt.want {
-				t.Fatalf("defaultDataDir = %q, want %q", got, tt.want)
-			}
-		})
-	}
-	if _, err := defaultDataDir(testEnv(nil)); err == nil || !strings.Contains(err.Error(), "--data-dir") {
-		t.Fatalf("defaultDataDir without HOME = %v, want an error that says how to set it", err)
 	}
 }
 

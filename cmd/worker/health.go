@@ -2,12 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"maps"
-	"slices"
-	"strings"
-	"sync"
+	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -41,41 +37,41 @@ func defaultHealthConfig() HealthConfig {
 	}
 }
 
-// validateThresholds checks the health keys beyond interval and rpo, one problem per
-// line; Validate calls it.
-func (h HealthConfig) validateThresholds() error {
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+// validate checks the health section, one problem per line.
+func (h HealthConfig) validate() error {
+	var p problems
+	if h.Interval <= 0 {
+		p.bad("health.interval: must be a positive duration such as 15s, got %s", h.Interval)
+	}
+	for _, path := range sortedKeys(h.RPO) {
+		if !filepath.IsAbs(path) || filepath.Clean(path) != path {
+			p.bad("health.rpo: %q: must be an absolute, clean source path", path)
+		}
+		if d := h.RPO[path]; d <= 0 {
+			p.bad("health.rpo.%s: must be a positive duration such as 26h, got %s", path, d)
+		}
+	}
 	if h.SummaryEvery < 1 {
-		bad("health.summary_every: must be 1 or more (every how many intervals each check publishes all its results), got %d", h.SummaryEvery)
+		p.bad("health.summary_every: must be 1 or more (every how many intervals each check publishes all its results), got %d", h.SummaryEvery)
 	}
 	for _, d := range []struct {
 		key string
 		v   time.Duration
 	}{{"canary_warn", h.CanaryWarn}, {"lag_warn", h.LagWarn}, {"lag_critical", h.LagCritical}, {"verify_max_age", h.VerifyMaxAge}} {
 		if d.v <= 0 {
-			bad("health.%s: must be a positive duration, got %s", d.key, d.v)
+			p.bad("health.%s: must be a positive duration, got %s", d.key, d.v)
 		}
 	}
 	if h.LagCritical < h.LagWarn {
-		bad("health.lag_critical (%s) must not be shorter than health.lag_warn (%s)", h.LagCritical, h.LagWarn)
+		p.bad("health.lag_critical (%s) must not be shorter than health.lag_warn (%s)", h.LagCritical, h.LagWarn)
 	}
 	if h.DiskWarn < 0 || h.DiskWarn > 100 || h.DiskCritical < 0 || h.DiskCritical > 100 {
-		bad("health.disk_warn and health.disk_critical: must be percentages 0-100, got %d and %d", h.DiskWarn, h.DiskCritical)
+		p.bad("health.disk_warn and health.disk_critical: must be percentages 0-100, got %d and %d", h.DiskWarn, h.DiskCritical)
 	}
 	if h.DiskCritical > h.DiskWarn {
-		bad("health.disk_critical (%d%%) must not be above health.disk_warn (%d%%)", h.DiskCritical, h.DiskWarn)
+		p.bad("health.disk_critical (%d%%) must not be above health.disk_warn (%d%%)", h.DiskCritical, h.DiskWarn)
 	}
-	return errors.Join(errs...)
-}
-
-// healthParts are the worker's running health components.
-type healthParts struct {
-	monitor *health.Monitor
-	stop    context.CancelFunc
-	running sync.WaitGroup
-	mu      sync.Mutex
-	live    map[string]bool // components not stopped yet, by name
+	return p.err()
 }
 
 // newMetrics returns the worker's metrics; the collectors that need NATS, repos and the
@@ -98,12 +94,22 @@ func (w *worker) consumerStats() events.ConsumerStats {
 	return events.ConsumerStats{}
 }
 
+// healthConfig is the worker's config for the health package.
+func (w *worker) healthConfig() health.Config {
+	return health.Config{
+		Subjects:     brr.Subjects{Prefix: w.cfg.Prefix},
+		Worker:       w.id,
+		Host:         w.host,
+		Interval:     w.cfg.Health.Interval,
+		SummaryEvery: w.cfg.Health.SummaryEvery,
+	}
+}
+
 // watchAndCheck adds the metrics of NATS, the repos and the outbox, and starts the pool's
-// health: the monitor, this worker's heartbeat and its share of the pool's checks. They
-// run on ctx until stopHealth.
-func (w *worker) watchAndCheck(ctx context.Context, js jetstream.JetStream, engine *jobs.Engine) error {
+// health: the monitor, this worker's heartbeat and its share of the pool's checks.
+func (w *worker) watchAndCheck(ctx context.Context, js jetstream.JetStream, engine *jobs.Engine, hcfg health.Config, monitor *health.Monitor) error {
 	cfg := w.cfg
-	subj := brr.Subjects{Prefix: cfg.Prefix}
+	subj := hcfg.Subjects
 	_, defaultRepo, err := engine.Repo("")
 	if err != nil {
 		defaultRepo = ""
@@ -116,14 +122,6 @@ func (w *worker) watchAndCheck(ctx context.Context, js jetstream.JetStream, engi
 	w.metrics.WatchRepos(repoStats, defaultRepo)
 	w.metrics.WatchOutbox(w.db.OutboxLen)
 
-	hcfg := health.Config{
-		Subjects:     subj,
-		Worker:       w.id,
-		Host:         w.host,
-		Interval:     cfg.Health.Interval,
-		SummaryEvery: cfg.Health.SummaryEvery,
-	}
-	monitor := health.NewMonitor(js, hcfg, w.log)
 	repos := sortedKeys(w.repos)
 	checks := []health.Check{
 		&health.SnapshotCheck{Lister: engine, Repos: repos, RPO: cfg.Health.RPO, Replicate: cfg.Replicate,
@@ -157,45 +155,10 @@ func (w *worker) watchAndCheck(ctx context.Context, js jetstream.JetStream, engi
 	w.metrics.WatchPool(monitor)
 	w.metrics.WatchRunner(runner.Runs)
 
-	hctx, stop := context.WithCancel(ctx) // ctx is the workers' base, detached from start-up
-	w.health.monitor, w.health.stop = monitor, stop
-	w.health.live = map[string]bool{}
-	for name, run := range map[string]func(context.Context) error{"health monitor": monitor.Run, "heartbeat": heartbeat.Run, "health checks": runner.Run} {
-		w.health.running.Add(1)
-		w.health.mu.Lock()
-		w.health.live[name] = true
-		w.health.mu.Unlock()
-		go func() {
-			defer w.health.running.Done()
-			w.report(name, run(hctx))
-			w.health.mu.Lock()
-			delete(w.health.live, name)
-			w.health.mu.Unlock()
-		}()
-	}
+	// 10s each: a canary may be waiting for its ping.
+	w.start(ctx, component{name: "health monitor", run: monitor.Run, timeout: 10 * time.Second})
+	w.start(ctx, component{name: "heartbeat", run: heartbeat.Run, timeout: 10 * time.Second})
+	w.start(ctx, component{name: "health checks", run: runner.Run, timeout: 10 * time.Second})
 	w.ready.pool.Store(monitor)
 	return nil
-}
-
-// stopHealth stops the heartbeat, the checks and the monitor, and waits up to 10s for
-// them: a canary may be waiting for its ping.
-func (w *worker) stopHealth() error {
-	if w.health.stop == nil {
-		return nil
-	}
-	w.health.stop()
-	done := make(chan struct{})
-	go func() {
-		w.health.running.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-time.After(10 * time.Second):
-		w.health.mu.Lock()
-		names := slices.Sorted(maps.Keys(w.health.live))
-		w.health.mu.Unlock()
-		return fmt.Errorf("health components did not stop within 10s: %s", strings.Join(names, ", "))
-	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -93,10 +94,19 @@ func newHTTPServer(addr, worker, version string, ready *readiness, metrics http.
 // Addr is the address the server listens on.
 func (s *httpServer) Addr() string { return s.ln.Addr().String() }
 
-// Serve serves until Shutdown; it returns nil after a shutdown.
-func (s *httpServer) Serve() error {
+// Run serves until Shutdown, whatever ctx; it returns nil after a shutdown.
+func (s *httpServer) Run(context.Context) error {
 	if err := s.srv.Serve(s.ln); err != http.ErrServerClosed {
 		return fmt.Errorf("serve http: %w", err)
+	}
+	return nil
+}
+
+// Shutdown stops the server gracefully: it stops listening and waits, as long as ctx
+// allows, for the requests being served.
+func (s *httpServer) Shutdown(ctx context.Context) error {
+	if err := s.srv.Shutdown(ctx); err != nil {
+		return fmt.Errorf("shut down http: %w", err)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -16,11 +17,11 @@ func TestHTTPReportsVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve() }()
+	go func() { done <- srv.Run(context.Background()) }()
 	t.Cleanup(func() {
 		_ = srv.srv.Close()
 		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
+			t.Errorf("Run: %v", err)
 		}
 	})
 	base := "http://" + srv.Addr()

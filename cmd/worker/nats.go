@@ -52,6 +52,15 @@ func startEmbedded(dataDir, listen, name string, log zerolog.Logger) (*server.Se
 	return ns, nil
 }
 
+// shutdownEmbedded returns the embedded server's close: shut it down and wait until it has.
+func shutdownEmbedded(ns *server.Server) func() error {
+	return func() error {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return nil
+	}
+}
+
 // serverLogger routes the embedded server's logs into zerolog. The server's notices are
 // chatty start-up detail, so they go to debug; its warnings and errors keep their level.
 type serverLogger struct{ log zerolog.Logger }
@@ -133,6 +142,18 @@ func connectNATS(cfg NATSConfig, embedded *server.Server, name string, log zerol
 		return nil, fmt.Errorf("connect to nats at %s: %w", where, err)
 	}
 	return nc, nil
+}
+
+// closeNATS returns the connection's close: send what it has buffered, within 5s, and
+// close it.
+func closeNATS(nc *nats.Conn, log zerolog.Logger) func() error {
+	return func() error {
+		if err := nc.FlushTimeout(5 * time.Second); err != nil && nc.IsConnected() {
+			log.Warn().Err(err).Msg("flush nats connection")
+		}
+		nc.Close()
+		return nil
+	}
 }
 
 // reconnectDelay backs off from 250ms to 10s, with up to 50% jitter so that a pool of

@@ -25,18 +25,14 @@ import (
 // yet. A wrong key stops start-up with an error that names the repository.
 func openRepos(ctx context.Context, cfg Config, js jetstream.JetStream, leases jobs.Leaser, log zerolog.Logger) (map[string]*repo.Repository, error) {
 	repos := map[string]*repo.Repository{}
-	closeAll := func() {
-		for _, r := range repos {
-			_ = r.Close()
-			_ = r.Backend().Close()
-		}
-	}
 	for _, name := range cfg.repoNames() {
 		rc := cfg.Repos[name]
 		rlog := log.With().Str("repo", name).Logger()
 		r, err := openRepo(ctx, cfg, name, rc, js, leases, rlog)
 		if err != nil {
-			closeAll()
+			for _, r := range repos {
+				_ = r.Close()
+			}
 			return nil, err
 		}
 		repos[name] = r

@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -16,218 +15,239 @@ import (
 )
 
 var (
-	repoNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
-	bucketPattern   = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
-	envNamePattern  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	prefixPattern   = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
+	bucketPattern  = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+	envNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// prefixPattern is the subject prefix: the root package checks it only inside
+	// brr.NewClient, and has no function of its own for it to call.
+	prefixPattern = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
 )
 
-// Validate reports everything wrong with the configuration, one problem per line; each
+// problems collects what is wrong with a configuration, one problem per line; each
 // names the key and says what is allowed.
-func (c *Config) Validate() error {
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+type problems []error
 
-	if !filepath.IsAbs(c.DataDir) {
-		bad("data_dir: must be an absolute path, got %q", c.DataDir)
+func (p *problems) bad(format string, args ...any) { *p = append(*p, fmt.Errorf(format, args...)) }
+
+// add appends err, if any: the problems of a section.
+func (p *problems) add(err error) {
+	if err != nil {
+		*p = append(*p, err)
 	}
+}
 
-	if c.NATS.URL == "" {
-		if err := checkHostPort(c.NATS.Listen); err != nil {
-			bad("nats.listen: %v", err)
+func (p problems) err() error { return errors.Join(p...) }
+
+// Validate reports everything wrong with the configuration, one problem per line; each
+// names the key and says what is allowed. Each section checks itself; Validate adds the
+// top-level keys and the rules across sections (repos named by default_repo, replicate
+// and retention).
+func (c *Config) Validate() error {
+	var p problems
+	if !filepath.IsAbs(c.DataDir) {
+		p.bad("data_dir: must be an absolute path, got %q", c.DataDir)
+	}
+	p.add(c.NATS.validate())
+	p.add(c.HTTP.validate())
+	if len(c.Pools) == 0 {
+		p.bad("pools: name at least one pool (default: [%s])", brr.DefaultPool)
+	}
+	seenPool := map[string]bool{}
+	for _, pool := range c.Pools {
+		if err := brr.ValidatePool(pool); err != nil {
+			p.bad("pools: %q: use 1-64 letters, digits, '-' or '_'", pool)
+		}
+		if seenPool[pool] {
+			p.bad("pools: %q is listed twice", pool)
+		}
+		seenPool[pool] = true
+	}
+	if c.Concurrency < 1 || c.Concurrency > 256 {
+		p.bad("concurrency: must be 1-256, got %d", c.Concurrency)
+	}
+	for _, r := range c.AllowedRoots {
+		if !filepath.IsAbs(r) || filepath.Clean(r) != r {
+			p.bad("allowed_roots: %q: must be an absolute, clean path such as /srv", r)
+		}
+	}
+	p.add(c.validateRepos())
+	p.add(c.Prune.validate())
+	p.add(c.Health.validate())
+	if !prefixPattern.MatchString(c.Prefix) {
+		p.bad("prefix: %q: use letters, digits, '-' or '_' (dots between tokens allowed), e.g. brr", c.Prefix)
+	}
+	p.add(c.Log.validate())
+	p.add(c.Jobs.validate())
+	if c.GCPercent != 0 && (c.GCPercent < minGCPercent || c.GCPercent > maxGCPercent) {
+		p.bad("gc_percent: must be %d-%d, or 0 for the Go runtime's (GOGC), got %d", minGCPercent, maxGCPercent, c.GCPercent)
+	}
+	if c.MemoryLimit != 0 && c.MemoryLimit < minMemoryLimit {
+		p.bad("memory_limit: must be off or at least %s, got %s: below that the worker would do little but collect garbage", minMemoryLimit, c.MemoryLimit)
+	}
+	p.add(c.Streams.validate())
+	return p.err()
+}
+
+// validateRepos checks each repo, and that default_repo, replicate and retention name
+// configured repos only.
+func (c *Config) validateRepos() error {
+	var p problems
+	names := c.repoNames()
+	configured := strings.Join(names, ", ")
+	for _, name := range names {
+		key := "repos." + name
+		if err := brr.ValidateRepoName(name); err != nil || name == "" {
+			p.bad("%s: repo name %q: use 1-64 letters, digits, '-' or '_'", key, name)
+		}
+		p.add(c.Repos[name].validate(key))
+	}
+	if c.DefaultRepo != "" {
+		if _, ok := c.Repos[c.DefaultRepo]; !ok {
+			p.bad("default_repo: %q is not configured (configured: %s)", c.DefaultRepo, configured)
+		}
+	}
+	for _, from := range sortedKeys(c.Replicate) {
+		if _, ok := c.Repos[from]; !ok {
+			p.bad("replicate: %q is not configured (configured: %s)", from, configured)
+		}
+		for _, to := range c.Replicate[from] {
+			switch _, ok := c.Repos[to]; {
+			case !ok:
+				p.bad("replicate.%s: %q is not configured (configured: %s)", from, to, configured)
+			case to == from:
+				p.bad("replicate.%s: a repo cannot replicate to itself", from)
+			}
+		}
+	}
+	for _, name := range sortedKeys(c.Retention) {
+		if _, ok := c.Repos[name]; !ok {
+			p.bad("retention: %q is not configured (configured: %s)", name, configured)
+			continue
+		}
+		if err := c.Retention[name].Validate(); err != nil {
+			p.bad("retention.%s: %s", name, strings.TrimPrefix(err.Error(), brr.ErrInvalid.Error()+": "))
+		}
+	}
+	return p.err()
+}
+
+func (n NATSConfig) validate() error {
+	var p problems
+	if n.URL == "" {
+		if err := checkHostPort(n.Listen); err != nil {
+			p.bad("nats.listen: %v", err)
 		}
 	} else {
-		for _, u := range strings.Split(c.NATS.URL, ",") {
+		for _, u := range strings.Split(n.URL, ",") {
 			if err := checkNATSURL(strings.TrimSpace(u)); err != nil {
-				bad("nats.url: %v", err)
+				p.bad("nats.url: %v", err)
 			}
 		}
 	}
 	auth := 0
-	for _, set := range []bool{c.NATS.Creds != "", c.NATS.User != "" || c.NATS.Password != "", c.NATS.Token != ""} {
+	for _, set := range []bool{n.Creds != "", n.User != "" || n.Password != "", n.Token != ""} {
 		if set {
 			auth++
 		}
 	}
 	if auth > 1 {
-		bad("nats: set only one of creds, user/password or token")
+		p.bad("nats: set only one of creds, user/password or token")
 	}
-	if (c.NATS.User == "") != (c.NATS.Password == "") {
-		bad("nats: user and password go together; set both or neither")
+	if (n.User == "") != (n.Password == "") {
+		p.bad("nats: user and password go together; set both or neither")
 	}
-	if (c.NATS.TLS.Cert == "") != (c.NATS.TLS.Key == "") {
-		bad("nats.tls: cert and key go together; set both or neither")
+	if (n.TLS.Cert == "") != (n.TLS.Key == "") {
+		p.bad("nats.tls: cert and key go together; set both or neither")
 	}
-	if c.NATS.URL == "" && (auth > 0 || c.NATS.TLS != (TLSConfig{})) {
-		bad("nats: creds, user, password, token and tls are for connecting to nats.url; the embedded server (no nats.url) takes none")
+	if n.URL == "" && (auth > 0 || n.TLS != (TLSConfig{})) {
+		p.bad("nats: creds, user, password, token and tls are for connecting to nats.url; the embedded server (no nats.url) takes none")
 	}
+	return p.err()
+}
 
-	if err := checkHostPort(c.HTTP.Listen); err != nil {
-		bad("http.listen: %v", err)
+func (h HTTPConfig) validate() error {
+	var p problems
+	if err := checkHostPort(h.Listen); err != nil {
+		p.bad("http.listen: %v", err)
 	}
-	if c.HTTP.APIKeyFile != "" && !filepath.IsAbs(c.HTTP.APIKeyFile) {
-		bad("http.api_key_file: must be an absolute path, got %q", c.HTTP.APIKeyFile)
+	if h.APIKeyFile != "" && !filepath.IsAbs(h.APIKeyFile) {
+		p.bad("http.api_key_file: must be an absolute path, got %q", h.APIKeyFile)
 	}
-	if c.HTTP.ProtectReads && c.HTTP.APIKeyFile == "" {
-		bad("http.protect_reads: reads can only be protected with a key; set http.api_key_file (or BRR_HTTP_API_KEY_FILE) too")
+	if h.ProtectReads && h.APIKeyFile == "" {
+		p.bad("http.protect_reads: reads can only be protected with a key; set http.api_key_file (or BRR_HTTP_API_KEY_FILE) too")
 	}
+	return p.err()
+}
 
-	if len(c.Pools) == 0 {
-		bad("pools: name at least one pool (default: [%s])", brr.DefaultPool)
+// validate checks a repo's url and key; key is its config key, repos.NAME.
+func (rc RepoConfig) validate(key string) error {
+	var p problems
+	if err := checkRepoURL(rc.URL); err != nil {
+		p.bad("%s.url: %v", key, err)
 	}
-	seenPool := map[string]bool{}
-	for _, p := range c.Pools {
-		if err := brr.ValidatePool(p); err != nil {
-			bad("pools: %q: use 1-64 letters, digits, '-' or '_'", p)
-		}
-		if seenPool[p] {
-			bad("pools: %q is listed twice", p)
-		}
-		seenPool[p] = true
+	switch {
+	case rc.KeyFile == "" && rc.PasswordEnv == "":
+		p.bad("%s: set key_file (a file holding the key) or password_env (the name of an environment variable holding it)", key)
+	case rc.KeyFile != "" && rc.PasswordEnv != "":
+		p.bad("%s: set key_file or password_env, not both", key)
+	case rc.KeyFile != "" && !filepath.IsAbs(rc.KeyFile):
+		p.bad("%s.key_file: must be an absolute path, got %q", key, rc.KeyFile)
+	case rc.PasswordEnv != "" && !envNamePattern.MatchString(rc.PasswordEnv):
+		p.bad("%s.password_env: %q is not an environment variable name (want e.g. BRR_OFFSITE_PASSWORD)", key, rc.PasswordEnv)
 	}
+	return p.err()
+}
 
-	if c.Concurrency < 1 || c.Concurrency > 256 {
-		bad("concurrency: must be 1-256, got %d", c.Concurrency)
+func (pc PruneConfig) validate() error {
+	if pc.Grace <= 0 {
+		return fmt.Errorf("prune.grace: must be a positive duration such as 1h (longer than a backup may take to commit what it writes), got %s", pc.Grace)
 	}
+	return nil
+}
 
-	for _, r := range c.AllowedRoots {
-		if !filepath.IsAbs(r) || filepath.Clean(r) != r {
-			bad("allowed_roots: %q: must be an absolute, clean path such as /srv", r)
-		}
-	}
-
-	names := c.repoNames()
-	for _, name := range names {
-		rc := c.Repos[name]
-		key := "repos." + name
-		if !repoNamePattern.MatchString(name) {
-			bad("%s: repo name %q: use 1-64 letters, digits, '-' or '_'", key, name)
-		}
-		if err := checkRepoURL(rc.URL); err != nil {
-			bad("%s.url: %v", key, err)
-		}
-		switch {
-		case rc.KeyFile == "" && rc.PasswordEnv == "":
-			bad("%s: set key_file (a file holding the key) or password_env (the name of an environment variable holding it)", key)
-		case rc.KeyFile != "" && rc.PasswordEnv != "":
-			bad("%s: set key_file or password_env, not both", key)
-		case rc.KeyFile != "" && !filepath.IsAbs(rc.KeyFile):
-			bad("%s.key_file: must be an absolute path, got %q", key, rc.KeyFile)
-		case rc.PasswordEnv != "" && !envNamePattern.MatchString(rc.PasswordEnv):
-			bad("%s.password_env: %q is not an environment variable name (want e.g. BRR_OFFSITE_PASSWORD)", key, rc.PasswordEnv)
-		}
-	}
-
-	if c.DefaultRepo != "" {
-		if _, ok := c.Repos[c.DefaultRepo]; !ok {
-			bad("default_repo: %q is not configured (configured: %s)", c.DefaultRepo, strings.Join(names, ", "))
-		}
-	}
-
-	froms := make([]string, 0, len(c.Replicate))
-	for from := range c.Replicate {
-		froms = append(froms, from)
-	}
-	sort.Strings(froms)
-	for _, from := range froms {
-		if _, ok := c.Repos[from]; !ok {
-			bad("replicate: %q is not configured (configured: %s)", from, strings.Join(names, ", "))
-		}
-		for _, to := range c.Replicate[from] {
-			switch _, ok := c.Repos[to]; {
-			case !ok:
-				bad("replicate.%s: %q is not configured (configured: %s)", from, to, strings.Join(names, ", "))
-			case to == from:
-				bad("replicate.%s: a repo cannot replicate to itself", from)
-			}
-		}
-	}
-
-	repos := make([]string, 0, len(c.Retention))
-	for name := range c.Retention {
-		repos = append(repos, name)
-	}
-	sort.Strings(repos)
-	for _, name := range repos {
-		if _, ok := c.Repos[name]; !ok {
-			bad("retention: %q is not configured (configured: %s)", name, strings.Join(names, ", "))
-			continue
-		}
-		if err := c.Retention[name].Validate(); err != nil {
-			bad("retention.%s: %s", name, strings.TrimPrefix(err.Error(), brr.ErrInvalid.Error()+": "))
-		}
-	}
-	if c.Prune.Grace <= 0 {
-		bad("prune.grace: must be a positive duration such as 1h (longer than a backup may take to commit what it writes), got %s", c.Prune.Grace)
-	}
-
-	if c.Health.Interval <= 0 {
-		bad("health.interval: must be a positive duration such as 15s, got %s", c.Health.Interval)
-	}
-	for p, d := range c.Health.RPO {
-		if !filepath.IsAbs(p) || filepath.Clean(p) != p {
-			bad("health.rpo: %q: must be an absolute, clean source path", p)
-		}
-		if d <= 0 {
-			bad("health.rpo.%s: must be a positive duration such as 26h, got %s", p, d)
-		}
-	}
-	if err := c.Health.validateThresholds(); err != nil {
-		errs = append(errs, err)
-	}
-
-	if !prefixPattern.MatchString(c.Prefix) {
-		bad("prefix: %q: use letters, digits, '-' or '_' (dots between tokens allowed), e.g. brr", c.Prefix)
-	}
-
-	switch c.Log.Level {
+func (l LogConfig) validate() error {
+	var p problems
+	switch l.Level {
 	case "trace", "debug", "info", "warn", "error":
 	default:
-		bad("log.level: %q: must be one of trace, debug, info, warn, error", c.Log.Level)
+		p.bad("log.level: %q: must be one of trace, debug, info, warn, error", l.Level)
 	}
-	switch c.Log.Format {
+	switch l.Format {
 	case "auto", "json", "console":
 	default:
-		bad("log.format: %q: must be one of auto, json, console", c.Log.Format)
+		p.bad("log.format: %q: must be one of auto, json, console", l.Format)
 	}
-
-	if c.Jobs.AckWait < time.Second {
-		bad("jobs.ack_wait: must be at least 1s, got %s", c.Jobs.AckWait)
-	}
-	if c.Jobs.MaxDeliver < 1 || c.Jobs.MaxDeliver > 1000 {
-		bad("jobs.max_deliver: must be 1-1000, got %d", c.Jobs.MaxDeliver)
-	}
-	if c.Jobs.LeaseTTL < time.Second {
-		bad("jobs.lease_ttl: must be at least 1s, got %s", c.Jobs.LeaseTTL)
-	}
-	if c.Jobs.DrainTimeout <= 0 {
-		bad("jobs.drain_timeout: must be a positive duration such as 30s, got %s", c.Jobs.DrainTimeout)
-	}
-
-	if c.GCPercent != 0 && (c.GCPercent < minGCPercent || c.GCPercent > maxGCPercent) {
-		bad("gc_percent: must be %d-%d, or 0 for the Go runtime's (GOGC), got %d", minGCPercent, maxGCPercent, c.GCPercent)
-	}
-	if c.MemoryLimit != 0 && c.MemoryLimit < minMemoryLimit {
-		bad("memory_limit: must be off or at least %s, got %s: below that the worker would do little but collect garbage", minMemoryLimit, c.MemoryLimit)
-	}
-
-	if c.Streams.Replicas < 1 || c.Streams.Replicas > 5 {
-		bad("streams.replicas: must be 1-5 (1 for one server, 3 for a cluster), got %d", c.Streams.Replicas)
-	}
-	if c.Streams.EventsMaxAge <= 0 {
-		bad("streams.events_max_age: must be a positive duration such as 168h, got %s", c.Streams.EventsMaxAge)
-	}
-	return errors.Join(errs...)
+	return p.err()
 }
 
-func (c *Config) repoNames() []string {
-	names := make([]string, 0, len(c.Repos))
-	for name := range c.Repos {
-		names = append(names, name)
+func (j JobsConfig) validate() error {
+	var p problems
+	if j.AckWait < time.Second {
+		p.bad("jobs.ack_wait: must be at least 1s, got %s", j.AckWait)
 	}
-	sort.Strings(names)
-	return names
+	if j.MaxDeliver < 1 || j.MaxDeliver > 1000 {
+		p.bad("jobs.max_deliver: must be 1-1000, got %d", j.MaxDeliver)
+	}
+	if j.LeaseTTL < time.Second {
+		p.bad("jobs.lease_ttl: must be at least 1s, got %s", j.LeaseTTL)
+	}
+	if j.DrainTimeout <= 0 {
+		p.bad("jobs.drain_timeout: must be a positive duration such as 30s, got %s", j.DrainTimeout)
+	}
+	return p.err()
 }
+
+func (s StreamsConfig) validate() error {
+	var p problems
+	if s.Replicas < 1 || s.Replicas > 5 {
+		p.bad("streams.replicas: must be 1-5 (1 for one server, 3 for a cluster), got %d", s.Replicas)
+	}
+	if s.EventsMaxAge <= 0 {
+		p.bad("streams.events_max_age: must be a positive duration such as 168h, got %s", s.EventsMaxAge)
+	}
+	return p.err()
+}
+
+func (c *Config) repoNames() []string { return sortedKeys(c.Repos) }
 
 func checkHostPort(addr string) error {
 	_, port, err := net.SplitHostPort(addr)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -42,24 +43,20 @@ func (a *appMount) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // startWeb reads the API key, mounts the dashboard and API on the worker's HTTP server
-// and feeds their live event streams until stopWeb is called. It runs after the health
-// monitor has started, whose view of the pool /api/v1/health and /workers show.
-func (w *worker) startWeb(ctx context.Context, engine *jobs.Engine) error {
+// and starts feeding their live event streams. The API shows the pool's health as
+// monitor sees it.
+func (w *worker) startWeb(ctx context.Context, engine *jobs.Engine, monitor *health.Monitor) error {
 	key, err := loadAPIKey(w.cfg.HTTP.APIKeyFile, w.log)
 	if err != nil {
 		return err
 	}
 	_, defaultRepo, _ := engine.Repo("")
-	var pool web.Health // nil (the API answers 503) unless the monitor runs
-	if w.health.monitor != nil {
-		pool = w.health.monitor
-	}
 	srv, err := web.New(web.Config{
 		NC:           w.nc,
 		Prefix:       w.cfg.Prefix,
 		Pools:        w.cfg.Pools,
 		Records:      w.db,
-		Health:       pool,
+		Health:       monitor,
 		APIKey:       key,
 		ProtectReads: w.cfg.HTTP.ProtectReads,
 		Worker:       w.id,
@@ -74,13 +71,8 @@ func (w *worker) startWeb(ctx context.Context, engine *jobs.Engine) error {
 	if err != nil {
 		return err
 	}
-	var webCtx context.Context
-	webCtx, w.stopWeb = context.WithCancel(ctx)
-	w.webDone = make(chan struct{})
-	go func() {
-		defer close(w.webDone)
-		w.report("web", srv.Run(webCtx))
-	}()
+	// 5s: its stop ends the live event streams, which would hold up the HTTP shutdown.
+	w.start(ctx, component{name: "web", run: srv.Run, timeout: 5 * time.Second})
 	w.http.app.srv.Store(srv)
 	w.log.Info().Bool("jobs_over_http", key != nil).Bool("protect_reads", w.cfg.HTTP.ProtectReads).
 		Str("limits", web.Limits{}.String()).Str("dashboard", "http://"+w.http.Addr()+"/").Msg("serving dashboard and api")

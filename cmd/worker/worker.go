@@ -18,6 +18,7 @@ import (
 
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/events"
+	"github.com/brr-dev/brr/internal/health"
 	"github.com/brr-dev/brr/internal/jobs"
 	"github.com/brr-dev/brr/internal/metrics"
 	"github.com/brr-dev/brr/internal/repo"
@@ -47,7 +48,8 @@ var (
 	_ jobs.PointIndex     = (*state.DB)(nil)
 )
 
-// worker is a running brr-worker: what startWorker opened, closed in reverse by close.
+// worker is a running brr-worker: what startWorker opened and started, closed in
+// reverse by close (component.go).
 type worker struct {
 	cfg     Config
 	log     zerolog.Logger
@@ -58,23 +60,14 @@ type worker struct {
 	ready    *readiness
 	http     *httpServer
 	db       *state.DB
-	embedded *server.Server
 	nc       *nats.Conn
 	repos    map[string]*repo.Repository
-	outbox   *events.Outbox
 	consumer atomic.Pointer[events.Consumer] // read by the metrics handler
 	metrics  *metrics.Metrics
-	health   healthParts
 	started  time.Time
 
-	// stopConsumer ends the consume loop, stopAPI the query service and the sweeper, stopOutbox the
-	// outbox after its last flush; each done channel closes when that Run has returned.
-	stopConsumer, stopAPI, stopOutbox              context.CancelFunc
-	consumerDone, apiDone, sweeperDone, outboxDone chan struct{}
-	httpDone                                       chan struct{}
-	// stopWeb ends the dashboard's live event streams; webDone closes when they have.
-	stopWeb context.CancelFunc
-	webDone chan struct{}
+	components []*component // in the order started
+	resources  []resource   // in the order opened
 
 	// failed gets the error of the first component that stops on its own.
 	failed    chan error
@@ -84,22 +77,25 @@ type worker struct {
 
 // startWorker opens and starts everything in order: state (which locks the data dir),
 // HTTP, NATS (embedded or remote), the streams, the repositories, the job engine, the
-// outbox, the consumers and the query service. On error it returns what it started so
-// far, for close.
+// dashboard, the outbox, the sweeper and query service, the consumer and the health
+// checks. On error it returns what it started so far, for close.
 func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Logger) (*worker, error) {
 	w := &worker{cfg: cfg, log: log, version: version, ready: &readiness{}, failed: make(chan error, 1), started: time.Now()}
 	baseLog := log
+	// Components run on contexts of their own, detached from ctx: close stops them one
+	// by one, health checks first, HTTP last, so that no event is lost on the way out.
+	base := context.WithoutCancel(ctx)
 
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return w, fmt.Errorf("create data dir: %w", err)
 	}
-
 	// State first: it locks the data dir, so a second worker on it stops here.
 	db, err := state.Open(filepath.Join(cfg.DataDir, "state.db"), state.Options{})
 	if err != nil {
 		return w, fmt.Errorf("open state: %w", err)
 	}
 	w.db = db
+	w.keep("state", db.Close)
 
 	w.host = hostName()
 	w.id, err = loadWorkerID(cfg.DataDir, w.host)
@@ -115,26 +111,25 @@ func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Lo
 	if err != nil {
 		return w, err
 	}
-	w.httpDone = make(chan struct{})
-	go func() {
-		defer close(w.httpDone)
-		w.report("http", w.http.Serve())
-	}()
+	w.start(base, component{name: "http", run: w.http.Run, stop: w.http.Shutdown, timeout: 5 * time.Second})
 	log.Info().Str("addr", w.http.Addr()).Msg("serving http")
 
+	var embedded *server.Server
 	if cfg.NATS.URL == "" {
-		w.embedded, err = startEmbedded(cfg.DataDir, cfg.NATS.Listen, w.host, log)
+		embedded, err = startEmbedded(cfg.DataDir, cfg.NATS.Listen, w.host, log)
 		if err != nil {
 			return w, err
 		}
-		log.Info().Str("url", w.embedded.ClientURL()).Str("store", filepath.Join(cfg.DataDir, "jetstream")).Msg("started embedded nats-server")
+		w.keep("embedded nats-server", shutdownEmbedded(embedded))
+		log.Info().Str("url", embedded.ClientURL()).Str("store", filepath.Join(cfg.DataDir, "jetstream")).Msg("started embedded nats-server")
 	}
-	w.nc, err = connectNATS(cfg.NATS, w.embedded, "brr-worker "+w.id, log)
+	w.nc, err = connectNATS(cfg.NATS, embedded, "brr-worker "+w.id, log)
 	if err != nil {
 		return w, err
 	}
+	w.keep("nats", closeNATS(w.nc, log))
 	w.ready.nc.Store(w.nc)
-	if w.embedded == nil {
+	if embedded == nil {
 		log.Info().Str("url", redactURL(w.nc.ConnectedUrl())).Msg("connected to nats")
 	}
 	js, err := jetstream.New(w.nc)
@@ -142,19 +137,7 @@ func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Lo
 		return w, fmt.Errorf("jetstream: %w", err)
 	}
 
-	ecfg := events.Config{
-		Subjects:       brr.Subjects{Prefix: cfg.Prefix},
-		Pools:          cfg.Pools,
-		Worker:         w.id,
-		Host:           w.host,
-		Concurrency:    cfg.Concurrency,
-		AckWait:        cfg.Jobs.AckWait,
-		MaxDeliver:     cfg.Jobs.MaxDeliver,
-		DrainTimeout:   cfg.Jobs.DrainTimeout,
-		LeaseTTL:       cfg.Jobs.LeaseTTL,
-		StreamReplicas: cfg.Streams.Replicas,
-		EventsMaxAge:   cfg.Streams.EventsMaxAge,
-	}
+	ecfg := w.eventsConfig()
 	if err := ensureStreams(ctx, js, ecfg, log); err != nil {
 		return w, fmt.Errorf("ensure streams: %w", err)
 	}
@@ -167,7 +150,71 @@ func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Lo
 	if err != nil {
 		return w, err
 	}
-	engine := &jobs.Engine{
+	for _, name := range sortedKeys(w.repos) {
+		w.keep("repo "+name, w.repos[name].Close) // with its backend
+	}
+	engine := w.newEngine(leases)
+	if err := jobs.ClearScratch(engine.ScratchDir); err != nil {
+		return w, err
+	}
+
+	// The dashboard starts before the parts whose events it streams, so that it stops
+	// after them; it shows the pool's health as the monitor, started below, sees it.
+	hcfg := w.healthConfig()
+	monitor := health.NewMonitor(js, hcfg, log)
+	if err := w.startWeb(base, engine, monitor); err != nil {
+		return w, err
+	}
+
+	outbox := events.NewOutbox(js, w.db, log)
+	w.start(base, component{name: "outbox", run: outbox.Run, stop: flushOutbox(outbox, log), timeout: 10 * time.Second})
+	// The consumer and sweeper add the worker field themselves.
+	sweeper := events.NewSweeper(js, w.db, ecfg, baseLog)
+	w.start(base, component{name: "sweeper", run: sweeper.Run, timeout: 10 * time.Second})
+	w.start(base, component{name: "query service", run: func(ctx context.Context) error {
+		return events.ServeAPI(ctx, w.nc, ecfg, engine, log)
+	}, timeout: 10 * time.Second})
+	// The consumer starts after the query service and sweeper, so that both serve while
+	// it drains at shutdown.
+	consumer := events.NewConsumer(js, w.db, engine, outbox, ecfg, baseLog)
+	consumer.Observe(w.metrics)
+	w.consumer.Store(consumer)
+	w.start(base, component{name: "consumer", run: consumer.Run, stop: func(context.Context) error {
+		log.Info().Dur("drain_timeout", cfg.Jobs.DrainTimeout).Msg("stopping consumer; letting running jobs finish")
+		return nil
+	}, timeout: cfg.Jobs.DrainTimeout + 10*time.Second})
+
+	if err := w.watchAndCheck(base, js, engine, hcfg, monitor); err != nil {
+		return w, err
+	}
+
+	w.ready.started.Store(true)
+	log.Info().Int("concurrency", cfg.Concurrency).Strs("repos", sortedKeys(w.repos)).Msg("worker ready")
+	return w, nil
+}
+
+// eventsConfig is the worker's config for the events package.
+func (w *worker) eventsConfig() events.Config {
+	cfg := w.cfg
+	return events.Config{
+		Subjects:       brr.Subjects{Prefix: cfg.Prefix},
+		Pools:          cfg.Pools,
+		Worker:         w.id,
+		Host:           w.host,
+		Concurrency:    cfg.Concurrency,
+		AckWait:        cfg.Jobs.AckWait,
+		MaxDeliver:     cfg.Jobs.MaxDeliver,
+		DrainTimeout:   cfg.Jobs.DrainTimeout,
+		LeaseTTL:       cfg.Jobs.LeaseTTL,
+		StreamReplicas: cfg.Streams.Replicas,
+		EventsMaxAge:   cfg.Streams.EventsMaxAge,
+	}
+}
+
+// newEngine returns the job engine on the worker's repositories and state.
+func (w *worker) newEngine(leases jobs.Leaser) *jobs.Engine {
+	cfg := w.cfg
+	return &jobs.Engine{
 		Repos:        w.repos,
 		DefaultRepo:  cfg.DefaultRepo,
 		Cache:        w.db,
@@ -182,162 +229,17 @@ func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Lo
 		ScratchDir:   cfg.ScratchDir(),
 		Points:       w.db,
 	}
-	if err := jobs.ClearScratch(engine.ScratchDir); err != nil {
-		return w, err
-	}
-
-	// Components run on contexts of their own, detached from ctx: close stops them one
-	// by one, consumer first, outbox last, so that no event is lost on the way out.
-	base := context.WithoutCancel(ctx)
-
-	w.outbox = events.NewOutbox(js, w.db, log)
-	var outboxCtx context.Context
-	outboxCtx, w.stopOutbox = context.WithCancel(base)
-	w.outboxDone = make(chan struct{})
-	go func() {
-		defer close(w.outboxDone)
-		w.report("outbox", w.outbox.Run(outboxCtx))
-	}()
-
-	// The consumer and sweeper add the worker field themselves.
-	consumer := events.NewConsumer(js, w.db, engine, w.outbox, ecfg, baseLog)
-	consumer.Observe(w.metrics)
-	w.consumer.Store(consumer)
-	var consumerCtx context.Context
-	consumerCtx, w.stopConsumer = context.WithCancel(base)
-	w.consumerDone = make(chan struct{})
-	go func() {
-		defer close(w.consumerDone)
-		w.report("consumer", consumer.Run(consumerCtx))
-	}()
-
-	var apiCtx context.Context
-	apiCtx, w.stopAPI = context.WithCancel(base)
-	w.apiDone = make(chan struct{})
-	go func() {
-		defer close(w.apiDone)
-		w.report("api", events.ServeAPI(apiCtx, w.nc, ecfg, engine, log))
-	}()
-	sweeper := events.NewSweeper(js, w.db, ecfg, baseLog)
-	w.sweeperDone = make(chan struct{})
-	go func() {
-		defer close(w.sweeperDone)
-		w.report("sweeper", sweeper.Run(apiCtx))
-	}()
-
-	if err := w.watchAndCheck(base, js, engine); err != nil {
-		return w, err
-	}
-
-	if err := w.startWeb(base, engine); err != nil {
-		return w, err
-	}
-
-	w.ready.started.Store(true)
-	log.Info().Int("concurrency", cfg.Concurrency).Strs("repos", sortedKeys(w.repos)).Msg("worker ready")
-	return w, nil
 }
 
-// report passes the error of a component that stopped while the worker was not shutting
-// down to failed; a clean return at shutdown is not news.
-func (w *worker) report(component string, err error) {
-	if w.ready.stopping.Load() {
-		if err != nil && !errors.Is(err, context.Canceled) {
-			w.log.Warn().Err(err).Str("component", component).Msg("component stopped with an error")
+// flushOutbox is the outbox's stop: it publishes what the outbox holds, for as long as
+// ctx allows; what it cannot publish stays in state and goes out at the next start.
+func flushOutbox(outbox *events.Outbox, log zerolog.Logger) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if err := outbox.Flush(ctx); err != nil {
+			log.Warn().Err(err).Msg("flush outbox; unpublished events stay in state and go out at next start")
 		}
-		return
+		return nil
 	}
-	if err == nil {
-		err = errors.New("stopped unexpectedly")
-	}
-	select {
-	case w.failed <- fmt.Errorf("%s: %w", component, err):
-	default:
-	}
-}
-
-// close stops the worker in order: stop taking jobs and let running ones drain, stop the
-// query service, flush the outbox, then close HTTP, repositories, state and NATS.
-func (w *worker) close() error {
-	w.closeOnce.Do(func() { w.closeErr = w.doClose() })
-	return w.closeErr
-}
-
-func (w *worker) doClose() error {
-	w.ready.stopping.Store(true)
-	var errs []error
-	if err := w.stopHealth(); err != nil {
-		errs = append(errs, err)
-	}
-	wait := func(what string, done chan struct{}, d time.Duration) {
-		if done == nil {
-			return
-		}
-		select {
-		case <-done:
-		case <-time.After(d):
-			errs = append(errs, fmt.Errorf("%s did not stop within %s", what, d))
-		}
-	}
-
-	if w.stopConsumer != nil {
-		w.log.Info().Dur("drain_timeout", w.cfg.Jobs.DrainTimeout).Msg("stopping consumer; letting running jobs finish")
-		w.stopConsumer()
-		wait("consumer", w.consumerDone, w.cfg.Jobs.DrainTimeout+10*time.Second)
-	}
-	if w.stopAPI != nil {
-		w.stopAPI()
-		wait("query service", w.apiDone, 10*time.Second)
-		wait("sweeper", w.sweeperDone, 10*time.Second)
-	}
-	if w.outbox != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		if err := w.outbox.Flush(ctx); err != nil {
-			w.log.Warn().Err(err).Msg("flush outbox; unpublished events stay in state and go out at next start")
-		}
-		cancel()
-	}
-	if w.stopOutbox != nil {
-		w.stopOutbox()
-		wait("outbox", w.outboxDone, 10*time.Second)
-	}
-	if w.stopWeb != nil {
-		w.stopWeb() // ends the live event streams, which would hold up the HTTP shutdown
-		wait("web", w.webDone, 5*time.Second)
-	}
-	if w.http != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := w.http.srv.Shutdown(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("shut down http: %w", err))
-		}
-		cancel()
-		wait("http", w.httpDone, 5*time.Second)
-	}
-	for _, name := range sortedKeys(w.repos) {
-		r := w.repos[name]
-		if err := r.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close repo %s: %w", name, err))
-		}
-		if err := r.Backend().Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close repo %s backend: %w", name, err))
-		}
-	}
-	if w.db != nil {
-		if err := w.db.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close state: %w", err))
-		}
-	}
-	if w.nc != nil {
-		if err := w.nc.FlushTimeout(5 * time.Second); err != nil && w.nc.IsConnected() {
-			w.log.Warn().Err(err).Msg("flush nats connection")
-		}
-		w.nc.Close()
-	}
-	if w.embedded != nil {
-		w.embedded.Shutdown()
-		w.embedded.WaitForShutdown()
-	}
-	return errors.Join(errs...)
 }
 
 var (

@@ -267,8 +267,7 @@ func TestGCNatsObjectStore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { be.Close() })
-		return be
+		return be // closed by the Repository opened on it
 	}
 	beA := open()
 	a, err := repo.Init(ctx, beA, password, gcOpts)

@@ -89,6 +89,7 @@ type packBuf struct {
 }
 
 // Init creates a repository in be, which must not hold one, with one key for password.
+// The Repository owns be: its Close closes be. On error be is left open, the caller's.
 func Init(ctx context.Context, be Backend, password []byte, opts Options) (*Repository, error) {
 	if _, err := be.Stat(ctx, configHandle); err == nil {
 		return nil, fmt.Errorf("%w at %s: open it instead, or choose another location", ErrAlreadyExists, be.Location())
@@ -111,18 +112,19 @@ func Init(ctx context.Context, be Backend, password []byte, opts Options) (*Repo
 		return nil, err
 	}
 	if err := saveKey(ctx, be, mk, password, opts.KDF.orDefault()); err != nil {
-		r.Close()
+		r.stopWriter()
 		return nil, err
 	}
 	if err := r.saveJSON(ctx, configHandle, cfg); err != nil {
-		r.Close()
+		r.stopWriter()
 		return nil, err
 	}
 	return r, nil
 }
 
 // Open opens the repository in be with password: it finds the key that password opens,
-// reads the config and loads every index file.
+// reads the config and loads every index file. The Repository owns be: its Close closes
+// be. On error be is left open, the caller's.
 func Open(ctx context.Context, be Backend, password []byte, opts Options) (*Repository, error) {
 	if _, err := be.Stat(ctx, configHandle); IsNotExist(err) {
 		return nil, fmt.Errorf("%w at %s; create one first", ErrNoRepository, be.Location())
@@ -150,7 +152,7 @@ func Open(ctx context.Context, be Backend, password []byte, opts Options) (*Repo
 		return nil, err
 	}
 	if err := r.ReloadIndex(ctx); err != nil {
-		r.Close()
+		r.stopWriter()
 		return nil, err
 	}
 	return r, nil
@@ -247,13 +249,26 @@ func (r *Repository) ID() string { return r.cfg.ID }
 // Backend returns the backend the repository is stored in.
 func (r *Repository) Backend() Backend { return r.be }
 
-// Close stops the background pack writer. It does not Flush: blobs saved since the last
-// Flush are lost (the repository stays consistent). Close does not close the backend.
+// Close stops the background pack writer, then closes the backend, which the Repository
+// owns from Open or Init on. It does not Flush: blobs saved since the last Flush are lost
+// (the repository stays consistent). A second Close does nothing and returns nil.
 func (r *Repository) Close() error {
+	if !r.stopWriter() {
+		return nil
+	}
+	if err := r.be.Close(); err != nil {
+		return fmt.Errorf("close backend: %w", err)
+	}
+	return nil
+}
+
+// stopWriter stops the background pack writer and reports whether this call stopped it:
+// false when the Repository was closed already. It leaves the backend open.
+func (r *Repository) stopWriter() bool {
 	r.packMu.Lock()
 	if r.closed {
 		r.packMu.Unlock()
-		return nil
+		return false
 	}
 	r.closed = true
 	close(r.writeCh)
@@ -261,7 +276,7 @@ func (r *Repository) Close() error {
 	r.stop()
 	<-r.done
 	r.comp.close()
-	return nil
+	return true
 }
 
 // errClosed is returned by writes to a closed Repository.
