@@ -92,7 +92,43 @@ func openRepo(ctx context.Context, cfg Config, name string, rc RepoConfig, js je
 	default:
 		log.Debug().Str("location", be.Location()).Msg("opened repository")
 	}
+	if err := upgradeRepo(ctx, r, leases, log); err != nil {
+		_ = r.Close()
+		return nil, fmt.Errorf("repo %s at %s: %w", name, be.Location(), err)
+	}
 	return r, nil
+}
+
+// upgradeRepo brings a repository written by an older brr to the current format (see
+// repo.Upgrade), holding the repository's lease so that no prune runs meanwhile and no
+// other worker upgrades it at the same time. A repository in the current format costs
+// nothing; one that another worker is upgrading is opened as it is (it reads either way)
+// and this worker learns the new format at its next index reload.
+func upgradeRepo(ctx context.Context, r *repo.Repository, leases jobs.Leaser, log zerolog.Logger) error {
+	from := r.Config().Version
+	if from >= repo.FormatVersion {
+		return nil
+	}
+	if leases != nil {
+		_, release, err := leases.Acquire(ctx, jobs.RepoLeaseKey(r))
+		if _, busy := brr.SnoozeDelay(err); busy {
+			log.Info().Int("format", from).Msg("repository is in an older format and another worker holds its lease; opening it as it is")
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("take the lease to upgrade it: %w", err)
+		}
+		defer release()
+	}
+	st, err := r.Upgrade(ctx)
+	if err != nil {
+		return fmt.Errorf("upgrade from format %d: %w", from, err)
+	}
+	if st.To != st.From {
+		log.Warn().Int("from", st.From).Int("to", st.To).Int("objects", st.Objects).Int("index_files", st.IndexFiles).Int("damaged", st.Damaged).
+			Msg("upgraded the repository's format: every object is now bound to its name; workers of an older brr can no longer read it")
+	}
+	return nil
 }
 
 // initWait bounds how long a worker waits for another to finish creating a repository.

@@ -90,9 +90,9 @@ func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Lo
 		return w, fmt.Errorf("create data dir: %w", err)
 	}
 	// State first: it locks the data dir, so a second worker on it stops here.
-	db, err := state.Open(filepath.Join(cfg.DataDir, "state.db"), state.Options{})
+	db, err := openState(filepath.Join(cfg.DataDir, "state.db"), log)
 	if err != nil {
-		return w, fmt.Errorf("open state: %w", err)
+		return w, err
 	}
 	w.db = db
 	w.keep("state", db.Close)
@@ -336,4 +336,24 @@ func jetStreamNotReady(err error) bool {
 	}
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
+}
+
+// openState opens the state database. One that is damaged (truncated by a full disk, cut
+// by a bad copy) is moved aside, kept for inspection, and replaced by an empty one: the
+// state is rebuildable (the file cache refills at the next backups, finished jobs are
+// known from BRR_RESULTS), and a worker that does not start protects nothing.
+func openState(path string, log zerolog.Logger) (*state.DB, error) {
+	db, err := state.Open(path, state.Options{})
+	if errors.Is(err, state.ErrDamaged) {
+		aside, merr := state.MoveAside(path)
+		if merr != nil {
+			return nil, fmt.Errorf("%w; and %w: stop the worker, move %s away by hand and start it again", err, merr, path)
+		}
+		log.Error().Str("moved_to", aside).Msgf("%v: moved it aside and starting with an empty one; the next backups read every file again, events it had not published are lost", err)
+		db, err = state.Open(path, state.Options{})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open state: %w", err)
+	}
+	return db, nil
 }

@@ -11,9 +11,11 @@ import (
 	"github.com/zeebo/blake3"
 )
 
-// formatVersion is the repository format this code writes. Format 2 binds every metadata
+// FormatVersion is the repository format this code writes. Format 2 binds every metadata
 // object to its type and name (see objectAD); format 1, which did not, is still read, and
 // Upgrade turns a format 1 repository into format 2.
+const FormatVersion = formatVersion
+
 const (
 	formatVersion = 2
 	// legacyVersion is the oldest format this code reads.
