@@ -44,6 +44,7 @@ type Options struct {
 // A directory's tree is encoded by whoever finishes its last entry, so no goroutine waits
 // for a directory to complete and small files do not serialize behind each other.
 type Archiver struct {
+	w       *repo.Writer // where blobs go: it refuses them once a write of the job failed
 	r       *repo.Repository
 	root    string // resolved source path
 	workers int
@@ -84,15 +85,18 @@ type Archiver struct {
 	rootDone               atomic.Bool
 }
 
-// New returns an archiver of the directory root (symlinks resolved) into r.
-func New(r *repo.Repository, root string, opts Options) *Archiver {
+// New returns an archiver of the directory root (symlinks resolved) into the repository
+// that w writes, through w: the archive stops at the first blob w refuses because a
+// write it relied on failed.
+func New(w *repo.Writer, root string, opts Options) *Archiver {
 	limits := opts.Limits
 	if limits == nil {
 		limits = NewLimits(opts.Workers)
 	}
 	savers := cap(limits.saves)
 	return &Archiver{
-		r:          r,
+		w:          w,
+		r:          w.Repository(),
 		root:       root,
 		workers:    max(opts.Workers, fileWorkers),
 		savers:     savers,

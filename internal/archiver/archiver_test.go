@@ -8,6 +8,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/brr-dev/brr/internal/testkit"
+
 	"github.com/brr-dev/brr/internal/archiver"
 	"github.com/brr-dev/brr/internal/repo"
 	"github.com/brr-dev/brr/internal/repo/file"
@@ -49,7 +51,7 @@ func TestRunReturnsCountsAndCacheUpdates(t *testing.T) {
 		size += int64(len(data))
 	}
 
-	arch := archiver.New(r, src, archiver.Options{Workers: 2})
+	arch := archiver.New(testkit.StartWriter(t, r), src, archiver.Options{Workers: 2})
 	first, err := arch.Run(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -71,7 +73,7 @@ func TestRunReturnsCountsAndCacheUpdates(t *testing.T) {
 		t.Fatal(err)
 	}
 	cache := first.CachePut
-	second, err := archiver.New(r, src, archiver.Options{LoadCache: func() (map[string]state.CachedFile, error) { return cache, nil }}).Run(ctx)
+	second, err := archiver.New(testkit.StartWriter(t, r), src, archiver.Options{LoadCache: func() (map[string]state.CachedFile, error) { return cache, nil }}).Run(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

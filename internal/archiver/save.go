@@ -38,7 +38,7 @@ func (a *Archiver) save(ctx context.Context, job saveJob) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	added, stored, err := a.r.SaveBlob(ctx, job.t, job.id, job.data)
+	added, stored, err := a.w.SaveBlob(ctx, job.t, job.id, job.data)
 	<-a.limits.saves
 	if err != nil {
 		return fmt.Errorf("save %s blob %s: %w", job.t, job.id.Short(), err)

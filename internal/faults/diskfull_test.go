@@ -130,3 +130,70 @@ func checkRestored(t *testing.T, want, got string) (files int, size int64) {
 	}
 	return files, size
 }
+
+// TestBackupAfterDiskFull fills the file system of a file:// repository while a backup
+// writes into it, then frees space. A failed pack write used to poison the long-lived
+// repository: every later backup on the same worker failed with the same error, even a
+// 22-byte one with space free again, until the worker restarted. Now the backup that
+// hit the full disk fails, and the next ones, on the same worker, succeed and restore.
+func TestBackupAfterDiskFull(t *testing.T) {
+	faultTest(t)
+	mnt := mountTmpfs(t, "4m")
+	dataDir := t.TempDir()
+	key := filepath.Join(dataDir, "repo.key")
+	if err := os.WriteFile(key, []byte("a key for the full disk test"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := "repos:\n  local: {url: \"file://" + filepath.Join(mnt, "repo") + "\", key_file: \"" + key + "\"}\n" +
+		"jobs: {max_deliver: 1}\n"
+	ns := natstest.StartListening(t)
+	bins.StartWorker(t, testkit.WorkerOptions{NATS: ns.ClientURL(), DataDir: dataDir, Config: cfg})
+	_, c := testkit.Connect(t, ns.ClientURL())
+	ctx := testkit.Context(t, 3*time.Minute)
+
+	// Leave about 1 MiB free, then back up 3 MiB of random data: a pack write fails.
+	junk := filepath.Join(mnt, "junk")
+	var st unix.Statfs_t
+	if err := unix.Statfs(mnt, &st); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(junk, make([]byte, int64(st.Bavail)*st.Bsize-(1<<20)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	big := t.TempDir()
+	testkit.WriteTree(t, big, testkit.Tree{Seed: 12, Sizes: []int{1 << 20, 1 << 20, 1 << 20}})
+	backup := func(src string) (*brr.Event, error) {
+		t.Helper()
+		pub, err := c.Publish(ctx, brr.BackupJob{Path: src})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Wait(ctx, pub.ID, nil)
+	}
+	if ev, err := backup(big); err == nil || !strings.Contains(ev.Error, "no space left on device") {
+		t.Fatalf("backup into a full disk: %+v, %v; want it to fail saying the disk is full", ev, err)
+	}
+
+	if err := os.Remove(junk); err != nil {
+		t.Fatal(err)
+	}
+	small := t.TempDir()
+	if err := os.WriteFile(filepath.Join(small, "note.txt"), []byte("22 bytes of something\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, src := range []string{small, big} {
+		ev, err := backup(src)
+		if err != nil {
+			t.Fatalf("backup of %s after space was freed, on the same worker: %v", src, err)
+		}
+		target := filepath.Join(t.TempDir(), "restore")
+		pub, err := c.Publish(ctx, brr.RestoreJob{Snapshot: ev.Result.Backup.Snapshot, Target: target})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Wait(ctx, pub.ID, nil); err != nil {
+			t.Fatalf("restore of %s: %v", src, err)
+		}
+		testkit.SameTree(t, src, target)
+	}
+}

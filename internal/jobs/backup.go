@@ -86,11 +86,11 @@ func (e *Engine) backup(ctx context.Context, jobID string, a brr.BackupJob, prog
 
 	// Before anything reads the index: the lock reloads it, so the backup knows every
 	// prune plan and never reuses a pack a prune is about to delete (see repo.GC).
-	unlock, err := r.LockWriter(ctx, "backup "+jobID)
+	w, err := r.StartWriter(ctx, "backup "+jobID)
 	if err != nil {
 		return nil, nil, fmt.Errorf("lock repo %s for writing: %w", repoName, err)
 	}
-	defer unlock()
+	defer w.Release()
 
 	snapID := r.SnapshotIDFor(jobID)
 	snaps, err := r.Snapshots(ctx)
@@ -112,7 +112,7 @@ func (e *Engine) backup(ctx context.Context, jobID string, a brr.BackupJob, prog
 	if e.Cache != nil {
 		loadCache = func() (map[string]state.CachedFile, error) { return e.Cache.LoadFileCache(scope) }
 	}
-	arch := archiver.New(r, source, archiver.Options{Workers: e.parallelism(), Limits: e.backupLimits(), LoadCache: loadCache})
+	arch := archiver.New(w, source, archiver.Options{Workers: e.parallelism(), Limits: e.backupLimits(), LoadCache: loadCache})
 
 	stopProgress := e.reportBackupProgress(ctx, source, arch, pr, start)
 	ar, err := arch.Run(ctx)
@@ -120,7 +120,7 @@ func (e *Engine) backup(ctx context.Context, jobID string, a brr.BackupJob, prog
 	if err != nil {
 		return nil, nil, fmt.Errorf("back up %s: %w", a.Path, err)
 	}
-	if err := r.Flush(ctx); err != nil {
+	if err := w.Flush(ctx); err != nil {
 		return nil, nil, fmt.Errorf("flush repo %s: %w", repoName, err)
 	}
 	sn := &repo.Snapshot{

@@ -21,6 +21,9 @@ const checkpointPacks = 4
 // replicator copies snapshots from src to dst for one job.
 type replicator struct {
 	src, dst *repo.Repository
+	// w writes into dst for this job (copyAll starts it): it fails the job when a write
+	// it relied on failed, and only then.
+	w *repo.Writer
 	// same: src and dst name blobs alike, and nothing needs rewriting.
 	same            bool
 	blobMap         BlobMap
@@ -75,11 +78,12 @@ func (e *Engine) newReplicator(src, dst *repo.Repository, pr *reporter) *replica
 // copyAll copies each snapshot of sns, in order, holding the target's writer lock, and
 // calls copied with each, as saved in the target.
 func (rp *replicator) copyAll(ctx context.Context, jobID, toName string, sns []*repo.Snapshot, copied func(*repo.Snapshot)) error {
-	release, err := rp.dst.LockWriter(ctx, "replicate "+jobID)
+	w, err := rp.dst.StartWriter(ctx, "replicate "+jobID)
 	if err != nil {
 		return fmt.Errorf("lock repo %s for writing: %w", toName, err)
 	}
-	defer release()
+	defer w.Release()
+	rp.w = w
 	for i, sn := range sns {
 		rp.phase = "copy " + sn.ID.Short()
 		if len(sns) > 1 {
@@ -233,7 +237,7 @@ func (rp *replicator) tree(ctx context.Context, id, hint repo.ID) (repo.ID, erro
 		}
 		tid = rp.dst.BlobID(data)
 	}
-	added, stored, err := rp.dst.SaveBlob(ctx, repo.TreeBlob, tid, data)
+	added, stored, err := rp.w.SaveBlob(ctx, repo.TreeBlob, tid, data)
 	if err != nil {
 		return repo.ID{}, fmt.Errorf("write to the target: %w", err)
 	}
@@ -320,7 +324,7 @@ func (rp *replicator) data(ctx context.Context, id, hint repo.ID) (repo.ID, erro
 	if !rp.same {
 		did = rp.dst.BlobID(data)
 	}
-	added, stored, err := rp.dst.SaveBlob(ctx, repo.DataBlob, did, data)
+	added, stored, err := rp.w.SaveBlob(ctx, repo.DataBlob, did, data)
 	if err != nil {
 		return repo.ID{}, fmt.Errorf("write to the target: %w", err)
 	}
@@ -357,7 +361,7 @@ func (rp *replicator) checkpoint(ctx context.Context) error {
 	blobs, bytes, fresh := rp.pendingBlobs, rp.pendingBytes, rp.fresh
 	rp.pendingBlobs, rp.pendingBytes, rp.fresh = 0, 0, make(map[repo.ID]repo.ID)
 	rp.mu.Unlock()
-	if err := rp.dst.Flush(ctx); err != nil {
+	if err := rp.w.Flush(ctx); err != nil {
 		return fmt.Errorf("flush the target: %w", err)
 	}
 	rp.mu.Lock()

@@ -47,9 +47,9 @@ func (r *Repository) LookupBlob(t BlobType, id ID) (PackedBlob, bool) {
 // the pack. A full pack is saved by a background writer; the blob is durable after a
 // Flush. The caller may reuse data when SaveBlob returns.
 //
-// A SaveBlob that fails after claiming the blob releases the claim and fails the
-// Repository, like a failed pack write: whoever relied on the claim gets an error from
-// Flush instead of a snapshot that names a missing blob.
+// A SaveBlob that fails after claiming the blob releases the claim and counts as a
+// failure, like a failed pack write: whoever relied on the claim gets an error from its
+// Flush (see Writer) instead of a snapshot that names a missing blob.
 func (r *Repository) SaveBlob(ctx context.Context, t BlobType, id ID, data []byte) (added bool, stored int, err error) {
 	if !t.valid() {
 		return false, 0, fmt.Errorf("save blob %s: unknown blob type %d", id.Short(), t)
@@ -62,11 +62,6 @@ func (r *Repository) SaveBlob(ctx context.Context, t BlobType, id ID, data []byt
 		return false, 0, err
 	}
 	r.mu.Lock()
-	if r.err != nil {
-		err := r.err
-		r.mu.Unlock()
-		return false, 0, err
-	}
 	if _, ok := r.pending[k]; ok || r.idx.has(k) {
 		r.mu.Unlock()
 		return false, 0, nil
@@ -106,14 +101,24 @@ func (r *Repository) SaveBlob(ctx context.Context, t BlobType, id ID, data []byt
 	return true, stored, nil
 }
 
-// failLocked makes err the Repository's sticky error unless it has one. r.mu must be held.
+// failLocked counts a failed pack write or blob save. Every writer that began before it
+// hears of it (Writer.Flush, Writer.Err); one that begins after starts clean. r.mu must
+// be held.
 func (r *Repository) failLocked(err error) {
-	if r.err != nil {
-		return
-	}
-	r.err = err
+	r.failures++
+	r.lastErr = err
 	close(r.progress)
 	r.progress = make(chan struct{})
+}
+
+// failedSince returns the latest failure when there were more than since.
+func (r *Repository) failedSince(since uint64) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failures > since {
+		return r.lastErr
+	}
+	return nil
 }
 
 // waitClaims waits until every blob claimed so far is in a pack (in the open pack at
@@ -149,12 +154,6 @@ func (r *Repository) appendToPack(k blobKey, ct []byte, rawLen int) error {
 	if r.closed {
 		return errClosed
 	}
-	r.mu.Lock()
-	err := r.err
-	r.mu.Unlock()
-	if err != nil {
-		return err
-	}
 	p := r.cur
 	off := len(*p.data)
 	*p.data = append(*p.data, ct...)
@@ -179,21 +178,13 @@ func (r *Repository) submitLocked() {
 func (r *Repository) writePacks(ctx context.Context) {
 	defer close(r.done)
 	for p := range r.writeCh {
+		ip, err := r.savePack(ctx, p)
 		r.mu.Lock()
-		failed := r.err != nil
-		r.mu.Unlock()
-		var (
-			err error
-			ip  indexPack
-		)
-		if !failed {
-			ip, err = r.savePack(ctx, p)
-		}
-		r.mu.Lock()
-		if err != nil && r.err == nil {
-			r.err = err // progress is closed below
-		}
-		if err == nil && !failed {
+		if err != nil {
+			// The pack's blobs are forgotten below: a writer that relied on them hears
+			// of it, and later ones save them again.
+			r.failLocked(err)
+		} else {
 			r.idx.add(ip)
 			r.unindexed = append(r.unindexed, ip)
 			r.stats.PacksAdded++
@@ -230,10 +221,18 @@ func (r *Repository) savePack(ctx context.Context, p *packBuf) (indexPack, error
 // called is in a saved pack that a saved index file names: every blob whose SaveBlob
 // returned, and every blob for which HasBlob returned true or SaveBlob returned
 // added=false, even when the SaveBlob that claimed it (another job's) is still running;
-// Flush waits for it. Several jobs sharing one Repository may Flush at once. A failed pack
-// write or blob save is returned by this and every later Flush and SaveBlob: the
-// Repository must be reopened.
+// Flush waits for it. Several jobs sharing one Repository may Flush at once.
+//
+// This Flush returns an error when any pack write or blob save of this Repository ever
+// failed: it cannot know what its caller relied on. Jobs write through a Writer, whose
+// Flush hears only of the failures since the writer began, so that one failed write
+// (a full disk, a network blip) fails the jobs it touched and not every later one.
 func (r *Repository) Flush(ctx context.Context) error {
+	return r.flush(ctx, 0)
+}
+
+// flush is Flush, failing when more than since pack writes or blob saves failed.
+func (r *Repository) flush(ctx context.Context, since uint64) error {
 	if err := r.waitClaims(ctx); err != nil {
 		return err
 	}
@@ -248,14 +247,16 @@ func (r *Repository) Flush(ctx context.Context) error {
 	target := r.submitted
 	r.packMu.Unlock()
 
+	// Wait for every pack handed to the writer so far, then say whether one failed: a
+	// failed pack's blobs are forgotten by the time Flush returns.
 	for {
 		r.mu.Lock()
-		err, written, ch := r.err, r.written, r.progress
+		failures, err, written, ch := r.failures, r.lastErr, r.written, r.progress
 		r.mu.Unlock()
-		if err != nil {
-			return err
-		}
 		if written >= target {
+			if failures > since {
+				return err
+			}
 			break
 		}
 		select {

@@ -79,26 +79,27 @@ func TestFlushWaitsForBlobClaimedByAnother(t *testing.T) {
 	}
 }
 
-// When the SaveBlob that claimed a blob fails, the blob is claimed no more, and the Flush
-// of a job that skipped it fails instead of letting it commit a snapshot.
+// When the pack of a claimed blob fails, the blob is claimed no more, and the Flush of a
+// job that skipped it (another job had claimed it) fails instead of letting it commit a
+// snapshot; so does the Flush of the job that claimed it.
 func TestFlushFailsWhenClaimFails(t *testing.T) {
 	ctx := context.Background()
 	r, be := initFailing(t)
 	data := randomBytes(41, 100<<10)
 	id := r.BlobID(data)
 	slow := holdClaim(r, id)
+	claimer, skipper := testWriter(t, r, "claimer"), testWriter(t, r, "skipper")
 
 	saved := make(chan error, 1)
 	go func() {
-		_, _, err := r.SaveBlob(ctx, repo.DataBlob, id, data)
+		_, _, err := claimer.SaveBlob(ctx, repo.DataBlob, id, data)
 		saved <- err
 	}()
 	<-slow.claimed
-	if added, _, err := r.SaveBlob(ctx, repo.DataBlob, id, data); err != nil || added {
+	if added, _, err := skipper.SaveBlob(ctx, repo.DataBlob, id, data); err != nil || added {
 		t.Fatalf("SaveBlob of a claimed blob = %v, %v; want false, nil", added, err)
 	}
-	// A pack write fails while the claim is held. Each blob fills a pack; the second
-	// SaveBlob hands its pack to the writer only after the writer has failed the first.
+	// Pack writes fail while the claim is held. Each blob fills a pack.
 	be.mu.Lock()
 	be.fail = true
 	be.mu.Unlock()
@@ -106,19 +107,17 @@ func TestFlushFailsWhenClaimFails(t *testing.T) {
 		big := randomBytes(uint64(42+i), testOpts.PackSize)
 		_, _, _ = r.SaveBlob(ctx, repo.DataBlob, r.BlobID(big), big)
 	}
-	flushErr := r.Flush(ctx) // lets the claiming SaveBlob go on when it waits for it
+	flushErr := skipper.Flush(ctx) // lets the claiming SaveBlob go on when it waits for it
 	slow.release()
-	if err := <-saved; err == nil {
-		t.Fatal("the claiming SaveBlob succeeded after a failed pack write")
-	}
+	<-saved
 	if flushErr == nil {
 		t.Fatal("Flush succeeded although a blob it relied on was never saved")
 	}
-	if r.HasBlob(repo.DataBlob, id) {
-		t.Fatal("HasBlob is true for a blob whose SaveBlob failed")
+	if err := claimer.Flush(ctx); err == nil {
+		t.Fatal("the claiming job's Flush succeeded although its blob was never saved")
 	}
-	if err := r.Flush(ctx); err == nil {
-		t.Fatal("a later Flush succeeded")
+	if r.HasBlob(repo.DataBlob, id) {
+		t.Fatal("HasBlob is true for a blob whose pack failed")
 	}
 	be.mu.Lock()
 	be.fail = false
@@ -126,4 +125,15 @@ func TestFlushFailsWhenClaimFails(t *testing.T) {
 	if reopen(t, be.Backend).HasBlob(repo.DataBlob, id) {
 		t.Fatal("an index names a blob that was never saved")
 	}
+}
+
+// testWriter begins a writer into r, released when the test ends.
+func testWriter(t *testing.T, r *repo.Repository, who string) *repo.Writer {
+	t.Helper()
+	w, err := r.StartWriter(context.Background(), who)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Release)
+	return w
 }

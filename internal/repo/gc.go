@@ -365,8 +365,15 @@ func (g *gcRun) repack(ctx context.Context, packs []ID) error {
 		}
 	}
 	x.mu.RUnlock()
+	// Only the failures of this repack's own writes count (see Writer).
+	r.mu.Lock()
+	since := r.failures
+	r.mu.Unlock()
 	var buf []byte
 	for i, k := range keys {
+		if err := r.failedSince(since); err != nil {
+			return fmt.Errorf("gc: repack: %w", err)
+		}
 		data, err := r.LoadBlob(ctx, k.t, k.id, buf)
 		if err != nil {
 			return fmt.Errorf("gc: repack: %w", err)
@@ -381,7 +388,7 @@ func (g *gcRun) repack(ctx context.Context, packs []ID) error {
 		buf = data
 		g.progress.report("repack", int64(i+1), int64(len(keys)))
 	}
-	if err := r.Flush(ctx); err != nil {
+	if err := r.flush(ctx, since); err != nil {
 		return fmt.Errorf("gc: repack: %w", err)
 	}
 	return nil

@@ -347,18 +347,29 @@ func TestFlushPackError(t *testing.T) {
 	if err := r.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
+	w, err := r.StartWriter(ctx, "job 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Release()
 	be.mu.Lock()
 	be.fail = true
 	be.mu.Unlock()
-	lost := saveBlob(t, r, []byte("after"))
-	if err := r.Flush(ctx); err == nil || !strings.Contains(err.Error(), "disk full") {
+	lost := r.BlobID([]byte("after"))
+	if _, _, err := w.SaveBlob(ctx, repo.DataBlob, lost, []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(ctx); err == nil || !strings.Contains(err.Error(), "disk full") {
 		t.Fatalf("Flush with failing pack save: %v", err)
 	}
-	if _, _, err := r.SaveBlob(ctx, repo.DataBlob, r.BlobID([]byte("later")), []byte("later")); err == nil {
-		t.Fatal("SaveBlob after a failed pack write succeeded")
+	if _, _, err := w.SaveBlob(ctx, repo.DataBlob, r.BlobID([]byte("later")), []byte("later")); err == nil {
+		t.Fatal("the job's SaveBlob after its pack write failed succeeded")
+	}
+	if err := w.Flush(ctx); err == nil {
+		t.Fatal("the job's second Flush after its pack write failed succeeded")
 	}
 	if err := r.Flush(ctx); err == nil {
-		t.Fatal("second Flush after a failed pack write succeeded")
+		t.Fatal("the Repository's own Flush, which cannot know what its caller relied on, succeeded after a failed pack write")
 	}
 	r2 := reopen(t, be.Backend)
 	if r2.HasBlob(repo.DataBlob, lost) {
@@ -367,6 +378,53 @@ func TestFlushPackError(t *testing.T) {
 	rep, err := r2.Check(ctx, repo.CheckOptions{ReadData: true})
 	if err != nil || !rep.OK() {
 		t.Fatalf("Check: %+v, %v", rep, err)
+	}
+}
+
+// TestFailedWriteDoesNotPoisonTheRepository: after a pack write failed (a full disk),
+// every later backup into the same Repository failed with the same error until the
+// worker restarted. A writer that begins once the storage is back must save and flush,
+// the blob that was lost included.
+func TestFailedWriteDoesNotPoisonTheRepository(t *testing.T) {
+	ctx := context.Background()
+	r, be := initFailing(t)
+	w1, err := r.StartWriter(ctx, "job 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	be.mu.Lock()
+	be.fail = true
+	be.mu.Unlock()
+	data := []byte("written while the disk was full")
+	id := r.BlobID(data)
+	if _, _, err := w1.SaveBlob(ctx, repo.DataBlob, id, data); err != nil {
+		t.Fatal(err)
+	}
+	if err := w1.Flush(ctx); err == nil {
+		t.Fatal("job 1's Flush succeeded with its pack unwritten")
+	}
+	w1.Release()
+	be.mu.Lock()
+	be.fail = false
+	be.mu.Unlock()
+
+	w2, err := r.StartWriter(ctx, "job 2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w2.Release()
+	if r.HasBlob(repo.DataBlob, id) {
+		t.Fatal("the blob of the failed pack is still taken as present")
+	}
+	added, _, err := w2.SaveBlob(ctx, repo.DataBlob, id, data)
+	if err != nil || !added {
+		t.Fatalf("job 2 SaveBlob: added %v, %v; want the lost blob saved again", added, err)
+	}
+	if err := w2.Flush(ctx); err != nil {
+		t.Fatalf("job 2's Flush after the storage came back: %v", err)
+	}
+	if got, err := reopen(t, be.Backend).LoadBlob(ctx, repo.DataBlob, id, nil); err != nil || string(got) != string(data) {
+		t.Fatalf("blob after job 2: %q, %v", got, err)
 	}
 }
 

@@ -60,9 +60,10 @@ type Repository struct {
 	pending   map[blobKey]struct{} // claimed by SaveBlob, pack not saved yet
 	inflight  map[blobKey]*claim   // the pending blobs not yet in a pack
 	written   uint64               // sequence number of the last pack the writer finished
-	err       error                // first failed pack write or blob save: sticky
+	failures  uint64               // failed pack writes and blob saves so far (see Writer)
+	lastErr   error                // the latest of them
 	unindexed []indexPack          // saved packs no saved index file names yet
-	progress  chan struct{}        // closed and replaced whenever written or err changes
+	progress  chan struct{}        // closed and replaced whenever written or failures changes
 	stats     Stats
 
 	indexMu sync.Mutex // one index file write at a time

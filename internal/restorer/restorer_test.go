@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/brr-dev/brr/internal/testkit"
+
 	"github.com/brr-dev/brr/internal/archiver"
 	"github.com/brr-dev/brr/internal/repo"
 	"github.com/brr-dev/brr/internal/repo/file"
@@ -38,7 +40,7 @@ func testRepo(t *testing.T) *repo.Repository {
 func snapshotOf(t *testing.T, r *repo.Repository, src string) *repo.Snapshot {
 	t.Helper()
 	ctx := context.Background()
-	res, err := archiver.New(r, src, archiver.Options{}).Run(ctx)
+	res, err := archiver.New(testkit.StartWriter(t, r), src, archiver.Options{}).Run(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,3 +37,15 @@ func InitRepo(t testing.TB, dir string, opts repo.Options) (*repo.Repository, *f
 	t.Cleanup(func() { r.Close() })
 	return r, be
 }
+
+// StartWriter begins a writer into r, as a job does (see repo.Writer); it is released
+// when the test ends.
+func StartWriter(t testing.TB, r *repo.Repository) *repo.Writer {
+	t.Helper()
+	w, err := r.StartWriter(context.Background(), t.Name())
+	if err != nil {
+		t.Fatalf("start writer: %v", err)
+	}
+	t.Cleanup(w.Release)
+	return w
+}
