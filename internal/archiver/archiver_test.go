@@ -93,3 +93,64 @@ func sortedKeys(m map[string]state.CachedFile) []string {
 	slices.Sort(keys)
 	return keys
 }
+
+// A file cache entry is checked before it is trusted: a damaged entry (a state.db that
+// was restored from another backup, or hit a disk error) whose blobs do not add up to
+// the file's size would put another file's content into the snapshot. The file is read
+// again instead.
+func TestDamagedCacheEntryIsNotTrusted(t *testing.T) {
+	ctx := context.Background()
+	r := testRepo(t)
+	src := t.TempDir()
+	one, two := []byte("the first file, which the damaged entry points away from"), make([]byte, 300<<10)
+	rand.NewChaCha8([32]byte{2}).Read(two)
+	for name, data := range map[string][]byte{"one": one, "two": two} {
+		if err := os.WriteFile(filepath.Join(src, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, err := archiver.New(testkit.StartWriter(t, r), src, archiver.Options{}).Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cache := first.CachePut
+	damaged := cache["one"]
+	damaged.Content = cache["two"].Content // blobs that exist, but of another size
+	cache["one"] = damaged
+
+	second, err := archiver.New(testkit.StartWriter(t, r), src, archiver.Options{LoadCache: func() (map[string]state.CachedFile, error) { return cache, nil }}).Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if second.FilesUnchanged != 1 || second.BytesRead != int64(len(one)) {
+		t.Errorf("second run: %+v; want one read again (%d bytes), two unchanged", second, len(one))
+	}
+	tree, err := r.LoadTree(ctx, second.Tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range tree.Nodes {
+		if n.Name != "one" {
+			continue
+		}
+		var got []byte
+		for _, id := range n.Content {
+			data, err := r.LoadBlob(ctx, repo.DataBlob, id, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, data...)
+		}
+		if string(got) != string(one) {
+			t.Fatalf("one in the snapshot holds %d bytes of other content, want its own %d bytes", len(got), len(one))
+		}
+		return
+	}
+	t.Fatal("one is not in the snapshot")
+}

@@ -100,16 +100,28 @@ func (a *Archiver) archiveFile(ctx context.Context, job *fileJob) error {
 	return a.release(ctx, job.dir)
 }
 
+// unchanged reports whether the file of node n is as cache entry c describes it, so that
+// its content may be taken from c without reading it: same size, times and inode, and
+// every blob of c in the index (and reusable) with sizes that add up to the file's. The
+// last check keeps a damaged entry from putting another file's content in the snapshot;
+// a blob that another job has claimed but not indexed yet has no size to check, so its
+// file is read.
 func (a *Archiver) unchanged(c state.CachedFile, n *repo.Node, ctime int64) bool {
 	if c.Size != n.Size || c.ModTimeNS != n.ModTime.UnixNano() || c.ChangeTimeNS != ctime || c.Inode != n.Inode {
 		return false
 	}
+	var size int64
 	for _, id := range c.Content {
 		if !a.r.HasBlob(repo.DataBlob, repo.ID(id)) {
 			return false
 		}
+		pb, ok := a.r.LookupBlob(repo.DataBlob, repo.ID(id))
+		if !ok {
+			return false
+		}
+		size += int64(pb.RawLength)
 	}
-	return true
+	return size == n.Size
 }
 
 // dropFile leaves a file node out of its tree (it is skipped when the tree is saved).
