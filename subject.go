@@ -65,6 +65,16 @@ func (s Subjects) Schedule(name string) string { return s.prefix() + ".schedules
 // AllSchedules is the filter for every schedule subject: brr.schedules.>.
 func (s Subjects) AllSchedules() string { return s.prefix() + ".schedules.>" }
 
+// Snooze is the subject of the one-shot schedule that brings back a snoozed job of pool
+// (one that could not start yet): brr.snoozes.<pool>.<job id>. The server publishes the
+// job to its job subject when the schedule fires, and removes the schedule.
+func (s Subjects) Snooze(pool, jobID string) string {
+	return s.prefix() + ".snoozes." + pool + "." + jobID
+}
+
+// AllSnoozes is the filter for every snooze subject: brr.snoozes.>.
+func (s Subjects) AllSnoozes() string { return s.prefix() + ".snoozes.>" }
+
 // Event is the subject of e: brr.events.job.<kind>.<status> for job events,
 // brr.events.<type>.<status> for the others (the check's name for health events).
 func (s Subjects) Event(e *Event) string {

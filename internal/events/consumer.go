@@ -354,13 +354,17 @@ type delivery struct {
 	pool      string
 	seq       uint64
 	delivered int
-	job       *brr.Job
-	rec       *state.JobRecord
-	state     atomic.Int32
+	// attempt counts the attempts of the job, this one included: earlier attempts
+	// (attemptsHeader, when the job came back from a snooze) plus the deliveries of
+	// this message. A snooze is not an attempt.
+	attempt int
+	job     *brr.Job
+	rec     *state.JobRecord
+	state   atomic.Int32
 }
 
 func (d *delivery) logger(log zerolog.Logger) *zerolog.Logger {
-	ctx := log.With().Uint64("seq", d.seq).Int("attempt", d.delivered)
+	ctx := log.With().Uint64("seq", d.seq).Int("attempt", d.attempt)
 	if d.job != nil {
 		ctx = ctx.Str("job_id", d.job.ID).Str("kind", string(d.job.Kind))
 		if repo := d.job.Args.Scope().Repo; repo != "" {
@@ -398,7 +402,7 @@ func (c *Consumer) process(jobCtx context.Context, pool string, msg jetstream.Ms
 	defer func() {
 		if r := recover(); r != nil {
 			d.logger(c.log).Error().Str("panic", fmt.Sprint(r)).Bytes("stack", debug.Stack()).Msg("consume loop panicked; putting the job back")
-			_ = msg.NakWithDelay(c.backoff(d.delivered))
+			_ = msg.NakWithDelay(c.backoff(d.attempt))
 		}
 		release()
 		c.untrack(d)
@@ -409,6 +413,7 @@ func (c *Consumer) process(jobCtx context.Context, pool string, msg jetstream.Ms
 	if meta, err := msg.Metadata(); err == nil {
 		d.seq = meta.Sequence.Stream
 		d.delivered = int(meta.NumDelivered)
+		d.attempt = earlierAttempts(msg) + d.delivered
 	} else {
 		c.log.Error().Err(err).Str("subject", msg.Subject()).Msg("job message without JetStream metadata; dropping it")
 		_ = msg.Term()
@@ -449,7 +454,7 @@ func (c *Consumer) process(jobCtx context.Context, pool string, msg jetstream.Ms
 		Kind:     job.Kind,
 		Request:  recordedRequest(msg, job),
 		Status:   brr.StatusStarted,
-		Attempts: d.delivered,
+		Attempts: d.attempt,
 		Worker:   c.cfg.Worker,
 		Repo:     scope.Repo,
 		Source:   scope.Source,
@@ -532,7 +537,7 @@ func (c *Consumer) decode(pool string, msg jetstream.Msg) (*brr.Job, error) {
 	if err != nil {
 		return nil, err
 	}
-	if scheduler := msg.Headers().Get(jetstream.SchedulerHeader); scheduler != "" {
+	if scheduler := msg.Headers().Get(jetstream.SchedulerHeader); scheduler != "" && !c.fromSnooze(scheduler) {
 		meta, err := msg.Metadata()
 		if err != nil {
 			return nil, fmt.Errorf("job fired by %s: read its stream sequence: %w", scheduler, err)
@@ -585,7 +590,7 @@ func recordedRequest(msg jetstream.Msg, job *brr.Job) []byte {
 // jobEvent returns a job event about d with what the record knows.
 func (c *Consumer) jobEvent(d *delivery, status brr.Status) *brr.Event {
 	e := c.cfg.newEvent(brr.EventJob, status)
-	e.Attempt = d.delivered
+	e.Attempt = d.attempt
 	e.Pool = d.pool
 	if d.rec != nil {
 		e.JobID = d.rec.ID

@@ -763,3 +763,34 @@ func TestRetriedDeadLetterThatFailsAgainIsListed(t *testing.T) {
 		t.Fatalf("dead letter after the retry = %+v", e)
 	}
 }
+
+// TestSnoozesDoNotUseUpDeliveries: a job that cannot start yet (its source is leased by a
+// long backup elsewhere) is snoozed again and again. Every snooze used to be a NAK, which
+// JetStream counts as a delivery: with max_deliver 3 the job went dead after three
+// snoozes without ever failing. Now it comes back from a schedule as a fresh message
+// that carries its attempts, so it runs once the lease is free, as attempt 1, and a
+// real failure after the snoozes is attempt 1 too.
+func TestSnoozesDoNotUseUpDeliveries(t *testing.T) {
+	b := setup(t, Config{MaxDeliver: 3})
+	b.h.fn = func(ctx context.Context, job *brr.Job, attempt int, progress func(brr.Progress)) (*brr.Result, error) {
+		switch {
+		case attempt <= 5:
+			return nil, brr.Snooze(errors.New("source /srv is leased by worker w2"), 20*time.Millisecond)
+		case attempt == 6:
+			return nil, errors.New("a transient error after the snoozes")
+		}
+		return &brr.Result{}, nil
+	}
+	c := b.start(t, b.db)
+	publishJob(t, b.js, pingJob("job-snoozed-long"))
+	ok := b.ev.wait(t, "job-snoozed-long", brr.StatusSucceeded)
+	if ok.Attempt != 2 {
+		t.Errorf("succeeded on attempt %d, want 2 (one failure; snoozes are not attempts)", ok.Attempt)
+	}
+	if got := b.h.count("job-snoozed-long"); got != 7 {
+		t.Errorf("handler ran %d times, want 7", got)
+	}
+	if s := c.Stats(); s.Snoozed != 5 || s.Retried != 1 || s.Dead != 0 || s.Failed != 0 {
+		t.Errorf("Stats = %+v, want 5 snoozed, 1 retried, none dead", s)
+	}
+}

@@ -54,7 +54,7 @@ func (c *Consumer) deadLetter(d *delivery, cause error, status brr.Status, out *
 	if d.job != nil && len(rec.Request) > 0 {
 		request = rec.Request
 	}
-	dl, err := deadLetterMsgs(c.cfg, rec, msg.Subject(), request, d.delivered, d.seq)
+	dl, err := deadLetterMsgs(c.cfg, rec, msg.Subject(), request, d.attempt, d.seq)
 	if err != nil {
 		c.putBack(d, err)
 		return

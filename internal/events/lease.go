@@ -23,8 +23,15 @@ import (
 // and a holder whose update fails (the key was deleted or taken over) learns it at once
 // through the cancelled context.
 type Leases struct {
+	js  jetstream.JetStream
 	kv  jetstream.KeyValue
 	cfg Config
+
+	// held are the keys this process holds: a key in the bucket under this worker's id
+	// that is not among them is a lease of an earlier run of this worker, which died
+	// holding it, and Acquire reclaims it.
+	mu   sync.Mutex
+	held map[string]bool
 }
 
 // leaseValue is what a lease key holds: who took it and when.
@@ -42,7 +49,7 @@ func NewLeases(ctx context.Context, js jetstream.JetStream, cfg Config) (*Leases
 	if err != nil {
 		return nil, fmt.Errorf("open lease bucket %s (the worker creates it at start): %w", name, err)
 	}
-	return &Leases{kv: kv, cfg: cfg}, nil
+	return &Leases{js: js, kv: kv, cfg: cfg, held: make(map[string]bool)}, nil
 }
 
 // LeaseKey returns the lease key of name within scope ("repo", "source"): scope, a dot,
@@ -97,9 +104,12 @@ func ValidLeaseKey(key string) error {
 // renewal and deletes the key; call release exactly when the work under the lease ends
 // (calling it again does nothing).
 //
-// When another worker holds key, Acquire returns an error marked with brr.Snooze and a
-// delay of about LeaseTTL/2, so the consume loop tries the job again later without
-// counting it as a failure.
+// When another worker holds key, or another job of this process does, Acquire returns an
+// error marked with brr.Snooze and a delay of about LeaseTTL/2, so the consume loop tries
+// the job again later without counting it as a failure. A key held under this worker's
+// id that this process does not hold is a lease of an earlier run of this worker, which
+// died holding it (the id is kept in the data dir, which one process at a time uses): it
+// is taken over at once instead of waiting out the TTL.
 func (l *Leases) Acquire(ctx context.Context, key string) (context.Context, func(), error) {
 	if err := ValidLeaseKey(key); err != nil {
 		return nil, nil, brr.Permanent(err)
@@ -108,23 +118,19 @@ func (l *Leases) Acquire(ctx context.Context, key string) (context.Context, func
 	if err != nil {
 		return nil, nil, fmt.Errorf("encode lease %s: %w", key, err)
 	}
-	var rev uint64
-	for attempt := 0; ; attempt++ {
-		rev, err = l.kv.Create(ctx, key, val)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
-			return nil, nil, fmt.Errorf("take lease %s: %w", key, err)
-		}
-		holder, herr := l.holder(ctx, key)
-		if errors.Is(herr, jetstream.ErrKeyNotFound) && attempt == 0 {
-			continue // the holder let go or expired between our create and get: try again
-		}
-		if herr != nil {
-			return nil, nil, fmt.Errorf("read lease %s: %w", key, herr)
-		}
-		return nil, nil, brr.Snooze(fmt.Errorf("%s is leased by %s", key, holder), l.snoozeDelay())
+	l.mu.Lock()
+	if l.held[key] {
+		l.mu.Unlock()
+		return nil, nil, brr.Snooze(fmt.Errorf("%s is leased by worker %s (another job of this worker)", key, l.cfg.Worker), l.snoozeDelay())
+	}
+	l.held[key] = true // reserved: a second Acquire in this process is refused above
+	l.mu.Unlock()
+	rev, err := l.take(ctx, key, val)
+	if err != nil {
+		l.mu.Lock()
+		delete(l.held, key)
+		l.mu.Unlock()
+		return nil, nil, err
 	}
 
 	lctx, cancel := context.WithCancelCause(ctx)
@@ -148,22 +154,56 @@ func (l *Leases) Acquire(ctx context.Context, key string) (context.Context, func
 				dcancel()
 			}
 			cancel(fmt.Errorf("lease %s released", key))
+			l.mu.Lock()
+			delete(l.held, key)
+			l.mu.Unlock()
 		})
 	}
 	return lctx, release, nil
 }
 
-// holder says who holds key and since when: "worker W since T".
-func (l *Leases) holder(ctx context.Context, key string) (string, error) {
-	e, err := l.kv.Get(ctx, key)
-	if err != nil {
-		return "", err
+// take writes this worker's claim on key and returns its revision: a create, or an
+// update of a claim that an earlier run of this worker left (it died holding the lease;
+// this process holds no such key). A key another worker holds is an error marked
+// brr.Snooze.
+func (l *Leases) take(ctx context.Context, key string, val []byte) (uint64, error) {
+	for attempt := 0; ; attempt++ {
+		rev, err := l.kv.Create(ctx, key, val)
+		if err == nil {
+			return rev, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return 0, fmt.Errorf("take lease %s: %w", key, err)
+		}
+		e, err := l.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) && attempt == 0 {
+			continue // the holder let go or expired between our create and get: try again
+		}
+		if err != nil {
+			return 0, fmt.Errorf("read lease %s: %w", key, err)
+		}
+		var v leaseValue
+		if json.Unmarshal(e.Value(), &v) == nil && v.Worker == l.cfg.Worker {
+			rev, err := l.kv.Update(ctx, key, val, e.Revision())
+			if err == nil {
+				return rev, nil
+			}
+			if attempt == 0 {
+				continue // it changed meanwhile: look again
+			}
+			return 0, fmt.Errorf("reclaim lease %s: %w", key, err)
+		}
+		return 0, brr.Snooze(fmt.Errorf("%s is leased by %s", key, describeHolder(e)), l.snoozeDelay())
 	}
+}
+
+// describeHolder says who holds the lease e and since when: "worker W since T".
+func describeHolder(e jetstream.KeyValueEntry) string {
 	var v leaseValue
 	if err := json.Unmarshal(e.Value(), &v); err != nil || v.Worker == "" {
-		return "an unknown worker since " + e.Created().UTC().Format(time.RFC3339), nil
+		return "an unknown worker since " + e.Created().UTC().Format(time.RFC3339)
 	}
-	return fmt.Sprintf("worker %s since %s", v.Worker, v.Since.UTC().Format(time.RFC3339)), nil
+	return fmt.Sprintf("worker %s since %s", v.Worker, v.Since.UTC().Format(time.RFC3339))
 }
 
 // snoozeDelay is about half a TTL, jittered by ±25% so that workers waiting for the same

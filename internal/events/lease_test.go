@@ -250,3 +250,36 @@ func TestLeaseKey(t *testing.T) {
 	}
 	release()
 }
+
+// TestRestartedWorkerReclaimsItsLease: a worker that crashed while holding a lease
+// restarts with the same id (kept in its data dir) and takes its job up again. It used to
+// find the key held "by worker w1", itself, and snooze until the TTL ran out; now it
+// reclaims what its previous life held. A lease the same process holds is still refused,
+// and so is one another worker holds.
+func TestRestartedWorkerReclaimsItsLease(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l1, l2, kv := leaseSetup(t, 30*time.Second)
+	if _, _, err := l1.Acquire(ctx, "source.srv"); err != nil { // never released: the process dies
+		t.Fatal(err)
+	}
+	restarted, err := NewLeases(ctx, l1.js, l1.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lctx, release, err := restarted.Acquire(ctx, "source.srv")
+	if err != nil {
+		t.Fatalf("the restarted worker's Acquire of its own stale lease: %v", err)
+	}
+	if lctx.Err() != nil {
+		t.Fatalf("reclaimed lease context is done: %v", context.Cause(lctx))
+	}
+	_, _, err = restarted.Acquire(ctx, "source.srv")
+	wantHeld(t, err, "w1")
+	_, _, err = l2.Acquire(ctx, "source.srv")
+	wantHeld(t, err, "w1")
+	release()
+	if _, err := kv.Get(ctx, "source.srv"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("Get after releasing the reclaimed lease: %v, want ErrKeyNotFound", err)
+	}
+}

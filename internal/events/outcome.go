@@ -40,7 +40,7 @@ func (c *Consumer) stamp(d *delivery, e *brr.Event) {
 	e.ID = brr.NewID()
 	e.Time = time.Now().UTC()
 	e.Worker, e.Host = c.cfg.Worker, c.cfg.Host
-	e.Attempt = d.delivered
+	e.Attempt = d.attempt
 	if e.JobID == "" {
 		e.JobID = d.job.ID
 	}

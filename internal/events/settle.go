@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/state"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // settle turns the handler's outcome into the record, the events and the ack, nak or
@@ -31,7 +35,7 @@ func (c *Consumer) settle(d *delivery, out *brr.Outcome, herr error) {
 	if delay, ok := brr.SnoozeDelay(herr); ok {
 		c.snoozed.Add(1)
 		log.Info().Err(herr).Dur("retry_in", delay).Msg("job cannot start yet; trying again later")
-		c.retry(d, herr, delay, res)
+		c.snooze(d, herr, delay, res)
 		c.observe(d, brr.StatusRetrying, true, res, herr)
 		return
 	}
@@ -40,8 +44,8 @@ func (c *Consumer) settle(d *delivery, out *brr.Outcome, herr error) {
 		c.deadLetter(d, herr, brr.StatusFailed, out)
 		return
 	}
-	if d.delivered < c.cfg.MaxDeliver {
-		delay := c.backoff(d.delivered)
+	if d.attempt < c.cfg.MaxDeliver {
+		delay := c.backoff(d.attempt)
 		c.retried.Add(1)
 		log.Warn().Err(herr).Dur("retry_in", delay).Msg("job attempt failed; retrying")
 		c.retry(d, herr, delay, res)
@@ -85,6 +89,13 @@ func resultOf(out *brr.Outcome) *brr.Result {
 
 // retry records the failed attempt with a retrying event and naks the job with delay.
 func (c *Consumer) retry(d *delivery, herr error, delay time.Duration, res *brr.Result) {
+	c.recordRetrying(d, herr, delay, res)
+	_ = d.msg.NakWithDelay(delay)
+}
+
+// recordRetrying records that the job of d will run again after delay, with a retrying
+// event.
+func (c *Consumer) recordRetrying(d *delivery, herr error, delay time.Duration, res *brr.Result) {
 	rec := d.rec
 	rec.Status = brr.StatusRetrying
 	rec.Error = herr.Error()
@@ -95,13 +106,58 @@ func (c *Consumer) retry(d *delivery, herr error, delay time.Duration, res *brr.
 	if err := c.store.PutJob(rec, c.cfg.outboxMsgs(e)...); err != nil {
 		d.logger(c.log).Error().Err(err).Msg("record retrying job")
 	}
-	_ = d.msg.NakWithDelay(delay)
+}
+
+// attemptsHeader carries, on a job that comes back from a snooze, how many attempts it
+// had before: a snooze is not an attempt, and the copy's deliveries start from 1.
+const attemptsHeader = "Brr-Attempts"
+
+// earlierAttempts is the attempts msg's job had before msg: 0 unless it came back from a
+// snooze.
+func earlierAttempts(msg jetstream.Msg) int {
+	n, err := strconv.Atoi(msg.Headers().Get(attemptsHeader))
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
+}
+
+// fromSnooze reports whether a job that the server published from a schedule came back
+// from a snooze rather than from a schedule tick.
+func (c *Consumer) fromSnooze(scheduler string) bool {
+	return strings.HasPrefix(scheduler, strings.TrimSuffix(c.cfg.Subjects.AllSnoozes(), ">"))
+}
+
+// snooze puts back a job that could not start yet (a lease held elsewhere) without using
+// up one of its deliveries: it asks the server to publish the job again after delay, with
+// a one-shot schedule on brr.snoozes.<pool>.<job id> that carries the attempts so far,
+// and acks this delivery. JetStream counts every delivery, NakWithDelay included, so a
+// job snoozed a few times behind a long backup would otherwise go dead without ever
+// failing. When the schedule cannot be published, it naks with delay as before.
+func (c *Consumer) snooze(d *delivery, herr error, delay time.Duration, res *brr.Result) {
+	c.recordRetrying(d, herr, delay, res)
+	msg := nats.NewMsg(c.cfg.Subjects.Snooze(d.job.Pool, d.job.ID))
+	msg.Data = d.rec.Request
+	msg.Header.Set(jetstream.MsgIDHeader, d.job.ID+"-snooze-"+strconv.FormatUint(d.seq, 10)+"-"+strconv.Itoa(d.delivered))
+	msg.Header.Set(attemptsHeader, strconv.Itoa(d.attempt-1))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := c.js.PublishMsg(ctx, msg,
+		jetstream.WithScheduleAt(time.Now().Add(delay)),
+		jetstream.WithScheduleTarget(c.cfg.Subjects.Job(d.job.Pool, d.job.Kind)),
+		jetstream.WithExpectStream(c.cfg.Subjects.JobsStream()))
+	if err != nil {
+		d.logger(c.log).Warn().Err(err).Msg("schedule the snoozed job; putting it back with a delay that counts as a delivery")
+		_ = d.msg.NakWithDelay(delay)
+		return
+	}
+	_ = d.msg.Ack()
 }
 
 // putBack naks a job that could not be recorded (a local store error) with backoff, so
 // that it is tried again, here or on another worker.
 func (c *Consumer) putBack(d *delivery, err error) {
-	delay := c.backoff(d.delivered)
+	delay := c.backoff(d.attempt)
 	d.logger(c.log).Error().Err(err).Dur("retry_in", delay).Msg("putting the job back")
 	_ = d.msg.NakWithDelay(delay)
 }
@@ -125,5 +181,5 @@ func backoff(n int, base, max time.Duration, r float64) time.Duration {
 // recordOf returns the record of a job that never got one because its message did not
 // decode.
 func recordOf(d *delivery, id string, kind brr.Kind, pool string) *state.JobRecord {
-	return &state.JobRecord{ID: id, Pool: pool, Kind: kind, Attempts: d.delivered}
+	return &state.JobRecord{ID: id, Pool: pool, Kind: kind, Attempts: d.attempt}
 }

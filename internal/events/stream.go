@@ -24,8 +24,8 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg Config) erro
 	streams := []jetstream.StreamConfig{
 		{
 			Name:              s.JobsStream(),
-			Description:       "brr job requests and schedules",
-			Subjects:          []string{s.AllJobs(), s.AllSchedules()},
+			Description:       "brr job requests, schedules and snoozed jobs",
+			Subjects:          []string{s.AllJobs(), s.AllSchedules(), s.AllSnoozes()},
 			Retention:         jetstream.WorkQueuePolicy,
 			Storage:           jetstream.FileStorage,
 			Replicas:          cfg.StreamReplicas,

@@ -50,7 +50,7 @@ func TestEnsureStreamsConcurrentAndIdempotent(t *testing.T) {
 	}
 	jobs := info("BRR_JOBS").Config
 	if jobs.Retention != jetstream.WorkQueuePolicy || jobs.Duplicates != 15*time.Minute || !jobs.AllowMsgSchedules ||
-		!jobs.AllowMsgTTL || jobs.Storage != jetstream.FileStorage || len(jobs.Subjects) != 2 {
+		!jobs.AllowMsgTTL || jobs.Storage != jetstream.FileStorage || len(jobs.Subjects) != 3 {
 		t.Errorf("BRR_JOBS config = %+v", jobs)
 	}
 	ev := info("BRR_EVENTS").Config
