@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/events"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -152,7 +153,7 @@ func DefaultConfig() Config {
 		Prune:       PruneConfig{Grace: time.Hour},
 		Prefix:      brr.DefaultPrefix,
 		Log:         LogConfig{Level: "info", Format: "auto"},
-		Jobs:        JobsConfig{AckWait: 30 * time.Second, MaxDeliver: 10, DrainTimeout: 30 * time.Second, LeaseTTL: 30 * time.Second},
+		Jobs:        JobsConfig{AckWait: events.DefaultAckWait, MaxDeliver: 10, DrainTimeout: 30 * time.Second, LeaseTTL: events.DefaultLeaseTTL},
 		Streams:     StreamsConfig{Replicas: 1, EventsMaxAge: 7 * 24 * time.Hour},
 		GCPercent:   DefaultGCPercent,
 	}

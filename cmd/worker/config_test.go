@@ -94,7 +94,7 @@ log:
 		{"defaults", nil, nil,
 			func(c Config) (any, any) {
 				return []any{c.Concurrency, c.Pools, c.Jobs.AckWait, c.Jobs.MaxDeliver, c.Jobs.DrainTimeout, c.Streams.Replicas, c.Streams.EventsMaxAge, c.Health.Interval, c.Prefix, c.Log.Format},
-					[]any{4, []string{"default"}, 30 * time.Second, 10, 30 * time.Second, 1, 168 * time.Hour, 15 * time.Second, "brr", "auto"}
+					[]any{4, []string{"default"}, 5 * time.Second, 10, 30 * time.Second, 1, 168 * time.Hour, 15 * time.Second, "brr", "auto"}
 			}},
 		{"config command", []string{"config"}, nil,
 			func(c Config) (any, any) { return c.DataDir, "/home/test/.local/share/brr" }},

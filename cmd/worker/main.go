@@ -325,7 +325,7 @@ Config file keys (YAML):
            disk_warn: 10, disk_critical: 5}
   prefix: brr
   log: {level: info, format: auto}
-  jobs: {ack_wait: 30s, max_deliver: 10, drain_timeout: 30s, lease_ttl: 30s}
+  jobs: {ack_wait: 5s, max_deliver: 10, drain_timeout: 30s, lease_ttl: 5s}
   streams: {replicas: 1, events_max_age: 168h}
   gc_percent: 25                  # GOGC: heap growth that triggers a collection, 10-1000
   memory_limit: off               # GOMEMLIMIT: soft limit of the Go runtime's memory

@@ -18,7 +18,7 @@ type Config struct {
 	// Concurrency is the number of jobs this worker runs at once; default 4.
 	Concurrency int
 	// AckWait is how long the server waits for an ack or an InProgress before it
-	// redelivers a job; default 30s. Running jobs send InProgress every AckWait/3.
+	// redelivers a job; default 5s. Running jobs send InProgress every AckWait/3.
 	AckWait time.Duration
 	// MaxDeliver is how many times a job is delivered before it is dead; default 10.
 	MaxDeliver int
@@ -29,10 +29,21 @@ type Config struct {
 	DrainTimeout time.Duration
 	// StreamReplicas is the replica count of every stream and bucket; default 1.
 	StreamReplicas int
-	// EventsMaxAge (default 7 days), DLQMaxAge (30 days), DedupWindow (10m), LeaseTTL (30s)
+	// EventsMaxAge (default 7 days), DLQMaxAge (30 days), DedupWindow (10m), LeaseTTL (5s)
 	// and ResultsTTL (7 days) size the streams and buckets.
 	EventsMaxAge, DLQMaxAge, DedupWindow, LeaseTTL, ResultsTTL time.Duration
 }
+
+// DefaultAckWait and DefaultLeaseTTL make a job whose worker was killed run on another
+// worker within about 7 s: the server redelivers it AckWait after the last InProgress
+// (sent every AckWait/3), and its source or repo lease, renewed every LeaseTTL/3, has
+// expired by then or within a second or two (a lease held by a worker that stopped
+// renewing is waited out to its expiry, not half a TTL). Shorter would risk taking a live
+// but stalled worker's job or lease.
+const (
+	DefaultAckWait  = 5 * time.Second
+	DefaultLeaseTTL = 5 * time.Second
+)
 
 // withDefaults returns c with every zero field set to its default.
 func (c Config) withDefaults() Config {
@@ -43,7 +54,7 @@ func (c Config) withDefaults() Config {
 		c.Concurrency = 4
 	}
 	if c.AckWait <= 0 {
-		c.AckWait = 30 * time.Second
+		c.AckWait = DefaultAckWait
 	}
 	if c.MaxDeliver <= 0 {
 		c.MaxDeliver = 10
@@ -73,7 +84,7 @@ func (c Config) withDefaults() Config {
 		c.DedupWindow = 10 * time.Minute
 	}
 	if c.LeaseTTL <= 0 {
-		c.LeaseTTL = 30 * time.Second
+		c.LeaseTTL = DefaultLeaseTTL
 	}
 	if c.ResultsTTL <= 0 {
 		c.ResultsTTL = 7 * 24 * time.Hour

@@ -27,11 +27,12 @@ type Leases struct {
 	kv  jetstream.KeyValue
 	cfg Config
 
-	// held are the keys this process holds: a key in the bucket under this worker's id
-	// that is not among them is a lease of an earlier run of this worker, which died
-	// holding it, and Acquire reclaims it.
-	mu   sync.Mutex
-	held map[string]bool
+	// held are the keys this process holds. started is when these Leases were made: a
+	// key in the bucket under this worker's id, taken before then, is a lease of an
+	// earlier run of this worker, which died holding it, and Acquire reclaims it.
+	mu      sync.Mutex
+	held    map[string]bool
+	started time.Time
 }
 
 // leaseValue is what a lease key holds: who took it and when.
@@ -49,7 +50,7 @@ func NewLeases(ctx context.Context, js jetstream.JetStream, cfg Config) (*Leases
 	if err != nil {
 		return nil, fmt.Errorf("open lease bucket %s (the worker creates it at start): %w", name, err)
 	}
-	return &Leases{js: js, kv: kv, cfg: cfg, held: make(map[string]bool)}, nil
+	return &Leases{js: js, kv: kv, cfg: cfg, held: make(map[string]bool), started: time.Now()}, nil
 }
 
 // LeaseKey returns the lease key of name within scope ("repo", "source"): scope, a dot,
@@ -107,9 +108,9 @@ func ValidLeaseKey(key string) error {
 // When another worker holds key, or another job of this process does, Acquire returns an
 // error marked with brr.Snooze and a delay of about LeaseTTL/2, so the consume loop tries
 // the job again later without counting it as a failure. A key held under this worker's
-// id that this process does not hold is a lease of an earlier run of this worker, which
-// died holding it (the id is kept in the data dir, which one process at a time uses): it
-// is taken over at once instead of waiting out the TTL.
+// id since before this process started is a lease of an earlier run of this worker,
+// which died holding it (the id is kept in the data dir, which one process at a time
+// uses): it is taken over at once instead of waiting out the TTL.
 func (l *Leases) Acquire(ctx context.Context, key string) (context.Context, func(), error) {
 	if err := ValidLeaseKey(key); err != nil {
 		return nil, nil, brr.Permanent(err)
@@ -121,7 +122,7 @@ func (l *Leases) Acquire(ctx context.Context, key string) (context.Context, func
 	l.mu.Lock()
 	if l.held[key] {
 		l.mu.Unlock()
-		return nil, nil, brr.Snooze(fmt.Errorf("%s is leased by worker %s (another job of this worker)", key, l.cfg.Worker), l.snoozeDelay())
+		return nil, nil, brr.Snooze(fmt.Errorf("%s is leased by worker %s (another job of this worker)", key, l.cfg.Worker), l.snoozeDelay(nil))
 	}
 	l.held[key] = true // reserved: a second Acquire in this process is refused above
 	l.mu.Unlock()
@@ -163,9 +164,9 @@ func (l *Leases) Acquire(ctx context.Context, key string) (context.Context, func
 }
 
 // take writes this worker's claim on key and returns its revision: a create, or an
-// update of a claim that an earlier run of this worker left (it died holding the lease;
-// this process holds no such key). A key another worker holds is an error marked
-// brr.Snooze.
+// update of a claim that an earlier run of this worker left: one under this worker's id,
+// taken before this process made its Leases (by the same host's clock: a worker id lives
+// in one data dir). A key another worker holds is an error marked brr.Snooze.
 func (l *Leases) take(ctx context.Context, key string, val []byte) (uint64, error) {
 	for attempt := 0; ; attempt++ {
 		rev, err := l.kv.Create(ctx, key, val)
@@ -183,7 +184,7 @@ func (l *Leases) take(ctx context.Context, key string, val []byte) (uint64, erro
 			return 0, fmt.Errorf("read lease %s: %w", key, err)
 		}
 		var v leaseValue
-		if json.Unmarshal(e.Value(), &v) == nil && v.Worker == l.cfg.Worker {
+		if json.Unmarshal(e.Value(), &v) == nil && v.Worker == l.cfg.Worker && v.Since.Before(l.started) {
 			rev, err := l.kv.Update(ctx, key, val, e.Revision())
 			if err == nil {
 				return rev, nil
@@ -193,7 +194,7 @@ func (l *Leases) take(ctx context.Context, key string, val []byte) (uint64, erro
 			}
 			return 0, fmt.Errorf("reclaim lease %s: %w", key, err)
 		}
-		return 0, brr.Snooze(fmt.Errorf("%s is leased by %s", key, describeHolder(e)), l.snoozeDelay())
+		return 0, brr.Snooze(fmt.Errorf("%s is leased by %s", key, describeHolder(e)), l.snoozeDelay(e))
 	}
 }
 
@@ -206,11 +207,19 @@ func describeHolder(e jetstream.KeyValueEntry) string {
 	return fmt.Sprintf("worker %s since %s", v.Worker, v.Since.UTC().Format(time.RFC3339))
 }
 
-// snoozeDelay is about half a TTL, jittered by ±25% so that workers waiting for the same
-// key do not all come back at once.
-func (l *Leases) snoozeDelay() time.Duration {
+// snoozeDelay is how long a job waits for the lease held as e (nil: by this process):
+// about half a TTL, jittered by ±25% so that workers waiting for the same key do not all
+// come back at once; but no longer than until the lease expires, with a little to spare,
+// when its holder last renewed it more than half a TTL ago: a holder that stopped
+// renewing (it was killed) is waited out to the moment its lease is gone.
+func (l *Leases) snoozeDelay(e jetstream.KeyValueEntry) time.Duration {
 	half := l.cfg.LeaseTTL / 2
-	return half*3/4 + time.Duration(rand.Int64N(int64(half)/2+1))
+	d := half*3/4 + time.Duration(rand.Int64N(int64(half)/2+1))
+	if e == nil {
+		return d
+	}
+	left := l.cfg.LeaseTTL - time.Since(e.Created())
+	return min(d, max(left, 0)+l.cfg.LeaseTTL/20+100*time.Millisecond)
 }
 
 // renew updates key every LeaseTTL/3 until stop is closed or ctx is done, and returns the

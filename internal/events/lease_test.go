@@ -263,6 +263,7 @@ func TestRestartedWorkerReclaimsItsLease(t *testing.T) {
 	if _, _, err := l1.Acquire(ctx, "source.srv"); err != nil { // never released: the process dies
 		t.Fatal(err)
 	}
+	time.Sleep(10 * time.Millisecond) // the restarted process starts after the lease was taken
 	restarted, err := NewLeases(ctx, l1.js, l1.cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -33,10 +33,10 @@ func TestBackoff(t *testing.T) {
 
 func TestConfigDefaults(t *testing.T) {
 	c := Config{}.withDefaults()
-	if c.Concurrency != 4 || c.AckWait != 30*time.Second || c.MaxDeliver != 10 || c.BackoffBase != time.Second ||
+	if c.Concurrency != 4 || c.AckWait != 5*time.Second || c.MaxDeliver != 10 || c.BackoffBase != time.Second ||
 		c.BackoffMax != 5*time.Minute || c.DrainTimeout != 30*time.Second || c.StreamReplicas != 1 ||
 		c.EventsMaxAge != 7*24*time.Hour || c.DLQMaxAge != 30*24*time.Hour || c.DedupWindow != 10*time.Minute ||
-		c.LeaseTTL != 30*time.Second || c.ResultsTTL != 7*24*time.Hour || len(c.Pools) != 1 || c.Pools[0] != "default" {
+		c.LeaseTTL != 5*time.Second || c.ResultsTTL != 7*24*time.Hour || len(c.Pools) != 1 || c.Pools[0] != "default" {
 		t.Errorf("defaults = %+v", c)
 	}
 	c = Config{Concurrency: 7, Pools: []string{"a", "b"}, BackoffBase: time.Minute, BackoffMax: time.Second}.withDefaults()
