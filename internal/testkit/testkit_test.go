@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -53,6 +54,23 @@ func TestWriteTreeAgain(t *testing.T) {
 	}
 	if bytes.Equal(first, second) {
 		t.Fatal("a tree written again with another seed kept its content")
+	}
+}
+
+func TestWriteFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "a", "b", "f")
+	old := syscall.Umask(0o077)
+	testkit.WriteFile(t, p, []byte("data"), 0o644)
+	syscall.Umask(old)
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fi.Mode().Perm(), os.FileMode(0o644); got != want {
+		t.Errorf("mode = %v, want %v", got, want)
+	}
+	if data, _ := os.ReadFile(p); string(data) != "data" {
+		t.Errorf("content = %q, want %q", data, "data")
 	}
 }
 
