@@ -22,6 +22,7 @@ import (
 	"github.com/brr-dev/brr/internal/repo/file"
 	"github.com/brr-dev/brr/internal/repo/natsobj"
 	"github.com/brr-dev/brr/internal/state"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 var (
@@ -54,7 +55,7 @@ func setupReplica(t *testing.T) *replicaBundle {
 	}
 	// Small packs: the object store reads an object from its start, so a blob costs the
 	// part of its pack before it.
-	opts := testOptions()
+	opts := testkit.RepoOptions()
 	opts.PackSize = 256 << 10
 	off, err := repo.Init(context.Background(), be, offsitePassword, opts)
 	if err != nil {
@@ -84,9 +85,9 @@ func openCounted(t *testing.T, dir string, create bool) (*repo.Repository, *faul
 	be := faulty.New(fb)
 	var r *repo.Repository
 	if create {
-		r, err = repo.Init(context.Background(), be, testPassword, testOptions())
+		r, err = repo.Init(context.Background(), be, []byte(testkit.Password), testkit.RepoOptions())
 	} else {
-		r, err = repo.Open(context.Background(), be, testPassword, testOptions())
+		r, err = repo.Open(context.Background(), be, []byte(testkit.Password), testkit.RepoOptions())
 	}
 	if err != nil {
 		t.Fatalf("open repo %s: %v", dir, err)
@@ -194,8 +195,8 @@ func TestReplicateFileToNATSWithOtherKeys(t *testing.T) {
 
 	// A small change: only what the source's backup added is sent, and only that is read
 	// from the source (the blob map knows the rest).
-	writeFile(t, filepath.Join(src, "dir", "nested", "file"), []byte("nested, changed"), 0o644)
-	writeFile(t, filepath.Join(src, "added.txt"), []byte("a new file"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "dir", "nested", "file"), []byte("nested, changed"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "added.txt"), []byte("a new file"), 0o644)
 	blobs := b.local.Stats().Blobs
 	second := backup(t, b.engine, "backup-2", src)
 	added := int64(b.local.Stats().Blobs - blobs)
@@ -215,10 +216,10 @@ func TestReplicateFileToNATSWithOtherKeys(t *testing.T) {
 	compareTrees(t, src, target)
 
 	// "all" copies what offsite lacks, oldest first.
-	writeFile(t, filepath.Join(src, "third.txt"), []byte("third"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "third.txt"), []byte("third"), 0o644)
 	third := backup(t, b.engine, "backup-3", src)
 	other := t.TempDir()
-	writeFile(t, filepath.Join(other, "x"), []byte("another source"), 0o644)
+	testkit.WriteFile(t, filepath.Join(other, "x"), []byte("another source"), 0o644)
 	fourth := backup(t, b.engine, "backup-4", other)
 	res = replicate(t, b.engine, "repl-4", brr.ReplicateJob{Snapshot: "all", To: "offsite", Source: src})
 	if len(res.Snapshots) != 1 || res.Snapshots[0] != third.Snapshot || res.Present != 2 {
@@ -263,7 +264,7 @@ func cloneKeys(t *testing.T, from, dir string) *repo.Repository {
 			t.Fatal(err)
 		}
 	}
-	r, err := repo.Open(ctx, dst, testPassword, testOptions())
+	r, err := repo.Open(ctx, dst, []byte(testkit.Password), testkit.RepoOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +298,7 @@ func TestReplicateSameKeyCopiesTreesAsTheyAre(t *testing.T) {
 
 	// After a change, only the changed blobs are read: the subtrees offsite has are
 	// skipped unread, without a blob map.
-	writeFile(t, filepath.Join(src, "dir", "nested", "file"), []byte("changed"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "dir", "nested", "file"), []byte("changed"), 0o644)
 	blobs := local.Stats().Blobs
 	second := backup(t, b.engine, "same-2", src)
 	added := int64(local.Stats().Blobs - blobs)
@@ -321,7 +322,7 @@ func sourceOfDirs(t *testing.T, dirs, files, size int) string {
 	src := t.TempDir()
 	for d := range dirs {
 		for f := range files {
-			writeFile(t, filepath.Join(src, fmt.Sprintf("d%d", d), fmt.Sprintf("f%d", f)), randomBytes(uint64(100*d+f+7), size), 0o644)
+			testkit.WriteFile(t, filepath.Join(src, fmt.Sprintf("d%d", d), fmt.Sprintf("f%d", f)), randomBytes(uint64(100*d+f+7), size), 0o644)
 		}
 	}
 	return src
@@ -353,7 +354,7 @@ func TestReplicationKilledMidwayIsTakenUpWithoutSendingAgain(t *testing.T) {
 	// The target closes a pack every 64 KiB, so the replication checkpoints after every
 	// 256 KiB sent, here after each directory.
 	offDir := t.TempDir()
-	opts := testOptions()
+	opts := testkit.RepoOptions()
 	opts.PackSize = 64 << 10
 	offBe, err := file.Open(offDir)
 	if err != nil {
@@ -435,7 +436,7 @@ func TestReplicationLagPerTarget(t *testing.T) {
 	for i := range 3 {
 		b.engine.Now = func() time.Time { return base.Add(time.Duration(i) * time.Hour) }
 		src := t.TempDir()
-		writeFile(t, filepath.Join(src, "f"), []byte(fmt.Sprintf("version %d", i)), 0o644)
+		testkit.WriteFile(t, filepath.Join(src, "f"), []byte(fmt.Sprintf("version %d", i)), 0o644)
 		snaps = append(snaps, backup(t, b.engine, fmt.Sprintf("lag-%d", i), src).Snapshot)
 	}
 	now := base.Add(10 * time.Hour)
@@ -470,7 +471,7 @@ func TestReplicationLagPerTarget(t *testing.T) {
 func TestReplicateRefusals(t *testing.T) {
 	b := setupReplica(t)
 	src := t.TempDir()
-	writeFile(t, filepath.Join(src, "f"), []byte("x"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "f"), []byte("x"), 0o644)
 	backup(t, b.engine, "ref-1", src)
 	ctx := context.Background()
 	for _, tt := range []struct {
@@ -518,7 +519,7 @@ func TestReplicateRefusals(t *testing.T) {
 	}
 
 	// Damaged data in the source is not copied, and reading it again will not mend it.
-	writeFile(t, filepath.Join(src, "g"), []byte("new"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "g"), []byte("new"), 0o644)
 	backup(t, b.engine, "ref-2", src)
 	b.loads.CorruptLoad(repo.PackFile, 0)
 	_, err := b.engine.Replicate(ctx, "ref-damaged", brr.ReplicateJob{Snapshot: "latest", To: "offsite"}, nil)
@@ -580,7 +581,7 @@ func TestRestoreFallsBackToAReplica(t *testing.T) {
 
 		// Without a replica that has it, the error says what was tried.
 		other := t.TempDir()
-		writeFile(t, filepath.Join(other, "f"), []byte("only in local"), 0o644)
+		testkit.WriteFile(t, filepath.Join(other, "f"), []byte("only in local"), 0o644)
 		lonely := backup(t, b.engine, "fb-lonely", other).Snapshot
 		lid, _ := repo.ParseID(lonely)
 		lsn, _ := b.local.LoadSnapshot(ctx, lid)

@@ -13,14 +13,15 @@ import (
 
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/repo"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 func TestCorruptPackFoundByVerifyAndRestoreFailsOnlyThatFile(t *testing.T) {
 	b := setup(t)
 	src := t.TempDir()
-	writeFile(t, filepath.Join(src, "good1.bin"), randomBytes(31, 300<<10), 0o644)
-	writeFile(t, filepath.Join(src, "victim.bin"), randomBytes(32, 200<<10), 0o644)
-	writeFile(t, filepath.Join(src, "sub", "good2.bin"), randomBytes(33, 2<<20), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "good1.bin"), randomBytes(31, 300<<10), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "victim.bin"), randomBytes(32, 200<<10), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "sub", "good2.bin"), randomBytes(33, 2<<20), 0o644)
 	res := backup(t, b.engine, "corrupt-1", src)
 
 	// Flip a byte in the middle of victim.bin's blob, in the pack file on disk.
@@ -79,12 +80,12 @@ func TestCorruptPackFoundByVerifyAndRestoreFailsOnlyThatFile(t *testing.T) {
 
 func TestWrongPassword(t *testing.T) {
 	dir := t.TempDir()
-	initRepo(t, dir)
+	testkit.InitRepo(t, dir, testkit.RepoOptions())
 	_, err := openRepo(t, dir, []byte("not the password"))
 	if !errors.Is(err, repo.ErrWrongPassword) {
 		t.Fatalf("open with a wrong password: err = %v, want repo.ErrWrongPassword", err)
 	}
-	if _, err := openRepo(t, dir, testPassword); err != nil {
+	if _, err := openRepo(t, dir, []byte(testkit.Password)); err != nil {
 		t.Fatalf("open with the right password: %v", err)
 	}
 }
@@ -92,12 +93,12 @@ func TestWrongPassword(t *testing.T) {
 func TestRestoreRefusesToOverwrite(t *testing.T) {
 	b := setup(t)
 	src := t.TempDir()
-	writeFile(t, filepath.Join(src, "a.txt"), []byte("from the snapshot"), 0o644)
-	writeFile(t, filepath.Join(src, "b.txt"), []byte("also from the snapshot"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "a.txt"), []byte("from the snapshot"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "b.txt"), []byte("also from the snapshot"), 0o644)
 	res := backup(t, b.engine, "ow-1", src)
 
 	target := t.TempDir()
-	writeFile(t, filepath.Join(target, "a.txt"), []byte("precious local edit"), 0o644)
+	testkit.WriteFile(t, filepath.Join(target, "a.txt"), []byte("precious local edit"), 0o644)
 	_, err := b.engine.Restore(context.Background(), "r1", brr.RestoreJob{Snapshot: res.Snapshot, Target: target}, nil)
 	if err == nil || !strings.Contains(err.Error(), "/a.txt") || !strings.Contains(err.Error(), "overwrite") {
 		t.Fatalf("restore over an existing file: err = %v, want one naming /a.txt and overwrite", err)
