@@ -2,6 +2,7 @@ package testkit_test
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -85,6 +86,27 @@ func TestWaitFor(t *testing.T) {
 	}
 	if waited := time.Since(start); waited < 50*time.Millisecond {
 		t.Fatalf("WaitFor gave up after %s, before its 50ms", waited)
+	}
+}
+
+func TestGo(t *testing.T) {
+	stopped := make(chan struct{})
+	t.Run("component", func(t *testing.T) {
+		testkit.Go(t, "loop", func(ctx context.Context) error {
+			<-ctx.Done()
+			close(stopped)
+			return nil
+		})
+		select {
+		case <-stopped:
+			t.Fatal("the component stopped before the test ended")
+		case <-time.After(10 * time.Millisecond):
+		}
+	})
+	select {
+	case <-stopped:
+	default:
+		t.Fatal("the component still ran after its test ended")
 	}
 }
 
