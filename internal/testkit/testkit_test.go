@@ -3,6 +3,8 @@ package testkit_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -89,24 +91,51 @@ func TestWaitFor(t *testing.T) {
 	}
 }
 
+// goTB is the part of a testing.TB that Go uses, recorded: the cleanups it registers
+// and the failures it reports.
+type goTB struct {
+	testing.TB
+	cleanups []func()
+	errs     []string
+}
+
+func (r *goTB) Helper()                   {}
+func (r *goTB) Cleanup(f func())          { r.cleanups = append(r.cleanups, f) }
+func (r *goTB) Errorf(f string, a ...any) { r.errs = append(r.errs, fmt.Sprintf(f, a...)) }
+
 func TestGo(t *testing.T) {
-	stopped := make(chan struct{})
-	t.Run("component", func(t *testing.T) {
-		testkit.Go(t, "loop", func(ctx context.Context) error {
-			<-ctx.Done()
-			close(stopped)
-			return nil
+	errOther := errors.New("disk on fire")
+	for _, tt := range []struct {
+		name string
+		run  func(ctx context.Context) error
+		fail bool
+	}{
+		{"stops cleanly", func(ctx context.Context) error { <-ctx.Done(); return nil }, false},
+		{"stopped while starting", func(ctx context.Context) error { <-ctx.Done(); return fmt.Errorf("start: %w", ctx.Err()) }, false},
+		{"fails as it stops", func(ctx context.Context) error { <-ctx.Done(); return errOther }, true},
+		{"fails while running", func(ctx context.Context) error { return errOther }, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &goTB{TB: t}
+			var stopped atomic.Bool
+			testkit.Go(r, "loop", func(ctx context.Context) error {
+				defer stopped.Store(true)
+				return tt.run(ctx)
+			})
+			if len(r.cleanups) != 1 {
+				t.Fatalf("Go registered %d cleanups, want 1", len(r.cleanups))
+			}
+			if !tt.fail && stopped.Load() {
+				t.Fatal("the component stopped before the test ended")
+			}
+			r.cleanups[0]()
+			if !stopped.Load() {
+				t.Fatal("the component still ran after the cleanup")
+			}
+			if got := len(r.errs) > 0; got != tt.fail {
+				t.Fatalf("failures %q, want a failure = %v", r.errs, tt.fail)
+			}
 		})
-		select {
-		case <-stopped:
-			t.Fatal("the component stopped before the test ended")
-		case <-time.After(10 * time.Millisecond):
-		}
-	})
-	select {
-	case <-stopped:
-	default:
-		t.Fatal("the component still ran after its test ended")
 	}
 }
 
