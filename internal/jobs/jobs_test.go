@@ -139,17 +139,32 @@ func scanTree(t testing.TB, root string) map[string]entryInfo {
 	return out
 }
 
+// pairTrees scans the trees below a (the source) and b (a restore of it), fails the test
+// for every path in only one of them, and calls same for every path in both.
+func pairTrees(t testing.TB, a, b string, same func(rel string, ea, eb entryInfo)) (ta, tb map[string]entryInfo) {
+	t.Helper()
+	ta, tb = scanTree(t, a), scanTree(t, b)
+	for rel, ea := range ta {
+		if eb, ok := tb[rel]; ok {
+			same(rel, ea, eb)
+		} else {
+			t.Errorf("%q: missing from the restore", rel)
+		}
+	}
+	for rel := range tb {
+		if _, ok := ta[rel]; !ok {
+			t.Errorf("%q: in the restore, not in the source", rel)
+		}
+	}
+	return ta, tb
+}
+
 // compareTrees fails the test for every difference between the trees below a and b,
 // including which files share an inode.
 func compareTrees(t testing.TB, a, b string) {
 	t.Helper()
-	ta, tb := scanTree(t, a), scanTree(t, b)
-	for rel, ea := range ta {
-		eb, ok := tb[rel]
-		if !ok {
-			t.Errorf("%q: missing from the restore", rel)
-			continue
-		}
+	ta, tb := pairTrees(t, a, b, func(rel string, ea, eb entryInfo) {
+		t.Helper()
 		if ea.mode != eb.mode {
 			t.Errorf("%q: mode %v, want %v", rel, eb.mode, ea.mode)
 		}
@@ -165,12 +180,7 @@ func compareTrees(t testing.TB, a, b string) {
 		if ea.link != eb.link {
 			t.Errorf("%q: symlink target %q, want %q", rel, eb.link, ea.link)
 		}
-	}
-	for rel := range tb {
-		if _, ok := ta[rel]; !ok {
-			t.Errorf("%q: in the restore, not in the source", rel)
-		}
-	}
+	})
 	// Files that share an inode in a share one in b, and only those.
 	for r1, e1 := range ta {
 		for r2, e2 := range ta {

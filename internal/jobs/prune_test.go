@@ -327,20 +327,10 @@ func TestPruneConcurrentWithBackups(t *testing.T) {
 // between the trees below a and b.
 func compareContent(t *testing.T, a, b string) {
 	t.Helper()
-	ta, tb := scanTree(t, a), scanTree(t, b)
-	for rel, ea := range ta {
-		eb, ok := tb[rel]
-		if !ok {
-			t.Errorf("%q: missing from the restore", rel)
-			continue
-		}
+	pairTrees(t, a, b, func(rel string, ea, eb entryInfo) {
+		t.Helper()
 		if ea.mode.IsRegular() && string(ea.content) != string(eb.content) {
 			t.Errorf("%q: restored content differs", rel)
 		}
-	}
-	for rel := range tb {
-		if _, ok := ta[rel]; !ok {
-			t.Errorf("%q: in the restore, not in the tree backed up", rel)
-		}
-	}
+	})
 }
