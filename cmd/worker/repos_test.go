@@ -5,13 +5,12 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/events"
 	"github.com/brr-dev/brr/internal/natstest"
 	"github.com/brr-dev/brr/internal/repo"
 	"github.com/brr-dev/brr/internal/repo/file"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TestInitRepoOnce starts four "workers" at once on a location that holds no repository:
