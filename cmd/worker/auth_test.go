@@ -17,6 +17,7 @@ import (
 
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/natstest"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // The secrets of TestSecretsStayOut: each long and unlike anything else, so that finding
@@ -46,8 +47,7 @@ func leaks(t *testing.T, where, what string) {
 // every event, job result, dead letter and health record it published, its HTTP pages
 // and API, /metrics, and `brr-worker config`. No secret may appear in any of them.
 func TestSecretsStayOut(t *testing.T) {
-	opts := natstest.Options(t.TempDir())
-	opts.DontListen, opts.Host, opts.Port = false, "127.0.0.1", server.RANDOM_PORT
+	opts := natstest.ListeningOptions(t, t.TempDir())
 	opts.Users = []*server.User{{Username: "worker", Password: secretNATSPassword}}
 	ns := natstest.StartWith(t, opts)
 	url := ns.ClientURL()
@@ -67,21 +67,13 @@ health: {interval: 1s}
 	env := []string{"BRR_NATS_USER=worker", "BRR_NATS_PASSWORD=" + secretNATSPassword, "BRR_TEST_REPO_PASSWORD=" + secretRepoPassword}
 
 	// The password as a setting.
-	dataDir, httpAddr := t.TempDir(), freeAddr(t)
+	dataDir, httpAddr := t.TempDir(), testkit.FreeAddr(t)
 	args := []string{"--config", cfgFile, "--data-dir", dataDir, "--nats", url, "--http", httpAddr, "--log-format", "json", "--log-level", "debug"}
 	p := startProc(t, args, env...)
 	p.dataDir, p.httpAddr = dataDir, httpAddr
 	p.waitReady(t)
 
-	nc, err := nats.Connect(url, nats.UserInfo("worker", secretNATSPassword))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	c, err := brr.NewClient(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, c := testkit.Connect(t, url, nats.UserInfo("worker", secretNATSPassword))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	src := t.TempDir()

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // scrape reads p's /metrics and parses it as Prometheus would.
@@ -111,22 +112,18 @@ func TestMetricsAfterRealJobs(t *testing.T) {
 
 	// The pool's figures come with the next turn of the checks and the next heartbeat.
 	var families map[string]*dto.MetricFamily
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	appeared := testkit.WaitFor(20*time.Second, func() bool {
 		families = p.scrape(t)
 		// The dead letter and the events reach the stream through the outbox, a moment
 		// after the job's end: wait for a turn that saw them.
 		snaps := sample(families, "brr_snapshots", map[string]string{"source": src})
 		dlq := sample(families, "brr_health_status", map[string]string{"check": "dlq"})
 		repo := sample(families, "brr_health_status", map[string]string{"check": "repository"})
-		if snaps != nil && value(snaps) == 2 && dlq != nil && value(dlq) == 1 && repo != nil && value(repo) == 0 &&
-			sample(families, "brr_heartbeat_age_seconds", nil) != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pool metrics did not appear in 20s; metrics: %v", names(families))
-		}
-		time.Sleep(100 * time.Millisecond)
+		return snaps != nil && value(snaps) == 2 && dlq != nil && value(dlq) == 1 && repo != nil && value(repo) == 0 &&
+			sample(families, "brr_heartbeat_age_seconds", nil) != nil
+	})
+	if !appeared {
+		t.Fatalf("pool metrics did not appear in 20s; metrics: %v", names(families))
 	}
 
 	counter, gauge, histogram := dto.MetricType_COUNTER, dto.MetricType_GAUGE, dto.MetricType_HISTOGRAM

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -13,25 +11,20 @@ import (
 
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/natstest"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // TestRemoteNATS runs the worker against an external nats-server: it is ready while the
 // server is up, answers 503 with a reason while it is down, and comes back by itself.
 func TestRemoteNATS(t *testing.T) {
-	host, port, err := net.SplitHostPort(freeAddr(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := natstest.Options(t.TempDir())
-	opts.DontListen = false
-	opts.Host = host
-	opts.Port, _ = strconv.Atoi(port)
+	opts := natstest.ListeningOptions(t, t.TempDir())
 	ns := natstest.StartWith(t, opts)
-	url := "nats://" + net.JoinHostPort(host, port)
+	natsAddr := ns.Addr().String()
+	url := "nats://" + natsAddr
 
-	dataDir, httpAddr := t.TempDir(), freeAddr(t)
+	dataDir, httpAddr := t.TempDir(), testkit.FreeAddr(t)
 	p := startProc(t, []string{"--data-dir", dataDir, "--nats", url, "--http", httpAddr, "--log-format", "json"})
-	p.dataDir, p.httpAddr, p.natsAddr = dataDir, httpAddr, net.JoinHostPort(host, port)
+	p.dataDir, p.httpAddr, p.natsAddr = dataDir, httpAddr, natsAddr
 	p.waitReady(t)
 	if got := p.ping(t); got.Status != brr.StatusSucceeded {
 		t.Fatalf("ping through an external server = %+v", got)
@@ -41,19 +34,20 @@ func TestRemoteNATS(t *testing.T) {
 	}
 
 	ns.Stop()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		code, body, err := get("http://" + httpAddr + "/readyz")
-		if err == nil && code == http.StatusServiceUnavailable {
-			if !strings.Contains(body, "disconnected") {
-				t.Fatalf("/readyz while nats is down = %q, want a reason that says so", body)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz still %d %q %v after nats went down", code, body, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var (
+		code int
+		body string
+		err  error
+	)
+	down := testkit.WaitFor(60*time.Second, func() bool {
+		code, body, err = get("http://" + httpAddr + "/readyz")
+		return err == nil && code == http.StatusServiceUnavailable
+	})
+	if !down {
+		t.Fatalf("/readyz still %d %q %v after nats went down", code, body, err)
+	}
+	if !strings.Contains(body, "disconnected") {
+		t.Fatalf("/readyz while nats is down = %q, want a reason that says so", body)
 	}
 	if code, _, err := get("http://" + httpAddr + "/healthz"); err != nil || code != http.StatusOK {
 		t.Fatalf("/healthz while nats is down = %d %v, want 200", code, err)

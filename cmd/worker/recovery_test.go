@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // TestRecoveryThroughTheWorker runs recovery points, drills and prune through a real
@@ -83,9 +84,12 @@ func TestRecoveryThroughTheWorker(t *testing.T) {
 	want := map[string]int{
 		"recovery.point_created": 1, "recovery.point_removed": 1, "recovery.drill_passed": 2, "snapshot.removed": 1,
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		got := map[string]int{}
+	var (
+		got     map[string]int
+		missing string
+	)
+	seen := testkit.WaitFor(30*time.Second, func() bool {
+		got = map[string]int{}
 		for _, typ := range []brr.EventType{brr.EventRecovery, brr.EventSnapshot} {
 			evs, err := c.Events(ctx, c.Subjects().Events(typ), start, 0)
 			if err != nil {
@@ -98,19 +102,16 @@ func TestRecoveryThroughTheWorker(t *testing.T) {
 				}
 			}
 		}
-		missing := ""
+		missing = ""
 		for k, n := range want {
 			if got[k] < n {
 				missing += fmt.Sprintf(" %s (%d of %d)", k, got[k], n)
 			}
 		}
-		if missing == "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("events missing:%s; got %v", missing, got)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return missing == ""
+	})
+	if !seen {
+		t.Fatalf("events missing:%s; got %v", missing, got)
 	}
 
 	// The drills left nothing in the scratch dir.

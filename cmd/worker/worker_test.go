@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -19,91 +18,33 @@ import (
 	"time"
 
 	"github.com/brr-dev/brr"
-	"github.com/nats-io/nats.go"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
-// binary is brr-worker, built once by TestMain.
-var binary string
+// bins has brr-worker (and brr), built once by TestMain; with -race when the test is.
+var bins testkit.Binaries
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "brr-worker-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "brr-worker")
-	args := []string{"build", "-o", binary}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	build := exec.Command("go", append(args, ".")...)
-	build.Stdout, build.Stderr = os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build brr-worker:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// syncBuffer collects a process's output while it runs.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	bins = testkit.Binaries{Race: raceEnabled}
+	os.Exit(bins.Main(m))
 }
 
 // proc is a brr-worker process started by a test.
 type proc struct {
 	cmd     *exec.Cmd
-	out     *syncBuffer
+	out     *testkit.SyncBuffer
 	done    chan struct{}
 	waitErr error
 
 	dataDir, natsAddr, httpAddr string
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// workerEnv is the test process's environment without BRR_* variables, so that the
-// developer's settings do not leak into the worker under test.
-func workerEnv(extra ...string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "BRR_") {
-			env = append(env, kv)
-		}
-	}
-	return append(env, extra...)
-}
-
 // startProc starts brr-worker with args; it is killed when the test ends if it still runs.
 func startProc(t *testing.T, args []string, env ...string) *proc {
 	t.Helper()
-	p := &proc{out: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(binary, args...)
-	p.cmd.Env = workerEnv(env...)
+	p := &proc{out: &testkit.SyncBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(bins.Worker, args...)
+	p.cmd.Env = testkit.Environ(env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start brr-worker: %v", err)
@@ -133,7 +74,7 @@ func startWorkerProc(t *testing.T, dataDir string, extra ...string) *proc {
 	if dataDir == "" {
 		dataDir = t.TempDir()
 	}
-	natsAddr, httpAddr := freeAddr(t), freeAddr(t)
+	natsAddr, httpAddr := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	args := append([]string{"--data-dir", dataDir, "--listen", natsAddr, "--http", httpAddr, "--log-format", "json"}, extra...)
 	p := startProc(t, args)
 	p.dataDir, p.natsAddr, p.httpAddr = dataDir, natsAddr, httpAddr
@@ -171,19 +112,18 @@ func get(url string) (int, string, error) {
 // waitReady polls /readyz until it answers 200; it fails if the process exits first.
 func (p *proc) waitReady(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for time.Now().Before(deadline) {
+	ready := testkit.WaitFor(90*time.Second, func() bool {
 		select {
 		case <-p.done:
 			t.Fatalf("brr-worker exited before it was ready (%v); output:\n%s", p.waitErr, p.out.String())
 		default:
 		}
-		if code, _, err := get("http://" + p.httpAddr + "/readyz"); err == nil && code == http.StatusOK {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+		code, _, err := get("http://" + p.httpAddr + "/readyz")
+		return err == nil && code == http.StatusOK
+	})
+	if !ready {
+		t.Fatalf("brr-worker not ready after 90s; output:\n%s", p.out.String())
 	}
-	t.Fatalf("brr-worker not ready after 90s; output:\n%s", p.out.String())
 }
 
 func (p *proc) workerID(t *testing.T) string {
@@ -198,15 +138,7 @@ func (p *proc) workerID(t *testing.T) string {
 // client connects to p's NATS; the connection is closed when the test ends.
 func (p *proc) client(t *testing.T) *brr.Client {
 	t.Helper()
-	nc, err := nats.Connect("nats://" + p.natsAddr)
-	if err != nil {
-		t.Fatalf("connect to the worker's nats: %v", err)
-	}
-	t.Cleanup(nc.Close)
-	c, err := brr.NewClient(nc)
-	if err != nil {
-		t.Fatalf("new client: %v", err)
-	}
+	_, c := testkit.Connect(t, "nats://"+p.natsAddr)
 	return c
 }
 

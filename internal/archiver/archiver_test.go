@@ -12,42 +12,22 @@ import (
 
 	"github.com/brr-dev/brr/internal/archiver"
 	"github.com/brr-dev/brr/internal/repo"
-	"github.com/brr-dev/brr/internal/repo/file"
 	"github.com/brr-dev/brr/internal/state"
+	"github.com/brr-dev/brr/internal/testkit"
 )
-
-func testRepo(t *testing.T) *repo.Repository {
-	t.Helper()
-	be, err := file.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := repo.Init(context.Background(), be, []byte("pw"), repo.Options{KDF: repo.KDFParams{Time: 1, MemoryKiB: 1024, Threads: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r
-}
 
 // Run gives the caller everything the snapshot and the file cache need: the counts, and
 // which cache entries to write and to delete.
 func TestRunReturnsCountsAndCacheUpdates(t *testing.T) {
 	ctx := context.Background()
-	r := testRepo(t)
+	r, _ := testkit.InitRepo(t, t.TempDir(), repo.Options{KDF: testkit.CheapKDF})
 	src := t.TempDir()
 	big := make([]byte, 3<<20) // chunked
 	rand.NewChaCha8([32]byte{1}).Read(big)
 	files := map[string][]byte{"small": []byte("a few bytes"), "big": big, "dir/inner": []byte("inner")}
 	var size int64
 	for rel, data := range files {
-		p := filepath.Join(src, rel)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		testkit.WriteFile(t, filepath.Join(src, rel), data, 0o644)
 		size += int64(len(data))
 	}
 

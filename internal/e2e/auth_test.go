@@ -168,13 +168,10 @@ func (r refusals) check(what, subject string, try func(ctx context.Context) erro
 	err := try(ctx)
 	// The server sends the client its error before it logs the violation: wait for it.
 	var v []string
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	testkit.WaitFor(10*time.Second, func() bool {
 		v = append(v, r.s.log.violations(r.user)...)
-		if strings.Contains(strings.Join(v, "\n"), `Subject "`+subject) || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return strings.Contains(strings.Join(v, "\n"), `Subject "`+subject)
+	})
 	if err == nil || !strings.Contains(strings.Join(v, "\n"), `Subject "`+subject) {
 		r.t.Errorf("%s %s: err = %v, server logged %q; want an error and a violation on %s", r.user, what, err, v, subject)
 	}

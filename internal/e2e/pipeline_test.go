@@ -116,15 +116,12 @@ func TestBadInputKeepsWorkerRunning(t *testing.T) {
 		t.Fatalf("ping after bad input: %v", err)
 	}
 	var dead []brr.DeadLetterEntry
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+	testkit.WaitFor(10*time.Second, func() bool {
 		if dead, err = c.DeadLetters(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if len(dead) >= len(bad) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return len(dead) >= len(bad)
+	})
 	if len(dead) != len(bad) {
 		t.Fatalf("%d dead letters, want %d: %+v", len(dead), len(bad), dead)
 	}
@@ -338,8 +335,7 @@ func TestOutboxFlushesAfterNATSReturns(t *testing.T) {
 	}
 	// Exactly one succeeded event, although the ack was lost and the job came back.
 	var events []*brr.Event
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
+	testkit.WaitFor(5*time.Second, func() bool {
 		all, err := c.Events(ctx, "brr.events.job.ping.succeeded", time.Time{}, 100)
 		if err != nil {
 			t.Fatal(err)
@@ -350,11 +346,8 @@ func TestOutboxFlushesAfterNATSReturns(t *testing.T) {
 				events = append(events, e)
 			}
 		}
-		if len(events) > 0 {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return len(events) > 0
+	})
 	if len(events) != 1 {
 		t.Fatalf("%d succeeded events for %s, want 1", len(events), pub.ID)
 	}

@@ -44,10 +44,13 @@ replicate: {local: [offsite]}
 	snap := e.Result.Backup.Snapshot
 
 	// The worker publishes the replicate job itself; its completion is announced.
-	var done *brr.Event
-	for deadline := time.Now().Add(60 * time.Second); done == nil; {
-		events, err := c.Events(ctx, brr.Subjects{}.Events(brr.EventReplication), time.Time{}, 0)
-		if err != nil {
+	var (
+		done   *brr.Event
+		events []*brr.Event
+	)
+	completed := testkit.WaitFor(60*time.Second, func() bool {
+		var err error
+		if events, err = c.Events(ctx, brr.Subjects{}.Events(brr.EventReplication), time.Time{}, 0); err != nil {
 			t.Fatal(err)
 		}
 		for _, e := range events {
@@ -58,10 +61,10 @@ replicate: {local: [offsite]}
 				done = e
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no replication.completed event after 60s; replication events: %+v", events)
-		}
-		time.Sleep(200 * time.Millisecond)
+		return done != nil
+	})
+	if !completed {
+		t.Fatalf("no replication.completed event after 60s; replication events: %+v", events)
 	}
 	r := done.Replication
 	if r == nil || r.From != "local" || r.To != "offsite" || len(r.Snapshots) != 1 || r.Snapshots[0] != snap || r.BlobsSent == 0 || r.Lag == nil || r.Lag.Behind != 0 {

@@ -10,10 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/brr-dev/brr"
-	"github.com/brr-dev/brr/internal/natstest"
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
+
+	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/natstest"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // fixtureQueries serves a fixed list of snapshots per repo and counts the queries.
@@ -67,25 +69,25 @@ func serveAPI(t *testing.T, s *natstest.Server, cfg Config, q Queries) {
 // yet (ServeAPI subscribes in its own goroutine).
 func request(t *testing.T, nc *nats.Conn, subject string, data []byte) brr.SnapshotsReply {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		m, err := nc.Request(subject, data, 5*time.Second)
-		if errors.Is(err, nats.ErrNoResponders) && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
-		if err != nil {
-			t.Fatalf("request %s: %v", subject, err)
-		}
-		var reply brr.SnapshotsReply
-		if err := json.Unmarshal(m.Data, &reply); err != nil {
-			t.Fatalf("decode reply %s: %v", m.Data, err)
-		}
-		if reply.V != brr.Version {
-			t.Errorf("reply v = %d, want %d", reply.V, brr.Version)
-		}
-		return reply
+	var (
+		m   *nats.Msg
+		err error
+	)
+	testkit.WaitFor(10*time.Second, func() bool {
+		m, err = nc.Request(subject, data, 5*time.Second)
+		return !errors.Is(err, nats.ErrNoResponders)
+	})
+	if err != nil {
+		t.Fatalf("request %s: %v", subject, err)
 	}
+	var reply brr.SnapshotsReply
+	if err := json.Unmarshal(m.Data, &reply); err != nil {
+		t.Fatalf("decode reply %s: %v", m.Data, err)
+	}
+	if reply.V != brr.Version {
+		t.Errorf("reply v = %d, want %d", reply.V, brr.Version)
+	}
+	return reply
 }
 
 func TestAPISnapshots(t *testing.T) {
@@ -183,12 +185,12 @@ func TestAPIQueueGroup(t *testing.T) {
 	body := []byte(`{"v":1,"repo":"local"}`)
 
 	// Wait until both instances have answered once, so both are subscribed.
-	deadline := time.Now().Add(10 * time.Second)
-	for q1.calls.Load() == 0 || q2.calls.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("not both instances answer: %d and %d calls", q1.calls.Load(), q2.calls.Load())
-		}
+	both := testkit.WaitFor(10*time.Second, func() bool {
 		request(t, nc, subject, body)
+		return q1.calls.Load() > 0 && q2.calls.Load() > 0
+	})
+	if !both {
+		t.Fatalf("not both instances answer: %d and %d calls", q1.calls.Load(), q2.calls.Load())
 	}
 	before := q1.calls.Load() + q2.calls.Load()
 

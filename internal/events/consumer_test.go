@@ -71,18 +71,8 @@ func openDB(t testing.TB, js jetstream.JetStream) *state.DB {
 	if err != nil {
 		t.Fatalf("open state: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	ob := NewOutbox(js, db, zerolog.Nop())
-	go func() {
-		defer close(done)
-		_ = ob.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		_ = db.Close()
-	})
+	t.Cleanup(func() { _ = db.Close() })
+	testkit.Go(t, "outbox", NewOutbox(js, db, zerolog.Nop()).Run)
 	return db
 }
 

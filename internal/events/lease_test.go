@@ -7,9 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/natstest"
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // leaseSetup starts a server with the brr streams and a lease TTL of ttl, and returns
@@ -188,23 +190,26 @@ func TestLeaseExpiresWithoutRenewal(t *testing.T) {
 	_, _, err = l2.Acquire(context.Background(), "repo.local")
 	wantHeld(t, err, "w1")
 
-	deadline := time.Now().Add(15 * ttl)
-	for {
-		lctx2, release, err := l2.Acquire(context.Background(), "repo.local")
-		if err == nil {
-			if lctx2.Err() != nil {
-				t.Errorf("new lease context is done: %v", context.Cause(lctx2))
+	free := testkit.WaitFor(15*ttl, func() bool {
+		var (
+			lctx2   context.Context
+			release func()
+		)
+		lctx2, release, err = l2.Acquire(context.Background(), "repo.local")
+		if err != nil {
+			if _, ok := brr.SnoozeDelay(err); !ok {
+				t.Fatalf("Acquire: %v", err)
 			}
-			release()
-			return
+			return false
 		}
-		if _, ok := brr.SnoozeDelay(err); !ok {
-			t.Fatalf("Acquire: %v", err)
+		if lctx2.Err() != nil {
+			t.Errorf("new lease context is done: %v", context.Cause(lctx2))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("lease not free %v after its holder stopped renewing (TTL %v): %v", 15*ttl, ttl, err)
-		}
-		time.Sleep(100 * time.Millisecond)
+		release()
+		return true
+	})
+	if !free {
+		t.Fatalf("lease not free %v after its holder stopped renewing (TTL %v): %v", 15*ttl, ttl, err)
 	}
 }
 

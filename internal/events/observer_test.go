@@ -50,13 +50,7 @@ func TestObserverSeesEverySettle(t *testing.T) {
 	obs := &settles{}
 	c := NewConsumer(b.js, b.db, b.h, NewOutbox(b.js, b.db, zerolog.Nop()), b.cfg, zerolog.Nop())
 	c.Observe(obs)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	testkit.Go(t, "consumer", c.Run)
 	for _, id := range []string{"ok", "snoozed", "bad", "flaky"} {
 		publishJob(t, b.js, pingJob(id))
 	}

@@ -9,12 +9,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/brr-dev/brr"
-	"github.com/brr-dev/brr/internal/natstest"
-	"github.com/brr-dev/brr/internal/state"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+
+	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/natstest"
+	"github.com/brr-dev/brr/internal/state"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 var _ OutboxStore = (*state.DB)(nil)
@@ -56,19 +58,16 @@ func runOutbox(t testing.TB, o *Outbox) {
 // hang, not a timing assertion.
 func waitEmpty(t testing.TB, db *state.DB, limit time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		n, err := db.OutboxLen()
-		if err != nil {
+	var n int
+	empty := testkit.WaitFor(limit, func() bool {
+		var err error
+		if n, err = db.OutboxLen(); err != nil {
 			t.Fatal(err)
 		}
-		if n == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("outbox still holds %d items after %v", n, limit)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return n == 0
+	})
+	if !empty {
+		t.Fatalf("outbox still holds %d items after %v", n, limit)
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,8 +15,8 @@ import (
 	"github.com/brr-dev/brr/internal/jobs"
 	"github.com/brr-dev/brr/internal/natstest"
 	"github.com/brr-dev/brr/internal/repo"
-	"github.com/brr-dev/brr/internal/repo/file"
 	"github.com/brr-dev/brr/internal/state"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // pipeline is a worker's consume loop, outbox and API with the real engine, as
@@ -35,18 +34,7 @@ func startPipeline(t *testing.T, repos []string, replicateTo map[string][]string
 	t.Helper()
 	ns := natstest.Start(t)
 	nc, js := ns.JetStream(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	run := func(what string, fn func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := fn(ctx); err != nil && ctx.Err() == nil {
-				t.Errorf("%s: %v", what, err)
-			}
-		}()
-	}
+	ctx := context.Background()
 
 	cfg := events.Config{Worker: "w1", Host: "testhost", DrainTimeout: 5 * time.Second}
 	if err := events.EnsureStreams(ctx, js, cfg); err != nil {
@@ -60,22 +48,13 @@ func startPipeline(t *testing.T, repos []string, replicateTo map[string][]string
 	engine := &jobs.Engine{Repos: map[string]*repo.Repository{}, DefaultRepo: repos[0], Cache: db, BlobMap: db,
 		ReplicateTo: replicateTo, Host: "testhost", Worker: "w1"}
 	for _, name := range repos {
-		be, err := file.Open(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := repo.Init(ctx, be, []byte("test password "+name), repo.Options{PackSize: 4 << 20, KDF: repo.KDFParams{Time: 1, MemoryKiB: 1024, Threads: 1}})
-		if err != nil {
-			t.Fatalf("init repo %s: %v", name, err)
-		}
-		t.Cleanup(func() { _ = r.Close() })
-		engine.Repos[name] = r
+		engine.Repos[name], _ = testkit.InitRepo(t, t.TempDir(), testkit.RepoOptions())
 	}
 	log := zerolog.Nop()
 	outbox := events.NewOutbox(js, db, log)
-	run("outbox", outbox.Run)
-	run("consumer", events.NewConsumer(js, db, engine, outbox, cfg, log).Run)
-	run("api", func(ctx context.Context) error { return events.ServeAPI(ctx, nc, cfg, engine, log) })
+	testkit.Go(t, "outbox", outbox.Run)
+	testkit.Go(t, "consumer", events.NewConsumer(js, db, engine, outbox, cfg, log).Run)
+	testkit.Go(t, "api", func(ctx context.Context) error { return events.ServeAPI(ctx, nc, cfg, engine, log) })
 	c, err := brr.NewClient(nc)
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/brr-dev/brr/internal/repo"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // chunkIDs returns the ids of the chunks the repository's Chunker cuts data into.
@@ -44,7 +45,7 @@ func TestSmallFilesChunkLikeTheChunker(t *testing.T) {
 	for i, n := range sizes {
 		name := fmt.Sprintf("f%02d-%d", i, n)
 		data[name] = randomBytes(uint64(500+i), n)
-		writeFile(t, filepath.Join(src, name), data[name], 0o644)
+		testkit.WriteFile(t, filepath.Join(src, name), data[name], 0o644)
 	}
 	res := backup(t, b.engine, "small-1", src)
 	if res.Files != int64(len(sizes)) {
@@ -89,7 +90,7 @@ func TestBackupOfAWideDeepTreeIsDeterministic(t *testing.T) {
 	src := t.TempDir()
 	for i := range 300 {
 		dir := filepath.Join(src, fmt.Sprintf("d%d", i%7), fmt.Sprintf("e%d", i%13), fmt.Sprintf("f%d", i%3))
-		writeFile(t, filepath.Join(dir, fmt.Sprintf("file%03d", i)), []byte(strings.Repeat(fmt.Sprint(i), i)), 0o640)
+		testkit.WriteFile(t, filepath.Join(dir, fmt.Sprintf("file%03d", i)), []byte(strings.Repeat(fmt.Sprint(i), i)), 0o640)
 	}
 	if err := os.MkdirAll(filepath.Join(src, "empty", "dirs"), 0o755); err != nil {
 		t.Fatal(err)
@@ -115,8 +116,8 @@ func TestHardlinksAreNotReadAgain(t *testing.T) {
 	b := setup(t)
 	b.engine.Cache = openState(t)
 	src := t.TempDir()
-	writeFile(t, filepath.Join(src, "a", "data"), randomBytes(7, 3<<20), 0o644)
-	writeFile(t, filepath.Join(src, "a", "small"), randomBytes(8, 10<<10), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "a", "data"), randomBytes(7, 3<<20), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "a", "small"), randomBytes(8, 10<<10), 0o644)
 	for i := range 5 {
 		if err := os.MkdirAll(filepath.Join(src, fmt.Sprintf("l%d", i)), 0o755); err != nil {
 			t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // TestRestoreAsOf: "latest" with as_of picks the newest snapshot of the source taken at
@@ -17,12 +18,12 @@ import (
 // none, and says so.
 func TestRestoreAsOf(t *testing.T) {
 	b := setup(t)
-	c := newClock(time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC))
-	b.engine.Now = c.now
+	c := testkit.NewClock(time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC))
+	b.engine.Now = c.Now
 	src := t.TempDir()
 	other := t.TempDir()
 	ids := hourly(t, b, c, src, 3) // 08:00, 09:00, 10:00
-	writeFile(t, filepath.Join(other, "x"), []byte("another source"), 0o644)
+	testkit.WriteFile(t, filepath.Join(other, "x"), []byte("another source"), 0o644)
 	backup(t, b.engine, "other-source", other) // 11:00, of another source
 
 	for _, tt := range []struct {

@@ -12,26 +12,28 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sys/unix"
+
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/jobs"
 	"github.com/brr-dev/brr/internal/natstest"
-	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/sys/unix"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // makeEveryKind builds a tree with every kind of entry a backup keeps, and a fifo, which it
 // skips.
 func makeEveryKind(t *testing.T, src string) {
 	t.Helper()
-	writeFile(t, filepath.Join(src, "empty"), nil, 0o644)
-	writeFile(t, filepath.Join(src, "small.txt"), []byte("small file\n"), 0o600)
-	writeFile(t, filepath.Join(src, "exec.sh"), []byte("#!/bin/sh\necho hi\n"), 0o755)
-	writeFile(t, filepath.Join(src, "big.bin"), randomBytes(1, 3<<20+12345), 0o640)
-	writeFile(t, filepath.Join(src, "sparse-ish"), make([]byte, 5<<20), 0o644)
-	writeFile(t, filepath.Join(src, "dir", "nested", "file"), []byte("nested"), 0o644)
-	writeFile(t, filepath.Join(src, "ünïcödé ✓ 日本", "名前.txt"), []byte("unicode"), 0o644)
-	writeFile(t, filepath.Join(src, "new\nline"), []byte("newline in name"), 0o644)
-	writeFile(t, filepath.Join(src, strings.Repeat("x", 255)), []byte("long name"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "empty"), nil, 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "small.txt"), []byte("small file\n"), 0o600)
+	testkit.WriteFile(t, filepath.Join(src, "exec.sh"), []byte("#!/bin/sh\necho hi\n"), 0o755)
+	testkit.WriteFile(t, filepath.Join(src, "big.bin"), randomBytes(1, 3<<20+12345), 0o640)
+	testkit.WriteFile(t, filepath.Join(src, "sparse-ish"), make([]byte, 5<<20), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "dir", "nested", "file"), []byte("nested"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "ünïcödé ✓ 日本", "名前.txt"), []byte("unicode"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "new\nline"), []byte("newline in name"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, strings.Repeat("x", 255)), []byte("long name"), 0o644)
 	if err := os.Mkdir(filepath.Join(src, "emptydir"), 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +41,7 @@ func makeEveryKind(t *testing.T, src string) {
 	for i := range 40 {
 		deep = filepath.Join(deep, fmt.Sprintf("d%02d", i))
 	}
-	writeFile(t, filepath.Join(deep, "bottom"), []byte("40 levels down"), 0o644)
+	testkit.WriteFile(t, filepath.Join(deep, "bottom"), []byte("40 levels down"), 0o644)
 	for _, l := range []struct{ name, target string }{
 		{"link-rel", "small.txt"},
 		{"link-abs", "/etc/passwd"},
@@ -126,10 +128,10 @@ func TestBackupRestoreRoundTrip(t *testing.T) {
 func TestRestorePaths(t *testing.T) {
 	b := setup(t)
 	src := t.TempDir()
-	writeFile(t, filepath.Join(src, "a", "b", "keep.txt"), []byte("keep"), 0o644)
-	writeFile(t, filepath.Join(src, "a", "b", "sub", "also.txt"), []byte("also"), 0o644)
-	writeFile(t, filepath.Join(src, "a", "other.txt"), []byte("other"), 0o644)
-	writeFile(t, filepath.Join(src, "top.txt"), []byte("top"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "a", "b", "keep.txt"), []byte("keep"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "a", "b", "sub", "also.txt"), []byte("also"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "a", "other.txt"), []byte("other"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "top.txt"), []byte("top"), 0o644)
 	res := backup(t, b.engine, "paths-1", src)
 
 	target := filepath.Join(t.TempDir(), "out")
@@ -164,8 +166,8 @@ func TestDedupSameFileTwice(t *testing.T) {
 	b := setup(t)
 	src := t.TempDir()
 	data := randomBytes(7, 8<<20)
-	writeFile(t, filepath.Join(src, "one"), data, 0o644)
-	writeFile(t, filepath.Join(src, "two"), data, 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "one"), data, 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "two"), data, 0o644)
 	res := backup(t, b.engine, "dedup-1", src)
 	if got, want := res.Bytes, int64(16<<20); got != want {
 		t.Errorf("Bytes = %d, want %d", got, want)
@@ -181,13 +183,13 @@ func TestEditInMiddleAddsLittle(t *testing.T) {
 	src := t.TempDir()
 	p := filepath.Join(src, "big")
 	data := randomBytes(9, 64<<20)
-	writeFile(t, p, data, 0o644)
+	testkit.WriteFile(t, p, data, 0o644)
 	first := backup(t, b.engine, "edit-1", src)
 	if first.BytesAdded < 64<<20 {
 		t.Fatalf("first BytesAdded = %d, want at least the file's size", first.BytesAdded)
 	}
 	copy(data[32<<20:], randomBytes(10, 1<<20))
-	writeFile(t, p, data, 0o644)
+	testkit.WriteFile(t, p, data, 0o644)
 	second := backup(t, b.engine, "edit-2", src)
 	// Chunk boundaries depend on the repository's secret gear table, and this test makes a
 	// new repository each run, so what the edit costs varies: about 2 MiB on average (the
@@ -213,9 +215,9 @@ func TestEditInMiddleAddsLittle(t *testing.T) {
 func TestRedeliveredBackupIsNotRunAgain(t *testing.T) {
 	b := setup(t)
 	src := t.TempDir()
-	writeFile(t, filepath.Join(src, "f"), []byte("content"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "f"), []byte("content"), 0o644)
 	first := backup(t, b.engine, "job-same-id", src)
-	writeFile(t, filepath.Join(src, "g"), []byte("added after the first run"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "g"), []byte("added after the first run"), 0o644)
 	second := backup(t, b.engine, "job-same-id", src)
 	if second.Snapshot != first.Snapshot {
 		t.Fatalf("second run made snapshot %s, want %s", second.Snapshot, first.Snapshot)
@@ -238,8 +240,8 @@ func TestConcurrentBackupsShareChunks(t *testing.T) {
 	var srcs [2]string
 	for i := range srcs {
 		srcs[i] = t.TempDir()
-		writeFile(t, filepath.Join(srcs[i], "shared"), shared, 0o644)
-		writeFile(t, filepath.Join(srcs[i], "own"), randomBytes(uint64(20+i), 2<<20), 0o644)
+		testkit.WriteFile(t, filepath.Join(srcs[i], "shared"), shared, 0o644)
+		testkit.WriteFile(t, filepath.Join(srcs[i], "own"), randomBytes(uint64(20+i), 2<<20), 0o644)
 	}
 	var wg sync.WaitGroup
 	var results [2]*brr.BackupResult
@@ -279,8 +281,8 @@ func TestAllowedRoots(t *testing.T) {
 	outside := t.TempDir()
 	b.engine.AllowedRoots = []string{root}
 	src := filepath.Join(root, "src")
-	writeFile(t, filepath.Join(src, "f"), []byte("x"), 0o644)
-	writeFile(t, filepath.Join(outside, "secret"), []byte("x"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "f"), []byte("x"), 0o644)
+	testkit.WriteFile(t, filepath.Join(outside, "secret"), []byte("x"), 0o644)
 
 	res := backup(t, b.engine, "roots-1", src)
 
@@ -333,7 +335,7 @@ func TestAllowedRoots(t *testing.T) {
 func TestLeaseHeldElsewhereSnoozes(t *testing.T) {
 	b := setup(t)
 	src := t.TempDir()
-	writeFile(t, filepath.Join(src, "f"), []byte("x"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "f"), []byte("x"), 0o644)
 	l := newKVLeaser(t)
 	b.engine.Leases = l
 	key := jobs.SourceLeaseKey("testhost", src)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/repo"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // benchSource returns the tree the benchmarks back up: $BRR_BENCH_SOURCE when set (make
@@ -27,13 +28,13 @@ func benchSource(b *testing.B) (string, int64) {
 	for i := range 3000 {
 		n := 512 + (i*7919)%(16<<10)
 		data := append([]byte(fmt.Sprintf("// file %d\n", i)), text[:n%len(text)]...)
-		writeFile(b, filepath.Join(src, "src", fmt.Sprintf("pkg%02d", i%60), fmt.Sprintf("file%04d.go", i)), data, 0o644)
+		testkit.WriteFile(b, filepath.Join(src, "src", fmt.Sprintf("pkg%02d", i%60), fmt.Sprintf("file%04d.go", i)), data, 0o644)
 	}
 	for i := range 3 {
-		writeFile(b, filepath.Join(src, "data", fmt.Sprintf("random%d.bin", i)), randomBytes(uint64(700+i), 32<<20), 0o644)
+		testkit.WriteFile(b, filepath.Join(src, "data", fmt.Sprintf("random%d.bin", i)), randomBytes(uint64(700+i), 32<<20), 0o644)
 	}
 	dup, _ := os.ReadFile(filepath.Join(src, "data", "random0.bin"))
-	writeFile(b, filepath.Join(src, "data", "duplicate.bin"), dup, 0o644)
+	testkit.WriteFile(b, filepath.Join(src, "data", "duplicate.bin"), dup, 0o644)
 	return src, treeSize(b, src)
 }
 
@@ -51,7 +52,7 @@ func treeSize(b *testing.B, root string) int64 {
 }
 
 // benchOptions are production options (16 MiB packs) with a cheap KDF.
-var benchOptions = repo.Options{KDF: repo.KDFParams{Time: 1, MemoryKiB: 1024, Threads: 1}}
+var benchOptions = repo.Options{KDF: testkit.CheapKDF}
 
 func BenchmarkBackupFirst(b *testing.B) {
 	src, size := benchSource(b)

@@ -11,6 +11,7 @@ import (
 	"github.com/brr-dev/brr/internal/jobs"
 	"github.com/brr-dev/brr/internal/repo"
 	"github.com/brr-dev/brr/internal/state"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 var _ jobs.PointIndex = (*state.DB)(nil)
@@ -25,9 +26,9 @@ func TestCheckpoint(t *testing.T) {
 	b.engine.Points = db
 	ctx := context.Background()
 	src := t.TempDir()
-	writeFile(t, filepath.Join(src, "a.txt"), []byte("one"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "a.txt"), []byte("one"), 0o644)
 	first := backup(t, b.engine, "cp-backup-1", src)
-	writeFile(t, filepath.Join(src, "a.txt"), []byte("two"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "a.txt"), []byte("two"), 0o644)
 	second := backup(t, b.engine, "cp-backup-2", src)
 
 	res, err := checkpoint(b.engine, "cp-1", brr.CheckpointJob{Snapshot: "latest", Source: src, Label: "before-upgrade", Reason: "upgrade to 2.0"})
@@ -41,7 +42,7 @@ func TestCheckpoint(t *testing.T) {
 	}
 
 	// Delivered again after a newer backup: "latest" moved on, the point did not.
-	writeFile(t, filepath.Join(src, "a.txt"), []byte("three"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "a.txt"), []byte("three"), 0o644)
 	third := backup(t, b.engine, "cp-backup-3", src)
 	again, err := checkpoint(b.engine, "cp-1", brr.CheckpointJob{Snapshot: "latest", Source: src, Label: "before-upgrade"})
 	if err != nil || again.Point.Snapshot != second.Snapshot || !again.Point.Time.Equal(pt.Time) {
@@ -113,10 +114,10 @@ func TestCheckpointsOfAnUnreadableRepo(t *testing.T) {
 	db := openState(t)
 	b.engine.Points = db
 	offDir := t.TempDir()
-	b.engine.Repos["offsite"] = initRepo(t, offDir)
+	b.engine.Repos["offsite"], _ = testkit.InitRepo(t, offDir, testkit.RepoOptions())
 	ctx := context.Background()
 	src := t.TempDir()
-	writeFile(t, filepath.Join(src, "a.txt"), []byte("one"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "a.txt"), []byte("one"), 0o644)
 	for _, name := range []string{"local", "offsite"} {
 		res, err := b.engine.Backup(ctx, "up-"+name, brr.BackupJob{Path: src, Repo: name}, nil)
 		if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/brr-dev/brr/internal/jobs"
 	"github.com/brr-dev/brr/internal/repo"
 	"github.com/brr-dev/brr/internal/repo/file"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // The crash test re-executes this test binary as a child that backs up into a repository
@@ -38,7 +39,7 @@ func crashChild(dir, source string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	r, err := repo.Open(ctx, be, testPassword, testOptions())
+	r, err := repo.Open(ctx, be, []byte(testkit.Password), testkit.RepoOptions())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -56,13 +57,14 @@ func TestKilledBackupLeavesRepositoryClean(t *testing.T) {
 		t.Skip("writes and backs up 200 MiB")
 	}
 	dir := t.TempDir()
-	initRepo(t, dir).Close()
+	created, _ := testkit.InitRepo(t, dir, testkit.RepoOptions())
+	created.Close() // the child opens it
 	src := t.TempDir()
 	for i := range 25 {
-		writeFile(t, filepath.Join(src, fmt.Sprintf("d%d", i%4), fmt.Sprintf("f%02d", i)), randomBytes(uint64(500+i), 8<<20), 0o644)
+		testkit.WriteFile(t, filepath.Join(src, fmt.Sprintf("d%d", i%4), fmt.Sprintf("f%02d", i)), randomBytes(uint64(500+i), 8<<20), 0o644)
 	}
 	for i := range 300 {
-		writeFile(t, filepath.Join(src, "small", fmt.Sprintf("s%03d", i)), randomBytes(uint64(1000+i), 4<<10), 0o644)
+		testkit.WriteFile(t, filepath.Join(src, "small", fmt.Sprintf("s%03d", i)), randomBytes(uint64(1000+i), 4<<10), 0o644)
 	}
 
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -93,7 +95,7 @@ func TestKilledBackupLeavesRepositoryClean(t *testing.T) {
 	<-exited
 	t.Logf("killed the child after %d packs", packs(t, dir))
 
-	r, err := openRepo(t, dir, testPassword)
+	r, err := openRepo(t, dir, []byte(testkit.Password))
 	if err != nil {
 		t.Fatalf("open after the kill: %v", err)
 	}

@@ -10,33 +10,19 @@ import (
 
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/repo"
-	"github.com/brr-dev/brr/internal/repo/file"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // TestDrillCheckFindsEveryDifference runs the drill's check on a restored copy that was
 // changed after the restore, in every way the check looks for.
 func TestDrillCheckFindsEveryDifference(t *testing.T) {
 	ctx := context.Background()
-	be, err := file.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := repo.Init(ctx, be, []byte("pw"), repo.Options{KDF: repo.KDFParams{Time: 1, MemoryKiB: 1024, Threads: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r, _ := testkit.InitRepo(t, t.TempDir(), repo.Options{KDF: testkit.CheapKDF})
 	e := &Engine{Repos: map[string]*repo.Repository{"local": r}, Host: "h"}
 
 	src := t.TempDir()
 	write := func(rel, data string, mode os.FileMode) {
-		p := filepath.Join(src, rel)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(data), mode); err != nil {
-			t.Fatal(err)
-		}
+		testkit.WriteFile(t, filepath.Join(src, rel), []byte(data), mode)
 	}
 	write("same.txt", "unchanged", 0o644)
 	write("edited.txt", "the original text", 0o644)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/repo"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // damageFileBlob flips a byte in the middle of the first blob of file name (at the top of
@@ -89,7 +90,7 @@ func TestDrill(t *testing.T) {
 	makeEveryKind(t, src)
 	// A directory its owner may not write and a file nobody may read: the drill still
 	// reads the copy and removes it.
-	writeFile(t, filepath.Join(src, "ro", "secret"), []byte("locked away"), 0o000)
+	testkit.WriteFile(t, filepath.Join(src, "ro", "secret"), []byte("locked away"), 0o000)
 	if err := os.Chmod(filepath.Join(src, "ro"), 0o500); err != nil {
 		t.Fatal(err)
 	}
@@ -133,9 +134,9 @@ func TestDrillFindsDamage(t *testing.T) {
 	scratch := t.TempDir()
 	b.engine.ScratchDir = scratch
 	src := t.TempDir()
-	writeFile(t, filepath.Join(src, "good.bin"), randomBytes(41, 200<<10), 0o644)
-	writeFile(t, filepath.Join(src, "victim.bin"), randomBytes(42, 300<<10), 0o644)
-	writeFile(t, filepath.Join(src, "sub", "other.txt"), []byte("other"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "good.bin"), randomBytes(41, 200<<10), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "victim.bin"), randomBytes(42, 300<<10), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "sub", "other.txt"), []byte("other"), 0o644)
 	res := backup(t, b.engine, "drill-damage-1", src)
 	damageFileBlob(t, b, res.Snapshot, "victim.bin")
 	ctx := context.Background()
@@ -183,9 +184,9 @@ func TestVerifyDrill(t *testing.T) {
 		t.Fatalf("verify --drill of an empty repo: err = %v", err)
 	}
 	src := t.TempDir()
-	writeFile(t, filepath.Join(src, "old.txt"), []byte("old"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "old.txt"), []byte("old"), 0o644)
 	backup(t, b.engine, "vd-1", src)
-	writeFile(t, filepath.Join(src, "new.txt"), []byte("new"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "new.txt"), []byte("new"), 0o644)
 	newest := backup(t, b.engine, "vd-2", src)
 
 	res, err := b.engine.Handle(ctx, &brr.Job{ID: "verify-drill-1", Kind: brr.KindVerify, Args: &brr.VerifyJob{Drill: true, ReadData: true}}, nil)

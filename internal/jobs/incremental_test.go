@@ -8,6 +8,7 @@ import (
 
 	"github.com/brr-dev/brr/internal/jobs"
 	"github.com/brr-dev/brr/internal/state"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 var _ jobs.FileCache = (*state.DB)(nil)
@@ -28,9 +29,9 @@ func TestIncrementalBackupReadsOnlyChanges(t *testing.T) {
 	b.engine.Cache = db
 	src := t.TempDir()
 	for i := range 20 {
-		writeFile(t, filepath.Join(src, fmt.Sprintf("dir%d", i%3), fmt.Sprintf("f%02d", i)), randomBytes(uint64(100+i), 10<<10*(i+1)), 0o644)
+		testkit.WriteFile(t, filepath.Join(src, fmt.Sprintf("dir%d", i%3), fmt.Sprintf("f%02d", i)), randomBytes(uint64(100+i), 10<<10*(i+1)), 0o644)
 	}
-	writeFile(t, filepath.Join(src, "big"), randomBytes(99, 5<<20), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "big"), randomBytes(99, 5<<20), 0o644)
 	if err := os.Link(filepath.Join(src, "big"), filepath.Join(src, "big-link")); err != nil {
 		t.Fatal(err)
 	}
@@ -58,8 +59,8 @@ func TestIncrementalBackupReadsOnlyChanges(t *testing.T) {
 	}
 
 	// Change one file, add one, remove one.
-	writeFile(t, filepath.Join(src, "dir0", "f00"), []byte("changed"), 0o644)
-	writeFile(t, filepath.Join(src, "dir1", "new"), []byte("new file"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "dir0", "f00"), []byte("changed"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "dir1", "new"), []byte("new file"), 0o644)
 	if err := os.Remove(filepath.Join(src, "dir2", "f02")); err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +94,7 @@ func TestFileCacheIgnoresBlobsTheRepoLacks(t *testing.T) {
 	db := openState(t)
 	b.engine.Cache = db
 	src := t.TempDir()
-	writeFile(t, filepath.Join(src, "f"), randomBytes(5, 100<<10), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "f"), randomBytes(5, 100<<10), 0o644)
 	backup(t, b.engine, "scope-1", src)
 
 	other := setup(t)
@@ -107,7 +108,7 @@ func TestFileCacheIgnoresBlobsTheRepoLacks(t *testing.T) {
 	if err := db.UpdateFileCache(jobs.CacheScope(other.repo, src), cache, nil); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(src, "f"), randomBytes(6, 100<<10), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "f"), randomBytes(6, 100<<10), 0o644)
 	backup(t, b.engine, "scope-3", src) // the cache of b's scope now has blobs other lacks
 	cache, _ = db.LoadFileCache(jobs.CacheScope(b.repo, src))
 	if err := db.UpdateFileCache(jobs.CacheScope(other.repo, src), cache, nil); err != nil {

@@ -17,13 +17,8 @@ import (
 	"github.com/brr-dev/brr/internal/jobs"
 	"github.com/brr-dev/brr/internal/repo"
 	"github.com/brr-dev/brr/internal/repo/file"
+	"github.com/brr-dev/brr/internal/testkit"
 )
-
-var testPassword = []byte("correct horse battery staple")
-
-func testOptions() repo.Options {
-	return repo.Options{PackSize: 4 << 20, KDF: repo.KDFParams{Time: 1, MemoryKiB: 1024, Threads: 1}}
-}
 
 // bundle is what most tests need: a repository in a temporary directory and an engine
 // that uses it as its only repo.
@@ -35,13 +30,13 @@ type bundle struct {
 
 func setup(t testing.TB) *bundle {
 	t.Helper()
-	return setupWith(t, testOptions())
+	return setupWith(t, testkit.RepoOptions())
 }
 
 func setupWith(t testing.TB, opts repo.Options) *bundle {
 	t.Helper()
 	dir := t.TempDir()
-	r := initRepoWith(t, dir, opts)
+	r, _ := testkit.InitRepo(t, dir, opts)
 	return &bundle{
 		dir:  dir,
 		repo: r,
@@ -53,32 +48,13 @@ func setupWith(t testing.TB, opts repo.Options) *bundle {
 	}
 }
 
-func initRepo(t testing.TB, dir string) *repo.Repository {
-	t.Helper()
-	return initRepoWith(t, dir, testOptions())
-}
-
-func initRepoWith(t testing.TB, dir string, opts repo.Options) *repo.Repository {
-	t.Helper()
-	be, err := file.Open(dir)
-	if err != nil {
-		t.Fatalf("open backend: %v", err)
-	}
-	r, err := repo.Init(context.Background(), be, testPassword, opts)
-	if err != nil {
-		t.Fatalf("init repo: %v", err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r
-}
-
 func openRepo(t testing.TB, dir string, password []byte) (*repo.Repository, error) {
 	t.Helper()
 	be, err := file.Open(dir)
 	if err != nil {
 		t.Fatalf("open backend: %v", err)
 	}
-	r, err := repo.Open(context.Background(), be, password, testOptions())
+	r, err := repo.Open(context.Background(), be, password, testkit.RepoOptions())
 	if err == nil {
 		t.Cleanup(func() { r.Close() })
 	}
@@ -108,19 +84,6 @@ func randomBytes(seed uint64, n int) []byte {
 	r := rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8), byte(seed >> 16), 1})
 	_, _ = r.Read(b)
 	return b
-}
-
-func writeFile(t testing.TB, p string, data []byte, mode os.FileMode) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, data, mode); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(p, mode); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // entryInfo is what a tree comparison looks at for one path.
@@ -176,17 +139,32 @@ func scanTree(t testing.TB, root string) map[string]entryInfo {
 	return out
 }
 
+// pairTrees scans the trees below a (the source) and b (a restore of it), fails the test
+// for every path in only one of them, and calls same for every path in both.
+func pairTrees(t testing.TB, a, b string, same func(rel string, ea, eb entryInfo)) (ta, tb map[string]entryInfo) {
+	t.Helper()
+	ta, tb = scanTree(t, a), scanTree(t, b)
+	for rel, ea := range ta {
+		if eb, ok := tb[rel]; ok {
+			same(rel, ea, eb)
+		} else {
+			t.Errorf("%q: missing from the restore", rel)
+		}
+	}
+	for rel := range tb {
+		if _, ok := ta[rel]; !ok {
+			t.Errorf("%q: in the restore, not in the source", rel)
+		}
+	}
+	return ta, tb
+}
+
 // compareTrees fails the test for every difference between the trees below a and b,
 // including which files share an inode.
 func compareTrees(t testing.TB, a, b string) {
 	t.Helper()
-	ta, tb := scanTree(t, a), scanTree(t, b)
-	for rel, ea := range ta {
-		eb, ok := tb[rel]
-		if !ok {
-			t.Errorf("%q: missing from the restore", rel)
-			continue
-		}
+	ta, tb := pairTrees(t, a, b, func(rel string, ea, eb entryInfo) {
+		t.Helper()
 		if ea.mode != eb.mode {
 			t.Errorf("%q: mode %v, want %v", rel, eb.mode, ea.mode)
 		}
@@ -202,12 +180,7 @@ func compareTrees(t testing.TB, a, b string) {
 		if ea.link != eb.link {
 			t.Errorf("%q: symlink target %q, want %q", rel, eb.link, ea.link)
 		}
-	}
-	for rel := range tb {
-		if _, ok := ta[rel]; !ok {
-			t.Errorf("%q: in the restore, not in the source", rel)
-		}
-	}
+	})
 	// Files that share an inode in a share one in b, and only those.
 	for r1, e1 := range ta {
 		for r2, e2 := range ta {
@@ -235,7 +208,7 @@ func noTempFiles(t testing.TB, root string) {
 func TestHandleDispatch(t *testing.T) {
 	b := setup(t)
 	src := t.TempDir()
-	writeFile(t, filepath.Join(src, "a.txt"), []byte("hello"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "a.txt"), []byte("hello"), 0o644)
 	ctx := context.Background()
 
 	// Args by value and by pointer (as DecodeJob gives them) run alike.
@@ -291,7 +264,7 @@ func TestProgressReported(t *testing.T) {
 	b := setup(t)
 	src := t.TempDir()
 	for i := range 4 {
-		writeFile(t, filepath.Join(src, fmt.Sprintf("f%d", i)), randomBytes(uint64(i), 16<<20), 0o644)
+		testkit.WriteFile(t, filepath.Join(src, fmt.Sprintf("f%d", i)), randomBytes(uint64(i), 16<<20), 0o644)
 	}
 	var last brr.Progress
 	calls := 0

@@ -10,6 +10,7 @@ import (
 
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/jobs"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // recorder is a brr.Reporter that keeps what a job says while it runs.
@@ -84,7 +85,7 @@ func TestBackupOutcome(t *testing.T) {
 	b := setup(t)
 	b.engine.ReplicateTo = map[string][]string{"local": {"offsite", "local"}}
 	src := t.TempDir()
-	writeFile(t, filepath.Join(src, "a.txt"), []byte("hello"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "a.txt"), []byte("hello"), 0o644)
 	args := &brr.BackupJob{Path: src, Tags: []string{"nightly"}}
 
 	out, err := handle(t, b.engine, "nightly-1", args, nil)
@@ -150,8 +151,8 @@ func TestReplicateOutcomeAndPolicyCycle(t *testing.T) {
 	b := setupReplica(t)
 	b.engine.ReplicateTo = map[string][]string{"local": {"offsite"}, "offsite": {"local"}}
 	src := t.TempDir()
-	writeFile(t, filepath.Join(src, "a.bin"), randomBytes(7, 300<<10), 0o644)
-	writeFile(t, filepath.Join(src, "sub", "b.txt"), []byte("b"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "a.bin"), randomBytes(7, 300<<10), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "sub", "b.txt"), []byte("b"), 0o644)
 	bout, err := handle(t, b.engine, "nightly-1", &brr.BackupJob{Path: src}, nil)
 	if err != nil || len(bout.Jobs) != 1 {
 		t.Fatalf("backup: %+v, %v; want one policy job", bout, err)
@@ -230,10 +231,10 @@ func TestRecoveryOutcomes(t *testing.T) {
 	b := setup(t)
 	b.engine.ScratchDir = t.TempDir()
 	src := t.TempDir()
-	writeFile(t, filepath.Join(src, "good.bin"), randomBytes(41, 200<<10), 0o644)
-	writeFile(t, filepath.Join(src, "victim.bin"), randomBytes(42, 300<<10), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "good.bin"), randomBytes(41, 200<<10), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "victim.bin"), randomBytes(42, 300<<10), 0o644)
 	first := backup(t, b.engine, "rec-1", src)
-	writeFile(t, filepath.Join(src, "new.txt"), []byte("new"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "new.txt"), []byte("new"), 0o644)
 	second := backup(t, b.engine, "rec-2", src)
 
 	// Checkpoints: created, removed; a failed one states nothing.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/jobs"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // Every job calls the progress func it was handed at most once every jobs.ProgressEvery, and
@@ -17,19 +18,19 @@ import (
 // throttle them itself. The jobs here would each report hundreds of times otherwise (a
 // replication per blob, a verify per pack, a prune per snapshot removed).
 func TestProgressAtMostEveryQuarterSecond(t *testing.T) {
-	opts := testOptions()
+	opts := testkit.RepoOptions()
 	opts.PackSize = 64 << 10 // many packs for verify to report on
 	b := setupWith(t, opts)
-	b.engine.Repos["offsite"] = initRepo(t, t.TempDir())
+	b.engine.Repos["offsite"], _ = testkit.InitRepo(t, t.TempDir(), testkit.RepoOptions())
 	ctx := context.Background()
 
 	big := t.TempDir()
 	for i := range 300 {
-		writeFile(t, filepath.Join(big, fmt.Sprintf("d%d", i%10), fmt.Sprintf("f%d", i)), randomBytes(uint64(i), 20<<10), 0o644)
+		testkit.WriteFile(t, filepath.Join(big, fmt.Sprintf("d%d", i%10), fmt.Sprintf("f%d", i)), randomBytes(uint64(i), 20<<10), 0o644)
 	}
 	small := t.TempDir()
 	for i := range 20 {
-		writeFile(t, filepath.Join(small, "f"), []byte(fmt.Sprint(i)), 0o644)
+		testkit.WriteFile(t, filepath.Join(small, "f"), []byte(fmt.Sprint(i)), 0o644)
 		backup(t, b.engine, fmt.Sprintf("progress-small-%d", i), small)
 	}
 	target := filepath.Join(t.TempDir(), "out")

@@ -16,31 +16,19 @@ import (
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/jobs"
 	"github.com/brr-dev/brr/internal/repo"
+	"github.com/brr-dev/brr/internal/testkit"
 )
-
-// clock is a settable clock for an Engine.
-type clock struct{ ns atomic.Int64 }
-
-func newClock(t time.Time) *clock {
-	c := &clock{}
-	c.set(t)
-	return c
-}
-
-func (c *clock) set(t time.Time)     { c.ns.Store(t.UnixNano()) }
-func (c *clock) now() time.Time      { return time.Unix(0, c.ns.Load()).UTC() }
-func (c *clock) add(d time.Duration) { c.ns.Add(int64(d)) }
 
 // hourly backs src up n times, an hour apart on clock, changing a file each time; it
 // returns the snapshot ids, oldest first.
-func hourly(t *testing.T, b *bundle, c *clock, src string, n int) []string {
+func hourly(t *testing.T, b *bundle, c *testkit.Clock, src string, n int) []string {
 	t.Helper()
 	var ids []string
 	for i := range n {
-		writeFile(t, filepath.Join(src, "changing.bin"), randomBytes(uint64(100+i), 64<<10), 0o644)
-		writeFile(t, filepath.Join(src, "same.txt"), []byte("the same every time"), 0o644)
+		testkit.WriteFile(t, filepath.Join(src, "changing.bin"), randomBytes(uint64(100+i), 64<<10), 0o644)
+		testkit.WriteFile(t, filepath.Join(src, "same.txt"), []byte("the same every time"), 0o644)
 		ids = append(ids, backup(t, b.engine, fmt.Sprintf("hourly-%d", i), src).Snapshot)
-		c.add(time.Hour)
+		c.Add(time.Hour)
 	}
 	return ids
 }
@@ -81,8 +69,8 @@ func snapshotIDs(t *testing.T, e *jobs.Engine) []string {
 
 func TestPruneKeepsPinnedSnapshots(t *testing.T) {
 	b := setup(t)
-	c := newClock(time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC))
-	b.engine.Now = c.now
+	c := testkit.NewClock(time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC))
+	b.engine.Now = c.Now
 	b.engine.PruneGrace = repo.NoGrace
 	src := t.TempDir()
 	ids := hourly(t, b, c, src, 5)
@@ -149,8 +137,8 @@ func TestPruneKeepsPinnedSnapshots(t *testing.T) {
 
 func TestPruneDryRunChangesNothing(t *testing.T) {
 	b := setup(t)
-	c := newClock(time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC))
-	b.engine.Now = c.now
+	c := testkit.NewClock(time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC))
+	b.engine.Now = c.Now
 	b.engine.PruneGrace = repo.NoGrace
 	b.engine.Retention = map[string]brr.RetentionPolicy{"local": {KeepLast: 2}}
 	src := t.TempDir()
@@ -216,7 +204,7 @@ func TestPruneTakesTheRepoLease(t *testing.T) {
 	l := newKVLeaser(t)
 	b.engine.Leases = l
 	src := t.TempDir()
-	writeFile(t, filepath.Join(src, "a"), []byte("a"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "a"), []byte("a"), 0o644)
 	backup(t, b.engine, "lease-1", src)
 	ctx := context.Background()
 	key := jobs.RepoLeaseKey(b.repo)
@@ -269,11 +257,11 @@ func TestPruneConcurrentWithBackups(t *testing.T) {
 			defer wg.Done()
 			for i := range rounds {
 				// Some files change every round, some now and then, one never.
-				writeFile(t, filepath.Join(src, "fixed.txt"), []byte(fmt.Sprintf("writer %d", w)), 0o644)
-				writeFile(t, filepath.Join(src, "round.bin"), randomBytes(uint64(1000*w+i), 48<<10), 0o644)
-				writeFile(t, filepath.Join(src, "dir", fmt.Sprintf("f%d", i%3)), randomBytes(uint64(5000*w+i), 20<<10), 0o644)
+				testkit.WriteFile(t, filepath.Join(src, "fixed.txt"), []byte(fmt.Sprintf("writer %d", w)), 0o644)
+				testkit.WriteFile(t, filepath.Join(src, "round.bin"), randomBytes(uint64(1000*w+i), 48<<10), 0o644)
+				testkit.WriteFile(t, filepath.Join(src, "dir", fmt.Sprintf("f%d", i%3)), randomBytes(uint64(5000*w+i), 20<<10), 0o644)
 				if i%2 == 0 {
-					writeFile(t, filepath.Join(src, "big.bin"), randomBytes(uint64(9000*w+i), 600<<10), 0o644)
+					testkit.WriteFile(t, filepath.Join(src, "big.bin"), randomBytes(uint64(9000*w+i), 600<<10), 0o644)
 				}
 				copyDir := filepath.Join(t.TempDir(), "tree")
 				if err := os.CopyFS(copyDir, os.DirFS(src)); err != nil {
@@ -339,20 +327,10 @@ func TestPruneConcurrentWithBackups(t *testing.T) {
 // between the trees below a and b.
 func compareContent(t *testing.T, a, b string) {
 	t.Helper()
-	ta, tb := scanTree(t, a), scanTree(t, b)
-	for rel, ea := range ta {
-		eb, ok := tb[rel]
-		if !ok {
-			t.Errorf("%q: missing from the restore", rel)
-			continue
-		}
+	pairTrees(t, a, b, func(rel string, ea, eb entryInfo) {
+		t.Helper()
 		if ea.mode.IsRegular() && string(ea.content) != string(eb.content) {
 			t.Errorf("%q: restored content differs", rel)
 		}
-	}
-	for rel := range tb {
-		if _, ok := ta[rel]; !ok {
-			t.Errorf("%q: in the restore, not in the tree backed up", rel)
-		}
-	}
+	})
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +21,7 @@ import (
 	"github.com/brr-dev/brr/internal/repo/file"
 	"github.com/brr-dev/brr/internal/repo/natsobj"
 	"github.com/brr-dev/brr/internal/state"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 var (
@@ -54,7 +54,7 @@ func setupReplica(t *testing.T) *replicaBundle {
 	}
 	// Small packs: the object store reads an object from its start, so a blob costs the
 	// part of its pack before it.
-	opts := testOptions()
+	opts := testkit.RepoOptions()
 	opts.PackSize = 256 << 10
 	off, err := repo.Init(context.Background(), be, offsitePassword, opts)
 	if err != nil {
@@ -84,9 +84,9 @@ func openCounted(t *testing.T, dir string, create bool) (*repo.Repository, *faul
 	be := faulty.New(fb)
 	var r *repo.Repository
 	if create {
-		r, err = repo.Init(context.Background(), be, testPassword, testOptions())
+		r, err = repo.Init(context.Background(), be, []byte(testkit.Password), testkit.RepoOptions())
 	} else {
-		r, err = repo.Open(context.Background(), be, testPassword, testOptions())
+		r, err = repo.Open(context.Background(), be, []byte(testkit.Password), testkit.RepoOptions())
 	}
 	if err != nil {
 		t.Fatalf("open repo %s: %v", dir, err)
@@ -194,8 +194,8 @@ func TestReplicateFileToNATSWithOtherKeys(t *testing.T) {
 
 	// A small change: only what the source's backup added is sent, and only that is read
 	// from the source (the blob map knows the rest).
-	writeFile(t, filepath.Join(src, "dir", "nested", "file"), []byte("nested, changed"), 0o644)
-	writeFile(t, filepath.Join(src, "added.txt"), []byte("a new file"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "dir", "nested", "file"), []byte("nested, changed"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "added.txt"), []byte("a new file"), 0o644)
 	blobs := b.local.Stats().Blobs
 	second := backup(t, b.engine, "backup-2", src)
 	added := int64(b.local.Stats().Blobs - blobs)
@@ -215,10 +215,10 @@ func TestReplicateFileToNATSWithOtherKeys(t *testing.T) {
 	compareTrees(t, src, target)
 
 	// "all" copies what offsite lacks, oldest first.
-	writeFile(t, filepath.Join(src, "third.txt"), []byte("third"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "third.txt"), []byte("third"), 0o644)
 	third := backup(t, b.engine, "backup-3", src)
 	other := t.TempDir()
-	writeFile(t, filepath.Join(other, "x"), []byte("another source"), 0o644)
+	testkit.WriteFile(t, filepath.Join(other, "x"), []byte("another source"), 0o644)
 	fourth := backup(t, b.engine, "backup-4", other)
 	res = replicate(t, b.engine, "repl-4", brr.ReplicateJob{Snapshot: "all", To: "offsite", Source: src})
 	if len(res.Snapshots) != 1 || res.Snapshots[0] != third.Snapshot || res.Present != 2 {
@@ -263,7 +263,7 @@ func cloneKeys(t *testing.T, from, dir string) *repo.Repository {
 			t.Fatal(err)
 		}
 	}
-	r, err := repo.Open(ctx, dst, testPassword, testOptions())
+	r, err := repo.Open(ctx, dst, []byte(testkit.Password), testkit.RepoOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +297,7 @@ func TestReplicateSameKeyCopiesTreesAsTheyAre(t *testing.T) {
 
 	// After a change, only the changed blobs are read: the subtrees offsite has are
 	// skipped unread, without a blob map.
-	writeFile(t, filepath.Join(src, "dir", "nested", "file"), []byte("changed"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "dir", "nested", "file"), []byte("changed"), 0o644)
 	blobs := local.Stats().Blobs
 	second := backup(t, b.engine, "same-2", src)
 	added := int64(local.Stats().Blobs - blobs)
@@ -321,7 +321,7 @@ func sourceOfDirs(t *testing.T, dirs, files, size int) string {
 	src := t.TempDir()
 	for d := range dirs {
 		for f := range files {
-			writeFile(t, filepath.Join(src, fmt.Sprintf("d%d", d), fmt.Sprintf("f%d", f)), randomBytes(uint64(100*d+f+7), size), 0o644)
+			testkit.WriteFile(t, filepath.Join(src, fmt.Sprintf("d%d", d), fmt.Sprintf("f%d", f)), randomBytes(uint64(100*d+f+7), size), 0o644)
 		}
 	}
 	return src
@@ -353,7 +353,7 @@ func TestReplicationKilledMidwayIsTakenUpWithoutSendingAgain(t *testing.T) {
 	// The target closes a pack every 64 KiB, so the replication checkpoints after every
 	// 256 KiB sent, here after each directory.
 	offDir := t.TempDir()
-	opts := testOptions()
+	opts := testkit.RepoOptions()
 	opts.PackSize = 64 << 10
 	offBe, err := file.Open(offDir)
 	if err != nil {
@@ -435,7 +435,7 @@ func TestReplicationLagPerTarget(t *testing.T) {
 	for i := range 3 {
 		b.engine.Now = func() time.Time { return base.Add(time.Duration(i) * time.Hour) }
 		src := t.TempDir()
-		writeFile(t, filepath.Join(src, "f"), []byte(fmt.Sprintf("version %d", i)), 0o644)
+		testkit.WriteFile(t, filepath.Join(src, "f"), []byte(fmt.Sprintf("version %d", i)), 0o644)
 		snaps = append(snaps, backup(t, b.engine, fmt.Sprintf("lag-%d", i), src).Snapshot)
 	}
 	now := base.Add(10 * time.Hour)
@@ -470,7 +470,7 @@ func TestReplicationLagPerTarget(t *testing.T) {
 func TestReplicateRefusals(t *testing.T) {
 	b := setupReplica(t)
 	src := t.TempDir()
-	writeFile(t, filepath.Join(src, "f"), []byte("x"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "f"), []byte("x"), 0o644)
 	backup(t, b.engine, "ref-1", src)
 	ctx := context.Background()
 	for _, tt := range []struct {
@@ -518,114 +518,11 @@ func TestReplicateRefusals(t *testing.T) {
 	}
 
 	// Damaged data in the source is not copied, and reading it again will not mend it.
-	writeFile(t, filepath.Join(src, "g"), []byte("new"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "g"), []byte("new"), 0o644)
 	backup(t, b.engine, "ref-2", src)
 	b.loads.CorruptLoad(repo.PackFile, 0)
 	_, err := b.engine.Replicate(ctx, "ref-damaged", brr.ReplicateJob{Snapshot: "latest", To: "offsite"}, nil)
 	if !brr.IsPermanent(err) || !errors.Is(err, repo.ErrDamaged) || !strings.Contains(err.Error(), "brr verify --read-data") {
 		t.Errorf("replicate from a damaged source: err = %v, want a permanent error about the damage", err)
 	}
-}
-
-func TestRestoreFallsBackToAReplica(t *testing.T) {
-	ctx := context.Background()
-	b := setupReplica(t)
-	src := sourceOfDirs(t, 3, 3, 40<<10)
-	if err := os.Symlink("d0/f0", filepath.Join(src, "link")); err != nil {
-		t.Fatal(err)
-	}
-	snap := backup(t, b.engine, "fb-1", src).Snapshot
-	replicate(t, b.engine, "fb-repl", brr.ReplicateJob{Snapshot: snap, To: "offsite"})
-
-	t.Run("primary unreadable", func(t *testing.T) {
-		b.loads.FailLoad(repo.SnapshotFile, 0, errors.New("disk on fire"))
-		defer b.loads.Reset()
-		target := filepath.Join(t.TempDir(), "out")
-		res, err := b.engine.Restore(ctx, "fb-unreadable", brr.RestoreJob{Snapshot: "latest", Target: target}, nil)
-		if err != nil {
-			t.Fatalf("restore with the primary unreadable: %v", err)
-		}
-		if res.Repo != "offsite" || res.FellBackFrom != "local" || !strings.Contains(res.FallbackReason, "disk on fire") {
-			t.Errorf("result %+v, want it restored from offsite, falling back from local, saying why", res)
-		}
-		if len(res.Warnings) == 0 || !strings.Contains(res.Warnings[0], "replica offsite") {
-			t.Errorf("warnings %q, want one that names the replica", res.Warnings)
-		}
-		compareTrees(t, src, target)
-	})
-
-	t.Run("damaged blob", func(t *testing.T) {
-		// Damage the blob of d1/f1 in the primary: the primary restores the rest, the
-		// replica what the primary could not, without tripping over what the first
-		// attempt wrote.
-		id, _ := repo.ParseID(snap)
-		sn, _ := b.local.LoadSnapshot(ctx, id)
-		root, _ := b.local.LoadTree(ctx, sn.Tree)
-		d1, _ := b.local.LoadTree(ctx, root.Find("d1").Subtree)
-		damageBlob(t, b.local, b.dir, d1.Find("f1").Content[0])
-
-		target := filepath.Join(t.TempDir(), "out")
-		res, err := b.engine.Restore(ctx, "fb-damaged", brr.RestoreJob{Snapshot: snap[:10], Target: target}, nil)
-		if err != nil {
-			t.Fatalf("restore with a damaged blob: %v", err)
-		}
-		if res.Repo != "offsite" || res.FellBackFrom != "local" || !strings.Contains(res.FallbackReason, "/d1/f1") {
-			t.Errorf("result %+v, want a fallback that names /d1/f1", res)
-		}
-		if res.Files != 9 || res.Symlinks != 1 {
-			t.Errorf("result counts %d files, %d symlinks; want 9 and 1 over both attempts", res.Files, res.Symlinks)
-		}
-		compareTrees(t, src, target)
-		noTempFiles(t, target)
-
-		// Without a replica that has it, the error says what was tried.
-		other := t.TempDir()
-		writeFile(t, filepath.Join(other, "f"), []byte("only in local"), 0o644)
-		lonely := backup(t, b.engine, "fb-lonely", other).Snapshot
-		lid, _ := repo.ParseID(lonely)
-		lsn, _ := b.local.LoadSnapshot(ctx, lid)
-		ltree, _ := b.local.LoadTree(ctx, lsn.Tree)
-		damageBlob(t, b.local, b.dir, ltree.Find("f").Content[0])
-		_, err = b.engine.Restore(ctx, "fb-lonely", brr.RestoreJob{Snapshot: lonely, Target: filepath.Join(t.TempDir(), "x")}, nil)
-		if err == nil || !brr.IsPermanent(err) || !strings.Contains(err.Error(), "no replica could give it instead: replica offsite") {
-			t.Errorf("restore of a damaged snapshot no replica has: err = %v, want a permanent error naming offsite", err)
-		}
-
-		// With no replicas configured, the error is the restore's own.
-		b.engine.ReplicateTo = nil
-		defer func() { b.engine.ReplicateTo = map[string][]string{"local": {"offsite"}} }()
-		_, err = b.engine.Restore(ctx, "fb-none", brr.RestoreJob{Snapshot: lonely, Target: filepath.Join(t.TempDir(), "y")}, nil)
-		if err == nil || strings.Contains(err.Error(), "replica") || !strings.Contains(err.Error(), "/f") {
-			t.Errorf("restore without replicas: err = %v, want the failed file and no word of replicas", err)
-		}
-	})
-
-	t.Run("ambiguous prefix", func(t *testing.T) {
-		// Two snapshots of local start with abcd; offsite has one that does. The prefix
-		// means no single snapshot, so no replica is asked to resolve it.
-		id, _ := repo.ParseID(snap)
-		sn, _ := b.local.LoadSnapshot(ctx, id)
-		copied, err := b.offsite.LoadSnapshot(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i, r := range []*repo.Repository{b.local, b.local, b.offsite} {
-			cp := *sn
-			if r == b.offsite {
-				cp = *copied
-			}
-			cp.ID, _ = repo.ParseID(fmt.Sprintf("abcd%060d", i))
-			if err := r.SaveSnapshot(ctx, &cp); err != nil {
-				t.Fatal(err)
-			}
-		}
-		target := filepath.Join(t.TempDir(), "out")
-		_, err = b.engine.Restore(ctx, "fb-ambiguous", brr.RestoreJob{Snapshot: "abcd", Target: target}, nil)
-		if !brr.IsPermanent(err) || !strings.Contains(err.Error(), "ambiguous") || strings.Contains(err.Error(), "replica") {
-			t.Errorf("restore of an ambiguous prefix: err = %v, want a permanent error that does not try replicas", err)
-		}
-		if _, err := os.Lstat(target); !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("restore of an ambiguous prefix made the target: %v", err)
-		}
-	})
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -13,14 +14,15 @@ import (
 
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/repo"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 func TestCorruptPackFoundByVerifyAndRestoreFailsOnlyThatFile(t *testing.T) {
 	b := setup(t)
 	src := t.TempDir()
-	writeFile(t, filepath.Join(src, "good1.bin"), randomBytes(31, 300<<10), 0o644)
-	writeFile(t, filepath.Join(src, "victim.bin"), randomBytes(32, 200<<10), 0o644)
-	writeFile(t, filepath.Join(src, "sub", "good2.bin"), randomBytes(33, 2<<20), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "good1.bin"), randomBytes(31, 300<<10), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "victim.bin"), randomBytes(32, 200<<10), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "sub", "good2.bin"), randomBytes(33, 2<<20), 0o644)
 	res := backup(t, b.engine, "corrupt-1", src)
 
 	// Flip a byte in the middle of victim.bin's blob, in the pack file on disk.
@@ -79,12 +81,12 @@ func TestCorruptPackFoundByVerifyAndRestoreFailsOnlyThatFile(t *testing.T) {
 
 func TestWrongPassword(t *testing.T) {
 	dir := t.TempDir()
-	initRepo(t, dir)
+	testkit.InitRepo(t, dir, testkit.RepoOptions())
 	_, err := openRepo(t, dir, []byte("not the password"))
 	if !errors.Is(err, repo.ErrWrongPassword) {
 		t.Fatalf("open with a wrong password: err = %v, want repo.ErrWrongPassword", err)
 	}
-	if _, err := openRepo(t, dir, testPassword); err != nil {
+	if _, err := openRepo(t, dir, []byte(testkit.Password)); err != nil {
 		t.Fatalf("open with the right password: %v", err)
 	}
 }
@@ -92,12 +94,12 @@ func TestWrongPassword(t *testing.T) {
 func TestRestoreRefusesToOverwrite(t *testing.T) {
 	b := setup(t)
 	src := t.TempDir()
-	writeFile(t, filepath.Join(src, "a.txt"), []byte("from the snapshot"), 0o644)
-	writeFile(t, filepath.Join(src, "b.txt"), []byte("also from the snapshot"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "a.txt"), []byte("from the snapshot"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "b.txt"), []byte("also from the snapshot"), 0o644)
 	res := backup(t, b.engine, "ow-1", src)
 
 	target := t.TempDir()
-	writeFile(t, filepath.Join(target, "a.txt"), []byte("precious local edit"), 0o644)
+	testkit.WriteFile(t, filepath.Join(target, "a.txt"), []byte("precious local edit"), 0o644)
 	_, err := b.engine.Restore(context.Background(), "r1", brr.RestoreJob{Snapshot: res.Snapshot, Target: target}, nil)
 	if err == nil || !strings.Contains(err.Error(), "/a.txt") || !strings.Contains(err.Error(), "overwrite") {
 		t.Fatalf("restore over an existing file: err = %v, want one naming /a.txt and overwrite", err)
@@ -252,4 +254,107 @@ func assertNothingOutside(t *testing.T, outside, target string) {
 	if _, err := os.Lstat(filepath.Join(filepath.Dir(target), "pwned")); err == nil {
 		t.Errorf("restore wrote pwned next to the target")
 	}
+}
+
+func TestRestoreFallsBackToAReplica(t *testing.T) {
+	ctx := context.Background()
+	b := setupReplica(t)
+	src := sourceOfDirs(t, 3, 3, 40<<10)
+	if err := os.Symlink("d0/f0", filepath.Join(src, "link")); err != nil {
+		t.Fatal(err)
+	}
+	snap := backup(t, b.engine, "fb-1", src).Snapshot
+	replicate(t, b.engine, "fb-repl", brr.ReplicateJob{Snapshot: snap, To: "offsite"})
+
+	t.Run("primary unreadable", func(t *testing.T) {
+		b.loads.FailLoad(repo.SnapshotFile, 0, errors.New("disk on fire"))
+		defer b.loads.Reset()
+		target := filepath.Join(t.TempDir(), "out")
+		res, err := b.engine.Restore(ctx, "fb-unreadable", brr.RestoreJob{Snapshot: "latest", Target: target}, nil)
+		if err != nil {
+			t.Fatalf("restore with the primary unreadable: %v", err)
+		}
+		if res.Repo != "offsite" || res.FellBackFrom != "local" || !strings.Contains(res.FallbackReason, "disk on fire") {
+			t.Errorf("result %+v, want it restored from offsite, falling back from local, saying why", res)
+		}
+		if len(res.Warnings) == 0 || !strings.Contains(res.Warnings[0], "replica offsite") {
+			t.Errorf("warnings %q, want one that names the replica", res.Warnings)
+		}
+		compareTrees(t, src, target)
+	})
+
+	t.Run("damaged blob", func(t *testing.T) {
+		// Damage the blob of d1/f1 in the primary: the primary restores the rest, the
+		// replica what the primary could not, without tripping over what the first
+		// attempt wrote.
+		id, _ := repo.ParseID(snap)
+		sn, _ := b.local.LoadSnapshot(ctx, id)
+		root, _ := b.local.LoadTree(ctx, sn.Tree)
+		d1, _ := b.local.LoadTree(ctx, root.Find("d1").Subtree)
+		damageBlob(t, b.local, b.dir, d1.Find("f1").Content[0])
+
+		target := filepath.Join(t.TempDir(), "out")
+		res, err := b.engine.Restore(ctx, "fb-damaged", brr.RestoreJob{Snapshot: snap[:10], Target: target}, nil)
+		if err != nil {
+			t.Fatalf("restore with a damaged blob: %v", err)
+		}
+		if res.Repo != "offsite" || res.FellBackFrom != "local" || !strings.Contains(res.FallbackReason, "/d1/f1") {
+			t.Errorf("result %+v, want a fallback that names /d1/f1", res)
+		}
+		if res.Files != 9 || res.Symlinks != 1 {
+			t.Errorf("result counts %d files, %d symlinks; want 9 and 1 over both attempts", res.Files, res.Symlinks)
+		}
+		compareTrees(t, src, target)
+		noTempFiles(t, target)
+
+		// Without a replica that has it, the error says what was tried.
+		other := t.TempDir()
+		testkit.WriteFile(t, filepath.Join(other, "f"), []byte("only in local"), 0o644)
+		lonely := backup(t, b.engine, "fb-lonely", other).Snapshot
+		lid, _ := repo.ParseID(lonely)
+		lsn, _ := b.local.LoadSnapshot(ctx, lid)
+		ltree, _ := b.local.LoadTree(ctx, lsn.Tree)
+		damageBlob(t, b.local, b.dir, ltree.Find("f").Content[0])
+		_, err = b.engine.Restore(ctx, "fb-lonely", brr.RestoreJob{Snapshot: lonely, Target: filepath.Join(t.TempDir(), "x")}, nil)
+		if err == nil || !brr.IsPermanent(err) || !strings.Contains(err.Error(), "no replica could give it instead: replica offsite") {
+			t.Errorf("restore of a damaged snapshot no replica has: err = %v, want a permanent error naming offsite", err)
+		}
+
+		// With no replicas configured, the error is the restore's own.
+		b.engine.ReplicateTo = nil
+		defer func() { b.engine.ReplicateTo = map[string][]string{"local": {"offsite"}} }()
+		_, err = b.engine.Restore(ctx, "fb-none", brr.RestoreJob{Snapshot: lonely, Target: filepath.Join(t.TempDir(), "y")}, nil)
+		if err == nil || strings.Contains(err.Error(), "replica") || !strings.Contains(err.Error(), "/f") {
+			t.Errorf("restore without replicas: err = %v, want the failed file and no word of replicas", err)
+		}
+	})
+
+	t.Run("ambiguous prefix", func(t *testing.T) {
+		// Two snapshots of local start with abcd; offsite has one that does. The prefix
+		// means no single snapshot, so no replica is asked to resolve it.
+		id, _ := repo.ParseID(snap)
+		sn, _ := b.local.LoadSnapshot(ctx, id)
+		copied, err := b.offsite.LoadSnapshot(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range []*repo.Repository{b.local, b.local, b.offsite} {
+			cp := *sn
+			if r == b.offsite {
+				cp = *copied
+			}
+			cp.ID, _ = repo.ParseID(fmt.Sprintf("abcd%060d", i))
+			if err := r.SaveSnapshot(ctx, &cp); err != nil {
+				t.Fatal(err)
+			}
+		}
+		target := filepath.Join(t.TempDir(), "out")
+		_, err = b.engine.Restore(ctx, "fb-ambiguous", brr.RestoreJob{Snapshot: "abcd", Target: target}, nil)
+		if !brr.IsPermanent(err) || !strings.Contains(err.Error(), "ambiguous") || strings.Contains(err.Error(), "replica") {
+			t.Errorf("restore of an ambiguous prefix: err = %v, want a permanent error that does not try replicas", err)
+		}
+		if _, err := os.Lstat(target); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("restore of an ambiguous prefix made the target: %v", err)
+		}
+	})
 }

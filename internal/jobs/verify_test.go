@@ -6,14 +6,15 @@ import (
 	"testing"
 
 	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 func TestVerifyProgressCountsObjects(t *testing.T) {
 	b := setup(t)
 	src := t.TempDir()
-	writeFile(t, filepath.Join(src, "a"), randomBytes(7, 300<<10), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "a"), randomBytes(7, 300<<10), 0o644)
 	backup(t, b.engine, "verify-progress-1", src)
-	writeFile(t, filepath.Join(src, "b"), randomBytes(8, 200<<10), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "b"), randomBytes(8, 200<<10), 0o644)
 	backup(t, b.engine, "verify-progress-2", src)
 
 	for _, tt := range []struct {

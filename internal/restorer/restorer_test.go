@@ -17,23 +17,9 @@ import (
 
 	"github.com/brr-dev/brr/internal/archiver"
 	"github.com/brr-dev/brr/internal/repo"
-	"github.com/brr-dev/brr/internal/repo/file"
 	"github.com/brr-dev/brr/internal/restorer"
+	"github.com/brr-dev/brr/internal/testkit"
 )
-
-func testRepo(t *testing.T) *repo.Repository {
-	t.Helper()
-	be, err := file.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := repo.Init(context.Background(), be, []byte("pw"), repo.Options{PackSize: 4 << 20, KDF: repo.KDFParams{Time: 1, MemoryKiB: 1024, Threads: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r
-}
 
 // snapshotOf archives src into r and returns a snapshot of it (not saved: a plan needs
 // only its tree).
@@ -68,19 +54,6 @@ func randomBytes(seed uint64, n int) []byte {
 	b := make([]byte, n)
 	_, _ = rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8), 1}).Read(b)
 	return b
-}
-
-func writeFile(t *testing.T, p string, data []byte, mode os.FileMode) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, data, mode); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(p, mode); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // sameAsSource fails the test where an entry below target differs from the one at the
@@ -158,7 +131,7 @@ func noTempFiles(t *testing.T, root string) {
 // own metadata; one that cannot be written fails alone.
 func TestRestoreOfCopies(t *testing.T) {
 	ctx := context.Background()
-	r := testRepo(t)
+	r, _ := testkit.InitRepo(t, t.TempDir(), testkit.RepoOptions())
 	src := t.TempDir()
 	big := randomBytes(11, 9<<20) // several tasks
 	small := []byte("the same few bytes")
@@ -166,14 +139,14 @@ func TestRestoreOfCopies(t *testing.T) {
 	for i := range 4 {
 		for name, data := range map[string][]byte{"big": big, "small": small} {
 			p := filepath.Join(src, fmt.Sprintf("copy%d", i), name)
-			writeFile(t, p, data, os.FileMode(0o600+0o40*i))
+			testkit.WriteFile(t, p, data, os.FileMode(0o600+0o40*i))
 			if err := os.Chtimes(p, mtime, mtime.Add(time.Duration(i)*time.Hour)); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	writeFile(t, filepath.Join(src, "sparse"), make([]byte, 5<<20), 0o644)
-	writeFile(t, filepath.Join(src, "sparse-copy"), make([]byte, 5<<20), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "sparse"), make([]byte, 5<<20), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "sparse-copy"), make([]byte, 5<<20), 0o644)
 	sn := snapshotOf(t, r, src)
 
 	target := filepath.Join(t.TempDir(), "out")
@@ -189,7 +162,7 @@ func TestRestoreOfCopies(t *testing.T) {
 
 	// In an existing target, one copy is in the way: it fails, the others are restored.
 	target2 := t.TempDir()
-	writeFile(t, filepath.Join(target2, "copy2", "big"), []byte("local"), 0o644)
+	testkit.WriteFile(t, filepath.Join(target2, "copy2", "big"), []byte("local"), 0o644)
 	rs, err = restore(ctx, t, r, sn, target2)
 	if err != nil {
 		t.Fatal(err)
@@ -210,12 +183,12 @@ func TestRestoreOfCopies(t *testing.T) {
 
 // A restore cancelled at any point leaves no temporary file behind.
 func TestCancelledRestoreLeavesNoTempFiles(t *testing.T) {
-	r := testRepo(t)
+	r, _ := testkit.InitRepo(t, t.TempDir(), testkit.RepoOptions())
 	src := t.TempDir()
 	for i := range 6 {
-		writeFile(t, filepath.Join(src, fmt.Sprintf("big%d", i), "data"), randomBytes(uint64(40+i), 6<<20), 0o644)
+		testkit.WriteFile(t, filepath.Join(src, fmt.Sprintf("big%d", i), "data"), randomBytes(uint64(40+i), 6<<20), 0o644)
 		for j := range 50 {
-			writeFile(t, filepath.Join(src, fmt.Sprintf("small%d", i), fmt.Sprintf("f%d", j)), randomBytes(uint64(1000*i+j), 3000), 0o644)
+			testkit.WriteFile(t, filepath.Join(src, fmt.Sprintf("small%d", i), fmt.Sprintf("f%d", j)), randomBytes(uint64(1000*i+j), 3000), 0o644)
 		}
 	}
 	sn := snapshotOf(t, r, src)

@@ -2,9 +2,13 @@ package testkit_test
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -56,6 +60,23 @@ func TestWriteTreeAgain(t *testing.T) {
 	}
 }
 
+func TestWriteFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "a", "b", "f")
+	old := syscall.Umask(0o077)
+	testkit.WriteFile(t, p, []byte("data"), 0o644)
+	syscall.Umask(old)
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fi.Mode().Perm(), os.FileMode(0o644); got != want {
+		t.Errorf("mode = %v, want %v", got, want)
+	}
+	if data, _ := os.ReadFile(p); string(data) != "data" {
+		t.Errorf("content = %q, want %q", data, "data")
+	}
+}
+
 func TestWaitFor(t *testing.T) {
 	var calls atomic.Int32
 	if !testkit.WaitFor(time.Second, func() bool { return calls.Add(1) == 3 }) {
@@ -67,6 +88,54 @@ func TestWaitFor(t *testing.T) {
 	}
 	if waited := time.Since(start); waited < 50*time.Millisecond {
 		t.Fatalf("WaitFor gave up after %s, before its 50ms", waited)
+	}
+}
+
+// goTB is the part of a testing.TB that Go uses, recorded: the cleanups it registers
+// and the failures it reports.
+type goTB struct {
+	testing.TB
+	cleanups []func()
+	errs     []string
+}
+
+func (r *goTB) Helper()                   {}
+func (r *goTB) Cleanup(f func())          { r.cleanups = append(r.cleanups, f) }
+func (r *goTB) Errorf(f string, a ...any) { r.errs = append(r.errs, fmt.Sprintf(f, a...)) }
+
+func TestGo(t *testing.T) {
+	errOther := errors.New("disk on fire")
+	for _, tt := range []struct {
+		name string
+		run  func(ctx context.Context) error
+		fail bool
+	}{
+		{"stops cleanly", func(ctx context.Context) error { <-ctx.Done(); return nil }, false},
+		{"stopped while starting", func(ctx context.Context) error { <-ctx.Done(); return fmt.Errorf("start: %w", ctx.Err()) }, false},
+		{"fails as it stops", func(ctx context.Context) error { <-ctx.Done(); return errOther }, true},
+		{"fails while running", func(ctx context.Context) error { return errOther }, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &goTB{TB: t}
+			var stopped atomic.Bool
+			testkit.Go(r, "loop", func(ctx context.Context) error {
+				defer stopped.Store(true)
+				return tt.run(ctx)
+			})
+			if len(r.cleanups) != 1 {
+				t.Fatalf("Go registered %d cleanups, want 1", len(r.cleanups))
+			}
+			if !tt.fail && stopped.Load() {
+				t.Fatal("the component stopped before the test ended")
+			}
+			r.cleanups[0]()
+			if !stopped.Load() {
+				t.Fatal("the component still ran after the cleanup")
+			}
+			if got := len(r.errs) > 0; got != tt.fail {
+				t.Fatalf("failures %q, want a failure = %v", r.errs, tt.fail)
+			}
+		})
 	}
 }
 

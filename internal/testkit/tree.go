@@ -11,6 +11,21 @@ import (
 	"testing"
 )
 
+// WriteFile writes data to path with mode exactly (the umask does not narrow it),
+// creating the parent directories first.
+func WriteFile(t testing.TB, path string, data []byte, mode os.FileMode) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Tree is a source tree for WriteTree to write.
 type Tree struct {
 	// Seed chooses the content: the same seed writes the same bytes.

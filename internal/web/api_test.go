@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // TestJobLifecycle posts a backup, reads it back as the pool and this worker see it,
@@ -378,13 +379,10 @@ func TestErrorsAreJSON(t *testing.T) {
 func TestHealthAndWorkers(t *testing.T) {
 	f := setup(t, nil)
 	var workers WorkerList
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	testkit.WaitFor(10*time.Second, func() bool {
 		decode(t, f.get("/api/v1/workers"), http.StatusOK, &workers)
-		if len(workers.Workers) > 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return len(workers.Workers) > 0
+	})
 	if len(workers.Workers) != 1 || workers.Workers[0].ID != "w-test" || workers.Workers[0].Version != "v-test" {
 		t.Fatalf("workers = %+v, want the fixture's heartbeat", workers.Workers)
 	}

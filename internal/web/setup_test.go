@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -69,18 +68,7 @@ func setupIn(t *testing.T, src string, change func(*Config)) *fixture {
 	t.Helper()
 	ns := natstest.Start(t)
 	nc, js := ns.JetStream(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	goRun := func(run func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := run(ctx); err != nil && ctx.Err() == nil {
-				t.Errorf("component stopped: %v", err)
-			}
-		}()
-	}
+	ctx := context.Background()
 
 	ecfg := events.Config{Worker: "w-test", Host: "testhost", DrainTimeout: 5 * time.Second}
 	if err := events.EnsureStreams(ctx, js, ecfg); err != nil {
@@ -95,14 +83,14 @@ func setupIn(t *testing.T, src string, change func(*Config)) *fixture {
 	engine := &jobs.Engine{Repos: map[string]*repo.Repository{"local": r}, Cache: db, Points: db, Host: "testhost", Worker: "w-test"}
 	log := zerolog.Nop()
 	outbox := events.NewOutbox(js, db, log)
-	goRun(outbox.Run)
-	goRun(events.NewConsumer(js, db, engine, outbox, ecfg, log).Run)
-	goRun(func(ctx context.Context) error { return events.ServeAPI(ctx, nc, ecfg, engine, log) })
+	testkit.Go(t, "outbox", outbox.Run)
+	testkit.Go(t, "consumer", events.NewConsumer(js, db, engine, outbox, ecfg, log).Run)
+	testkit.Go(t, "api", func(ctx context.Context) error { return events.ServeAPI(ctx, nc, ecfg, engine, log) })
 
 	// The pool's health as the worker sees it: H5's monitor, fed by a heartbeat.
 	hcfg := health.Config{Worker: "w-test", Host: "testhost", Interval: time.Second}
 	monitor := health.NewMonitor(js, hcfg, log)
-	goRun(monitor.Run)
+	testkit.Go(t, "health monitor", monitor.Run)
 	beat := health.NewHeartbeat(nc, js, hcfg, health.Worker{Version: "v-test", Pools: []string{brr.DefaultPool}, Concurrency: 4, Started: time.Now()}, log)
 	if err := beat.Publish(ctx); err != nil {
 		t.Fatalf("publish heartbeat: %v", err)
@@ -126,7 +114,7 @@ func setupIn(t *testing.T, src string, change func(*Config)) *fixture {
 	}
 	ts := httptest.NewServer(srv)
 	t.Cleanup(ts.Close)
-	goRun(srv.Run) // registered after ts.Close, so it ends first and lets streams close
+	testkit.Go(t, "web server", srv.Run) // registered after ts.Close, so it ends first and lets streams close
 
 	client, err := brr.NewClient(nc)
 	if err != nil {
