@@ -8,8 +8,6 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/brr-dev/brr/internal/testkit"
-
 	"github.com/brr-dev/brr/internal/archiver"
 	"github.com/brr-dev/brr/internal/repo"
 	"github.com/brr-dev/brr/internal/state"
@@ -80,7 +78,7 @@ func sortedKeys(m map[string]state.CachedFile) []string {
 // again instead.
 func TestDamagedCacheEntryIsNotTrusted(t *testing.T) {
 	ctx := context.Background()
-	r := testRepo(t)
+	r, _ := testkit.InitRepo(t, t.TempDir(), repo.Options{KDF: testkit.CheapKDF})
 	src := t.TempDir()
 	one, two := []byte("the first file, which the damaged entry points away from"), make([]byte, 300<<10)
 	rand.NewChaCha8([32]byte{2}).Read(two)

@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/brr-dev/brr/internal/testkit"
-
 	"github.com/brr-dev/brr/internal/archiver"
 	"github.com/brr-dev/brr/internal/repo"
 	"github.com/brr-dev/brr/internal/restorer"
