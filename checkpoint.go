@@ -2,12 +2,8 @@ package brr
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
-
-	"github.com/nats-io/nats.go"
 )
 
 // CheckpointsRequest asks the workers of a pool, on brr.api.<pool>.checkpoints, for the
@@ -37,28 +33,9 @@ func (c *Client) Checkpoints(ctx context.Context, repo string) (*CheckpointsRepl
 	if err := ValidateRepoName(repo); err != nil {
 		return nil, err
 	}
-	if err := c.checkConnected(); err != nil {
-		return nil, fmt.Errorf("list recovery points: %w", err)
-	}
-	data, err := json.Marshal(CheckpointsRequest{V: Version, Repo: repo})
-	if err != nil {
-		return nil, fmt.Errorf("list recovery points: encode request: %w", err)
-	}
-	ctx, cancel := withTimeout(ctx)
-	defer cancel()
-	msg, err := c.nc.RequestWithContext(ctx, c.subj.API(c.pool, "checkpoints"), data)
-	if errors.Is(err, nats.ErrNoResponders) {
-		return nil, fmt.Errorf("list recovery points: %w serves pool %q on %s: start one with brr-worker, or name another pool", ErrNoWorker, c.pool, c.where())
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list recovery points: ask pool %q: %w", c.pool, err)
-	}
 	var reply CheckpointsReply
-	if err := json.Unmarshal(msg.Data, &reply); err != nil {
-		return nil, fmt.Errorf("list recovery points: %w: reply is not valid JSON: %v", ErrInvalid, err)
-	}
-	if reply.V != Version {
-		return nil, fmt.Errorf("list recovery points: %w: reply has version %d, this code reads version %d", ErrUnknownVersion, reply.V, Version)
+	if err := c.ask(ctx, "list recovery points", "checkpoints", CheckpointsRequest{V: Version, Repo: repo}, &reply); err != nil {
+		return nil, err
 	}
 	if reply.Error != "" {
 		what := "every repo"

@@ -2,6 +2,7 @@ package brr
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -162,4 +163,39 @@ func (c *Client) scan(ctx context.Context, stream string, cfg jetstream.OrderedC
 			return nil
 		}
 	}
+}
+
+// ask asks a worker of the client's pool the query (brr.api.<pool>.<query>) with req and
+// decodes the answer into reply, whose version it checks; what names the question in
+// errors ("list snapshots").
+func (c *Client) ask(ctx context.Context, what, query string, req, reply any) error {
+	if err := c.checkConnected(); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	data, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("%s: encode request: %w", what, err)
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	msg, err := c.nc.RequestWithContext(ctx, c.subj.API(c.pool, query), data)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return fmt.Errorf("%s: %w serves pool %q on %s: start one with brr-worker, or name another pool", what, ErrNoWorker, c.pool, c.where())
+	}
+	if err != nil {
+		return fmt.Errorf("%s: ask pool %q: %w", what, c.pool, err)
+	}
+	var v struct {
+		V int `json:"v"`
+	}
+	if err := json.Unmarshal(msg.Data, &v); err != nil {
+		return fmt.Errorf("%s: %w: reply is not valid JSON: %v", what, ErrInvalid, err)
+	}
+	if v.V != Version {
+		return fmt.Errorf("%s: %w: reply has version %d, this code reads version %d", what, ErrUnknownVersion, v.V, Version)
+	}
+	if err := json.Unmarshal(msg.Data, reply); err != nil {
+		return fmt.Errorf("%s: %w: reply is not valid JSON: %v", what, ErrInvalid, err)
+	}
+	return nil
 }

@@ -2,12 +2,8 @@ package brr
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
-
-	"github.com/nats-io/nats.go"
 )
 
 // Snapshots asks a worker of the client's pool for the snapshots in repo (empty: the
@@ -22,28 +18,9 @@ func (c *Client) Snapshots(ctx context.Context, repo, source string) ([]Snapshot
 			return nil, err
 		}
 	}
-	if err := c.checkConnected(); err != nil {
-		return nil, fmt.Errorf("list snapshots: %w", err)
-	}
-	data, err := json.Marshal(SnapshotsRequest{V: Version, Repo: repo, Source: source})
-	if err != nil {
-		return nil, fmt.Errorf("list snapshots: encode request: %w", err)
-	}
-	ctx, cancel := withTimeout(ctx)
-	defer cancel()
-	msg, err := c.nc.RequestWithContext(ctx, c.subj.API(c.pool, "snapshots"), data)
-	if errors.Is(err, nats.ErrNoResponders) {
-		return nil, fmt.Errorf("list snapshots: %w serves pool %q on %s: start one with brr-worker, or name another pool", ErrNoWorker, c.pool, c.where())
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list snapshots: ask pool %q: %w", c.pool, err)
-	}
 	var reply SnapshotsReply
-	if err := json.Unmarshal(msg.Data, &reply); err != nil {
-		return nil, fmt.Errorf("list snapshots: %w: reply is not valid JSON: %v", ErrInvalid, err)
-	}
-	if reply.V != Version {
-		return nil, fmt.Errorf("list snapshots: %w: reply has version %d, this code reads version %d", ErrUnknownVersion, reply.V, Version)
+	if err := c.ask(ctx, "list snapshots", "snapshots", SnapshotsRequest{V: Version, Repo: repo, Source: source}, &reply); err != nil {
+		return nil, err
 	}
 	if reply.Error != "" {
 		return nil, fmt.Errorf("list snapshots of repo %q: %s", reply.Repo, reply.Error)

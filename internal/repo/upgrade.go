@@ -64,6 +64,45 @@ func (r *Repository) Upgrade(ctx context.Context) (UpgradeStats, error) {
 
 // upgradeObjects seals every object of type t that is not bound to its name again.
 func (r *Repository) upgradeObjects(ctx context.Context, t FileType, st *UpgradeStats) error {
+	return r.eachUnbound(ctx, t, st, func(h Handle, plain []byte) error {
+		if err := r.be.Save(ctx, h, r.seal(plain, objectAD(h))); err != nil {
+			return fmt.Errorf("upgrade: save %s: %w", h, err)
+		}
+		st.Objects++
+		return nil
+	})
+}
+
+// upgradeIndex writes every index file that is not bound to its type again, under the
+// name of its new bytes, and removes the old one. The packs they name do not change, so
+// the in-memory index only learns the new names.
+func (r *Repository) upgradeIndex(ctx context.Context, st *UpgradeStats) error {
+	r.indexMu.Lock()
+	defer r.indexMu.Unlock()
+	return r.eachUnbound(ctx, IndexFile, st, func(h Handle, plain []byte) error {
+		data := r.seal(plain, objectAD(h))
+		nh := Handle{Type: IndexFile, Name: ID(blake3.Sum256(data)).String()}
+		if err := r.be.Save(ctx, nh, data); err != nil {
+			return fmt.Errorf("upgrade: save %s: %w", nh, err)
+		}
+		r.idx.mu.Lock()
+		if loaded, ok := r.idx.files[h.Name]; ok {
+			delete(r.idx.files, h.Name)
+			r.idx.files[nh.Name] = loaded
+		}
+		r.idx.mu.Unlock()
+		if err := r.be.Remove(ctx, h); err != nil && !IsNotExist(err) {
+			return fmt.Errorf("upgrade: remove %s: %w", h, err)
+		}
+		st.IndexFiles++
+		return nil
+	})
+}
+
+// eachUnbound calls fn with each object of type t that opens but is not bound to its
+// name, and its plaintext; objects that do not open at all are counted in st.Damaged and
+// left as they are.
+func (r *Repository) eachUnbound(ctx context.Context, t FileType, st *UpgradeStats, fn func(Handle, []byte) error) error {
 	names, err := r.listNames(ctx, t)
 	if err != nil {
 		return fmt.Errorf("upgrade: %w", err)
@@ -80,51 +119,9 @@ func (r *Repository) upgradeObjects(ctx context.Context, t FileType, st *Upgrade
 		case err != nil:
 			return fmt.Errorf("upgrade: %w", err)
 		}
-		if err := r.be.Save(ctx, h, r.seal(plain, objectAD(h))); err != nil {
-			return fmt.Errorf("upgrade: save %s: %w", h, err)
+		if err := fn(h, plain); err != nil {
+			return err
 		}
-		st.Objects++
-	}
-	return nil
-}
-
-// upgradeIndex writes every index file that is not bound to its type again, under the
-// name of its new bytes, and removes the old one. The packs they name do not change, so
-// the in-memory index only learns the new names.
-func (r *Repository) upgradeIndex(ctx context.Context, st *UpgradeStats) error {
-	r.indexMu.Lock()
-	defer r.indexMu.Unlock()
-	names, err := r.listNames(ctx, IndexFile)
-	if err != nil {
-		return fmt.Errorf("upgrade: %w", err)
-	}
-	for _, name := range names {
-		h := Handle{Type: IndexFile, Name: name}
-		plain, bound, err := r.loadRaw(ctx, h)
-		switch {
-		case IsNotExist(err) || bound:
-			continue
-		case errors.Is(err, ErrDamaged):
-			st.Damaged++
-			continue
-		case err != nil:
-			return fmt.Errorf("upgrade: %w", err)
-		}
-		data := r.seal(plain, objectAD(h))
-		nh := Handle{Type: IndexFile, Name: ID(blake3.Sum256(data)).String()}
-		if err := r.be.Save(ctx, nh, data); err != nil {
-			return fmt.Errorf("upgrade: save %s: %w", nh, err)
-		}
-		r.idx.mu.Lock()
-		if loaded, ok := r.idx.files[name]; ok {
-			delete(r.idx.files, name)
-			r.idx.files[nh.Name] = loaded
-		}
-		r.idx.mu.Unlock()
-		if err := r.be.Remove(ctx, h); err != nil && !IsNotExist(err) {
-			return fmt.Errorf("upgrade: remove %s: %w", h, err)
-		}
-		st.IndexFiles++
 	}
 	return nil
 }
