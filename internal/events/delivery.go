@@ -1,0 +1,288 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/state"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// delivery states: a delivery is settled once, by the consume loop or by the drain.
+const (
+	stateRunning int32 = iota
+	stateSettling
+	stateAbandoned
+)
+
+// delivery is one delivery of one job message to this worker.
+type delivery struct {
+	msg       jetstream.Msg
+	pool      string
+	seq       uint64
+	delivered int
+	// attempt counts the attempts of the job, this one included: earlier attempts
+	// (attemptsHeader, when the job came back from a snooze) plus the deliveries of
+	// this message. A snooze is not an attempt.
+	attempt int
+	job     *brr.Job
+	rec     *state.JobRecord
+	state   atomic.Int32
+}
+
+func (d *delivery) logger(log zerolog.Logger) *zerolog.Logger {
+	ctx := log.With().Uint64("seq", d.seq).Int("attempt", d.attempt)
+	if d.job != nil {
+		ctx = ctx.Str("job_id", d.job.ID).Str("kind", string(d.job.Kind))
+		if repo := d.job.Args.Scope().Repo; repo != "" {
+			ctx = ctx.Str("repo", repo)
+		}
+	}
+	l := ctx.Logger()
+	return &l
+}
+
+func (c *Consumer) track(d *delivery) {
+	c.mu.Lock()
+	c.pending[d] = struct{}{}
+	c.mu.Unlock()
+}
+
+func (c *Consumer) untrack(d *delivery) {
+	c.mu.Lock()
+	delete(c.pending, d)
+	c.mu.Unlock()
+}
+
+// process runs one delivery: decode, check, record, run, then settle. It holds one
+// slot from the pull loop and gives it back as soon as the handler returns.
+func (c *Consumer) process(jobCtx context.Context, pool string, msg jetstream.Msg) {
+	d := &delivery{msg: msg, pool: pool}
+	slot := true
+	release := func() {
+		if slot {
+			slot = false
+			<-c.slots
+		}
+	}
+	c.track(d)
+	defer func() {
+		if r := recover(); r != nil {
+			d.logger(c.log).Error().Str("panic", fmt.Sprint(r)).Bytes("stack", debug.Stack()).Msg("consume loop panicked; putting the job back")
+			_ = msg.NakWithDelay(c.backoff(d.attempt))
+		}
+		release()
+		c.untrack(d)
+		c.inFlight.Add(-1)
+		c.jobs.Done()
+	}()
+
+	if meta, err := msg.Metadata(); err == nil {
+		d.seq = meta.Sequence.Stream
+		d.delivered = int(meta.NumDelivered)
+		d.attempt = earlierAttempts(msg) + d.delivered
+	} else {
+		c.log.Error().Err(err).Str("subject", msg.Subject()).Msg("job message without JetStream metadata; dropping it")
+		_ = msg.Term()
+		return
+	}
+
+	job, err := c.decode(pool, msg)
+	if err != nil {
+		release()
+		c.deadLetter(d, err, brr.StatusFailed, nil)
+		return
+	}
+	d.job = job
+	log := d.logger(c.log)
+
+	processed, err := c.store.Processed(job.ID)
+	if err != nil {
+		release()
+		c.putBack(d, fmt.Errorf("check processed: %w", err))
+		return
+	}
+	if !processed && d.delivered > 1 && c.succeededElsewhere(jobCtx, job.ID) {
+		processed = true // by another worker, whose ack was lost
+	}
+	if processed {
+		release()
+		c.duplicates.Add(1)
+		log.Info().Msg("job already processed; acking the redelivery without running it")
+		_ = msg.Ack()
+		return
+	}
+
+	now := time.Now().UTC()
+	scope := job.Args.Scope()
+	d.rec = &state.JobRecord{
+		ID:       job.ID,
+		Pool:     job.Pool,
+		Kind:     job.Kind,
+		Request:  recordedRequest(msg, job),
+		Status:   brr.StatusStarted,
+		Attempts: d.attempt,
+		Worker:   c.cfg.Worker,
+		Repo:     scope.Repo,
+		Source:   scope.Source,
+		Created:  job.Created,
+		Started:  now,
+	}
+	// Accepted and started are announced at once rather than through the outbox: a
+	// waiting client sees the job start without an fsync in between, and the job came
+	// off NATS a moment ago, so NATS is there to take them. Should they be lost, the
+	// final event, which goes through the outbox, still tells the story.
+	c.pub.PublishNow(append(c.cfg.outboxMsgs(c.jobEvent(d, brr.StatusAccepted)), c.cfg.outboxMsgs(c.jobEvent(d, brr.StatusStarted))...)...)
+	// The started record is committed while the handler runs: a commit (an fsync shared
+	// with other writers) takes milliseconds, more than a small job, and the slot would
+	// wait for it. Settling waits for it, so the started record always comes before the
+	// final one; a crash in between leaves a job that is not processed and runs again,
+	// as it would have anyway.
+	rec := *d.rec
+	started := make(chan error, 1)
+	go func() { started <- c.store.PutJob(&rec) }()
+
+	ctx, cancel := context.WithCancel(jobCtx)
+	out, herr := c.runHandler(ctx, d)
+	cancel()
+	release()
+	if err := <-started; err != nil {
+		c.putBack(d, fmt.Errorf("record job started: %w", err))
+		return
+	}
+	c.settle(d, out, herr)
+}
+
+// succeededElsewhere reports whether BRR_RESULTS says that job id succeeded. A job whose
+// ack was lost (the server restarted or lost its leader just as the ack came) comes back
+// after AckWait, to any worker of the pool; the one that ran it knows it processed the job,
+// the others learn it here and must not run it again. The result is published by the
+// outbox of the worker that ran it, long before AckWait has passed unless that worker is
+// cut off NATS. Only redeliveries ask; when the bucket cannot be read the answer is no and
+// the job runs, as it did before.
+func (c *Consumer) succeededElsewhere(ctx context.Context, id string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	c.resultsMu.Lock()
+	kv := c.results
+	if kv == nil {
+		var err error
+		if kv, err = c.js.KeyValue(ctx, c.cfg.Subjects.ResultsBucket()); err == nil {
+			c.results = kv
+		}
+	}
+	c.resultsMu.Unlock()
+	if kv == nil {
+		return false
+	}
+	entry, err := kv.Get(ctx, id)
+	if err != nil {
+		return false
+	}
+	e, err := brr.DecodeEvent(entry.Value())
+	return err == nil && e.JobID == id && e.Status == brr.StatusSucceeded
+}
+
+// runHandler runs the handler, turning a panic into an error: the worker never crashes
+// on a job.
+func (c *Consumer) runHandler(ctx context.Context, d *delivery) (out *brr.Outcome, err error) {
+	c.running.Add(1)
+	defer c.running.Add(-1)
+	defer func() {
+		if r := recover(); r != nil {
+			d.logger(c.log).Error().Str("panic", fmt.Sprint(r)).Bytes("stack", debug.Stack()).Msg("job handler panicked")
+			out, err = nil, fmt.Errorf("job panicked: %v", r)
+		}
+	}()
+	return c.h.Handle(ctx, d.job, reporter{c, d})
+}
+
+// decode decodes the job and checks that it came on the subject of its pool and kind.
+// A job the server fired from a schedule gets an identity of its own (see fired).
+func (c *Consumer) decode(pool string, msg jetstream.Msg) (*brr.Job, error) {
+	job, err := brr.DecodeJob(msg.Data())
+	if err != nil {
+		return nil, err
+	}
+	if scheduler := msg.Headers().Get(jetstream.SchedulerHeader); scheduler != "" && !c.fromSnooze(scheduler) {
+		meta, err := msg.Metadata()
+		if err != nil {
+			return nil, fmt.Errorf("job fired by %s: read its stream sequence: %w", scheduler, err)
+		}
+		fired(job, c.cfg.Subjects, scheduler, meta.Sequence.Stream, meta.Timestamp)
+	}
+	sp, sk, ok := c.cfg.Subjects.ParseJob(msg.Subject())
+	if !ok {
+		return nil, brr.Permanent(fmt.Errorf("%w: job subject %q is not %s", brr.ErrInvalid, msg.Subject(), c.cfg.Subjects.Job("<pool>", "<kind>")))
+	}
+	if sp != job.Pool || sk != job.Kind {
+		return nil, brr.Permanent(fmt.Errorf("%w: %s job for pool %q came on subject %s; publish it to %s",
+			brr.ErrInvalid, job.Kind, job.Pool, msg.Subject(), c.cfg.Subjects.Job(job.Pool, job.Kind)))
+	}
+	return job, nil
+}
+
+// fired gives a job that the server fired from the schedule message on subject scheduler
+// an identity of its own. Every tick fires the same body, so every copy carries the
+// template's id ("s-<name>"), and tick 2 would be taken for a redelivery of tick 1. The
+// id becomes "<template id>-<stream sequence of the copy>": one per tick, the same on
+// every redelivery of that tick, cut to the 128 characters an id may have. Created
+// becomes the time the copy was stored, and an empty By "schedule <name>".
+func fired(job *brr.Job, subj brr.Subjects, scheduler string, seq uint64, stored time.Time) {
+	suffix := "-" + strconv.FormatUint(seq, 10)
+	id := job.ID
+	if len(id)+len(suffix) > 128 {
+		id = id[:128-len(suffix)]
+	}
+	job.ID = id + suffix
+	job.Created = stored.UTC()
+	if job.By == "" {
+		job.By = "schedule " + strings.TrimPrefix(scheduler, subj.Schedule(""))
+	}
+}
+
+// recordedRequest is what the job record keeps as the request: the message as it came,
+// or for a job fired from a schedule, the job under its own id.
+func recordedRequest(msg jetstream.Msg, job *brr.Job) []byte {
+	if msg.Headers().Get(jetstream.SchedulerHeader) == "" {
+		return msg.Data()
+	}
+	data, err := json.Marshal(job)
+	if err != nil {
+		return msg.Data()
+	}
+	return data
+}
+
+// jobEvent returns a job event about d with what the record knows.
+func (c *Consumer) jobEvent(d *delivery, status brr.Status) *brr.Event {
+	e := c.cfg.newEvent(brr.EventJob, status)
+	e.Attempt = d.attempt
+	e.Pool = d.pool
+	if d.rec != nil {
+		e.JobID = d.rec.ID
+		e.Kind = d.rec.Kind
+		e.Pool = d.rec.Pool
+		e.Repo = d.rec.Repo
+		e.Source = d.rec.Source
+		e.Snapshot = d.rec.Snapshot
+	}
+	return e
+}
+
+// fallbackID names a job whose message did not decode: its Nats-Msg-Id when that is a
+// valid job id, else "seq-<stream sequence>".
+func fallbackID(msgID string, seq uint64) string {
+	if msgID != "" && brr.ValidateID(msgID) == nil {
+		return msgID
+	}
+	return "seq-" + strconv.FormatUint(seq, 10)
+}
