@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 
@@ -39,6 +40,8 @@ func TestInitRepoOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			cfg := cfg
+			cfg.Worker = fmt.Sprintf("w%d", i) // each worker has its own id, as in a real pool
 			leases, err := events.NewLeases(ctx, js, cfg)
 			if err != nil {
 				t.Error(err)
