@@ -176,8 +176,12 @@ func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Lo
 	}, timeout: 10 * time.Second})
 	// The consumer starts after the query service and sweeper, so that both serve while
 	// it drains at shutdown.
+	// The worker's presence tells the others of the pool that a job it started is still
+	// its own when they get it again (its ack or InProgress was lost).
+	w.start(base, component{name: "presence", run: leases.KeepPresence, timeout: 10 * time.Second})
 	consumer := events.NewConsumer(js, w.db, engine, outbox, ecfg, baseLog)
 	consumer.Observe(w.metrics)
+	consumer.UsePresence(leases)
 	w.consumer.Store(consumer)
 	w.start(base, component{name: "consumer", run: consumer.Run, stop: func(context.Context) error {
 		log.Info().Dur("drain_timeout", cfg.Jobs.DrainTimeout).Msg("stopping consumer; letting running jobs finish")

@@ -43,6 +43,13 @@ type Handler interface {
 	Handle(ctx context.Context, job *brr.Job, rep brr.Reporter) (*brr.Outcome, error)
 }
 
+// Presence says whether a worker of the pool is running (Leases implements it): since
+// when its process runs, and how long until it is taken for dead unless it shows it is
+// alive.
+type Presence interface {
+	Presence(ctx context.Context, worker string) (since time.Time, left time.Duration, ok bool)
+}
+
 // Announcer publishes messages now, without storing them (the Outbox): progress events,
 // and the accepted and started events of a job.
 type Announcer interface {
@@ -76,6 +83,7 @@ type Consumer struct {
 	cfg   Config
 	log   zerolog.Logger
 	obs   Observer // nil: nobody is told (see Observe)
+	peers Presence // nil: a redelivered job another worker started is run (see UsePresence)
 
 	slots chan struct{}
 	jobs  sync.WaitGroup

@@ -3,6 +3,7 @@ package events
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"strconv"
@@ -110,8 +111,35 @@ func (c *Consumer) process(jobCtx context.Context, pool string, msg jetstream.Ms
 		c.putBack(d, fmt.Errorf("check processed: %w", err))
 		return
 	}
-	if !processed && d.delivered > 1 && c.succeededElsewhere(jobCtx, job.ID) {
-		processed = true // by another worker, whose ack was lost
+	if !processed && (d.delivered > 1 || d.attempt > d.delivered) {
+		// Delivered again, or back from a snooze after an attempt: the attempt before
+		// may have succeeded elsewhere (its ack was lost), or still be running.
+		last, err := c.lastResult(jobCtx, job.ID)
+		if err != nil {
+			// Whether it ran elsewhere is unknown: look again later rather than
+			// perhaps run it twice.
+			release()
+			log.Warn().Err(err).Dur("retry_in", c.cfg.AckWait).Msg("job delivered again; read its last result; putting it back for later")
+			c.snoozeMsg(d, c.cfg.AckWait)
+			return
+		}
+		if last == nil && d.msg.Headers().Get(waitedHeader) == "" {
+			// No result at all: the attempt before announced nothing that landed (NATS
+			// went away as it started) and may have run, its end waiting in its
+			// worker's outbox. Give that a moment to go out, once.
+			release()
+			log.Info().Dur("retry_in", c.cfg.AckWait).Msg("job delivered again with no result yet; putting it back once for its last attempt's result")
+			c.snoozeMsg(d, c.cfg.AckWait, waitedHeader, "1")
+			return
+		}
+		if last != nil && last.Status == brr.StatusSucceeded {
+			processed = true // by another worker, whose ack was lost
+		} else if delay, who := c.runningElsewhere(jobCtx, d, last); delay > 0 {
+			release()
+			log.Info().Str("running_on", who).Dur("retry_in", delay).Msg("job delivered again while it still runs; putting it back for later")
+			c.snoozeMsg(d, delay)
+			return
+		}
 	}
 	if processed {
 		release()
@@ -161,34 +189,72 @@ func (c *Consumer) process(jobCtx context.Context, pool string, msg jetstream.Ms
 	c.settle(d, out, herr)
 }
 
-// succeededElsewhere reports whether BRR_RESULTS says that job id succeeded. A job whose
-// ack was lost (the server restarted or lost its leader just as the ack came) comes back
-// after AckWait, to any worker of the pool; the one that ran it knows it processed the job,
-// the others learn it here and must not run it again. The result is published by the
-// outbox of the worker that ran it, long before AckWait has passed unless that worker is
-// cut off NATS. Only redeliveries ask; when the bucket cannot be read the answer is no and
-// the job runs, as it did before.
-func (c *Consumer) succeededElsewhere(ctx context.Context, id string) bool {
+// lastResult is the latest job event BRR_RESULTS holds for job id, or nil when it holds
+// none. A job whose ack was lost (the server restarted or lost its leader just as the ack
+// came) comes back, to any worker of the pool; the one that ran it knows it processed the
+// job, the others learn it here and must not run it again. The result is published by
+// the outbox of the worker that ran it, within moments unless that worker is cut off
+// NATS. An error means the bucket could not be read (NATS is struggling): nobody knows.
+func (c *Consumer) lastResult(ctx context.Context, id string) (*brr.Event, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	c.resultsMu.Lock()
 	kv := c.results
 	if kv == nil {
 		var err error
-		if kv, err = c.js.KeyValue(ctx, c.cfg.Subjects.ResultsBucket()); err == nil {
-			c.results = kv
+		if kv, err = c.js.KeyValue(ctx, c.cfg.Subjects.ResultsBucket()); err != nil {
+			c.resultsMu.Unlock()
+			return nil, fmt.Errorf("open bucket %s: %w", c.cfg.Subjects.ResultsBucket(), err)
 		}
+		c.results = kv
 	}
 	c.resultsMu.Unlock()
-	if kv == nil {
-		return false
-	}
 	entry, err := kv.Get(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return nil, nil
+	}
 	if err != nil {
-		return false
+		return nil, fmt.Errorf("get result of job %s: %w", id, err)
 	}
 	e, err := brr.DecodeEvent(entry.Value())
-	return err == nil && e.JobID == id && e.Status == brr.StatusSucceeded
+	if err != nil || e.JobID != id {
+		return nil, nil // not a result this worker can read: as if there were none
+	}
+	return e, nil
+}
+
+// runningElsewhere says how long to put back the job of d, delivered again, because the
+// attempt that last started it is still running: on this worker (another delivery of it
+// is in flight here), or on another whose process, the one that started it, is still up
+// (its presence key says so). The delay is AckWait, or less when the other worker's key
+// expires sooner (a killed worker: its job then runs here at once). 0 means run it.
+func (c *Consumer) runningElsewhere(ctx context.Context, d *delivery, last *brr.Event) (time.Duration, string) {
+	if c.inFlightElsewhere(d) {
+		return c.cfg.AckWait, c.cfg.Worker
+	}
+	if last == nil || last.Status != brr.StatusStarted || last.Worker == "" || last.Worker == c.cfg.Worker || c.peers == nil {
+		return 0, ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	since, left, ok := c.peers.Presence(ctx, last.Worker)
+	if !ok || since.After(last.Time) {
+		return 0, "" // gone, or restarted since it started the job
+	}
+	return min(c.cfg.AckWait, left+c.cfg.LeaseTTL/20+100*time.Millisecond), last.Worker
+}
+
+// inFlightElsewhere reports whether another delivery of d's job is in flight on this
+// worker.
+func (c *Consumer) inFlightElsewhere(d *delivery) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for o := range c.pending {
+		if o != d && o.job != nil && o.job.ID == d.job.ID {
+			return true
+		}
+	}
+	return false
 }
 
 // runHandler runs the handler, turning a panic into an error: the worker never crashes

@@ -112,10 +112,15 @@ func ValidLeaseKey(key string) error {
 // which died holding it (the id is kept in the data dir, which one process at a time
 // uses): it is taken over at once instead of waiting out the TTL.
 func (l *Leases) Acquire(ctx context.Context, key string) (context.Context, func(), error) {
+	return l.acquire(ctx, key, time.Now())
+}
+
+// acquire is Acquire, with since as the time the lease says it was taken.
+func (l *Leases) acquire(ctx context.Context, key string, since time.Time) (context.Context, func(), error) {
 	if err := ValidLeaseKey(key); err != nil {
 		return nil, nil, brr.Permanent(err)
 	}
-	val, err := json.Marshal(leaseValue{Worker: l.cfg.Worker, Host: l.cfg.Host, Since: time.Now().UTC()})
+	val, err := json.Marshal(leaseValue{Worker: l.cfg.Worker, Host: l.cfg.Host, Since: since.UTC()})
 	if err != nil {
 		return nil, nil, fmt.Errorf("encode lease %s: %w", key, err)
 	}
@@ -256,4 +261,43 @@ func (l *Leases) renew(ctx context.Context, cancel context.CancelCauseFunc, stop
 			return rev, true
 		}
 	}
+}
+
+// PresenceKey is the lease key that says worker is running: worker.<id>.
+func PresenceKey(worker string) string { return LeaseKey("worker", worker) }
+
+// KeepPresence holds this worker's presence key (PresenceKey) until ctx is done, taking
+// it again whenever it is lost (a NATS outage longer than the lease TTL). The key says
+// since when this process runs, not since when the key is held, so that an outage does
+// not make the worker look restarted. It is what tells the other workers of the pool
+// that a job this worker started, whose ack or InProgress was lost, is still its own
+// (see Consumer.UsePresence); a killed worker's key expires a lease TTL after its last
+// renewal.
+func (l *Leases) KeepPresence(ctx context.Context) error {
+	for ctx.Err() == nil {
+		lctx, release, err := l.acquire(ctx, PresenceKey(l.cfg.Worker), l.started)
+		if err != nil {
+			if !sleep(ctx, l.cfg.LeaseTTL/3) {
+				break
+			}
+			continue
+		}
+		<-lctx.Done()
+		release()
+	}
+	return nil
+}
+
+// Presence says whether worker's presence key is there, since when the worker's process
+// runs, and how long until the key expires unless it is renewed.
+func (l *Leases) Presence(ctx context.Context, worker string) (since time.Time, left time.Duration, ok bool) {
+	e, err := l.kv.Get(ctx, PresenceKey(worker))
+	if err != nil {
+		return time.Time{}, 0, false
+	}
+	var v leaseValue
+	if json.Unmarshal(e.Value(), &v) != nil {
+		return time.Time{}, 0, false
+	}
+	return v.Since, max(l.cfg.LeaseTTL-time.Since(e.Created()), 0), true
 }

@@ -34,6 +34,12 @@ type Settled struct {
 // Observe makes the consumer tell o about every attempt it settles. Call it before Run.
 func (c *Consumer) Observe(o Observer) { c.obs = o }
 
+// UsePresence makes the consumer ask p, for a job delivered again, whether the worker
+// that started it is still running it (its ack or InProgress was lost: a NATS restart, a
+// stall longer than AckWait): then the job is put back for later instead of run a second
+// time. Call it before Run.
+func (c *Consumer) UsePresence(p Presence) { c.peers = p }
+
 // observe tells the observer, if any, how the attempt d ended.
 func (c *Consumer) observe(d *delivery, status brr.Status, snoozed bool, res *brr.Result, err error) {
 	if c.obs == nil || d.rec == nil {

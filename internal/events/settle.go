@@ -136,10 +136,23 @@ func (c *Consumer) fromSnooze(scheduler string) bool {
 // failing. When the schedule cannot be published, it naks with delay as before.
 func (c *Consumer) snooze(d *delivery, herr error, delay time.Duration, res *brr.Result) {
 	c.recordRetrying(d, herr, delay, res)
+	c.snoozeMsg(d, delay)
+}
+
+// waitedHeader marks a job put back once because it came again with no result at all in
+// BRR_RESULTS (see Consumer.process): the next time it runs.
+const waitedHeader = "Brr-Waited"
+
+// snoozeMsg has the server publish d's job again after delay (see snooze) and acks d.
+// headers are set on the copy, after the attempts so far.
+func (c *Consumer) snoozeMsg(d *delivery, delay time.Duration, headers ...string) {
 	msg := nats.NewMsg(c.cfg.Subjects.Snooze(d.job.Pool, d.job.ID))
-	msg.Data = d.rec.Request
+	msg.Data = recordedRequest(d.msg, d.job)
 	msg.Header.Set(jetstream.MsgIDHeader, d.job.ID+"-snooze-"+strconv.FormatUint(d.seq, 10)+"-"+strconv.Itoa(d.delivered))
 	msg.Header.Set(attemptsHeader, strconv.Itoa(d.attempt-1))
+	for i := 0; i+1 < len(headers); i += 2 {
+		msg.Header.Set(headers[i], headers[i+1])
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, err := c.js.PublishMsg(ctx, msg,

@@ -1,0 +1,100 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/testkit"
+)
+
+// putResult writes e as job id's entry in BRR_RESULTS, as the worker that ran it does.
+func putResult(t *testing.T, js jetstream.JetStream, e *brr.Event) {
+	t.Helper()
+	ctx := context.Background()
+	kv, err := js.KeyValue(ctx, brr.Subjects{}.ResultsBucket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, e.JobID, data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// deliverOnce takes the next job of the pool's consumer and naks it, as a worker whose
+// ack is lost leaves it: the next delivery is the second.
+func deliverOnce(t *testing.T, js jetstream.JetStream, cfg Config) {
+	t.Helper()
+	ctx := context.Background()
+	cons, err := js.CreateOrUpdateConsumer(ctx, cfg.Subjects.JobsStream(), consumerConfig(cfg.withDefaults(), brr.DefaultPool))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := msg.Nak(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRedeliveredJobStillRunningElsewhere: a job's ack or InProgress is lost (a NATS
+// restart, a stall longer than AckWait) while the worker that started it, w2, still runs
+// it; the server delivers it again, to w1. With AckWait at 5 s this ran some jobs twice
+// in the NATS restart fault test. Now w1 sees that BRR_RESULTS says w2 started it and that
+// w2's process, the one that started it, is still there: it puts the job back instead of
+// running it, and once w2's success is in BRR_RESULTS, acks it without running it. When
+// the worker that started it is gone, the job runs at once.
+func TestRedeliveredJobStillRunningElsewhere(t *testing.T) {
+	b := setup(t, Config{AckWait: time.Second, LeaseTTL: 3 * time.Second})
+	ctx := context.Background()
+	w2cfg := b.cfg
+	w2cfg.Worker = "w2"
+	w2, err := NewLeases(ctx, b.js, w2cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Go(t, "w2 presence", w2.KeepPresence)
+	w1, err := NewLeases(ctx, b.js, b.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 5*time.Second, "w2's presence", func() bool { _, _, ok := w1.Presence(ctx, "w2"); return ok })
+
+	// Two jobs delivered once and not acked: w2 started the first and still runs it;
+	// w3, which started the second, is gone.
+	job, gone := pingJob("still-running"), pingJob("started-by-the-dead")
+	for _, j := range []struct {
+		job    *brr.Job
+		worker string
+	}{{job, "w2"}, {gone, "w3"}} {
+		publishJob(t, b.js, j.job)
+		deliverOnce(t, b.js, b.cfg)
+		putResult(t, b.js, &brr.Event{V: brr.Version, ID: j.job.ID + "-started", Type: brr.EventJob, Status: brr.StatusStarted,
+			Time: time.Now().UTC(), Worker: j.worker, JobID: j.job.ID, Kind: j.job.Kind, Pool: j.job.Pool, Attempt: 1})
+	}
+	c := NewConsumer(b.js, b.db, b.h, NewOutbox(b.js, b.db, zerolog.Nop()), b.cfg, zerolog.Nop())
+	c.UsePresence(w1)
+	testkit.Go(t, "consumer", c.Run)
+
+	b.ev.wait(t, gone.ID, brr.StatusSucceeded)
+	time.Sleep(2 * time.Second) // the first is delivered again and put back, more than once
+	if n := b.h.count(job.ID); n != 0 {
+		t.Fatalf("w1 ran the job %d times while w2 still ran it", n)
+	}
+	putResult(t, b.js, &brr.Event{V: brr.Version, ID: "e2", Type: brr.EventJob, Status: brr.StatusSucceeded, Time: time.Now().UTC(), Worker: "w2", JobID: job.ID, Kind: job.Kind, Pool: job.Pool, Attempt: 1})
+	testkit.Eventually(t, 15*time.Second, "the job to be acked without running", func() bool { return c.Stats().Duplicates == 1 })
+	if n := b.h.count(job.ID); n != 0 {
+		t.Fatalf("w1 ran the job %d times after w2 succeeded", n)
+	}
+}
