@@ -169,33 +169,41 @@ func (c *Client) scan(ctx context.Context, stream string, cfg jetstream.OrderedC
 // decodes the answer into reply, whose version it checks; what names the question in
 // errors ("list snapshots").
 func (c *Client) ask(ctx context.Context, what, query string, req, reply any) error {
-	if err := c.checkConnected(); err != nil {
+	if err := c.askPool(ctx, c.pool, query, req, reply); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// askPool is ask of pool, with errors that do not name the question.
+func (c *Client) askPool(ctx context.Context, pool, query string, req, reply any) error {
+	if err := c.checkConnected(); err != nil {
+		return err
 	}
 	data, err := json.Marshal(req)
 	if err != nil {
-		return fmt.Errorf("%s: encode request: %w", what, err)
+		return fmt.Errorf("encode request: %w", err)
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	msg, err := c.nc.RequestWithContext(ctx, c.subj.API(c.pool, query), data)
+	msg, err := c.nc.RequestWithContext(ctx, c.subj.API(pool, query), data)
 	if errors.Is(err, nats.ErrNoResponders) {
-		return fmt.Errorf("%s: %w serves pool %q on %s: start one with brr-worker, or name another pool", what, ErrNoWorker, c.pool, c.where())
+		return fmt.Errorf("%w serves pool %q on %s: start one with brr-worker, or name another pool", ErrNoWorker, pool, c.where())
 	}
 	if err != nil {
-		return fmt.Errorf("%s: ask pool %q: %w", what, c.pool, err)
+		return fmt.Errorf("ask pool %q: %w", pool, err)
 	}
 	var v struct {
 		V int `json:"v"`
 	}
 	if err := json.Unmarshal(msg.Data, &v); err != nil {
-		return fmt.Errorf("%s: %w: reply is not valid JSON: %v", what, ErrInvalid, err)
+		return fmt.Errorf("%w: reply is not valid JSON: %v", ErrInvalid, err)
 	}
 	if v.V != Version {
-		return fmt.Errorf("%s: %w: reply has version %d, this code reads version %d", what, ErrUnknownVersion, v.V, Version)
+		return fmt.Errorf("%w: reply has version %d, this code reads version %d", ErrUnknownVersion, v.V, Version)
 	}
 	if err := json.Unmarshal(msg.Data, reply); err != nil {
-		return fmt.Errorf("%s: %w: reply is not valid JSON: %v", what, ErrInvalid, err)
+		return fmt.Errorf("%w: reply is not valid JSON: %v", ErrInvalid, err)
 	}
 	return nil
 }
