@@ -23,6 +23,29 @@ var (
 	ErrNotConnected = errors.New("not connected to NATS")
 )
 
+// InboxPrefix is the inbox prefix of NATS user user in brr's deployments, "_INBOX_<user>":
+// deploy/nats/accounts.conf lets each user subscribe to its own "_INBOX_<user>.>" and to
+// no other inbox, so that no credential reads the replies meant for another (job acks,
+// job results, query answers, the messages of its consumers). Connect a user with those
+// permissions with it, or its replies are refused:
+//
+//	nc, err := nats.Connect(url, nats.UserInfo("publisher", password),
+//		nats.CustomInboxPrefix(brr.InboxPrefix("publisher")))
+//
+// A .creds file names no user that the client could read: use the prefix its JWT allows.
+func InboxPrefix(user string) string { return "_INBOX_" + user }
+
+// ValidateInboxPrefix checks an inbox prefix: dot-separated tokens without wildcards or
+// white space, and not ending in a dot ("_INBOX_publisher", "_INBOX.app1").
+func ValidateInboxPrefix(prefix string) error {
+	for _, tok := range strings.Split(prefix, ".") {
+		if tok == "" || strings.ContainsAny(tok, "*> \t\r\n") {
+			return fmt.Errorf("%w: inbox prefix %q: use dot-separated tokens without '*', '>' or white space, such as %q", ErrInvalid, prefix, InboxPrefix("publisher"))
+		}
+	}
+	return nil
+}
+
 // DefaultRequestTimeout bounds the client's calls whose context has no deadline, so that
 // a call to a server that went away returns an error instead of hanging.
 const DefaultRequestTimeout = 10 * time.Second
