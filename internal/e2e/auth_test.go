@@ -718,7 +718,7 @@ func TestTLS(t *testing.T) {
 
 	nc, err := nats.Connect(url, nats.RootCAs(filepath.Join(dir, "ca.pem")),
 		nats.ClientCert(filepath.Join(dir, "worker.pem"), filepath.Join(dir, "worker-key.pem")),
-		nats.UserInfo("publisher", rolePasswords["publisher"]))
+		nats.UserInfo("publisher", rolePasswords["publisher"]), nats.CustomInboxPrefix(brr.InboxPrefix("publisher")))
 	if err != nil {
 		t.Fatalf("Go client over TLS: %v", err)
 	}
