@@ -24,7 +24,7 @@ const (
 	exitOK       = 0
 	exitFailed   = 1 // the job failed, or the command could not do what it was asked
 	exitUsage    = 2 // the command line is wrong
-	exitNoServer = 3 // NATS cannot be reached, or no worker has set it up
+	exitNoServer = 3 // NATS cannot be reached, or no worker has set it up or serves the pool
 )
 
 const defaultURL = "nats://127.0.0.1:4222"
