@@ -23,6 +23,29 @@ var (
 	ErrNotConnected = errors.New("not connected to NATS")
 )
 
+// InboxPrefix is the inbox prefix of NATS user user in brr's deployments, "_INBOX_<user>":
+// deploy/nats/accounts.conf lets each user subscribe to its own "_INBOX_<user>.>" and to
+// no other inbox, so that no credential reads the replies meant for another (job acks,
+// job results, query answers, the messages of its consumers). Connect a user with those
+// permissions with it, or its replies are refused:
+//
+//	nc, err := nats.Connect(url, nats.UserInfo("publisher", password),
+//		nats.CustomInboxPrefix(brr.InboxPrefix("publisher")))
+//
+// A .creds file names no user that the client could read: use the prefix its JWT allows.
+func InboxPrefix(user string) string { return "_INBOX_" + user }
+
+// ValidateInboxPrefix checks an inbox prefix: dot-separated tokens without wildcards or
+// white space, and not ending in a dot ("_INBOX_publisher", "_INBOX.app1").
+func ValidateInboxPrefix(prefix string) error {
+	for _, tok := range strings.Split(prefix, ".") {
+		if tok == "" || strings.ContainsAny(tok, "*> \t\r\n") {
+			return fmt.Errorf("%w: inbox prefix %q: use dot-separated tokens without '*', '>' or white space, such as %q", ErrInvalid, prefix, InboxPrefix("publisher"))
+		}
+	}
+	return nil
+}
+
 // DefaultRequestTimeout bounds the client's calls whose context has no deadline, so that
 // a call to a server that went away returns an error instead of hanging.
 const DefaultRequestTimeout = 10 * time.Second
@@ -169,33 +192,41 @@ func (c *Client) scan(ctx context.Context, stream string, cfg jetstream.OrderedC
 // decodes the answer into reply, whose version it checks; what names the question in
 // errors ("list snapshots").
 func (c *Client) ask(ctx context.Context, what, query string, req, reply any) error {
-	if err := c.checkConnected(); err != nil {
+	if err := c.askPool(ctx, c.pool, query, req, reply); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// askPool is ask of pool, with errors that do not name the question.
+func (c *Client) askPool(ctx context.Context, pool, query string, req, reply any) error {
+	if err := c.checkConnected(); err != nil {
+		return err
 	}
 	data, err := json.Marshal(req)
 	if err != nil {
-		return fmt.Errorf("%s: encode request: %w", what, err)
+		return fmt.Errorf("encode request: %w", err)
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	msg, err := c.nc.RequestWithContext(ctx, c.subj.API(c.pool, query), data)
+	msg, err := c.nc.RequestWithContext(ctx, c.subj.API(pool, query), data)
 	if errors.Is(err, nats.ErrNoResponders) {
-		return fmt.Errorf("%s: %w serves pool %q on %s: start one with brr-worker, or name another pool", what, ErrNoWorker, c.pool, c.where())
+		return fmt.Errorf("%w serves pool %q on %s: start one with brr-worker, or name another pool", ErrNoWorker, pool, c.where())
 	}
 	if err != nil {
-		return fmt.Errorf("%s: ask pool %q: %w", what, c.pool, err)
+		return fmt.Errorf("ask pool %q: %w", pool, err)
 	}
 	var v struct {
 		V int `json:"v"`
 	}
 	if err := json.Unmarshal(msg.Data, &v); err != nil {
-		return fmt.Errorf("%s: %w: reply is not valid JSON: %v", what, ErrInvalid, err)
+		return fmt.Errorf("%w: reply is not valid JSON: %v", ErrInvalid, err)
 	}
 	if v.V != Version {
-		return fmt.Errorf("%s: %w: reply has version %d, this code reads version %d", what, ErrUnknownVersion, v.V, Version)
+		return fmt.Errorf("%w: reply has version %d, this code reads version %d", ErrUnknownVersion, v.V, Version)
 	}
 	if err := json.Unmarshal(msg.Data, reply); err != nil {
-		return fmt.Errorf("%s: %w: reply is not valid JSON: %v", what, ErrInvalid, err)
+		return fmt.Errorf("%w: reply is not valid JSON: %v", ErrInvalid, err)
 	}
 	return nil
 }

@@ -173,3 +173,28 @@ func TestNewClientOptions(t *testing.T) {
 		t.Fatalf("Publish with a prefix and no stream: %v", err)
 	}
 }
+
+func TestValidateInboxPrefix(t *testing.T) {
+	for _, tt := range []struct {
+		prefix string
+		ok     bool
+	}{
+		{brr.InboxPrefix("publisher"), true},
+		{"_INBOX", true},
+		{"_INBOX.app1", true},
+		{"", false},
+		{"_INBOX.", false},
+		{".x", false},
+		{"_INBOX.*", false},
+		{"_INBOX.>", false},
+		{"_INBOX_my user", false},
+	} {
+		err := brr.ValidateInboxPrefix(tt.prefix)
+		if (err == nil) != tt.ok || (err != nil && !errors.Is(err, brr.ErrInvalid)) {
+			t.Errorf("ValidateInboxPrefix(%q) = %v, want ok %v", tt.prefix, err, tt.ok)
+		}
+	}
+	if got, want := brr.InboxPrefix("publisher"), "_INBOX_publisher"; got != want {
+		t.Errorf("InboxPrefix = %q, want %q", got, want)
+	}
+}

@@ -3,6 +3,7 @@ package brr_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log"
 	"os"
@@ -87,6 +88,42 @@ func ExampleClient_Publish() {
 	// Output:
 	// published backup nightly-2026-11-26 to BRR_JOBS
 	// duplicate: true
+}
+
+// A user of deploy/nats/accounts.conf may read only its own inboxes: connect with its
+// prefix, or every request of the app is refused.
+func ExampleInboxPrefix() {
+	opts := []nats.Option{
+		nats.UserInfo("publisher", os.Getenv("BRR_NATS_PASSWORD")),
+		nats.CustomInboxPrefix(brr.InboxPrefix("publisher")),
+	}
+	_ = opts // nats.Connect("nats://nats.example.internal:4222", opts...)
+	fmt.Println(brr.InboxPrefix("publisher"))
+	// Output:
+	// _INBOX_publisher
+}
+
+func ExampleClient_Served() {
+	nc, stop := exampleServer() // with the streams, but no worker
+	defer stop()
+
+	client, err := brr.NewClient(nc)
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Before waiting for a job: a job for a pool that no worker serves would wait in the
+	// queue until one starts.
+	worker, err := client.Served(context.Background(), "")
+	switch {
+	case errors.Is(err, brr.ErrNoWorker):
+		fmt.Println("no worker serves pool", client.Pool())
+	case err != nil:
+		log.Fatal(err)
+	default:
+		fmt.Println("served by", worker)
+	}
+	// Output:
+	// no worker serves pool default
 }
 
 func ExampleClient_Subscribe() {

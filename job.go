@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Version is the version of the JSON message format, carried in every message as "v".
@@ -85,12 +86,16 @@ func (j Job) MarshalJSON() ([]byte, error) {
 	return json.Marshal(jobWire{V: j.V, ID: j.ID, Kind: j.Kind, Pool: j.Pool, Created: j.Created, By: j.By, Args: args})
 }
 
-// DecodeJob decodes and validates a job message. Unknown fields, an unknown version or
-// kind, missing or wrong-typed fields and oversized messages are errors that say what is
-// wrong; every error it returns is Permanent, since sending the same bytes again cannot help.
+// DecodeJob decodes and validates a job message. Unknown fields, a key given twice in one
+// object, a NUL byte in any string, an unknown version or kind, missing or wrong-typed
+// fields and oversized messages are errors that say what is wrong (see checkJSON); every
+// error it returns is Permanent, since sending the same bytes again cannot help.
 func DecodeJob(data []byte) (*Job, error) {
 	if len(data) > MaxJobSize {
 		return nil, Permanent(fmt.Errorf("%w: job message is %d bytes, the limit is %d", ErrInvalid, len(data), MaxJobSize))
+	}
+	if err := checkJSON(data); err != nil {
+		return nil, Permanent(err)
 	}
 	var w jobWire
 	if err := strictUnmarshal(data, &w); err != nil {
@@ -126,6 +131,105 @@ func strictUnmarshal(data []byte, v any) error {
 		return errors.New("trailing data after the JSON object")
 	}
 	return nil
+}
+
+// checkJSON walks the tokens of the JSON value in data and refuses, with an error wrapping
+// ErrInvalid that names the key, what encoding/json would let through in silence:
+//
+//   - a key that appears twice in one object, at any depth. encoding/json keeps the last,
+//     while another reader (a gateway, an audit log) may keep the first, so one message
+//     would say two things. Keys that differ only in case count as the same key, since
+//     encoding/json matches both to one field.
+//   - a NUL byte in any string, key or value: C code and file systems end the string
+//     there, so a path or tag would be read as something shorter than what was checked.
+//
+// A syntax error ends the walk without an error: the decode that follows reports it.
+func checkJSON(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber() // a number is not converted, so none is refused here
+	// frame is an object or array being read: its path ("args.paths"), and for an
+	// object the keys seen (folded as encoding/json folds them, to the key as written)
+	// and the path of the value that comes next, for an array the next index.
+	type frame struct {
+		path    string
+		object  bool
+		keys    map[string]string
+		wantKey bool
+		next    string
+		index   int
+	}
+	var stack []*frame
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
+			if stack = stack[:len(stack)-1]; len(stack) == 0 {
+				return nil // the end of the value; trailing data is the decode's to report
+			}
+			continue
+		}
+		if top != nil && top.wantKey {
+			key, _ := tok.(string)
+			path := key
+			if top.path != "" {
+				path = top.path + "." + key
+			}
+			if strings.ContainsRune(key, 0) {
+				return fmt.Errorf("%w: job message has a key with a NUL byte: %q", ErrInvalid, path)
+			}
+			folded := foldKey(key)
+			if first, dup := top.keys[folded]; dup {
+				if first == key {
+					return fmt.Errorf("%w: job message has the key %q twice", ErrInvalid, path)
+				}
+				return fmt.Errorf("%w: job message has the key %q twice: %q and %q differ only in case, and are read as one", ErrInvalid, path, first, key)
+			}
+			top.keys[folded] = key
+			top.next, top.wantKey = path, false
+			continue
+		}
+		// A value: where it sits, then what it is.
+		var path string
+		switch {
+		case top == nil:
+		case top.object:
+			path, top.wantKey = top.next, true
+		default:
+			path = fmt.Sprintf("%s[%d]", top.path, top.index)
+			top.index++
+		}
+		switch v := tok.(type) {
+		case json.Delim:
+			f := &frame{path: path}
+			if v == '{' {
+				f.object, f.wantKey, f.keys = true, true, map[string]string{}
+			}
+			stack = append(stack, f)
+			continue
+		case string:
+			if strings.ContainsRune(v, 0) {
+				if path == "" {
+					return fmt.Errorf("%w: job message is a string with a NUL byte", ErrInvalid)
+				}
+				return fmt.Errorf("%w: job message has a NUL byte in the value of %q", ErrInvalid, path)
+			}
+		}
+		if top == nil {
+			return nil // a value that is not an object or array: the decode refuses it
+		}
+	}
+}
+
+// foldKey folds a key as encoding/json does to match it to a field: two keys with the
+// same fold are read as the same field.
+func foldKey(key string) string {
+	return strings.Map(func(r rune) rune { return unicode.ToUpper(unicode.ToLower(r)) }, key)
 }
 
 // NewJob returns a job for args with a generated id, the default pool and the current time.

@@ -73,6 +73,19 @@ func TestDecodeJobRejects(t *testing.T) {
 		{"replicate to itself", `{"v":1,"id":"j1","kind":"replicate","pool":"default","created":"2026-11-26T12:00:00Z","args":{"snapshot":"all","from":"a","to":"a"}}`, ErrInvalid, "to itself"},
 		{"replicate without target", `{"v":1,"id":"j1","kind":"replicate","pool":"default","created":"2026-11-26T12:00:00Z","args":{"snapshot":"latest"}}`, ErrInvalid, "target repo"},
 		{"checkpoint bad label", `{"v":1,"id":"j1","kind":"checkpoint","pool":"default","created":"2026-11-26T12:00:00Z","args":{"snapshot":"latest","label":"a b"}}`, ErrInvalid, "label"},
+		// What encoding/json lets through: it keeps the last of two keys, and a NUL byte
+		// ends a string for C code and file systems.
+		{"duplicate envelope key", strings.Replace(valid, `"id":"j1"`, `"id":"j1","id":"j2"`, 1), ErrInvalid, `the key "id" twice`},
+		{"duplicate arg", strings.Replace(valid, `"path":"/srv"`, `"path":"/srv","path":"/etc"`, 1), ErrInvalid, `the key "args.path" twice`},
+		{"duplicate args", strings.Replace(valid, `}}`, `},"args":{"path":"/etc"}}`, 1), ErrInvalid, `the key "args" twice`},
+		{"duplicate in case", strings.Replace(valid, `"path":"/srv"`, `"path":"/srv","Path":"/etc"`, 1), ErrInvalid, `"path" and "Path" differ only in case`},
+		{"duplicate by kelvin sign", strings.Replace(valid, `"kind":"backup"`, `"kind":"backup","\u212aind":"ping"`, 1), ErrInvalid, "\"kind\" and \"\u212aind\" differ only in case"},
+		{"duplicate deep", `{"v":1,"id":"j1","kind":"prune","pool":"default","created":"2026-11-26T12:00:00Z","args":{"policy":{"tags":{"daily":{"keep_last":1,"keep_last":9}}}}}`, ErrInvalid, `the key "args.policy.tags.daily.keep_last" twice`},
+		{"duplicate after an array", strings.Replace(valid, `"path":"/srv"`, `"path":"/srv","tags":["a",{"x":1}],"tags":["b"]`, 1), ErrInvalid, `the key "args.tags" twice`},
+		{"NUL in by", strings.Replace(valid, `"pool"`, `"by":"me\u0000@host","pool"`, 1), ErrInvalid, `NUL byte in the value of "by"`},
+		{"NUL in a tag", strings.Replace(valid, `"path":"/srv"`, `"path":"/srv","tags":["ok","a\u0000b"]`, 1), ErrInvalid, `NUL byte in the value of "args.tags[1]"`},
+		{"NUL in a key", strings.Replace(valid, `"path":"/srv"`, `"path":"/srv","pa\u0000th":"/etc"`, 1), ErrInvalid, `key with a NUL byte: "args.pa\x00th"`},
+		{"NUL in the id", strings.Replace(valid, `"j1"`, `"j1\u0000"`, 1), ErrInvalid, `NUL byte in the value of "id"`},
 		{"drill bad snapshot", `{"v":1,"id":"j1","kind":"drill","pool":"default","created":"2026-11-26T12:00:00Z","args":{"snapshot":"xyz"}}`, ErrInvalid, "snapshot"},
 	}
 	for _, tt := range tests {
@@ -141,6 +154,8 @@ func FuzzDecodeJob(f *testing.F) {
 	f.Add([]byte(`{"v":1,"id":"j2","kind":"restore","pool":"p","created":"2026-11-26T12:00:00Z","args":{"snapshot":"latest","target":"/r","paths":["a/b"],"as_of":"2026-11-26T12:00:00Z"}}`))
 	f.Add([]byte(`{"v":1,"id":"j3","kind":"verify","pool":"default","created":"2026-11-26T12:00:00Z","args":{"read_data":true}}`))
 	f.Add([]byte(`{"v":1,"id":"j4","kind":"ping","pool":"default","created":"2026-11-26T12:00:00Z","args":{}}`))
+	f.Add([]byte(`{"v":1,"id":"j5","kind":"backup","pool":"default","created":"2026-11-26T12:00:00Z","args":{"path":"/srv","Path":"/etc"}}`))
+	f.Add([]byte(`{"v":1,"id":"j6","kind":"backup","pool":"default","created":"2026-11-26T12:00:00Z","args":{"path":"/srv","tags":["a\u0000"]}}`))
 	f.Add([]byte(`{"v":2}`))
 	f.Add([]byte(`null`))
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -418,12 +418,12 @@ func TestHelmValues(t *testing.T) {
 			}
 			continue
 		}
-		var pubAllow, pubDeny, subAllow []string
+		var pubAllow, pubDeny, subAllow, subDeny []string
 		if p := w.Permissions.Publish; p != nil {
 			pubAllow, pubDeny = p.Allow, p.Deny
 		}
 		if s := w.Permissions.Subscribe; s != nil {
-			subAllow = s.Allow
+			subAllow, subDeny = s.Allow, s.Deny
 		}
 		same := func(what string, got, want []string) {
 			got, want = slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(want))
@@ -434,6 +434,48 @@ func TestHelmValues(t *testing.T) {
 		same("publish.allow", list(u, "permissions", "publish", "allow"), pubAllow)
 		same("publish.deny", list(u, "permissions", "publish", "deny"), pubDeny)
 		same("subscribe.allow", list(u, "permissions", "subscribe", "allow"), subAllow)
+		same("subscribe.deny", list(u, "permissions", "subscribe", "deny"), subDeny)
+		// allow_responses: true is the server's default response permission.
+		if got, want := at(u, "permissions", "allow_responses") == true, w.Permissions.Response != nil; got != want {
+			t.Errorf("nats-values.yaml: user %q allow_responses %v, accounts.conf %v", name, at(u, "permissions", "allow_responses"), w.Permissions.Response)
+		} else if want && (w.Permissions.Response.MaxMsgs != server.DEFAULT_ALLOW_RESPONSE_MAX_MSGS || w.Permissions.Response.Expires != server.DEFAULT_ALLOW_RESPONSE_EXPIRATION) {
+			t.Errorf("accounts.conf: user %q allow_responses %+v; the Helm values say true, the defaults", name, *w.Permissions.Response)
+		}
+	}
+}
+
+// TestPrivateInboxes: each user with permissions may subscribe to its own inboxes,
+// _INBOX_<user>.>, and to no other inbox, so that no credential reads another's replies;
+// and the worker, which answers queries, replies by allow_responses, not by a grant to
+// publish into inboxes.
+func TestPrivateInboxes(t *testing.T) {
+	setenv(t, testPasswords)
+	opts, err := server.ProcessConfigFile("nats/single.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range opts.Users {
+		p := u.Permissions
+		if p == nil {
+			continue // the admin: everything
+		}
+		var inboxes []string
+		for _, s := range p.Subscribe.Allow {
+			if strings.HasPrefix(s, "_INBOX") || s == ">" || strings.HasPrefix(s, "*") {
+				inboxes = append(inboxes, s)
+			}
+		}
+		if want := "_INBOX_" + u.Username + ".>"; !slices.Equal(inboxes, []string{want}) {
+			t.Errorf("user %q may subscribe to the inboxes %v, want only %s", u.Username, inboxes, want)
+		}
+		for _, s := range p.Publish.Allow {
+			if strings.HasPrefix(s, "_INBOX") || s == ">" || strings.HasPrefix(s, "*") {
+				t.Errorf("user %q may publish to %s: replies go by allow_responses", u.Username, s)
+			}
+		}
+		if (p.Response != nil) != (u.Username == "worker") {
+			t.Errorf("user %q allow_responses %+v: only the worker answers requests", u.Username, p.Response)
+		}
 	}
 }
 

@@ -24,7 +24,7 @@ type jobFlags struct {
 
 func (f *jobFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.id, "id", "", "job id (default: generated); publishing the same id again does nothing")
-	cmd.Flags().BoolVar(&f.wait, "wait", false, "wait for the job to end, with progress, and print its result")
+	cmd.Flags().BoolVar(&f.wait, "wait", false, "wait for the job to end, with progress, and print its result (fails at once when no worker serves the pool)")
 }
 
 func (m *Main) backupCmd() *cobra.Command {
@@ -199,9 +199,12 @@ func who() string {
 
 // runJob publishes args and, with --wait, waits for the job's end. With --wait the id is
 // chosen here and the job watched before it is published, so that none of its events,
-// progress included, comes before the watch. In capture mode (m.capture, for `brr
-// schedule add`) it only records args. Every job command goes through here, so every
-// job command can be scheduled.
+// progress included, comes before the watch; and the pool is asked first whether a
+// worker serves it, since otherwise the wait would never end. Without --wait the job is
+// published whether or not a worker serves the pool (one may start later), with a
+// warning when none does. In capture mode (m.capture, for `brr schedule add`) it only
+// records args. Every job command goes through here, so every job command can be
+// scheduled.
 func (m *Main) runJob(cmd *cobra.Command, f jobFlags, args brr.JobArgs) error {
 	if m.capture != nil {
 		return m.captureJob(cmd, f, args)
@@ -215,6 +218,9 @@ func (m *Main) runJob(cmd *cobra.Command, f jobFlags, args brr.JobArgs) error {
 			res, err := c.Publish(ctx, args, opts...)
 			if err != nil {
 				return err
+			}
+			if _, err := c.Served(ctx, ""); errors.Is(err, brr.ErrNoWorker) {
+				fmt.Fprintf(m.Stderr, "brr: warning: %v; until one starts, job %s waits in the queue\n", err, res.ID)
 			}
 			if m.json {
 				return m.printJSON(res)
@@ -233,6 +239,9 @@ func (m *Main) runJob(cmd *cobra.Command, f jobFlags, args brr.JobArgs) error {
 		}
 		// A bad job is a usage error before anything is asked of the server, as without --wait.
 		if err := args.Validate(); err != nil {
+			return err
+		}
+		if _, err := c.Served(ctx, ""); err != nil {
 			return err
 		}
 		view := newProgressView(m.Stderr, m.json)

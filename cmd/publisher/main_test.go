@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -79,6 +80,14 @@ func startWorker(t *testing.T, srv *natstest.Server) *stubWorker {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = snaps.Unsubscribe() })
+	ping, err := nc.QueueSubscribe(s.API("default", "ping"), s.Consumer("default"), func(m *nats.Msg) {
+		data, _ := json.Marshal(brr.PingReply{V: brr.Version, Worker: "stub-1"})
+		_ = m.Respond(data)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ping.Unsubscribe() })
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -365,6 +374,45 @@ func TestNoWorkerYet(t *testing.T) {
 	r = brrCmd(t, srv.ClientURL(), "snapshots")
 	if r.code != 3 || !strings.Contains(r.stderr, `no worker serves pool "default"`) {
 		t.Fatalf("snapshots with no worker: %v", r)
+	}
+}
+
+// TestNoWorkerServesPool: with --wait, a job for a pool that no worker serves is not
+// published, and the command says so at once instead of waiting forever; without --wait
+// it is published, with a warning.
+func TestNoWorkerServesPool(t *testing.T) {
+	t.Parallel()
+	srv := natstest.StartListening(t)
+	startWorker(t, srv) // of pool default
+	url := srv.ClientURL()
+
+	r := brrCmd(t, url, "--pool", "db2", "backup", "/srv/app", "--id", "nobody-1", "--wait")
+	want := `brr: no worker serves pool "db2" on ` + url + ": start one with brr-worker, or name another pool\n"
+	if r.code != exitNoServer || r.stderr != want || r.stdout != "" {
+		t.Errorf("backup --wait to pool db2: %v\nwant exit 3 and stderr %q", r, want)
+	}
+	_, js := srv.JetStream(t)
+	stream, err := js.Stream(context.Background(), "BRR_JOBS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.GetLastMsgForSubject(context.Background(), "brr.jobs.db2.>"); !errors.Is(err, jetstream.ErrMsgNotFound) {
+		t.Errorf("a job for pool db2 is in the stream after --wait refused it (err %v)", err)
+	}
+
+	r = brrCmd(t, url, "--pool", "db2", "backup", "/srv/app", "--id", "nobody-2")
+	want = `brr: warning: no worker serves pool "db2" on ` + url + ": start one with brr-worker, or name another pool; until one starts, job nobody-2 waits in the queue\n"
+	if r.code != exitOK || r.stdout != "nobody-2\n" || r.stderr != want {
+		t.Errorf("backup to pool db2: %v\nwant exit 0, the id, and the warning %q", r, want)
+	}
+	if _, err := stream.GetLastMsgForSubject(context.Background(), "brr.jobs.db2.backup"); err != nil {
+		t.Errorf("the job for pool db2 is not in the stream: %v", err)
+	}
+
+	// The pool a worker serves: no warning.
+	r = brrCmd(t, url, "backup", "/srv/app", "--id", "served-1")
+	if r.code != exitOK || r.stderr != "" {
+		t.Errorf("backup to pool default: %v\nwant exit 0 and nothing on stderr", r)
 	}
 }
 

@@ -24,7 +24,7 @@ const (
 	exitOK       = 0
 	exitFailed   = 1 // the job failed, or the command could not do what it was asked
 	exitUsage    = 2 // the command line is wrong
-	exitNoServer = 3 // NATS cannot be reached, or no worker has set it up
+	exitNoServer = 3 // NATS cannot be reached, or no worker has set it up or serves the pool
 )
 
 const defaultURL = "nats://127.0.0.1:4222"
@@ -40,6 +40,7 @@ type Main struct {
 
 	// Set by the global flags.
 	url, creds, user, password, token string
+	inboxPrefix                       string
 	tlsCA, tlsCert, tlsKey            string
 	pool, prefix                      string
 	json                              bool
@@ -148,6 +149,7 @@ start a worker there with: brr-worker`,
 	f.StringVar(&m.user, "user", m.Getenv("BRR_NATS_USER"), "NATS user (env BRR_NATS_USER)")
 	f.StringVar(&m.password, "password", m.Getenv("BRR_NATS_PASSWORD"), "NATS password (env BRR_NATS_PASSWORD)")
 	f.StringVar(&m.token, "token", m.Getenv("BRR_NATS_TOKEN"), "NATS token (env BRR_NATS_TOKEN)")
+	f.StringVar(&m.inboxPrefix, "inbox-prefix", m.Getenv("BRR_NATS_INBOX_PREFIX"), "prefix of the NATS inboxes that replies come to, as the user's permissions allow (env BRR_NATS_INBOX_PREFIX; default _INBOX_<user> for a --user, _INBOX otherwise: set it with --creds)")
 	f.StringVar(&m.tlsCA, "tls-ca", "", "CA certificate file to verify the NATS server")
 	f.StringVar(&m.tlsCert, "tls-cert", "", "client certificate file for NATS")
 	f.StringVar(&m.tlsKey, "tls-key", "", "client key file for NATS")
@@ -234,6 +236,12 @@ func (m *Main) connect(refuse context.CancelCauseFunc) (*brr.Client, *nats.Conn,
 	case m.token != "":
 		opts = append(opts, nats.Token(m.token))
 	}
+	if prefix := m.inbox(); prefix != "" {
+		if err := brr.ValidateInboxPrefix(prefix); err != nil {
+			return nil, nil, usageError(fmt.Errorf("%w: give another with --inbox-prefix (env BRR_NATS_INBOX_PREFIX)", err))
+		}
+		opts = append(opts, nats.CustomInboxPrefix(prefix))
+	}
 	if m.tlsCA != "" {
 		opts = append(opts, nats.RootCAs(m.tlsCA))
 	}
@@ -253,6 +261,30 @@ func (m *Main) connect(refuse context.CancelCauseFunc) (*brr.Client, *nats.Conn,
 		return nil, nil, usageError(err)
 	}
 	return c, nc, nil
+}
+
+// inbox is the inbox prefix of the connection: --inbox-prefix, else that of the user who
+// logs in by password (--user, or user:password in the URL), which is what the roles of
+// deploy/nats/accounts.conf may subscribe to; "" (nats.go's _INBOX) for a token, a .creds
+// file (its JWT names the user, and its permissions may name any prefix) or no login.
+func (m *Main) inbox() string {
+	switch {
+	case m.inboxPrefix != "":
+		return m.inboxPrefix
+	case m.creds != "":
+		return ""
+	case m.user != "":
+		return brr.InboxPrefix(m.user)
+	case m.token != "":
+		return ""
+	}
+	first, _, _ := strings.Cut(m.url, ",")
+	if u, err := neturl.Parse(strings.TrimSpace(first)); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok && u.User.Username() != "" {
+			return brr.InboxPrefix(u.User.Username())
+		}
+	}
+	return "" // a URL with a token, or without a login
 }
 
 // withClient connects, runs fn and closes the connection.

@@ -231,6 +231,10 @@ func TestDeployWorkerConfigs(t *testing.T) {
 		if cfg.NATS.URL == "" || cfg.NATS.User != "worker" || len(cfg.Repos) == 0 {
 			t.Errorf("%s: nats.url %q, nats.user %q, repos %v: want an external NATS as user worker and a repository", name, cfg.NATS.URL, cfg.NATS.User, cfg.Repos)
 		}
+		// deploy/nats/accounts.conf lets the worker subscribe to _INBOX_worker.> only.
+		if got := cfg.NATS.inboxPrefix(); got != "_INBOX_worker" {
+			t.Errorf("%s: inbox prefix %q, want _INBOX_worker, the worker's in deploy/nats/accounts.conf", name, got)
+		}
 	}
 	if got := len(configs); got < 4 {
 		t.Errorf("checked %d configs, want the cluster, TLS, systemd and Kubernetes ones", got)

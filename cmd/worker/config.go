@@ -58,6 +58,9 @@ type NATSConfig struct {
 	Password string    `yaml:"password"`
 	Token    string    `yaml:"token"`
 	TLS      TLSConfig `yaml:"tls"`
+	// InboxPrefix is where replies to the worker's requests come; empty: "_INBOX_<user>"
+	// with a user, nats.go's "_INBOX" otherwise (see inboxPrefix).
+	InboxPrefix string `yaml:"inbox_prefix"`
 }
 
 // TLSConfig names the PEM files for a TLS connection to NATS.

@@ -290,6 +290,8 @@ func TestValidate(t *testing.T) {
 		{"nats user without password", func(c *Config) { c.NATS.URL = "nats://x:4222"; c.NATS.User = "u" }, "nats: user and password go together"},
 		{"nats tls cert without key", func(c *Config) { c.NATS.URL = "nats://x:4222"; c.NATS.TLS.Cert = "/c" }, "nats.tls: cert and key go together"},
 		{"embedded with auth", func(c *Config) { c.NATS.Token = "t" }, "the embedded server (no nats.url) takes none"},
+		{"inbox prefix", func(c *Config) { c.NATS.InboxPrefix = "_INBOX.>" }, `nats.inbox_prefix: inbox prefix "_INBOX.>": use dot-separated tokens`},
+		{"inbox prefix of the user", func(c *Config) { c.NATS.URL = "nats://x:4222"; c.NATS.User = "my worker"; c.NATS.Password = "p" }, `nats.inbox_prefix: inbox prefix "_INBOX_my worker"`},
 		{"allowed root relative", func(c *Config) { c.AllowedRoots = []string{"srv"} }, `allowed_roots: "srv": must be an absolute, clean path`},
 		{"allowed root unclean", func(c *Config) { c.AllowedRoots = []string{"/srv/../etc"} }, `allowed_roots: "/srv/../etc"`},
 		{"health interval", func(c *Config) { c.Health.Interval = 0 }, "health.interval: must be a positive duration"},

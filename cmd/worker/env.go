@@ -45,6 +45,7 @@ func applyEnv(cfg *Config, getenv func(string) string) error {
 	str("BRR_NATS_USER", &cfg.NATS.User)
 	str("BRR_NATS_PASSWORD", &cfg.NATS.Password)
 	str("BRR_NATS_TOKEN", &cfg.NATS.Token)
+	str("BRR_NATS_INBOX_PREFIX", &cfg.NATS.InboxPrefix)
 	str("BRR_HTTP_LISTEN", &cfg.HTTP.Listen)
 	str("BRR_HTTP_API_KEY_FILE", &cfg.HTTP.APIKeyFile)
 	str("BRR_DEFAULT_REPO", &cfg.DefaultRepo)

@@ -13,6 +13,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
+
+	"github.com/brr-dev/brr"
 )
 
 // startEmbedded starts a nats-server with JetStream, its store under dataDir/jetstream and
@@ -104,6 +106,9 @@ func connectNATS(cfg NATSConfig, embedded *server.Server, name string, log zerol
 			ev.Msg("nats async error")
 		}),
 	}
+	if prefix := cfg.inboxPrefix(); prefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(prefix))
+	}
 	url := cfg.URL
 	if embedded != nil {
 		opts = append(opts, nats.InProcessServer(embedded))
@@ -142,6 +147,19 @@ func connectNATS(cfg NATSConfig, embedded *server.Server, name string, log zerol
 		return nil, fmt.Errorf("connect to nats at %s: %w", where, err)
 	}
 	return nc, nil
+}
+
+// inboxPrefix is nats.inbox_prefix, else that of nats.user ("_INBOX_worker"), which is
+// what deploy/nats/accounts.conf lets the worker subscribe to; "" (nats.go's "_INBOX")
+// for creds, whose JWT names the user and its permissions, a token, or no login.
+func (n NATSConfig) inboxPrefix() string {
+	switch {
+	case n.InboxPrefix != "":
+		return n.InboxPrefix
+	case n.Creds == "" && n.User != "":
+		return brr.InboxPrefix(n.User)
+	}
+	return ""
 }
 
 // closeNATS returns the connection's close: send what it has buffered, within 5s, and

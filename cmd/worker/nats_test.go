@@ -65,3 +65,31 @@ func TestRemoteNATS(t *testing.T) {
 		t.Fatalf("exit code after SIGTERM = %d, want 0", code)
 	}
 }
+
+// TestInboxPrefix: the worker's replies come to the inbox of its user, which is what
+// deploy/nats/accounts.conf lets it subscribe to, unless nats.inbox_prefix names one.
+func TestInboxPrefix(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		cfg  NATSConfig
+		want string
+	}{
+		{"embedded", NATSConfig{}, ""},
+		{"user", NATSConfig{URL: "nats://x:4222", User: "worker", Password: "p"}, "_INBOX_worker"},
+		{"set", NATSConfig{URL: "nats://x:4222", User: "worker", Password: "p", InboxPrefix: "_INBOX_w1"}, "_INBOX_w1"},
+		{"creds", NATSConfig{URL: "nats://x:4222", Creds: "/etc/brr/worker.creds"}, ""},
+		{"creds and set", NATSConfig{URL: "nats://x:4222", Creds: "/etc/brr/worker.creds", InboxPrefix: "_INBOX_worker"}, "_INBOX_worker"},
+		{"token", NATSConfig{URL: "nats://x:4222", Token: "t"}, ""},
+	} {
+		if got := tt.cfg.inboxPrefix(); got != tt.want {
+			t.Errorf("%s: inbox prefix %q, want %q", tt.name, got, tt.want)
+		}
+	}
+	cfg := DefaultConfig()
+	if err := applyEnv(&cfg, testEnv(map[string]string{"BRR_NATS_INBOX_PREFIX": "_INBOX_w2"}).Getenv); err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.NATS.InboxPrefix; got != "_INBOX_w2" {
+		t.Errorf("BRR_NATS_INBOX_PREFIX gave nats.inbox_prefix %q", got)
+	}
+}

@@ -158,6 +158,11 @@ func (n NATSConfig) validate() error {
 	if (n.TLS.Cert == "") != (n.TLS.Key == "") {
 		p.bad("nats.tls: cert and key go together; set both or neither")
 	}
+	if prefix := n.inboxPrefix(); prefix != "" {
+		if err := brr.ValidateInboxPrefix(prefix); err != nil {
+			p.bad("nats.inbox_prefix: %s", strings.TrimPrefix(err.Error(), brr.ErrInvalid.Error()+": "))
+		}
+	}
 	if n.URL == "" && (auth > 0 || n.TLS != (TLSConfig{})) {
 		p.bad("nats: creds, user, password, token and tls are for connecting to nats.url; the embedded server (no nats.url) takes none")
 	}

@@ -119,20 +119,23 @@ func startDeployServer(t *testing.T, file string, vars map[string]string) *deplo
 	return s
 }
 
-// connectAs connects to s as user with its password. NATS reports a permission
-// violation asynchronously, apart from the call that caused it (which waits for its
-// timeout); the returned channel gets each.
-func connectAs(t *testing.T, s *deployServer, user string) (*nats.Conn, <-chan error) {
+// connectAs connects to s as user with its password and its inbox prefix, _INBOX_<user>,
+// as apps do (opts add to or override them). NATS reports a permission violation
+// asynchronously, apart from the call that caused it (which waits for its timeout); the
+// returned channel gets each.
+func connectAs(t *testing.T, s *deployServer, user string, opts ...nats.Option) (*nats.Conn, <-chan error) {
 	t.Helper()
 	violations := make(chan error, 16)
-	nc, err := nats.Connect(s.url, nats.UserInfo(user, rolePasswords[user]), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-		if errors.Is(err, nats.ErrPermissionViolation) {
-			select {
-			case violations <- err:
-			default:
+	opts = append([]nats.Option{nats.UserInfo(user, rolePasswords[user]), nats.CustomInboxPrefix(brr.InboxPrefix(user)),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrPermissionViolation) {
+				select {
+				case violations <- err:
+				default:
+				}
 			}
-		}
-	}))
+		})}, opts...)
+	nc, err := nats.Connect(s.url, opts...)
 	if err != nil {
 		t.Fatalf("connect as %s: %v", user, err)
 	}
@@ -304,6 +307,7 @@ func TestRolePermissions(t *testing.T) {
 		_, err := pjs.UpdateStream(ctx, jetstream.StreamConfig{Name: "BRR_JOBS", Subjects: []string{"brr.jobs.>"}})
 		return err
 	})
+	spyOnReplies(t, s, refused, pnc, ctx)
 
 	// The subscriber reads events, by the CLI and by its own consumers, and nothing else.
 	for _, args := range [][]string{{"events"}, {"events", "--kind", "snapshot", "--json"}, {"workers"}} {
@@ -417,6 +421,81 @@ func TestRolePermissions(t *testing.T) {
 	}
 	s.noViolations(t, "admin", "reading dead letters and schedules")
 	s.noViolations(t, "worker", "running jobs")
+}
+
+// spyOnReplies is the publisher trying to read the replies meant for the other users:
+// it listens to every inbox but its own (the default _INBOX of clients without a prefix,
+// the other users', everything) and forges a reply, and NATS refuses each; then the
+// worker user (as the web API does), an admin without an inbox prefix and the subscriber
+// ask and read what their replies carry (a snapshot listing, a stream's info), and
+// nothing of it reaches the publisher.
+func spyOnReplies(t *testing.T, s *deployServer, refused refusals, pnc *nats.Conn, ctx context.Context) {
+	t.Helper()
+	var spies []*nats.Subscription
+	for _, inbox := range []string{"_INBOX.>", "_INBOX_subscriber.>", "_INBOX_worker.>", "_INBOX_admin.>", "*.>", ">"} {
+		refused.check("listens to the replies on "+inbox, inbox, func(ctx context.Context) error {
+			sub, err := pnc.SubscribeSync(inbox)
+			if err != nil {
+				return err
+			}
+			spies = append(spies, sub)
+			m, err := sub.NextMsgWithContext(ctx)
+			if err == nil {
+				return fmt.Errorf("read a reply on %s: %s", m.Subject, m.Data)
+			}
+			return err
+		})
+	}
+	refused.check("forges a reply to the worker", "_INBOX_worker.forged", func(ctx context.Context) error {
+		if err := pnc.Publish("_INBOX_worker.forged", []byte(`{"v":1,"snapshots":[]}`)); err != nil {
+			return err
+		}
+		<-ctx.Done()
+		return ctx.Err()
+	})
+
+	// The others ask, each on its own inbox, and get their answers.
+	wnc, _ := connectAs(t, s, "worker")
+	wc, err := brr.NewClient(wnc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snaps, err := wc.Snapshots(ctx, "", ""); err != nil || len(snaps) == 0 {
+		t.Errorf("worker user: list snapshots = %d, %v; want the backup's", len(snaps), err)
+	}
+	legacy, _ := connectAs(t, s, "admin", nats.CustomInboxPrefix("_INBOX")) // nats.go's default
+	lc, err := brr.NewClient(legacy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snaps, err := lc.Snapshots(ctx, "", ""); err != nil || len(snaps) == 0 {
+		t.Errorf("admin with _INBOX: list snapshots = %d, %v; want the backup's", len(snaps), err)
+	}
+	if _, err := lc.Job(ctx, "auth-backup-1"); err != nil {
+		t.Errorf("admin with _INBOX: read a job result: %v", err)
+	}
+	snc, _ := connectAs(t, s, "subscriber")
+	sjs, err := jetstream.New(snc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sjs.Stream(ctx, "BRR_EVENTS"); err != nil {
+		t.Errorf("subscriber: stream info of the events: %v", err)
+	}
+	for _, nc := range []*nats.Conn{wnc, legacy, snc, pnc} {
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, sub := range spies {
+		if m, err := sub.NextMsg(200 * time.Millisecond); err == nil {
+			t.Errorf("publisher read a reply meant for another user on %s (listening on %s): %s", m.Subject, sub.Subject, m.Data)
+		}
+		_ = sub.Unsubscribe()
+	}
+	for _, user := range []string{"worker", "admin", "subscriber"} {
+		s.noViolations(t, user, "asking while the publisher spied")
+	}
 }
 
 // waitWorkers waits until c lists n workers (from their heartbeats on the event stream).
@@ -639,7 +718,7 @@ func TestTLS(t *testing.T) {
 
 	nc, err := nats.Connect(url, nats.RootCAs(filepath.Join(dir, "ca.pem")),
 		nats.ClientCert(filepath.Join(dir, "worker.pem"), filepath.Join(dir, "worker-key.pem")),
-		nats.UserInfo("publisher", rolePasswords["publisher"]))
+		nats.UserInfo("publisher", rolePasswords["publisher"]), nats.CustomInboxPrefix(brr.InboxPrefix("publisher")))
 	if err != nil {
 		t.Fatalf("Go client over TLS: %v", err)
 	}

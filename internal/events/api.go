@@ -28,6 +28,11 @@ const apiConcurrency = 4
 // done. The workers of a pool share a queue group, so each request is answered by one
 // of them. A request that cannot be decoded gets a reply with Error set, never silence,
 // so the CLI says what was wrong instead of timing out.
+//
+// The query "ping" says that a worker serves the pool (brr.PingReply, with cfg.Worker):
+// it is answered at once, beside the listings, so that a client learns whether to wait
+// for a job before it publishes one; when no worker serves the pool, nobody listens and
+// the client's request fails with no responders.
 func ServeAPI(ctx context.Context, nc *nats.Conn, cfg Config, q Queries, log zerolog.Logger) error {
 	cfg = cfg.withDefaults()
 	var (
@@ -35,9 +40,24 @@ func ServeAPI(ctx context.Context, nc *nats.Conn, cfg Config, q Queries, log zer
 		mu     sync.Mutex
 		closed bool
 	)
+	respond := func(m *nats.Msg, reply any) {
+		data, err := json.Marshal(reply)
+		if err != nil {
+			log.Error().Err(err).Str("subject", m.Subject).Msg("encode api reply")
+			return
+		}
+		if err := m.Respond(data); err != nil {
+			log.Warn().Err(err).Str("subject", m.Subject).Msg("send api reply")
+		}
+	}
+	pong := brr.PingReply{V: brr.Version, Worker: cfg.Worker}
 	sem := make(chan struct{}, apiConcurrency)
 	handle := func(m *nats.Msg) {
 		if m.Reply == "" {
+			return
+		}
+		if strings.HasSuffix(m.Subject, ".ping") {
+			respond(m, pong) // nothing to read: not worth a slot
 			return
 		}
 		select {
@@ -61,14 +81,7 @@ func ServeAPI(ctx context.Context, nc *nats.Conn, cfg Config, q Queries, log zer
 			} else {
 				reply = snapshots(ctx, q, m.Data)
 			}
-			data, err := json.Marshal(reply)
-			if err != nil {
-				log.Error().Err(err).Str("subject", m.Subject).Msg("encode api reply")
-				return
-			}
-			if err := m.Respond(data); err != nil {
-				log.Warn().Err(err).Str("subject", m.Subject).Msg("send api reply")
-			}
+			respond(m, reply)
 		}()
 	}
 
@@ -78,7 +91,7 @@ func ServeAPI(ctx context.Context, nc *nats.Conn, cfg Config, q Queries, log zer
 			_ = s.Unsubscribe()
 		}
 	}
-	queries := []string{"snapshots"}
+	queries := []string{"ping", "snapshots"}
 	if _, ok := q.(PointQueries); ok {
 		queries = append(queries, "checkpoints")
 	}

@@ -285,3 +285,71 @@ func TestAPICheckpoints(t *testing.T) {
 		t.Fatal("checkpoints answered by a service whose queries do not list points")
 	}
 }
+
+// slowQueries lists snapshots only once release is closed.
+type slowQueries struct {
+	started chan struct{}
+	release chan struct{}
+}
+
+func (q slowQueries) Snapshots(ctx context.Context, repo, source string) ([]brr.Snapshot, error) {
+	q.started <- struct{}{}
+	select {
+	case <-q.release:
+	case <-ctx.Done():
+	}
+	return nil, nil
+}
+
+// TestAPIPing: the ping query says which worker serves a pool, at once even while every
+// slot is busy with slow listings; a pool that no worker serves has nobody listening.
+func TestAPIPing(t *testing.T) {
+	t.Parallel()
+	s := natstest.Start(t)
+	cfg := Config{Worker: "w-ping", Pools: []string{"default", "host1"}}
+	q := slowQueries{started: make(chan struct{}, apiConcurrency), release: make(chan struct{})}
+	defer close(q.release)
+	serveAPI(t, s, cfg, q)
+	nc := s.Connect(t)
+	c, err := brr.NewClient(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testkit.Context(t, 30*time.Second)
+
+	var worker string
+	testkit.WaitFor(10*time.Second, func() bool { // ServeAPI subscribes in its own goroutine
+		worker, err = c.Served(ctx, "")
+		return !errors.Is(err, brr.ErrNoWorker)
+	})
+	if err != nil || worker != "w-ping" {
+		t.Fatalf("Served(default) = %q, %v; want w-ping", worker, err)
+	}
+
+	// Every slot busy with a listing that does not end.
+	for range apiConcurrency {
+		if err := nc.PublishRequest(cfg.Subjects.API("host1", "snapshots"), nc.NewInbox(), []byte(`{"v":1}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range apiConcurrency {
+		select {
+		case <-q.started:
+		case <-ctx.Done():
+			t.Fatal("the listings did not start")
+		}
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if worker, err := c.Served(pingCtx, "host1"); err != nil || worker != "w-ping" {
+		t.Errorf("Served(host1) with every slot busy = %q, %v; want w-ping at once", worker, err)
+	}
+
+	_, err = c.Served(ctx, "elsewhere")
+	if !errors.Is(err, brr.ErrNoWorker) || !strings.Contains(err.Error(), `no worker serves pool "elsewhere" on `) {
+		t.Errorf("Served(elsewhere) = %v, want ErrNoWorker naming the pool", err)
+	}
+	if _, err := c.Served(ctx, "a.b"); !errors.Is(err, brr.ErrInvalid) {
+		t.Errorf("Served(a.b) = %v, want ErrInvalid", err)
+	}
+}

@@ -129,6 +129,8 @@ func TestBadInputGoesToDLQ(t *testing.T) {
 		{"bad-type", "brr.jobs.default.ping", job("ping", `{"delay_ms":"soon"}`), "delay_ms"},
 		{"bad-path", "brr.jobs.default.backup", job("backup", `{"path":"srv/app"}`), "not an absolute path"},
 		{"bad-subject", "brr.jobs.default.backup", job("ping", "{}"), "came on subject"},
+		{"bad-twice", "brr.jobs.default.backup", job("backup", `{"path":"/srv/app","path":"/etc"}`), `the key "args.path" twice`},
+		{"bad-nul", "brr.jobs.default.backup", job("backup", `{"path":"/srv/app","tags":["a\u0000b"]}`), `NUL byte in the value of "args.tags[0]"`},
 		{"", "brr.jobs.default.ping", "{", "not valid JSON"},
 	}
 	for _, tc := range cases {

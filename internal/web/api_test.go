@@ -4,12 +4,17 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
 	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/events"
 	"github.com/brr-dev/brr/internal/testkit"
 )
 
@@ -87,6 +92,49 @@ func TestJobLifecycle(t *testing.T) {
 		t.Fatalf("quiet jobs = %+v, want only the backup", list.Jobs)
 	}
 }
+
+// TestJobForAPoolNobodyServes: a job for a pool that no worker serves is refused with
+// 503 and a reason, and not queued; once a worker serves the pool, the same job is.
+func TestJobForAPoolNobodyServes(t *testing.T) {
+	f := setup(t, nil)
+	var eb errorBody
+	decode(t, f.post("/api/v1/jobs", `{"kind":"ping","id":"lost-1","pool":"elsewhere"}`), http.StatusServiceUnavailable, &eb)
+	if eb.Status != http.StatusServiceUnavailable || !strings.Contains(eb.Error, `no worker serves pool "elsewhere", so the job was not queued`) ||
+		!strings.Contains(eb.Error, "start a brr-worker with \"elsewhere\" in its pools") || !strings.Contains(eb.Error, "this worker serves default") {
+		t.Errorf("503 says %+v", eb)
+	}
+	js, err := jetstream.New(f.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testkit.Context(t, 30*time.Second)
+	stream, err := js.Stream(ctx, "BRR_JOBS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.GetLastMsgForSubject(ctx, "brr.jobs.elsewhere.>"); !errors.Is(err, jetstream.ErrMsgNotFound) {
+		t.Errorf("a job for pool elsewhere is in the stream (err %v), want none", err)
+	}
+
+	// Another worker serves the pool: the job is queued for it.
+	testkit.Go(t, "api of elsewhere", func(ctx context.Context) error {
+		return events.ServeAPI(ctx, f.nc, events.Config{Worker: "w-elsewhere", Pools: []string{"elsewhere"}}, noQueries{}, zerolog.Nop())
+	})
+	var acc JobAccepted
+	testkit.Eventually(t, 10*time.Second, "the api of pool elsewhere", func() bool {
+		_, err := f.client.Served(ctx, "elsewhere")
+		return err == nil
+	})
+	decode(t, f.post("/api/v1/jobs", `{"kind":"ping","id":"lost-1","pool":"elsewhere"}`), http.StatusAccepted, &acc)
+	if acc.Pool != "elsewhere" || acc.Duplicate {
+		t.Errorf("accepted = %+v", acc)
+	}
+}
+
+// noQueries lists nothing.
+type noQueries struct{}
+
+func (noQueries) Snapshots(context.Context, string, string) ([]brr.Snapshot, error) { return nil, nil }
 
 // TestRepositoryReads lists snapshots, sources against their RPO and recovery points.
 func TestRepositoryReads(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -68,6 +69,9 @@ func (s *Server) postJob(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := s.served(r, job.Pool); err != nil {
+		return err
+	}
 	res, err := s.client.PublishJob(r.Context(), job)
 	if err != nil {
 		return err
@@ -80,6 +84,21 @@ func (s *Server) postJob(w http.ResponseWriter, r *http.Request) error {
 	s.log.Info().Str("job_id", job.ID).Str("kind", string(job.Kind)).Str("pool", job.Pool).Str("client", clientIP(r)).Msg("job published over http")
 	writeJSON(w, http.StatusAccepted, JobAccepted{PublishResult: res, URL: url})
 	return nil
+}
+
+// served checks that a worker serves pool before a job is queued there: a job for a pool
+// that no worker serves would wait in the queue, unseen, until one starts, so it is
+// refused with 503 instead. The pools of this worker are served by this worker and are
+// not asked about.
+func (s *Server) served(r *http.Request, pool string) error {
+	if slices.Contains(s.cfg.Pools, pool) {
+		return nil
+	}
+	_, err := s.client.Served(r.Context(), pool)
+	if errors.Is(err, brr.ErrNoWorker) {
+		return errorf(http.StatusServiceUnavailable, "no worker serves pool %q, so the job was not queued (it would wait until one starts): start a brr-worker with %q in its pools, or send the job to a pool that has workers (this worker serves %s)", pool, pool, strings.Join(s.cfg.Pools, ", "))
+	}
+	return err
 }
 
 // decodeBody decodes a JSON request body into v: at most MaxBodySize bytes, no unknown

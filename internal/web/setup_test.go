@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
 	"github.com/brr-dev/brr"
@@ -38,6 +39,7 @@ const testKey = "0123456789abcdef-test-key"
 type fixture struct {
 	t      *testing.T
 	url    string
+	nc     *nats.Conn // the worker's
 	client *brr.Client
 	srv    *Server
 	src    string // a small source tree to back up
@@ -120,7 +122,7 @@ func setupIn(t *testing.T, src string, change func(*Config)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{t: t, url: ts.URL, client: client, srv: srv, src: src, logs: logs}
+	return &fixture{t: t, url: ts.URL, nc: nc, client: client, srv: srv, src: src, logs: logs}
 }
 
 // response is an answer read whole.
