@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/brr-dev/brr"
 	"github.com/nats-io/nats.go"
@@ -24,10 +25,20 @@ type Queries interface {
 // repository's snapshot files and should not starve the jobs.
 const apiConcurrency = 4
 
+// fallbackDelay is how long a worker that refuses a repo waits before it answers a query,
+// so that a worker of the pool that serves every repo answers first.
+const fallbackDelay = 3 * time.Second
+
 // ServeAPI answers queries on brr.api.<pool>.<query> for every pool of cfg until ctx is
 // done. The workers of a pool share a queue group, so each request is answered by one
 // of them. A request that cannot be decoded gets a reply with Error set, never silence,
 // so the CLI says what was wrong instead of timing out.
+//
+// A worker that refuses a repo (cfg.RefusedRepos) would answer for it from no repository
+// or from the wrong one, and a request names its repo only in its body. So it serves in a
+// queue group of its own, workers-<pool>-fallback, which gets every request as well, and
+// answers fallbackDelay late: the client takes the first answer, a worker's of the pool's
+// own group, and this one's counts only when no such worker answers.
 func ServeAPI(ctx context.Context, nc *nats.Conn, cfg Config, q Queries, log zerolog.Logger) error {
 	cfg = cfg.withDefaults()
 	var (
@@ -35,11 +46,13 @@ func ServeAPI(ctx context.Context, nc *nats.Conn, cfg Config, q Queries, log zer
 		mu     sync.Mutex
 		closed bool
 	)
+	group := cfg.Subjects.Consumer
+	if len(cfg.RefusedRepos) > 0 {
+		group = func(pool string) string { return cfg.Subjects.Consumer(pool) + "-fallback" }
+	}
 	sem := make(chan struct{}, apiConcurrency)
-	handle := func(m *nats.Msg) {
-		if m.Reply == "" {
-			return
-		}
+	// serve answers m in a goroutine of its own, once a slot is free.
+	serve := func(m *nats.Msg) {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -57,7 +70,7 @@ func ServeAPI(ctx context.Context, nc *nats.Conn, cfg Config, q Queries, log zer
 			defer func() { <-sem; wg.Done() }()
 			var reply any
 			if pq, ok := q.(PointQueries); ok && strings.HasSuffix(m.Subject, ".checkpoints") {
-				reply = checkpoints(ctx, pq, m.Data)
+				reply = checkpoints(ctx, pq, m.Data, cfg.RefusedRepos)
 			} else {
 				reply = snapshots(ctx, q, m.Data)
 			}
@@ -68,6 +81,33 @@ func ServeAPI(ctx context.Context, nc *nats.Conn, cfg Config, q Queries, log zer
 			}
 			if err := m.Respond(data); err != nil {
 				log.Warn().Err(err).Str("subject", m.Subject).Msg("send api reply")
+			}
+		}()
+	}
+	handle := func(m *nats.Msg) {
+		if m.Reply == "" {
+			return
+		}
+		if len(cfg.RefusedRepos) == 0 {
+			serve(m)
+			return
+		}
+		// Wait without holding up the subscription or a slot.
+		mu.Lock()
+		if closed {
+			mu.Unlock()
+			return
+		}
+		wg.Add(1)
+		mu.Unlock()
+		go func() {
+			defer wg.Done()
+			t := time.NewTimer(fallbackDelay)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				serve(m)
+			case <-ctx.Done():
 			}
 		}()
 	}
@@ -85,7 +125,7 @@ func ServeAPI(ctx context.Context, nc *nats.Conn, cfg Config, q Queries, log zer
 	for _, pool := range cfg.Pools {
 		for _, query := range queries {
 			subject := cfg.Subjects.API(pool, query)
-			s, err := nc.QueueSubscribe(subject, cfg.Subjects.Consumer(pool), handle)
+			s, err := nc.QueueSubscribe(subject, group(pool), handle)
 			if err != nil {
 				unsubscribe()
 				return fmt.Errorf("subscribe %s: %w", subject, err)
@@ -151,8 +191,9 @@ type PointQueries interface {
 	Checkpoints(ctx context.Context, repo string) (points []brr.RecoveryPoint, unread map[string]string, err error)
 }
 
-// checkpoints answers one checkpoints request.
-func checkpoints(ctx context.Context, q PointQueries, data []byte) brr.CheckpointsReply {
+// checkpoints answers one checkpoints request; a request for every repo names the repos
+// refused among those that could not be read, with why.
+func checkpoints(ctx context.Context, q PointQueries, data []byte, refused map[string]string) brr.CheckpointsReply {
 	reply := brr.CheckpointsReply{V: brr.Version, Points: []brr.RecoveryPoint{}}
 	var req brr.CheckpointsRequest
 	if reply.Error = decodeRequest("checkpoints", data, &req, &req.V); reply.Error != "" {
@@ -167,5 +208,13 @@ func checkpoints(ctx context.Context, q PointQueries, data []byte) brr.Checkpoin
 		reply.Points = points
 	}
 	reply.Unread = unread
+	if req.Repo == "" && len(refused) > 0 {
+		if reply.Unread == nil {
+			reply.Unread = map[string]string{}
+		}
+		for name, why := range refused {
+			reply.Unread[name] = why
+		}
+	}
 	return reply
 }
