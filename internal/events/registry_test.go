@@ -85,6 +85,18 @@ func TestRegistryClaim(t *testing.T) {
 	if ref, err := r.Claim(ctx, []string{"edge"}, other); ref != nil || err != nil {
 		t.Fatalf("Claim in another pool = %+v, %v", ref, err)
 	}
+
+	// Once the registration is removed (nats kv del BRR_REPOS default.local), the next
+	// claim registers its repository.
+	if err := r.kv.Delete(ctx, "default.local"); err != nil {
+		t.Fatal(err)
+	}
+	if ref, err := r.Claim(ctx, []string{"default"}, other); ref != nil || err != nil {
+		t.Fatalf("Claim after the registration was removed = %+v, %v", ref, err)
+	}
+	if reg, err := r.Lookup(ctx, "default", "local"); err != nil || reg == nil || reg.ID != "id-second" {
+		t.Fatalf("Lookup after a new claim = %+v, %v", reg, err)
+	}
 }
 
 // TestRegistryClaimRace has workers with different repositories of one name claim it at
