@@ -114,11 +114,6 @@ func openRepo(ctx context.Context, cfg Config, name string, rc RepoConfig, js je
 	case errors.Is(err, repo.ErrNoRepository):
 		var created bool
 		r, created, err = initRepo(ctx, be, password, leases, mayCreate)
-		var ref *refusedError
-		if errors.As(err, &ref) {
-			_ = be.Close()
-			return nil, err
-		}
 		if err != nil {
 			_ = be.Close()
 			return nil, fmt.Errorf("create repo %s at %s: %w", name, be.Location(), err)
