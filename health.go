@@ -42,12 +42,14 @@ const (
 	CheckDisk           = "disk"
 	CheckDLQ            = "dlq"
 	CheckCanary         = "canary"
+	CheckRepoRegistry   = "repo_registry"
 )
 
 // HealthCheck is the result of one health check for one subject (a source, a
 // replication target, a repo), published on brr.events.health.<check>.
 type HealthCheck struct {
-	// Check names the check: rpo, replication_lag, repository, disk, dlq, canary.
+	// Check names the check: rpo, replication_lag, repository, disk, dlq, canary,
+	// repo_registry.
 	Check string `json:"check"`
 	// Subject is what was checked: a source path, "local->offsite", a repo name, a worker.
 	Subject string       `json:"subject,omitempty"`

@@ -20,6 +20,7 @@ const DefaultPrefix = "brr"
 //	KV BRR_LEASES                    leases, one key per repo or source
 //	KV BRR_RESULTS                   the latest job event of every job, by job id
 //	KV BRR_HEALTH                    health check turns and their last results
+//	KV BRR_REPOS                     which repository each repo name means, per pool
 type Subjects struct {
 	Prefix string
 }
@@ -127,3 +128,11 @@ func (s Subjects) Consumer(pool string) string { return "workers-" + pool }
 // HealthBucket is the name of the KV bucket where the pool's health checks keep their
 // state (whose turn a check is, its last results): BRR_HEALTH.
 func (s Subjects) HealthBucket() string { return s.name("HEALTH") }
+
+// ReposBucket is the name of the KV bucket where each pool registers which repository a
+// repo name means, under <pool>.<repo>: BRR_REPOS. A worker whose repo of that name is
+// another repository refuses to serve it, so that a pool's backups never split.
+func (s Subjects) ReposBucket() string { return s.name("REPOS") }
+
+// RepoKey is the key of repo's registration in pool in the ReposBucket: <pool>.<repo>.
+func (s Subjects) RepoKey(pool, repo string) string { return pool + "." + repo }

@@ -19,6 +19,9 @@ func TestSubjects(t *testing.T) {
 		{s.DLQStream(), "BRR_DLQ"},
 		{s.LeasesBucket(), "BRR_LEASES"},
 		{s.ResultsBucket(), "BRR_RESULTS"},
+		{s.ReposBucket(), "BRR_REPOS"},
+		{s.RepoKey("default", "local"), "default.local"},
+		{Subjects{Prefix: "acme.x"}.ReposBucket(), "ACME_X_REPOS"},
 		{Subjects{Prefix: "acme"}.JobsStream(), "ACME_JOBS"},
 		{Subjects{Prefix: "acme"}.Job("x", KindPing), "acme.jobs.x.ping"},
 	}

@@ -133,6 +133,43 @@ type WorkerInfo struct {
 	IntervalSeconds float64 `json:"interval_seconds"`
 	// Time is when the heartbeat was sent.
 	Time time.Time `json:"time"`
+	// RefusedRepos are the repos of the worker's config that it does not serve: a pool of
+	// the worker registered each name for another repository. Empty when it serves every
+	// repo it has.
+	RefusedRepos []RefusedRepo `json:"refused_repos,omitempty"`
 	// Missing is set by listings (not in heartbeats): no heartbeat within three intervals.
 	Missing bool `json:"missing,omitempty"`
+}
+
+// RepoRegistration is what a pool agreed a repo name means: the repository (its id and
+// location) that the first worker of the pool to serve a repo of that name registered, in
+// the KV bucket BRR_REPOS under <pool>.<repo>. It stays until someone removes it.
+type RepoRegistration struct {
+	Pool string `json:"pool"`
+	Repo string `json:"repo"`
+	// ID is the repository's id (from its config), Location its URL without secrets.
+	ID       string `json:"id"`
+	Location string `json:"location"`
+	// Worker and Host name the worker that registered it; Time is when.
+	Worker string    `json:"worker"`
+	Host   string    `json:"host"`
+	Time   time.Time `json:"time"`
+}
+
+// RefusedRepo is a repo that a worker has but does not serve, because a pool of the worker
+// registered the name for another repository: its jobs are left to the workers of the pool
+// that serve the registered one.
+type RefusedRepo struct {
+	Repo string `json:"repo"`
+	// Pool is the pool whose registration it disagrees with.
+	Pool string `json:"pool"`
+	// ID is this worker's repository of that name, empty when the worker has none (it did
+	// not create one, since the one it would create would be another repository); Location
+	// is where this worker's repo is or would be.
+	ID       string `json:"id,omitempty"`
+	Location string `json:"location"`
+	// Registered is what the pool registered under the name.
+	Registered RepoRegistration `json:"registered"`
+	// Message says, for people, what is wrong and how to fix it.
+	Message string `json:"message"`
 }

@@ -19,8 +19,10 @@ func (m *Main) workersCmd() *cobra.Command {
 pool, with the figures of their latest one: jobs in flight, done and failed since they
 started, uptime, free disk of the data dir and round trip to NATS. A worker silent for
 more than three of its heartbeat intervals is marked MISSING; one silent for longer
-than ten intervals (at least 15 minutes) is no longer listed. Heartbeats are read from
-the event stream, so this works with every worker down.`,
+than ten intervals (at least 15 minutes) is no longer listed. REFUSED names the repos a
+worker has and does not serve, because its pool registered the name for another
+repository; why, and what to do, is printed below the table (and is in --json). Heartbeats
+are read from the event stream, so this works with every worker down.`,
 		Example: `  brr workers
   brr workers --json`,
 		Args: args(0, 0),
@@ -31,21 +33,42 @@ the event stream, so this works with every worker down.`,
 					return err
 				}
 				now := time.Now()
-				return printList(m, workers, "no worker has sent a heartbeat lately (start one with: brr-worker)",
-					"WORKER\tSTATE\tHOST\tVERSION\tPOOLS\tCONCURRENCY\tIN FLIGHT\tDONE\tFAILED\tUPTIME\tDISK FREE\tNATS RTT\tLAST SEEN",
+				err = printList(m, workers, "no worker has sent a heartbeat lately (start one with: brr-worker)",
+					"WORKER\tSTATE\tHOST\tVERSION\tPOOLS\tCONCURRENCY\tIN FLIGHT\tDONE\tFAILED\tUPTIME\tDISK FREE\tNATS RTT\tLAST SEEN\tREFUSED",
 					func(w brr.WorkerInfo) string {
 						state := "live"
 						if w.Missing {
 							state = "MISSING"
 						}
-						return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%.1f ms\t%s ago",
+						return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%.1f ms\t%s ago\t%s",
 							w.ID, state, w.Host, w.Version, strings.Join(w.Pools, ","), w.Concurrency, w.InFlight, w.JobsDone, w.JobsFailed,
 							roundDuration(time.Duration(w.UptimeSeconds*float64(time.Second))), diskFree(w), w.NATSRTTMS,
-							roundDuration(max(now.Sub(w.Time), 0)))
+							roundDuration(max(now.Sub(w.Time), 0)), refusedRepos(w))
 					})
+				if err != nil || m.json {
+					return err
+				}
+				for _, w := range workers {
+					for _, r := range w.RefusedRepos {
+						fmt.Fprintf(m.Stderr, "worker %s refuses repo %s: %s\n", w.ID, r.Repo, r.Message)
+					}
+				}
+				return nil
 			})
 		},
 	}
+}
+
+// refusedRepos names the repos a worker refuses, "-" when none.
+func refusedRepos(w brr.WorkerInfo) string {
+	if len(w.RefusedRepos) == 0 {
+		return "-"
+	}
+	names := make([]string, len(w.RefusedRepos))
+	for i, r := range w.RefusedRepos {
+		names[i] = r.Repo
+	}
+	return strings.Join(names, ",")
 }
 
 // diskFree is the free space of a worker's data dir, with its share of the disk.

@@ -121,7 +121,7 @@ health: {interval: 1s}
 		t.Fatal(err)
 	}
 	published := 0
-	for _, stream := range []string{"BRR_EVENTS", "KV_BRR_RESULTS", "BRR_DLQ", "KV_BRR_HEALTH", "KV_BRR_LEASES"} {
+	for _, stream := range []string{"BRR_EVENTS", "KV_BRR_RESULTS", "BRR_DLQ", "KV_BRR_HEALTH", "KV_BRR_LEASES", "KV_BRR_REPOS"} {
 		st, err := js.Stream(ctx, stream)
 		if err != nil {
 			t.Fatalf("stream %s: %v", stream, err)

@@ -124,11 +124,18 @@ func (w *worker) watchAndCheck(ctx context.Context, js jetstream.JetStream, engi
 
 	repos := sortedKeys(w.repos)
 	checks := []health.Check{
-		&health.SnapshotCheck{Lister: engine, Repos: repos, RPO: cfg.Health.RPO, Replicate: cfg.Replicate,
-			LagWarn: cfg.Health.LagWarn, LagCritical: cfg.Health.LagCritical},
-		&health.RepositoryCheck{JS: js, Subjects: subj, Repos: repos, DefaultRepo: defaultRepo, MaxAge: cfg.Health.VerifyMaxAge},
 		&health.DiskCheck{Workers: monitor.Workers, Warn: float64(cfg.Health.DiskWarn), Critical: float64(cfg.Health.DiskCritical)},
 		&health.DLQCheck{JS: js, Subjects: subj},
+		&health.RepoRegistryCheck{Workers: monitor.Workers},
+	}
+	// A worker that refuses a repo would see the pool's repositories wrongly (an RPO
+	// missed for want of the snapshots in the repo it refuses): it leaves the checks that
+	// read them to the workers that serve them all.
+	if len(w.refused) == 0 {
+		checks = append(checks,
+			&health.SnapshotCheck{Lister: engine, Repos: repos, RPO: cfg.Health.RPO, Replicate: cfg.Replicate,
+				LagWarn: cfg.Health.LagWarn, LagCritical: cfg.Health.LagCritical},
+			&health.RepositoryCheck{JS: js, Subjects: subj, Repos: repos, DefaultRepo: defaultRepo, MaxAge: cfg.Health.VerifyMaxAge})
 	}
 	if cfg.Health.Canary {
 		client, err := brr.NewClient(w.nc, brr.WithPrefix(cfg.Prefix))
@@ -151,6 +158,7 @@ func (w *worker) watchAndCheck(ctx context.Context, js jetstream.JetStream, engi
 			s := w.consumerStats()
 			return health.WorkerStats{InFlight: int(s.InFlight), Done: s.Done, Failed: s.Failed + s.Dead}
 		},
+		Refused: w.refused,
 	}, w.log)
 	w.metrics.WatchPool(monitor)
 	w.metrics.WatchRunner(runner.Runs)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/health"
 )
 
@@ -22,6 +23,17 @@ type readiness struct {
 	nc       atomic.Pointer[nats.Conn] // nil until NATS is connected
 	// pool is the health monitor, nil until it runs.
 	pool atomic.Pointer[health.Monitor]
+	// refused are the repos the worker refuses, nil until its repos are open.
+	refused atomic.Pointer[[]brr.RefusedRepo]
+}
+
+// refusedRepos are the repos the worker has and does not serve, for /readyz: the worker
+// is ready all the same, since it serves the pool's other jobs, but says so.
+func (r *readiness) refusedRepos() []brr.RefusedRepo {
+	if p := r.refused.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // poolHealth is the aggregate status of the pool's health checks, or "unknown" while
@@ -69,12 +81,19 @@ func newHTTPServer(addr, worker, version string, ready *readiness, metrics http.
 	// /readyz is about this worker only: whether it can take jobs. The pool's health
 	// (health) is there to read, but a critical check (an RPO missed, a full disk
 	// elsewhere) must not take a worker that works out of a load balancer.
+	// A worker that refuses a repo stays ready: it runs the pool's other jobs and leaves
+	// those on the refused repo to the workers that serve it; refused_repos says why.
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		body := map[string]any{"status": "ready", "worker": worker, "health": ready.poolHealth()}
+		if refused := ready.refusedRepos(); len(refused) > 0 {
+			body["refused_repos"] = refused
+		}
 		if reason := ready.reason(); reason != "" {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": reason, "worker": worker, "health": ready.poolHealth()})
+			body["status"], body["reason"] = "unavailable", reason
+			writeJSON(w, http.StatusServiceUnavailable, body)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "worker": worker, "health": ready.poolHealth()})
+		writeJSON(w, http.StatusOK, body)
 	})
 	mux.Handle("GET /metrics", metrics)
 	app := &appMount{}

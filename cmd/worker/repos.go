@@ -22,25 +22,64 @@ import (
 )
 
 // openRepos opens every configured repository, creating those whose location holds none
-// yet. A wrong key stops start-up with an error that names the repository.
-func openRepos(ctx context.Context, cfg Config, js jetstream.JetStream, leases jobs.Leaser, log zerolog.Logger) (map[string]*repo.Repository, error) {
-	repos := map[string]*repo.Repository{}
+// yet, and checks each against what the worker's pools registered under its name
+// (claims; nil checks nothing). A repo that a pool registered as another repository is
+// refused: it is closed, or not created in the first place, and returned among refused
+// instead of repos. A wrong key stops start-up with an error that names the repository.
+func openRepos(ctx context.Context, cfg Config, js jetstream.JetStream, leases jobs.Leaser, claims *repoClaims, log zerolog.Logger) (repos map[string]*repo.Repository, refused []brr.RefusedRepo, err error) {
+	repos = map[string]*repo.Repository{}
 	for _, name := range cfg.repoNames() {
 		rc := cfg.Repos[name]
 		rlog := log.With().Str("repo", name).Logger()
-		r, err := openRepo(ctx, cfg, name, rc, js, leases, rlog)
+		r, err := openRepo(ctx, cfg, name, rc, js, leases, claims, rlog)
+		var ref *refusedError
+		if errors.As(err, &ref) {
+			refused = append(refused, ref.RefusedRepo)
+			continue
+		}
 		if err != nil {
 			for _, r := range repos {
 				_ = r.Close()
 			}
-			return nil, err
+			return nil, nil, err
 		}
 		repos[name] = r
 	}
-	return repos, nil
+	return repos, refused, nil
 }
 
-func openRepo(ctx context.Context, cfg Config, name string, rc RepoConfig, js jetstream.JetStream, leases jobs.Leaser, log zerolog.Logger) (*repo.Repository, error) {
+// repoClaims checks the worker's repos against the registry of its pools.
+type repoClaims struct {
+	registry     *events.Registry
+	pools        []string
+	worker, host string
+}
+
+// refusedError is what opening a repo that the registry refuses returns.
+type refusedError struct{ brr.RefusedRepo }
+
+func (e *refusedError) Error() string { return e.Message }
+
+// claim registers the repository id at location under name in the pools that registered
+// nothing under it, or returns a *refusedError when one registered another repository (or
+// any, when id is empty: this worker has none and would create another).
+func (c *repoClaims) claim(ctx context.Context, name, id, location string) error {
+	if c == nil {
+		return nil
+	}
+	ref, err := c.registry.Claim(ctx, c.pools, brr.RepoRegistration{
+		Repo: name, ID: id, Location: location, Worker: c.worker, Host: c.host, Time: time.Now().UTC(),
+	})
+	if err != nil {
+		return fmt.Errorf("repo %s: %w", name, err)
+	}
+	if ref != nil {
+		return &refusedError{*ref}
+	}
+	return nil
+}
+
+func openRepo(ctx context.Context, cfg Config, name string, rc RepoConfig, js jetstream.JetStream, leases jobs.Leaser, claims *repoClaims, log zerolog.Logger) (*repo.Repository, error) {
 	loc, err := parseRepoURL(rc.URL)
 	if err != nil {
 		return nil, fmt.Errorf("repos.%s.url: %w", name, err)
@@ -60,8 +99,11 @@ func openRepo(ctx context.Context, cfg Config, name string, rc RepoConfig, js je
 		}
 		be = b
 	}
+	// Before creating a repository (or its key), ask whether the pools mean another one by
+	// the name: a worker that joined a pool with a "local" of its own used to make one.
+	mayCreate := func(ctx context.Context) error { return claims.claim(ctx, name, "", be.Location()) }
 
-	password, err := repoPassword(ctx, cfg, name, rc, be, log)
+	password, err := repoPassword(ctx, cfg, name, rc, be, mayCreate, log)
 	if err != nil {
 		_ = be.Close()
 		return nil, err
@@ -71,7 +113,7 @@ func openRepo(ctx context.Context, cfg Config, name string, rc RepoConfig, js je
 	switch {
 	case errors.Is(err, repo.ErrNoRepository):
 		var created bool
-		r, created, err = initRepo(ctx, be, password, leases)
+		r, created, err = initRepo(ctx, be, password, leases, mayCreate)
 		if err != nil {
 			_ = be.Close()
 			return nil, fmt.Errorf("create repo %s at %s: %w", name, be.Location(), err)
@@ -91,6 +133,10 @@ func openRepo(ctx context.Context, cfg Config, name string, rc RepoConfig, js je
 		return nil, fmt.Errorf("open repo %s at %s: %w", name, be.Location(), err)
 	default:
 		log.Debug().Str("location", be.Location()).Msg("opened repository")
+	}
+	if err := claims.claim(ctx, name, r.ID(), be.Location()); err != nil {
+		_ = r.Close()
+		return nil, err
 	}
 	if err := upgradeRepo(ctx, r, leases, log); err != nil {
 		_ = r.Close()
@@ -137,11 +183,20 @@ const initWait = time.Minute
 // initRepo creates the repository in be, under a lease on its location so that two
 // workers starting at once on a new shared repository do not both create one (each with
 // its own master key): the one that takes the lease creates it, the others wait for the
-// lease and open what it created. created is false when another worker made it.
-func initRepo(ctx context.Context, be repo.Backend, password []byte, leases jobs.Leaser) (r *repo.Repository, created bool, err error) {
-	if leases == nil {
-		r, err = repo.Init(ctx, be, password, repo.Options{})
+// lease and open what it created. created is false when another worker made it. Before it
+// creates one, mayCreate (nil: always) may say no with an error, which it returns.
+func initRepo(ctx context.Context, be repo.Backend, password []byte, leases jobs.Leaser, mayCreate func(context.Context) error) (r *repo.Repository, created bool, err error) {
+	create := func() (*repo.Repository, bool, error) {
+		if mayCreate != nil {
+			if err := mayCreate(ctx); err != nil {
+				return nil, false, err
+			}
+		}
+		r, err := repo.Init(ctx, be, password, repo.Options{})
 		return r, err == nil, err
+	}
+	if leases == nil {
+		return create()
 	}
 	key := events.LeaseKey("init", be.Location())
 	deadline := time.Now().Add(initWait)
@@ -154,8 +209,7 @@ func initRepo(ctx context.Context, be repo.Backend, password []byte, leases jobs
 			if !errors.Is(err, repo.ErrNoRepository) {
 				return r, false, err
 			}
-			r, err = repo.Init(ctx, be, password, repo.Options{})
-			return r, err == nil, err
+			return create()
 		}
 		if _, ok := brr.SnoozeDelay(err); !ok || time.Now().After(deadline) {
 			return nil, false, fmt.Errorf("take the lease to create it: %w", err)
@@ -174,8 +228,9 @@ func initRepo(ctx context.Context, be repo.Backend, password []byte, leases jobs
 
 // repoPassword reads a repository's key: the trimmed contents of key_file, or the
 // environment variable named by password_env. For the local repository under the data
-// dir it creates the key file on first start, when there is no repository to lock out.
-func repoPassword(ctx context.Context, cfg Config, name string, rc RepoConfig, be repo.Backend, log zerolog.Logger) ([]byte, error) {
+// dir it creates the key file on first start, when there is no repository to lock out and
+// mayCreate says yes (it returns mayCreate's error otherwise).
+func repoPassword(ctx context.Context, cfg Config, name string, rc RepoConfig, be repo.Backend, mayCreate func(context.Context) error, log zerolog.Logger) ([]byte, error) {
 	if rc.PasswordEnv != "" {
 		v := strings.TrimSpace(os.Getenv(rc.PasswordEnv))
 		if v == "" {
@@ -191,6 +246,9 @@ func repoPassword(ctx context.Context, cfg Config, name string, rc RepoConfig, b
 		}
 		if !repo.IsNotExist(statErr) {
 			return nil, fmt.Errorf("repo %s: look for a repository at %s: %w", name, be.Location(), statErr)
+		}
+		if err := mayCreate(ctx); err != nil {
+			return nil, err
 		}
 		if err := createKeyFile(rc.KeyFile); err != nil {
 			return nil, fmt.Errorf("repo %s: %w", name, err)

@@ -62,7 +62,7 @@ func (w *worker) startWeb(ctx context.Context, engine *jobs.Engine, monitor *hea
 		Worker:       w.id,
 		Host:         w.host,
 		Version:      w.version,
-		Repos:        sortedKeys(w.repos),
+		Repos:        w.cfg.repoNames(), // refused ones too: the pool answers for them
 		DefaultRepo:  defaultRepo,
 		RPO:          w.cfg.Health.RPO,
 		Replicate:    w.cfg.Replicate,

@@ -61,7 +61,8 @@ type worker struct {
 	http     *httpServer
 	db       *state.DB
 	nc       *nats.Conn
-	repos    map[string]*repo.Repository
+	repos    map[string]*repo.Repository     // those it serves
+	refused  []brr.RefusedRepo               // those it has and does not serve
 	consumer atomic.Pointer[events.Consumer] // read by the metrics handler
 	metrics  *metrics.Metrics
 	started  time.Time
@@ -146,13 +147,21 @@ func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Lo
 	if err != nil {
 		return w, fmt.Errorf("open leases: %w", err)
 	}
-	w.repos, err = openRepos(ctx, cfg, js, leases, log)
+	registry, err := events.OpenRegistry(ctx, js, ecfg)
+	if err != nil {
+		return w, err
+	}
+	claims := &repoClaims{registry: registry, pools: cfg.Pools, worker: w.id, host: w.host}
+	w.repos, w.refused, err = openRepos(ctx, cfg, js, leases, claims, log)
 	if err != nil {
 		return w, err
 	}
 	for _, name := range sortedKeys(w.repos) {
 		w.keep("repo "+name, w.repos[name].Close) // with its backend
 	}
+	w.logRefused()
+	ecfg.RefusedRepos = refusedWhy(w.refused)
+	w.ready.refused.Store(&w.refused)
 	engine := w.newEngine(leases)
 	if err := jobs.ClearScratch(engine.ScratchDir); err != nil {
 		return w, err
@@ -193,8 +202,35 @@ func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Lo
 	}
 
 	w.ready.started.Store(true)
-	log.Info().Int("concurrency", cfg.Concurrency).Strs("repos", sortedKeys(w.repos)).Msg("worker ready")
+	ready := log.Info().Int("concurrency", cfg.Concurrency).Strs("repos", sortedKeys(w.repos))
+	if len(w.refused) > 0 {
+		ready = ready.Strs("refused_repos", sortedKeys(refusedWhy(w.refused)))
+	}
+	ready.Msg("worker ready")
 	return w, nil
+}
+
+// logRefused logs each repo the worker refuses, with what the pool registered and the
+// fix; the same text is in /readyz, the heartbeats and the repo_registry health check.
+func (w *worker) logRefused() {
+	for _, ref := range w.refused {
+		reg := ref.Registered
+		w.log.Error().Str("repo", ref.Repo).Str("pool", ref.Pool).Str("id", ref.ID).Str("location", ref.Location).
+			Str("registered_id", reg.ID).Str("registered_location", reg.Location).Str("registered_by", reg.Worker).
+			Str("registered_host", reg.Host).Time("registered_at", reg.Time).Msg(ref.Message)
+	}
+}
+
+// refusedWhy is why each of refused is refused, by repo name.
+func refusedWhy(refused []brr.RefusedRepo) map[string]string {
+	if len(refused) == 0 {
+		return nil
+	}
+	why := make(map[string]string, len(refused))
+	for _, ref := range refused {
+		why[ref.Repo] = ref.Message
+	}
+	return why
 }
 
 // eventsConfig is the worker's config for the events package.
@@ -232,6 +268,7 @@ func (w *worker) newEngine(leases jobs.Leaser) *jobs.Engine {
 		PruneGrace:   cfg.Prune.Grace,
 		ScratchDir:   cfg.ScratchDir(),
 		Points:       w.db,
+		Refused:      refusedWhy(w.refused),
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/brr-dev/brr"
 	"github.com/nats-io/nats.go"
@@ -24,6 +25,10 @@ type Queries interface {
 // repository's snapshot files and should not starve the jobs.
 const apiConcurrency = 4
 
+// fallbackDelay is how long a worker that refuses a repo waits before it answers a query,
+// so that a worker of the pool that serves every repo answers first.
+const fallbackDelay = 3 * time.Second
+
 // ServeAPI answers queries on brr.api.<pool>.<query> for every pool of cfg until ctx is
 // done. The workers of a pool share a queue group, so each request is answered by one
 // of them. A request that cannot be decoded gets a reply with Error set, never silence,
@@ -33,6 +38,13 @@ const apiConcurrency = 4
 // it is answered at once, beside the listings, so that a client learns whether to wait
 // for a job before it publishes one; when no worker serves the pool, nobody listens and
 // the client's request fails with no responders.
+//
+// A worker that refuses a repo (cfg.RefusedRepos) would answer for it from no repository
+// or from the wrong one, and a request names its repo only in its body. So it serves in a
+// queue group of its own, workers-<pool>-fallback, which gets every request as well, and
+// answers fallbackDelay late: the client takes the first answer, a worker's of the pool's
+// own group, and this one's counts only when no such worker answers. It answers pings at
+// once: it does serve the pool.
 func ServeAPI(ctx context.Context, nc *nats.Conn, cfg Config, q Queries, log zerolog.Logger) error {
 	cfg = cfg.withDefaults()
 	var (
@@ -51,15 +63,13 @@ func ServeAPI(ctx context.Context, nc *nats.Conn, cfg Config, q Queries, log zer
 		}
 	}
 	pong := brr.PingReply{V: brr.Version, Worker: cfg.Worker}
+	group := cfg.Subjects.Consumer
+	if len(cfg.RefusedRepos) > 0 {
+		group = func(pool string) string { return cfg.Subjects.Consumer(pool) + "-fallback" }
+	}
 	sem := make(chan struct{}, apiConcurrency)
-	handle := func(m *nats.Msg) {
-		if m.Reply == "" {
-			return
-		}
-		if strings.HasSuffix(m.Subject, ".ping") {
-			respond(m, pong) // nothing to read: not worth a slot
-			return
-		}
+	// serve answers m in a goroutine of its own, once a slot is free.
+	serve := func(m *nats.Msg) {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -77,11 +87,42 @@ func ServeAPI(ctx context.Context, nc *nats.Conn, cfg Config, q Queries, log zer
 			defer func() { <-sem; wg.Done() }()
 			var reply any
 			if pq, ok := q.(PointQueries); ok && strings.HasSuffix(m.Subject, ".checkpoints") {
-				reply = checkpoints(ctx, pq, m.Data)
+				reply = checkpoints(ctx, pq, m.Data, cfg.RefusedRepos)
 			} else {
 				reply = snapshots(ctx, q, m.Data)
 			}
 			respond(m, reply)
+		}()
+	}
+	handle := func(m *nats.Msg) {
+		if m.Reply == "" {
+			return
+		}
+		if strings.HasSuffix(m.Subject, ".ping") {
+			respond(m, pong) // nothing to read: not worth a slot
+			return
+		}
+		if len(cfg.RefusedRepos) == 0 {
+			serve(m)
+			return
+		}
+		// Wait without holding up the subscription or a slot.
+		mu.Lock()
+		if closed {
+			mu.Unlock()
+			return
+		}
+		wg.Add(1)
+		mu.Unlock()
+		go func() {
+			defer wg.Done()
+			t := time.NewTimer(fallbackDelay)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				serve(m)
+			case <-ctx.Done():
+			}
 		}()
 	}
 
@@ -98,7 +139,7 @@ func ServeAPI(ctx context.Context, nc *nats.Conn, cfg Config, q Queries, log zer
 	for _, pool := range cfg.Pools {
 		for _, query := range queries {
 			subject := cfg.Subjects.API(pool, query)
-			s, err := nc.QueueSubscribe(subject, cfg.Subjects.Consumer(pool), handle)
+			s, err := nc.QueueSubscribe(subject, group(pool), handle)
 			if err != nil {
 				unsubscribe()
 				return fmt.Errorf("subscribe %s: %w", subject, err)
@@ -164,8 +205,9 @@ type PointQueries interface {
 	Checkpoints(ctx context.Context, repo string) (points []brr.RecoveryPoint, unread map[string]string, err error)
 }
 
-// checkpoints answers one checkpoints request.
-func checkpoints(ctx context.Context, q PointQueries, data []byte) brr.CheckpointsReply {
+// checkpoints answers one checkpoints request; a request for every repo names the repos
+// refused among those that could not be read, with why.
+func checkpoints(ctx context.Context, q PointQueries, data []byte, refused map[string]string) brr.CheckpointsReply {
 	reply := brr.CheckpointsReply{V: brr.Version, Points: []brr.RecoveryPoint{}}
 	var req brr.CheckpointsRequest
 	if reply.Error = decodeRequest("checkpoints", data, &req, &req.V); reply.Error != "" {
@@ -180,5 +222,13 @@ func checkpoints(ctx context.Context, q PointQueries, data []byte) brr.Checkpoin
 		reply.Points = points
 	}
 	reply.Unread = unread
+	if req.Repo == "" && len(refused) > 0 {
+		if reply.Unread == nil {
+			reply.Unread = map[string]string{}
+		}
+		for name, why := range refused {
+			reply.Unread[name] = why
+		}
+	}
 	return reply
 }

@@ -353,3 +353,73 @@ func TestAPIPing(t *testing.T) {
 		t.Errorf("Served(a.b) = %v, want ErrInvalid", err)
 	}
 }
+
+// TestAPIFallbackWorker runs a worker that refuses repo local beside one that serves it:
+// every query is answered by the one that serves it, and with that one gone, the refusing
+// worker answers, late, saying why it does not serve local.
+func TestAPIFallbackWorker(t *testing.T) {
+	t.Parallel()
+	s := natstest.Start(t)
+	const why = "repo local refused: this worker's repo local is another repository"
+	good := newFixture()
+	goodCfg := Config{}
+	nc := s.Connect(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ServeAPI(ctx, s.Connect(t), goodCfg, good, zerolog.Nop()) }()
+	subject := goodCfg.Subjects.API(brr.DefaultPool, "snapshots")
+	request(t, nc, subject, []byte(`{"v":1,"repo":"local"}`)) // it serves
+
+	refusing := &fixtureQueries{snaps: map[string][]brr.Snapshot{"offsite": {{ID: "o1", Repo: "offsite"}}}}
+	rnc := s.Connect(t)
+	rctx, rcancel := context.WithCancel(context.Background())
+	t.Cleanup(rcancel)
+	go func() {
+		_ = ServeAPI(rctx, rnc, Config{RefusedRepos: map[string]string{"local": why}}, refusingQueries{refusing, why}, zerolog.Nop())
+	}()
+	// Both serve once the refusing worker's subscription has reached the server.
+	testkit.Eventually(t, 10*time.Second, "the refusing worker subscribes", func() bool {
+		return rnc.NumSubscriptions() > 0 && rnc.Flush() == nil
+	})
+	for i := range 5 {
+		start := time.Now()
+		reply := request(t, nc, subject, []byte(`{"v":1,"repo":"local"}`))
+		if reply.Error != "" || len(reply.Snapshots) != 3 {
+			t.Fatalf("query %d: %+v, want the 3 snapshots of the worker that serves local", i, reply)
+		}
+		if d := time.Since(start); d > fallbackDelay/2 {
+			t.Errorf("query %d took %s: the fallback worker held it up", i, d)
+		}
+	}
+	if n := refusing.calls.Load(); n > 0 {
+		t.Errorf("the refusing worker answered %d queries before its fallback delay", n)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	// Alone, it answers, late: what it serves, and why not local.
+	start := time.Now()
+	reply := request(t, nc, subject, []byte(`{"v":1,"repo":"local"}`))
+	if d := time.Since(start); reply.Error != why || d < fallbackDelay {
+		t.Fatalf("refusing worker alone: %+v after %s, want the refusal after %s", reply, d, fallbackDelay)
+	}
+	if reply = request(t, nc, subject, []byte(`{"v":1,"repo":"offsite"}`)); reply.Error != "" || len(reply.Snapshots) != 1 {
+		t.Fatalf("refusing worker alone, repo offsite: %+v", reply)
+	}
+}
+
+// refusingQueries answers as an engine that refuses repo local does.
+type refusingQueries struct {
+	*fixtureQueries
+	why string
+}
+
+func (q refusingQueries) Snapshots(ctx context.Context, repo, source string) ([]brr.Snapshot, error) {
+	if repo == "local" {
+		q.calls.Add(1)
+		return nil, errors.New(q.why)
+	}
+	return q.fixtureQueries.Snapshots(ctx, repo, source)
+}

@@ -15,7 +15,8 @@ import (
 const eventsDedupWindow = 2 * time.Minute
 
 // EnsureStreams creates the streams and buckets brr needs, or updates them to cfg:
-// BRR_JOBS, BRR_EVENTS, BRR_DLQ, KV BRR_LEASES, KV BRR_RESULTS and KV BRR_HEALTH. It is
+// BRR_JOBS, BRR_EVENTS, BRR_DLQ, KV BRR_LEASES, KV BRR_RESULTS, KV BRR_HEALTH and KV
+// BRR_REPOS. It is
 // idempotent, and several workers may call it at once: the loser of a create race
 // updates instead.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg Config) error {
@@ -84,6 +85,15 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg Config) erro
 			// turn the check is and its last results (internal/health).
 			Bucket:      s.HealthBucket(),
 			Description: "brr health check state, one key per check",
+			History:     1,
+			Storage:     jetstream.FileStorage,
+			Replicas:    cfg.StreamReplicas,
+		},
+		{
+			// One key per pool and repo name, written once by the first worker of the pool
+			// that serves a repo of that name (registry.go); kept until removed by hand.
+			Bucket:      s.ReposBucket(),
+			Description: "brr repository registry: which repository each repo name means, per pool",
 			History:     1,
 			Storage:     jetstream.FileStorage,
 			Replicas:    cfg.StreamReplicas,

@@ -61,7 +61,7 @@ func TestEnsureStreamsConcurrentAndIdempotent(t *testing.T) {
 	if dlq.Retention != jetstream.LimitsPolicy || dlq.MaxAge != 30*24*time.Hour || dlq.Subjects[0] != "brr.dlq.>" {
 		t.Errorf("BRR_DLQ config = %+v", dlq)
 	}
-	for bucket, ttl := range map[string]time.Duration{"BRR_LEASES": 5 * time.Second, "BRR_RESULTS": 7 * 24 * time.Hour} {
+	for bucket, ttl := range map[string]time.Duration{"BRR_LEASES": 5 * time.Second, "BRR_RESULTS": 7 * 24 * time.Hour, "BRR_HEALTH": 0, "BRR_REPOS": 0} {
 		kv, err := js1.KeyValue(ctx, bucket)
 		if err != nil {
 			t.Fatalf("bucket %s: %v", bucket, err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,6 +47,39 @@ func (c *DiskCheck) Run(_ context.Context, _ Tick) (Outcome, error) {
 		}
 		if res.Status != brr.HealthOK {
 			res.Message += fmt.Sprintf(", below %g%%: free space there, or move the data dir to a larger disk", limit)
+		}
+		out.Results = append(out.Results, res)
+	}
+	return out, nil
+}
+
+// RepoRegistryCheck reports, from the live workers' heartbeats, whether each worker serves
+// every repo it has as its pools registered them (the BRR_REPOS bucket): critical for a
+// worker that refuses a repo, since a repo name then means two repositories in the pool.
+type RepoRegistryCheck struct {
+	// Workers returns the heartbeats, missing ones marked; Monitor.Workers does.
+	Workers func() []brr.WorkerInfo
+}
+
+// Name returns brr.CheckRepoRegistry.
+func (c *RepoRegistryCheck) Name() string { return brr.CheckRepoRegistry }
+
+// Run reports every live worker; the value is the number of repos it refuses.
+func (c *RepoRegistryCheck) Run(_ context.Context, _ Tick) (Outcome, error) {
+	var out Outcome
+	for _, w := range c.Workers() {
+		if w.Missing {
+			continue
+		}
+		res := brr.HealthCheck{Check: brr.CheckRepoRegistry, Subject: w.ID, Value: float64(len(w.RefusedRepos)), Status: brr.HealthOK,
+			Message: fmt.Sprintf("worker %s (host %s) serves every repo it has as its pools registered them", w.ID, w.Host)}
+		if len(w.RefusedRepos) > 0 {
+			res.Status = brr.HealthCritical
+			msgs := make([]string, len(w.RefusedRepos))
+			for i, r := range w.RefusedRepos {
+				msgs[i] = r.Message
+			}
+			res.Message = fmt.Sprintf("worker %s (host %s) refuses %d repo(s): %s", w.ID, w.Host, len(w.RefusedRepos), strings.Join(msgs, " | "))
 		}
 		out.Results = append(out.Results, res)
 	}

@@ -203,6 +203,29 @@ func TestDLQAndDiskChecks(t *testing.T) {
 	}
 }
 
+func TestRepoRegistryCheck(t *testing.T) {
+	const why = "repo local refused: this worker's repo local is another repository; to fix: ..."
+	check := &health.RepoRegistryCheck{Workers: func() []brr.WorkerInfo {
+		return []brr.WorkerInfo{
+			{ID: "agrees", Host: "h1"},
+			{ID: "splits", Host: "h2", RefusedRepos: []brr.RefusedRepo{{Repo: "local", Pool: "default", Message: why}}},
+			{ID: "gone", RefusedRepos: []brr.RefusedRepo{{Repo: "local"}}, Missing: true},
+		}
+	}}
+	if got, want := check.Name(), brr.CheckRepoRegistry; got != want {
+		t.Fatalf("Name = %q, want %q", got, want)
+	}
+	out, err := check.Run(context.Background(), health.Tick{})
+	res := byKey(out.Results)
+	if err != nil || len(res) != 2 || res["repo_registry agrees"].Status != brr.HealthOK {
+		t.Fatalf("results = %+v, %v", out.Results, err)
+	}
+	split := res["repo_registry splits"]
+	if split.Status != brr.HealthCritical || split.Value != 1 || !strings.Contains(split.Message, "worker splits (host h2) refuses 1 repo(s)") || !strings.Contains(split.Message, why) {
+		t.Fatalf("worker that refuses a repo: %+v, want critical with its message", split)
+	}
+}
+
 func TestCanaryCheck(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()

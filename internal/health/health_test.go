@@ -232,7 +232,8 @@ func TestHeartbeatsAndWorkers(t *testing.T) {
 	// The other worker's last heartbeat is ten intervals old.
 	old := now.Add(-10 * interval)
 	gone := health.NewHeartbeat(b.nc, b.js, health.Config{Worker: "w-gone", Host: "h2", Interval: interval, Now: func() time.Time { return old }},
-		health.Worker{Version: "v9", Pools: []string{"default"}, Concurrency: 1, Started: old.Add(-time.Hour)}, zerolog.Nop())
+		health.Worker{Version: "v9", Pools: []string{"default"}, Concurrency: 1, Started: old.Add(-time.Hour),
+			Refused: []brr.RefusedRepo{{Repo: "local", Pool: "default", Message: "repo local refused"}}}, zerolog.Nop())
 	for _, hb := range []*health.Heartbeat{gone, live, live} {
 		if err := hb.Publish(ctx); err != nil {
 			t.Fatalf("publish heartbeat: %v", err)
@@ -249,6 +250,9 @@ func TestHeartbeatsAndWorkers(t *testing.T) {
 	g, l := workers[0], workers[1]
 	if g.ID != "w-gone" || !g.Missing || l.ID != "w-live" || l.Missing {
 		t.Fatalf("Workers = %+v, want w-gone missing and w-live live", workers)
+	}
+	if len(g.RefusedRepos) != 1 || g.RefusedRepos[0].Repo != "local" || g.RefusedRepos[0].Message != "repo local refused" || l.RefusedRepos != nil {
+		t.Fatalf("refused repos in heartbeats: w-gone %+v, w-live %+v; want w-gone's local only", g.RefusedRepos, l.RefusedRepos)
 	}
 	if l.Host != "h1" || l.Version != "v9" || l.Concurrency != 3 || l.InFlight != 2 || l.JobsDone != 7 || l.JobsFailed != 1 ||
 		l.UptimeSeconds != 60 || l.IntervalSeconds != interval.Seconds() || len(l.Pools) != 1 {

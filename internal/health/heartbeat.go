@@ -30,6 +30,8 @@ type Worker struct {
 	Started time.Time
 	// Stats returns the job counts; nil reports zeros.
 	Stats func() WorkerStats
+	// Refused are the repos the worker has and does not serve (see brr.RefusedRepo).
+	Refused []brr.RefusedRepo
 }
 
 // Heartbeat publishes this worker's heartbeat on brr.events.health.worker every interval.
@@ -59,6 +61,7 @@ func (h *Heartbeat) Info() brr.WorkerInfo {
 		UptimeSeconds:   max(now.Sub(h.w.Started).Seconds(), 0),
 		IntervalSeconds: h.cfg.Interval.Seconds(),
 		Time:            now,
+		RefusedRepos:    h.w.Refused,
 	}
 	if h.w.Stats != nil {
 		s := h.w.Stats()

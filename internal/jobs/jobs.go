@@ -8,10 +8,12 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -82,6 +84,12 @@ type Engine struct {
 	ScratchDir string
 	// Points indexes recovery points; nil means they are only in the repositories.
 	Points PointIndex
+	// Refused are the repos of the worker's config that it does not serve, each with why
+	// and what to do: a pool of the worker registered the name for another repository. A
+	// job on one (named, or its default repo) is snoozed, since another worker of the pool
+	// may serve it, until it is RefusedFor old; then it fails. Refused repos are not in
+	// Repos.
+	Refused map[string]string
 
 	// What all backups running at once share, so that the memory they hold does not grow
 	// with the number of jobs: see archiver.Limits.
@@ -122,7 +130,40 @@ func (e *Engine) Handle(ctx context.Context, job *brr.Job, rep brr.Reporter) (*b
 	if !ok {
 		return nil, brr.Permanent(fmt.Errorf("%w: %q jobs are not run by this worker", brr.ErrUnknownKind, job.Args.Kind()))
 	}
-	return run(e, ctx, job, rep)
+	out, err := run(e, ctx, job, rep)
+	var refused *refusedError
+	if errors.As(err, &refused) {
+		return out, e.refusal(job, refused)
+	}
+	return out, err
+}
+
+// RefusedFor is how long a job on a repo that this worker refuses is snoozed, waiting for
+// a worker of its pool that serves the repo, before it fails.
+const RefusedFor = time.Hour
+
+// refusedError says that this worker refuses the repo a job needs.
+type refusedError struct {
+	repo, why string
+}
+
+func (e *refusedError) Error() string { return e.why }
+
+// refusal is the error of job, which needs a repo this worker refuses: a snooze, longer as
+// the job ages (1 s, up to a minute), until the job is RefusedFor old; then, or when its
+// age is not known, a permanent failure that says no worker of the pool serves the repo.
+func (e *Engine) refusal(job *brr.Job, refused *refusedError) error {
+	age := e.now().Sub(job.Created)
+	if job.Created.IsZero() || age >= RefusedFor {
+		waited := fmt.Sprintf("created %s, waited %s", job.Created.UTC().Format(time.RFC3339), RefusedFor)
+		if job.Created.IsZero() {
+			waited = "the job has no creation time, so it cannot wait for one"
+		}
+		return brr.Permanent(fmt.Errorf("no worker of pool %s serves repo %s with the pool's id (%s); worker %s refuses it: %w",
+			job.Pool, refused.repo, waited, e.Worker, refused))
+	}
+	return brr.Snooze(fmt.Errorf("worker %s refuses repo %s; another worker of pool %s may serve it: %w", e.Worker, refused.repo, job.Pool, refused),
+		min(max(age/10, time.Second), time.Minute))
 }
 
 // run runs one job and states its outcome.
@@ -188,28 +229,36 @@ func (e *Engine) Ping(ctx context.Context, a brr.PingJob) (*brr.PingResult, erro
 }
 
 // Repo resolves a job's repo name: "" is the default repo (DefaultRepo, else "local", else
-// the only one configured). It returns the repository and its name.
+// the only one configured, refused repos included). It returns the repository and its
+// name. A repo this worker refuses gives its name and an error that Handle turns into a
+// snooze, or a failure once the job is RefusedFor old; a query gets the error as it is.
 func (e *Engine) Repo(name string) (*repo.Repository, string, error) {
+	names := make([]string, 0, len(e.Repos)+len(e.Refused))
+	for n := range e.Repos {
+		names = append(names, n)
+	}
+	for n := range e.Refused {
+		if _, ok := e.Repos[n]; !ok {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
 	if name == "" {
 		name = e.DefaultRepo
 	}
 	if name == "" {
-		if _, ok := e.Repos["local"]; ok {
+		if slices.Contains(names, "local") {
 			name = "local"
-		} else if len(e.Repos) == 1 {
-			for n := range e.Repos {
-				name = n
-			}
+		} else if len(names) == 1 {
+			name = names[0]
 		}
+	}
+	if why, ok := e.Refused[name]; ok {
+		return nil, name, &refusedError{repo: name, why: why}
 	}
 	if r, ok := e.Repos[name]; ok && r != nil {
 		return r, name, nil
 	}
-	names := make([]string, 0, len(e.Repos))
-	for n := range e.Repos {
-		names = append(names, n)
-	}
-	sort.Strings(names)
 	if name == "" {
 		return nil, "", brr.Permanent(fmt.Errorf("the job names no repo and this worker has no default (configured: %s); name one with --repo", strings.Join(names, ", ")))
 	}

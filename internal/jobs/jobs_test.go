@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/jobs"
@@ -281,5 +282,60 @@ func TestProgressReported(t *testing.T) {
 	}
 	if calls > 0 && (last.Bytes > 64<<20 || last.TotalFiles > 4) {
 		t.Fatalf("progress %+v beyond the tree's size", last)
+	}
+}
+
+// TestRefusedRepo runs jobs on an engine that refuses its repo "local" (its pool means
+// another repository by that name): a job on it, named or by default, is snoozed while
+// young, since another worker of the pool may serve it, and fails for good once it is
+// RefusedFor old; the repo it does serve works as before.
+func TestRefusedRepo(t *testing.T) {
+	b := setup(t)
+	const why = "repo local refused: this worker's repo local is another repository"
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	e := &jobs.Engine{
+		Repos:   map[string]*repo.Repository{"offsite": b.repo},
+		Refused: map[string]string{"local": why},
+		Worker:  "worker-2",
+		Now:     func() time.Time { return now },
+	}
+	src := t.TempDir()
+	testkit.WriteFile(t, filepath.Join(src, "a.txt"), []byte("hello"), 0o644)
+	ctx := context.Background()
+	job := func(id string, created time.Time, a brr.JobArgs) *brr.Job {
+		return &brr.Job{ID: id, Kind: a.Kind(), Pool: "default", Created: created, Args: a}
+	}
+
+	for _, a := range []brr.JobArgs{brr.BackupJob{Path: src}, brr.BackupJob{Path: src, Repo: "local"},
+		brr.RestoreJob{Snapshot: "latest", Target: t.TempDir()}, brr.VerifyJob{Repo: "local"},
+		brr.ReplicateJob{Snapshot: "latest", From: "offsite", To: "local"}} {
+		_, err := e.Handle(ctx, job("young", now.Add(-time.Minute), a), nil)
+		delay, snoozed := brr.SnoozeDelay(err)
+		if !snoozed || brr.IsPermanent(err) || !strings.Contains(err.Error(), why) || delay < time.Second || delay > time.Minute {
+			t.Errorf("%s %+v a minute old: err = %v (snooze %v, %s); want a snooze of 1s-1m that says why", a.Kind(), a, err, snoozed, delay)
+		}
+		_, err = e.Handle(ctx, job("old", now.Add(-jobs.RefusedFor), a), nil)
+		if !brr.IsPermanent(err) || !strings.Contains(err.Error(), "no worker of pool default serves repo local with the pool's id") || !strings.Contains(err.Error(), why) {
+			t.Errorf("%s %+v an hour old: err = %v; want a permanent error that no worker serves local", a.Kind(), a, err)
+		}
+	}
+	if _, err := e.Handle(ctx, job("undated", time.Time{}, brr.BackupJob{Path: src}), nil); !brr.IsPermanent(err) {
+		t.Errorf("job with no creation time: err = %v, want permanent (it cannot tell how long it waited)", err)
+	}
+
+	// A query is told why; the repo the worker serves is served.
+	if _, err := e.Snapshots(ctx, "", ""); err == nil || !strings.Contains(err.Error(), why) {
+		t.Errorf("Snapshots of the default repo: err = %v, want the refusal", err)
+	}
+	if _, name, err := e.Repo(""); name != "local" || err == nil {
+		t.Errorf(`Repo("") = %q, %v; want local, refused: a refused local is still the default`, name, err)
+	}
+	out, err := e.Handle(ctx, job("served", now, brr.BackupJob{Path: src, Repo: "offsite"}), nil)
+	if err != nil || out.Repo != "offsite" {
+		t.Fatalf("backup to the repo it serves: %+v, %v", out, err)
+	}
+	_, err = e.Handle(ctx, job("unknown", now, brr.BackupJob{Path: src, Repo: "cloud"}), nil)
+	if !brr.IsPermanent(err) || !strings.Contains(err.Error(), `repo "cloud" is not configured (configured: local, offsite)`) {
+		t.Errorf("unknown repo: err = %v", err)
 	}
 }
