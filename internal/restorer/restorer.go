@@ -4,7 +4,8 @@
 // parallel (each to a temporary name in its directory, renamed when complete, with holes
 // where the snapshot has zeros) and gives everything its owner, mode and mtime. A file
 // that cannot be restored leaves nothing at its name and is listed in Failures; the others
-// are restored. Every change it makes by name goes through the target type (target.go).
+// are restored. Every change it makes by name goes through the target type (target.go),
+// relative to directory descriptors, never through a symlink.
 package restorer
 
 import (
@@ -22,6 +23,7 @@ import (
 
 	"github.com/brr-dev/brr/internal/fsio"
 	"github.com/brr-dev/brr/internal/repo"
+	"golang.org/x/sys/unix"
 )
 
 // Options are what a Restorer needs besides its repository and target.
@@ -36,13 +38,15 @@ type Options struct {
 // Restorer writes plans below one target directory.
 type Restorer struct {
 	r         *repo.Repository
-	dst       target
+	dir       string
+	dst       target // set by Run, open while it runs
 	overwrite bool
 	workers   int
 	chown     bool
 
-	// Set by New: what a created file gets without chown (the worker's ids, and the
-	// target's group when its set-group-id bit is set), and the prefix of temporary names.
+	// What a created file gets without chown (the worker's ids, set by New, and the
+	// target's group when its set-group-id bit is set, by Run), and the prefix of
+	// temporary names.
 	euid, egid   int
 	targetSetgid bool
 	tempPrefix   string
@@ -68,13 +72,14 @@ const (
 	dirPlainGID             // a file created in it gets the worker's group
 )
 
-// New returns a restorer into the directory targetDir, which exists (PrepareTarget).
+// New returns a restorer into the directory targetDir, which exists (PrepareTarget) and
+// is a resolved path: Run does not follow a symlink at any of its components.
 func New(r *repo.Repository, targetDir string, opts Options) *Restorer {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	rs := &Restorer{
 		r:          r,
-		dst:        target{root: targetDir},
+		dir:        targetDir,
 		overwrite:  opts.Overwrite,
 		workers:    opts.Workers,
 		chown:      os.Geteuid() == 0,
@@ -83,9 +88,6 @@ func New(r *repo.Repository, targetDir string, opts Options) *Restorer {
 		tempPrefix: hex.EncodeToString(b[:]) + "-",
 		failedDir:  make(map[string]bool),
 		dirState:   make(map[string]uint8),
-	}
-	if fi, err := rs.dst.lstat("."); err != nil || fi.Mode()&os.ModeSetgid != 0 {
-		rs.targetSetgid = true
 	}
 	return rs
 }
@@ -160,8 +162,18 @@ func (rs *Restorer) markDirFailed(rel string) {
 }
 
 // Run restores pl. It returns an error only when the restore could not go on (the
-// context ended); an entry that could not be restored is in Failures.
+// context ended, the target could not be opened); an entry that could not be restored
+// is in Failures. Call it once.
 func (rs *Restorer) Run(ctx context.Context, pl *Plan) error {
+	root, err := fsio.OpenRoot(rs.dir)
+	if err != nil {
+		return fmt.Errorf("open restore target: %w", err)
+	}
+	defer root.Close()
+	rs.dst = target{root: root}
+	if st, err := rs.dst.lstat("."); err != nil || st.Mode&unix.S_ISGID != 0 {
+		rs.targetSetgid = true
+	}
 	for _, d := range pl.dirs {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -267,15 +279,15 @@ func (rs *Restorer) mkdir(rel string) (fresh bool, err error) {
 	if err == nil || !errors.Is(err, fs.ErrExist) {
 		return err == nil, err
 	}
-	fi, err := rs.dst.lstat(rel)
+	st, err := rs.dst.lstat(rel)
 	if err != nil {
 		return false, err
 	}
-	if fi.IsDir() {
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		return false, nil
 	}
 	if !rs.overwrite {
-		return false, fmt.Errorf("exists in the target as a %s; remove it or restore with overwrite", fsio.Kind(fi.Mode()))
+		return false, fmt.Errorf("exists in the target as a %s; remove it or restore with overwrite", fsio.Kind(fsio.ModeOf(st.Mode)))
 	}
 	if err := rs.dst.remove(rel); err != nil {
 		return false, err
@@ -286,18 +298,18 @@ func (rs *Restorer) mkdir(rel string) (fresh bool, err error) {
 // clearFor makes room for a file or symlink at rel: nothing there, or (with Overwrite) a
 // non-directory that is removed.
 func (rs *Restorer) clearFor(rel string) error {
-	fi, err := rs.dst.lstat(rel)
+	st, err := rs.dst.lstat(rel)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	if fi.IsDir() {
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		return errors.New("exists in the target as a directory; remove it first")
 	}
 	if !rs.overwrite {
-		return fmt.Errorf("exists in the target as a %s; remove it or restore with overwrite", fsio.Kind(fi.Mode()))
+		return fmt.Errorf("exists in the target as a %s; remove it or restore with overwrite", fsio.Kind(fsio.ModeOf(st.Mode)))
 	}
 	return rs.dst.remove(rel)
 }
@@ -333,7 +345,7 @@ func (rs *Restorer) setMeta(rel string, n *repo.Node, isLink bool) error {
 		}
 	}
 	if !isLink {
-		if err := rs.dst.chmod(rel, fsio.Perm(n.Mode)); err != nil {
+		if err := rs.dst.chmod(rel, fsio.UnixPerm(n.Mode)); err != nil {
 			return fmt.Errorf("chmod: %w", err)
 		}
 	}
