@@ -5,7 +5,9 @@
 // where the snapshot has zeros) and gives everything its owner, mode and mtime. A file
 // that cannot be restored leaves nothing at its name and is listed in Failures; the others
 // are restored. Every change it makes by name goes through the target type (target.go),
-// relative to directory descriptors, never through a symlink.
+// relative to directory descriptors, never through a symlink. A restore run for a job
+// leaves a marker in the target until it succeeds, by which a later attempt of the same
+// job resumes what it wrote (resume.go).
 package restorer
 
 import (
@@ -33,6 +35,10 @@ type Options struct {
 	Overwrite bool
 	// Workers is how many files are written at once, when more than restoreWorkers.
 	Workers int
+	// Job is the id of the job the restore runs for, if any: the restore keeps a marker
+	// named after it in the target while it runs, so that a later attempt of the same
+	// job resumes it (see resume.go).
+	Job string
 }
 
 // Restorer writes plans below one target directory.
@@ -43,6 +49,8 @@ type Restorer struct {
 	overwrite bool
 	workers   int
 	chown     bool
+	job       string
+	resume    resumeState
 
 	// What a created file gets without chown (the worker's ids, set by New, and the
 	// target's group when its set-group-id bit is set, by Run), and the prefix of
@@ -64,7 +72,7 @@ type Restorer struct {
 	loadFailed atomic.Bool
 
 	files, dirs, symlinks, bytes atomic.Int64
-	doneBytes                    atomic.Int64
+	doneBytes, kept              atomic.Int64
 }
 
 const (
@@ -83,6 +91,7 @@ func New(r *repo.Repository, targetDir string, opts Options) *Restorer {
 		overwrite:  opts.Overwrite,
 		workers:    opts.Workers,
 		chown:      os.Geteuid() == 0,
+		job:        opts.Job,
 		euid:       os.Geteuid(),
 		egid:       os.Getegid(),
 		tempPrefix: hex.EncodeToString(b[:]) + "-",
@@ -98,8 +107,12 @@ type Stats struct {
 	Files, Dirs, Symlinks int64
 	// Bytes are the sizes of the files restored.
 	Bytes int64
-	// BytesDone are the bytes of file content loaded and written so far.
+	// BytesDone are the bytes of file content loaded and written so far (or found
+	// restored by an earlier attempt).
 	BytesDone int64
+	// Kept counts the files, symlinks and hard links an earlier attempt of the job had
+	// restored, kept as they were (resume.go); they are counted above too.
+	Kept int64
 }
 
 // Progress returns the counts so far; it may be called while Run runs.
@@ -110,6 +123,7 @@ func (rs *Restorer) Progress() Stats {
 		Symlinks:  rs.symlinks.Load(),
 		Bytes:     rs.bytes.Load(),
 		BytesDone: rs.doneBytes.Load(),
+		Kept:      rs.kept.Load(),
 	}
 }
 
@@ -174,6 +188,22 @@ func (rs *Restorer) Run(ctx context.Context, pl *Plan) error {
 	if st, err := rs.dst.lstat("."); err != nil || st.Mode&unix.S_ISGID != 0 {
 		rs.targetSetgid = true
 	}
+	if rs.job != "" {
+		if err := rs.mark(); err != nil {
+			return err
+		}
+		rs.removeTemps(".")
+	}
+	if err := rs.run(ctx, pl); err != nil {
+		return err
+	}
+	if rs.job != "" && len(rs.Failures()) == 0 {
+		rs.unmark()
+	}
+	return nil
+}
+
+func (rs *Restorer) run(ctx context.Context, pl *Plan) error {
 	for _, d := range pl.dirs {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -197,6 +227,8 @@ func (rs *Restorer) Run(ctx context.Context, pl *Plan) error {
 			rs.mu.Lock()
 			rs.dirState[d.rel] = flags
 			rs.mu.Unlock()
+		} else {
+			rs.removeTemps(d.rel)
 		}
 		rs.dirs.Add(1)
 	}
@@ -212,7 +244,7 @@ func (rs *Restorer) Run(ctx context.Context, pl *Plan) error {
 		rs.restored.Store(s.rel, struct{}{})
 		rs.symlinks.Add(1)
 	}
-	if err := rs.writeFiles(ctx, pl.files); err != nil {
+	if err := rs.writeFiles(ctx, rs.skipRestored(pl.files)); err != nil {
 		return err
 	}
 	for _, h := range pl.hardlinks {
@@ -235,40 +267,6 @@ func (rs *Restorer) Run(ctx context.Context, pl *Plan) error {
 		}
 	}
 	return nil
-}
-
-// Resume makes rs carry on after prev, a restore into the same target that failed: what
-// prev restored counts as restored here, and is left out of the plan it returns.
-func (rs *Restorer) Resume(prev *Restorer, pl *Plan) *Plan {
-	prev.restored.Range(func(k, v any) bool {
-		rs.restored.Store(k, v)
-		return true
-	})
-	rs.files.Store(prev.files.Load())
-	rs.symlinks.Store(prev.symlinks.Load())
-	rs.bytes.Store(prev.bytes.Load())
-	done := func(rel string) bool {
-		_, ok := prev.restored.Load(rel)
-		return ok
-	}
-	out := &Plan{dirs: pl.dirs}
-	for _, f := range pl.files {
-		if !done(f.rel) {
-			out.files = append(out.files, f)
-			out.bytes += f.node.Size
-		}
-	}
-	for _, s := range pl.symlinks {
-		if !done(s.rel) {
-			out.symlinks = append(out.symlinks, s)
-		}
-	}
-	for _, h := range pl.hardlinks {
-		if !done(h.rel) {
-			out.hardlinks = append(out.hardlinks, h)
-		}
-	}
-	return out
 }
 
 // mkdir creates a directory of the plan; fresh says it did not exist. An existing
@@ -315,6 +313,9 @@ func (rs *Restorer) clearFor(rel string) error {
 }
 
 func (rs *Restorer) symlink(s entry) error {
+	if rs.restoredBefore(s) {
+		return rs.setMeta(s.rel, s.node, true)
+	}
 	if err := rs.clearFor(s.rel); err != nil {
 		return err
 	}
@@ -330,6 +331,9 @@ func (rs *Restorer) link(h hardlink) error {
 	}
 	if _, ok := rs.restored.Load(h.leader); !ok {
 		return fmt.Errorf("it is a hardlink of %q, which was not restored", "/"+h.leader)
+	}
+	if rs.linkedBefore(h) {
+		return nil
 	}
 	if err := rs.clearFor(h.rel); err != nil {
 		return err
