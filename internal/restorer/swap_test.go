@@ -39,17 +39,17 @@ func TestRestoreNeverWritesThroughASwappedDirectory(t *testing.T) {
 	r, _ := testkit.InitRepo(t, t.TempDir(), testkit.RepoOptions())
 	src := t.TempDir()
 	var attacked []string
-	for i := range 4 {
+	for i := range 3 {
 		top := fmt.Sprintf("d%d", i)
 		attacked = append(attacked, top)
-		for j := range 4 {
+		for j := range 3 {
 			sub := filepath.Join(top, fmt.Sprintf("s%d", j))
 			attacked = append(attacked, sub)
-			for k := range 8 {
+			for k := range 5 {
 				testkit.WriteFile(t, filepath.Join(src, sub, fmt.Sprintf("f%d", k)), randomBytes(uint64(100*i+10*j+k), 200+k), 0o640)
 			}
 		}
-		testkit.WriteFile(t, filepath.Join(src, top, "big"), randomBytes(uint64(i), 1<<20), 0o600)
+		testkit.WriteFile(t, filepath.Join(src, top, "big"), randomBytes(uint64(i), 512<<10), 0o600)
 		if err := os.Symlink("s0/f0", filepath.Join(src, top, "link")); err != nil {
 			t.Fatal(err)
 		}
