@@ -70,10 +70,10 @@ const maxMarker = 64 << 10
 // and reads it; it appends this attempt's prefix of temporary names.
 func (rs *Restorer) mark() error {
 	name := markerName(rs.job)
-	// O_NONBLOCK: a fifo in its place must not hang the restore (it fails below).
 	fd, err := rs.dst.open(name, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_APPEND, 0o600)
 	if errors.Is(err, fs.ErrExist) {
 		rs.resume.on = true
+		// O_NONBLOCK: a fifo in its place must not hang the restore (it fails below).
 		fd, err = rs.dst.open(name, unix.O_RDWR|unix.O_APPEND|unix.O_NONBLOCK, 0)
 	}
 	if err != nil {
