@@ -20,6 +20,9 @@ type progressView struct {
 	drawn  bool // a bar is on the current line
 	last   time.Time
 	status brr.Status
+	// attempt is the attempt of the last event shown: a job put back by a drain or
+	// retried starts again, and its first progress is shown at once.
+	attempt int
 }
 
 func newProgressView(w io.Writer, quiet bool) *progressView {
@@ -30,6 +33,9 @@ func newProgressView(w io.Writer, quiet bool) *progressView {
 func (v *progressView) event(e *brr.Event) {
 	if v.quiet {
 		return
+	}
+	if e.Attempt > v.attempt {
+		v.attempt, v.last, v.status = e.Attempt, time.Time{}, ""
 	}
 	if e.Status == brr.StatusProgress && e.Progress != nil {
 		v.progress(e.Kind, e.Progress)

@@ -18,6 +18,16 @@ func ReadDir(path string) (int, []string, error) {
 	if err != nil {
 		return -1, nil, err
 	}
+	names, err := readNames(fd)
+	if err != nil {
+		unix.Close(fd)
+		return -1, nil, err
+	}
+	return fd, names, nil
+}
+
+// readNames lists the names in the open directory fd, sorted.
+func readNames(fd int) ([]string, error) {
 	bp := direntPool.Get().(*[]byte)
 	defer direntPool.Put(bp)
 	var names []string
@@ -28,8 +38,7 @@ func ReadDir(path string) (int, []string, error) {
 			return err
 		})
 		if err != nil {
-			unix.Close(fd)
-			return -1, nil, err
+			return nil, err
 		}
 		if n <= 0 {
 			break
@@ -37,7 +46,7 @@ func ReadDir(path string) (int, []string, error) {
 		_, _, names = unix.ParseDirent((*bp)[:n], -1, names)
 	}
 	slices.Sort(names)
-	return fd, names, nil
+	return names, nil
 }
 
 var direntPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

@@ -11,20 +11,7 @@ import (
 
 // OpenFile opens a regular file to read it: never through a symlink, and without
 // updating its access time when the worker may (it owns the file, or is root).
-func OpenFile(path string) (int, error) {
-	var fd int
-	err := IgnoringEINTR(func() (err error) {
-		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NOATIME|unix.O_CLOEXEC, 0)
-		return err
-	})
-	if errors.Is(err, unix.EPERM) {
-		err = IgnoringEINTR(func() (err error) {
-			fd, err = unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-			return err
-		})
-	}
-	return fd, err
-}
+func OpenFile(path string) (int, error) { return OpenFileAt(unix.AT_FDCWD, path) }
 
 // Read reads from fd into b; 0 and no error at the end of the file.
 func Read(fd int, b []byte) (int, error) {
@@ -80,4 +67,21 @@ func Futimens(fd int, ts *[2]unix.Timespec) error {
 		return errno
 	}
 	return nil
+}
+
+// OpenFileAt opens the regular file name in dirfd to read it, as OpenFile does: never
+// through a symlink, and without updating its access time when the worker may.
+func OpenFileAt(dirfd int, name string) (int, error) {
+	var fd int
+	err := IgnoringEINTR(func() (err error) {
+		fd, err = unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NOATIME|unix.O_CLOEXEC, 0)
+		return err
+	})
+	if errors.Is(err, unix.EPERM) {
+		err = IgnoringEINTR(func() (err error) {
+			fd, err = unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			return err
+		})
+	}
+	return fd, err
 }

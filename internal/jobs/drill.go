@@ -7,15 +7,16 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/fsio"
@@ -104,6 +105,11 @@ func (e *Engine) drill(ctx context.Context, r *repo.Repository, repoName string,
 	if err := os.MkdirAll(scratch, 0o700); err != nil {
 		return nil, fmt.Errorf("create scratch dir %s for the drill: %w", scratch, err)
 	}
+	// The restore and the check open the copy by a path without symlinks.
+	scratch, err := filepath.EvalSymlinks(scratch)
+	if err != nil {
+		return nil, fmt.Errorf("resolve scratch dir %s for the drill: %w", e.ScratchDir, err)
+	}
 	dir, err := os.MkdirTemp(scratch, "drill-")
 	if err != nil {
 		return nil, fmt.Errorf("create a directory for the drill in %s: %w", scratch, err)
@@ -152,10 +158,13 @@ func problemCount(n int) string {
 	return fmt.Sprintf("%d problems", n)
 }
 
-// drillCheck is one drill: the restore into root, then the check of what it wrote.
+// drillCheck is one drill: the restore into root, then the check of what it wrote. The
+// check reaches the copy through copy, relative to directory descriptors: a directory
+// swapped for a symlink meanwhile is a problem found, never followed.
 type drillCheck struct {
 	r    *repo.Repository
 	root string
+	copy *fsio.Root // open during the check
 
 	mu       sync.Mutex
 	problems []string
@@ -193,8 +202,27 @@ func (c *drillCheck) problem(rel, what string) {
 	c.problems = append(c.problems, "/"+rel+": "+what)
 }
 
-func (c *drillCheck) abs(rel string) string {
-	return filepath.Join(c.root, filepath.FromSlash(rel))
+// lstat stats the entry rel ("" for the copy's root) of the copy.
+func (c *drillCheck) lstat(rel string) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	err := c.copy.At(dotted(rel), func(dirfd int, name string) (err error) {
+		st, err = fsio.Lstatat(dirfd, name)
+		return err
+	})
+	return st, err
+}
+
+// chmod sets the mode bits of rel, not a symlink.
+func (c *drillCheck) chmod(rel string, mode uint32) error {
+	return c.copy.At(dotted(rel), func(dirfd int, name string) error { return fsio.Chmodat(dirfd, name, mode) })
+}
+
+// dotted is rel as fsio.Root takes it: "." for the root.
+func dotted(rel string) string {
+	if rel == "" {
+		return "."
+	}
+	return rel
 }
 
 // run restores sn into c.root and checks the copy. It returns an error only when the
@@ -216,6 +244,10 @@ func (c *drillCheck) run(ctx context.Context, e *Engine, sn *repo.Snapshot, pr *
 	if err != nil {
 		return fmt.Errorf("restore snapshot %s into %s: %w", sn.ID.Short(), c.root, err)
 	}
+	if c.copy, err = fsio.OpenRoot(c.root); err != nil {
+		return fmt.Errorf("open the drill's copy: %w", err)
+	}
+	defer c.copy.Close()
 	c.failed = make(map[string]bool)
 	for _, f := range rs.Failures() {
 		c.problem("", "restore: "+f)
@@ -271,14 +303,14 @@ func (c *drillCheck) walk(ctx context.Context, id repo.ID, rel string, files *[]
 			return err
 		}
 	}
-	ents, err := os.ReadDir(c.abs(rel))
+	ents, err := c.copy.ReadDir(dotted(rel))
 	if err != nil {
 		c.problem(rel, fmt.Sprintf("cannot list the restored directory: %v", err))
 		return nil
 	}
 	for _, ent := range ents {
-		if !names[ent.Name()] {
-			extra := ent.Name()
+		if !names[ent] {
+			extra := ent
 			if rel != "" {
 				extra = rel + "/" + extra
 			}
@@ -292,34 +324,34 @@ func (c *drillCheck) walk(ctx context.Context, id repo.ID, rel string, files *[]
 // right type (for a directory: whether to walk into it). A file that matches so far is
 // appended to files for its content to be checked.
 func (c *drillCheck) entry(rel string, n *repo.Node, files *[]fileCheck) bool {
-	p := c.abs(rel)
-	fi, err := os.Lstat(p)
+	st, err := c.lstat(rel)
 	if err != nil {
 		if !c.failed["/"+rel] {
 			c.problem(rel, fmt.Sprintf("missing from the restored copy (%v)", err))
 		}
 		return false
 	}
+	mode := fsio.ModeOf(st.Mode)
 	var want string
 	var ok bool
 	switch n.Type {
 	case repo.NodeDir:
-		want, ok = "directory", fi.IsDir()
+		want, ok = "directory", mode.IsDir()
 	case repo.NodeFile:
-		want, ok = "file", fi.Mode().IsRegular()
+		want, ok = "file", mode.IsRegular()
 	case repo.NodeSymlink:
-		want, ok = "symlink", fi.Mode()&fs.ModeSymlink != 0
+		want, ok = "symlink", mode&fs.ModeSymlink != 0
 	default:
 		c.problem(rel, fmt.Sprintf("the snapshot has an entry of unknown type %q", n.Type))
 		return false
 	}
 	if !ok {
-		c.problem(rel, fmt.Sprintf("restored as a %s, the snapshot has a %s", fsio.Kind(fi.Mode()), want))
+		c.problem(rel, fmt.Sprintf("restored as a %s, the snapshot has a %s", fsio.Kind(mode), want))
 		return false
 	}
 	if n.Type != repo.NodeSymlink {
 		const bits = fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky
-		if got, want := fi.Mode()&bits, fsio.Perm(n.Mode); got != want {
+		if got, want := mode&bits, fsio.Perm(n.Mode); got != want {
 			c.problem(rel, fmt.Sprintf("mode %v, the snapshot has %v", got, want))
 		}
 	}
@@ -327,14 +359,18 @@ func (c *drillCheck) entry(rel string, n *repo.Node, files *[]fileCheck) bool {
 	case repo.NodeDir:
 		c.dirs.Add(1)
 		// Let the walk list it and the removal empty it, whatever mode it was given.
-		if fi.Mode().Perm()&0o700 != 0o700 {
-			if err := os.Chmod(p, fi.Mode().Perm()|0o700); err != nil {
+		if st.Mode&0o700 != 0o700 {
+			if err := c.chmod(rel, st.Mode&0o7777|0o700); err != nil {
 				c.problem(rel, fmt.Sprintf("cannot open the restored directory: %v", err))
 				return false
 			}
 		}
 	case repo.NodeSymlink:
-		target, err := os.Readlink(p)
+		var target string
+		err := c.copy.At(rel, func(dirfd int, name string) (err error) {
+			target, err = fsio.Readlinkat(dirfd, name, st.Size)
+			return err
+		})
 		switch {
 		case err != nil:
 			c.problem(rel, fmt.Sprintf("cannot read the restored symlink: %v", err))
@@ -344,12 +380,12 @@ func (c *drillCheck) entry(rel string, n *repo.Node, files *[]fileCheck) bool {
 			c.symlinks.Add(1)
 		}
 	case repo.NodeFile:
-		if fi.Size() != n.Size {
-			c.problem(rel, fmt.Sprintf("%d bytes, the snapshot has %d", fi.Size(), n.Size))
+		if st.Size != n.Size {
+			c.problem(rel, fmt.Sprintf("%d bytes, the snapshot has %d", st.Size, n.Size))
 			return true
 		}
 		if n.Links > 1 {
-			ino := fi.Sys().(*syscall.Stat_t).Ino
+			ino := st.Ino
 			key := devIno{n.DeviceID, n.Inode}
 			if first, ok := c.links[key]; ok {
 				if first.ino != ino {
@@ -399,18 +435,25 @@ func (c *drillCheck) contents(ctx context.Context, files []fileCheck, workers in
 // content reads the restored file f and hashes it blob by blob: each run of RawLength
 // bytes must have the id of the snapshot's blob at that place. buf is reused.
 func (c *drillCheck) content(ctx context.Context, f fileCheck, buf []byte) ([]byte, error) {
-	p := c.abs(f.rel)
-	file, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	open := func() (fd int, err error) {
+		err = c.copy.At(f.rel, func(dirfd int, name string) (err error) {
+			fd, err = fsio.OpenFileAt(dirfd, name)
+			return err
+		})
+		return fd, err
+	}
+	fd, err := open()
 	if errors.Is(err, fs.ErrPermission) {
 		// Restored with a mode that does not let its owner read it (as in the snapshot).
-		if fi, serr := os.Lstat(p); serr == nil && os.Chmod(p, fi.Mode().Perm()|0o400) == nil {
-			file, err = os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+		if st, serr := c.lstat(f.rel); serr == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && c.chmod(f.rel, st.Mode&0o7777|0o400) == nil {
+			fd, err = open()
 		}
 	}
 	if err != nil {
 		c.problem(f.rel, fmt.Sprintf("cannot read the restored file: %v", err))
 		return buf, nil
 	}
+	file := os.NewFile(uintptr(fd), f.rel)
 	defer file.Close()
 	var off int64
 	for _, id := range f.node.Content {
@@ -456,17 +499,39 @@ func (c *drillCheck) reportProgress(ctx context.Context, pr *reporter, totalFile
 }
 
 // removeScratch removes the drill's directory, first giving every directory in it the
-// mode that lets its owner empty it.
+// mode that lets its owner empty it (without following a symlink: the copy is reached
+// through directory descriptors, as the check reaches it).
 func removeScratch(dir string) error {
-	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			if fi, err := d.Info(); err == nil && fi.Mode().Perm()&0o700 != 0o700 {
-				_ = os.Chmod(p, fi.Mode().Perm()|0o700)
-			}
-		}
-		return nil
-	})
+	if root, err := fsio.OpenRoot(dir); err == nil {
+		makeRemovable(root, ".")
+		root.Close()
+	}
 	return os.RemoveAll(dir)
+}
+
+// makeRemovable gives the directories below rel the mode bits that let their owner list
+// and empty them.
+func makeRemovable(root *fsio.Root, rel string) {
+	names, err := root.ReadDir(rel)
+	if err != nil {
+		return
+	}
+	for _, name := range names {
+		child := path.Join(rel, name)
+		var st unix.Stat_t
+		err := root.At(child, func(dirfd int, name string) (err error) {
+			if st, err = fsio.Lstatat(dirfd, name); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+				return errors.New("not a directory")
+			}
+			if st.Mode&0o700 != 0o700 {
+				return fsio.Chmodat(dirfd, name, st.Mode&0o7777|0o700)
+			}
+			return nil
+		})
+		if err == nil {
+			makeRemovable(root, child)
+		}
+	}
 }
 
 // ClearScratch removes what drills left in the scratch directory dir, which a worker
@@ -475,6 +540,10 @@ func removeScratch(dir string) error {
 func ClearScratch(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create scratch dir %s: %w", dir, err)
+	}
+	dir, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return fmt.Errorf("resolve scratch dir: %w", err)
 	}
 	ents, err := os.ReadDir(dir)
 	if err != nil {

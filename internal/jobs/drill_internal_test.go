@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/fsio"
 	"github.com/brr-dev/brr/internal/repo"
 	"github.com/brr-dev/brr/internal/testkit"
 )
@@ -54,6 +55,11 @@ func TestDrillCheckFindsEveryDifference(t *testing.T) {
 		}
 		mutate(dir)
 		c := &drillCheck{r: r, root: dir, links: make(map[devIno]linkSeen), failed: map[string]bool{}}
+		var err error
+		if c.copy, err = fsio.OpenRoot(dir); err != nil {
+			t.Fatal(err)
+		}
+		defer c.copy.Close()
 		var files []fileCheck
 		if err := c.walk(ctx, sn.Tree, "", &files); err != nil {
 			t.Fatal(err)

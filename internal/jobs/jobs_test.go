@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -195,11 +196,13 @@ func compareTrees(t testing.TB, a, b string) {
 	}
 }
 
-// noTempFiles fails the test if a restore left a temporary file below root.
+// noTempFiles fails the test if a restore left a temporary file below root (not a
+// marker, .brr-restore-JOBID, which a failed restore leaves for its retry).
 func noTempFiles(t testing.TB, root string) {
 	t.Helper()
+	temp := regexp.MustCompile(`^\.brr-restore-[0-9a-f]{12}-`)
 	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && strings.HasPrefix(d.Name(), ".brr-restore-") {
+		if err == nil && temp.MatchString(d.Name()) {
 			t.Errorf("temporary file left behind: %s", p)
 		}
 		return nil

@@ -28,6 +28,11 @@ import (
 // as it was read, so only the rest comes from the replica, and nothing the failed attempt
 // wrote is in the way. Entries that were in the target before the restore are kept unless
 // Overwrite, as without a fallback.
+//
+// A restore stopped midway (its worker drained or died) resumes when its job runs again:
+// the restorer keeps a marker named after jobID in the target until it succeeds, and an
+// attempt that finds it keeps what the earlier ones restored (see package restorer), and
+// says so in a warning.
 func (e *Engine) Restore(ctx context.Context, jobID string, a brr.RestoreJob, progress func(brr.Progress)) (*brr.RestoreResult, error) {
 	start := time.Now()
 	pr := newReporter(progress)
@@ -44,7 +49,7 @@ func (e *Engine) Restore(ctx context.Context, jobID string, a brr.RestoreJob, pr
 		return nil, err
 	}
 
-	first := e.restoreFrom(ctx, r, repoName, a, a.Snapshot, target, nil, pr, start)
+	first := e.restoreFrom(ctx, r, repoName, jobID, a, a.Snapshot, target, nil, pr, start)
 	replicas := e.replicasOf(repoName)
 	if first.unreadable == "" || len(replicas) == 0 || ctx.Err() != nil {
 		return first.result(a, start)
@@ -56,7 +61,7 @@ func (e *Engine) Restore(ctx context.Context, jobID string, a brr.RestoreJob, pr
 	var tried []string
 	last := first
 	for _, name := range replicas {
-		att := e.restoreFrom(ctx, e.Repos[name], name, a, ref, target, last.rs, pr, start)
+		att := e.restoreFrom(ctx, e.Repos[name], name, jobID, a, ref, target, last.rs, pr, start)
 		if att.unreadable == "" {
 			res, err := att.result(a, start)
 			if res != nil {
@@ -80,14 +85,10 @@ func (e *Engine) Restore(ctx context.Context, jobID string, a brr.RestoreJob, pr
 	}
 	// Every attempt failed, each with an error: the last one that wrote says what the
 	// target holds now.
+	// Its error is permanent when entries failed; a cancelled one is not: the job's next
+	// attempt resumes what this one wrote.
 	res, err := last.result(a, start)
-	err = fmt.Errorf("%w; no replica could give it instead: %s", err, strings.Join(tried, "; "))
-	if last.rs != nil {
-		// Something was written, which a retry would trip over, as in a restore without
-		// replicas.
-		err = brr.Permanent(err)
-	}
-	return res, err
+	return res, fmt.Errorf("%w; no replica could give it instead: %s", err, strings.Join(tried, "; "))
 }
 
 // runRestore runs a restore job; its outcome states recovery.restored when it succeeded.
@@ -129,7 +130,7 @@ type restoreAttempt struct {
 
 // restoreFrom restores the snapshot ref from repository r. With prev, the restorer of an
 // attempt that failed, it restores only what prev did not.
-func (e *Engine) restoreFrom(ctx context.Context, r *repo.Repository, repoName string, a brr.RestoreJob, ref, target string,
+func (e *Engine) restoreFrom(ctx context.Context, r *repo.Repository, repoName, jobID string, a brr.RestoreJob, ref, target string,
 	prev *restorer.Restorer, pr *reporter, start time.Time) *restoreAttempt {
 	att := &restoreAttempt{repoName: repoName}
 	// Read the index files other workers wrote, and forget packs a prune deleted, since
@@ -171,7 +172,7 @@ func (e *Engine) restoreFrom(ctx context.Context, r *repo.Repository, repoName s
 		return att
 	}
 
-	rs := restorer.New(r, target, restorer.Options{Overwrite: a.Overwrite, Workers: e.parallelism()})
+	rs := restorer.New(r, target, restorer.Options{Overwrite: a.Overwrite, Workers: e.parallelism(), Job: jobID})
 	if prev != nil {
 		pl = rs.Resume(prev, pl)
 	}
@@ -212,6 +213,9 @@ func (att *restoreAttempt) result(a brr.RestoreJob, start time.Time) (*brr.Resto
 		Bytes:      st.Bytes,
 		DurationMS: time.Since(start).Milliseconds(),
 	}
+	if st.Kept > 0 {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("resumed an earlier attempt of this job: %d entries it had restored were kept", st.Kept))
+	}
 	if att.err != nil {
 		return res, att.err
 	}
@@ -222,9 +226,12 @@ func (att *restoreAttempt) result(a brr.RestoreJob, start time.Time) (*brr.Resto
 		if len(failures) > shown {
 			msg += fmt.Sprintf("; and %d more", len(failures)-shown)
 		}
-		res.Warnings = failures
-		// What was written stays written, so running the same job again would only trip
-		// over it: the failure is permanent, and the message says what to look at.
+		if m := rs.Marker(); m != "" {
+			msg += fmt.Sprintf("; once that is fixed, a retry of this job (brr dlq retry) resumes it, by the marker %s left in the target (remove it if you give up on this job)", m)
+		}
+		res.Warnings = append(res.Warnings, failures...)
+		// Running the same job again at once would fail the same entries for the same
+		// reasons: the failure is permanent, and the message says what to look at.
 		return res, brr.Permanent(fmt.Errorf("restore of snapshot %s from repo %s into %s: %d of %d entries failed, the others were restored: %s",
 			att.sn.ID.Short(), att.repoName, a.Target, len(failures), att.pl.Entries(), msg))
 	}

@@ -8,12 +8,16 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/jobs"
 	"github.com/brr-dev/brr/internal/repo"
+	"github.com/brr-dev/brr/internal/repo/file"
 	"github.com/brr-dev/brr/internal/testkit"
 )
 
@@ -111,6 +115,13 @@ func TestRestoreRefusesToOverwrite(t *testing.T) {
 		t.Fatalf("b.txt = %q, want it restored", got)
 	}
 	noTempFiles(t, target)
+	// The failed restore leaves its marker, for a retry of job r1 to resume it, and says so.
+	if _, serr := os.Lstat(filepath.Join(target, ".brr-restore-r1")); serr != nil || !strings.Contains(err.Error(), ".brr-restore-r1") {
+		t.Fatalf("after a failed restore: marker %v, error %q; want the marker there and named", serr, err)
+	}
+	if err := os.Remove(filepath.Join(target, ".brr-restore-r1")); err != nil {
+		t.Fatal(err)
+	}
 
 	_, err = b.engine.Restore(context.Background(), "r2", brr.RestoreJob{Snapshot: res.Snapshot, Target: target, Overwrite: true}, nil)
 	if err != nil {
@@ -357,4 +368,113 @@ func TestRestoreFallsBackToAReplica(t *testing.T) {
 			t.Errorf("restore of an ambiguous prefix made the target: %v", err)
 		}
 	})
+}
+
+// cancelAfterLoads is a backend that calls cancel at its n-th load of pack data, and
+// lets that load and the next fail as cancelled: a worker draining on SIGTERM in the
+// middle of a restore, which cancels the job's context.
+type cancelAfterLoads struct {
+	repo.Backend
+	n      atomic.Int64
+	cancel func()
+}
+
+func (b *cancelAfterLoads) Load(ctx context.Context, h repo.Handle, offset, length int64) ([]byte, error) {
+	if h.Type == repo.PackFile && b.n.Add(-1) == 0 {
+		b.cancel()
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return b.Backend.Load(ctx, h, offset, length)
+}
+
+// A restore stopped midway, as a drain stops it, is run again under the same job id (the
+// job redelivered): it keeps what the first attempt wrote, restores the rest, and the
+// target is then the source, byte for byte, with its modes and mtimes. A file in the way
+// that the first attempt did not write still fails without overwrite.
+func TestInterruptedRestoreResumes(t *testing.T) {
+	b := setup(t)
+	src := sourceOfDirs(t, 6, 10, 20<<10)
+	if err := os.Symlink("d0/f0", filepath.Join(src, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(filepath.Join(src, "d1", "f1"), filepath.Join(src, "hard")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(filepath.Join(src, "d2", "f2"), time.Now(), time.Date(2020, 2, 2, 2, 2, 2, 2, time.UTC)); err != nil {
+		t.Fatal(err)
+	}
+	snap := backup(t, b.engine, "ir-backup", src).Snapshot
+	target := filepath.Join(t.TempDir(), "out")
+	job := brr.RestoreJob{Snapshot: snap, Target: target}
+
+	// First attempt, on a worker whose repository handle sees the drain at the 20th
+	// of 60 file loads.
+	fb, err := file.Open(b.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	be := &cancelAfterLoads{Backend: fb, cancel: cancel}
+	be.n.Store(20)
+	r, err := repo.Open(ctx, be, []byte(testkit.Password), testkit.RepoOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	draining := &jobs.Engine{Repos: map[string]*repo.Repository{"local": r}, Host: "testhost", Worker: "worker-1"}
+	_, err = draining.Restore(ctx, "ir-1", job, nil)
+	if !errors.Is(err, context.Canceled) || brr.IsPermanent(err) {
+		t.Fatalf("restore stopped midway: err = %v, want context.Canceled, not permanent", err)
+	}
+	var written []string
+	for d := range 6 {
+		for f := range 10 {
+			rel := fmt.Sprintf("d%d/f%d", d, f)
+			if _, err := os.Lstat(filepath.Join(target, rel)); err == nil {
+				written = append(written, rel)
+			}
+		}
+	}
+	if len(written) == 0 || len(written) == 60 {
+		t.Fatalf("the first attempt wrote %d of 60 files, want some", len(written))
+	}
+	noTempFiles(t, target)
+
+	// A foreign file where the first attempt wrote nothing is still refused.
+	var foreign string
+	for d := range 6 {
+		for f := range 10 {
+			if rel := fmt.Sprintf("d%d/f%d", d, f); foreign == "" && !slices.Contains(written, rel) {
+				foreign = rel
+			}
+		}
+	}
+	testkit.WriteFile(t, filepath.Join(target, foreign), []byte("foreign"), 0o644)
+	_, err = b.engine.Restore(context.Background(), "ir-1", job, nil)
+	if err == nil || !brr.IsPermanent(err) || !strings.Contains(err.Error(), "/"+foreign+": exists in the target") {
+		t.Fatalf("resumed restore with a foreign file at /%s: err = %v, want it refused", foreign, err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(target, foreign)); string(got) != "foreign" {
+		t.Fatalf("the foreign file was replaced")
+	}
+
+	// The same job again, once the foreign file is gone: done.
+	if err := os.Remove(filepath.Join(target, foreign)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := b.engine.Restore(context.Background(), "ir-1", job, nil)
+	if err != nil {
+		t.Fatalf("restore run again: %v", err)
+	}
+	if res.Files != 61 || res.Symlinks != 1 {
+		t.Errorf("result counts %d files, %d symlinks; want 61 and 1", res.Files, res.Symlinks)
+	}
+	if len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "resumed an earlier attempt") {
+		t.Errorf("warnings %q, want one that says the restore resumed", res.Warnings)
+	}
+	compareTrees(t, src, target) // the marker is gone too
+	noTempFiles(t, target)
 }

@@ -19,10 +19,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// tempBase begins the names of temporary files and of markers (resume.go).
+const tempBase = ".brr-restore-"
+
 // tempName returns a name for a file being restored in dir: hidden, unique, and short
 // enough whatever the final name's length. The random prefix is per restore.
 func (rs *Restorer) tempName(dir string) string {
-	return path.Join(dir, ".brr-restore-"+rs.tempPrefix+strconv.FormatUint(rs.tempSeq.Add(1), 36))
+	return path.Join(dir, tempBase+rs.tempPrefix+strconv.FormatUint(rs.tempSeq.Add(1), 36))
 }
 
 // fileTask is a run of chunks of one file that one worker writes.

@@ -4,7 +4,10 @@
 // parallel (each to a temporary name in its directory, renamed when complete, with holes
 // where the snapshot has zeros) and gives everything its owner, mode and mtime. A file
 // that cannot be restored leaves nothing at its name and is listed in Failures; the others
-// are restored. Every change it makes by name goes through the target type (target.go).
+// are restored. Every change it makes by name goes through the target type (target.go),
+// relative to directory descriptors, never through a symlink. A restore run for a job
+// leaves a marker in the target until it succeeds, by which a later attempt of the same
+// job resumes what it wrote (resume.go).
 package restorer
 
 import (
@@ -22,6 +25,7 @@ import (
 
 	"github.com/brr-dev/brr/internal/fsio"
 	"github.com/brr-dev/brr/internal/repo"
+	"golang.org/x/sys/unix"
 )
 
 // Options are what a Restorer needs besides its repository and target.
@@ -31,18 +35,26 @@ type Options struct {
 	Overwrite bool
 	// Workers is how many files are written at once, when more than restoreWorkers.
 	Workers int
+	// Job is the id of the job the restore runs for, if any: the restore keeps a marker
+	// named after it in the target while it runs, so that a later attempt of the same
+	// job resumes it (see resume.go).
+	Job string
 }
 
 // Restorer writes plans below one target directory.
 type Restorer struct {
 	r         *repo.Repository
-	dst       target
+	dir       string
+	dst       target // set by Run, open while it runs
 	overwrite bool
 	workers   int
 	chown     bool
+	job       string
+	resume    resumeState
 
-	// Set by New: what a created file gets without chown (the worker's ids, and the
-	// target's group when its set-group-id bit is set), and the prefix of temporary names.
+	// What a created file gets without chown (the worker's ids, set by New, and the
+	// target's group when its set-group-id bit is set, by Run), and the prefix of
+	// temporary names.
 	euid, egid   int
 	targetSetgid bool
 	tempPrefix   string
@@ -60,7 +72,7 @@ type Restorer struct {
 	loadFailed atomic.Bool
 
 	files, dirs, symlinks, bytes atomic.Int64
-	doneBytes                    atomic.Int64
+	doneBytes, kept              atomic.Int64
 }
 
 const (
@@ -68,24 +80,23 @@ const (
 	dirPlainGID             // a file created in it gets the worker's group
 )
 
-// New returns a restorer into the directory targetDir, which exists (PrepareTarget).
+// New returns a restorer into the directory targetDir, which exists (PrepareTarget) and
+// is a resolved path: Run does not follow a symlink at any of its components.
 func New(r *repo.Repository, targetDir string, opts Options) *Restorer {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	rs := &Restorer{
 		r:          r,
-		dst:        target{root: targetDir},
+		dir:        targetDir,
 		overwrite:  opts.Overwrite,
 		workers:    opts.Workers,
 		chown:      os.Geteuid() == 0,
+		job:        opts.Job,
 		euid:       os.Geteuid(),
 		egid:       os.Getegid(),
 		tempPrefix: hex.EncodeToString(b[:]) + "-",
 		failedDir:  make(map[string]bool),
 		dirState:   make(map[string]uint8),
-	}
-	if fi, err := rs.dst.lstat("."); err != nil || fi.Mode()&os.ModeSetgid != 0 {
-		rs.targetSetgid = true
 	}
 	return rs
 }
@@ -96,8 +107,12 @@ type Stats struct {
 	Files, Dirs, Symlinks int64
 	// Bytes are the sizes of the files restored.
 	Bytes int64
-	// BytesDone are the bytes of file content loaded and written so far.
+	// BytesDone are the bytes of file content loaded and written so far (or found
+	// restored by an earlier attempt).
 	BytesDone int64
+	// Kept counts the files, symlinks and hard links an earlier attempt of the job had
+	// restored, kept as they were (resume.go); they are counted above too.
+	Kept int64
 }
 
 // Progress returns the counts so far; it may be called while Run runs.
@@ -108,6 +123,7 @@ func (rs *Restorer) Progress() Stats {
 		Symlinks:  rs.symlinks.Load(),
 		Bytes:     rs.bytes.Load(),
 		BytesDone: rs.doneBytes.Load(),
+		Kept:      rs.kept.Load(),
 	}
 }
 
@@ -160,8 +176,34 @@ func (rs *Restorer) markDirFailed(rel string) {
 }
 
 // Run restores pl. It returns an error only when the restore could not go on (the
-// context ended); an entry that could not be restored is in Failures.
+// context ended, the target could not be opened); an entry that could not be restored
+// is in Failures. Call it once.
 func (rs *Restorer) Run(ctx context.Context, pl *Plan) error {
+	root, err := fsio.OpenRoot(rs.dir)
+	if err != nil {
+		return fmt.Errorf("open restore target: %w", err)
+	}
+	defer root.Close()
+	rs.dst = target{root: root}
+	if st, err := rs.dst.lstat("."); err != nil || st.Mode&unix.S_ISGID != 0 {
+		rs.targetSetgid = true
+	}
+	if rs.job != "" {
+		if err := rs.mark(); err != nil {
+			return err
+		}
+		rs.removeTemps(".")
+	}
+	if err := rs.run(ctx, pl); err != nil {
+		return err
+	}
+	if rs.job != "" && len(rs.Failures()) == 0 {
+		rs.unmark()
+	}
+	return nil
+}
+
+func (rs *Restorer) run(ctx context.Context, pl *Plan) error {
 	for _, d := range pl.dirs {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -185,6 +227,8 @@ func (rs *Restorer) Run(ctx context.Context, pl *Plan) error {
 			rs.mu.Lock()
 			rs.dirState[d.rel] = flags
 			rs.mu.Unlock()
+		} else {
+			rs.removeTemps(d.rel)
 		}
 		rs.dirs.Add(1)
 	}
@@ -200,7 +244,7 @@ func (rs *Restorer) Run(ctx context.Context, pl *Plan) error {
 		rs.restored.Store(s.rel, struct{}{})
 		rs.symlinks.Add(1)
 	}
-	if err := rs.writeFiles(ctx, pl.files); err != nil {
+	if err := rs.writeFiles(ctx, rs.skipRestored(pl.files)); err != nil {
 		return err
 	}
 	for _, h := range pl.hardlinks {
@@ -225,40 +269,6 @@ func (rs *Restorer) Run(ctx context.Context, pl *Plan) error {
 	return nil
 }
 
-// Resume makes rs carry on after prev, a restore into the same target that failed: what
-// prev restored counts as restored here, and is left out of the plan it returns.
-func (rs *Restorer) Resume(prev *Restorer, pl *Plan) *Plan {
-	prev.restored.Range(func(k, v any) bool {
-		rs.restored.Store(k, v)
-		return true
-	})
-	rs.files.Store(prev.files.Load())
-	rs.symlinks.Store(prev.symlinks.Load())
-	rs.bytes.Store(prev.bytes.Load())
-	done := func(rel string) bool {
-		_, ok := prev.restored.Load(rel)
-		return ok
-	}
-	out := &Plan{dirs: pl.dirs}
-	for _, f := range pl.files {
-		if !done(f.rel) {
-			out.files = append(out.files, f)
-			out.bytes += f.node.Size
-		}
-	}
-	for _, s := range pl.symlinks {
-		if !done(s.rel) {
-			out.symlinks = append(out.symlinks, s)
-		}
-	}
-	for _, h := range pl.hardlinks {
-		if !done(h.rel) {
-			out.hardlinks = append(out.hardlinks, h)
-		}
-	}
-	return out
-}
-
 // mkdir creates a directory of the plan; fresh says it did not exist. An existing
 // directory is used as it is; anything else at its name (a symlink above all) is replaced
 // only with Overwrite, never followed.
@@ -267,15 +277,15 @@ func (rs *Restorer) mkdir(rel string) (fresh bool, err error) {
 	if err == nil || !errors.Is(err, fs.ErrExist) {
 		return err == nil, err
 	}
-	fi, err := rs.dst.lstat(rel)
+	st, err := rs.dst.lstat(rel)
 	if err != nil {
 		return false, err
 	}
-	if fi.IsDir() {
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		return false, nil
 	}
 	if !rs.overwrite {
-		return false, fmt.Errorf("exists in the target as a %s; remove it or restore with overwrite", fsio.Kind(fi.Mode()))
+		return false, fmt.Errorf("exists in the target as a %s; remove it or restore with overwrite", fsio.Kind(fsio.ModeOf(st.Mode)))
 	}
 	if err := rs.dst.remove(rel); err != nil {
 		return false, err
@@ -286,23 +296,26 @@ func (rs *Restorer) mkdir(rel string) (fresh bool, err error) {
 // clearFor makes room for a file or symlink at rel: nothing there, or (with Overwrite) a
 // non-directory that is removed.
 func (rs *Restorer) clearFor(rel string) error {
-	fi, err := rs.dst.lstat(rel)
+	st, err := rs.dst.lstat(rel)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	if fi.IsDir() {
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		return errors.New("exists in the target as a directory; remove it first")
 	}
 	if !rs.overwrite {
-		return fmt.Errorf("exists in the target as a %s; remove it or restore with overwrite", fsio.Kind(fi.Mode()))
+		return fmt.Errorf("exists in the target as a %s; remove it or restore with overwrite", fsio.Kind(fsio.ModeOf(st.Mode)))
 	}
 	return rs.dst.remove(rel)
 }
 
 func (rs *Restorer) symlink(s entry) error {
+	if rs.restoredBefore(s) {
+		return rs.setMeta(s.rel, s.node, true)
+	}
 	if err := rs.clearFor(s.rel); err != nil {
 		return err
 	}
@@ -319,6 +332,9 @@ func (rs *Restorer) link(h hardlink) error {
 	if _, ok := rs.restored.Load(h.leader); !ok {
 		return fmt.Errorf("it is a hardlink of %q, which was not restored", "/"+h.leader)
 	}
+	if rs.linkedBefore(h) {
+		return nil
+	}
 	if err := rs.clearFor(h.rel); err != nil {
 		return err
 	}
@@ -333,7 +349,7 @@ func (rs *Restorer) setMeta(rel string, n *repo.Node, isLink bool) error {
 		}
 	}
 	if !isLink {
-		if err := rs.dst.chmod(rel, fsio.Perm(n.Mode)); err != nil {
+		if err := rs.dst.chmod(rel, fsio.UnixPerm(n.Mode)); err != nil {
 			return fmt.Errorf("chmod: %w", err)
 		}
 	}

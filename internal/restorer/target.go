@@ -1,10 +1,10 @@
 package restorer
 
 import (
+	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
+	"path"
 	"time"
 
 	"github.com/brr-dev/brr"
@@ -14,72 +14,169 @@ import (
 
 // target is the directory a restore writes below. Every change a restore makes to the
 // file system by name goes through its methods, which take a path relative to it,
-// slash-separated and checked by the plan ("." is the target itself), and make one system
-// call each; what is written through an open file's descriptor is not named again. The
-// methods join the path to the target's today, so a symlink swapped in for a directory
-// while a restore runs would be followed; walking directory descriptors instead
-// (openat, mkdirat, renameat…) changes this file alone.
+// slash-separated and checked by the plan ("." is the target itself). Each resolves the
+// directory that holds the path through the fsio.Root (relative to the target's
+// descriptor, never through a symlink, the descriptor kept for the next entry of the same
+// directory) and makes one system call relative to that directory's descriptor, which
+// does not follow a symlink at the last component either. So a directory swapped for a
+// symlink while the restore runs fails the entries below it (fsio.ErrNotDir) instead of
+// leading them outside. What is written through an open file's descriptor is not named
+// again.
 type target struct {
-	root string
+	root *fsio.Root
 }
 
-func (t target) abs(rel string) string { return filepath.Join(t.root, filepath.FromSlash(rel)) }
-
-func (t target) lstat(rel string) (fs.FileInfo, error) { return os.Lstat(t.abs(rel)) }
+func (t target) lstat(rel string) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	err := t.root.At(rel, func(dirfd int, name string) (err error) {
+		st, err = fsio.Lstatat(dirfd, name)
+		return err
+	})
+	return st, err
+}
 
 // mkdir creates the directory rel with mode 0700; it gets its own mode last.
-func (t target) mkdir(rel string) error { return os.Mkdir(t.abs(rel), 0o700) }
+func (t target) mkdir(rel string) error {
+	return t.root.At(rel, func(dirfd int, name string) error {
+		return opErr("mkdir", fsio.IgnoringEINTR(func() error { return unix.Mkdirat(dirfd, name, 0o700) }))
+	})
+}
 
-func (t target) remove(rel string) error { return os.Remove(t.abs(rel)) }
+// remove removes rel, which is not a directory.
+func (t target) remove(rel string) error {
+	return t.root.At(rel, func(dirfd int, name string) error {
+		return opErr("remove", unix.Unlinkat(dirfd, name, 0))
+	})
+}
 
-func (t target) symlink(to, rel string) error { return os.Symlink(to, t.abs(rel)) }
+func (t target) symlink(to, rel string) error {
+	return t.root.At(rel, func(dirfd int, name string) error {
+		return opErr("symlink", unix.Symlinkat(to, dirfd, name))
+	})
+}
 
-func (t target) link(oldRel, rel string) error { return os.Link(t.abs(oldRel), t.abs(rel)) }
+func (t target) readlink(rel string, size int64) (string, error) {
+	var to string
+	err := t.root.At(rel, func(dirfd int, name string) (err error) {
+		to, err = fsio.Readlinkat(dirfd, name, size)
+		return err
+	})
+	return to, err
+}
 
-func (t target) lchown(rel string, uid, gid int) error { return os.Lchown(t.abs(rel), uid, gid) }
+// link makes rel a hard link of oldRel, not of what oldRel links to if it is a symlink.
+func (t target) link(oldRel, rel string) error {
+	return t.root.At(oldRel, func(olddirfd int, oldname string) error {
+		return t.root.At(rel, func(dirfd int, name string) error {
+			return opErr("link", unix.Linkat(olddirfd, oldname, dirfd, name, 0))
+		})
+	})
+}
 
-func (t target) chmod(rel string, mode fs.FileMode) error { return os.Chmod(t.abs(rel), mode) }
+func (t target) lchown(rel string, uid, gid int) error {
+	return t.root.At(rel, func(dirfd int, name string) error {
+		return unix.Fchownat(dirfd, name, uid, gid, unix.AT_SYMLINK_NOFOLLOW)
+	})
+}
+
+// chmod sets the mode bits of rel, which is not a symlink (it fails if it is one).
+func (t target) chmod(rel string, mode uint32) error {
+	return t.root.At(rel, func(dirfd int, name string) error {
+		return fsio.Chmodat(dirfd, name, mode)
+	})
+}
 
 // setMtime sets the access and modification times of rel to mtime, without following a
 // symlink at rel.
 func (t target) setMtime(rel string, mtime time.Time) error {
 	ts := unix.NsecToTimespec(mtime.UnixNano())
-	return unix.UtimesNanoAt(unix.AT_FDCWD, t.abs(rel), []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW)
+	return t.root.At(rel, func(dirfd int, name string) error {
+		return unix.UtimesNanoAt(dirfd, name, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW)
+	})
 }
 
 // create creates the file rel, which must not exist, not even as a symlink, and opens
 // it to write. An error names rel's directory.
 func (t target) create(rel string) (int, error) {
 	var fd int
-	err := fsio.IgnoringEINTR(func() (err error) {
-		fd, err = unix.Open(t.abs(rel), unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	err := t.root.At(rel, func(dirfd int, name string) (err error) {
+		fd, err = openat(dirfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o600)
+		if err != nil {
+			return fmt.Errorf("create a file in %s: %w", slash(path.Dir(rel)), err)
+		}
+		return nil
+	})
+	return fd, err
+}
+
+// open opens rel with flags, never through a symlink.
+func (t target) open(rel string, flags int, perm uint32) (int, error) {
+	var fd int
+	err := t.root.At(rel, func(dirfd int, name string) (err error) {
+		fd, err = openat(dirfd, name, flags, perm)
 		return err
 	})
-	if err != nil {
-		return -1, &fs.PathError{Op: "open", Path: filepath.Dir(t.abs(rel)), Err: err}
-	}
-	return fd, nil
+	return fd, err
+}
+
+func openat(dirfd int, name string, flags int, perm uint32) (int, error) {
+	var fd int
+	err := fsio.IgnoringEINTR(func() (err error) {
+		fd, err = unix.Openat(dirfd, name, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm)
+		return err
+	})
+	return fd, err
 }
 
 // renameNoReplace moves from to rel unless something is at rel; the error is EEXIST when
 // something is, EINVAL or ENOSYS when the file system cannot tell atomically.
 func (t target) renameNoReplace(from, rel string) error {
-	return unix.Renameat2(unix.AT_FDCWD, t.abs(from), unix.AT_FDCWD, t.abs(rel), unix.RENAME_NOREPLACE)
+	return t.root.At(from, func(fromfd int, fromName string) error {
+		return t.root.At(rel, func(dirfd int, name string) error {
+			return unix.Renameat2(fromfd, fromName, dirfd, name, unix.RENAME_NOREPLACE)
+		})
+	})
 }
 
-func (t target) rename(from, rel string) error { return os.Rename(t.abs(from), t.abs(rel)) }
+func (t target) rename(from, rel string) error {
+	return t.root.At(from, func(fromfd int, fromName string) error {
+		return t.root.At(rel, func(dirfd int, name string) error {
+			return unix.Renameat(fromfd, fromName, dirfd, name)
+		})
+	})
+}
 
-// PrepareTarget creates the target directory if needed and checks that it is one.
+// readDir lists the names in the directory rel.
+func (t target) readDir(rel string) ([]string, error) { return t.root.ReadDir(rel) }
+
+// slash shows rel as a path in the snapshot: "/a/b", "/" for the target itself.
+func slash(rel string) string {
+	if rel == "." {
+		return "/"
+	}
+	return "/" + rel
+}
+
+// opErr says which call failed with the errno err, if any.
+func opErr(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// PrepareTarget creates the target directory if needed and checks that it is one. No
+// component of target is followed if it is a symlink: give a resolved path.
 func PrepareTarget(target string) error {
-	if err := os.MkdirAll(target, 0o755); err != nil {
-		return fmt.Errorf("create restore target %s: %w", target, err)
+	err := fsio.MkdirAll(target, 0o755)
+	if err == nil {
+		return nil
 	}
-	fi, err := os.Lstat(target)
-	if err != nil {
-		return fmt.Errorf("stat restore target %s: %w", target, err)
-	}
-	if !fi.IsDir() {
+	if fi, lerr := os.Lstat(target); lerr == nil && !fi.IsDir() {
 		return brr.Permanent(fmt.Errorf("restore target %s is not a directory; restore into a directory", target))
 	}
-	return nil
+	if errors.Is(err, fsio.ErrNotDir) {
+		return fmt.Errorf("create restore target %s: %w; give a path without symlinks", target, err)
+	}
+	return fmt.Errorf("create restore target %s: %w", target, err)
 }

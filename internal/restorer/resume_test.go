@@ -1,0 +1,123 @@
+package restorer_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/brr-dev/brr/internal/repo"
+	"github.com/brr-dev/brr/internal/restorer"
+	"github.com/brr-dev/brr/internal/testkit"
+)
+
+// runJob restores sn into target for job, as a job's attempt does, and returns the
+// restorer.
+func runJob(t *testing.T, r *repo.Repository, sn *repo.Snapshot, target, job string, overwrite bool) *restorer.Restorer {
+	t.Helper()
+	ctx := context.Background()
+	if err := restorer.PrepareTarget(target); err != nil {
+		t.Fatal(err)
+	}
+	pl, err := restorer.NewPlan(ctx, r, sn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := restorer.New(r, target, restorer.Options{Workers: 2, Job: job, Overwrite: overwrite})
+	if err := rs.Run(ctx, pl); err != nil {
+		t.Fatal(err)
+	}
+	return rs
+}
+
+// A restore for a job that failed leaves its marker; the job's next attempt keeps what
+// the first one restored (files, symlinks, hard links), removes its temporary files,
+// restores the rest and removes the marker. Nothing else is taken for restored: a file
+// changed since, or a restore for another job, still fails without overwrite.
+func TestRestoreResumesItsJobsEarlierAttempt(t *testing.T) {
+	r, _ := testkit.InitRepo(t, t.TempDir(), testkit.RepoOptions())
+	src := t.TempDir()
+	mtime := time.Date(2021, 3, 4, 5, 6, 7, 890, time.UTC)
+	for _, name := range []string{"a/one", "a/two", "b/c/three", "top", "blocked"} {
+		p := filepath.Join(src, name)
+		testkit.WriteFile(t, p, randomBytes(uint64(len(name)), 5000+len(name)), 0o640)
+		if err := os.Chtimes(p, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Link(filepath.Join(src, "a", "one"), filepath.Join(src, "b", "hard")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../a/two", filepath.Join(src, "b", "link")); err != nil {
+		t.Fatal(err)
+	}
+	sn := snapshotOf(t, r, src)
+	target := filepath.Join(t.TempDir(), "out")
+	marker := filepath.Join(target, ".brr-restore-job-1")
+
+	// First attempt: a foreign file is in the way of /blocked, the rest is restored.
+	testkit.WriteFile(t, filepath.Join(target, "blocked"), []byte("foreign"), 0o644)
+	rs := runJob(t, r, sn, target, "job-1", false)
+	if f := rs.Failures(); len(f) != 1 || !strings.HasPrefix(f[0], "/blocked: ") {
+		t.Fatalf("first attempt: failures %q, want /blocked alone", f)
+	}
+	if rs.Marker() != ".brr-restore-job-1" {
+		t.Fatalf("Marker() = %q", rs.Marker())
+	}
+	prefixes, err := os.ReadFile(marker)
+	if err != nil {
+		t.Fatalf("no marker after a failed restore: %v", err)
+	}
+	// The temporary file a killed attempt would have left, and a foreign file that only
+	// looks like one.
+	left := filepath.Join(target, "a", ".brr-restore-"+strings.TrimSpace(string(prefixes))+"zz")
+	foreign := filepath.Join(target, "a", ".brr-restore-0123456789ab-1")
+	testkit.WriteFile(t, left, []byte("partial"), 0o600)
+	testkit.WriteFile(t, foreign, []byte("not ours"), 0o600)
+
+	// A restore for another job takes nothing for restored.
+	other := runJob(t, r, sn, target, "job-2", false)
+	if got := len(other.Failures()); got != 7 { // every file, symlink and hard link
+		t.Errorf("a restore for another job: %d failures %q, want 7", got, other.Failures())
+	}
+	if err := os.Remove(filepath.Join(target, ".brr-restore-job-2")); err != nil {
+		t.Fatal(err)
+	}
+
+	// The same job again, once /blocked is out of the way, but with /top changed since.
+	if err := os.Remove(filepath.Join(target, "blocked")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(filepath.Join(target, "top"), mtime, mtime.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	rs = runJob(t, r, sn, target, "job-1", false)
+	if f := rs.Failures(); len(f) != 1 || !strings.HasPrefix(f[0], "/top: ") || !strings.Contains(f[0], "overwrite") {
+		t.Fatalf("second attempt: failures %q, want /top alone, changed since the first", f)
+	}
+	if got, want := rs.Progress().Kept, int64(5); got != want { // a/one, a/two, b/c/three, b/link, b/hard
+		t.Errorf("Kept = %d, want %d", got, want)
+	}
+	if _, err := os.Lstat(left); !os.IsNotExist(err) {
+		t.Errorf("the first attempt's temporary file is still there (%v)", err)
+	}
+	if _, err := os.Lstat(foreign); err != nil {
+		t.Errorf("a file that only looks temporary was removed: %v", err)
+	}
+	if err := os.Remove(foreign); err != nil {
+		t.Fatal(err)
+	}
+
+	// And with overwrite: everything is the snapshot's, the marker is gone.
+	rs = runJob(t, r, sn, target, "job-1", true)
+	if f := rs.Failures(); len(f) != 0 {
+		t.Fatalf("third attempt: failures %q", f)
+	}
+	if _, err := os.Lstat(marker); !os.IsNotExist(err) {
+		t.Errorf("the marker is still there after the restore succeeded (%v)", err)
+	}
+	sameAsSource(t, src, target)
+	noTempFiles(t, target)
+}
