@@ -119,8 +119,9 @@ func TestMetricsAfterRealJobs(t *testing.T) {
 		snaps := sample(families, "brr_snapshots", map[string]string{"source": src})
 		dlq := sample(families, "brr_health_status", map[string]string{"check": "dlq"})
 		repo := sample(families, "brr_health_status", map[string]string{"check": "repository"})
+		dead := sample(families, "brr_dlq_messages", nil) // published after the failed event
 		return snaps != nil && value(snaps) == 2 && dlq != nil && value(dlq) == 1 && repo != nil && value(repo) == 0 &&
-			sample(families, "brr_heartbeat_age_seconds", nil) != nil
+			dead != nil && value(dead) == 1 && sample(families, "brr_heartbeat_age_seconds", nil) != nil
 	})
 	if !appeared {
 		t.Fatalf("pool metrics did not appear in 20s; metrics: %v", names(families))
