@@ -109,6 +109,9 @@ func checkRestored(t *testing.T, want, got string) (files int, size int64) {
 			return nil
 		}
 		rel, _ := filepath.Rel(got, p)
+		if strings.HasPrefix(d.Name(), ".brr-restore-") {
+			return nil // the marker a failed restore leaves so that its retry resumes
+		}
 		gd, err := os.ReadFile(p)
 		if err != nil {
 			return err
