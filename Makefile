@@ -11,6 +11,8 @@ TOOLS_BIN := $(CURDIR)/.tools/bin
 STATICCHECK_VERSION := v0.8.2
 FUZZTIME  ?= 20s
 FUZZPKGS  ?= ./...
+SOAK      ?= 20m
+SOAK_TIMEOUT ?= 12h
 
 # Build and test packages in parallel on every core (2 on the project's machines).
 NPROC     := $(shell nproc 2>/dev/null || echo 2)
@@ -23,7 +25,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 
 .PHONY: help build run demo test test/short test/race lint lint-tools fmt-check vet \
         fuzz bench bench-backup bench-pipeline bench-prune bench-scale clean cluster-up cluster-down \
-        test-faults
+        test-faults soak
 
 help: ## list the targets
 	@echo "brr $(VERSION) — make TARGET"
@@ -61,6 +63,9 @@ test/race: test ## same as test
 
 test-faults: ## fault tests: killed workers, NATS restart, lost cluster node, partition, full disk, clock skew (~3 min; root for the full disk)
 	BRR_FAULTS=1 $(GO) test -race -count=1 -timeout 60m -v ./internal/faults/
+
+soak: ## mixed jobs for SOAK (20m; SOAK=2h) on 3 NATS nodes and 3 workers killed at random, then checks (internal/soak; not in test or CI)
+	BRR_SOAK=1 SOAK=$(SOAK) $(GO) test -count=1 -timeout $(SOAK_TIMEOUT) -v -run '^TestSoak$$' ./internal/soak/
 
 test/short: ## quick tests, no race detector (go test -short)
 	$(GO) test $(GOFLAGS_P) -short -count=1 -timeout 10m ./...

@@ -49,6 +49,16 @@ func (c *Client) eventsStream(ctx context.Context) error {
 	return nil
 }
 
+// orderedResetAttempts is how many times an ordered consumer that follows events tries to
+// make its server-side consumer again under one name, when it lost the one it had, before
+// it starts over under a new name. nats.go's default (no limit) can leave a subscriber
+// deaf for good after the NATS node it was connected to is killed (SIGKILL, not a clean
+// shutdown): the first attempt, made while the cluster elects new leaders, may place the
+// new consumer on the dead node, and every later attempt under that name then times out
+// (nats.go v1.55.0, nats-server v2.15.2). With a limit the consumer is made again under
+// a new name and placed on a live node.
+const orderedResetAttempts = 2
+
 // Subscribe calls fn with each event whose subject matches filter, in stream order, in
 // one goroutine. filter is a subject filter under the events prefix, such as
 // Subjects{}.Events(EventHealth) or "brr.events.job.*.failed"; empty means every event.
@@ -64,7 +74,7 @@ func (c *Client) Subscribe(ctx context.Context, filter string, fn func(*Event), 
 	for _, opt := range opts {
 		opt(&o)
 	}
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverNewPolicy}
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverNewPolicy, MaxResetAttempts: orderedResetAttempts}
 	switch {
 	case o.deliverAll:
 		cfg.DeliverPolicy = jetstream.DeliverAllPolicy

@@ -2,6 +2,7 @@ package faults_test
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -14,15 +15,35 @@ import (
 	"github.com/brr-dev/brr/internal/testkit"
 )
 
-// TestClusterNodeLost runs two workers against a 3-node cluster with R3 streams and
-// shuts down the node that leads BRR_JOBS while ping jobs are published (50 a second) and
-// run. A subscriber connected to that very node must resume on another and see every
+// stallTarget is what issue 11 asks of an R3 cluster that loses the leader of the job
+// stream: no gap longer than this between two job completions.
+const stallTarget = 5 * time.Second
+
+// After a SIGKILL, nats-server v2.15.2 elects a new leader of a Raft group only when a
+// follower's election timer runs out, 4 to 9 s (at random, hard-coded: minElectionTimeout
+// and maxElectionTimeout in server/raft.go) after the last heartbeat it heard; until then
+// nothing can be published to the stream. So the test holds brr to what it controls:
+// from the election on, jobs complete again within electedLimit, and the whole stall
+// stays under stallLimit (the longest election and that).
+const (
+	electedLimit = 2 * time.Second
+	stallLimit   = 9*time.Second + electedLimit
+)
+
+// TestClusterNodeLost runs two workers against a 3-node cluster of nats-server processes
+// with R3 streams and kills the node that leads BRR_JOBS with SIGKILL (no step-down, no
+// leadership transfer: the others notice only when its heartbeats stop) while ping jobs
+// are published (50 a second) and run. It measures the stall, the longest gap between
+// two consecutive job completions from the last one before the kill on, and the part of
+// it that came after the new leader's election (from the nodes' logs); it fails when
+// that part passes electedLimit, and logs whether the stall met the issue's 5 s target,
+// which the election alone often does not allow. A subscriber connected to that very node must resume on another and see every
 // event; every job must succeed, none may run twice, and the publisher, which publishes
 // again with the same job id when the cluster does not answer, must not make duplicates.
 func TestClusterNodeLost(t *testing.T) {
 	faultTest(t)
 	const jobs = 400
-	cl := natstest.StartCluster(t, 3)
+	cl := natstest.StartProcessCluster(t, bins.NATSServer, 3)
 	url := cl.URL()
 	cfg := "streams: {replicas: 3}\njobs: {ack_wait: 3s}\n"
 	workers := []*testkit.Worker{bins.StartWorker(t, testkit.WorkerOptions{NATS: url, Config: cfg}), bins.StartWorker(t, testkit.WorkerOptions{NATS: url, Config: cfg})}
@@ -42,14 +63,14 @@ func TestClusterNodeLost(t *testing.T) {
 	if info.Config.Replicas != 3 || info.Cluster == nil {
 		t.Fatalf("job stream has %d replicas (cluster %+v), want 3", info.Config.Replicas, info.Cluster)
 	}
-	victim := cl.Server(info.Cluster.Leader)
+	victim := cl.Node(info.Cluster.Leader)
 	if victim == nil {
 		t.Fatalf("job stream leader %q is not a node of the cluster", info.Cluster.Leader)
 	}
-	var survivor *natstest.Server
-	for _, s := range cl.Servers {
-		if s != victim {
-			survivor = s
+	var survivor *natstest.Node
+	for _, nd := range cl.Nodes {
+		if nd != victim {
+			survivor = nd
 		}
 	}
 
@@ -78,7 +99,9 @@ func TestClusterNodeLost(t *testing.T) {
 			for {
 				// A publish to a leader that is gone gets no answer: give up on it after
 				// a while and publish again, with the same id.
-				pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+				// It waits 1 s, not more, so that what the test measures is the
+				// cluster's stall rather than the publisher's patience.
+				pctx, cancel := context.WithTimeout(ctx, time.Second)
 				_, err := pubc.Publish(pctx, brr.PingJob{DelayMS: 20}, brr.WithID(id))
 				cancel()
 				if err == nil {
@@ -91,7 +114,7 @@ func TestClusterNodeLost(t *testing.T) {
 				republish++
 				lastErr = err
 				mu.Unlock()
-				time.Sleep(200 * time.Millisecond)
+				time.Sleep(100 * time.Millisecond)
 			}
 			mu.Lock()
 			ids = append(ids, id)
@@ -102,7 +125,8 @@ func TestClusterNodeLost(t *testing.T) {
 		t.Fatalf("only %d jobs succeeded before the node was to be lost", live.jobsWith(snapshot(&mu, &ids), "job.succeeded"))
 	}
 	atLoss := len(snapshot(&mu, &ids))
-	victim.Stop()
+	victim.Kill()
+	killed := time.Now()
 	<-published
 	if ctx.Err() != nil {
 		t.Fatalf("publishing did not finish: %d of %d published, %d publishes repeated, the last failed with: %v", len(ids), jobs, republish, lastErr)
@@ -111,11 +135,16 @@ func TestClusterNodeLost(t *testing.T) {
 		t.Fatalf("published %d jobs, want %d", len(ids), jobs)
 	}
 	if !testkit.WaitFor(3*time.Minute, func() bool { return live.jobsWith(ids, "job.succeeded") == jobs }) {
-		t.Fatalf("the subscriber saw %d of %d jobs succeed after the node was lost", live.jobsWith(ids, "job.succeeded"), jobs)
+		t.Fatalf("the subscriber saw %d of %d jobs succeed after the node was lost; JetStream now:\n%s",
+			live.jobsWith(ids, "job.succeeded"), jobs, testkit.JetStreamReport(ctx, js))
 	}
 
 	_, c := testkit.Connect(t, survivor.ClientURL())
-	all := stored(t, ctx, c, "brr.events.job.ping.>")
+	events := storedEvents(t, ctx, c, "brr.events.job.ping.>")
+	all := newTally()
+	for _, e := range events {
+		all.add(e)
+	}
 	twice := 0
 	for _, id := range ids {
 		s, n := all.count(id, "job.started"), all.count(id, "job.succeeded")
@@ -145,10 +174,75 @@ func TestClusterNodeLost(t *testing.T) {
 	nStored, storedSum := all.summary(ids)
 	distinct, _ := live.summary(ids)
 	again := live.againCount()
+	gap, from, to := stall(completions(events, ids), killed)
+	var elected time.Time
+	for _, nd := range cl.Nodes {
+		if at, ok := nd.Logged("new stream leader for '$G > "+brr.Subjects{}.JobsStream()+"'", killed); ok && nd != victim && (elected.IsZero() || at.Before(elected)) {
+			elected = at
+		}
+	}
 	t.Logf("jobs %d, run twice %d, redeliveries of finished jobs not run again %d; publishes repeated while the cluster failed over %d; "+
-		"job stream leader %s lost after %d jobs were published, new leader %s; events stored %d (%s); subscriber (on the lost node) saw %d distinct, %d again",
+		"job stream leader %s SIGKILLed after %d jobs were published, new leader %s; stall %s (no job completed from %s to %s; kill at %s); "+
+		"events stored %d (%s); subscriber (on the lost node) saw %d distinct, %d again",
 		jobs, twice, lostAcks, republish, info.Cluster.Leader, atLoss, stream.CachedInfo().Cluster.Leader,
+		gap.Round(time.Millisecond), from.Format("15:04:05.000"), to.Format("15:04:05.000"), killed.Format("15:04:05.000"),
 		nStored, storedSum, distinct, again)
+	if elected.IsZero() {
+		t.Fatalf("no node logged the election of a new leader of %s after the kill", brr.Subjects{}.JobsStream())
+	}
+	election, after := elected.Sub(killed), to.Sub(elected)
+	met := "met"
+	if gap >= stallTarget {
+		met = "missed"
+	}
+	t.Logf("stall %s: the new leader was elected %s after the kill, jobs completed again %s after that; issue 11's target of %s %s",
+		gap.Round(time.Millisecond), election.Round(time.Millisecond), after.Round(time.Millisecond), stallTarget, met)
+	if after > electedLimit {
+		t.Errorf("jobs completed again %s after the new leader was elected, want under %s", after.Round(time.Millisecond), electedLimit)
+	}
+	if gap > stallLimit {
+		t.Errorf("stall of %s after the job stream leader was killed, want under %s", gap.Round(time.Millisecond), stallLimit)
+	}
+}
+
+// completions returns the times at which jobs ids succeeded (their succeeded events'
+// times, each job's first), in order.
+func completions(events []*brr.Event, ids []string) []time.Time {
+	want := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		want[id] = true
+	}
+	first := make(map[string]time.Time)
+	for _, e := range events {
+		if e.Type != brr.EventJob || e.Status != brr.StatusSucceeded || !want[e.JobID] {
+			continue
+		}
+		if at, ok := first[e.JobID]; !ok || e.Time.Before(at) {
+			first[e.JobID] = e.Time
+		}
+	}
+	times := make([]time.Time, 0, len(first))
+	for _, at := range first {
+		times = append(times, at)
+	}
+	slices.SortFunc(times, time.Time.Compare)
+	return times
+}
+
+// stall returns the longest gap between two consecutive times of sorted that ends after
+// at, with its two ends: from the last completion before a fault on, how long the
+// system went without completing a job.
+func stall(sorted []time.Time, at time.Time) (gap time.Duration, from, to time.Time) {
+	i := 0
+	for i+1 < len(sorted) && !sorted[i+1].After(at) {
+		i++
+	}
+	for j := i + 1; j < len(sorted); j++ {
+		if d := sorted[j].Sub(sorted[j-1]); d > gap {
+			gap, from, to = d, sorted[j-1], sorted[j]
+		}
+	}
+	return gap, from, to
 }
 
 // connectFirst returns a client connected to first, falling back to the servers of

@@ -18,6 +18,7 @@ func TestMain(m *testing.M) {
 	if !enabled {
 		os.Exit(m.Run())
 	}
+	bins.NATS = true // TestClusterNodeLost kills nats-server processes
 	os.Exit(bins.Main(m))
 }
 

@@ -64,6 +64,10 @@ func (m *Monitor) Run(ctx context.Context) error {
 		FilterSubjects: []string{m.cfg.Subjects.Event(&brr.Event{Type: brr.EventHealth, Status: brr.CheckWorker})},
 		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
 		OptStartTime:   &since,
+		// Not nats.go's default (no limit), which can leave the monitor deaf for good
+		// after a SIGKILL of the node it was connected to: see orderedResetAttempts in
+		// the root package's subscribe.go.
+		MaxResetAttempts: 2,
 	})
 	if err != nil {
 		return fmt.Errorf("follow heartbeats: %w", err)

@@ -1,6 +1,7 @@
 // Package natstest starts real nats-server instances with JetStream for tests: in-process
 // without a listener for speed, or on a loopback port when a test needs a real socket
-// (another process, a restart on the same address).
+// (another process, a restart on the same address); and clusters of nats-server
+// processes for tests that kill a node with SIGKILL.
 package natstest
 
 import (

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/brr-dev/brr/internal/natstest"
 )
 
 // Binaries are brr-worker and brr built from this tree, for tests that run them as
@@ -21,8 +23,12 @@ type Binaries struct {
 	// Race builds them with the race detector: slower, for a package's own few process
 	// tests rather than suites that run many workers.
 	Race bool
-	// Worker and CLI are the paths of brr-worker and brr, set by Main.
-	Worker, CLI string
+	// NATS builds nats-server too (natstest.ServerPackage, from the module cache), for
+	// tests that run NATS nodes as processes to kill them with SIGKILL.
+	NATS bool
+	// Worker and CLI are the paths of brr-worker and brr, set by Main; NATSServer the
+	// path of nats-server when NATS is set.
+	Worker, CLI, NATSServer string
 }
 
 // Main builds the binaries into a temporary directory, runs the tests of m and removes
@@ -41,17 +47,26 @@ func (b *Binaries) Main(m *testing.M) int {
 	return m.Run()
 }
 
-// build builds brr-worker and brr into dir by import path, so that it works from any
-// package's directory.
+// build builds brr-worker and brr (and nats-server) into dir by import path, so that it
+// works from any package's directory.
 func (b *Binaries) build(dir string) error {
 	b.Worker = filepath.Join(dir, "brr-worker")
 	b.CLI = filepath.Join(dir, "brr")
-	for _, bin := range []struct{ out, pkg string }{
-		{b.Worker, "github.com/brr-dev/brr/cmd/worker"},
-		{b.CLI, "github.com/brr-dev/brr/cmd/publisher"},
-	} {
+	type target struct {
+		out, pkg string
+		race     bool
+	}
+	targets := []target{
+		{b.Worker, "github.com/brr-dev/brr/cmd/worker", b.Race},
+		{b.CLI, "github.com/brr-dev/brr/cmd/publisher", b.Race},
+	}
+	if b.NATS {
+		b.NATSServer = filepath.Join(dir, "nats-server")
+		targets = append(targets, target{b.NATSServer, natstest.ServerPackage, false})
+	}
+	for _, bin := range targets {
 		args := []string{"build", "-o", bin.out}
-		if b.Race {
+		if bin.race {
 			args = append(args, "-race")
 		}
 		out, err := exec.Command("go", append(args, bin.pkg)...).CombinedOutput()

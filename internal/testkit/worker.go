@@ -141,6 +141,21 @@ func (w *Worker) running() (*exec.Cmd, chan struct{}) {
 	return w.cmd, w.done
 }
 
+// PID returns the process id of the running process, or 0 when it has exited: for a
+// test that reads the process's /proc entries.
+func (w *Worker) PID() int {
+	cmd, done := w.running()
+	if cmd == nil {
+		return 0
+	}
+	select {
+	case <-done:
+		return 0
+	default:
+		return cmd.Process.Pid
+	}
+}
+
 func (w *Worker) exitErr() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
