@@ -262,12 +262,28 @@ func TestValidate(t *testing.T) {
 	}{
 		{"concurrency zero", func(c *Config) { c.Concurrency = 0 }, "concurrency: must be 1-256, got 0"},
 		{"concurrency high", func(c *Config) { c.Concurrency = 257 }, "concurrency: must be 1-256, got 257"},
-		{"repo s3", func(c *Config) { c.Repos["offsite"] = RepoConfig{URL: "s3://bucket", PasswordEnv: "X"} },
-			`repos.offsite.url: unknown scheme "s3" (supported: file://, nats://)`},
+		{"repo s3 no bucket", func(c *Config) { c.Repos["offsite"] = RepoConfig{URL: "s3://host", PasswordEnv: "X"} },
+			`repos.offsite.url: "s3://host": no bucket; want s3://HOST[:PORT]/BUCKET[/PREFIX]`},
+		{"repo typo scheme", func(c *Config) { c.Repos["offsite"] = RepoConfig{URL: "s4://host/b-1", PasswordEnv: "X"} },
+			`repos.offsite.url: unknown scheme "s4" (supported: file://, nats://, s3://, sftp://); did you mean s3://?`},
+		{"repo s3 block on file", func(c *Config) {
+			c.Repos["x"] = RepoConfig{URL: "file:///srv/repo", KeyFile: "/k", S3: &S3Config{Region: "eu-west-1"}}
+		}, "repos.x.s3: only an s3:// repo takes an s3 block"},
+		{"repo s3 half keys", func(c *Config) {
+			c.Repos["x"] = RepoConfig{URL: "s3://h/b-1", KeyFile: "/k", S3: &S3Config{AccessKeyEnv: "A"}}
+		}, "repos.x.s3: set access_key_env and secret_key_env together"},
+		{"repo s3 path style", func(c *Config) {
+			c.Repos["x"] = RepoConfig{URL: "s3://h/b-1", KeyFile: "/k", S3: &S3Config{PathStyle: "dns"}}
+		}, `repos.x.s3.path_style: "dns" is not auto, path or virtual`},
+		{"repo sftp relative key", func(c *Config) {
+			c.Repos["x"] = RepoConfig{URL: "sftp://h/srv", KeyFile: "/k", SFTP: &SFTPConfig{KeyFile: "id_ed25519"}}
+		}, `repos.x.sftp.key_file: must be an absolute path`},
+		{"repo negative limit", func(c *Config) { c.Repos["x"] = RepoConfig{URL: "nats://x", KeyFile: "/k", LimitUpload: -1} },
+			"repos.x: limit_upload and limit_download are KiB/s"},
 		{"repo relative file", func(c *Config) { c.Repos["x"] = RepoConfig{URL: "file://repo", KeyFile: "/k"} }, `repos.x.url: "file://repo": want file:///ABSOLUTE/PATH`},
-		{"repo no scheme", func(c *Config) { c.Repos["x"] = RepoConfig{URL: "/srv/repo", KeyFile: "/k"} }, `repos.x.url: "/srv/repo": want file:///ABSOLUTE/PATH or nats://BUCKET`},
+		{"repo no scheme", func(c *Config) { c.Repos["x"] = RepoConfig{URL: "/srv/repo", KeyFile: "/k"} }, `repos.x.url: "/srv/repo": want one of file:///ABSOLUTE/PATH, nats://BUCKET, s3://`},
 		{"repo bad bucket", func(c *Config) { c.Repos["x"] = RepoConfig{URL: "nats://a.b", KeyFile: "/k"} }, `repos.x.url: "nats://a.b": want nats://BUCKET`},
-		{"repo no url", func(c *Config) { c.Repos["x"] = RepoConfig{KeyFile: "/k"} }, "repos.x.url: missing"},
+		{"repo no url", func(c *Config) { c.Repos["x"] = RepoConfig{KeyFile: "/k"} }, "repos.x.url: no repository URL"},
 		{"repo no key", func(c *Config) { c.Repos["x"] = RepoConfig{URL: "nats://x"} }, "repos.x: set key_file"},
 		{"repo two keys", func(c *Config) { c.Repos["x"] = RepoConfig{URL: "nats://x", KeyFile: "/k", PasswordEnv: "P"} }, "repos.x: set key_file or password_env, not both"},
 		{"repo relative key", func(c *Config) { c.Repos["x"] = RepoConfig{URL: "nats://x", KeyFile: "k"} }, `repos.x.key_file: must be an absolute path, got "k"`},

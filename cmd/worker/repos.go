@@ -15,8 +15,6 @@ import (
 	"github.com/brr-dev/brr/internal/events"
 	"github.com/brr-dev/brr/internal/jobs"
 	"github.com/brr-dev/brr/internal/repo"
-	"github.com/brr-dev/brr/internal/repo/file"
-	"github.com/brr-dev/brr/internal/repo/natsobj"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 )
@@ -80,24 +78,9 @@ func (c *repoClaims) claim(ctx context.Context, name, id, location string) error
 }
 
 func openRepo(ctx context.Context, cfg Config, name string, rc RepoConfig, js jetstream.JetStream, leases jobs.Leaser, claims *repoClaims, log zerolog.Logger) (*repo.Repository, error) {
-	loc, err := parseRepoURL(rc.URL)
+	be, err := openBackend(ctx, cfg, name, rc, js)
 	if err != nil {
-		return nil, fmt.Errorf("repos.%s.url: %w", name, err)
-	}
-	var be repo.Backend
-	switch loc.Scheme {
-	case "file":
-		b, err := file.Open(loc.Path)
-		if err != nil {
-			return nil, fmt.Errorf("open repo %s at %s: %w", name, rc.URL, err)
-		}
-		be = b
-	case "nats":
-		b, err := natsobj.Open(ctx, js, loc.Bucket, cfg.Streams.Replicas)
-		if err != nil {
-			return nil, fmt.Errorf("open repo %s at %s: %w", name, rc.URL, err)
-		}
-		be = b
+		return nil, err
 	}
 	// Before creating a repository (or its key), ask whether the pools mean another one by
 	// the name: a worker that joined a pool with a "local" of its own used to make one.

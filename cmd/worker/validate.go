@@ -12,10 +12,10 @@ import (
 	"time"
 
 	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/repo/location"
 )
 
 var (
-	bucketPattern  = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 	envNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	// prefixPattern is the subject prefix: the root package checks it only inside
 	// brr.NewClient, and has no function of its own for it to call.
@@ -186,8 +186,24 @@ func (h HTTPConfig) validate() error {
 // validate checks a repo's url and key; key is its config key, repos.NAME.
 func (rc RepoConfig) validate(key string) error {
 	var p problems
-	if err := checkRepoURL(rc.URL); err != nil {
+	loc, err := location.Parse(rc.URL)
+	if err != nil {
 		p.bad("%s.url: %v", key, err)
+	}
+	if rc.S3 != nil && err == nil && loc.Scheme != "s3" {
+		p.bad("%s.s3: only an s3:// repo takes an s3 block; its url is %s", key, loc)
+	}
+	if rc.SFTP != nil && err == nil && loc.Scheme != "sftp" {
+		p.bad("%s.sftp: only an sftp:// repo takes an sftp block; its url is %s", key, loc)
+	}
+	if rc.S3 != nil {
+		rc.S3.validate(key+".s3", &p)
+	}
+	if rc.SFTP != nil {
+		rc.SFTP.validate(key+".sftp", &p)
+	}
+	if rc.LimitUpload < 0 || rc.LimitDownload < 0 {
+		p.bad("%s: limit_upload and limit_download are KiB/s, 0 (no limit) or more", key)
 	}
 	switch {
 	case rc.KeyFile == "" && rc.PasswordEnv == "":
@@ -277,37 +293,35 @@ func checkNATSURL(s string) error {
 	return fmt.Errorf("%q: unknown scheme %q (supported: nats://, tls://, ws://, wss://)", redactURL(s), u.Scheme)
 }
 
-// repoLocation is a parsed repository URL.
-type repoLocation struct {
-	Scheme string // "file" or "nats"
-	Path   string // file: the absolute directory
-	Bucket string // nats: the object store bucket
+func (c *S3Config) validate(key string, p *problems) {
+	switch c.PathStyle {
+	case "", "auto", "path", "virtual":
+	default:
+		p.bad("%s.path_style: %q is not auto, path or virtual", key, c.PathStyle)
+	}
+	for _, e := range []struct{ name, v string }{
+		{"access_key_env", c.AccessKeyEnv}, {"secret_key_env", c.SecretKeyEnv}, {"session_token_env", c.SessionTokenEnv},
+	} {
+		if e.v != "" && !envNamePattern.MatchString(e.v) {
+			p.bad("%s.%s: %q is not an environment variable name (want e.g. OFFSITE_AWS_ACCESS_KEY_ID)", key, e.name, e.v)
+		}
+	}
+	if (c.AccessKeyEnv == "") != (c.SecretKeyEnv == "") {
+		p.bad("%s: set access_key_env and secret_key_env together", key)
+	}
+	if c.CredentialsFile != "" && !filepath.IsAbs(c.CredentialsFile) {
+		p.bad("%s.credentials_file: must be an absolute path, got %q", key, c.CredentialsFile)
+	}
+	if c.Profile != "" && c.CredentialsFile == "" {
+		p.bad("%s.profile: names a section of credentials_file; set credentials_file too", key)
+	}
 }
 
-func parseRepoURL(s string) (repoLocation, error) {
-	scheme, rest, ok := strings.Cut(s, "://")
-	if !ok || scheme == "" {
-		return repoLocation{}, fmt.Errorf("%q: want file:///ABSOLUTE/PATH or nats://BUCKET", s)
+func (c *SFTPConfig) validate(key string, p *problems) {
+	if c.KeyFile != "" && !filepath.IsAbs(c.KeyFile) {
+		p.bad("%s.key_file: must be an absolute path, got %q", key, c.KeyFile)
 	}
-	switch scheme {
-	case "file":
-		if !strings.HasPrefix(rest, "/") {
-			return repoLocation{}, fmt.Errorf("%q: want file:///ABSOLUTE/PATH (three slashes, then an absolute path)", s)
-		}
-		return repoLocation{Scheme: "file", Path: filepath.Clean(rest)}, nil
-	case "nats":
-		if !bucketPattern.MatchString(rest) {
-			return repoLocation{}, fmt.Errorf("%q: want nats://BUCKET, a bucket name of letters, digits, '-' or '_'", s)
-		}
-		return repoLocation{Scheme: "nats", Bucket: rest}, nil
+	if c.KnownHosts != "" && !filepath.IsAbs(c.KnownHosts) {
+		p.bad("%s.known_hosts: must be an absolute path, got %q", key, c.KnownHosts)
 	}
-	return repoLocation{}, fmt.Errorf("unknown scheme %q (supported: file://, nats://)", scheme)
-}
-
-func checkRepoURL(s string) error {
-	if s == "" {
-		return errors.New("missing; want file:///ABSOLUTE/PATH or nats://BUCKET")
-	}
-	_, err := parseRepoURL(s)
-	return err
 }
