@@ -91,20 +91,13 @@ type RepoConfig struct {
 	// LimitUpload and LimitDownload cap the repo's traffic, in KiB/s; 0 is no limit.
 	LimitUpload   int `yaml:"limit_upload,omitempty"`
 	LimitDownload int `yaml:"limit_download,omitempty"`
-	// S3 and SFTP tune an s3:// or sftp:// repo; they hold the names of the files and
-	// environment variables with the secrets, never the secrets.
-	S3   *S3Config   `yaml:"s3,omitempty"`
-	SFTP *SFTPConfig `yaml:"sftp,omitempty"`
-}
-
-// S3Config is the s3 block of an s3:// repo. The credentials come from the environment
-// variables it names (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN when
-// it names none), else from a credentials file; two repos naming different variables use
-// two accounts.
-type S3Config struct {
+	// The keys of an s3:// repo. The credentials come from the environment variables
+	// they name (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN when they
+	// name none), else from a credentials file; two repos naming different variables use
+	// two accounts. Only names of variables and files, never the secrets.
 	Region string `yaml:"region,omitempty"`
-	// PathStyle is "auto" (the default), "path" (http://host/bucket, MinIO and most
-	// self-hosted servers) or "virtual" (http://bucket.host).
+	// PathStyle is "auto" (the default), "path" (https://host/bucket, MinIO and most
+	// self-hosted servers) or "virtual" (https://bucket.host).
 	PathStyle       string `yaml:"path_style,omitempty"`
 	AccessKeyEnv    string `yaml:"access_key_env,omitempty"`
 	SecretKeyEnv    string `yaml:"secret_key_env,omitempty"`
@@ -113,15 +106,11 @@ type S3Config struct {
 	// ("default" when empty).
 	CredentialsFile string `yaml:"credentials_file,omitempty"`
 	Profile         string `yaml:"profile,omitempty"`
-}
 
-// SFTPConfig is the sftp block of an sftp:// repo.
-type SFTPConfig struct {
-	// KeyFile is the private key to log in with; without it the ssh agent at
-	// $SSH_AUTH_SOCK is asked.
-	KeyFile string `yaml:"key_file,omitempty"`
-	// KnownHosts is the known_hosts file the server's host key must be in
-	// (~/.ssh/known_hosts when empty); an unknown key is refused.
+	// The keys of an sftp:// repo. SSHKeyFile is the private key to log in with;
+	// without it the ssh agent at $SSH_AUTH_SOCK is asked. KnownHosts is the file the
+	// server's host key must be in (~/.ssh/known_hosts when empty).
+	SSHKeyFile string `yaml:"ssh_key_file,omitempty"`
 	KnownHosts string `yaml:"known_hosts,omitempty"`
 }
 

@@ -266,18 +266,20 @@ func TestValidate(t *testing.T) {
 			`repos.offsite.url: "s3://host": no bucket; want s3://HOST[:PORT]/BUCKET[/PREFIX]`},
 		{"repo typo scheme", func(c *Config) { c.Repos["offsite"] = RepoConfig{URL: "s4://host/b-1", PasswordEnv: "X"} },
 			`repos.offsite.url: unknown scheme "s4" (supported: file://, nats://, s3://, sftp://); did you mean s3://?`},
-		{"repo s3 block on file", func(c *Config) {
-			c.Repos["x"] = RepoConfig{URL: "file:///srv/repo", KeyFile: "/k", S3: &S3Config{Region: "eu-west-1"}}
-		}, "repos.x.s3: only an s3:// repo takes an s3 block"},
-		{"repo s3 half keys", func(c *Config) {
-			c.Repos["x"] = RepoConfig{URL: "s3://h/b-1", KeyFile: "/k", S3: &S3Config{AccessKeyEnv: "A"}}
-		}, "repos.x.s3: set access_key_env and secret_key_env together"},
-		{"repo s3 path style", func(c *Config) {
-			c.Repos["x"] = RepoConfig{URL: "s3://h/b-1", KeyFile: "/k", S3: &S3Config{PathStyle: "dns"}}
-		}, `repos.x.s3.path_style: "dns" is not auto, path or virtual`},
+		{"repo s3 key on file", func(c *Config) {
+			c.Repos["x"] = RepoConfig{URL: "file:///srv/repo", KeyFile: "/k", Region: "eu-west-1"}
+		},
+			"repos.x.region: only an s3:// repo takes it; this repo's url is file://…"},
+		{"repo sftp key on s3", func(c *Config) { c.Repos["x"] = RepoConfig{URL: "s3://h/b-1", KeyFile: "/k", KnownHosts: "/kh"} },
+			"repos.x.known_hosts: only an sftp:// repo takes it; this repo's url is s3://…"},
+		{"repo s3 half keys", func(c *Config) { c.Repos["x"] = RepoConfig{URL: "s3://h/b-1", KeyFile: "/k", AccessKeyEnv: "A"} },
+			"repos.x: set access_key_env and secret_key_env together"},
+		{"repo s3 path style", func(c *Config) { c.Repos["x"] = RepoConfig{URL: "s3://h/b-1", KeyFile: "/k", PathStyle: "dns"} },
+			`repos.x.path_style: "dns" is not auto, path or virtual`},
 		{"repo sftp relative key", func(c *Config) {
-			c.Repos["x"] = RepoConfig{URL: "sftp://h/srv", KeyFile: "/k", SFTP: &SFTPConfig{KeyFile: "id_ed25519"}}
-		}, `repos.x.sftp.key_file: must be an absolute path`},
+			c.Repos["x"] = RepoConfig{URL: "sftp://h/srv", KeyFile: "/k", SSHKeyFile: "id_ed25519"}
+		},
+			`repos.x.ssh_key_file: must be an absolute path`},
 		{"repo negative limit", func(c *Config) { c.Repos["x"] = RepoConfig{URL: "nats://x", KeyFile: "/k", LimitUpload: -1} },
 			"repos.x: limit_upload and limit_download are KiB/s"},
 		{"repo relative file", func(c *Config) { c.Repos["x"] = RepoConfig{URL: "file://repo", KeyFile: "/k"} }, `repos.x.url: "file://repo": want file:///ABSOLUTE/PATH`},

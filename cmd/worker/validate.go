@@ -190,17 +190,8 @@ func (rc RepoConfig) validate(key string) error {
 	if err != nil {
 		p.bad("%s.url: %v", key, err)
 	}
-	if rc.S3 != nil && err == nil && loc.Scheme != "s3" {
-		p.bad("%s.s3: only an s3:// repo takes an s3 block; its url is %s", key, loc)
-	}
-	if rc.SFTP != nil && err == nil && loc.Scheme != "sftp" {
-		p.bad("%s.sftp: only an sftp:// repo takes an sftp block; its url is %s", key, loc)
-	}
-	if rc.S3 != nil {
-		rc.S3.validate(key+".s3", &p)
-	}
-	if rc.SFTP != nil {
-		rc.SFTP.validate(key+".sftp", &p)
+	if err == nil {
+		rc.validateScheme(key, loc.Scheme, &p)
 	}
 	if rc.LimitUpload < 0 || rc.LimitDownload < 0 {
 		p.bad("%s: limit_upload and limit_download are KiB/s, 0 (no limit) or more", key)
@@ -293,35 +284,45 @@ func checkNATSURL(s string) error {
 	return fmt.Errorf("%q: unknown scheme %q (supported: nats://, tls://, ws://, wss://)", redactURL(s), u.Scheme)
 }
 
-func (c *S3Config) validate(key string, p *problems) {
-	switch c.PathStyle {
-	case "", "auto", "path", "virtual":
-	default:
-		p.bad("%s.path_style: %q is not auto, path or virtual", key, c.PathStyle)
-	}
-	for _, e := range []struct{ name, v string }{
-		{"access_key_env", c.AccessKeyEnv}, {"secret_key_env", c.SecretKeyEnv}, {"session_token_env", c.SessionTokenEnv},
-	} {
-		if e.v != "" && !envNamePattern.MatchString(e.v) {
-			p.bad("%s.%s: %q is not an environment variable name (want e.g. OFFSITE_AWS_ACCESS_KEY_ID)", key, e.name, e.v)
+// validateScheme checks the keys that belong to one scheme: they are set only on a repo
+// of that scheme, and well-formed.
+func (rc RepoConfig) validateScheme(key, scheme string, p *problems) {
+	s3Keys := map[string]string{"region": rc.Region, "path_style": rc.PathStyle, "access_key_env": rc.AccessKeyEnv,
+		"secret_key_env": rc.SecretKeyEnv, "session_token_env": rc.SessionTokenEnv, "credentials_file": rc.CredentialsFile, "profile": rc.Profile}
+	sftpKeys := map[string]string{"ssh_key_file": rc.SSHKeyFile, "known_hosts": rc.KnownHosts}
+	for _, only := range []struct {
+		scheme string
+		keys   map[string]string
+	}{{"s3", s3Keys}, {"sftp", sftpKeys}} {
+		if only.scheme == scheme {
+			continue
+		}
+		for _, k := range sortedKeys(only.keys) {
+			if only.keys[k] != "" {
+				p.bad("%s.%s: only an %s:// repo takes it; this repo's url is %s://…", key, k, only.scheme, scheme)
+			}
 		}
 	}
-	if (c.AccessKeyEnv == "") != (c.SecretKeyEnv == "") {
+	switch rc.PathStyle {
+	case "", "auto", "path", "virtual":
+	default:
+		p.bad("%s.path_style: %q is not auto, path or virtual", key, rc.PathStyle)
+	}
+	for _, k := range []string{"access_key_env", "secret_key_env", "session_token_env"} {
+		if v := s3Keys[k]; v != "" && !envNamePattern.MatchString(v) {
+			p.bad("%s.%s: %q is not an environment variable name (want e.g. OFFSITE_AWS_ACCESS_KEY_ID)", key, k, v)
+		}
+	}
+	if (rc.AccessKeyEnv == "") != (rc.SecretKeyEnv == "") {
 		p.bad("%s: set access_key_env and secret_key_env together", key)
 	}
-	if c.CredentialsFile != "" && !filepath.IsAbs(c.CredentialsFile) {
-		p.bad("%s.credentials_file: must be an absolute path, got %q", key, c.CredentialsFile)
-	}
-	if c.Profile != "" && c.CredentialsFile == "" {
+	if rc.Profile != "" && rc.CredentialsFile == "" {
 		p.bad("%s.profile: names a section of credentials_file; set credentials_file too", key)
 	}
-}
-
-func (c *SFTPConfig) validate(key string, p *problems) {
-	if c.KeyFile != "" && !filepath.IsAbs(c.KeyFile) {
-		p.bad("%s.key_file: must be an absolute path, got %q", key, c.KeyFile)
-	}
-	if c.KnownHosts != "" && !filepath.IsAbs(c.KnownHosts) {
-		p.bad("%s.known_hosts: must be an absolute path, got %q", key, c.KnownHosts)
+	for _, k := range []string{"credentials_file", "ssh_key_file", "known_hosts"} {
+		v := s3Keys[k] + sftpKeys[k]
+		if v != "" && !filepath.IsAbs(v) {
+			p.bad("%s.%s: must be an absolute path, got %q", key, k, v)
+		}
 	}
 }
