@@ -10,14 +10,15 @@
 //
 // A PUT is atomic (an object appears complete or not at all, also when it is uploaded in
 // parts), so Save writes objects in place. Requests go through minio-go, which retries
-// each request itself (minio-go v7.4.1, retry.go and api.go executeMethod): up to
-// Config.MaxRetries attempts (10 by default) with exponential backoff from 200 ms capped
-// at 1 s, full jitter, for network errors, HTTP 408, 429, 499, 500, 502, 503, 504 and
-// 520, and the S3 codes RequestTimeout, Throttling, SlowDown, InternalError and the
-// like; never for 4xx answers such as NoSuchKey or AccessDenied, and not after the
-// context ends. An upload's body is replayed on retry (Save hands it a seekable
-// reader). So this package has no retry loop of its own; a failure that outlasts those
-// retries is returned to the job, which the queue retries.
+// them itself (v7.4.1: retry.go, and executeMethod in api.go): up to Config.MaxRetries
+// attempts (10 by default), with exponential backoff from 200 ms capped at 1 s and full
+// jitter, after a network error, an HTTP 408, 429, 499, 500, 502, 503, 504 or 520, or
+// the S3 codes RequestTimeout, Throttling, SlowDown, InternalError, ExpiredToken and the
+// like. It does not retry other answers (NoSuchKey, a refused key; once with the right
+// region when the server names another), nor once the context has ended, nor a body
+// that breaks off after the answer's headers. An upload's body is replayed on retry
+// (Save hands it a seekable reader). So this package has no retry loop of its own: a
+// failure that outlasts those attempts is returned, and the job that met it is retried.
 package s3
 
 import (
@@ -37,12 +38,11 @@ import (
 
 // Backend is a repository under a prefix of an S3 bucket. It is safe for concurrent use.
 type Backend struct {
-	cfg      Config // without keys: Credentials.Source only
-	keysFrom string // where the keys came from, for error messages
-	prefix   string // cfg.Prefix without leading and trailing slashes
-	client   *minio.Client
-	core     minio.Core // the same client; its GetObject answers with the response headers
-	own      *http.Transport
+	cfg    Config // without keys: Credentials.Source says where they came from
+	prefix string // cfg.Prefix without leading and trailing slashes
+	client *minio.Client
+	core   minio.Core // the same client; its GetObject answers with the response headers
+	own    *http.Transport
 }
 
 var _ repo.Backend = (*Backend)(nil)
@@ -60,7 +60,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 		return nil, fmt.Errorf("open s3 repository %s: %w", cfg.location(strings.Trim(cfg.Prefix, "/")), err)
 	}
 	lookup, _ := cfg.bucketLookup() // checked
-	b := &Backend{cfg: cfg, keysFrom: keysFrom, prefix: strings.Trim(cfg.Prefix, "/")}
+	b := &Backend{cfg: cfg, prefix: strings.Trim(cfg.Prefix, "/")}
 	b.cfg.Credentials = Credentials{Source: keysFrom}
 	if b.cfg.PartSize == 0 {
 		b.cfg.PartSize = DefaultPartSize

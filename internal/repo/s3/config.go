@@ -71,6 +71,56 @@ type Credentials struct {
 	Source string
 }
 
+// String describes c without its keys, so that printing a Config leaks none.
+func (c Credentials) String() string {
+	if c.AccessKey == "" {
+		return "no keys"
+	}
+	return "keys from " + c.sourceOr("the repository's configuration")
+}
+
+// GoString is String, for %#v.
+func (c Credentials) GoString() string { return c.String() }
+
+func (c Credentials) sourceOr(def string) string {
+	if c.Source != "" {
+		return c.Source
+	}
+	return def
+}
+
+// String describes c without its keys: its location and where the keys come from.
+func (c Config) String() string {
+	keys := c.Credentials.String()
+	switch {
+	case c.AccessKey != "":
+	case c.CredentialsFile != "" || c.Profile != "":
+		keys = "keys from " + c.fileSource()
+	default:
+		keys = "keys from the AWS_* environment variables"
+	}
+	return c.location(strings.Trim(c.Prefix, "/")) + " (" + keys + ")"
+}
+
+// fileSource names the credentials file and profile c reads keys from.
+func (c Config) fileSource() string {
+	file := c.CredentialsFile
+	if file == "" {
+		file = "the AWS default credentials and config files"
+	}
+	profile := c.Profile
+	if profile == "" {
+		profile = os.Getenv("AWS_PROFILE")
+	}
+	if profile == "" {
+		profile = "default"
+	}
+	return fmt.Sprintf("profile %q of %s", profile, file)
+}
+
+// GoString is String, for %#v.
+func (c Config) GoString() string { return c.String() }
+
 // CredentialsFromEnv reads keys from the environment variables named accessEnv,
 // secretEnv and tokenEnv (tokenEnv may be empty: no session token). It fails when a
 // named variable is empty or unset; the error names the variables, never their values.
@@ -141,13 +191,6 @@ func (c Config) check() error {
 	return nil
 }
 
-func (c Config) sourceOr(def string) string {
-	if c.Source != "" {
-		return c.Source
-	}
-	return def
-}
-
 func (c Config) bucketLookup() (minio.BucketLookupType, error) {
 	switch c.PathStyle {
 	case "", "auto":
@@ -168,18 +211,7 @@ func (c Config) credentials() (*credentials.Credentials, string, error) {
 		return credentials.NewStaticV4(c.AccessKey, c.SecretKey, c.SessionToken), c.sourceOr("the repository's configuration"), nil
 	}
 	if c.CredentialsFile != "" || c.Profile != "" {
-		file := c.CredentialsFile
-		if file == "" {
-			file = "the AWS default credentials and config files"
-		}
-		profile := c.Profile
-		if profile == "" {
-			profile = os.Getenv("AWS_PROFILE")
-		}
-		if profile == "" {
-			profile = "default"
-		}
-		src := fmt.Sprintf("profile %q of %s", profile, file)
+		src := c.fileSource()
 		creds := credentials.NewFileAWSCredentials(c.CredentialsFile, c.Profile)
 		v, err := creds.GetWithContext(nil)
 		if err != nil {

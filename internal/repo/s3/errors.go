@@ -54,16 +54,16 @@ func (b *Backend) explain(err error) error {
 			b.cfg.Bucket, b.cfg.Endpoint, b.cfg.Bucket, b.cfg.Bucket, err)
 	case codeInvalidAccessKeyID, codeUserNotFound:
 		return fmt.Errorf("s3 server %s does not know the access key from %s (%s): check that the key is one of this server's: %w",
-			b.cfg.Endpoint, b.keysFrom, c, err)
+			b.cfg.Endpoint, b.cfg.Source, c, err)
 	case codeSignatureDoesNotMatch:
 		return fmt.Errorf("s3 server %s refused the secret key from %s (%s): check that the secret belongs to the access key, with no stray space or newline: %w",
-			b.cfg.Endpoint, b.keysFrom, c, err)
+			b.cfg.Endpoint, b.cfg.Source, c, err)
 	case codeAccessDenied:
 		return fmt.Errorf("s3 server %s denied access to bucket %q with the keys from %s (%s): check the keys, and that their policy allows listing the bucket and getting, putting and deleting its objects: %w",
-			b.cfg.Endpoint, b.cfg.Bucket, b.keysFrom, c, err)
+			b.cfg.Endpoint, b.cfg.Bucket, b.cfg.Source, c, err)
 	case codeExpiredToken, codeInvalidToken:
 		return fmt.Errorf("s3 server %s refused the session token from %s (%s): temporary keys expire; renew them: %w",
-			b.cfg.Endpoint, b.keysFrom, c, err)
+			b.cfg.Endpoint, b.cfg.Source, c, err)
 	case codeRequestTimeTooSkewed:
 		return fmt.Errorf("this machine's clock differs from s3 server %s's by more than S3 allows (%s): set the clock right, e.g. run NTP (`timedatectl set-ntp true`): %w",
 			b.cfg.Endpoint, c, err)

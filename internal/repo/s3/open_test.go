@@ -3,6 +3,9 @@ package s3_test
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -191,4 +194,51 @@ func TestLocationHasNoSecret(t *testing.T) {
 	if strings.Contains(be.Location(), srv.AccessKey) || strings.Contains(be.Location(), srv.SecretKey) {
 		t.Fatalf("Location() = %q holds a key", be.Location())
 	}
+}
+
+func TestConfigPrintsNoSecret(t *testing.T) {
+	cfg := s3.Config{
+		Endpoint:    "s3.example.com",
+		Bucket:      "bkt",
+		Prefix:      "p",
+		TLS:         true,
+		Credentials: s3.Credentials{AccessKey: "AKID", SecretKey: "very-secret", SessionToken: "token-secret", Source: "environment variables A and B"},
+	}
+	for _, f := range []string{"%v", "%+v", "%#v", "%s"} {
+		got := fmt.Sprintf(f, cfg) + fmt.Sprintf(f, cfg.Credentials) + fmt.Sprintf(f, &cfg)
+		if strings.Contains(got, "very-secret") || strings.Contains(got, "token-secret") {
+			t.Errorf("Sprintf(%q) = %q, holds a secret", f, got)
+		}
+	}
+	if got, want := cfg.String(), "s3://s3.example.com/bkt/p (keys from environment variables A and B)"; got != want {
+		t.Errorf("String() = %q, want %q", got, want)
+	}
+}
+
+// skewed answers every request as S3 answers one signed by a clock more than 15
+// minutes off, which a test cannot make a real server see.
+type skewed struct{}
+
+func (skewed) RoundTrip(req *http.Request) (*http.Response, error) {
+	body := `<?xml version="1.0" encoding="UTF-8"?><Error><Code>RequestTimeTooSkewed</Code>` +
+		`<Message>The difference between the request time and the current time is too large.</Message></Error>`
+	return &http.Response{
+		StatusCode: http.StatusForbidden,
+		Status:     "403 Forbidden",
+		Header:     http.Header{"Content-Type": {"application/xml"}},
+		Body:       io.NopCloser(strings.NewReader(body)),
+		Request:    req,
+	}, nil
+}
+
+func TestOpenClockSkew(t *testing.T) {
+	cfg := s3.Config{
+		Endpoint:    "s3.example.com",
+		Bucket:      "bkt",
+		Region:      "us-east-1",
+		Credentials: s3.Credentials{AccessKey: "AKID", SecretKey: "very-secret"},
+		Transport:   skewed{},
+	}
+	_, err := s3.Open(context.Background(), cfg)
+	wantErr(t, err, []string{"very-secret"}, "this machine's clock differs from s3 server s3.example.com's", "RequestTimeTooSkewed", "NTP")
 }
