@@ -9,7 +9,9 @@
 //	PREFIX/data/<first two hex digits of name>/<name>
 //
 // A PUT is atomic (an object appears complete or not at all, also when it is uploaded in
-// parts), so Save writes objects in place. Requests go through minio-go, which retries
+// parts), so Save writes objects in place. A multipart upload that fails is aborted, but
+// one cut short by a crash keeps its parts on the server until a lifecycle rule
+// (AbortIncompleteMultipartUpload) removes them; set one on the bucket. Requests go through minio-go, which retries
 // them itself (v7.4.1: retry.go, and executeMethod in api.go): up to Config.MaxRetries
 // attempts (10 by default), with exponential backoff from 200 ms capped at 1 s and full
 // jitter, after a network error, an HTTP 408, 429, 499, 500, 502, 503, 504 or 520, or
@@ -251,6 +253,13 @@ func (b *Backend) Load(ctx context.Context, h repo.Handle, offset, length int64)
 			return nil, fmt.Errorf("load %s: bytes %d to %d are past the end of the %d-byte object", h, offset, offset+length, total)
 		}
 		want = end - start + 1
+	}
+	if want < 0 { // no Content-Length
+		buf, err := io.ReadAll(body)
+		if err != nil {
+			return nil, fmt.Errorf("load %s: read: %w", h, b.explain(err))
+		}
+		return buf, nil
 	}
 	buf := make([]byte, want)
 	if _, err := io.ReadFull(body, buf); err != nil {

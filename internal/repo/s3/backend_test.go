@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/brr-dev/brr/internal/repo"
 	"github.com/brr-dev/brr/internal/repo/backendtest"
@@ -52,8 +53,8 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-// TestConformanceBucketRoot runs the suite's basic test on a repository at the root of a
-// bucket, with no prefix.
+// TestConformanceBucketRoot runs the suite on repositories at the root of their bucket,
+// with no prefix, and the default part size.
 func TestConformanceBucketRoot(t *testing.T) {
 	srv := testkit.StartS3(t)
 	n := 0
@@ -169,6 +170,8 @@ type counter struct {
 	failed   atomic.Int64
 	mu       sync.Mutex
 	queries  map[string]int
+	// after, when set, is called after each request has its answer.
+	after func(req *http.Request)
 }
 
 func newCounter(t *testing.T) *counter {
@@ -189,6 +192,9 @@ func (c *counter) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := c.next.RoundTrip(req)
 	if err != nil {
 		c.failed.Add(1)
+	}
+	if c.after != nil {
+		c.after(req)
 	}
 	if err == nil && req.Method == http.MethodGet {
 		resp.Body = &countingBody{ReadCloser: resp.Body, n: &c.gotBytes}
@@ -307,5 +313,42 @@ func TestConfigErrors(t *testing.T) {
 				t.Fatalf("error %q holds the secret key", err)
 			}
 		})
+	}
+}
+
+// TestInterruptedMultipart cancels a Save after its first part went up: no object
+// appears, and the upload is aborted rather than left to hold the parts.
+func TestInterruptedMultipart(t *testing.T) {
+	srv := testkit.StartS3(t)
+	cfg := config(srv, srv.Bucket(t, "brr-interrupted"), "")
+	tr := newCounter(t)
+	cfg.Transport = tr
+	be := open(t, cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tr.after = func(req *http.Request) {
+		if req.Method == http.MethodPut && req.URL.Query().Has("partNumber") {
+			cancel()
+		}
+	}
+	h := repo.Handle{Type: repo.PackFile, Name: backendtest.RandomID(t)}
+	if err := be.Save(ctx, h, backendtest.RandomData(t, 4*s3.MinPartSize)); err == nil {
+		t.Fatal("Save cancelled after its first part succeeded")
+	}
+	if _, err := be.Stat(context.Background(), h); !repo.IsNotExist(err) {
+		t.Fatalf("Stat after an interrupted Save: err = %v, want ErrNotExist", err)
+	}
+	if tr.count("PUT partNumber") == 0 {
+		t.Fatal("the Save sent no part: nothing was interrupted")
+	}
+	client, err := minio.New(srv.Endpoint, &minio.Options{Creds: credentials.NewStaticV4(srv.AccessKey, srv.SecretKey, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for u := range client.ListIncompleteUploads(context.Background(), "brr-interrupted", "", true) {
+		if u.Err != nil {
+			t.Fatal(u.Err)
+		}
+		t.Errorf("upload %s of %s left behind", u.UploadID, u.Key)
 	}
 }
