@@ -8,19 +8,21 @@
 //	PREFIX/keys/<name>, index/<name>, snapshots/<name>, pins/, plans/, locks/
 //	PREFIX/data/<first two hex digits of name>/<name>
 //
-// A PUT is atomic (an object appears complete or not at all, also when it is uploaded in
-// parts), so Save writes objects in place. A multipart upload that fails is aborted, but
-// one cut short by a crash keeps its parts on the server until a lifecycle rule
-// (AbortIncompleteMultipartUpload) removes them; set one on the bucket. Requests go through minio-go, which retries
-// them itself (v7.4.1: retry.go, and executeMethod in api.go): up to Config.MaxRetries
-// attempts (10 by default), with exponential backoff from 200 ms capped at 1 s and full
-// jitter, after a network error, an HTTP 408, 429, 499, 500, 502, 503, 504 or 520, or
-// the S3 codes RequestTimeout, Throttling, SlowDown, InternalError, ExpiredToken and the
-// like. It does not retry other answers (NoSuchKey, a refused key; once with the right
-// region when the server names another), nor once the context has ended, nor a body
-// that breaks off after the answer's headers. An upload's body is replayed on retry
-// (Save hands it a seekable reader). So this package has no retry loop of its own: a
-// failure that outlasts those attempts is returned, and the job that met it is retried.
+// A PUT is atomic (an object appears complete or not at all, also when it goes up in
+// parts), so Save writes objects in place. A multipart upload that fails is aborted; one
+// cut short by a crash keeps its parts on the server until a lifecycle rule
+// (AbortIncompleteMultipartUpload) removes them, so set one on the bucket.
+//
+// Requests go through minio-go, which retries them itself (v7.4.1: retry.go, and
+// executeMethod in api.go): up to Config.MaxRetries attempts (10 by default), with
+// exponential backoff from 200 ms capped at 1 s and full jitter, after a network error,
+// an HTTP 408, 429, 499, 500, 502, 503, 504 or 520, or the S3 codes RequestTimeout,
+// Throttling, SlowDown, InternalError, ExpiredToken and the like. It does not retry other
+// answers (NoSuchKey, a refused key; except once with the right region when the server
+// names another), nor once the context has ended, nor a body that breaks off after the
+// answer's headers. An upload's body is replayed on retry (Save hands it a seekable
+// reader). So this package has no retry loop of its own: a failure that outlasts those
+// attempts is returned, and the job that met it is retried.
 package s3
 
 import (
@@ -247,7 +249,7 @@ func (b *Backend) Load(ctx context.Context, h repo.Handle, offset, length int64)
 		var start, end, total int64
 		cr := hdr.Get("Content-Range")
 		if _, err := fmt.Sscanf(cr, "bytes %d-%d/%d", &start, &end, &total); err != nil || start != offset {
-			return nil, fmt.Errorf("load %s: s3 server %s answered bytes %d-%d with Content-Range %q", h, b.cfg.Endpoint, offset, offset+length-1, cr)
+			return nil, fmt.Errorf("load %s: s3 server %s answered a range from byte %d with Content-Range %q", h, b.cfg.Endpoint, offset, cr)
 		}
 		if length > 0 && end-start+1 != length {
 			return nil, fmt.Errorf("load %s: bytes %d to %d are past the end of the %d-byte object", h, offset, offset+length, total)

@@ -50,8 +50,9 @@ type Config struct {
 	// Profile is the file's profile; empty is $AWS_PROFILE, else "default".
 	Profile string
 	// PartSize is the part size of multipart uploads (0 is DefaultPartSize, at least
-	// MinPartSize): an object larger than one part is uploaded in parts, four at a time,
-	// and appears only when the upload completes.
+	// MinPartSize): an object larger than one part is uploaded in parts, one after the
+	// other through a buffer of one part (each part carries its MD5), and appears only
+	// when the upload completes.
 	PartSize uint64
 	// MaxRetries is how many times a request is tried (0 is minio-go's default, 10; 1 is
 	// no retry). See the package comment.
