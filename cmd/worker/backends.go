@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
+	"strconv"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -10,6 +13,7 @@ import (
 	"github.com/brr-dev/brr/internal/repo/file"
 	"github.com/brr-dev/brr/internal/repo/location"
 	"github.com/brr-dev/brr/internal/repo/natsobj"
+	"github.com/brr-dev/brr/internal/repo/s3"
 )
 
 // openBackend opens the storage of repo name where its URL says, with the options of its
@@ -25,6 +29,11 @@ func openBackend(ctx context.Context, cfg Config, name string, rc RepoConfig, js
 		be, err = file.Open(loc.Path)
 	case "nats":
 		be, err = natsobj.Open(ctx, js, loc.Bucket, cfg.Streams.Replicas)
+	case "s3":
+		var sc s3.Config
+		if sc, err = s3Config(loc, rc); err == nil {
+			be, err = s3.Open(ctx, sc)
+		}
 	default:
 		err = fmt.Errorf("%s:// repositories are not supported by this worker yet", loc.Scheme)
 	}
@@ -32,4 +41,26 @@ func openBackend(ctx context.Context, cfg Config, name string, rc RepoConfig, js
 		return nil, fmt.Errorf("open repo %s at %s: %w", name, loc, err)
 	}
 	return be, nil
+}
+
+// s3Config is the s3 backend's config for a repo: where from its URL, the keys from the
+// environment variables or the credentials file its config names.
+func s3Config(loc location.Location, rc RepoConfig) (s3.Config, error) {
+	sc := s3.Config{
+		Endpoint: loc.Host, Bucket: loc.Bucket, Prefix: loc.Path, TLS: loc.TLS,
+		Region: rc.Region, PathStyle: rc.PathStyle, CredentialsFile: rc.CredentialsFile, Profile: rc.Profile,
+	}
+	if loc.Port != 0 {
+		sc.Endpoint = net.JoinHostPort(loc.Host, strconv.Itoa(loc.Port))
+	} else if strings.Contains(loc.Host, ":") {
+		sc.Endpoint = "[" + loc.Host + "]"
+	}
+	if rc.AccessKeyEnv != "" {
+		creds, err := s3.CredentialsFromEnv(rc.AccessKeyEnv, rc.SecretKeyEnv, rc.SessionTokenEnv)
+		if err != nil {
+			return s3.Config{}, err
+		}
+		sc.Credentials = creds
+	}
+	return sc, nil
 }

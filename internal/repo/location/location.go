@@ -179,6 +179,9 @@ var s3Bucket = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
 
 func parseS3Rest(raw, rest string, tls bool) (Location, error) {
 	want := "want s3://HOST[:PORT]/BUCKET[/PREFIX]"
+	if strings.ContainsAny(rest, "?#") {
+		return Location{}, fmt.Errorf("%q: no query or fragment; %s (the region and the rest are keys of the repo)", redact(raw), want)
+	}
 	hostPort, p, _ := strings.Cut(rest, "/")
 	if strings.Contains(hostPort, "@") {
 		return Location{}, fmt.Errorf("%q: an S3 URL holds no credentials (URLs are logged); give them in the repo's s3 block or the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)", redact(raw))

@@ -65,6 +65,8 @@ func TestParseErrors(t *testing.T) {
 		{"s3://host:99999/b-1", []string{"not 1-65535"}, ""},
 		{"s3://AKIAXXXX:s3cr3t@host/bucket", []string{"holds no credentials", "AWS_ACCESS_KEY_ID"}, "s3cr3t"},
 		{"s3:ftp://host/bucket", []string{"s3:https://"}, ""},
+		{"s3://host/b-1/p?region=x", []string{"no query"}, ""},
+		{"s3:///bucket", []string{"no host"}, ""},
 		{"sftp://u:hunter2@host/p", []string{"holds no password"}, "hunter2"},
 		{"sftp://host", []string{"no path"}, ""},
 		{"sftp://host/", []string{"no path"}, ""},
