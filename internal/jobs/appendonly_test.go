@@ -13,6 +13,8 @@ import (
 
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/repo"
+	"github.com/brr-dev/brr/internal/repo/file"
+	"github.com/brr-dev/brr/internal/repo/limit"
 	"github.com/brr-dev/brr/internal/testkit"
 )
 
@@ -106,4 +108,44 @@ func TestAppendOnlyRepo(t *testing.T) {
 	if err != nil || len(res.Removed) != 2 {
 		t.Fatalf("prune without append_only = %+v, %v; want 2 snapshots removed", res, err)
 	}
+}
+
+// Replication into an append-only target, throttled both ways (the two settings of an
+// offsite repo together): the copy is complete, one delivered again saves nothing, and
+// the target's writer locks are gone afterwards.
+func TestReplicateIntoAppendOnlyTarget(t *testing.T) {
+	ctx := context.Background()
+	offDir := t.TempDir()
+	fb, err := file.Open(offDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := testkit.RepoOptions()
+	opts.AppendOnly = true
+	off, err := repo.Init(ctx, limit.Wrap(fb, 64<<10, 64<<10), offsitePassword, opts) // 64 MiB/s
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { off.Close() })
+	b := newReplicaBundle(t, off)
+	src := sourceOfDirs(t, 3, 3, 100<<10)
+	snap := backup(t, b.engine, "ao-1", src).Snapshot
+	res := replicate(t, b.engine, "ao-repl", brr.ReplicateJob{Snapshot: "latest", To: "offsite"})
+	if len(res.Snapshots) != 1 || res.Snapshots[0] != snap {
+		t.Fatalf("replicated %v, want %s", res.Snapshots, snap)
+	}
+	before := objects(t, offDir)
+	again := replicate(t, b.engine, "ao-repl", brr.ReplicateJob{Snapshot: "latest", To: "offsite"})
+	if again.BlobsSent != 0 {
+		t.Errorf("the replication delivered again sent %d blobs, want 0", again.BlobsSent)
+	}
+	if after := objects(t, offDir); !maps.Equal(before, after) {
+		t.Errorf("the replication delivered again changed the target:\nbefore %v\nafter  %v", before, after)
+	}
+	if locks, err := os.ReadDir(filepath.Join(offDir, "locks")); err != nil || len(locks) != 0 {
+		t.Fatalf("target locks after replication: %d, %v; want none", len(locks), err)
+	}
+	target := filepath.Join(t.TempDir(), "restore")
+	restoreFrom(t, b.engine, "offsite", snap, target)
+	compareTrees(t, src, target)
 }
