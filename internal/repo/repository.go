@@ -25,7 +25,7 @@ type Options struct {
 	Host string
 	// AppendOnly opens the repository for adding only: nothing in it is deleted or
 	// overwritten through this Repository, except the writer locks every backup takes and
-	// releases (and plans, which only a prune writes). Prune, GC, RemoveSnapshot,
+	// releases (and plans, which only a prune removes). Prune, GC, RemoveSnapshot,
 	// RemovePin and Upgrade refuse with an error wrapping ErrAppendOnly, and the backend
 	// is wrapped in a guard that refuses any other Remove, and a Save over an object that
 	// exists. It is the worker's half of a ransomware-resistant repository; the other half
