@@ -132,7 +132,8 @@ func openRepo(ctx context.Context, cfg Config, name string, rc RepoConfig, js je
 // repo.Upgrade), holding the repository's lease so that no prune runs meanwhile and no
 // other worker upgrades it at the same time. A repository in the current format costs
 // nothing; one that another worker is upgrading is opened as it is (it reads either way)
-// and this worker learns the new format at its next index reload.
+// and this worker learns the new format at its next index reload. An append-only one is
+// not upgraded (repo.ErrAppendOnly): it is opened as it is, with a warning.
 func upgradeRepo(ctx context.Context, r *repo.Repository, leases jobs.Leaser, log zerolog.Logger) error {
 	from := r.Config().Version
 	if from >= repo.FormatVersion {
@@ -150,6 +151,11 @@ func upgradeRepo(ctx context.Context, r *repo.Repository, leases jobs.Leaser, lo
 		defer release()
 	}
 	st, err := r.Upgrade(ctx)
+	if errors.Is(err, repo.ErrAppendOnly) {
+		// It stays in its format, which this worker reads and adds to as before.
+		log.Warn().Err(err).Int("format", from).Msg("repository is in an older format and append_only: not upgraded")
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("upgrade from format %d: %w", from, err)
 	}

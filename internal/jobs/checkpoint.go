@@ -106,6 +106,11 @@ func (e *Engine) indexPoint(ctx context.Context, r *repo.Repository, repoName st
 // the index but no longer in the repository was removed by an earlier delivery of the
 // same job, which did not get to the end: that succeeds.
 func (e *Engine) removePoint(ctx context.Context, r *repo.Repository, repoName, label string) (*brr.CheckpointResult, error) {
+	if r.AppendOnly() {
+		return nil, brr.Permanent(fmt.Errorf("remove recovery point %q of repo %s: %w: removing a recovery point is the first step of deleting its snapshot, which this worker never does here; "+
+			"remove it from a worker whose config does not set append_only for repo %s and whose storage credential may delete",
+			label, repoName, repo.ErrAppendOnly, repoName))
+	}
 	p, err := r.Pin(ctx, label)
 	if errors.Is(err, brr.ErrNotFound) {
 		if pt, ok := e.indexedPoint(repoName, label); ok {

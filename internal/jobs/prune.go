@@ -25,6 +25,10 @@ func RepoLeaseKey(r *repo.Repository) string {
 // repo's lease throughout. With DryRun it decides and reports, and changes nothing; it
 // takes no lease, so that it answers while another prune runs. A prune delivered again
 // decides again, from what the repository holds then.
+//
+// A repo opened append-only (repo.Options.AppendOnly) is not pruned: the job fails at
+// once, before it takes the lease or reads anything, with a permanent error wrapping
+// repo.ErrAppendOnly that says where to run it instead. A dry run works.
 func (e *Engine) Prune(ctx context.Context, jobID string, a brr.PruneJob, progress func(brr.Progress)) (*brr.PruneResult, error) {
 	start := time.Now()
 	pr := newReporter(progress)
@@ -35,6 +39,11 @@ func (e *Engine) Prune(ctx context.Context, jobID string, a brr.PruneJob, progre
 	}
 	if err := a.Validate(); err != nil {
 		return nil, brr.Permanent(err)
+	}
+	if r.AppendOnly() && !a.DryRun {
+		return nil, brr.Permanent(fmt.Errorf("prune repo %s: %w: prune removes snapshots and deletes data, which this worker never does here; "+
+			"run the prune from a worker whose config does not set append_only for repo %s and whose storage credential may delete (a dry run works here)",
+			repoName, repo.ErrAppendOnly, repoName))
 	}
 	if e.Leases != nil && !a.DryRun {
 		leaseCtx, release, err := e.Leases.Acquire(ctx, RepoLeaseKey(r))

@@ -14,6 +14,11 @@ var (
 	// ErrDamaged is wrapped by errors about stored data that fails authentication, does not
 	// decode, or whose content does not match its id. The error text names the object.
 	ErrDamaged = errors.New("repository data damaged")
+	// ErrAppendOnly is wrapped by the error of anything that would delete or overwrite an
+	// object of a repository opened with Options.AppendOnly (prune, removing a snapshot or
+	// a recovery point, a format upgrade) and of a backend call the guard refuses. Such
+	// errors are marked brr.Permanent: retrying cannot change the configuration.
+	ErrAppendOnly = errors.New("repository is append_only")
 )
 
 // ErrNotInIndex is wrapped by LoadBlob's error for a blob the index does not know.

@@ -100,9 +100,16 @@ type GCReport struct {
 // others. GC refuses to run, deleting nothing, when a snapshot, a tree or an index file
 // cannot be read: the data it cannot see might be needed. On error, the report says what
 // was done before it.
+//
+// In a repository opened with Options.AppendOnly, GC refuses to run, before it reads or
+// writes anything, with an error wrapping ErrAppendOnly; with DryRun, which changes
+// nothing, it runs.
 func (r *Repository) GC(ctx context.Context, opts GCOptions) (*GCReport, error) {
 	if len(opts.Exclude) > 0 && !opts.DryRun {
 		return &GCReport{}, fmt.Errorf("gc: Exclude goes with DryRun only; remove the snapshots first")
+	}
+	if r.opts.AppendOnly && !opts.DryRun {
+		return &GCReport{}, errAppendOnly("gc deletes and rewrites packs, index files and plans; " + runElsewhere)
 	}
 	g := &gcRun{r: r, opts: opts.withDefaults(), report: &GCReport{}}
 	g.progress.fn = g.opts.Progress

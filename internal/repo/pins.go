@@ -120,8 +120,13 @@ func (r *Repository) SavePin(ctx context.Context, p Pin) error {
 }
 
 // RemovePin deletes the recovery point labelled label; one that does not exist gives an
-// error wrapping brr.ErrNotFound.
+// error wrapping brr.ErrNotFound. In a repository opened with Options.AppendOnly, every
+// call gives an error wrapping ErrAppendOnly: a recovery point is what keeps a snapshot
+// from retention, and removing it is the first step of deleting one.
 func (r *Repository) RemovePin(ctx context.Context, label string) error {
+	if r.opts.AppendOnly {
+		return errAppendOnly("refusing to remove recovery point %q; %s", label, runElsewhere)
+	}
 	h := Handle{Type: PinFile, Name: r.pinName(label)}
 	err := r.be.Remove(ctx, h)
 	if IsNotExist(err) {

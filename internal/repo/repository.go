@@ -23,6 +23,14 @@ type Options struct {
 	// Host is the host name recorded in snapshots made through this repository when the
 	// snapshot does not name one.
 	Host string
+	// AppendOnly opens the repository for adding only: nothing in it is deleted or
+	// overwritten through this Repository, except the writer locks every backup takes and
+	// releases (and plans, which only a prune removes). Prune, GC, RemoveSnapshot,
+	// RemovePin and Upgrade refuse with an error wrapping ErrAppendOnly, and the backend
+	// is wrapped in a guard that refuses any other Remove, and a Save over an object that
+	// exists. It is the worker's half of a ransomware-resistant repository; the other half
+	// is a storage credential that cannot delete (see docs/append-only.md).
+	AppendOnly bool
 }
 
 // Repository is an open repository. All its methods are safe for concurrent use.
@@ -92,6 +100,9 @@ type packBuf struct {
 // Init creates a repository in be, which must not hold one, with one key for password.
 // The Repository owns be: its Close closes be. On error be is left open, the caller's.
 func Init(ctx context.Context, be Backend, password []byte, opts Options) (*Repository, error) {
+	if opts.AppendOnly {
+		be = appendOnly(be)
+	}
 	if _, err := be.Stat(ctx, configHandle); err == nil {
 		return nil, fmt.Errorf("%w at %s: open it instead, or choose another location", ErrAlreadyExists, be.Location())
 	} else if !IsNotExist(err) {
@@ -127,6 +138,9 @@ func Init(ctx context.Context, be Backend, password []byte, opts Options) (*Repo
 // reads the config and loads every index file. The Repository owns be: its Close closes
 // be. On error be is left open, the caller's.
 func Open(ctx context.Context, be Backend, password []byte, opts Options) (*Repository, error) {
+	if opts.AppendOnly {
+		be = appendOnly(be)
+	}
 	if _, err := be.Stat(ctx, configHandle); IsNotExist(err) {
 		return nil, fmt.Errorf("%w at %s; create one first", ErrNoRepository, be.Location())
 	} else if err != nil {
@@ -247,8 +261,12 @@ func (r *Repository) AddKey(ctx context.Context, password []byte) error {
 // ID returns the repository's id (hex).
 func (r *Repository) ID() string { return r.cfg.ID }
 
-// Backend returns the backend the repository is stored in.
+// Backend returns the backend the repository is stored in: with Options.AppendOnly, the
+// guard around it.
 func (r *Repository) Backend() Backend { return r.be }
+
+// AppendOnly reports whether the repository was opened with Options.AppendOnly.
+func (r *Repository) AppendOnly() bool { return r.opts.AppendOnly }
 
 // Close stops the background pack writer, then closes the backend, which the Repository
 // owns from Open or Init on. It does not Flush: blobs saved since the last Flush are lost

@@ -77,8 +77,12 @@ func (r *Repository) SaveSnapshot(ctx context.Context, sn *Snapshot) error {
 }
 
 // RemoveSnapshot deletes snapshot id (not its data: GC does that). A snapshot that does
-// not exist gives an error wrapping brr.ErrNotFound.
+// not exist gives an error wrapping brr.ErrNotFound; in a repository opened with
+// Options.AppendOnly, every call gives an error wrapping ErrAppendOnly.
 func (r *Repository) RemoveSnapshot(ctx context.Context, id ID) error {
+	if r.opts.AppendOnly {
+		return errAppendOnly("refusing to remove snapshot %s; %s", id.Short(), runElsewhere)
+	}
 	err := r.be.Remove(ctx, Handle{Type: SnapshotFile, Name: id.String()})
 	if IsNotExist(err) {
 		return fmt.Errorf("remove snapshot %s: %w", id.Short(), brr.ErrNotFound)

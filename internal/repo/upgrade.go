@@ -34,11 +34,20 @@ type UpgradeStats struct {
 // repository once it is upgraded. Run it with the repository's lease held, so that two
 // workers do not both rewrite the index files (which would leave duplicates, harmless
 // but wasteful, until the next prune).
+//
+// In a repository opened with Options.AppendOnly, an Upgrade that has work to do changes
+// nothing and returns an error wrapping ErrAppendOnly (and From == To): it would
+// overwrite objects and remove index files. The repository stays in its format, which
+// this brr reads and adds to as before; a worker may log the error and go on.
 func (r *Repository) Upgrade(ctx context.Context) (UpgradeStats, error) {
 	from := r.Config().Version
 	st := UpgradeStats{From: from, To: from}
 	if !r.legacy() {
 		return st, nil
+	}
+	if r.opts.AppendOnly {
+		return st, errAppendOnly("upgrade from format %d to %d rewrites every metadata object, so the repository stays in format %d, which this brr reads and writes; to upgrade it, %s",
+			from, formatVersion, from, runElsewhere)
 	}
 	for _, t := range []FileType{SnapshotFile, PinFile, PlanFile, LockFile} {
 		if err := r.upgradeObjects(ctx, t, &st); err != nil {
