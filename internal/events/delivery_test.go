@@ -3,6 +3,7 @@ package events
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"testing"
 	"time"
 
@@ -96,5 +97,52 @@ func TestRedeliveredJobStillRunningElsewhere(t *testing.T) {
 	testkit.Eventually(t, 15*time.Second, "the job to be acked without running", func() bool { return c.Stats().Duplicates == 1 })
 	if n := b.h.count(job.ID); n != 0 {
 		t.Fatalf("w1 ran the job %d times after w2 succeeded", n)
+	}
+}
+
+// TestRetriedJobRunsOnAnotherWorker: an attempt that failed on w2, which is still up but
+// takes no more jobs, is not taken for one that still runs there: w1 runs the retry. (A
+// failed attempt left its "started" entry in BRR_RESULTS, and every other worker put the
+// job back for as long as w2 lived: two replications waited 10 minutes in a soak.)
+func TestRetriedJobRunsOnAnotherWorker(t *testing.T) {
+	b := setup(t, Config{AckWait: time.Second, LeaseTTL: 3 * time.Second})
+	ctx := context.Background()
+	w2cfg := b.cfg
+	w2cfg.Worker = "w2"
+	w2, err := NewLeases(ctx, b.js, w2cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Go(t, "w2 presence", w2.KeepPresence)
+	w1, err := NewLeases(ctx, b.js, b.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 5*time.Second, "w2's presence", func() bool { _, _, ok := w1.Presence(ctx, "w2"); return ok })
+
+	failing := &testHandler{calls: map[string]int{}, fn: func(context.Context, *brr.Job, int, func(brr.Progress)) (*brr.Result, error) {
+		return nil, errors.New("the replica is unreachable for now")
+	}}
+	db2 := openDB(t, b.js)
+	c2 := NewConsumer(b.js, db2, failing, NewOutbox(b.js, db2, zerolog.Nop()), w2cfg, zerolog.Nop())
+	c2.UsePresence(w2)
+	ctx2, stop2 := context.WithCancel(ctx)
+	done2 := make(chan error, 1)
+	go func() { done2 <- c2.Run(ctx2) }()
+
+	job := pingJob("failed-on-w2")
+	publishJob(t, b.js, job)
+	b.ev.wait(t, job.ID, brr.StatusRetrying)
+	stop2() // w2 stays up (its presence is held) but takes no more jobs
+	if err := <-done2; err != nil {
+		t.Fatalf("w2's consumer: %v", err)
+	}
+
+	c1 := NewConsumer(b.js, b.db, b.h, NewOutbox(b.js, b.db, zerolog.Nop()), b.cfg, zerolog.Nop())
+	c1.UsePresence(w1)
+	testkit.Go(t, "w1's consumer", c1.Run)
+	e := b.ev.wait(t, job.ID, brr.StatusSucceeded)
+	if e.Worker != "w1" || b.h.count(job.ID) != 1 || failing.count(job.ID) != 1 {
+		t.Fatalf("job succeeded on %s after %d attempts on w1 and %d on w2; want once on each", e.Worker, b.h.count(job.ID), failing.count(job.ID))
 	}
 }

@@ -43,8 +43,11 @@ func (c Config) outboxMsgs(e *brr.Event) []state.OutboxMsg {
 }
 
 // resultStatus reports whether a job event with status s is kept in BRR_RESULTS: the
-// statuses a waiting client acts on. Accepted is not (started follows it at once), nor
-// are progress and retrying: they would overwrite nothing useful and cost a KV write each.
+// statuses a waiting client acts on, and retrying, which says that the attempt that
+// started the job has ended: without it, a worker that gets the job again would take the
+// started entry of a live worker for an attempt still running there, and put the job back
+// for as long as that worker lived. Accepted is not kept (started follows it at once),
+// nor is progress (a KV write each).
 func resultStatus(s brr.Status) bool {
-	return s == brr.StatusStarted || s.Final()
+	return s == brr.StatusStarted || s == brr.StatusRetrying || s.Final()
 }
