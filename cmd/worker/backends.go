@@ -11,6 +11,7 @@ import (
 
 	"github.com/brr-dev/brr/internal/repo"
 	"github.com/brr-dev/brr/internal/repo/file"
+	"github.com/brr-dev/brr/internal/repo/limit"
 	"github.com/brr-dev/brr/internal/repo/location"
 	"github.com/brr-dev/brr/internal/repo/natsobj"
 	"github.com/brr-dev/brr/internal/repo/s3"
@@ -40,7 +41,7 @@ func openBackend(ctx context.Context, cfg Config, name string, rc RepoConfig, js
 	if err != nil {
 		return nil, fmt.Errorf("open repo %s at %s: %w", name, loc, err)
 	}
-	return be, nil
+	return limit.Wrap(be, rc.LimitUpload, rc.LimitDownload), nil
 }
 
 // s3Config is the s3 backend's config for a repo: where from its URL, the keys from the

@@ -92,11 +92,12 @@ func openRepo(ctx context.Context, cfg Config, name string, rc RepoConfig, js je
 		return nil, err
 	}
 
-	r, err := repo.Open(ctx, be, password, repo.Options{})
+	opts := repo.Options{AppendOnly: rc.AppendOnly}
+	r, err := repo.Open(ctx, be, password, opts)
 	switch {
 	case errors.Is(err, repo.ErrNoRepository):
 		var created bool
-		r, created, err = initRepo(ctx, be, password, leases, mayCreate)
+		r, created, err = initRepo(ctx, be, password, opts, leases, mayCreate)
 		if err != nil {
 			_ = be.Close()
 			return nil, fmt.Errorf("create repo %s at %s: %w", name, be.Location(), err)
@@ -174,14 +175,14 @@ const initWait = time.Minute
 // its own master key): the one that takes the lease creates it, the others wait for the
 // lease and open what it created. created is false when another worker made it. Before it
 // creates one, mayCreate (nil: always) may say no with an error, which it returns.
-func initRepo(ctx context.Context, be repo.Backend, password []byte, leases jobs.Leaser, mayCreate func(context.Context) error) (r *repo.Repository, created bool, err error) {
+func initRepo(ctx context.Context, be repo.Backend, password []byte, opts repo.Options, leases jobs.Leaser, mayCreate func(context.Context) error) (r *repo.Repository, created bool, err error) {
 	create := func() (*repo.Repository, bool, error) {
 		if mayCreate != nil {
 			if err := mayCreate(ctx); err != nil {
 				return nil, false, err
 			}
 		}
-		r, err := repo.Init(ctx, be, password, repo.Options{})
+		r, err := repo.Init(ctx, be, password, opts)
 		return r, err == nil, err
 	}
 	if leases == nil {
@@ -194,7 +195,7 @@ func initRepo(ctx context.Context, be repo.Backend, password []byte, leases jobs
 		if err == nil {
 			defer release()
 			// Another worker may have created it between our Open and the lease.
-			r, err = repo.Open(ctx, be, password, repo.Options{})
+			r, err = repo.Open(ctx, be, password, opts)
 			if !errors.Is(err, repo.ErrNoRepository) {
 				return r, false, err
 			}
@@ -208,7 +209,7 @@ func initRepo(ctx context.Context, be repo.Backend, password []byte, leases jobs
 			return nil, false, ctx.Err()
 		case <-time.After(500 * time.Millisecond):
 		}
-		r, err = repo.Open(ctx, be, password, repo.Options{})
+		r, err = repo.Open(ctx, be, password, opts)
 		if !errors.Is(err, repo.ErrNoRepository) {
 			return r, false, err
 		}

@@ -52,7 +52,7 @@ func TestInitRepoOnce(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			r, made, err := initRepo(ctx, be, []byte("secret-key-of-the-test"), leases, nil)
+			r, made, err := initRepo(ctx, be, []byte("secret-key-of-the-test"), repo.Options{}, leases, nil)
 			if err != nil {
 				t.Errorf("initRepo: %v", err)
 				return
