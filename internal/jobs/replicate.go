@@ -58,6 +58,11 @@ func (e *Engine) Replicate(ctx context.Context, jobID string, a brr.ReplicateJob
 			fromName, toName, dst.Backend().Location()))
 	}
 
+	// Read the index files other workers wrote since this one loaded the source's index:
+	// the snapshot to copy was most likely backed up by another worker.
+	if err := src.ReloadIndex(ctx); err != nil {
+		return nil, fmt.Errorf("read the index of repo %s: %w", fromName, err)
+	}
 	all, err := src.Snapshots(ctx)
 	if err != nil {
 		return nil, damagedIsPermanent(fmt.Errorf("list snapshots of repo %s: %w", fromName, err))

@@ -526,3 +526,23 @@ func TestReplicateRefusals(t *testing.T) {
 		t.Errorf("replicate from a damaged source: err = %v, want a permanent error about the damage", err)
 	}
 }
+
+// TestReplicateSnapshotAnotherWorkerWrote: a worker replicates a snapshot that another
+// worker backed up into the shared source after this one loaded its index. (It read the
+// source with the index it had, and failed every attempt with "blob not in index".)
+func TestReplicateSnapshotAnotherWorkerWrote(t *testing.T) {
+	b := setupReplica(t)
+	stale, _ := openCounted(t, b.dir, false) // the other worker's view, loaded before the backup
+	src := t.TempDir()
+	testkit.WriteTree(t, src, testkit.Tree{Seed: 11, Sizes: []int{300 << 10, 5 << 10, 0}})
+	snap := backup(t, b.engine, "backup-elsewhere", src)
+
+	other := b.newEngine(stale, b.offsite)
+	res := replicate(t, other, "repl-elsewhere", brr.ReplicateJob{Snapshot: "latest", To: "offsite"})
+	if len(res.Snapshots) != 1 || res.Snapshots[0] != snap.Snapshot {
+		t.Fatalf("replicate copied %v, want %s", res.Snapshots, snap.Snapshot)
+	}
+	target := filepath.Join(t.TempDir(), "out")
+	restoreFrom(t, b.engine, "offsite", snap.Snapshot, target)
+	testkit.SameTree(t, src, target)
+}
