@@ -39,27 +39,57 @@ func (k *checker) all(ctx context.Context) {
 }
 
 // drained waits until the job stream's consumer has nothing pending and nothing waiting
-// for an ack: the jobs the workers set off themselves (replication after each backup)
-// have ended too.
+// for an ack, no snoozed job waits for its schedule to fire (brr.snoozes.>: a
+// replication waiting for the replica's lease), and both stay so for a few seconds, the
+// time a worker's outbox takes to publish the jobs it sets off (replication after each
+// backup): those have ended too.
 func (k *checker) drained(ctx context.Context) string {
 	var last string
 	start := time.Now()
+	var idleSince time.Time
 	ok := testkit.WaitFor(10*time.Minute, func() bool {
-		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		cons, err := k.js.Consumer(ictx, brr.Subjects{}.JobsStream(), brr.Subjects{}.Consumer(brr.DefaultPool))
+		idle, state, err := k.queueIdle(ctx)
+		last = state
 		if err != nil {
 			last = err.Error()
+		}
+		if !idle {
+			idleSince = time.Time{}
 			return false
 		}
-		ci := cons.CachedInfo()
-		last = fmt.Sprintf("pending %d, ack pending %d", ci.NumPending, ci.NumAckPending)
-		return ci.NumPending == 0 && ci.NumAckPending == 0
+		if idleSince.IsZero() {
+			idleSince = time.Now()
+		}
+		return time.Since(idleSince) >= 5*time.Second
 	})
 	if !ok {
 		k.l.problem("the job queue did not drain within 10 minutes of the mix's end (%s); JetStream:\n%s", last, testkit.JetStreamReport(ctx, k.js))
 	}
 	return fmt.Sprintf("queue drained %s after the lanes returned", time.Since(start).Round(time.Second))
+}
+
+// queueIdle says whether the pool's consumer has nothing pending or unacked and no
+// snoozed job waits on brr.snoozes.>, and what it saw.
+func (k *checker) queueIdle(ctx context.Context) (bool, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	subj := brr.Subjects{}
+	cons, err := k.js.Consumer(ctx, subj.JobsStream(), subj.Consumer(brr.DefaultPool))
+	if err != nil {
+		return false, "", err
+	}
+	st, err := k.js.Stream(ctx, subj.JobsStream())
+	if err != nil {
+		return false, "", err
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(subj.AllSnoozes()))
+	if err != nil {
+		return false, "", err
+	}
+	ci := cons.CachedInfo()
+	snoozed := len(info.State.Subjects)
+	state := fmt.Sprintf("pending %d, ack pending %d, snoozed %d", ci.NumPending, ci.NumAckPending, snoozed)
+	return ci.NumPending == 0 && ci.NumAckPending == 0 && snoozed == 0, state, nil
 }
 
 // events returns the distinct events (by event id) stored under filter, by job id.
