@@ -68,16 +68,34 @@ func (k *hostKeys) callback() (ssh.HostKeyCallback, []string, error) {
 // unknown says that key is not in known_hosts, and how to add it once it is checked.
 func (k *hostKeys) unknown(key ssh.PublicKey) error {
 	host, port, _ := net.SplitHostPort(k.hostport)
-	scan := "ssh-keyscan"
+	typ := shortType(key.Type())
+	scan, admin := "ssh-keyscan", "ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub"
 	if port != "22" {
 		scan += " -p " + port
 	}
-	scan += " -t " + strings.TrimPrefix(key.Type(), "ssh-") + " " + host + " >> " + k.file
+	if typ != "" {
+		scan += " -t " + typ
+		admin = "ssh-keygen -lf /etc/ssh/ssh_host_" + typ + "_key.pub"
+	}
+	scan += " " + host + " >> " + k.file
 	return fmt.Errorf("%w: the server %s shows host key %s %s, which %s does not have; "+
-		"compare the fingerprint with the one the server's administrator gives "+
-		"(ssh-keygen -lf /etc/ssh/ssh_host_%s_key.pub on the server), then add it with: %s",
-		ErrUnknownHostKey, knownhosts.Normalize(k.hostport), key.Type(), ssh.FingerprintSHA256(key),
-		k.file, strings.TrimPrefix(key.Type(), "ssh-"), scan)
+		"compare the fingerprint with the one the server's administrator gives (%s on the server), "+
+		"then add it with: %s",
+		ErrUnknownHostKey, knownhosts.Normalize(k.hostport), key.Type(), ssh.FingerprintSHA256(key), k.file, admin, scan)
+}
+
+// shortType returns the name ssh-keyscan -t and the server's key files use for a key
+// type, or "" for one it does not know.
+func shortType(keyType string) string {
+	switch {
+	case keyType == ssh.KeyAlgoED25519:
+		return "ed25519"
+	case keyType == ssh.KeyAlgoRSA:
+		return "rsa"
+	case strings.HasPrefix(keyType, "ecdsa-sha2-"):
+		return "ecdsa"
+	}
+	return ""
 }
 
 // changed says, loudly, that key is not the one known_hosts has for the server.
