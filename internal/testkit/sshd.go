@@ -293,3 +293,17 @@ func (s *SSHD) Log() string {
 	}
 	return s.log.String()
 }
+
+// FreezeConnections stops (SIGSTOP) the processes serving connections, as a server that
+// hangs or a link that silently drops everything would look to a client: nothing is
+// reset, requests go unanswered. sshd goes on accepting new connections. Stop and
+// Restart kill the frozen processes.
+func (s *SSHD) FreezeConnections(t testing.TB) {
+	t.Helper()
+	if s.cmd == nil {
+		t.Fatal("sshd is not running")
+	}
+	for _, pid := range descendants(s.cmd.Process.Pid) {
+		_ = syscall.Kill(pid, syscall.SIGSTOP)
+	}
+}

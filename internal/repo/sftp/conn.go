@@ -50,8 +50,8 @@ var ErrAuth = errors.New("ssh authentication failed")
 
 // keepaliveEvery is how often an idle or busy connection is checked: a connection
 // that dies without a reset (a NAT forgets it, a server freezes) would otherwise hang
-// every request on it for good, since sftp requests have no deadline.
-const keepaliveEvery = 15 * time.Second
+// every request on it for good, since sftp requests have no deadline. Tests shorten it.
+var keepaliveEvery = 15 * time.Second
 
 // withDefaults returns c with its defaults filled in.
 func (c Config) withDefaults() (Config, error) {
@@ -213,7 +213,7 @@ func dial(ctx context.Context, cfg Config) (*conn, error) {
 		_ = s.Wait()
 		close(c.dead)
 	}()
-	go c.keepalive(cfg.Timeout)
+	go c.keepalive(keepaliveEvery, cfg.Timeout)
 	return c, nil
 }
 
@@ -223,11 +223,11 @@ func extension(s *pkgsftp.Client, name string) bool {
 	return ok && v == "1"
 }
 
-// keepalive asks the server for a reply every keepaliveEvery until the connection
-// ends, and closes it when a reply takes longer than timeout: requests waiting on it then
-// fail and are retried on a new connection.
-func (c *conn) keepalive(timeout time.Duration) {
-	tick := time.NewTicker(keepaliveEvery)
+// keepalive asks the server for a reply every interval until the connection ends, and
+// closes it when a reply takes longer than timeout: requests waiting on it then fail
+// and are tried again on a new connection.
+func (c *conn) keepalive(interval, timeout time.Duration) {
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
 		select {
