@@ -87,11 +87,12 @@ func TestReconnectDuringTransfer(t *testing.T) {
 	cfg := config(t, s)
 	be := open(t, cfg)
 	ctx := context.Background()
-	data := backendtest.RandomData(t, 32<<20)
+	data := backendtest.RandomData(t, 8<<20)
 	const rounds = 3
 	for i := 0; i < rounds; i++ {
 		h := repo.Handle{Type: repo.PackFile, Name: backendtest.RandomID(t)}
 		saved := make(chan error, 1)
+		start := time.Now()
 		go func() { saved <- be.Save(ctx, h, data) }()
 		// Drop the connection once the temporary file has some bytes in it.
 		dir := filepath.Join(cfg.Path, "data", h.Name[:2])
@@ -108,6 +109,7 @@ func TestReconnectDuringTransfer(t *testing.T) {
 		if err := <-saved; err != nil {
 			t.Fatalf("Save #%d, its connection dropped: %v", i, err)
 		}
+		t.Logf("Save #%d took %s with its connection dropped", i, time.Since(start).Round(time.Millisecond))
 		if got, err := be.Load(ctx, h, 0, 0); err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("Load #%d = %d bytes, %v; want the %d saved", i, len(got), err, len(data))
 		}
