@@ -72,7 +72,7 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 	}
 	b := &Backend{cfg: cfg, cur: c, dials: 1}
 	if err := b.layout(ctx); err != nil {
-		c.close()
+		b.Close() // the connection layout ended with, which may be another one
 		return nil, fmt.Errorf("open %s: %w", cfg.url(), err)
 	}
 	return b, nil
@@ -254,8 +254,9 @@ func (b *Backend) Load(ctx context.Context, h repo.Handle, offset, length int64)
 	}
 	var buf []byte
 	err = b.do(ctx, func(c *conn) error {
-		buf, err = load(ctx, c, p, offset, length)
-		return err
+		var lerr error
+		buf, lerr = load(ctx, c, p, offset, length)
+		return lerr
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", h, err)

@@ -36,7 +36,8 @@ func (b *Backend) Save(ctx context.Context, h repo.Handle, data []byte) error {
 		}
 		return err
 	})
-	if len(left) > 0 {
+	// Only on a connection that works, to not wait for another dial on one that doesn't.
+	if err == nil && len(left) > 0 {
 		_ = b.do(context.WithoutCancel(ctx), func(c *conn) error {
 			for _, tmp := range left {
 				_ = c.sftp.Remove(tmp)
