@@ -168,7 +168,6 @@ func dial(ctx context.Context, cfg Config) (*conn, error) {
 		Auth:              []ssh.AuthMethod{auth},
 		HostKeyCallback:   check,
 		HostKeyAlgorithms: algos,
-		Timeout:           cfg.Timeout,
 	})
 	switch {
 	case err != nil && hk.err != nil:
@@ -198,7 +197,10 @@ func dial(ctx context.Context, cfg Config) (*conn, error) {
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		return nil, fmt.Errorf("start sftp on %s (is the sftp subsystem enabled?): %w", cfg.addr(), err)
+		if strings.Contains(err.Error(), "subsystem request failed") {
+			return nil, brr.Permanent(fmt.Errorf("start sftp on %s: the server has no sftp subsystem (sshd_config: Subsystem sftp internal-sftp): %w", cfg.addr(), err))
+		}
+		return nil, fmt.Errorf("start sftp on %s: %w", cfg.addr(), err)
 	}
 	if !stop() { // ctx ended just now: the deadline is in the past
 		s.Close()
