@@ -75,6 +75,9 @@ func Open(ctx context.Context, cfg Config) (*Backend, error) {
 		b.Close() // the connection layout ended with, which may be another one
 		return nil, fmt.Errorf("open %s: %w", cfg.url(), err)
 	}
+	if !strings.HasPrefix(cfg.Path, "/") {
+		b.cfg.Path = b.dir // so that Location names the directory whatever the login directory
+	}
 	return b, nil
 }
 
@@ -139,7 +142,8 @@ func mkdirs(c *conn, dirs []string) error {
 	return first
 }
 
-// Location returns the repository's URL.
+// Location returns the repository's URL, sftp://USER@HOST:PORT/PATH, with the defaults
+// filled in and a relative PATH made absolute.
 func (b *Backend) Location() string { return b.cfg.url() }
 
 // Close closes the connection; later calls fail with ErrClosed.

@@ -114,8 +114,12 @@ func TestRelativePath(t *testing.T) {
 	if err != nil || filepath.IsAbs(rel) {
 		t.Skipf("%s is not reachable from %s", cfg.Path, home)
 	}
+	abs := cfg.Path
 	cfg.Path = rel
 	be := open(t, cfg)
+	if got, want := be.Location(), "sftp://"+s.User+"@"+s.Addr+abs; got != want {
+		t.Errorf("Location() = %q, want %q", got, want)
+	}
 	if err := be.Save(context.Background(), repo.Handle{Type: repo.ConfigFile, Name: "config"}, []byte("cfg")); err != nil {
 		t.Fatal(err)
 	}
