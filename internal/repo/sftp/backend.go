@@ -1,11 +1,21 @@
-// Package sftp stores a repository in a directory on an SSH server (sftp://[USER@]HOST[:PORT]/PATH).
-// It exists so that a worker can keep snapshots off-site on any machine it can log in to,
-// with nothing installed there but OpenSSH. The layout is the file backend's: each
-// object is a file, written to a temporary name, synced (fsync@openssh.com) and renamed
-// over its real name (posix-rename@openssh.com), so that a reader or a crash never sees
-// part of one. The server's host key must be in known_hosts; it is never trusted on first
-// use. A connection that drops is dialled again once, shared by every caller, and the
-// request that noticed is tried again: every request is idempotent.
+// Package sftp stores a repository in a directory on an SSH server,
+// sftp://[USER@]HOST[:PORT]/PATH. It exists so that a worker can keep snapshots off-site
+// on any machine it can log in to, with nothing installed there but OpenSSH.
+//
+// The layout is the file backend's. Each object is a file written to a temporary name,
+// synced (fsync@openssh.com, where the server has it) and renamed over its real name
+// (posix-rename@openssh.com), so that neither a reader nor a crash sees part of one.
+// SFTP cannot sync a directory: a rename is as durable as the server's file system
+// makes it on its own.
+//
+// The server's host key must be in known_hosts. An unknown key is refused with the
+// ssh-keyscan command that adds it, a changed one with a warning; no key is trusted on
+// first use.
+//
+// A connection that drops, or stops answering keepalives, is dialled again once by the
+// first caller to notice, and the callers that noticed with it use the new one. The
+// request that failed runs again on it, which is safe because requests are idempotent
+// (but a Remove run again may find its object gone already).
 package sftp
 
 import (
