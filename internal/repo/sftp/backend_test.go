@@ -2,6 +2,7 @@ package sftp_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -178,5 +179,32 @@ func TestConfigErrors(t *testing.T) {
 		if _, err := sftp.Open(context.Background(), cfg); err == nil {
 			t.Errorf("Open(%+v) succeeded, want an error", cfg)
 		}
+	}
+}
+
+// A save cancelled while it writes stores nothing and leaves no temporary file.
+func TestSaveCancelledMidway(t *testing.T) {
+	s := testkit.StartSSHD(t)
+	cfg := config(t, s)
+	be := open(t, cfg)
+	h := repo.Handle{Type: repo.PackFile, Name: backendtest.RandomID(t)}
+	dir := filepath.Join(cfg.Path, "data", h.Name[:2])
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	saved := make(chan error, 1)
+	go func() { saved <- be.Save(ctx, h, backendtest.RandomData(t, 32<<20)) }()
+	testkit.Eventually(t, 10*time.Second, "a temporary file being written", func() bool {
+		entries, _ := os.ReadDir(dir)
+		return len(entries) > 0
+	})
+	cancel()
+	if err := <-saved; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Save cancelled midway: %v, want context.Canceled", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("%s holds %d files after a cancelled save, want none", dir, len(entries))
+	}
+	if _, err := be.Stat(context.Background(), h); !errors.Is(err, repo.ErrNotExist) {
+		t.Fatalf("Stat after a cancelled save: %v, want ErrNotExist", err)
 	}
 }
