@@ -15,6 +15,7 @@ import (
 	"github.com/brr-dev/brr/internal/repo/location"
 	"github.com/brr-dev/brr/internal/repo/natsobj"
 	"github.com/brr-dev/brr/internal/repo/s3"
+	"github.com/brr-dev/brr/internal/repo/sftp"
 )
 
 // openBackend opens the storage of repo name where its URL says, with the options of its
@@ -35,8 +36,13 @@ func openBackend(ctx context.Context, cfg Config, name string, rc RepoConfig, js
 		if sc, err = s3Config(loc, rc); err == nil {
 			be, err = s3.Open(ctx, sc)
 		}
+	case "sftp":
+		be, err = sftp.Open(ctx, sftp.Config{
+			User: loc.User, Host: loc.Host, Port: loc.Port, Path: loc.Path,
+			KeyFile: rc.SSHKeyFile, UseAgent: rc.SSHKeyFile == "", KnownHostsFile: rc.KnownHosts,
+		})
 	default:
-		err = fmt.Errorf("%s:// repositories are not supported by this worker yet", loc.Scheme)
+		err = fmt.Errorf("%s:// repositories are not supported by this worker", loc.Scheme)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open repo %s at %s: %w", name, loc, err)
