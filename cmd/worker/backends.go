@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 
@@ -39,7 +40,7 @@ func openBackend(ctx context.Context, cfg Config, name string, rc RepoConfig, js
 	case "sftp":
 		be, err = sftp.Open(ctx, sftp.Config{
 			User: loc.User, Host: loc.Host, Port: loc.Port, Path: loc.Path,
-			KeyFile: rc.SSHKeyFile, UseAgent: rc.SSHKeyFile == "", KnownHostsFile: rc.KnownHosts,
+			KeyFile: rc.SSHKeyFile, UseAgent: rc.SSHKeyFile == "" && os.Getenv("SSH_AUTH_SOCK") != "", KnownHostsFile: rc.KnownHosts,
 		})
 	default:
 		err = fmt.Errorf("%s:// repositories are not supported by this worker", loc.Scheme)

@@ -108,7 +108,8 @@ type RepoConfig struct {
 	Profile         string `yaml:"profile,omitempty"`
 
 	// The keys of an sftp:// repo. SSHKeyFile is the private key to log in with;
-	// without it the ssh agent at $SSH_AUTH_SOCK is asked. KnownHosts is the file the
+	// without it the ssh agent at $SSH_AUTH_SOCK is asked, else ~/.ssh/id_ed25519,
+	// id_ecdsa or id_rsa is used. KnownHosts is the file the
 	// server's host key must be in (~/.ssh/known_hosts when empty).
 	SSHKeyFile string `yaml:"ssh_key_file,omitempty"`
 	KnownHosts string `yaml:"known_hosts,omitempty"`
