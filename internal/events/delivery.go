@@ -102,7 +102,9 @@ func (c *Consumer) process(jobCtx context.Context, pool string, msg jetstream.Ms
 		c.deadLetter(d, err, brr.StatusFailed, nil)
 		return
 	}
+	c.mu.Lock() // inFlightElsewhere reads the jobs of the other deliveries
 	d.job = job
+	c.mu.Unlock()
 	log := d.logger(c.log)
 
 	processed, err := c.store.Processed(job.ID)
