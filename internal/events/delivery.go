@@ -200,17 +200,10 @@ func (c *Consumer) process(jobCtx context.Context, pool string, msg jetstream.Ms
 func (c *Consumer) lastResult(ctx context.Context, id string) (*brr.Event, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	c.resultsMu.Lock()
-	kv := c.results
-	if kv == nil {
-		var err error
-		if kv, err = c.js.KeyValue(ctx, c.cfg.Subjects.ResultsBucket()); err != nil {
-			c.resultsMu.Unlock()
-			return nil, fmt.Errorf("open bucket %s: %w", c.cfg.Subjects.ResultsBucket(), err)
-		}
-		c.results = kv
+	kv, err := c.resultsKV(ctx)
+	if err != nil {
+		return nil, err
 	}
-	c.resultsMu.Unlock()
 	entry, err := kv.Get(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 		return nil, nil
@@ -223,6 +216,20 @@ func (c *Consumer) lastResult(ctx context.Context, id string) (*brr.Event, error
 		return nil, nil // not a result this worker can read: as if there were none
 	}
 	return e, nil
+}
+
+// resultsKV is the BRR_RESULTS bucket, opened once.
+func (c *Consumer) resultsKV(ctx context.Context) (jetstream.KeyValue, error) {
+	c.resultsMu.Lock()
+	defer c.resultsMu.Unlock()
+	if c.results == nil {
+		kv, err := c.js.KeyValue(ctx, c.cfg.Subjects.ResultsBucket())
+		if err != nil {
+			return nil, fmt.Errorf("open bucket %s: %w", c.cfg.Subjects.ResultsBucket(), err)
+		}
+		c.results = kv
+	}
+	return c.results, nil
 }
 
 // runningElsewhere says how long to put back the job of d, delivered again, because the

@@ -43,11 +43,10 @@ func (c Config) outboxMsgs(e *brr.Event) []state.OutboxMsg {
 }
 
 // resultStatus reports whether a job event with status s is kept in BRR_RESULTS: the
-// statuses a waiting client acts on, and retrying, which says that the attempt that
-// started the job has ended: without it, a worker that gets the job again would take the
-// started entry of a live worker for an attempt still running there, and put the job back
-// for as long as that worker lived. Accepted is not kept (started follows it at once),
-// nor is progress (a KV write each).
+// statuses a waiting client acts on. Accepted is not (started follows it at once), nor
+// is progress (a KV write each), nor retrying, which would overwrite whatever came in
+// between: another worker's final result of a job delivered twice (see
+// Consumer.endAttempt, which replaces only its own started entry with it).
 func resultStatus(s brr.Status) bool {
-	return s == brr.StatusStarted || s == brr.StatusRetrying || s.Final()
+	return s == brr.StatusStarted || s.Final()
 }

@@ -36,7 +36,7 @@ func TestOutboxMsgs(t *testing.T) {
 		{brr.EventJob, brr.StatusAccepted, "acme.events.job.backup.accepted", false},
 		{brr.EventJob, brr.StatusStarted, "acme.events.job.backup.started", true},
 		{brr.EventJob, brr.StatusProgress, "acme.events.job.backup.progress", false},
-		{brr.EventJob, brr.StatusRetrying, "acme.events.job.backup.retrying", true},
+		{brr.EventJob, brr.StatusRetrying, "acme.events.job.backup.retrying", false},
 		{brr.EventJob, brr.StatusSucceeded, "acme.events.job.backup.succeeded", true},
 		{brr.EventJob, brr.StatusFailed, "acme.events.job.backup.failed", true},
 		{brr.EventJob, brr.StatusDead, "acme.events.job.backup.dead", true},

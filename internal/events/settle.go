@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"math/rand/v2"
 	"strconv"
@@ -105,6 +106,51 @@ func (c *Consumer) recordRetrying(d *delivery, herr error, delay time.Duration, 
 	e.RetryInMS = delay.Milliseconds()
 	if err := c.store.PutJob(rec, c.cfg.outboxMsgs(e)...); err != nil {
 		d.logger(c.log).Error().Err(err).Msg("record retrying job")
+	}
+	c.endAttempt(d, e)
+}
+
+// endAttempt replaces the started entry this attempt left in BRR_RESULTS with its
+// retrying event e, and nothing else: a worker that gets the job next would otherwise
+// take the started entry of this worker, which is up, for an attempt still running here,
+// and put the job back for as long as this worker lived (two replications waited 10
+// minutes so in a soak). It is an update at the entry's revision, so a final result
+// another worker wrote meanwhile stays. The started entry goes out at once but not
+// synchronously: a short attempt may end before it lands, so it is looked for a few
+// times. Should NATS not answer, the entry stays; the job then waits for this worker.
+func (c *Consumer) endAttempt(d *delivery, e *brr.Event) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	kv, err := c.resultsKV(ctx)
+	if err != nil {
+		return
+	}
+	data, _ := json.Marshal(e) // strings, numbers and times: Marshal cannot fail
+	for try := 0; try < 5; try++ {
+		if try > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		entry, err := kv.Get(ctx, d.job.ID)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // the started entry has not landed yet
+		}
+		if err != nil {
+			return
+		}
+		last, err := brr.DecodeEvent(entry.Value())
+		if err != nil || last.Status.Final() || last.Worker != c.cfg.Worker && last.Status == brr.StatusStarted {
+			return // not ours to replace: a final result, or another worker's attempt
+		}
+		if last.Status != brr.StatusStarted || last.Attempt != d.attempt {
+			continue // an earlier attempt's entry: ours has not landed yet
+		}
+		if _, err := kv.Update(ctx, d.job.ID, data, entry.Revision()); err == nil || ctx.Err() != nil {
+			return
+		}
 	}
 }
 
