@@ -29,7 +29,7 @@ type Options struct {
 	// RemovePin and Upgrade refuse with an error wrapping ErrAppendOnly, and the backend
 	// is wrapped in a guard that refuses any other Remove, and a Save over an object that
 	// exists. It is the worker's half of a ransomware-resistant repository; the other half
-	// is a storage credential that cannot delete (see docs/append-only.md).
+	// is a storage credential that cannot delete (see docs/operations.md, "Append-only repositories").
 	AppendOnly bool
 }
 
