@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -162,4 +163,54 @@ func dirBytes(t *testing.T, dir string) int64 {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestOffsiteSFTP runs a worker with a repo on a real sshd (OpenSSH on loopback),
+// reached with a key file and a known_hosts file: a backup into it restores the same
+// bytes, and a worker whose known_hosts lacks the server's key refuses to start, with the
+// line that adds it.
+func TestOffsiteSFTP(t *testing.T) {
+	sshd := testkit.StartSSHD(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "vault.key"), []byte("key of vault\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	repoURL := fmt.Sprintf("sftp://%s@%s/%s", sshd.User, sshd.Addr, filepath.Join(dir, "vault-repo"))
+	knownHosts := sshd.KnownHosts(t)
+	cfg := fmt.Sprintf(`repos:
+  vault: {url: %q, key_file: %s/vault.key, ssh_key_file: %s, known_hosts: %s}
+`, repoURL, dir, sshd.UserKeyFile, knownHosts)
+	w := bins.StartWorker(t, testkit.WorkerOptions{Config: cfg})
+
+	src := t.TempDir()
+	testkit.WriteTree(t, src, testkit.Tree{Seed: 5, Sizes: []int{2 << 20, 60 << 10, 0, 7}})
+	snap := backupWait(t, w, src)
+	target := filepath.Join(t.TempDir(), "from-vault")
+	if stdout, stderr, code := bins.RunCLI(t, nil, "--nats", w.NATSURL, "restore", snap, target, "--wait"); code != 0 {
+		t.Fatalf("brr restore: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	testkit.SameTree(t, src, target)
+	if _, err := os.Stat(filepath.Join(dir, "vault-repo", "config")); err != nil {
+		t.Fatalf("the repository is not on the sftp server's disk: %v", err)
+	}
+
+	// A known_hosts without the server's key: the worker refuses the repo at start.
+	empty := filepath.Join(dir, "known_hosts.empty")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg = strings.Replace(cfg, knownHosts, empty, 1)
+	cfgPath := filepath.Join(dir, "unknown-host.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(cctx, bins.Worker, "--config", cfgPath, "--data-dir", t.TempDir(),
+		"--listen", testkit.FreeAddr(t), "--http", testkit.FreeAddr(t))
+	cmd.Env = testkit.Environ()
+	out, err := cmd.CombinedOutput()
+	if err == nil || cctx.Err() != nil || !strings.Contains(string(out), "ssh-keyscan") {
+		t.Fatalf("brr-worker with an unknown host key: %v, want a refusal naming ssh-keyscan:\n%s", err, out)
+	}
 }
