@@ -1,0 +1,425 @@
+package natsobj
+
+import (
+	"bytes"
+	"container/list"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// DefaultCacheSize is the pack cache's bound when Options.CacheSize is 0: sixteen packs of
+// the default 16 MiB, more than the packs a restore or a replication reads at once.
+const DefaultCacheSize = 256 << 20
+
+// sumBlock is the unit a cached pack's checksums cover: a range read reads and checks the
+// blocks around it, so a small block keeps the extra read small.
+const sumBlock = 16 << 10
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// cache keeps whole packs in files on local disk, so that reading the blobs of a pack one
+// by one (as restores and replications do) fetches the pack from the server once instead
+// of once per blob: the object store can only stream an object from its start.
+//
+// A cached pack is the file "<name>.<nuid>": packs are immutable and named by their
+// content, but an object that is replaced gets a new NUID, and every read compares the
+// NUID and size the server gives now with the cached ones, so a replaced pack is never
+// served from the cache. A pack is written to a temporary file and renamed into place once
+// the object store has checked its digest, so a crash never leaves a partial file under a
+// cached name. Each block of a cached file has a CRC-32C kept in memory and checked on
+// every read; a file found at open (from an earlier run) is checked against the object's
+// SHA-256 digest before its first use. A file that fails a check is removed and the read
+// goes to the server.
+//
+// The cache holds at most max bytes, dropping the least recently used packs. It assumes
+// it is the only user of its directory.
+type cache struct {
+	dir string
+	max int64
+
+	mu      sync.Mutex
+	entries map[string]*cacheEntry // by pack name
+	lru     list.List              // of *cacheEntry, most recently used at the front
+	used    int64
+	fills   map[string]*fill // downloads under way, by file name
+	closed  bool
+}
+
+type cacheEntry struct {
+	name, nuid string
+	size       int64
+	sums       []uint32 // of each sumBlock bytes; nil until checked against the digest
+	elem       *list.Element
+}
+
+func (e *cacheEntry) file() string { return e.name + "." + e.nuid }
+
+// fill is one download of a pack into the cache, shared by every Load that needs it.
+type fill struct {
+	done    chan struct{}
+	cancel  context.CancelFunc
+	waiters int
+	err     error // set before done is closed
+	local   bool  // err is the local disk's, not the server's
+}
+
+// openCache opens the cache in dir, creating dir (0700) if needed, and takes in the packs
+// an earlier run left there.
+func openCache(dir string, max int64) (*cache, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open pack cache: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open pack cache: %w", err)
+	}
+	c := &cache{dir: dir, max: max, entries: make(map[string]*cacheEntry), fills: make(map[string]*fill)}
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("open pack cache: %w", err)
+	}
+	type found struct {
+		e   *cacheEntry
+		mod time.Time
+	}
+	var old []found
+	for _, de := range des {
+		n := de.Name()
+		if strings.HasPrefix(n, "fill-") && strings.HasSuffix(n, ".tmp") {
+			_ = os.Remove(filepath.Join(dir, n)) // a download cut short
+			continue
+		}
+		name, nuid, ok := strings.Cut(n, ".")
+		if !ok || !cacheable(name) || !isNUID(nuid) || !de.Type().IsRegular() {
+			continue // not ours
+		}
+		fi, err := de.Info()
+		if err != nil {
+			continue
+		}
+		if fi.Size() > max {
+			_ = os.Remove(filepath.Join(dir, n)) // from a run with a larger bound
+			continue
+		}
+		old = append(old, found{&cacheEntry{name: name, nuid: nuid, size: fi.Size()}, fi.ModTime()})
+	}
+	slices.SortFunc(old, func(a, b found) int { return a.mod.Compare(b.mod) })
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range old {
+		if prev := c.entries[f.e.name]; prev != nil {
+			c.dropLocked(prev) // an older NUID of the same pack
+		}
+		c.insertLocked(f.e)
+	}
+	return c, nil
+}
+
+// cacheable reports whether name looks like a pack's id: lower-case hex.
+func cacheable(name string) bool {
+	if name == "" {
+		return false
+	}
+	for _, r := range name {
+		if !('0' <= r && r <= '9' || 'a' <= r && r <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// isNUID reports whether s can be an object's NUID (22 letters and digits).
+func isNUID(s string) bool {
+	if len(s) != 22 {
+		return false
+	}
+	for _, r := range s {
+		if !('0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// insertLocked adds e as the most recently used pack and drops the least recently used
+// others until the cache is within its bound.
+func (c *cache) insertLocked(e *cacheEntry) {
+	c.entries[e.name] = e
+	e.elem = c.lru.PushFront(e)
+	c.used += e.size
+	for c.used > c.max && c.lru.Len() > 1 {
+		c.dropLocked(c.lru.Back().Value.(*cacheEntry))
+	}
+}
+
+// dropLocked forgets e and removes its file. The removal happens under the lock, so that
+// it cannot remove a file a later download of the same pack renamed into place; a reader
+// that has the file open reads on.
+func (c *cache) dropLocked(e *cacheEntry) {
+	if c.entries[e.name] != e {
+		return
+	}
+	delete(c.entries, e.name)
+	c.lru.Remove(e.elem)
+	c.used -= e.size
+	_ = os.Remove(filepath.Join(c.dir, e.file()))
+}
+
+func (c *cache) drop(e *cacheEntry) {
+	c.mu.Lock()
+	c.dropLocked(e)
+	c.mu.Unlock()
+}
+
+// read returns bytes [off, off+n) of the pack name as info describes it, or false when
+// the cache does not have that version of it or its file fails a check.
+func (c *cache) read(name string, info *jetstream.ObjectInfo, off, n int64) ([]byte, bool) {
+	c.mu.Lock()
+	e := c.entries[name]
+	if e == nil {
+		c.mu.Unlock()
+		return nil, false
+	}
+	if e.nuid != info.NUID || e.size != int64(info.Size) {
+		c.dropLocked(e) // replaced on the server
+		c.mu.Unlock()
+		return nil, false
+	}
+	c.lru.MoveToFront(e.elem)
+	sums := e.sums
+	c.mu.Unlock()
+
+	f, err := os.Open(filepath.Join(c.dir, e.file()))
+	if err != nil {
+		c.drop(e)
+		return nil, false
+	}
+	defer f.Close()
+	if sums == nil {
+		if sums, err = checkDigest(f, e.size, info.Digest); err != nil {
+			c.drop(e)
+			return nil, false
+		}
+		c.mu.Lock()
+		e.sums = sums
+		c.mu.Unlock()
+	}
+	start := off / sumBlock * sumBlock
+	end := min((off+n+sumBlock-1)/sumBlock*sumBlock, e.size)
+	buf := make([]byte, end-start)
+	if _, err := f.ReadAt(buf, start); err != nil {
+		c.drop(e)
+		return nil, false
+	}
+	for i, b := int(start/sumBlock), buf; len(b) > 0; i++ {
+		k := min(len(b), sumBlock)
+		if crc32.Checksum(b[:k], castagnoli) != sums[i] {
+			c.drop(e)
+			return nil, false
+		}
+		b = b[k:]
+	}
+	return buf[off-start : off-start+n : off-start+n], true
+}
+
+// checkDigest reads f, of size bytes, and returns its block checksums when its SHA-256
+// is digest ("SHA-256=<base64url>", the object store's).
+func checkDigest(f *os.File, size int64, digest string) ([]uint32, error) {
+	want, err := jetstream.DecodeObjectDigest(digest)
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.New()
+	sums, err := copySums(h, io.NewSectionReader(f, 0, size), size)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(h.Sum(nil), want) {
+		return nil, errors.New("cached pack does not match its digest")
+	}
+	return sums, nil
+}
+
+// copySums copies size bytes from r to w and returns the checksum of each block; it
+// reads r to its end, so that an object store reader checks the object's digest.
+func copySums(w io.Writer, r io.Reader, size int64) ([]uint32, error) {
+	sums := make([]uint32, 0, (size+sumBlock-1)/sumBlock)
+	buf := make([]byte, sumBlock)
+	var got int64
+	for {
+		k, err := io.ReadFull(r, buf)
+		if k > 0 {
+			if got += int64(k); got > size {
+				return nil, fmt.Errorf("more than the %d bytes expected", size)
+			}
+			sums = append(sums, crc32.Checksum(buf[:k], castagnoli))
+			if _, err := w.Write(buf[:k]); err != nil {
+				return nil, &localError{err}
+			}
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if got != size {
+		return nil, fmt.Errorf("%d bytes, %d expected", got, size)
+	}
+	return sums, nil
+}
+
+// localError is a failure of the local disk, after which a read goes to the server.
+type localError struct{ err error }
+
+func (e *localError) Error() string { return "pack cache: " + e.err.Error() }
+func (e *localError) Unwrap() error { return e.err }
+
+// fetch puts the version info describes of pack name (object objName) in the cache,
+// joining a download of it that is under way. A download continues while any Load waits
+// for it, whatever becomes of the Load that started it. The error is a *localError when
+// the pack could not be written to disk.
+func (c *cache) fetch(ctx context.Context, b *Backend, objName, name string, info *jetstream.ObjectInfo) error {
+	key := name + "." + info.NUID
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return &localError{errors.New("closed")}
+	}
+	f := c.fills[key]
+	if f == nil {
+		fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		f = &fill{done: make(chan struct{}), cancel: cancel}
+		c.fills[key] = f
+		go c.run(fctx, b, f, key, objName, name, info)
+	}
+	f.waiters++
+	c.mu.Unlock()
+
+	select {
+	case <-f.done:
+		return f.err
+	case <-ctx.Done():
+		c.mu.Lock()
+		if f.waiters--; f.waiters == 0 {
+			f.cancel() // nobody wants it any more
+			if c.fills[key] == f {
+				delete(c.fills, key)
+			}
+		}
+		c.mu.Unlock()
+		return ctx.Err()
+	}
+}
+
+// run downloads a pack for f and, when the object store has checked its digest, renames
+// it into place.
+func (c *cache) run(ctx context.Context, b *Backend, f *fill, key, objName, name string, info *jetstream.ObjectInfo) {
+	defer f.cancel()
+	size := int64(info.Size)
+	ctx, cancel := context.WithTimeout(ctx, b.timeout+time.Duration(size/(8<<20))*time.Second)
+	defer cancel()
+	e := &cacheEntry{name: name, nuid: info.NUID, size: size}
+	tmp, err := c.download(ctx, b, objName, e)
+
+	c.mu.Lock()
+	if c.fills[key] == f {
+		delete(c.fills, key)
+	}
+	if err == nil && c.closed {
+		err = &localError{errors.New("closed")}
+	}
+	if err == nil {
+		if prev := c.entries[name]; prev != nil {
+			c.dropLocked(prev)
+		}
+		if err = os.Rename(tmp, filepath.Join(c.dir, e.file())); err != nil {
+			err = &localError{err}
+		} else {
+			c.insertLocked(e)
+		}
+	}
+	c.mu.Unlock()
+	if err != nil && tmp != "" {
+		_ = os.Remove(tmp)
+	}
+	var le *localError
+	f.err, f.local = err, errors.As(err, &le)
+	close(f.done)
+}
+
+// download reads e's object from the server into a temporary file and sets e.sums. It
+// returns the file's name, also with an error when the file was created.
+func (c *cache) download(ctx context.Context, b *Backend, objName string, e *cacheEntry) (string, error) {
+	res, err := b.os.Get(ctx, objName)
+	if err != nil {
+		return "", mapErr(err)
+	}
+	defer res.Close()
+	info, err := res.Info()
+	if err != nil {
+		return "", err
+	}
+	if info.NUID != e.nuid || int64(info.Size) != e.size {
+		return "", errors.New("replaced while read")
+	}
+	f, err := os.CreateTemp(c.dir, "fill-*.tmp")
+	if err != nil {
+		return "", &localError{err}
+	}
+	tmp := f.Name()
+	sums, err := copySums(f, &counter{r: res, n: &b.fetched}, e.size)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = &localError{cerr}
+	}
+	if err == nil {
+		err = res.Error()
+	}
+	if err != nil {
+		var le *localError
+		if !errors.As(err, &le) {
+			err = readErr(ctx, res, err)
+		}
+		return tmp, err
+	}
+	e.sums = sums
+	return tmp, nil
+}
+
+// close stops the downloads under way; later Loads read from the server.
+func (c *cache) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	for _, f := range c.fills {
+		f.cancel()
+	}
+}
+
+// usedBytes returns the bytes of the packs in the cache.
+func (c *cache) usedBytes() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.used
+}
+
+// purge drops every pack.
+func (c *cache) purge() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.lru.Len() > 0 {
+		c.dropLocked(c.lru.Back().Value.(*cacheEntry))
+	}
+}

@@ -1,0 +1,10 @@
+package natsobj
+
+// Fetched returns the bytes Load has read from the server so far.
+func (b *Backend) Fetched() int64 { return b.fetched.Load() }
+
+// CacheUsed returns the bytes of the packs in the cache.
+func (b *Backend) CacheUsed() int64 { return b.cache.usedBytes() }
+
+// PurgeCache drops every cached pack.
+func (b *Backend) PurgeCache() { b.cache.purge() }
