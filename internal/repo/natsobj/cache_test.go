@@ -341,7 +341,8 @@ func TestCacheCancelled(t *testing.T) {
 
 // BenchmarkLoadRanges reads every 1 MiB range (the average blob) of four 16 MiB packs,
 // in pack order as a restore does, from file://, from nats:// without a cache and from
-// nats:// with a cache emptied before each pass (each pack fetched once).
+// nats:// with a cache emptied before each pass (each pack fetched once); nats-whole
+// reads each pack whole, the least any reading of each pack from the server costs.
 func BenchmarkLoadRanges(b *testing.B) {
 	const packs, size, blob = 4, 16 << 20, 1 << 20
 	s := natstest.Start(b)
@@ -368,10 +369,14 @@ func BenchmarkLoadRanges(b *testing.B) {
 		for _, bc := range []struct {
 			name string
 			be   repo.Backend
-		}{{"file", fileBe}, {"nats", plain}, {"nats-cache", cached}} {
+		}{{"file", fileBe}, {"nats", plain}, {"nats-cache", cached}, {"nats-whole", plain}} {
 			b.Run(fmt.Sprintf("%s/workers=%d", bc.name, workers), func(b *testing.B) {
 				b.SetBytes(packs * size)
 				for range b.N {
+					if bc.name == "nats-whole" {
+						loadAll(b, plain, hs, size, 0, workers)
+						continue
+					}
 					if bc.be == cached {
 						cached.PurgeCache()
 					}
@@ -383,7 +388,7 @@ func BenchmarkLoadRanges(b *testing.B) {
 }
 
 // loadAll reads the ranges of blob bytes of packs of size bytes with workers goroutines
-// taking them in order.
+// taking them in order; blob 0 reads each pack whole.
 func loadAll(b *testing.B, be repo.Backend, hs []repo.Handle, size, blob, workers int) {
 	type task struct {
 		h   repo.Handle
@@ -403,6 +408,10 @@ func loadAll(b *testing.B, be repo.Backend, hs []repo.Handle, size, blob, worker
 		}()
 	}
 	for _, h := range hs {
+		if blob == 0 {
+			tasks <- task{h, 0}
+			continue
+		}
 		for off := 0; off < size; off += blob {
 			tasks <- task{h, off}
 		}
