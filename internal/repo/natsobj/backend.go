@@ -59,6 +59,13 @@ type Options struct {
 	// CacheSize bounds the bytes of packs in CacheDir; 0 means DefaultCacheSize. A pack
 	// larger than the bound is not cached.
 	CacheSize int64
+	// CacheRecheck is how long after the server confirmed a cached pack (same NUID and
+	// size) reads of it are served without asking again; 0 means DefaultCacheRecheck,
+	// negative means every read asks. Asking costs a round trip per blob read; not asking
+	// means a pack replaced or removed by another worker may be served for that long
+	// (packs are named by their content, so a replaced pack has the same bytes). Saves and
+	// removes through this backend are seen at once.
+	CacheRecheck time.Duration
 }
 
 // Open returns the backend for the object store bucket, creating the bucket with
@@ -105,7 +112,11 @@ func OpenWithOptions(ctx context.Context, js jetstream.JetStream, bucket string,
 		if size == 0 {
 			size = DefaultCacheSize
 		}
-		if b.cache, err = openCache(opts.CacheDir, size); err != nil {
+		recheck := opts.CacheRecheck
+		if recheck == 0 {
+			recheck = DefaultCacheRecheck
+		}
+		if b.cache, err = openCache(opts.CacheDir, size, recheck); err != nil {
 			return nil, fmt.Errorf("open nats repository %q: %w", bucket, err)
 		}
 	}
@@ -140,6 +151,13 @@ func objectName(h repo.Handle) (string, error) {
 	return string(h.Type) + "/" + h.Name, nil
 }
 
+// forget tells the cache that h was saved or removed (or may have been).
+func (b *Backend) forget(h repo.Handle) {
+	if b.cache != nil && h.Type == repo.PackFile {
+		b.cache.forget(h.Name)
+	}
+}
+
 // withTimeout gives ctx a deadline proportional to size when it has none.
 func (b *Backend) withTimeout(ctx context.Context, size int64) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
@@ -171,7 +189,9 @@ func (b *Backend) Save(ctx context.Context, h repo.Handle, data []byte) error {
 	ctx, cancel := b.withTimeout(ctx, int64(len(data)))
 	defer cancel()
 	meta := jetstream.ObjectMeta{Name: name, Opts: &jetstream.ObjectMetaOptions{ChunkSize: b.chunkSize}}
-	if _, err := b.os.Put(ctx, meta, bytesReader(data)); err != nil {
+	_, err = b.os.Put(ctx, meta, bytesReader(data))
+	b.forget(h)
+	if err != nil {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%w)", ctx.Err(), err)
 		}
@@ -216,7 +236,16 @@ func (b *Backend) Load(ctx context.Context, h repo.Handle, offset, length int64)
 	if err != nil {
 		return nil, fmt.Errorf("load %w", err)
 	}
+	if b.cache != nil && h.Type == repo.PackFile && length > 0 {
+		if data, ok := b.cache.readRecent(h.Name, offset, length); ok {
+			return data, nil
+		}
+	}
 	for attempt := 1; ; attempt++ {
+		var ck check
+		if b.cache != nil {
+			ck = b.cache.begin()
+		}
 		info, err := b.os.GetInfo(ctx, name)
 		if err != nil {
 			return nil, fmt.Errorf("load %s: %w", h, mapErr(err))
@@ -224,7 +253,7 @@ func (b *Backend) Load(ctx context.Context, h repo.Handle, offset, length int64)
 		var data []byte
 		var nuid string
 		if b.cached(h, info, offset, length) {
-			data, nuid, err = b.loadCached(ctx, name, h.Name, info, offset, length)
+			data, nuid, err = b.loadCached(ctx, name, h.Name, info, ck, offset, length)
 		} else {
 			data, nuid, err = b.load(ctx, name, int64(info.Size), offset, length)
 		}
@@ -255,7 +284,7 @@ func (b *Backend) cached(h repo.Handle, info *jetstream.ObjectInfo, offset, leng
 // fetching the pack when the cache does not have this version of it. When the cache
 // cannot serve the range (a disk error, a file that fails its checksums, a pack dropped
 // before it was read), it reads from the server.
-func (b *Backend) loadCached(ctx context.Context, name, pack string, info *jetstream.ObjectInfo, offset, length int64) (_ []byte, nuid string, _ error) {
+func (b *Backend) loadCached(ctx context.Context, name, pack string, info *jetstream.ObjectInfo, ck check, offset, length int64) (_ []byte, nuid string, _ error) {
 	size := int64(info.Size)
 	if length == 0 {
 		length = size - offset
@@ -266,16 +295,16 @@ func (b *Backend) loadCached(ctx context.Context, name, pack string, info *jetst
 	if length == 0 {
 		return []byte{}, info.NUID, nil
 	}
-	if data, ok := b.cache.read(pack, info, offset, length); ok {
+	if data, ok := b.cache.read(pack, info, ck, offset, length); ok {
 		return data, info.NUID, nil
 	}
-	err := b.cache.fetch(ctx, b, name, pack, info)
+	err := b.cache.fetch(ctx, b, name, pack, info, ck)
 	var le *localError
 	if err != nil && !errors.As(err, &le) {
 		return nil, info.NUID, err
 	}
 	if err == nil {
-		if data, ok := b.cache.read(pack, info, offset, length); ok {
+		if data, ok := b.cache.read(pack, info, ck, offset, length); ok {
 			return data, info.NUID, nil
 		}
 	}
@@ -383,7 +412,9 @@ func (b *Backend) Remove(ctx context.Context, h repo.Handle) error {
 	if _, err := b.os.GetInfo(ctx, name); err != nil {
 		return fmt.Errorf("remove %s: %w", h, mapErr(err))
 	}
-	if err := b.os.Delete(ctx, name); err != nil {
+	err = b.os.Delete(ctx, name)
+	b.forget(h)
+	if err != nil {
 		return fmt.Errorf("remove %s: %w", h, mapErr(err))
 	}
 	return nil

@@ -23,6 +23,11 @@ import (
 // the default 16 MiB, more than the packs a restore or a replication reads at once.
 const DefaultCacheSize = 256 << 20
 
+// DefaultCacheRecheck is how long a cached pack the server confirmed is served without
+// asking again when Options.CacheRecheck is 0: far longer than a restore takes to read the
+// blobs of one pack, far shorter than the grace period before a prune removes one.
+const DefaultCacheRecheck = time.Second
+
 // sumBlock is the unit a cached pack's checksums cover: a range read reads and checks the
 // blocks around it, so a small block keeps the extra read small.
 const sumBlock = 16 << 10
@@ -34,9 +39,13 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // of once per blob: the object store can only stream an object from its start.
 //
 // A cached pack is the file "<name>.<nuid>": packs are immutable and named by their
-// content, but an object that is replaced gets a new NUID, and every read compares the
-// NUID and size the server gives now with the cached ones, so a replaced pack is never
-// served from the cache. A pack is written to a temporary file and renamed into place once
+// content, but an object that is replaced gets a new NUID. A read compares the NUID and
+// size the server gives now with the cached ones, so a replaced pack is not served from
+// the cache, except within recheck of the last such comparison: asking the server costs a
+// round trip per blob, which is most of the time of a restore from the cache. A pack
+// saved or removed through this backend is compared again at its next read whatever the
+// time; one replaced or removed by another process may be served for up to recheck more
+// (being named by its content, a replaced pack has the same bytes). A pack is written to a temporary file and renamed into place once
 // the object store has checked its digest, so a crash never leaves a partial file under a
 // cached name. Each block of a cached file has a CRC-32C kept in memory and checked on
 // every read; a file found at open (from an earlier run) is checked against the object's
@@ -46,8 +55,10 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // The cache holds at most max bytes, dropping the least recently used packs. It assumes
 // it is the only user of its directory.
 type cache struct {
-	dir string
-	max int64
+	dir     string
+	max     int64
+	recheck time.Duration    // negative: compare at every read
+	now     func() time.Time // the clock of recheck
 
 	mu      sync.Mutex
 	entries map[string]*cacheEntry // by pack name
@@ -55,12 +66,22 @@ type cache struct {
 	used    int64
 	fills   map[string]*fill // downloads under way, by file name
 	closed  bool
+	// epoch counts the packs saved or removed through the backend: a comparison with the
+	// server that began before one of them does not vouch for what is cached.
+	epoch uint64
+}
+
+// check is when a comparison with the server began, and the cache's epoch then.
+type check struct {
+	at    time.Time
+	epoch uint64
 }
 
 type cacheEntry struct {
 	name, nuid string
 	size       int64
-	sums       []uint32 // of each sumBlock bytes; nil until checked against the digest
+	sums       []uint32  // of each sumBlock bytes; nil until checked against the digest
+	checked    time.Time // when the last comparison with the server that matched began
 	elem       *list.Element
 }
 
@@ -77,14 +98,14 @@ type fill struct {
 
 // openCache opens the cache in dir, creating dir (0700) if needed, and takes in the packs
 // an earlier run left there.
-func openCache(dir string, max int64) (*cache, error) {
+func openCache(dir string, max int64, recheck time.Duration) (*cache, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open pack cache: %w", err)
 	}
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open pack cache: %w", err)
 	}
-	c := &cache{dir: dir, max: max, entries: make(map[string]*cacheEntry), fills: make(map[string]*fill)}
+	c := &cache{dir: dir, max: max, recheck: recheck, now: time.Now, entries: make(map[string]*cacheEntry), fills: make(map[string]*fill)}
 	des, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("open pack cache: %w", err)
@@ -182,9 +203,52 @@ func (c *cache) drop(e *cacheEntry) {
 	c.mu.Unlock()
 }
 
-// read returns bytes [off, off+n) of the pack name as info describes it, or false when
-// the cache does not have that version of it or its file fails a check.
-func (c *cache) read(name string, info *jetstream.ObjectInfo, off, n int64) ([]byte, bool) {
+// begin notes the start of a comparison with the server.
+func (c *cache) begin() check {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return check{c.now(), c.epoch}
+}
+
+// vouchedLocked returns when the comparison ck, which matched, tells that a cached pack
+// was current: never, when a pack was saved or removed through the backend meanwhile.
+func (c *cache) vouchedLocked(ck check) time.Time {
+	if ck.epoch != c.epoch {
+		return time.Time{}
+	}
+	return ck.at
+}
+
+// forget makes the next read of pack name compare it with the server: it was saved or
+// removed through the backend.
+func (c *cache) forget(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch++
+	if e := c.entries[name]; e != nil {
+		e.checked = time.Time{}
+	}
+}
+
+// readRecent returns bytes [off, off+n) of pack name when the cache has it and compared
+// it with the server less than recheck ago.
+func (c *cache) readRecent(name string, off, n int64) ([]byte, bool) {
+	c.mu.Lock()
+	e := c.entries[name]
+	if e == nil || e.sums == nil || c.recheck < 0 || c.now().Sub(e.checked) >= c.recheck || off+n > e.size {
+		c.mu.Unlock()
+		return nil, false
+	}
+	c.lru.MoveToFront(e.elem)
+	sums := e.sums
+	c.mu.Unlock()
+	return c.readFile(e, sums, off, n)
+}
+
+// read returns bytes [off, off+n) of the pack name as info, from the comparison ck,
+// describes it, or false when the cache does not have that version of it or its file
+// fails a check.
+func (c *cache) read(name string, info *jetstream.ObjectInfo, ck check, off, n int64) ([]byte, bool) {
 	c.mu.Lock()
 	e := c.entries[name]
 	if e == nil {
@@ -197,17 +261,21 @@ func (c *cache) read(name string, info *jetstream.ObjectInfo, off, n int64) ([]b
 		return nil, false
 	}
 	c.lru.MoveToFront(e.elem)
+	if at := c.vouchedLocked(ck); at.After(e.checked) {
+		e.checked = at
+	}
 	sums := e.sums
 	c.mu.Unlock()
 
-	f, err := os.Open(filepath.Join(c.dir, e.file()))
-	if err != nil {
-		c.drop(e)
-		return nil, false
-	}
-	defer f.Close()
 	if sums == nil {
-		if sums, err = checkDigest(f, e.size, info.Digest); err != nil {
+		f, err := os.Open(filepath.Join(c.dir, e.file()))
+		if err != nil {
+			c.drop(e)
+			return nil, false
+		}
+		sums, err = checkDigest(f, e.size, info.Digest)
+		f.Close()
+		if err != nil {
 			c.drop(e)
 			return nil, false
 		}
@@ -215,6 +283,18 @@ func (c *cache) read(name string, info *jetstream.ObjectInfo, off, n int64) ([]b
 		e.sums = sums
 		c.mu.Unlock()
 	}
+	return c.readFile(e, sums, off, n)
+}
+
+// readFile reads bytes [off, off+n) of e's file and checks them against sums; a file
+// that fails is dropped.
+func (c *cache) readFile(e *cacheEntry, sums []uint32, off, n int64) ([]byte, bool) {
+	f, err := os.Open(filepath.Join(c.dir, e.file()))
+	if err != nil {
+		c.drop(e)
+		return nil, false
+	}
+	defer f.Close()
 	start := off / sumBlock * sumBlock
 	end := min((off+n+sumBlock-1)/sumBlock*sumBlock, e.size)
 	buf := make([]byte, end-start)
@@ -294,7 +374,7 @@ func (e *localError) Unwrap() error { return e.err }
 // joining a download of it that is under way. A download continues while any Load waits
 // for it, whatever becomes of the Load that started it. The error is a *localError when
 // the pack could not be written to disk.
-func (c *cache) fetch(ctx context.Context, b *Backend, objName, name string, info *jetstream.ObjectInfo) error {
+func (c *cache) fetch(ctx context.Context, b *Backend, objName, name string, info *jetstream.ObjectInfo, ck check) error {
 	key := name + "." + info.NUID
 	c.mu.Lock()
 	if c.closed {
@@ -306,7 +386,7 @@ func (c *cache) fetch(ctx context.Context, b *Backend, objName, name string, inf
 		fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		f = &fill{done: make(chan struct{}), cancel: cancel}
 		c.fills[key] = f
-		go c.run(fctx, b, f, key, objName, name, info)
+		go c.run(fctx, b, f, key, objName, name, info, ck)
 	}
 	f.waiters++
 	c.mu.Unlock()
@@ -329,7 +409,7 @@ func (c *cache) fetch(ctx context.Context, b *Backend, objName, name string, inf
 
 // run downloads a pack for f and, when the object store has checked its digest, renames
 // it into place.
-func (c *cache) run(ctx context.Context, b *Backend, f *fill, key, objName, name string, info *jetstream.ObjectInfo) {
+func (c *cache) run(ctx context.Context, b *Backend, f *fill, key, objName, name string, info *jetstream.ObjectInfo, ck check) {
 	defer f.cancel()
 	size := int64(info.Size)
 	ctx, cancel := context.WithTimeout(ctx, b.timeout+time.Duration(size/(8<<20))*time.Second)
@@ -351,6 +431,7 @@ func (c *cache) run(ctx context.Context, b *Backend, f *fill, key, objName, name
 		if err = os.Rename(tmp, filepath.Join(c.dir, e.file())); err != nil {
 			err = &localError{err}
 		} else {
+			e.checked = c.vouchedLocked(ck)
 			c.insertLocked(e)
 		}
 	}

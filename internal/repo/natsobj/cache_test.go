@@ -9,12 +9,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/brr-dev/brr/internal/natstest"
 	"github.com/brr-dev/brr/internal/repo"
 	"github.com/brr-dev/brr/internal/repo/backendtest"
 	"github.com/brr-dev/brr/internal/repo/file"
 	"github.com/brr-dev/brr/internal/repo/natsobj"
+	"github.com/brr-dev/brr/internal/testkit"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -468,4 +470,65 @@ func TestCacheOverwrite(t *testing.T) {
 	close(done)
 	wg.Wait()
 	checkRange(t, be, h, versions[20%len(versions)], 1000, 1000)
+}
+
+// TestCacheRecheck replaces and removes a cached pack through another backend, as another
+// worker would: the cache serves what it has for CacheRecheck after the server last
+// confirmed it, and asks the server again after that.
+func TestCacheRecheck(t *testing.T) {
+	s := natstest.Start(t)
+	_, js := s.JetStream(t)
+	_, js2 := s.JetStream(t)
+	ctx := context.Background()
+	other, err := natsobj.Open(ctx, js2, "repo", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := testkit.NewClock(time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC))
+	be := open(t, js, t.TempDir(), 0)
+	be.SetCacheClock(clock.Now)
+	strict, err := natsobj.OpenWithOptions(ctx, js, "repo", natsobj.Options{CacheDir: t.TempDir(), CacheRecheck: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer strict.Close()
+
+	h, first := savePack(t, other, 1<<20)
+	checkRange(t, be, h, first, 100, 100)
+	checkRange(t, strict, h, first, 100, 100)
+	second := backendtest.RandomData(t, 1<<20)
+	if err := other.Save(ctx, h, second); err != nil {
+		t.Fatal(err)
+	}
+	checkRange(t, strict, h, second, 100, 100)
+	clock.Add(natsobj.DefaultCacheRecheck - time.Millisecond)
+	checkRange(t, be, h, first, 100, 100) // not asked yet
+	clock.Add(time.Millisecond)
+	checkRange(t, be, h, second, 100, 100)
+
+	if err := other.Remove(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := strict.Load(ctx, h, 100, 100); !repo.IsNotExist(err) {
+		t.Fatalf("Load of a removed pack with CacheRecheck -1: err = %v, want ErrNotExist", err)
+	}
+	clock.Add(natsobj.DefaultCacheRecheck)
+	if _, err := be.Load(ctx, h, 100, 100); !repo.IsNotExist(err) {
+		t.Fatalf("Load of a removed pack after CacheRecheck: err = %v, want ErrNotExist", err)
+	}
+
+	// Saves and removes through the backend itself are seen at once.
+	h2, third := savePack(t, be, 1<<20)
+	checkRange(t, be, h2, third, 100, 100)
+	fourth := backendtest.RandomData(t, 1<<20)
+	if err := be.Save(ctx, h2, fourth); err != nil {
+		t.Fatal(err)
+	}
+	checkRange(t, be, h2, fourth, 100, 100)
+	if err := be.Remove(ctx, h2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := be.Load(ctx, h2, 100, 100); !repo.IsNotExist(err) {
+		t.Fatalf("Load of a pack removed through the backend: err = %v, want ErrNotExist", err)
+	}
 }

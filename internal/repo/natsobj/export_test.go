@@ -1,5 +1,7 @@
 package natsobj
 
+import "time"
+
 // Fetched returns the bytes Load has read from the server so far.
 func (b *Backend) Fetched() int64 { return b.fetched.Load() }
 
@@ -8,3 +10,10 @@ func (b *Backend) CacheUsed() int64 { return b.cache.usedBytes() }
 
 // PurgeCache drops every cached pack.
 func (b *Backend) PurgeCache() { b.cache.purge() }
+
+// SetCacheClock sets the clock of the cache's rechecks.
+func (b *Backend) SetCacheClock(now func() time.Time) {
+	b.cache.mu.Lock()
+	defer b.cache.mu.Unlock()
+	b.cache.now = now
+}
