@@ -298,7 +298,10 @@ func (b *Backend) loadCached(ctx context.Context, name, pack string, info *jetst
 	if data, ok := b.cache.read(pack, info, ck, offset, length); ok {
 		return data, info.NUID, nil
 	}
-	err := b.cache.fetch(ctx, b, name, pack, info, ck)
+	data, err := b.cache.fetch(ctx, b, name, pack, info, ck, offset, length)
+	if data != nil {
+		return data, info.NUID, nil
+	}
 	var le *localError
 	if err != nil && !errors.As(err, &le) {
 		return nil, info.NUID, err

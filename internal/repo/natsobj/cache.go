@@ -52,8 +52,8 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // SHA-256 digest before its first use. A file that fails a check is removed and the read
 // goes to the server.
 //
-// The cache holds at most max bytes, dropping the least recently used packs. It assumes
-// it is the only user of its directory.
+// The cache holds at most max bytes, dropping the least recently used packs, plus the
+// packs being downloaded. It assumes it is the only user of its directory.
 type cache struct {
 	dir     string
 	max     int64
@@ -65,6 +65,7 @@ type cache struct {
 	lru     list.List              // of *cacheEntry, most recently used at the front
 	used    int64
 	fills   map[string]*fill // downloads under way, by file name
+	running sync.WaitGroup   // the goroutines of the downloads, even those abandoned
 	closed  bool
 	// epoch counts the packs saved or removed through the backend: a comparison with the
 	// server that began before one of them does not vouch for what is cached.
@@ -87,13 +88,22 @@ type cacheEntry struct {
 
 func (e *cacheEntry) file() string { return e.name + "." + e.nuid }
 
-// fill is one download of a pack into the cache, shared by every Load that needs it.
+// fill is one download of a pack into the cache, shared by every Load that needs it. A
+// Load whose range has arrived reads it from the temporary file at once: a restore reads
+// a pack front to back, and its first blobs need not wait for the last.
 type fill struct {
 	done    chan struct{}
 	cancel  context.CancelFunc
 	waiters int
 	err     error // set before done is closed
 	local   bool  // err is the local disk's, not the server's
+
+	// Under cache.mu: the temporary file, the bytes in it (whole blocks but at the end
+	// of the pack) and their checksums; progress is closed when they grow.
+	tmp      string
+	have     int64
+	sums     []uint32
+	progress chan struct{}
 }
 
 // openCache opens the cache in dir, creating dir (0700) if needed, and takes in the packs
@@ -289,23 +299,30 @@ func (c *cache) read(name string, info *jetstream.ObjectInfo, ck check, off, n i
 // readFile reads bytes [off, off+n) of e's file and checks them against sums; a file
 // that fails is dropped.
 func (c *cache) readFile(e *cacheEntry, sums []uint32, off, n int64) ([]byte, bool) {
-	f, err := os.Open(filepath.Join(c.dir, e.file()))
-	if err != nil {
+	data, ok := readRange(filepath.Join(c.dir, e.file()), sums, e.size, off, n)
+	if !ok {
 		c.drop(e)
+	}
+	return data, ok
+}
+
+// readRange reads bytes [off, off+n) of the file path, whose first size bytes have the
+// block checksums sums, and checks them.
+func readRange(path string, sums []uint32, size, off, n int64) ([]byte, bool) {
+	f, err := os.Open(path)
+	if err != nil {
 		return nil, false
 	}
 	defer f.Close()
 	start := off / sumBlock * sumBlock
-	end := min((off+n+sumBlock-1)/sumBlock*sumBlock, e.size)
+	end := min((off+n+sumBlock-1)/sumBlock*sumBlock, size)
 	buf := make([]byte, end-start)
 	if _, err := f.ReadAt(buf, start); err != nil {
-		c.drop(e)
 		return nil, false
 	}
 	for i, b := int(start/sumBlock), buf; len(b) > 0; i++ {
 		k := min(len(b), sumBlock)
-		if crc32.Checksum(b[:k], castagnoli) != sums[i] {
-			c.drop(e)
+		if i >= len(sums) || crc32.Checksum(b[:k], castagnoli) != sums[i] {
 			return nil, false
 		}
 		b = b[k:]
@@ -321,7 +338,7 @@ func checkDigest(f *os.File, size int64, digest string) ([]uint32, error) {
 		return nil, err
 	}
 	h := sha256.New()
-	sums, err := copySums(h, io.NewSectionReader(f, 0, size), size)
+	sums, err := copySums(h, io.NewSectionReader(f, 0, size), size, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -333,8 +350,9 @@ func checkDigest(f *os.File, size int64, digest string) ([]uint32, error) {
 
 // copySums copies size bytes from r to w and returns the checksum of each block; it
 // reads r to its end, so that an object store reader checks the object's digest. It moves
-// a megabyte at a time: a pack written in blocks takes twice as long.
-func copySums(w io.Writer, r io.Reader, size int64) ([]uint32, error) {
+// a megabyte at a time (a pack written in blocks takes twice as long), and calls grew, if
+// not nil, after each.
+func copySums(w io.Writer, r io.Reader, size int64, grew func(have int64, sums []uint32)) ([]uint32, error) {
 	sums := make([]uint32, 0, (size+sumBlock-1)/sumBlock)
 	buf := make([]byte, min(max(size, sumBlock), 64*sumBlock))
 	var got int64
@@ -349,6 +367,9 @@ func copySums(w io.Writer, r io.Reader, size int64) ([]uint32, error) {
 			}
 			if _, err := w.Write(buf[:k]); err != nil {
 				return nil, &localError{err}
+			}
+			if grew != nil {
+				grew(got, sums)
 			}
 		}
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
@@ -371,51 +392,75 @@ func (e *localError) Error() string { return "pack cache: " + e.err.Error() }
 func (e *localError) Unwrap() error { return e.err }
 
 // fetch puts the version info describes of pack name (object objName) in the cache,
-// joining a download of it that is under way. A download continues while any Load waits
-// for it, whatever becomes of the Load that started it. The error is a *localError when
-// the pack could not be written to disk.
-func (c *cache) fetch(ctx context.Context, b *Backend, objName, name string, info *jetstream.ObjectInfo, ck check) error {
+// joining a download of it that is under way, and returns bytes [off, off+n) of it when
+// they arrive before the download ends (nil when it ends first: the cache has it then). A
+// download continues while any Load waits for it, whatever becomes of the Load that
+// started it. The error is a *localError when the pack could not be written to disk.
+func (c *cache) fetch(ctx context.Context, b *Backend, objName, name string, info *jetstream.ObjectInfo, ck check, off, n int64) ([]byte, error) {
 	key := name + "." + info.NUID
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return &localError{errors.New("closed")}
+		return nil, &localError{errors.New("closed")}
 	}
 	f := c.fills[key]
 	if f == nil {
 		fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		f = &fill{done: make(chan struct{}), cancel: cancel}
+		f = &fill{done: make(chan struct{}), cancel: cancel, progress: make(chan struct{})}
 		c.fills[key] = f
+		c.running.Add(1)
 		go c.run(fctx, b, f, key, objName, name, info, ck)
 	}
 	f.waiters++
 	c.mu.Unlock()
 
-	select {
-	case <-f.done:
-		return f.err
-	case <-ctx.Done():
+	for {
 		c.mu.Lock()
-		if f.waiters--; f.waiters == 0 {
-			f.cancel() // nobody wants it any more
-			if c.fills[key] == f {
-				delete(c.fills, key)
+		tmp, have, sums, progress := f.tmp, f.have, f.sums, f.progress
+		c.mu.Unlock()
+		if off+n <= have {
+			if data, ok := readRange(tmp, sums, have, off, n); ok {
+				return data, nil
 			}
 		}
-		c.mu.Unlock()
-		return ctx.Err()
+		select {
+		case <-f.done:
+			return nil, f.err
+		case <-progress:
+		case <-ctx.Done():
+			c.mu.Lock()
+			if f.waiters--; f.waiters == 0 {
+				f.cancel() // nobody wants it any more
+				if c.fills[key] == f {
+					delete(c.fills, key)
+				}
+			}
+			c.mu.Unlock()
+			return nil, ctx.Err()
+		}
 	}
+}
+
+// grew records that the first have bytes of f's pack, with checksums sums, are in its
+// temporary file.
+func (c *cache) grew(f *fill, have int64, sums []uint32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f.have, f.sums = have, sums
+	close(f.progress)
+	f.progress = make(chan struct{})
 }
 
 // run downloads a pack for f and, when the object store has checked its digest, renames
 // it into place.
 func (c *cache) run(ctx context.Context, b *Backend, f *fill, key, objName, name string, info *jetstream.ObjectInfo, ck check) {
+	defer c.running.Done()
 	defer f.cancel()
 	size := int64(info.Size)
 	ctx, cancel := context.WithTimeout(ctx, b.timeout+time.Duration(size/(8<<20))*time.Second)
 	defer cancel()
 	e := &cacheEntry{name: name, nuid: info.NUID, size: size}
-	tmp, err := c.download(ctx, b, objName, e)
+	tmp, err := c.download(ctx, b, objName, e, f)
 
 	c.mu.Lock()
 	if c.fills[key] == f {
@@ -446,7 +491,7 @@ func (c *cache) run(ctx context.Context, b *Backend, f *fill, key, objName, name
 
 // download reads e's object from the server into a temporary file and sets e.sums. It
 // returns the file's name, also with an error when the file was created.
-func (c *cache) download(ctx context.Context, b *Backend, objName string, e *cacheEntry) (string, error) {
+func (c *cache) download(ctx context.Context, b *Backend, objName string, e *cacheEntry, fl *fill) (string, error) {
 	res, err := b.os.Get(ctx, objName)
 	if err != nil {
 		return "", mapErr(err)
@@ -464,7 +509,10 @@ func (c *cache) download(ctx context.Context, b *Backend, objName string, e *cac
 		return "", &localError{err}
 	}
 	tmp := f.Name()
-	sums, err := copySums(f, &counter{r: res, n: &b.fetched}, e.size)
+	c.mu.Lock()
+	fl.tmp = tmp
+	c.mu.Unlock()
+	sums, err := copySums(f, &counter{r: res, n: &b.fetched}, e.size, func(have int64, sums []uint32) { c.grew(fl, have, sums) })
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = &localError{cerr}
 	}
@@ -482,14 +530,16 @@ func (c *cache) download(ctx context.Context, b *Backend, objName string, e *cac
 	return tmp, nil
 }
 
-// close stops the downloads under way; later Loads read from the server.
+// close stops the downloads under way and waits for them to end; later Loads read from
+// the server.
 func (c *cache) close() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.closed = true
 	for _, f := range c.fills {
 		f.cancel()
 	}
+	c.mu.Unlock()
+	c.running.Wait()
 }
 
 // usedBytes returns the bytes of the packs in the cache.

@@ -63,7 +63,8 @@ func savePack(t testing.TB, be repo.Backend, size int) (repo.Handle, []byte) {
 	return h, data
 }
 
-// checkRange loads [off, off+n) of h and compares it with data.
+// checkRange loads [off, off+n) of h and compares it with data; a Load may return before
+// the pack is in the cache, and checkRange waits for that.
 func checkRange(t testing.TB, be repo.Backend, h repo.Handle, data []byte, off, n int) {
 	t.Helper()
 	got, err := be.Load(context.Background(), h, int64(off), int64(n))
@@ -72,6 +73,9 @@ func checkRange(t testing.TB, be repo.Backend, h repo.Handle, data []byte, off, 
 	}
 	if !bytes.Equal(got, data[off:off+n]) {
 		t.Fatalf("Load(%s, %d, %d) returned the wrong bytes", h.Name[:8], off, n)
+	}
+	if be, ok := be.(*natsobj.Backend); ok {
+		be.WaitFills()
 	}
 }
 
@@ -117,10 +121,14 @@ func TestCacheFetchesPackOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			checkRange(t, be, h, data, off, blob/4)
+			got, err := be.Load(context.Background(), h, int64(off), blob/4)
+			if err != nil || !bytes.Equal(got, data[off:off+blob/4]) {
+				t.Errorf("Load(%d, %d) = %d bytes, %v; not the pack's", off, blob/4, len(got), err)
+			}
 		}()
 	}
 	wg.Wait()
+	be.WaitFills()
 	if got := be.Fetched(); got != 2*size {
 		t.Fatalf("64 concurrent range reads fetched %d bytes, want the pack's %d once", got-size, size)
 	}

@@ -17,3 +17,6 @@ func (b *Backend) SetCacheClock(now func() time.Time) {
 	defer b.cache.mu.Unlock()
 	b.cache.now = now
 }
+
+// WaitFills waits for the downloads into the cache under way.
+func (b *Backend) WaitFills() { b.cache.running.Wait() }
