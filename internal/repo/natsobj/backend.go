@@ -219,8 +219,10 @@ func (r *sliceReader) Read(p []byte) (int, error) {
 // store has no range reads: Load streams the object from its start, discards the bytes
 // before offset and stops after length, so a small read near the end of a large pack
 // costs a transfer of everything before it. With a cache (Options.CacheDir), a range read
-// of a pack fetches the whole pack into the cache once and reads the range from there;
-// other objects, and whole objects, are read from the server.
+// of a pack fetches the whole pack into the cache once, concurrent reads sharing the
+// download, and reads the range from there (from the download itself when the range has
+// arrived); Options.CacheRecheck says how often it asks the server whether the pack is
+// still the one cached. Other objects, and whole objects, are read from the server.
 //
 // An object replaced while it is read loses its old chunks, and the object store's reader
 // then waits for chunks that never come; Load bounds each attempt by a timeout that grows

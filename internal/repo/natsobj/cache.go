@@ -45,12 +45,14 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // round trip per blob, which is most of the time of a restore from the cache. A pack
 // saved or removed through this backend is compared again at its next read whatever the
 // time; one replaced or removed by another process may be served for up to recheck more
-// (being named by its content, a replaced pack has the same bytes). A pack is written to a temporary file and renamed into place once
-// the object store has checked its digest, so a crash never leaves a partial file under a
-// cached name. Each block of a cached file has a CRC-32C kept in memory and checked on
-// every read; a file found at open (from an earlier run) is checked against the object's
-// SHA-256 digest before its first use. A file that fails a check is removed and the read
-// goes to the server.
+// (being named by its content, a replaced pack has the same bytes).
+//
+// A pack is written to a temporary file and renamed into place once the object store has
+// checked its digest, so a crash never leaves a partial file under a cached name. Each
+// block of a cached file has a CRC-32C kept in memory and checked on every read; a file
+// found at open (from an earlier run) is checked against the object's SHA-256 digest
+// before its first use. A file that fails a check is removed and the read goes to the
+// server.
 //
 // The cache holds at most max bytes, dropping the least recently used packs, plus the
 // packs being downloaded. It assumes it is the only user of its directory.
