@@ -97,8 +97,7 @@ type fill struct {
 	done    chan struct{}
 	cancel  context.CancelFunc
 	waiters int
-	err     error // set before done is closed
-	local   bool  // err is the local disk's, not the server's
+	err     error // set before done is closed; a *localError when the disk failed
 
 	// Under cache.mu: the temporary file, the bytes in it (whole blocks but at the end
 	// of the pack) and their checksums; progress is closed when they grow.
@@ -486,8 +485,7 @@ func (c *cache) run(ctx context.Context, b *Backend, f *fill, key, objName, name
 	if err != nil && tmp != "" {
 		_ = os.Remove(tmp)
 	}
-	var le *localError
-	f.err, f.local = err, errors.As(err, &le)
+	f.err = err
 	close(f.done)
 }
 
