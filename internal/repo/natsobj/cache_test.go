@@ -540,3 +540,18 @@ func TestCacheRecheck(t *testing.T) {
 		t.Fatalf("Load of a pack removed through the backend: err = %v, want ErrNotExist", err)
 	}
 }
+
+// TestCacheDiskFails takes the cache's directory away: range reads go to the server.
+func TestCacheDiskFails(t *testing.T) {
+	dir := t.TempDir()
+	_, be := setup(t, dir, 0)
+	h, data := savePack(t, be, 2<<20)
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	checkRange(t, be, h, data, 1<<20, 1000)
+	checkRange(t, be, h, data, 10, 1000)
+	if got, want := be.Fetched(), int64(1<<20+1000+10+1000); got != want {
+		t.Fatalf("fetched %d bytes, want %d: the ranges from the server", got, want)
+	}
+}
