@@ -2,7 +2,9 @@
 // worker's own NATS. It exists so that a cluster of workers can share a repository with no
 // storage but NATS: objects are named "<type>/<name>" in one bucket, replicated as the
 // bucket is, and a Put is atomic (its metadata is written after all its chunks, so a
-// reader never sees part of an object).
+// reader never sees part of an object). The object store can only stream an object from
+// its start, so a backend given a cache directory keeps the packs it reads ranges of on
+// local disk: a restore reads each pack from the server about once, not once per blob.
 package natsobj
 
 import (
@@ -11,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -34,19 +37,55 @@ type Backend struct {
 	// context has no deadline: the object store would otherwise use the JetStream default
 	// timeout for a whole transfer, which a large pack on a slow link exceeds.
 	timeout time.Duration
+	// cache holds whole packs for range reads; nil when there is none.
+	cache *cache
+	// fetched counts the bytes read from the server by Load, for tests.
+	fetched atomic.Int64
 }
 
 var _ repo.Backend = (*Backend)(nil)
 
+// Options are the settings of a Backend besides its bucket.
+type Options struct {
+	// Replicas is the number of replicas of a bucket Open creates (0 means 1); an
+	// existing bucket is used as it is.
+	Replicas int
+	// CacheDir, when set, is a directory (created 0700 if needed) where the backend keeps
+	// the packs it reads ranges of, so that reading a pack blob by blob fetches it from
+	// the server once. One backend uses it at a time; what it holds from an earlier run
+	// is used once checked. Empty means no cache: every range read streams the pack from
+	// its start.
+	CacheDir string
+	// CacheSize bounds the bytes of packs in CacheDir; 0 means DefaultCacheSize. A pack
+	// larger than the bound is not cached.
+	CacheSize int64
+	// CacheRecheck is how long after the server confirmed a cached pack (same NUID and
+	// size) reads of it are served without asking again; 0 means DefaultCacheRecheck,
+	// negative means every read asks. Asking costs a round trip per blob read; not asking
+	// means a pack replaced or removed by another worker may be served for that long
+	// (packs are named by their content, so a replaced pack has the same bytes). Saves and
+	// removes through this backend are seen at once.
+	CacheRecheck time.Duration
+}
+
 // Open returns the backend for the object store bucket, creating the bucket with
 // replicas replicas (0 means 1) where it does not exist. An existing bucket is used as
-// it is.
+// it is. The backend has no pack cache; see OpenWithOptions.
 func Open(ctx context.Context, js jetstream.JetStream, bucket string, replicas int) (*Backend, error) {
+	return OpenWithOptions(ctx, js, bucket, Options{Replicas: replicas})
+}
+
+// OpenWithOptions is Open with the settings in opts.
+func OpenWithOptions(ctx context.Context, js jetstream.JetStream, bucket string, opts Options) (*Backend, error) {
 	if bucket == "" {
 		return nil, errors.New("open nats repository: no bucket given (want nats://BUCKET)")
 	}
+	replicas := opts.Replicas
 	if replicas <= 0 {
 		replicas = 1
+	}
+	if opts.CacheSize < 0 {
+		return nil, fmt.Errorf("open nats repository %q: negative cache size %d", bucket, opts.CacheSize)
 	}
 	os, err := js.ObjectStore(ctx, bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
@@ -67,14 +106,34 @@ func Open(ctx context.Context, js jetstream.JetStream, bucket string, replicas i
 	if mp := js.Conn().MaxPayload(); mp > 0 && mp-4096 < chunk {
 		chunk = mp - 4096 // leave room for the message's headers
 	}
-	return &Backend{bucket: bucket, os: os, chunkSize: uint32(chunk), timeout: 5 * time.Second}, nil
+	b := &Backend{bucket: bucket, os: os, chunkSize: uint32(chunk), timeout: 5 * time.Second}
+	if opts.CacheDir != "" {
+		size := opts.CacheSize
+		if size == 0 {
+			size = DefaultCacheSize
+		}
+		recheck := opts.CacheRecheck
+		if recheck == 0 {
+			recheck = DefaultCacheRecheck
+		}
+		if b.cache, err = openCache(opts.CacheDir, size, recheck); err != nil {
+			return nil, fmt.Errorf("open nats repository %q: %w", bucket, err)
+		}
+	}
+	return b, nil
 }
 
 // Location returns the repository's URL.
 func (b *Backend) Location() string { return "nats://" + b.bucket }
 
-// Close does nothing: the connection belongs to the caller.
-func (b *Backend) Close() error { return nil }
+// Close stops the pack downloads under way; the connection belongs to the caller, and the
+// cache directory is left as it is for the next Open.
+func (b *Backend) Close() error {
+	if b.cache != nil {
+		b.cache.close()
+	}
+	return nil
+}
 
 func objectName(h repo.Handle) (string, error) {
 	if h.Name == "" || strings.ContainsAny(h.Name, "/\x00") {
@@ -90,6 +149,13 @@ func objectName(h repo.Handle) (string, error) {
 		return "", fmt.Errorf("%s: unknown object type %q", h, h.Type)
 	}
 	return string(h.Type) + "/" + h.Name, nil
+}
+
+// forget tells the cache that h was saved or removed (or may have been).
+func (b *Backend) forget(h repo.Handle) {
+	if b.cache != nil && h.Type == repo.PackFile {
+		b.cache.forget(h.Name)
+	}
 }
 
 // withTimeout gives ctx a deadline proportional to size when it has none.
@@ -123,7 +189,9 @@ func (b *Backend) Save(ctx context.Context, h repo.Handle, data []byte) error {
 	ctx, cancel := b.withTimeout(ctx, int64(len(data)))
 	defer cancel()
 	meta := jetstream.ObjectMeta{Name: name, Opts: &jetstream.ObjectMetaOptions{ChunkSize: b.chunkSize}}
-	if _, err := b.os.Put(ctx, meta, bytesReader(data)); err != nil {
+	_, err = b.os.Put(ctx, meta, bytesReader(data))
+	b.forget(h)
+	if err != nil {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%w)", ctx.Err(), err)
 		}
@@ -150,8 +218,11 @@ func (r *sliceReader) Read(p []byte) (int, error) {
 // Load returns length bytes of h from offset; length 0 means to the end. The object
 // store has no range reads: Load streams the object from its start, discards the bytes
 // before offset and stops after length, so a small read near the end of a large pack
-// costs a transfer of everything before it. The repository core keeps pack headers small
-// and reads whole packs when it can.
+// costs a transfer of everything before it. With a cache (Options.CacheDir), a range read
+// of a pack fetches the whole pack into the cache once, concurrent reads sharing the
+// download, and reads the range from there (from the download itself when the range has
+// arrived); Options.CacheRecheck says how often it asks the server whether the pack is
+// still the one cached. Other objects, and whole objects, are read from the server.
 //
 // An object replaced while it is read loses its old chunks, and the object store's reader
 // then waits for chunks that never come; Load bounds each attempt by a timeout that grows
@@ -167,12 +238,27 @@ func (b *Backend) Load(ctx context.Context, h repo.Handle, offset, length int64)
 	if err != nil {
 		return nil, fmt.Errorf("load %w", err)
 	}
+	if b.cache != nil && h.Type == repo.PackFile && length > 0 {
+		if data, ok := b.cache.readRecent(h.Name, offset, length); ok {
+			return data, nil
+		}
+	}
 	for attempt := 1; ; attempt++ {
+		var ck check
+		if b.cache != nil {
+			ck = b.cache.begin()
+		}
 		info, err := b.os.GetInfo(ctx, name)
 		if err != nil {
 			return nil, fmt.Errorf("load %s: %w", h, mapErr(err))
 		}
-		data, nuid, err := b.load(ctx, name, int64(info.Size), offset, length)
+		var data []byte
+		var nuid string
+		if b.cached(h, info, offset, length) {
+			data, nuid, err = b.loadCached(ctx, name, h.Name, info, ck, offset, length)
+		} else {
+			data, nuid, err = b.load(ctx, name, int64(info.Size), offset, length)
+		}
 		if err == nil || errors.Is(err, errRange) || ctx.Err() != nil || attempt == 3 {
 			if err != nil {
 				return nil, fmt.Errorf("load %s: %w", h, err)
@@ -188,6 +274,47 @@ func (b *Backend) Load(ctx context.Context, h repo.Handle, offset, length int64)
 }
 
 var errRange = errors.New("past the end of the object")
+
+// cached reports whether a read of length bytes at offset of h, which info describes,
+// goes through the cache: a range of a pack that fits in it.
+func (b *Backend) cached(h repo.Handle, info *jetstream.ObjectInfo, offset, length int64) bool {
+	return b.cache != nil && h.Type == repo.PackFile && (offset != 0 || length != 0) &&
+		info.Size > 0 && int64(info.Size) <= b.cache.max && cacheable(h.Name)
+}
+
+// loadCached is load through the cache: it reads the range from the cached pack, first
+// fetching the pack when the cache does not have this version of it. When the cache
+// cannot serve the range (a disk error, a file that fails its checksums, a pack dropped
+// before it was read), it reads from the server.
+func (b *Backend) loadCached(ctx context.Context, name, pack string, info *jetstream.ObjectInfo, ck check, offset, length int64) (_ []byte, nuid string, _ error) {
+	size := int64(info.Size)
+	if length == 0 {
+		length = size - offset
+	}
+	if offset > size || offset+length > size {
+		return nil, info.NUID, fmt.Errorf("bytes %d to %d are %w (%d bytes)", offset, offset+length, errRange, size)
+	}
+	if length == 0 {
+		return []byte{}, info.NUID, nil
+	}
+	if data, ok := b.cache.read(pack, info, ck, offset, length); ok {
+		return data, info.NUID, nil
+	}
+	data, err := b.cache.fetch(ctx, b, name, pack, info, ck, offset, length)
+	if data != nil {
+		return data, info.NUID, nil
+	}
+	var le *localError
+	if err != nil && !errors.As(err, &le) {
+		return nil, info.NUID, err
+	}
+	if err == nil {
+		if data, ok := b.cache.read(pack, info, ck, offset, length); ok {
+			return data, info.NUID, nil
+		}
+	}
+	return b.load(ctx, name, size, offset, length)
+}
 
 // load makes one attempt at reading an object whose size was size a moment ago; it
 // returns the object's NUID, which changes when the object is replaced.
@@ -217,17 +344,18 @@ func (b *Backend) load(ctx context.Context, name string, size, offset, length in
 	if length == 0 {
 		return buf, info.NUID, nil
 	}
+	r := &counter{r: res, n: &b.fetched}
 	if offset > 0 {
-		if _, err := io.CopyN(io.Discard, res, offset); err != nil {
+		if _, err := io.CopyN(io.Discard, r, offset); err != nil {
 			return nil, info.NUID, fmt.Errorf("skip to %d: %w", offset, readErr(ctx, res, err))
 		}
 	}
-	if _, err := io.ReadFull(res, buf); err != nil {
+	if _, err := io.ReadFull(r, buf); err != nil {
 		return nil, info.NUID, fmt.Errorf("read %d bytes at %d: %w", length, offset, readErr(ctx, res, err))
 	}
 	if offset+length == size {
 		// Reading to the end lets the object store check the object's digest.
-		if _, err := io.Copy(io.Discard, res); err != nil {
+		if _, err := io.Copy(io.Discard, r); err != nil {
 			return nil, info.NUID, readErr(ctx, res, err)
 		}
 		if err := res.Error(); err != nil {
@@ -235,6 +363,18 @@ func (b *Backend) load(ctx context.Context, name string, size, offset, length in
 		}
 	}
 	return buf, info.NUID, nil
+}
+
+// counter counts the bytes read through it.
+type counter struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c *counter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 // readErr prefers the object store's own error, then the context's, to the pipe's.
@@ -277,7 +417,9 @@ func (b *Backend) Remove(ctx context.Context, h repo.Handle) error {
 	if _, err := b.os.GetInfo(ctx, name); err != nil {
 		return fmt.Errorf("remove %s: %w", h, mapErr(err))
 	}
-	if err := b.os.Delete(ctx, name); err != nil {
+	err = b.os.Delete(ctx, name)
+	b.forget(h)
+	if err != nil {
 		return fmt.Errorf("remove %s: %w", h, mapErr(err))
 	}
 	return nil
