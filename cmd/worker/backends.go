@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -31,7 +32,12 @@ func openBackend(ctx context.Context, cfg Config, name string, rc RepoConfig, js
 	case "file":
 		be, err = file.Open(loc.Path)
 	case "nats":
-		be, err = natsobj.Open(ctx, js, loc.Bucket, cfg.Streams.Replicas)
+		// The object store has no ranged get: packs read in parts (a restore, a
+		// replication) are kept whole in a cache of their own per repo.
+		be, err = natsobj.OpenWithOptions(ctx, js, loc.Bucket, natsobj.Options{
+			Replicas: cfg.Streams.Replicas,
+			CacheDir: filepath.Join(cfg.DataDir, "cache", "nats", name),
+		})
 	case "s3":
 		var sc s3.Config
 		if sc, err = s3Config(loc, rc); err == nil {
