@@ -3,7 +3,9 @@ package repo
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
+	"strings"
 )
 
 // FileType is the kind of object a backend stores; each has its own namespace.
@@ -33,6 +35,49 @@ type Handle struct {
 }
 
 func (h Handle) String() string { return string(h.Type) + "/" + h.Name }
+
+// Path returns where h lives in the directory layout the file, s3 and sftp backends
+// share, relative and slash-separated: "config", "data/<first two hex digits>/<name>"
+// for a pack, "<type>/<name>" for the rest. It checks that the name cannot leave its
+// directory (no separator, no leading dot, so no temporary file's name either).
+func (h Handle) Path() (string, error) {
+	if !ValidName(h.Name) {
+		return "", fmt.Errorf("%s: invalid object name %q", h, h.Name)
+	}
+	switch h.Type {
+	case ConfigFile:
+		if h.Name != "config" {
+			return "", fmt.Errorf("%s: the config object is named \"config\", not %q", h, h.Name)
+		}
+		return "config", nil
+	case PackFile:
+		dir, ok := PackDir(h.Name)
+		if !ok {
+			return "", fmt.Errorf("%s: pack name %q is not a lower-case hex id", h, h.Name)
+		}
+		return string(h.Type) + "/" + dir + "/" + h.Name, nil
+	case KeyFile, IndexFile, SnapshotFile, PinFile, PlanFile, LockFile:
+		return string(h.Type) + "/" + h.Name, nil
+	}
+	return "", fmt.Errorf("%s: unknown object type %q", h, h.Type)
+}
+
+// ValidName reports whether name can name an object in a directory layout: not empty,
+// no leading dot, no path separator or NUL.
+func ValidName(name string) bool {
+	return name != "" && name[0] != '.' && !strings.ContainsAny(name, `/\`+"\x00")
+}
+
+// PackDir is the sub-directory of data/ that holds the pack name; ok is false when name
+// is no pack's.
+func PackDir(name string) (dir string, ok bool) {
+	if !ValidName(name) || len(name) < 2 || !isHex(name[0]) || !isHex(name[1]) {
+		return "", false
+	}
+	return name[:2], true
+}
+
+func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' }
 
 // FileInfo describes a stored object.
 type FileInfo struct {

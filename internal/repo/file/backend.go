@@ -91,29 +91,13 @@ func (b *Backend) Dir() string { return b.dir }
 // Close does nothing: a file repository holds no resources between calls.
 func (b *Backend) Close() error { return nil }
 
-func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' }
-
-// path returns the file of h, after checking that its name cannot escape its directory.
+// path returns the file of h (see repo.Handle.Path).
 func (b *Backend) path(h repo.Handle) (string, error) {
-	name := h.Name
-	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, `/\`+"\x00") || strings.HasPrefix(name, ".") {
-		return "", fmt.Errorf("%s: invalid object name %q", h, name)
+	rel, err := h.Path()
+	if err != nil {
+		return "", err
 	}
-	switch h.Type {
-	case repo.ConfigFile:
-		if name != "config" {
-			return "", fmt.Errorf("%s: the config object is named \"config\", not %q", h, name)
-		}
-		return filepath.Join(b.dir, "config"), nil
-	case repo.PackFile:
-		if len(name) < 2 || !isHex(name[0]) || !isHex(name[1]) {
-			return "", fmt.Errorf("%s: pack name %q is not a lower-case hex id", h, name)
-		}
-		return filepath.Join(b.dir, string(h.Type), name[:2], name), nil
-	case repo.KeyFile, repo.IndexFile, repo.SnapshotFile, repo.PinFile, repo.PlanFile, repo.LockFile:
-		return filepath.Join(b.dir, string(h.Type), name), nil
-	}
-	return "", fmt.Errorf("%s: unknown object type %q", h, h.Type)
+	return filepath.Join(b.dir, filepath.FromSlash(rel)), nil
 }
 
 // Save writes data to a temporary file beside h's file, syncs it, renames it over h's

@@ -142,13 +142,6 @@ func (b *Backend) Close() error {
 	return nil
 }
 
-func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' }
-
-// validName reports whether name can be an object's last path element.
-func validName(name string) bool {
-	return name != "" && !strings.HasPrefix(name, ".") && !strings.ContainsAny(name, `/\`+"\x00")
-}
-
 // typeDir returns the key prefix of t's objects, ending in "/".
 func (b *Backend) typeDir(t repo.FileType) string {
 	if b.prefix == "" {
@@ -157,30 +150,16 @@ func (b *Backend) typeDir(t repo.FileType) string {
 	return b.prefix + "/" + string(t) + "/"
 }
 
-// key returns the object key of h, after checking its name.
+// key returns the object key of h (see repo.Handle.Path), under the prefix.
 func (b *Backend) key(h repo.Handle) (string, error) {
-	name := h.Name
-	if !validName(name) {
-		return "", fmt.Errorf("%s: invalid object name %q", h, name)
+	rel, err := h.Path()
+	if err != nil {
+		return "", err
 	}
-	switch h.Type {
-	case repo.ConfigFile:
-		if name != "config" {
-			return "", fmt.Errorf("%s: the config object is named \"config\", not %q", h, name)
-		}
-		if b.prefix == "" {
-			return "config", nil
-		}
-		return b.prefix + "/config", nil
-	case repo.PackFile:
-		if len(name) < 2 || !isHex(name[0]) || !isHex(name[1]) {
-			return "", fmt.Errorf("%s: pack name %q is not a lower-case hex id", h, name)
-		}
-		return b.typeDir(h.Type) + name[:2] + "/" + name, nil
-	case repo.KeyFile, repo.IndexFile, repo.SnapshotFile, repo.PinFile, repo.PlanFile, repo.LockFile:
-		return b.typeDir(h.Type) + name, nil
+	if b.prefix == "" {
+		return rel, nil
 	}
-	return "", fmt.Errorf("%s: unknown object type %q", h, h.Type)
+	return b.prefix + "/" + rel, nil
 }
 
 // Save PUTs data under h's key, in parts of Config.PartSize when it is larger; either
@@ -366,10 +345,10 @@ func (b *Backend) List(ctx context.Context, t repo.FileType, fn func(repo.FileIn
 // one: "<name>", or "<first two characters of name>/<name>" for packs.
 func nameOf(t repo.FileType, rel string) (string, bool) {
 	if t != repo.PackFile {
-		return rel, validName(rel)
+		return rel, repo.ValidName(rel)
 	}
 	dir, name, ok := strings.Cut(rel, "/")
-	if !ok || !validName(name) || len(name) < 2 || name[:2] != dir || !isHex(name[0]) || !isHex(name[1]) {
+	if want, pack := repo.PackDir(name); !ok || !pack || want != dir {
 		return "", false
 	}
 	return name, true

@@ -229,29 +229,13 @@ func (b *Backend) conn(ctx context.Context, broken *conn) (*conn, error) {
 	return c, nil
 }
 
-func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' }
-
-// path returns the file of h, after checking that its name cannot escape its directory.
+// path returns the file of h (see repo.Handle.Path).
 func (b *Backend) path(h repo.Handle) (string, error) {
-	name := h.Name
-	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, `/\`+"\x00") || strings.HasPrefix(name, ".") {
-		return "", fmt.Errorf("%s: invalid object name %q", h, name)
+	rel, err := h.Path()
+	if err != nil {
+		return "", err
 	}
-	switch h.Type {
-	case repo.ConfigFile:
-		if name != "config" {
-			return "", fmt.Errorf("%s: the config object is named \"config\", not %q", h, name)
-		}
-		return path.Join(b.dir, "config"), nil
-	case repo.PackFile:
-		if len(name) < 2 || !isHex(name[0]) || !isHex(name[1]) {
-			return "", fmt.Errorf("%s: pack name %q is not a lower-case hex id", h, name)
-		}
-		return path.Join(b.dir, string(h.Type), name[:2], name), nil
-	case repo.KeyFile, repo.IndexFile, repo.SnapshotFile, repo.PinFile, repo.PlanFile, repo.LockFile:
-		return path.Join(b.dir, string(h.Type), name), nil
-	}
-	return "", fmt.Errorf("%s: unknown object type %q", h, h.Type)
+	return path.Join(b.dir, rel), nil
 }
 
 // Load reads length bytes of h from offset; length 0 means to the end.
