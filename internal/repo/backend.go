@@ -77,6 +77,18 @@ func PackDir(name string) (dir string, ok bool) {
 	return name[:2], true
 }
 
+// CheckLoad is what every Backend.Load checks first: that ctx is not done and that
+// offset and length are not negative.
+func CheckLoad(ctx context.Context, h Handle, offset, length int64) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("load %s: %w", h, err)
+	}
+	if offset < 0 || length < 0 {
+		return fmt.Errorf("load %s: negative offset %d or length %d", h, offset, length)
+	}
+	return nil
+}
+
 func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' }
 
 // FileInfo describes a stored object.

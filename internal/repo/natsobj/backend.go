@@ -228,11 +228,8 @@ func (r *sliceReader) Read(p []byte) (int, error) {
 // then waits for chunks that never come; Load bounds each attempt by a timeout that grows
 // with the object's size and, when the object was replaced meanwhile, reads the new one.
 func (b *Backend) Load(ctx context.Context, h repo.Handle, offset, length int64) ([]byte, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("load %s: %w", h, err)
-	}
-	if offset < 0 || length < 0 {
-		return nil, fmt.Errorf("load %s: negative offset %d or length %d", h, offset, length)
+	if err := repo.CheckLoad(ctx, h, offset, length); err != nil {
+		return nil, err
 	}
 	name, err := objectName(h)
 	if err != nil {

@@ -195,11 +195,8 @@ func (b *Backend) Save(ctx context.Context, h repo.Handle, data []byte) error {
 // error: the server refuses a range that starts past it (416) and shortens one that
 // ends past it, which Load tells from the answer's Content-Range.
 func (b *Backend) Load(ctx context.Context, h repo.Handle, offset, length int64) ([]byte, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("load %s: %w", h, err)
-	}
-	if offset < 0 || length < 0 {
-		return nil, fmt.Errorf("load %s: negative offset %d or length %d", h, offset, length)
+	if err := repo.CheckLoad(ctx, h, offset, length); err != nil {
+		return nil, err
 	}
 	key, err := b.key(h)
 	if err != nil {

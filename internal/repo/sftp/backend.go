@@ -240,11 +240,8 @@ func (b *Backend) path(h repo.Handle) (string, error) {
 
 // Load reads length bytes of h from offset; length 0 means to the end.
 func (b *Backend) Load(ctx context.Context, h repo.Handle, offset, length int64) ([]byte, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("load %s: %w", h, err)
-	}
-	if offset < 0 || length < 0 {
-		return nil, fmt.Errorf("load %s: negative offset %d or length %d", h, offset, length)
+	if err := repo.CheckLoad(ctx, h, offset, length); err != nil {
+		return nil, err
 	}
 	p, err := b.path(h)
 	if err != nil {
