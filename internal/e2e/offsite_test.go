@@ -166,8 +166,9 @@ func dirBytes(t *testing.T, dir string) int64 {
 }
 
 // TestOffsiteSFTP runs a worker with a repo on a real sshd (OpenSSH on loopback),
-// reached with a key file and a known_hosts file: a backup into it restores the same
-// bytes, and a worker whose known_hosts lacks the server's key refuses to start, with the
+// reached with a key file and a known_hosts file, append-only and with an upload limit:
+// a backup into it restores the same bytes, a prune is refused and changes nothing, and
+// a worker whose known_hosts lacks the server's key refuses to start, with the
 // line that adds it.
 func TestOffsiteSFTP(t *testing.T) {
 	sshd := testkit.StartSSHD(t)
@@ -178,7 +179,7 @@ func TestOffsiteSFTP(t *testing.T) {
 	repoURL := fmt.Sprintf("sftp://%s@%s/%s", sshd.User, sshd.Addr, filepath.Join(dir, "vault-repo"))
 	knownHosts := sshd.KnownHosts(t)
 	cfg := fmt.Sprintf(`repos:
-  vault: {url: %q, key_file: %s/vault.key, ssh_key_file: %s, known_hosts: %s}
+  vault: {url: %q, key_file: %s/vault.key, ssh_key_file: %s, known_hosts: %s, append_only: true, limit_upload: 8192}
 `, repoURL, dir, sshd.UserKeyFile, knownHosts)
 	w := bins.StartWorker(t, testkit.WorkerOptions{Config: cfg})
 
@@ -192,6 +193,16 @@ func TestOffsiteSFTP(t *testing.T) {
 	testkit.SameTree(t, src, target)
 	if _, err := os.Stat(filepath.Join(dir, "vault-repo", "config")); err != nil {
 		t.Fatalf("the repository is not on the sftp server's disk: %v", err)
+	}
+
+	// The repo is append_only: a prune is refused, naming the option, and removes nothing.
+	before := dirBytes(t, filepath.Join(dir, "vault-repo"))
+	stdout, stderr, code := bins.RunCLI(t, nil, "--nats", w.NATSURL, "prune", "--repo", "vault", "--keep-last", "0", "--wait")
+	if code == 0 || !strings.Contains(stdout+stderr, "append_only") {
+		t.Fatalf("brr prune of an append-only repo: exit %d, want a refusal naming append_only\n%s\n%s", code, stdout, stderr)
+	}
+	if after := dirBytes(t, filepath.Join(dir, "vault-repo")); after != before {
+		t.Fatalf("the refused prune changed the repository: %d bytes before, %d after", before, after)
 	}
 
 	// A known_hosts without the server's key: the worker refuses the repo at start.
