@@ -107,13 +107,14 @@ func (b *backend) Unwrap() repo.Backend { return b.be }
 
 func (b *backend) Location() string { return b.be.Location() }
 
-// Save waits for the tokens of data, then stores it: a Save cancelled while it waits
-// stores nothing.
-func (b *backend) Save(ctx context.Context, h repo.Handle, data []byte) error {
-	if err := b.take(ctx, b.up, len(data)); err != nil {
+// Save waits for the tokens of rd's bytes, then stores them: a Save cancelled while it
+// waits stores nothing. rd goes down as it is, so that the backend below still sees
+// what else it is (an io.ReaderAt for parallel parts).
+func (b *backend) Save(ctx context.Context, h repo.Handle, rd repo.RewindReader) error {
+	if err := b.take(ctx, b.up, int(rd.Length())); err != nil {
 		return err
 	}
-	return b.be.Save(ctx, h, data)
+	return b.be.Save(ctx, h, rd)
 }
 
 // Load loads, then waits for the tokens of the bytes it got; a Load cancelled while it

@@ -26,7 +26,6 @@
 package s3
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -183,10 +182,17 @@ func (b *Backend) key(h repo.Handle) (string, error) {
 	return "", fmt.Errorf("%s: unknown object type %q", h, h.Type)
 }
 
-// Save PUTs data under h's key, in parts of Config.PartSize when it is larger; either
-// way the object appears only when complete. The body carries its MD5, so that the
-// server refuses one damaged on the way.
-func (b *Backend) Save(ctx context.Context, h repo.Handle, data []byte) error {
+// Save PUTs rd's bytes under h's key, in parts of Config.PartSize when it is larger;
+// either way the object appears only when complete.
+//
+// minio-go (v7.4.1, putObject and putObjectMultipartStream*) reads an io.ReaderAt with an
+// io.Seeker, which both repo readers are, without copying it: a single PUT hashes it
+// (Content-MD5, so that the server refuses a body damaged on the way) and seeks back; a
+// multipart upload sends each part from its own section, several at once. It would buffer
+// a whole part to compute the MD5 of each, so parts go without: the signed body over
+// http (aws-chunked, each chunk's SHA-256) or TLS protects them. Any other reader is
+// buffered by minio-go, a part (or the object) at a time.
+func (b *Backend) Save(ctx context.Context, h repo.Handle, rd repo.RewindReader) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("save %s: %w", h, err)
 	}
@@ -194,16 +200,25 @@ func (b *Backend) Save(ctx context.Context, h repo.Handle, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("save %w", err)
 	}
-	_, err = b.client.PutObject(ctx, b.cfg.Bucket, key, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{
+	if err := rd.Rewind(); err != nil {
+		return fmt.Errorf("save %s: rewind: %w", h, err)
+	}
+	size := rd.Length()
+	_, seekable := rd.(interface {
+		io.ReaderAt
+		io.Seeker
+	})
+	multipart := uint64(size) > b.cfg.PartSize
+	_, err = b.client.PutObject(ctx, b.cfg.Bucket, key, rd, size, minio.PutObjectOptions{
 		ContentType:    "application/octet-stream",
 		PartSize:       b.cfg.PartSize,
-		SendContentMd5: true,
+		SendContentMd5: !(multipart && seekable),
 		// Over plain http minio-go signs the body in chunks (aws-chunked). For an empty
 		// body (v7.4.1, signer.StreamingSignV4) it still sends the final signed chunk,
 		// which the announced length of 0 does not count, and versitygw answers the
 		// leftover as a malformed next request on the connection. An empty body has
 		// nothing to sign.
-		DisableContentSha256: len(data) == 0,
+		DisableContentSha256: size == 0,
 	})
 	if err != nil {
 		return b.opError("save", h.String(), err)
