@@ -4,9 +4,10 @@
 // (the repos' limit_upload and limit_download, in KiB/s). It is a decorator like restic's
 // backend limiter: the backend below knows nothing of it.
 //
-// A Backend takes and returns whole objects ([]byte), so the wrapper cannot pace the bytes
-// while they move: it bounds the average rate. A Save waits for its bytes' tokens before
-// the object is stored, so that a cancelled job stops before storing it; a Load pays for
+// The wrapper does not pace the bytes while they move: it bounds the average rate. A Save
+// waits for its bytes' tokens (its reader's Length) before the object is stored, so that
+// a cancelled job stops before storing it, and hands the reader down untouched, so that
+// the backend below may still read it in parallel parts (an io.ReaderAt); a Load pays for
 // the bytes it returned after they arrived, as it does not know their number before. An
 // object is sent at the link's speed once paid for; over a job of many packs the rate is
 // the one configured.

@@ -188,6 +188,9 @@ func (c *counter) RoundTrip(req *http.Request) (*http.Response, error) {
 	for k := range req.URL.Query() {
 		c.queries[req.Method+" "+k]++
 	}
+	if req.Method == http.MethodPut && req.Header.Get("Content-Md5") == "" {
+		c.queries["PUT without Content-MD5"]++
+	}
 	c.mu.Unlock()
 	resp, err := c.next.RoundTrip(req)
 	if err != nil {
@@ -284,6 +287,11 @@ func TestMultipart(t *testing.T) {
 	}
 	if got := tr.count("PUT partNumber"); got != 4 {
 		t.Errorf("Save of one part size went in parts (%d part uploads in all)", got)
+	}
+	// Both ways every body carries its MD5 (Object Lock buckets require it), though
+	// neither was copied into a buffer to hash it.
+	if got := tr.count("PUT without Content-MD5"); got != 0 {
+		t.Errorf("%d PUTs without a Content-MD5", got)
 	}
 }
 
