@@ -190,3 +190,65 @@ func TestPackTempDirMissing(t *testing.T) {
 		t.Fatal("Flush of a writer whose SaveBlob failed succeeded")
 	}
 }
+
+// TestPackFileWriteFails: when a pack's temporary file fails (a full disk), the pack is
+// given up: the blobs already in it are forgotten, the writers that saw it fail, and the
+// next writer saves them again into a new file.
+func TestPackFileWriteFails(t *testing.T) {
+	ctx := context.Background()
+	be, err := file.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _, pf := setupTemp(t, be)
+	var once sync.Once
+	repo.SetPackFileHook(r, func(f *os.File) {
+		pf.add(f)
+		once.Do(func() { f.Close() }) // the first pack's writes fail
+	})
+	w, err := r.StartWriter(ctx, "job 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	small := []byte("a small blob, still in the write buffer")
+	if _, _, err := w.SaveBlob(ctx, repo.DataBlob, r.BlobID(small), small); err != nil {
+		t.Fatalf("SaveBlob of a buffered blob: %v", err)
+	}
+	large := randomBytes(1, 256<<10) // larger than the buffer: written at once, and fails
+	if _, _, err := w.SaveBlob(ctx, repo.DataBlob, r.BlobID(large), large); err == nil {
+		t.Fatal("SaveBlob into a pack file that fails succeeded")
+	}
+	if r.HasBlob(repo.DataBlob, r.BlobID(small)) {
+		t.Fatal("the blob of the failed pack is still known")
+	}
+	if err := w.Flush(ctx); err == nil {
+		t.Fatal("Flush of a writer whose pack file failed succeeded")
+	}
+	w.Release()
+
+	w2, err := r.StartWriter(ctx, "job 2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w2.Release()
+	for _, b := range [][]byte{small, large} {
+		if added, _, err := w2.SaveBlob(ctx, repo.DataBlob, r.BlobID(b), b); err != nil || !added {
+			t.Fatalf("SaveBlob again = %v, %v; want added", added, err)
+		}
+	}
+	if err := w2.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range [][]byte{small, large} {
+		got, err := r.LoadBlob(ctx, repo.DataBlob, r.BlobID(b), nil)
+		if err != nil || !bytes.Equal(got, b) {
+			t.Fatalf("LoadBlob = %d bytes, %v", len(got), err)
+		}
+	}
+	if got, want := pf.count(), 2; got != want {
+		t.Fatalf("%d pack files, want %d (the failed one and its replacement)", got, want)
+	}
+	if got := pf.open(); got != 0 {
+		t.Fatalf("%d pack files still open", got)
+	}
+}
