@@ -259,7 +259,7 @@ func cloneKeys(t *testing.T, from, dir string) *repo.Repository {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := dst.Save(ctx, h, data); err != nil {
+		if err := dst.Save(ctx, h, repo.NewByteReader(data)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -337,9 +337,9 @@ type cancelAfterPacks struct {
 	stored atomic.Int64
 }
 
-func (b *cancelAfterPacks) Save(ctx context.Context, h repo.Handle, data []byte) error {
-	err := b.Backend.Save(ctx, h, data)
-	if err == nil && h.Type == repo.PackFile && b.stored.Add(int64(len(data))) >= b.bytes {
+func (b *cancelAfterPacks) Save(ctx context.Context, h repo.Handle, rd repo.RewindReader) error {
+	err := b.Backend.Save(ctx, h, rd)
+	if err == nil && h.Type == repo.PackFile && b.stored.Add(rd.Length()) >= b.bytes {
 		b.cancel()
 	}
 	return err

@@ -56,7 +56,7 @@ func (a *appendOnlyBackend) Location() string { return a.be.Location() }
 // Save refuses to replace an object that exists, except a writer lock. The check is not
 // atomic with the save: it keeps the worker to its word, it does not stop a concurrent
 // writer of the same name (the storage credential does that).
-func (a *appendOnlyBackend) Save(ctx context.Context, h Handle, data []byte) error {
+func (a *appendOnlyBackend) Save(ctx context.Context, h Handle, rd RewindReader) error {
 	if h.Type != LockFile {
 		_, err := a.be.Stat(ctx, h)
 		switch {
@@ -66,7 +66,7 @@ func (a *appendOnlyBackend) Save(ctx context.Context, h Handle, data []byte) err
 			return fmt.Errorf("stat %s before saving it: %w", h, err)
 		}
 	}
-	return a.be.Save(ctx, h, data)
+	return a.be.Save(ctx, h, rd)
 }
 
 func (a *appendOnlyBackend) Load(ctx context.Context, h Handle, offset, length int64) ([]byte, error) {

@@ -117,11 +117,11 @@ func TestAppendOnlyBackendGuard(t *testing.T) {
 		h := repo.Handle{Type: ft, Name: backendtest.RandomID(t)}
 		if ft == repo.ConfigFile {
 			h.Name = "config"
-		} else if err := be.Save(ctx, h, []byte("first")); err != nil {
+		} else if err := be.Save(ctx, h, repo.NewByteReader([]byte("first"))); err != nil {
 			t.Fatalf("Save of a new %s: %v", h, err)
 		}
 		before := contents(t, be)
-		err := be.Save(ctx, h, []byte("second"))
+		err := be.Save(ctx, h, repo.NewByteReader([]byte("second")))
 		if ft == repo.LockFile {
 			if err != nil {
 				t.Errorf("Save over a writer lock (a refresh): %v", err)
@@ -202,7 +202,7 @@ func TestAppendOnlyRefusesDeletes(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, ft := range []repo.FileType{repo.LockFile, repo.PlanFile} {
-		if err := be.Save(ctx, repo.Handle{Type: ft, Name: backendtest.RandomID(t)}, []byte("garbage")); err != nil {
+		if err := be.Save(ctx, repo.Handle{Type: ft, Name: backendtest.RandomID(t)}, repo.NewByteReader([]byte("garbage"))); err != nil {
 			t.Fatal(err)
 		}
 	}

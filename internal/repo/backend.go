@@ -1,10 +1,13 @@
 package repo
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"os"
 	"strings"
 )
 
@@ -115,8 +118,11 @@ func IsNotExist(err error) bool { return errors.Is(err, ErrNotExist) }
 type Backend interface {
 	// Location describes where the repository is, without any secret (for logs).
 	Location() string
-	// Save stores data under h, durably, before returning.
-	Save(ctx context.Context, h Handle, data []byte) error
+	// Save stores the bytes of rd under h, durably, before returning. It reads rd from
+	// its start (calling Rewind first, and again before any retry) to its Length, and
+	// stores nothing under h when rd fails or ends early, or ctx ends, before all of it
+	// is stored. rd is not used after Save returns.
+	Save(ctx context.Context, h Handle, rd RewindReader) error
 	// Load returns length bytes of h from offset; length 0 means to the end. Reading past
 	// the end is an error.
 	Load(ctx context.Context, h Handle, offset, length int64) ([]byte, error)
@@ -130,3 +136,61 @@ type Backend interface {
 	// Close releases what the backend holds; the repository is left as it is.
 	Close() error
 }
+
+// RewindReader is what Backend.Save reads an object from: its bytes, as many as Length
+// says, from the start again after Rewind, so that a backend can retry an upload (or
+// read the object twice, to hash it first) without the caller holding it in memory.
+// A pack is saved from its temporary file (NewFileReader), smaller objects from memory
+// (NewByteReader).
+//
+// Both readers here are also an io.ReaderAt and an io.Seeker, which some backends use to
+// read parts of the object at once (S3 uploads parts in parallel from an io.ReaderAt).
+// Such reads do not move the position that Read reads from.
+type RewindReader interface {
+	io.Reader
+	// Rewind makes the next Read start from the first byte again.
+	Rewind() error
+	// Length is the number of bytes the object has.
+	Length() int64
+}
+
+// ByteReader is a RewindReader of a byte slice.
+type ByteReader struct {
+	*bytes.Reader
+	n int64
+}
+
+// NewByteReader returns a RewindReader of b, which must not change until Save returns.
+func NewByteReader(b []byte) *ByteReader {
+	return &ByteReader{Reader: bytes.NewReader(b), n: int64(len(b))}
+}
+
+// Rewind seeks to the start.
+func (r *ByteReader) Rewind() error {
+	_, err := r.Seek(0, io.SeekStart)
+	return err
+}
+
+// Length returns the length of the slice.
+func (r *ByteReader) Length() int64 { return r.n }
+
+// FileReader is a RewindReader of the first size bytes of a file. It reads with pread
+// (ReadAt), so it neither uses nor moves the file's own offset.
+type FileReader struct {
+	*io.SectionReader
+}
+
+// NewFileReader returns a RewindReader of f's bytes from 0 to size; f must stay open and
+// unchanged in that range until Save returns.
+func NewFileReader(f *os.File, size int64) *FileReader {
+	return &FileReader{SectionReader: io.NewSectionReader(f, 0, size)}
+}
+
+// Rewind seeks to the start.
+func (r *FileReader) Rewind() error {
+	_, err := r.Seek(0, io.SeekStart)
+	return err
+}
+
+// Length returns the size given to NewFileReader.
+func (r *FileReader) Length() int64 { return r.Size() }

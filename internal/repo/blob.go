@@ -146,7 +146,7 @@ func (r *Repository) waitClaims(ctx context.Context) error {
 	return nil
 }
 
-// appendToPack copies an encrypted blob into the open pack and hands the pack to the writer
+// appendToPack writes an encrypted blob to the open pack and hands the pack to the writer
 // when it is full.
 func (r *Repository) appendToPack(k blobKey, ct []byte, rawLen int) error {
 	r.packMu.Lock()
@@ -155,13 +155,36 @@ func (r *Repository) appendToPack(k blobKey, ct []byte, rawLen int) error {
 		return errClosed
 	}
 	p := r.cur
-	off := len(*p.data)
-	*p.data = append(*p.data, ct...)
+	if p.f == nil {
+		if err := r.openPackFile(p); err != nil {
+			return err
+		}
+	}
+	off := p.size
+	if err := p.write(ct); err != nil {
+		r.dropPackLocked(err)
+		return err
+	}
 	p.entries = append(p.entries, packEntry{Type: k.t, ID: k.id, Offset: uint32(off), Length: uint32(len(ct)), RawLength: uint32(rawLen)})
-	if len(*p.data) >= r.opts.PackSize {
+	if p.size >= int64(r.opts.PackSize) {
 		r.submitLocked()
 	}
 	return nil
+}
+
+// dropPackLocked gives up the open pack after its file failed (a full disk): its blobs
+// are forgotten and count as a failed pack write, as when the writer fails to save it.
+// r.packMu must be held.
+func (r *Repository) dropPackLocked(err error) {
+	p := r.cur
+	p.discard()
+	r.cur = &packBuf{}
+	r.mu.Lock()
+	for _, e := range p.entries {
+		delete(r.pending, blobKey{e.ID, e.Type})
+	}
+	r.failLocked(err)
+	r.mu.Unlock()
 }
 
 // submitLocked hands the open pack to the writer and opens a new one; it blocks while the
@@ -171,7 +194,7 @@ func (r *Repository) submitLocked() {
 	r.submitted++
 	p.seq = r.submitted
 	r.writeCh <- p
-	r.cur = &packBuf{data: r.getPackData()}
+	r.cur = &packBuf{}
 }
 
 // writePacks saves the packs it is handed, in order, until Close.
@@ -179,6 +202,7 @@ func (r *Repository) writePacks(ctx context.Context) {
 	defer close(r.done)
 	for p := range r.writeCh {
 		ip, err := r.savePack(ctx, p)
+		p.discard()
 		r.mu.Lock()
 		if err != nil {
 			// The pack's blobs are forgotten below: a writer that relied on them hears
@@ -201,19 +225,19 @@ func (r *Repository) writePacks(ctx context.Context) {
 		close(r.progress)
 		r.progress = make(chan struct{})
 		r.mu.Unlock()
-		r.putPackData(p.data)
 	}
 }
 
-// savePack finishes a pack and saves it.
+// savePack finishes a pack in its temporary file and saves it from there.
 func (r *Repository) savePack(ctx context.Context, p *packBuf) (indexPack, error) {
-	data := r.finishPack(*p.data, p.entries)
-	*p.data = data
-	id := ID(blake3.Sum256(data))
-	if err := r.be.Save(ctx, Handle{Type: PackFile, Name: id.String()}, data); err != nil {
+	id, err := r.finishPack(p)
+	if err != nil {
+		return indexPack{}, fmt.Errorf("save pack: %w", err)
+	}
+	if err := r.be.Save(ctx, Handle{Type: PackFile, Name: id.String()}, NewFileReader(p.f, p.size)); err != nil {
 		return indexPack{}, fmt.Errorf("save pack %s: %w", id.Short(), err)
 	}
-	return indexPack{ID: id, Size: uint64(len(data)), Entries: p.entries}, nil
+	return indexPack{ID: id, Size: uint64(p.size), Entries: p.entries}, nil
 }
 
 // Flush saves the open pack and an index file naming every pack saved since the last

@@ -113,7 +113,7 @@ func (r *Repository) saveJSON(ctx context.Context, h Handle, v any) error {
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", h, err)
 	}
-	if err := r.be.Save(ctx, h, r.sealObject(h, data)); err != nil {
+	if err := r.be.Save(ctx, h, NewByteReader(r.sealObject(h, data))); err != nil {
 		return fmt.Errorf("save %s: %w", h, err)
 	}
 	return nil

@@ -2,6 +2,7 @@ package repo
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 )
@@ -78,3 +79,7 @@ func WriteFormat1() (restore func()) {
 	initVersion, unboundWrites = legacyVersion, true
 	return func() { initVersion, unboundWrites = formatVersion, false }
 }
+
+// SetPackFileHook makes r call fn with each pack's temporary file when it creates it. Set
+// it before the Repository is used.
+func SetPackFileHook(r *Repository, fn func(*os.File)) { r.packFileHook = fn }

@@ -284,7 +284,7 @@ func (r *Repository) saveIndex(ctx context.Context, packs []indexPack) error {
 func (r *Repository) saveIndexFile(ctx context.Context, packs []indexPack) error {
 	data := r.sealObject(Handle{Type: IndexFile}, encodeIndex(packs))
 	id := ID(blake3.Sum256(data))
-	if err := r.be.Save(ctx, Handle{Type: IndexFile, Name: id.String()}, data); err != nil {
+	if err := r.be.Save(ctx, Handle{Type: IndexFile, Name: id.String()}, NewByteReader(data)); err != nil {
 		return fmt.Errorf("save index %s: %w", id.Short(), err)
 	}
 	r.idx.mu.Lock()

@@ -158,7 +158,7 @@ func saveKey(ctx context.Context, be Backend, mk *masterKey, password []byte, pa
 		return fmt.Errorf("generate key name: %w", err)
 	}
 	h := Handle{Type: KeyFile, Name: hex.EncodeToString(name[:])}
-	if err := be.Save(ctx, h, data); err != nil {
+	if err := be.Save(ctx, h, NewByteReader(data)); err != nil {
 		return fmt.Errorf("save key %s: %w", h.Name, err)
 	}
 	return nil

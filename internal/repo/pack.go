@@ -99,13 +99,6 @@ func decodePackHeader(b []byte) ([]packEntry, error) {
 	return entries, nil
 }
 
-// finishPack appends the encrypted header and its length to the blobs in data.
-func (r *Repository) finishPack(data []byte, entries []packEntry) []byte {
-	n := len(data)
-	data = encrypt(r.aead, data, encodePackHeader(entries), nil)
-	return binary.LittleEndian.AppendUint32(data, uint32(len(data)-n))
-}
-
 // readPackHeader returns the entries of the pack whose bytes are data.
 func (r *Repository) readPackHeader(data []byte) ([]packEntry, error) {
 	if len(data) < packTrailerSize {

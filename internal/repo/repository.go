@@ -5,6 +5,7 @@ import (
 	"crypto/cipher"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -31,6 +32,11 @@ type Options struct {
 	// exists. It is the worker's half of a ransomware-resistant repository; the other half
 	// is a storage credential that cannot delete (see docs/operations.md, "Append-only repositories").
 	AppendOnly bool
+	// TempDir is where packs are written while they are filled (see packfile.go): a
+	// pack's bytes go to a temporary file there, not to memory, and are saved from it.
+	// Each pack being filled or saved takes up to PackSize plus one blob, and a file
+	// there is unlinked as soon as it is created. "" means os.TempDir().
+	TempDir string
 }
 
 // Repository is an open repository. All its methods are safe for concurrent use.
@@ -46,14 +52,13 @@ type Repository struct {
 	idKey *blake3.Hasher // keyed with mk.IDKey; cloned into idPool
 	idx   *index
 
-	idPool   sync.Pool    // *blake3.Hasher
-	blobPool sync.Pool    // *[]byte: encrypted blob being built
-	zbufPool sync.Pool    // *[]byte: compression scratch
-	packFree chan *[]byte // pack buffers to reuse: a free list, as a sync.Pool loses them at GC
-	packCap  int
+	idPool   sync.Pool // *blake3.Hasher
+	blobPool sync.Pool // *[]byte: encrypted blob being built
+	zbufPool sync.Pool // *[]byte: compression scratch
 
 	// packMu guards filling the current pack and handing it to the writer; a SaveBlob
-	// holds it while it waits for the writer, which is the bound on packs in memory.
+	// holds it while it waits for the writer, which is the bound on packs in temporary
+	// files: the one being filled and the one being saved.
 	packMu    sync.Mutex
 	cur       *packBuf
 	submitted uint64 // sequence number of the last pack handed to the writer
@@ -80,6 +85,9 @@ type Repository struct {
 	// and compressing it; flushWaits runs in Flush when it is about to wait for claims.
 	afterClaim func(ID)
 	flushWaits func()
+	// packFileHook, nil outside tests, is called with each pack's temporary file when it
+	// is created.
+	packFileHook func(*os.File)
 }
 
 // claim is a blob that a SaveBlob is compressing and encrypting. Other callers already
@@ -88,13 +96,6 @@ type Repository struct {
 type claim struct {
 	done chan struct{} // closed when the blob is in a pack or its SaveBlob failed
 	err  error         // why the SaveBlob failed; set before done is closed
-}
-
-// packBuf is a pack being filled.
-type packBuf struct {
-	data    *[]byte
-	entries []packEntry
-	seq     uint64
 }
 
 // Init creates a repository in be, which must not hold one, with one key for password.
@@ -239,13 +240,10 @@ func newRepository(be Backend, mk *masterKey, cfg *configObject, opts Options) (
 		progress: make(chan struct{}),
 	}
 	r.idPool.New = func() any { return r.idKey.Clone() }
-	packCap := opts.PackSize + MaxChunkSize + 1024
 	r.blobPool.New = func() any { b := make([]byte, 0, MaxChunkSize+1024); return &b }
 	r.zbufPool.New = func() any { b := make([]byte, 0, MaxChunkSize+1024); return &b }
-	r.packCap = packCap
-	r.packFree = make(chan *[]byte, 3)
 	go r.writePacks(ctx)
-	r.cur = &packBuf{data: r.getPackData()}
+	r.cur = &packBuf{}
 	return r, nil
 }
 
@@ -290,6 +288,7 @@ func (r *Repository) stopWriter() bool {
 		return false
 	}
 	r.closed = true
+	r.cur.discard() // its blobs are lost, as Close says
 	close(r.writeCh)
 	r.packMu.Unlock()
 	r.stop()
@@ -329,24 +328,4 @@ func (r *Repository) Stats() Stats {
 	}
 	r.idx.mu.RUnlock()
 	return s
-}
-
-// getPackData returns an empty pack buffer, reused when one is free.
-func (r *Repository) getPackData() *[]byte {
-	select {
-	case b := <-r.packFree:
-		return b
-	default:
-		b := make([]byte, 0, r.packCap)
-		return &b
-	}
-}
-
-// putPackData keeps a pack buffer for reuse, or drops it when enough are kept.
-func (r *Repository) putPackData(b *[]byte) {
-	*b = (*b)[:0]
-	select {
-	case r.packFree <- b:
-	default:
-	}
 }

@@ -74,7 +74,7 @@ func (r *Repository) Upgrade(ctx context.Context) (UpgradeStats, error) {
 // upgradeObjects seals every object of type t that is not bound to its name again.
 func (r *Repository) upgradeObjects(ctx context.Context, t FileType, st *UpgradeStats) error {
 	return r.eachUnbound(ctx, t, st, func(h Handle, plain []byte) error {
-		if err := r.be.Save(ctx, h, r.seal(plain, objectAD(h))); err != nil {
+		if err := r.be.Save(ctx, h, NewByteReader(r.seal(plain, objectAD(h)))); err != nil {
 			return fmt.Errorf("upgrade: save %s: %w", h, err)
 		}
 		st.Objects++
@@ -91,7 +91,7 @@ func (r *Repository) upgradeIndex(ctx context.Context, st *UpgradeStats) error {
 	return r.eachUnbound(ctx, IndexFile, st, func(h Handle, plain []byte) error {
 		data := r.seal(plain, objectAD(h))
 		nh := Handle{Type: IndexFile, Name: ID(blake3.Sum256(data)).String()}
-		if err := r.be.Save(ctx, nh, data); err != nil {
+		if err := r.be.Save(ctx, nh, NewByteReader(data)); err != nil {
 			return fmt.Errorf("upgrade: save %s: %w", nh, err)
 		}
 		r.idx.mu.Lock()

@@ -24,10 +24,10 @@ func swap(t *testing.T, be repo.Backend, a, b repo.Handle) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := be.Save(ctx, a, db); err != nil {
+	if err := be.Save(ctx, a, repo.NewByteReader(db)); err != nil {
 		t.Fatal(err)
 	}
-	if err := be.Save(ctx, b, da); err != nil {
+	if err := be.Save(ctx, b, repo.NewByteReader(da)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -210,14 +210,14 @@ type cutBackend struct {
 	left int
 }
 
-func (b *cutBackend) Save(ctx context.Context, h repo.Handle, data []byte) error {
+func (b *cutBackend) Save(ctx context.Context, h repo.Handle, rd repo.RewindReader) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.left == 0 {
 		return errors.New("power cut")
 	}
 	b.left--
-	return b.Backend.Save(ctx, h, data)
+	return b.Backend.Save(ctx, h, rd)
 }
 
 // Close leaves the wrapped backend open: the test goes on using it.

@@ -35,14 +35,14 @@ func initFailing(t *testing.T) (*repo.Repository, *failingBackend) {
 	return r, be
 }
 
-func (b *failingBackend) Save(ctx context.Context, h repo.Handle, data []byte) error {
+func (b *failingBackend) Save(ctx context.Context, h repo.Handle, rd repo.RewindReader) error {
 	b.mu.Lock()
 	fail := b.fail
 	b.mu.Unlock()
 	if fail && h.Type == repo.PackFile {
 		return errors.New("disk full")
 	}
-	return b.Backend.Save(ctx, h, data)
+	return b.Backend.Save(ctx, h, rd)
 }
 
 func TestFlushPackError(t *testing.T) {

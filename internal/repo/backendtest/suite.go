@@ -11,6 +11,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"sort"
 	"sync"
 	"testing"
@@ -38,6 +40,8 @@ func Run(t *testing.T, newBackend func(t *testing.T) repo.Backend) {
 		{"ConcurrentSave", testConcurrentSave},
 		{"Large", testLarge},
 		{"Cancelled", testCancelled},
+		{"ReaderFails", testReaderFails},
+		{"ReaderRewound", testReaderRewound},
 		{"Location", testLocation},
 	}
 	for _, tt := range tests {
@@ -91,7 +95,7 @@ func list(t *testing.T, be repo.Backend, ft repo.FileType) []repo.FileInfo {
 
 func save(t *testing.T, be repo.Backend, h repo.Handle, data []byte) {
 	t.Helper()
-	if err := be.Save(context.Background(), h, data); err != nil {
+	if err := be.Save(context.Background(), h, repo.NewByteReader(data)); err != nil {
 		t.Fatalf("Save(%s): %v", h, err)
 	}
 }
@@ -292,7 +296,7 @@ func testOverwriteAtomic(t *testing.T, be repo.Backend) {
 		}()
 	}
 	for i := 1; i <= 20; i++ {
-		if err := be.Save(ctx, h, versions[i%len(versions)]); err != nil {
+		if err := be.Save(ctx, h, repo.NewByteReader(versions[i%len(versions)])); err != nil {
 			t.Errorf("Save(%s) #%d: %v", h, i, err)
 			break
 		}
@@ -395,7 +399,7 @@ func testConcurrentSave(t *testing.T, be repo.Backend) {
 		go func(w int) {
 			defer wg.Done()
 			for _, o := range objs[w] {
-				if err := be.Save(ctx, o.h, o.data); err != nil {
+				if err := be.Save(ctx, o.h, repo.NewByteReader(o.data)); err != nil {
 					errs <- fmt.Errorf("Save(%s): %w", o.h, err)
 				}
 			}
@@ -421,11 +425,22 @@ func testConcurrentSave(t *testing.T, be repo.Backend) {
 	}
 }
 
+// testLarge saves a pack-sized object from a file, as the repository saves packs.
 func testLarge(t *testing.T, be repo.Backend) {
 	const size = 20 << 20
 	data := RandomData(t, size)
 	h := repo.Handle{Type: repo.PackFile, Name: RandomID(t)}
-	save(t, be, h, data)
+	f, err := os.CreateTemp(t.TempDir(), "pack-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := be.Save(context.Background(), h, repo.NewFileReader(f, size)); err != nil {
+		t.Fatalf("Save(%s) from a file: %v", h, err)
+	}
 	if got := load(t, be, h); !bytes.Equal(got, data) {
 		t.Fatalf("Load(%s) = %d bytes, not the %d saved", h, len(got), size)
 	}
@@ -444,7 +459,7 @@ func testCancelled(t *testing.T, be repo.Backend) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	other := repo.Handle{Type: repo.SnapshotFile, Name: RandomID(t)}
-	if err := be.Save(ctx, other, []byte("data")); err == nil {
+	if err := be.Save(ctx, other, repo.NewByteReader([]byte("data"))); err == nil {
 		t.Errorf("Save with a cancelled context succeeded")
 	}
 	if _, err := be.Load(ctx, h, 0, 0); err == nil {
@@ -469,5 +484,75 @@ func testCancelled(t *testing.T, be repo.Backend) {
 func testLocation(t *testing.T, be repo.Backend) {
 	if be.Location() == "" {
 		t.Fatal("Location() is empty")
+	}
+}
+
+// errReader is the error of a failingReader.
+var errReader = errors.New("reader failed")
+
+// failingReader reads the first n bytes of data, then fails, every time from the start
+// again: a temporary file that cannot be read, a source that breaks off. It is neither an
+// io.ReaderAt nor an io.Seeker, so backends read it as a stream.
+type failingReader struct {
+	data []byte
+	n    int
+	off  int
+}
+
+func (r *failingReader) Read(p []byte) (int, error) {
+	if r.off >= r.n {
+		return 0, errReader
+	}
+	k := copy(p, r.data[r.off:r.n])
+	r.off += k
+	return k, nil
+}
+
+func (r *failingReader) Rewind() error { r.off = 0; return nil }
+
+func (r *failingReader) Length() int64 { return int64(len(r.data)) }
+
+// testReaderFails saves from readers that fail half-way: the Save fails and stores
+// nothing, neither a new object nor over an old one.
+func testReaderFails(t *testing.T, be repo.Backend) {
+	ctx := context.Background()
+	for _, size := range []int{1000, 6 << 20} {
+		data := RandomData(t, size)
+		h := repo.Handle{Type: repo.PackFile, Name: RandomID(t)}
+		if err := be.Save(ctx, h, &failingReader{data: data, n: size / 2}); err == nil {
+			t.Fatalf("Save(%s) of %d bytes from a reader failing half-way succeeded", h, size)
+		}
+		if _, err := be.Stat(ctx, h); !repo.IsNotExist(err) {
+			t.Fatalf("Stat(%s) after a failed Save = %v, want not-exist", h, err)
+		}
+		if got := list(t, be, repo.PackFile); len(got) != 0 {
+			t.Fatalf("List(data) after a failed Save = %v, want nothing", got)
+		}
+	}
+	h := repo.Handle{Type: repo.SnapshotFile, Name: RandomID(t)}
+	old := RandomData(t, 500)
+	save(t, be, h, old)
+	if err := be.Save(ctx, h, &failingReader{data: RandomData(t, 1000), n: 300}); err == nil {
+		t.Fatalf("Save(%s) over an object from a reader failing half-way succeeded", h)
+	}
+	if got := load(t, be, h); !bytes.Equal(got, old) {
+		t.Fatalf("Load(%s) after a failed Save over it = %d bytes, not the %d saved before", h, len(got), len(old))
+	}
+}
+
+// testReaderRewound saves from a reader that was read to its end already: Save reads it
+// from its start, as a backend retrying a Save does.
+func testReaderRewound(t *testing.T, be repo.Backend) {
+	data := RandomData(t, 3000)
+	rd := repo.NewByteReader(data)
+	if _, err := io.Copy(io.Discard, rd); err != nil {
+		t.Fatal(err)
+	}
+	h := repo.Handle{Type: repo.IndexFile, Name: RandomID(t)}
+	if err := be.Save(context.Background(), h, rd); err != nil {
+		t.Fatalf("Save(%s): %v", h, err)
+	}
+	if got := load(t, be, h); !bytes.Equal(got, data) {
+		t.Fatalf("Load(%s) = %d bytes, not the %d saved", h, len(got), len(data))
 	}
 }

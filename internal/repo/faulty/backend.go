@@ -8,6 +8,7 @@ package faulty
 import (
 	"context"
 	"errors"
+	"io"
 	"sync"
 
 	"github.com/brr-dev/brr/internal/repo"
@@ -166,14 +167,14 @@ func (b *Backend) next(o op, t repo.FileType) *fault {
 // Location returns the wrapped backend's location.
 func (b *Backend) Location() string { return b.be.Location() }
 
-// Save stores data unless a save fault fires.
-func (b *Backend) Save(ctx context.Context, h repo.Handle, data []byte) error {
+// Save stores rd's bytes unless a save fault fires.
+func (b *Backend) Save(ctx context.Context, h repo.Handle, rd repo.RewindReader) error {
 	f := b.next(opSave, h.Type)
 	switch {
 	case f == nil:
-		return b.be.Save(ctx, h, data)
+		return b.be.Save(ctx, h, rd)
 	case f.act == actTruncate:
-		if err := b.be.Save(ctx, h, data[:len(data)/2]); err != nil {
+		if err := b.be.Save(ctx, h, &truncated{rd: rd, n: rd.Length() / 2, left: rd.Length() / 2}); err != nil {
 			return err
 		}
 		return f.err
@@ -213,3 +214,29 @@ func (b *Backend) List(ctx context.Context, t repo.FileType, fn func(repo.FileIn
 
 // Close closes the wrapped backend.
 func (b *Backend) Close() error { return b.be.Close() }
+
+// truncated is the first n bytes of rd.
+type truncated struct {
+	rd   repo.RewindReader
+	n    int64
+	left int64
+}
+
+func (t *truncated) Read(p []byte) (int, error) {
+	if t.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > t.left {
+		p = p[:t.left]
+	}
+	n, err := t.rd.Read(p)
+	t.left -= int64(n)
+	return n, err
+}
+
+func (t *truncated) Rewind() error {
+	t.left = t.n
+	return t.rd.Rewind()
+}
+
+func (t *truncated) Length() int64 { return t.n }

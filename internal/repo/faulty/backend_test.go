@@ -279,10 +279,10 @@ func TestFaultCounting(t *testing.T) {
 		h := repo.Handle{Type: repo.SnapshotFile, Name: backendtest.RandomID(t)}
 		handles = append(handles, h)
 		// Saves of another type do not count.
-		if err := fb.Save(ctx, repo.Handle{Type: repo.IndexFile, Name: backendtest.RandomID(t)}, []byte("i")); err != nil {
+		if err := fb.Save(ctx, repo.Handle{Type: repo.IndexFile, Name: backendtest.RandomID(t)}, repo.NewByteReader([]byte("i"))); err != nil {
 			t.Fatal(err)
 		}
-		err := fb.Save(ctx, h, []byte("snapshot"))
+		err := fb.Save(ctx, h, repo.NewByteReader([]byte("snapshot")))
 		if (i == 2) != errors.Is(err, boom) {
 			t.Fatalf("save %d: err = %v", i, err)
 		}
@@ -309,7 +309,7 @@ func TestFaultCounting(t *testing.T) {
 	}
 	fb.FailSave(repo.PackFile, 0, nil)
 	fb.Reset()
-	if err := fb.Save(ctx, repo.Handle{Type: repo.PackFile, Name: backendtest.RandomID(t)}, []byte("p")); err != nil {
+	if err := fb.Save(ctx, repo.Handle{Type: repo.PackFile, Name: backendtest.RandomID(t)}, repo.NewByteReader([]byte("p"))); err != nil {
 		t.Fatalf("save after Reset: %v", err)
 	}
 	if got, want := fb.Saves(repo.SnapshotFile), 4; got != want {

@@ -100,9 +100,9 @@ func (b *Backend) path(h repo.Handle) (string, error) {
 	return filepath.Join(b.dir, filepath.FromSlash(rel)), nil
 }
 
-// Save writes data to a temporary file beside h's file, syncs it, renames it over h's
-// file and syncs the directory, so that h is either its old content or data, durably.
-func (b *Backend) Save(ctx context.Context, h repo.Handle, data []byte) error {
+// Save copies rd to a temporary file beside h's file, syncs it, renames it over h's file
+// and syncs the directory, so that h is either its old content or rd's, durably.
+func (b *Backend) Save(ctx context.Context, h repo.Handle, rd repo.RewindReader) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("save %s: %w", h, err)
 	}
@@ -126,15 +126,11 @@ func (b *Backend) Save(ctx context.Context, h repo.Handle, data []byte) error {
 	if err := f.Chmod(fileMode); err != nil {
 		return fmt.Errorf("save %s: chmod: %w", h, err)
 	}
-	for rest := data; len(rest) > 0; {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("save %s: %w", h, err)
-		}
-		n := min(len(rest), writeChunk)
-		if _, err := f.Write(rest[:n]); err != nil {
-			return fmt.Errorf("save %s: write: %w", h, err)
-		}
-		rest = rest[n:]
+	if err := rd.Rewind(); err != nil {
+		return fmt.Errorf("save %s: rewind: %w", h, err)
+	}
+	if err := copyObject(ctx, f, rd); err != nil {
+		return fmt.Errorf("save %s: %w", h, err)
 	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("save %s: sync: %w", h, err)
@@ -151,6 +147,26 @@ func (b *Backend) Save(ctx context.Context, h repo.Handle, data []byte) error {
 	committed = true
 	if err := syncDir(dir); err != nil {
 		return fmt.Errorf("save %s: %w", h, err)
+	}
+	return nil
+}
+
+// copyObject copies rd's Length bytes to f, looking at ctx between chunks; a reader that
+// fails or ends early is an error.
+func copyObject(ctx context.Context, f *os.File, rd repo.RewindReader) error {
+	want := rd.Length()
+	for n := int64(0); n < want; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		k, err := io.CopyN(f, rd, min(want-n, writeChunk))
+		n += k
+		if err == io.EOF {
+			return fmt.Errorf("read: %w after %d of %d bytes", io.ErrUnexpectedEOF, n, want)
+		}
+		if err != nil {
+			return fmt.Errorf("copy: %w", err)
+		}
 	}
 	return nil
 }

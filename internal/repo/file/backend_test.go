@@ -32,10 +32,10 @@ func TestLayout(t *testing.T) {
 	}
 	ctx := context.Background()
 	name := "ab" + backendtest.RandomID(t)[2:]
-	if err := be.Save(ctx, repo.Handle{Type: repo.PackFile, Name: name}, []byte("pack")); err != nil {
+	if err := be.Save(ctx, repo.Handle{Type: repo.PackFile, Name: name}, repo.NewByteReader([]byte("pack"))); err != nil {
 		t.Fatal(err)
 	}
-	if err := be.Save(ctx, repo.Handle{Type: repo.ConfigFile, Name: "config"}, []byte("cfg")); err != nil {
+	if err := be.Save(ctx, repo.Handle{Type: repo.ConfigFile, Name: "config"}, repo.NewByteReader([]byte("cfg"))); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"data/ab/" + name, "config"} {
@@ -103,7 +103,7 @@ func TestBadNames(t *testing.T) {
 		{Type: repo.ConfigFile, Name: "other"},
 		{Type: "bogus", Name: "abcd"},
 	} {
-		if err := be.Save(ctx, h, []byte("x")); err == nil {
+		if err := be.Save(ctx, h, repo.NewByteReader([]byte("x"))); err == nil {
 			t.Errorf("Save(%q, %q) succeeded, want an error", h.Type, h.Name)
 		}
 	}

@@ -4,9 +4,10 @@
 // (the repos' limit_upload and limit_download, in KiB/s). It is a decorator like restic's
 // backend limiter: the backend below knows nothing of it.
 //
-// A Backend takes and returns whole objects ([]byte), so the wrapper cannot pace the bytes
-// while they move: it bounds the average rate. A Save waits for its bytes' tokens before
-// the object is stored, so that a cancelled job stops before storing it; a Load pays for
+// The wrapper does not pace the bytes while they move: it bounds the average rate. A Save
+// waits for its bytes' tokens (its reader's Length) before the object is stored, so that
+// a cancelled job stops before storing it, and hands the reader down untouched, so that
+// the backend below may still read it in parallel parts (an io.ReaderAt); a Load pays for
 // the bytes it returned after they arrived, as it does not know their number before. An
 // object is sent at the link's speed once paid for; over a job of many packs the rate is
 // the one configured.
@@ -107,13 +108,14 @@ func (b *backend) Unwrap() repo.Backend { return b.be }
 
 func (b *backend) Location() string { return b.be.Location() }
 
-// Save waits for the tokens of data, then stores it: a Save cancelled while it waits
-// stores nothing.
-func (b *backend) Save(ctx context.Context, h repo.Handle, data []byte) error {
-	if err := b.take(ctx, b.up, len(data)); err != nil {
+// Save waits for the tokens of rd's bytes, then stores them: a Save cancelled while it
+// waits stores nothing. rd goes down as it is, so that the backend below still sees
+// what else it is (an io.ReaderAt for parallel parts).
+func (b *backend) Save(ctx context.Context, h repo.Handle, rd repo.RewindReader) error {
+	if err := b.take(ctx, b.up, int(rd.Length())); err != nil {
 		return err
 	}
-	return b.be.Save(ctx, h, data)
+	return b.be.Save(ctx, h, rd)
 }
 
 // Load loads, then waits for the tokens of the bytes it got; a Load cancelled while it

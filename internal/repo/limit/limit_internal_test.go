@@ -114,7 +114,7 @@ func TestSaveTakesItsBytes(t *testing.T) {
 	h := repo.Handle{Type: repo.PackFile, Name: backendtest.RandomID(t)}
 	sleeps := 0
 	c.onSleep = func() error { sleeps++; return nil }
-	if err := b.Save(ctx, h, data); err != nil {
+	if err := b.Save(ctx, h, repo.NewByteReader(data)); err != nil {
 		t.Fatal(err)
 	}
 	// 100 KiB/s, a 64 KiB bucket: 1 MiB is 16 slices, the first free, 15 of 0.64 s.
@@ -144,7 +144,7 @@ func TestSaveTakesItsBytes(t *testing.T) {
 	// An object no larger than what the bucket refilled meanwhile goes at once.
 	c.t = c.t.Add(time.Second)
 	c.slept = 0
-	if err := b.Save(ctx, repo.Handle{Type: repo.SnapshotFile, Name: backendtest.RandomID(t)}, make([]byte, 50<<10)); err != nil {
+	if err := b.Save(ctx, repo.Handle{Type: repo.SnapshotFile, Name: backendtest.RandomID(t)}, repo.NewByteReader(make([]byte, 50<<10))); err != nil {
 		t.Fatal(err)
 	}
 	if c.slept != 0 {
@@ -158,7 +158,7 @@ func TestLoadTakesItsBytes(t *testing.T) {
 	ctx := context.Background()
 	const n = 1 << 20
 	h := repo.Handle{Type: repo.PackFile, Name: backendtest.RandomID(t)}
-	if err := fb.Save(ctx, h, backendtest.RandomData(t, n)); err != nil {
+	if err := fb.Save(ctx, h, repo.NewByteReader(backendtest.RandomData(t, n))); err != nil {
 		t.Fatal(err)
 	}
 	got, err := b.Load(ctx, h, 0, 0)
@@ -184,7 +184,7 @@ func TestLoadTakesItsBytes(t *testing.T) {
 
 	// Uploads are not limited.
 	c.slept = 0
-	if err := b.Save(ctx, repo.Handle{Type: repo.PackFile, Name: backendtest.RandomID(t)}, make([]byte, n)); err != nil {
+	if err := b.Save(ctx, repo.Handle{Type: repo.PackFile, Name: backendtest.RandomID(t)}, repo.NewByteReader(make([]byte, n))); err != nil {
 		t.Fatal(err)
 	}
 	if c.slept != 0 {
@@ -207,7 +207,7 @@ func TestCancelledSaveStoresNothing(t *testing.T) {
 		return nil
 	}
 	h := repo.Handle{Type: repo.PackFile, Name: backendtest.RandomID(t)}
-	err := b.Save(ctx, h, backendtest.RandomData(t, 1<<20))
+	err := b.Save(ctx, h, repo.NewByteReader(backendtest.RandomData(t, 1<<20)))
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Save cancelled while throttled = %v, want context.Canceled", err)
 	}
@@ -244,7 +244,7 @@ func TestCancelledSaveRealClock(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	h := repo.Handle{Type: repo.PackFile, Name: backendtest.RandomID(t)}
 	done := make(chan error, 1)
-	go func() { done <- b.Save(ctx, h, make([]byte, 1<<20)) }() // 1 MiB at 1 KiB/s: 16 min
+	go func() { done <- b.Save(ctx, h, repo.NewByteReader(make([]byte, 1<<20))) }() // 1 MiB at 1 KiB/s: 16 min
 	<-waiting
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {

@@ -174,8 +174,9 @@ func mapErr(err error) error {
 	return err
 }
 
-// Save puts data under h; the object store replaces an existing object atomically.
-func (b *Backend) Save(ctx context.Context, h repo.Handle, data []byte) error {
+// Save puts rd's bytes under h; the object store replaces an existing object atomically,
+// and keeps the old one when the new one's reader fails.
+func (b *Backend) Save(ctx context.Context, h repo.Handle, rd repo.RewindReader) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("save %s: %w", h, err)
 	}
@@ -183,13 +184,17 @@ func (b *Backend) Save(ctx context.Context, h repo.Handle, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("save %w", err)
 	}
-	if len(data) > MaxObjectSize {
-		return fmt.Errorf("save %s: %d bytes is more than the %d an object may hold", h, len(data), MaxObjectSize)
+	size := rd.Length()
+	if size > MaxObjectSize {
+		return fmt.Errorf("save %s: %d bytes is more than the %d an object may hold", h, size, MaxObjectSize)
 	}
-	ctx, cancel := b.withTimeout(ctx, int64(len(data)))
+	if err := rd.Rewind(); err != nil {
+		return fmt.Errorf("save %s: rewind: %w", h, err)
+	}
+	ctx, cancel := b.withTimeout(ctx, size)
 	defer cancel()
 	meta := jetstream.ObjectMeta{Name: name, Opts: &jetstream.ObjectMetaOptions{ChunkSize: b.chunkSize}}
-	_, err = b.os.Put(ctx, meta, bytesReader(data))
+	_, err = b.os.Put(ctx, meta, &exactReader{rd: rd, left: size})
 	b.forget(h)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -200,19 +205,26 @@ func (b *Backend) Save(ctx context.Context, h repo.Handle, data []byte) error {
 	return nil
 }
 
-// bytesReader returns a reader of data that the object store reads until EOF; it is
-// never nil, which Put would take for "no content" on an empty object.
-func bytesReader(data []byte) io.Reader { return &sliceReader{data} }
+// exactReader reads the left bytes of rd that the object store reads until EOF, and fails
+// the Put when rd ends before them.
+type exactReader struct {
+	rd   io.Reader
+	left int64
+}
 
-type sliceReader struct{ b []byte }
-
-func (r *sliceReader) Read(p []byte) (int, error) {
-	if len(r.b) == 0 {
+func (r *exactReader) Read(p []byte) (int, error) {
+	if r.left <= 0 {
 		return 0, io.EOF
 	}
-	n := copy(p, r.b)
-	r.b = r.b[n:]
-	return n, nil
+	if int64(len(p)) > r.left {
+		p = p[:r.left]
+	}
+	n, err := r.rd.Read(p)
+	r.left -= int64(n)
+	if err == io.EOF && r.left > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
 }
 
 // Load returns length bytes of h from offset; length 0 means to the end. The object

@@ -39,7 +39,7 @@ func TestReopen(t *testing.T) {
 		t.Fatalf("Location() = %q, want %q", got, want)
 	}
 	h := repo.Handle{Type: repo.SnapshotFile, Name: backendtest.RandomID(t)}
-	if err := be.Save(ctx, h, []byte("snapshot")); err != nil {
+	if err := be.Save(ctx, h, repo.NewByteReader([]byte("snapshot"))); err != nil {
 		t.Fatal(err)
 	}
 	// A second worker, on its own connection, opens the same bucket and sees the object.
@@ -63,7 +63,7 @@ func TestTooLarge(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := repo.Handle{Type: repo.PackFile, Name: backendtest.RandomID(t)}
-	if err := be.Save(ctx, h, make([]byte, natsobj.MaxObjectSize+1)); err == nil {
+	if err := be.Save(ctx, h, repo.NewByteReader(make([]byte, natsobj.MaxObjectSize+1))); err == nil {
 		t.Fatal("Save of more than MaxObjectSize succeeded")
 	}
 	if _, err := be.Stat(ctx, h); !repo.IsNotExist(err) {

@@ -57,7 +57,7 @@ func savePack(t testing.TB, be repo.Backend, size int) (repo.Handle, []byte) {
 	t.Helper()
 	h := repo.Handle{Type: repo.PackFile, Name: backendtest.RandomID(t)}
 	data := backendtest.RandomData(t, size)
-	if err := be.Save(context.Background(), h, data); err != nil {
+	if err := be.Save(context.Background(), h, repo.NewByteReader(data)); err != nil {
 		t.Fatal(err)
 	}
 	return h, data
@@ -157,7 +157,7 @@ func TestCacheBypass(t *testing.T) {
 		t.Fatal(err)
 	}
 	idx := repo.Handle{Type: repo.IndexFile, Name: backendtest.RandomID(t)}
-	if err := be.Save(ctx, idx, smallData); err != nil {
+	if err := be.Save(ctx, idx, repo.NewByteReader(smallData)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := be.Load(ctx, idx, 10, 10); err != nil {
@@ -215,12 +215,12 @@ func TestCacheReplaced(t *testing.T) {
 	h, first := savePack(t, be, 1<<20)
 	checkRange(t, be, h, first, 1000, 1000)
 	second := backendtest.RandomData(t, 1<<20)
-	if err := be.Save(context.Background(), h, second); err != nil {
+	if err := be.Save(context.Background(), h, repo.NewByteReader(second)); err != nil {
 		t.Fatal(err)
 	}
 	checkRange(t, be, h, second, 1000, 1000)
 	shorter := backendtest.RandomData(t, 5000)
-	if err := be.Save(context.Background(), h, shorter); err != nil {
+	if err := be.Save(context.Background(), h, repo.NewByteReader(shorter)); err != nil {
 		t.Fatal(err)
 	}
 	checkRange(t, be, h, shorter, 1000, 1000)
@@ -370,7 +370,7 @@ func BenchmarkLoadRanges(b *testing.B) {
 	var hs []repo.Handle
 	for range packs {
 		h, data := savePack(b, plain, size)
-		if err := fileBe.Save(ctx, h, data); err != nil {
+		if err := fileBe.Save(ctx, h, repo.NewByteReader(data)); err != nil {
 			b.Fatal(err)
 		}
 		hs = append(hs, h)
@@ -438,7 +438,7 @@ func TestCacheOverwrite(t *testing.T) {
 	const size = 1 << 20
 	versions := [][]byte{backendtest.RandomData(t, size), backendtest.RandomData(t, size), backendtest.RandomData(t, size)}
 	h := repo.Handle{Type: repo.PackFile, Name: backendtest.RandomID(t)}
-	if err := be.Save(ctx, h, versions[0]); err != nil {
+	if err := be.Save(ctx, h, repo.NewByteReader(versions[0])); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
@@ -470,7 +470,7 @@ func TestCacheOverwrite(t *testing.T) {
 		}()
 	}
 	for i := 1; i <= 20; i++ {
-		if err := be.Save(ctx, h, versions[i%len(versions)]); err != nil {
+		if err := be.Save(ctx, h, repo.NewByteReader(versions[i%len(versions)])); err != nil {
 			t.Errorf("Save #%d: %v", i, err)
 			break
 		}
@@ -505,7 +505,7 @@ func TestCacheRecheck(t *testing.T) {
 	checkRange(t, be, h, first, 100, 100)
 	checkRange(t, strict, h, first, 100, 100)
 	second := backendtest.RandomData(t, 1<<20)
-	if err := other.Save(ctx, h, second); err != nil {
+	if err := other.Save(ctx, h, repo.NewByteReader(second)); err != nil {
 		t.Fatal(err)
 	}
 	checkRange(t, strict, h, second, 100, 100)
@@ -529,7 +529,7 @@ func TestCacheRecheck(t *testing.T) {
 	h2, third := savePack(t, be, 1<<20)
 	checkRange(t, be, h2, third, 100, 100)
 	fourth := backendtest.RandomData(t, 1<<20)
-	if err := be.Save(ctx, h2, fourth); err != nil {
+	if err := be.Save(ctx, h2, repo.NewByteReader(fourth)); err != nil {
 		t.Fatal(err)
 	}
 	checkRange(t, be, h2, fourth, 100, 100)

@@ -26,8 +26,9 @@
 package s3
 
 import (
-	"bytes"
 	"context"
+	"crypto/md5"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
@@ -162,10 +163,17 @@ func (b *Backend) key(h repo.Handle) (string, error) {
 	return b.prefix + "/" + rel, nil
 }
 
-// Save PUTs data under h's key, in parts of Config.PartSize when it is larger; either
-// way the object appears only when complete. The body carries its MD5, so that the
-// server refuses one damaged on the way.
-func (b *Backend) Save(ctx context.Context, h repo.Handle, data []byte) error {
+// Save PUTs rd's bytes under h's key, in parts of Config.PartSize when it is larger;
+// either way the object appears only when complete, and every request carries the MD5 of
+// its body (Content-MD5), so that the server refuses one damaged on the way (and so that
+// Object Lock buckets, which require an integrity header, take it).
+//
+// Neither way copies the object into memory when rd is an io.ReaderAt, as both repo
+// readers are: a single PUT is hashed, then sent, from rd (minio-go v7.4.1, putObject,
+// seeks back); the parts of a larger object are each hashed, then sent, from their
+// section of rd (putParts). minio-go's own multipart upload with Content-MD5 would read
+// each part into a buffer of PartSize first.
+func (b *Backend) Save(ctx context.Context, h repo.Handle, rd repo.RewindReader) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("save %s: %w", h, err)
 	}
@@ -173,7 +181,17 @@ func (b *Backend) Save(ctx context.Context, h repo.Handle, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("save %w", err)
 	}
-	_, err = b.client.PutObject(ctx, b.cfg.Bucket, key, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{
+	if err := rd.Rewind(); err != nil {
+		return fmt.Errorf("save %s: rewind: %w", h, err)
+	}
+	size := rd.Length()
+	if ra, ok := rd.(io.ReaderAt); ok && uint64(size) > b.cfg.PartSize {
+		if err := b.putParts(ctx, key, ra, size); err != nil {
+			return b.opError("save", h.String(), err)
+		}
+		return nil
+	}
+	_, err = b.client.PutObject(ctx, b.cfg.Bucket, key, rd, size, minio.PutObjectOptions{
 		ContentType:    "application/octet-stream",
 		PartSize:       b.cfg.PartSize,
 		SendContentMd5: true,
@@ -182,12 +200,54 @@ func (b *Backend) Save(ctx context.Context, h repo.Handle, data []byte) error {
 		// which the announced length of 0 does not count, and versitygw answers the
 		// leftover as a malformed next request on the connection. An empty body has
 		// nothing to sign.
-		DisableContentSha256: len(data) == 0,
+		DisableContentSha256: size == 0,
 	})
 	if err != nil {
 		return b.opError("save", h.String(), err)
 	}
 	return nil
+}
+
+// putParts uploads the size bytes of ra under key in parts of Config.PartSize, one after
+// the other, each with its MD5, and completes the upload; an upload that fails is
+// aborted. A part that minio-go retries is read again from ra.
+func (b *Backend) putParts(ctx context.Context, key string, ra io.ReaderAt, size int64) (err error) {
+	opts := minio.PutObjectOptions{ContentType: "application/octet-stream"}
+	id, err := b.core.NewMultipartUpload(ctx, b.cfg.Bucket, key, opts)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			_ = b.core.AbortMultipartUpload(actx, b.cfg.Bucket, key, id)
+		}
+	}()
+	partSize := int64(b.cfg.PartSize)
+	var parts []minio.CompletePart
+	for n, off := 1, int64(0); off < size; n, off = n+1, off+partSize {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		sr := io.NewSectionReader(ra, off, min(partSize, size-off))
+		sum := md5.New()
+		if _, err := io.Copy(sum, sr); err != nil {
+			return fmt.Errorf("read part %d: %w", n, err)
+		}
+		if _, err := sr.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		part, err := b.core.PutObjectPart(ctx, b.cfg.Bucket, key, id, n, sr, sr.Size(), minio.PutObjectPartOptions{
+			Md5Base64: base64.StdEncoding.EncodeToString(sum.Sum(nil)),
+		})
+		if err != nil {
+			return err
+		}
+		parts = append(parts, minio.CompletePart{PartNumber: n, ETag: part.ETag})
+	}
+	_, err = b.core.CompleteMultipartUpload(ctx, b.cfg.Bucket, key, id, parts, minio.PutObjectOptions{})
+	return err
 }
 
 // Load GETs length bytes of h from offset (to the end when length is 0) with a ranged

@@ -80,7 +80,7 @@ func TestLayout(t *testing.T) {
 	pack := "ab" + backendtest.RandomID(t)[2:]
 	snap := backendtest.RandomID(t)
 	for _, h := range []repo.Handle{{Type: repo.PackFile, Name: pack}, {Type: repo.SnapshotFile, Name: snap}, {Type: repo.ConfigFile, Name: "config"}} {
-		if err := be.Save(ctx, h, []byte(h.String())); err != nil {
+		if err := be.Save(ctx, h, repo.NewByteReader([]byte(h.String()))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -135,7 +135,7 @@ func TestListPages(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := be.Save(ctx, h, []byte("i")); err != nil {
+			if err := be.Save(ctx, h, repo.NewByteReader([]byte("i"))); err != nil {
 				mu.Lock()
 				t.Error(err)
 				mu.Unlock()
@@ -188,6 +188,9 @@ func (c *counter) RoundTrip(req *http.Request) (*http.Response, error) {
 	for k := range req.URL.Query() {
 		c.queries[req.Method+" "+k]++
 	}
+	if req.Method == http.MethodPut && req.Header.Get("Content-Md5") == "" {
+		c.queries["PUT without Content-MD5"]++
+	}
 	c.mu.Unlock()
 	resp, err := c.next.RoundTrip(req)
 	if err != nil {
@@ -231,7 +234,7 @@ func TestRangeLoadReadsOnlyTheRange(t *testing.T) {
 	const size = 8 << 20
 	data := backendtest.RandomData(t, size)
 	h := repo.Handle{Type: repo.PackFile, Name: backendtest.RandomID(t)}
-	if err := be.Save(ctx, h, data); err != nil {
+	if err := be.Save(ctx, h, repo.NewByteReader(data)); err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range []struct{ offset, length int64 }{{3 << 20, 1000}, {0, 1}, {size - 4096, 0}, {size - 10, 10}} {
@@ -264,7 +267,7 @@ func TestMultipart(t *testing.T) {
 	ctx := context.Background()
 	data := backendtest.RandomData(t, 3*s3.MinPartSize+12345)
 	h := repo.Handle{Type: repo.PackFile, Name: backendtest.RandomID(t)}
-	if err := be.Save(ctx, h, data); err != nil {
+	if err := be.Save(ctx, h, repo.NewByteReader(data)); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := tr.count("PUT partNumber"), 4; got != want {
@@ -279,11 +282,16 @@ func TestMultipart(t *testing.T) {
 	}
 	// An object of one part size exactly is one PUT.
 	small := repo.Handle{Type: repo.PackFile, Name: backendtest.RandomID(t)}
-	if err := be.Save(ctx, small, data[:s3.MinPartSize]); err != nil {
+	if err := be.Save(ctx, small, repo.NewByteReader(data[:s3.MinPartSize])); err != nil {
 		t.Fatal(err)
 	}
 	if got := tr.count("PUT partNumber"); got != 4 {
 		t.Errorf("Save of one part size went in parts (%d part uploads in all)", got)
+	}
+	// Both ways every body carries its MD5 (Object Lock buckets require it), though
+	// neither was copied into a buffer to hash it.
+	if got := tr.count("PUT without Content-MD5"); got != 0 {
+		t.Errorf("%d PUTs without a Content-MD5", got)
 	}
 }
 
@@ -332,7 +340,7 @@ func TestInterruptedMultipart(t *testing.T) {
 		}
 	}
 	h := repo.Handle{Type: repo.PackFile, Name: backendtest.RandomID(t)}
-	if err := be.Save(ctx, h, backendtest.RandomData(t, 4*s3.MinPartSize)); err == nil {
+	if err := be.Save(ctx, h, repo.NewByteReader(backendtest.RandomData(t, 4*s3.MinPartSize))); err == nil {
 		t.Fatal("Save cancelled after its first part succeeded")
 	}
 	if _, err := be.Stat(context.Background(), h); !repo.IsNotExist(err) {

@@ -51,8 +51,8 @@ type Config struct {
 	Profile string
 	// PartSize is the part size of multipart uploads (0 is DefaultPartSize, at least
 	// MinPartSize): an object larger than one part is uploaded in parts, one after the
-	// other through a buffer of one part (each part carries its MD5), and appears only
-	// when the upload completes.
+	// other, each read twice from the object's file (to hash it, then to send it; each
+	// part carries its MD5), and appears only when the upload completes.
 	PartSize uint64
 	// MaxRetries is how many times a request is tried (0 is minio-go's default, 10; 1 is
 	// no retry). See the package comment.

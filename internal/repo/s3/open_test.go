@@ -128,14 +128,14 @@ func TestServerRestart(t *testing.T) {
 	be := open(t, cfg)
 	ctx := context.Background()
 	h := repo.Handle{Type: repo.SnapshotFile, Name: backendtest.RandomID(t)}
-	if err := be.Save(ctx, h, []byte("before")); err != nil {
+	if err := be.Save(ctx, h, repo.NewByteReader([]byte("before"))); err != nil {
 		t.Fatal(err)
 	}
 
 	srv.Stop()
 	for name, op := range map[string]func() error{
 		"Save": func() error {
-			return be.Save(ctx, repo.Handle{Type: repo.SnapshotFile, Name: backendtest.RandomID(t)}, []byte("x"))
+			return be.Save(ctx, repo.Handle{Type: repo.SnapshotFile, Name: backendtest.RandomID(t)}, repo.NewByteReader([]byte("x")))
 		},
 		"Load": func() error { _, err := be.Load(ctx, h, 0, 0); return err },
 		"List": func() error { return be.List(ctx, repo.SnapshotFile, func(repo.FileInfo) error { return nil }) },
@@ -150,7 +150,7 @@ func TestServerRestart(t *testing.T) {
 
 	srv.Start()
 	h2 := repo.Handle{Type: repo.SnapshotFile, Name: backendtest.RandomID(t)}
-	if err := be.Save(ctx, h2, []byte("after")); err != nil {
+	if err := be.Save(ctx, h2, repo.NewByteReader([]byte("after"))); err != nil {
 		t.Fatalf("Save after the restart: %v", err)
 	}
 	for h, want := range map[repo.Handle]string{h: "before", h2: "after"} {
@@ -172,7 +172,7 @@ func TestRetriesAcrossRestart(t *testing.T) {
 	srv.Stop()
 	done := make(chan error, 1)
 	h := repo.Handle{Type: repo.IndexFile, Name: backendtest.RandomID(t)}
-	go func() { done <- be.Save(ctx, h, []byte("index")) }()
+	go func() { done <- be.Save(ctx, h, repo.NewByteReader([]byte("index"))) }()
 	testkit.Eventually(t, 10*time.Second, "a request of the Save to fail", func() bool { return tr.failed.Load() > 0 })
 	srv.Start()
 	if err := <-done; err != nil {

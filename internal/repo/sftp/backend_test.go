@@ -61,10 +61,10 @@ func TestLayout(t *testing.T) {
 	be := open(t, cfg)
 	ctx := context.Background()
 	name := "ab" + backendtest.RandomID(t)[2:]
-	if err := be.Save(ctx, repo.Handle{Type: repo.PackFile, Name: name}, []byte("pack")); err != nil {
+	if err := be.Save(ctx, repo.Handle{Type: repo.PackFile, Name: name}, repo.NewByteReader([]byte("pack"))); err != nil {
 		t.Fatal(err)
 	}
-	if err := be.Save(ctx, repo.Handle{Type: repo.ConfigFile, Name: "config"}, []byte("cfg")); err != nil {
+	if err := be.Save(ctx, repo.Handle{Type: repo.ConfigFile, Name: "config"}, repo.NewByteReader([]byte("cfg"))); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"data/ab/" + name, "config"} {
@@ -95,7 +95,7 @@ func TestLayout(t *testing.T) {
 	}
 	be2 := open(t, cfg)
 	other := "cd" + backendtest.RandomID(t)[2:]
-	if err := be2.Save(ctx, repo.Handle{Type: repo.PackFile, Name: other}, []byte("other")); err != nil {
+	if err := be2.Save(ctx, repo.Handle{Type: repo.PackFile, Name: other}, repo.NewByteReader([]byte("other"))); err != nil {
 		t.Fatalf("Save into a removed pack directory: %v", err)
 	}
 	if got, err := be2.Load(ctx, repo.Handle{Type: repo.PackFile, Name: name}, 0, 0); err != nil || string(got) != "pack" {
@@ -121,7 +121,7 @@ func TestRelativePath(t *testing.T) {
 	if got, want := be.Location(), "sftp://"+s.User+"@"+s.Addr+abs; got != want {
 		t.Errorf("Location() = %q, want %q", got, want)
 	}
-	if err := be.Save(context.Background(), repo.Handle{Type: repo.ConfigFile, Name: "config"}, []byte("cfg")); err != nil {
+	if err := be.Save(context.Background(), repo.Handle{Type: repo.ConfigFile, Name: "config"}, repo.NewByteReader([]byte("cfg"))); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(home, rel, "config")); err != nil {
@@ -165,7 +165,7 @@ func TestBadNames(t *testing.T) {
 		{Type: repo.ConfigFile, Name: "other"},
 		{Type: "bogus", Name: "abcd"},
 	} {
-		if err := be.Save(ctx, h, []byte("x")); err == nil {
+		if err := be.Save(ctx, h, repo.NewByteReader([]byte("x"))); err == nil {
 			t.Errorf("Save(%q, %q) succeeded, want an error", h.Type, h.Name)
 		}
 	}
@@ -192,7 +192,7 @@ func TestSaveCancelledMidway(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	saved := make(chan error, 1)
-	go func() { saved <- be.Save(ctx, h, backendtest.RandomData(t, 32<<20)) }()
+	go func() { saved <- be.Save(ctx, h, repo.NewByteReader(backendtest.RandomData(t, 32<<20))) }()
 	testkit.Eventually(t, 10*time.Second, "a temporary file being written", func() bool {
 		entries, _ := os.ReadDir(dir)
 		return len(entries) > 0

@@ -26,7 +26,7 @@ func TestReconnect(t *testing.T) {
 	be := open(t, config(t, s))
 	ctx := context.Background()
 	h := snapshotHandle(t)
-	if err := be.Save(ctx, h, []byte("one")); err != nil {
+	if err := be.Save(ctx, h, repo.NewByteReader([]byte("one"))); err != nil {
 		t.Fatal(err)
 	}
 
@@ -46,7 +46,7 @@ func TestReconnect(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := be.Save(ctx, snapshotHandle(t), []byte("two")); err != nil {
+			if err := be.Save(ctx, snapshotHandle(t), repo.NewByteReader([]byte("two"))); err != nil {
 				t.Errorf("Save after the connection dropped: %v", err)
 			}
 			if _, err := be.Stat(ctx, h); err != nil {
@@ -62,13 +62,13 @@ func TestReconnect(t *testing.T) {
 	// With the server down, requests fail at once; when it is back, the next one dials.
 	s.Stop()
 	h3 := snapshotHandle(t)
-	if err := be.Save(ctx, h3, []byte("three")); err == nil {
+	if err := be.Save(ctx, h3, repo.NewByteReader([]byte("three"))); err == nil {
 		t.Fatal("Save with sshd stopped succeeded")
 	} else {
 		t.Logf("Save with sshd stopped: %v", err)
 	}
 	s.Start(t)
-	if err := be.Save(ctx, h3, []byte("three")); err != nil {
+	if err := be.Save(ctx, h3, repo.NewByteReader([]byte("three"))); err != nil {
 		t.Fatalf("Save after sshd came back: %v", err)
 	}
 	n := 0
@@ -81,19 +81,28 @@ func TestReconnect(t *testing.T) {
 }
 
 // A connection dropped in the middle of large saves: each is tried again on a new
-// connection, and no temporary file is left behind.
+// connection, from the start of its file again (RewindReader), and no temporary file is
+// left behind.
 func TestReconnectDuringTransfer(t *testing.T) {
 	s := testkit.StartSSHD(t)
 	cfg := config(t, s)
 	be := open(t, cfg)
 	ctx := context.Background()
 	data := backendtest.RandomData(t, 8<<20)
+	f, err := os.CreateTemp(t.TempDir(), "pack-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
 	const rounds = 3
 	for i := 0; i < rounds; i++ {
 		h := repo.Handle{Type: repo.PackFile, Name: backendtest.RandomID(t)}
 		saved := make(chan error, 1)
 		start := time.Now()
-		go func() { saved <- be.Save(ctx, h, data) }()
+		go func() { saved <- be.Save(ctx, h, repo.NewFileReader(f, int64(len(data)))) }()
 		// Drop the connection once the temporary file has some bytes in it.
 		dir := filepath.Join(cfg.Path, "data", h.Name[:2])
 		testkit.Eventually(t, 10*time.Second, "a temporary file being written", func() bool {
@@ -117,7 +126,7 @@ func TestReconnectDuringTransfer(t *testing.T) {
 	if got, want := be.Dials(), 1+rounds; got != want {
 		t.Errorf("%d dials for %d dropped connections, want %d", got, rounds, want)
 	}
-	err := filepath.WalkDir(filepath.Join(cfg.Path, "data"), func(p string, d os.DirEntry, err error) error {
+	err = filepath.WalkDir(filepath.Join(cfg.Path, "data"), func(p string, d os.DirEntry, err error) error {
 		if err == nil && strings.HasPrefix(d.Name(), ".tmp-") {
 			t.Errorf("temporary file %s left behind", p)
 		}
@@ -138,7 +147,7 @@ func TestReconnectFrozen(t *testing.T) {
 	be := open(t, cfg)
 	ctx := context.Background()
 	h := snapshotHandle(t)
-	if err := be.Save(ctx, h, []byte("one")); err != nil {
+	if err := be.Save(ctx, h, repo.NewByteReader([]byte("one"))); err != nil {
 		t.Fatal(err)
 	}
 	s.FreezeConnections(t)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -13,12 +14,13 @@ import (
 	"github.com/brr-dev/brr/internal/repo"
 )
 
-// Save writes data to a temporary file beside h's file, syncs it where the server can,
-// and renames it over h's file, so that h is either its old content or data.
+// Save copies rd to a temporary file beside h's file, syncs it where the server can,
+// and renames it over h's file, so that h is either its old content or rd's. A Save cut
+// short by a lost connection is tried again from rd's start on a new one.
 //
 // SFTP cannot sync a directory: the rename is as durable as the server's file system
 // makes it on its own (ext4 and xfs commit it within seconds).
-func (b *Backend) Save(ctx context.Context, h repo.Handle, data []byte) error {
+func (b *Backend) Save(ctx context.Context, h repo.Handle, rd repo.RewindReader) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("save %s: %w", h, err)
 	}
@@ -28,7 +30,7 @@ func (b *Backend) Save(ctx context.Context, h repo.Handle, data []byte) error {
 	}
 	var left []string // temporary files a lost connection kept Save from removing
 	err = b.do(ctx, func(c *conn) error {
-		tmp, err := save(ctx, c, p, data)
+		tmp, err := save(ctx, c, p, rd)
 		if err != nil && tmp != "" {
 			if rerr := c.sftp.Remove(tmp); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
 				left = append(left, tmp)
@@ -51,9 +53,12 @@ func (b *Backend) Save(ctx context.Context, h repo.Handle, data []byte) error {
 	return nil
 }
 
-// save writes data to p through a temporary file on c, and returns the temporary file's
+// save copies rd to p through a temporary file on c, and returns the temporary file's
 // name when it may be left behind.
-func save(ctx context.Context, c *conn, p string, data []byte) (tmp string, err error) {
+func save(ctx context.Context, c *conn, p string, rd repo.RewindReader) (tmp string, err error) {
+	if err := rd.Rewind(); err != nil {
+		return "", fmt.Errorf("rewind: %w", err)
+	}
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
 	tmp = path.Join(path.Dir(p), tempPrefix+hex.EncodeToString(rnd[:]))
@@ -75,14 +80,20 @@ func save(ctx context.Context, c *conn, p string, data []byte) (tmp string, err 
 	if err := f.Chmod(fileMode); err != nil {
 		return tmp, fmt.Errorf("chmod: %w", err)
 	}
-	for off := 0; off < len(data); off += chunk {
+	size := rd.Length()
+	buf := make([]byte, min(size, chunk))
+	for off := int64(0); off < size; {
 		if err := ctx.Err(); err != nil {
 			return tmp, err
 		}
-		end := min(off+chunk, len(data))
-		if _, err := f.WriteAt(data[off:end], int64(off)); err != nil {
+		n, err := io.ReadFull(rd, buf[:min(size-off, chunk)])
+		if err != nil {
+			return tmp, fmt.Errorf("read at %d of %d bytes: %w", off, size, err)
+		}
+		if _, err := f.WriteAt(buf[:n], off); err != nil {
 			return tmp, fmt.Errorf("write: %w", err)
 		}
+		off += int64(n)
 	}
 	if c.fsync {
 		if err := f.Sync(); err != nil {
