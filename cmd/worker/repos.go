@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -26,6 +27,10 @@ import (
 // instead of repos. A wrong key stops start-up with an error that names the repository.
 func openRepos(ctx context.Context, cfg Config, js jetstream.JetStream, leases jobs.Leaser, claims *repoClaims, log zerolog.Logger) (repos map[string]*repo.Repository, refused []brr.RefusedRepo, err error) {
 	repos = map[string]*repo.Repository{}
+	// Packs are filled in files here (unlinked at once) and saved from them, not in memory.
+	if err := os.MkdirAll(packTempDir(cfg), 0o700); err != nil {
+		return nil, nil, fmt.Errorf("create the directory for packs being written: %w", err)
+	}
 	for _, name := range cfg.repoNames() {
 		rc := cfg.Repos[name]
 		rlog := log.With().Str("repo", name).Logger()
@@ -45,6 +50,9 @@ func openRepos(ctx context.Context, cfg Config, js jetstream.JetStream, leases j
 	}
 	return repos, refused, nil
 }
+
+// packTempDir is where the worker's repositories fill their packs: <data_dir>/tmp.
+func packTempDir(cfg Config) string { return filepath.Join(cfg.DataDir, "tmp") }
 
 // repoClaims checks the worker's repos against the registry of its pools.
 type repoClaims struct {
@@ -92,7 +100,7 @@ func openRepo(ctx context.Context, cfg Config, name string, rc RepoConfig, js je
 		return nil, err
 	}
 
-	opts := repo.Options{AppendOnly: rc.AppendOnly}
+	opts := repo.Options{AppendOnly: rc.AppendOnly, TempDir: packTempDir(cfg)}
 	r, err := repo.Open(ctx, be, password, opts)
 	switch {
 	case errors.Is(err, repo.ErrNoRepository):
