@@ -33,7 +33,7 @@ type Backend struct {
 	bucket    string
 	os        jetstream.ObjectStore
 	chunkSize uint32
-	// timeout, plus a second per 4 MiB (8 MiB for reads), bounds a save or load whose
+	// timeout, plus a second per 2 MiB (transferTimeout), bounds a save or load whose
 	// context has no deadline: the object store would otherwise use the JetStream default
 	// timeout for a whole transfer, which a large pack on a slow link exceeds.
 	timeout time.Duration
@@ -163,8 +163,15 @@ func (b *Backend) withTimeout(ctx context.Context, size int64) (context.Context,
 	if _, ok := ctx.Deadline(); ok {
 		return ctx, func() {}
 	}
-	// Allow for 4 MiB/s, far below what loopback or a LAN does.
-	return context.WithTimeout(ctx, b.timeout+time.Duration(size/(4<<20))*time.Second)
+	return context.WithTimeout(ctx, b.transferTimeout(size))
+}
+
+// transferTimeout bounds the transfer of size bytes: b.timeout plus a second per 2 MiB,
+// far below what loopback or a LAN does, and what a busy machine (two cores running the
+// race detector under load) still does. It is the bound of a read whose object was
+// replaced meanwhile, which the object store's reader would wait for forever.
+func (b *Backend) transferTimeout(size int64) time.Duration {
+	return b.timeout + time.Duration(size/(2<<20))*time.Second
 }
 
 func mapErr(err error) error {
@@ -330,7 +337,7 @@ func (b *Backend) loadCached(ctx context.Context, name, pack string, info *jetst
 func (b *Backend) load(ctx context.Context, name string, size, offset, length int64) (_ []byte, nuid string, _ error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, b.timeout+time.Duration(size/(8<<20))*time.Second)
+		ctx, cancel = context.WithTimeout(ctx, b.transferTimeout(size))
 		defer cancel()
 	}
 	res, err := b.os.Get(ctx, name)

@@ -458,7 +458,7 @@ func (c *cache) run(ctx context.Context, b *Backend, f *fill, key, objName, name
 	defer c.running.Done()
 	defer f.cancel()
 	size := int64(info.Size)
-	ctx, cancel := context.WithTimeout(ctx, b.timeout+time.Duration(size/(8<<20))*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, b.transferTimeout(size))
 	defer cancel()
 	e := &cacheEntry{name: name, nuid: info.NUID, size: size}
 	tmp, err := c.download(ctx, b, objName, e, f)
