@@ -271,10 +271,10 @@ echo
 echo "bench-backends $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), brr $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo dev), $("$restic" version | cut -d' ' -f1-2), versitygw $VERSITYGW_VERSION, $(/usr/sbin/sshd -V 2>&1 | head -1 | cut -d, -f1)"
 echo "corpus: $(human "$corpus_bytes") in $corpus_files files; $cache_note"
 echo "cells: seconds and MiB/s of the corpus; ratio = restic time / brr time, target >= 1 (brr at least as fast)"
-fmt='%-5s | %-18s | %-18s | %-11s | %-18s | %-18s | %-11s | %-18s\n'
+fmt='%-7s | %-18s | %-18s | %-11s | %-18s | %-18s | %-11s | %-18s\n'
 # shellcheck disable=SC2059
 printf "$fmt" backend "brr backup" "restic backup" ratio "brr restore" "restic restore" ratio "brr replicate file→"
-printf -- '%.0s-' {1..132}
+printf -- '%.0s-' {1..134}
 echo
 for b in "${ordered[@]}"; do
 	# shellcheck disable=SC2059
