@@ -10,16 +10,19 @@
 #
 # Corpus (built once, cached in $BENCH_DIR/corpus): as bench-backup's, a copy of the Go
 # toolchain tree, 384 MiB of random data in 3 files and a duplicate of one of them.
-# Per backend: restic backup, brr backup, restic restore, brr restore (each restore
-# into a fresh directory, compared with the corpus), then brr replicates the file://
-# repo's snapshot into a fresh repo on the backend. Every phase is one command timed
-# wall-clock (for brr: publish, queue, run, wait for the result).
+# Per backend: restic backup and restore, brr backup, brr replication of the file://
+# repo's snapshot into a fresh repo on the backend, brr restore (each restore into a
+# fresh directory, compared with the corpus). Every phase is one command timed
+# wall-clock (for brr: publish, queue, run, wait for the result). A brr restore that
+# has not ended after RESTORE_LIMIT seconds is given up on and reported as such: rows
+# run in the order file, s3, sftp, nats, so the nats:// restore, the slow one, is last.
 #
 #   scripts/bench-backends.sh            (or: make bench-backends)
 #   BENCH_DIR=/path ...      work dir (default /tmp/brr-bench-backends; needs ~15 GB)
 #   BENCH_CORPUS_SMALL=1 ... a ~100 MiB corpus (part of GOROOT, 2x32 MiB random and a
 #                            duplicate) in $BENCH_DIR/corpus-small, for a quick run
 #   BACKENDS="file s3" ...   only these rows (of: file nats s3 sftp)
+#   RESTORE_LIMIT=300 ...    seconds a brr restore may take before it is given up on
 #   NO_BUILD=1 ...  use bin/ as it is      DROP_CACHES=0 ...  never drop page caches
 #   KEEP_RUN=1 ...  keep the repos and the servers' data in $BENCH_DIR/run (removed otherwise)
 set -euo pipefail
@@ -36,7 +39,10 @@ for b in "${backends[@]}"; do
 	*) die "BACKENDS: unknown backend \"$b\" (known: file nats s3 sftp)" ;;
 	esac
 done
+restore_limit="${RESTORE_LIMIT:-300}"
+[[ "$restore_limit" =~ ^[1-9][0-9]*$ ]] || die "RESTORE_LIMIT: want a number of seconds, got \"$restore_limit\""
 mkdir -p "$BENCH_DIR"
+rm -f "$BENCH_DIR"/{brr,restic}_*.{log,time} "$BENCH_DIR"/diff-*.log
 run="$BENCH_DIR/run" # everything of this run: repos, servers' data, restores
 logs="$BENCH_DIR"     # timed (lib.sh) writes NAME.log and NAME.time there
 
@@ -209,10 +215,35 @@ restic_repo() {
 	esac
 }
 
+# timed_restore NAME CMD... is timed (lib.sh) for a brr restore run with --timeout
+# $restore_limit: when the command gives up at the limit it sets OVER_<NAME>=1 and
+# T_<NAME> to the time spent, instead of failing the run.
+timed_restore() {
+	local name="$1" t0 t1 t rc=0
+	shift
+	before_timed
+	t0="$(now)"
+	/usr/bin/time -v -o "$BENCH_DIR/$name.time" "$@" >"$BENCH_DIR/$name.log" 2>&1 || rc=$?
+	t1="$(now)"
+	t="$(elapsed "$t0" "$t1")"
+	printf -v "T_$name" '%s' "$t"
+	if [[ $rc -ne 0 ]]; then
+		if grep -q 'did not end within --timeout' "$BENCH_DIR/$name.log"; then
+			printf -v "OVER_$name" 1
+			return 0
+		fi
+		tail -n 20 "$BENCH_DIR/$name.log" >&2
+		die "$name: $* exited $rc"
+	fi
+}
+
 # ---- runs ----------------------------------------------------------------------------
 # The file row goes first: replication copies its snapshot into the other backends.
+# nats goes last: its restore may be given up on while the worker still runs it.
 ordered=(file)
-for b in "${backends[@]}"; do [[ "$b" == file ]] || ordered+=("$b"); done
+for b in s3 sftp nats; do
+	if [[ " ${backends[*]} " == *" $b "* ]]; then ordered+=("$b"); fi
+done
 [[ " ${backends[*]} " == *" file "* ]] || note "BACKENDS without file: the file repo is backed up anyway, as the replication source"
 mkdir -p "$run/restore"
 for b in "${ordered[@]}"; do
@@ -228,15 +259,21 @@ for b in "${ordered[@]}"; do
 		v="T_restic_backup_$b" w="T_restic_restore_$b"
 		note "restic: backup ${!v}s, restore ${!w}s"
 	fi
-	step "$b: brr backup, restore"
+	step "$b: brr backup, replicate file → rep-$b, restore"
 	timed "brr_backup_$b" "$BRR" --nats "$nats" backup "$corpus" --repo "$b" --wait
-	timed "brr_restore_$b" "$BRR" --nats "$nats" restore latest "$run/restore/brr-$b" --repo "$b" --wait
+	timed "brr_replicate_$b" "$BRR" --nats "$nats" replicate latest --from file --to "rep-$b" --wait
+	timed_restore "brr_restore_$b" "$BRR" --nats "$nats" --timeout "${restore_limit}s" \
+		restore latest "$run/restore/brr-$b" --repo "$b" --wait
+	v="T_brr_backup_$b" w="T_brr_restore_$b" x="T_brr_replicate_$b" o="OVER_brr_restore_$b"
+	if [[ -n "${!o:-}" ]]; then
+		progress="$(grep -o 'restore: [0-9]*/[0-9]* files, [0-9.]* [KMG]*i*B/[0-9.]* [KMG]*i*B' "$logs/brr_restore_$b.log" | tail -n 1 || true)"
+		printf -v "PROGRESS_$b" '%s' "${progress#restore: }"
+		note "brr: backup ${!v}s, replicate ${!x}s, restore given up on after ${!w}s at ${progress#restore: }"
+		continue
+	fi
 	diff -rq "$corpus" "$run/restore/brr-$b" >"$logs/diff-brr-$b.log" ||
 		die "brr's restore from $b differs from the corpus: $logs/diff-brr-$b.log"
-	step "$b: brr replicate file → rep-$b"
-	timed "brr_replicate_$b" "$BRR" --nats "$nats" replicate latest --from file --to "rep-$b" --wait
-	v="T_brr_backup_$b" w="T_brr_restore_$b" x="T_brr_replicate_$b"
-	note "brr: backup ${!v}s, restore ${!w}s, replicate ${!x}s"
+	note "brr: backup ${!v}s, replicate ${!x}s, restore ${!w}s"
 done
 worker_hwm="$(vmhwm "$worker_pid")"
 
@@ -254,16 +291,20 @@ sshd_pid=""
 mibs() { awk -v b="$corpus_bytes" -v t="$1" 'BEGIN {printf "%.1f", b / 1048576 / t}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
 verdict() { awk -v r="$1" -v op="$2" -v t="$3" 'BEGIN {ok = (op == ">=" ? r >= t : r <= t); print (ok ? "met" : "MISSED")}'; }
-# cell NAME prints "SECONDS s MIB/S" of timed phase NAME, or "-" when it did not run.
+# cell NAME prints "SECONDS s MIB/S" of timed phase NAME, or "-" when it did not run;
+# ">SECONDS s <MIB/S" when it was given up on.
 cell() {
-	local v="T_$1"
-	if [[ -n "${!v:-}" ]]; then printf '%ss %s' "${!v}" "$(mibs "${!v}")"; else printf -- '-'; fi
+	local v="T_$1" o="OVER_$1"
+	if [[ -z "${!v:-}" ]]; then printf -- '-'; return; fi
+	if [[ -n "${!o:-}" ]]; then printf '>%ss <%s' "${!v}" "$(mibs "${!v}")"; return; fi
+	printf '%ss %s' "${!v}" "$(mibs "${!v}")"
 }
 # rcell A B prints restic time / brr time with a verdict against 1 (brr at least as fast).
 rcell() {
-	local a="T_$1" b="T_$2" r
+	local a="T_$1" b="T_$2" o="OVER_$2" r
 	if [[ -z "${!a:-}" || -z "${!b:-}" ]]; then printf -- '-'; return; fi
 	r="$(ratio "${!a}" "${!b}")"
+	if [[ -n "${!o:-}" ]]; then printf '<%s MISSED' "$r"; return; fi
 	printf '%s %s' "$r" "$(verdict "$r" '>=' 1)"
 }
 
@@ -285,8 +326,16 @@ done
 echo
 if [[ -n "${T_brr_restore_nats:-}" ]]; then
 	r="$(ratio "$T_brr_restore_nats" "$T_brr_restore_file")"
-	echo "restore from nats:// / restore from file:// (time): $r, target <= 1.5: $(verdict "$r" '<=' 1.5)"
+	if [[ -n "${OVER_brr_restore_nats:-}" ]]; then
+		echo "restore from nats:// / restore from file:// (time): >$r, target <= 1.5: MISSED"
+	else
+		echo "restore from nats:// / restore from file:// (time): $r, target <= 1.5: $(verdict "$r" '<=' 1.5)"
+	fi
 fi
+for b in "${ordered[@]}"; do
+	v="OVER_brr_restore_$b" w="PROGRESS_$b"
+	if [[ -n "${!v:-}" ]]; then echo "the brr restore from $b was given up on after RESTORE_LIMIT=${restore_limit}s, at ${!w:-no progress}"; fi
+done
 echo "restic has no nats:// backend. restic's init is not timed (brr's repos are initialised when the worker starts)."
 echo "brr times are the whole 'brr ... --wait' command: publish, queue, run, events; one worker, embedded NATS."
 echo "brr replicate copies the file:// repo's latest snapshot into a fresh repo on the backend (rep-*)."
