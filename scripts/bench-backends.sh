@@ -204,7 +204,7 @@ EOF
 worker_pid=$!
 wait_ready "http://127.0.0.1:$http_port/readyz" "$worker_pid" 120 "$logs/worker.log"
 nats="nats://127.0.0.1:$nats_port"
-note "worker pid $worker_pid"
+note "worker pid $worker_pid, VmHWM at start $(vmhwm "$worker_pid") KiB"
 
 # restic_repo NAME prints restic's -r and -o arguments for backend NAME, one a line.
 restic_repo() {
@@ -268,12 +268,12 @@ for b in "${ordered[@]}"; do
 	if [[ -n "${!o:-}" ]]; then
 		progress="$(grep -o 'restore: [0-9]*/[0-9]* files, [0-9.]* [KMG]*i*B/[0-9.]* [KMG]*i*B' "$logs/brr_restore_$b.log" | tail -n 1 || true)"
 		printf -v "PROGRESS_$b" '%s' "${progress#restore: }"
-		note "brr: backup ${!v}s, replicate ${!x}s, restore given up on after ${!w}s at ${progress#restore: }"
+		note "brr: backup ${!v}s, replicate ${!x}s, restore given up on after ${!w}s at ${progress#restore: }; worker VmHWM $(vmhwm "$worker_pid") KiB"
 		continue
 	fi
 	diff -rq "$corpus" "$run/restore/brr-$b" >"$logs/diff-brr-$b.log" ||
 		die "brr's restore from $b differs from the corpus: $logs/diff-brr-$b.log"
-	note "brr: backup ${!v}s, replicate ${!x}s, restore ${!w}s"
+	note "brr: backup ${!v}s, replicate ${!x}s, restore ${!w}s; worker VmHWM $(vmhwm "$worker_pid") KiB"
 done
 worker_hwm="$(vmhwm "$worker_pid")"
 
