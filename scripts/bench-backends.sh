@@ -238,6 +238,8 @@ timed_restore() {
 }
 
 # ---- runs ----------------------------------------------------------------------------
+# Set by timed (lib.sh) and timed_restore through printf -v; the report reads these two.
+T_brr_restore_file="" T_brr_restore_nats="" OVER_brr_restore_nats=""
 # The file row goes first: replication copies its snapshot into the other backends.
 # nats goes last: its restore may be given up on while the worker still runs it.
 ordered=(file)
