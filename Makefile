@@ -24,7 +24,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
 .PHONY: help build run demo test test/short test/race lint lint-tools fmt-check vet \
-        fuzz bench bench-backup bench-pipeline bench-prune bench-scale clean cluster-up cluster-down \
+        fuzz bench bench-backup bench-backends bench-pipeline bench-prune bench-scale clean cluster-up cluster-down \
         test-faults soak
 
 help: ## list the targets
@@ -97,6 +97,9 @@ bench: bench-pipeline bench-backup ## both benchmarks
 
 bench-backup: build ## back up a ~740 MiB corpus with brr and restic side by side (scripts/bench-backup.sh)
 	scripts/bench-backup.sh
+
+bench-backends: build ## backup, restore, replicate on file, nats, s3, sftp vs restic 0.18.1, local servers (scripts/bench-backends.sh)
+	scripts/bench-backends.sh
 
 bench-prune: build ## prune a repo of 1M blobs, brr and restic side by side (scripts/bench-prune.sh)
 	scripts/bench-prune.sh
