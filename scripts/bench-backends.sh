@@ -101,33 +101,15 @@ if [[ "${BENCH_CORPUS_SMALL:-0}" == 1 ]]; then
 	fi
 else
 	corpus="$BENCH_DIR/corpus"
-	if [[ ! -f "$corpus.done" ]]; then
-		step "build the corpus in $corpus (once)"
-		rm -rf "$corpus"
-		mkdir -p "$corpus/data"
-		cp -a "$(go env GOROOT)" "$corpus/go"
-		for i in 1 2 3; do head -c $((128 << 20)) /dev/urandom >"$corpus/data/random-$i.bin"; done
-		cp "$corpus/data/random-1.bin" "$corpus/data/random-1-copy.bin"
-		touch "$corpus.done"
-	fi
+	build_corpus "$corpus"
 fi
 corpus_bytes="$(du -sb "$corpus" | cut -f1)"
 corpus_files="$(find "$corpus" -type f | wc -l)"
 note "corpus: $(human "$corpus_bytes") in $corpus_files files"
 
 # ---- page cache ----------------------------------------------------------------------
-can_drop=0
-if [[ "${DROP_CACHES:-1}" != 0 ]] && sync && (echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null; then
-	can_drop=1
-	cache_note="page caches dropped before every phase"
-else
-	cache_note="page caches NOT dropped: every phase runs warm, the corpus was read once first"
-	find "$corpus" -type f -print0 | xargs -0 cat >/dev/null
-fi
-note "$cache_note"
-before_timed() {
-	if [[ $can_drop == 1 ]]; then sync && echo 3 >/proc/sys/vm/drop_caches; fi
-}
+page_caches "$corpus"
+before_timed() { drop_caches; }
 
 # ---- servers -------------------------------------------------------------------------
 rm -rf "$run"

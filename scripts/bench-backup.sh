@@ -50,34 +50,13 @@ note "$(restic version | head -1)"
 build_binaries
 
 # ---- corpus --------------------------------------------------------------------------
-if [[ ! -f "$BENCH_DIR/corpus.done" ]]; then
-	step "build the corpus in $corpus (once)"
-	rm -rf "$corpus"
-	mkdir -p "$corpus/data"
-	cp -a "$(go env GOROOT)" "$corpus/go"
-	for i in 1 2 3; do
-		head -c $((128 << 20)) /dev/urandom >"$corpus/data/random-$i.bin"
-	done
-	cp "$corpus/data/random-1.bin" "$corpus/data/random-1-copy.bin"
-	touch "$BENCH_DIR/corpus.done"
-fi
+build_corpus "$corpus"
 corpus_bytes="$(du -sb "$corpus" | cut -f1)"
 corpus_files="$(find "$corpus" -type f | wc -l)"
 note "corpus: $(human "$corpus_bytes") in $corpus_files files"
 
 # ---- page cache ----------------------------------------------------------------------
-can_drop=0
-if [[ "${DROP_CACHES:-1}" != 0 ]] && sync && (echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null; then
-	can_drop=1
-	cache_note="page caches dropped before every phase (/proc/sys/vm/drop_caches is writable)"
-else
-	cache_note="page caches NOT dropped (/proc/sys/vm/drop_caches not writable): both tools run warm, the corpus was read once first"
-	find "$corpus" -type f -print0 | xargs -0 cat >/dev/null
-fi
-note "$cache_note"
-drop_caches() {
-	if [[ $can_drop == 1 ]]; then sync && echo 3 >/proc/sys/vm/drop_caches; fi
-}
+page_caches "$corpus"
 
 # Set by timed (lib.sh), through printf -v.
 T_restic_backup="" T_restic_rebackup="" T_restic_restore="" T_brr_backup="" T_brr_rebackup="" T_brr_restore=""

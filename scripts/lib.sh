@@ -124,6 +124,42 @@ end_process() {
 	wait "$pid" 2>/dev/null || true
 }
 
+# build_corpus DIR builds the backup benchmarks' corpus in DIR once (DIR.done marks it
+# built): a copy of the Go toolchain tree (many small compressible files), 384 MiB of
+# random data in 3 files and a duplicate of one of them.
+build_corpus() {
+	local corpus="$1" i
+	[[ -f "$corpus.done" ]] && return 0
+	step "build the corpus in $corpus (once)"
+	rm -rf "$corpus"
+	mkdir -p "$corpus/data"
+	cp -a "$(go env GOROOT)" "$corpus/go"
+	for i in 1 2 3; do
+		head -c $((128 << 20)) /dev/urandom >"$corpus/data/random-$i.bin"
+	done
+	cp "$corpus/data/random-1.bin" "$corpus/data/random-1-copy.bin"
+	touch "$corpus.done"
+}
+
+# page_caches CORPUS sets can_drop (1 when the page caches can be dropped before each
+# timed phase: DROP_CACHES is not 0 and /proc/sys/vm/drop_caches is writable) and
+# cache_note, which says so for the report; when they cannot, it reads the corpus once so
+# that every tool runs warm alike. drop_caches drops them when it can.
+page_caches() {
+	can_drop=0
+	if [[ "${DROP_CACHES:-1}" != 0 ]] && sync && (echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null; then
+		can_drop=1
+		cache_note="page caches dropped before every phase"
+	else
+		cache_note="page caches NOT dropped (/proc/sys/vm/drop_caches not writable or DROP_CACHES=0): every phase runs warm, the corpus was read once first"
+		find "$1" -type f -print0 | xargs -0 cat >/dev/null
+	fi
+	note "$cache_note"
+}
+drop_caches() {
+	if [[ $can_drop == 1 ]]; then sync && echo 3 >/proc/sys/vm/drop_caches; fi
+}
+
 # now prints the time in seconds; elapsed prints $2 - $1 with two decimals.
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b - a}'; }
