@@ -49,6 +49,27 @@ func deliverOnce(t *testing.T, js jetstream.JetStream, cfg Config) {
 	}
 }
 
+// presentPair is the bundle of worker w1 and the leases of w1 and of w2 (a second worker
+// of the pool, with its config), once w1 sees w2's presence.
+func presentPair(t *testing.T) (b *bundle, w1, w2 *Leases, w2cfg Config) {
+	t.Helper()
+	b = setup(t, Config{AckWait: time.Second, LeaseTTL: 3 * time.Second})
+	ctx := context.Background()
+	w2cfg = b.cfg
+	w2cfg.Worker = "w2"
+	w2, err := NewLeases(ctx, b.js, w2cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Go(t, "w2 presence", w2.KeepPresence)
+	w1, err = NewLeases(ctx, b.js, b.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 5*time.Second, "w2's presence", func() bool { _, _, ok := w1.Presence(ctx, "w2"); return ok })
+	return b, w1, w2, w2cfg
+}
+
 // TestRedeliveredJobStillRunningElsewhere: a job's ack or InProgress is lost (a NATS
 // restart, a stall longer than AckWait) while the worker that started it, w2, still runs
 // it; the server delivers it again, to w1. With AckWait at 5 s this ran some jobs twice
@@ -57,20 +78,7 @@ func deliverOnce(t *testing.T, js jetstream.JetStream, cfg Config) {
 // running it, and once w2's success is in BRR_RESULTS, acks it without running it. When
 // the worker that started it is gone, the job runs at once.
 func TestRedeliveredJobStillRunningElsewhere(t *testing.T) {
-	b := setup(t, Config{AckWait: time.Second, LeaseTTL: 3 * time.Second})
-	ctx := context.Background()
-	w2cfg := b.cfg
-	w2cfg.Worker = "w2"
-	w2, err := NewLeases(ctx, b.js, w2cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	testkit.Go(t, "w2 presence", w2.KeepPresence)
-	w1, err := NewLeases(ctx, b.js, b.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	testkit.Eventually(t, 5*time.Second, "w2's presence", func() bool { _, _, ok := w1.Presence(ctx, "w2"); return ok })
+	b, w1, _, _ := presentPair(t)
 
 	// Two jobs delivered once and not acked: w2 started the first and still runs it;
 	// w3, which started the second, is gone.
@@ -105,20 +113,8 @@ func TestRedeliveredJobStillRunningElsewhere(t *testing.T) {
 // failed attempt left its "started" entry in BRR_RESULTS, and every other worker put the
 // job back for as long as w2 lived: two replications waited 10 minutes in a soak.)
 func TestRetriedJobRunsOnAnotherWorker(t *testing.T) {
-	b := setup(t, Config{AckWait: time.Second, LeaseTTL: 3 * time.Second})
+	b, w1, w2, w2cfg := presentPair(t)
 	ctx := context.Background()
-	w2cfg := b.cfg
-	w2cfg.Worker = "w2"
-	w2, err := NewLeases(ctx, b.js, w2cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	testkit.Go(t, "w2 presence", w2.KeepPresence)
-	w1, err := NewLeases(ctx, b.js, b.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	testkit.Eventually(t, 5*time.Second, "w2's presence", func() bool { _, _, ok := w1.Presence(ctx, "w2"); return ok })
 
 	failing := &testHandler{calls: map[string]int{}, fn: func(context.Context, *brr.Job, int, func(brr.Progress)) (*brr.Result, error) {
 		return nil, errors.New("the replica is unreachable for now")
