@@ -155,11 +155,7 @@ func (s *S3Server) Stop() {
 		return
 	default:
 	}
-	_ = cmd.Process.Signal(syscall.SIGKILL)
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		s.t.Errorf("versitygw %s still running 30s after SIGKILL", s.Endpoint)
+	if !killWait(s.t, cmd, done, "versitygw "+s.Endpoint) {
 		return
 	}
 	// The port is free once a dial is refused.

@@ -200,18 +200,28 @@ func (w *Worker) Stop(d time.Duration) int {
 func (w *Worker) Kill() {
 	w.t.Helper()
 	cmd, done := w.running()
+	killWait(w.t, cmd, done, "brr-worker "+w.ID)
+}
+
+// killWait sends SIGKILL to cmd, unless done (closed when cmd has exited) says it is gone
+// already, and waits up to 30 s for it to be; what names it in the error. It reports
+// whether cmd is gone; a nil cmd is.
+func killWait(t testing.TB, cmd *exec.Cmd, done <-chan struct{}, what string) bool {
+	t.Helper()
 	if cmd == nil {
-		return
+		return true
 	}
 	select {
 	case <-done:
-		return
+		return true
 	default:
 	}
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	select {
 	case <-done:
+		return true
 	case <-time.After(30 * time.Second):
-		w.t.Errorf("brr-worker %s still running 30s after SIGKILL", w.ID)
+		t.Errorf("%s still running 30s after SIGKILL", what)
+		return false
 	}
 }
