@@ -54,20 +54,7 @@ func damageBlob(t *testing.T, r *repo.Repository, dir string, id repo.ID) {
 	if packPath == "" {
 		t.Fatalf("pack %s not found under %s", pb.Pack, dir)
 	}
-	f, err := os.OpenFile(packPath, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	off := int64(pb.Offset) + int64(pb.Length)/2
-	one := make([]byte, 1)
-	if _, err := f.ReadAt(one, off); err != nil {
-		t.Fatal(err)
-	}
-	one[0] ^= 0x40
-	if _, err := f.WriteAt(one, off); err != nil {
-		t.Fatal(err)
-	}
+	testkit.FlipByte(t, packPath, int64(pb.Offset)+int64(pb.Length)/2)
 }
 
 // emptyDir fails the test unless dir exists and is empty.

@@ -400,7 +400,7 @@ func TestGCRefusesWhenIndexDamaged(t *testing.T) {
 	if err != nil || len(idx) == 0 {
 		t.Fatal("no index file", err)
 	}
-	flipByte(t, idx[0], 20)
+	testkit.FlipByte(t, idx[0], 20)
 	packs := countObjects(t, be, "data")
 	_, err = openGCRepo(t, be).GC(ctx, gcNow)
 	if !errors.Is(err, repo.ErrDamaged) || !strings.Contains(err.Error(), "deletes nothing") {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -175,23 +174,6 @@ func packFiles(t *testing.T, be *file.Backend) []string {
 	return m
 }
 
-func flipByte(t *testing.T, path string, off int64) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b := make([]byte, 1)
-	if _, err := f.ReadAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-	b[0] ^= 0x40
-	if _, err := f.WriteAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestTamperedBlob(t *testing.T) {
 	ctx := context.Background()
 	r, be := setup(t)
@@ -205,7 +187,7 @@ func TestTamperedBlob(t *testing.T) {
 		t.Fatalf("%d packs, want 1", len(packs))
 	}
 	pb, _ := r.LookupBlob(repo.DataBlob, id)
-	flipByte(t, packs[0], int64(pb.Offset)+100)
+	testkit.FlipByte(t, packs[0], int64(pb.Offset)+100)
 	_, err := r.LoadBlob(ctx, repo.DataBlob, id, nil)
 	if !errors.Is(err, repo.ErrDamaged) {
 		t.Fatalf("LoadBlob of tampered blob: %v, want ErrDamaged", err)

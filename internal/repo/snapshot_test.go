@@ -12,6 +12,7 @@ import (
 
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/repo"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 func TestTreeCodec(t *testing.T) {
@@ -214,7 +215,7 @@ func TestCheck(t *testing.T) {
 		t.Fatal("report.txt blob not in index")
 	}
 	packPath := filepath.Join(be.Dir(), "data", pb.Pack.String()[:2], pb.Pack.String())
-	flipByte(t, packPath, int64(pb.Offset)+50)
+	testkit.FlipByte(t, packPath, int64(pb.Offset)+50)
 	rep, err = reopen(t, be).Check(ctx, repo.CheckOptions{})
 	if err != nil || !rep.OK() {
 		t.Fatalf("structure check sees a flipped byte (it reads no data): %+v, %v", rep.Damage, err)

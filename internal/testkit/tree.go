@@ -137,3 +137,22 @@ func SameTree(t testing.TB, want, got string) {
 		t.Fatalf("compared only %d entries", count)
 	}
 }
+
+// FlipByte flips one bit of the byte at off in the file at path, in place: damage of the
+// kind a disk or a bad copy does.
+func FlipByte(t testing.TB, path string, off int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0x40
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -257,7 +257,7 @@ func TestCacheCorrupt(t *testing.T) {
 	// A flipped byte is caught by the block checksums.
 	checkRange(t, be, h, data, 0, 10)
 	path := cacheFile(t, dir, h)
-	flip(t, path, 3<<20+5)
+	testkit.FlipByte(t, path, 3<<20+5)
 	checkRange(t, be, h, data, 3<<20, 100)
 	if got, want := be.Fetched(), int64(3*size); got != want {
 		t.Fatalf("fetched %d bytes after flipping a byte of the cached pack, want %d", got, want)
@@ -274,23 +274,6 @@ func TestCacheCorrupt(t *testing.T) {
 	}
 }
 
-func flip(t *testing.T, path string, off int64) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b := make([]byte, 1)
-	if _, err := f.ReadAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-	b[0] ^= 0x40
-	if _, err := f.WriteAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestCacheReopen(t *testing.T) {
 	dir := t.TempDir()
 	js, be := setup(t, dir, 0)
@@ -300,7 +283,7 @@ func TestCacheReopen(t *testing.T) {
 	checkRange(t, be, h1, d1, 10, 10)
 	checkRange(t, be, h2, d2, 10, 10)
 	be.Close()
-	flip(t, cacheFile(t, dir, h2), 12345)
+	testkit.FlipByte(t, cacheFile(t, dir, h2), 12345)
 	partial := filepath.Join(dir, "fill-123.tmp")
 	if err := os.WriteFile(partial, []byte("half a pack"), 0o600); err != nil {
 		t.Fatal(err)
