@@ -88,9 +88,8 @@ func TestReplicateAcrossBackends(t *testing.T) {
 	restoreFrom(t, e, "file2", res.Snapshot, target)
 	testkit.SameTree(t, src, target)
 	for _, name := range ring {
-		rep, err := repos[name].Check(ctx, repo.CheckOptions{ReadData: true})
-		if err != nil || !rep.OK() || rep.Snapshots != 1 {
-			t.Errorf("check %s: %d snapshots, damage %v, err %v", name, rep.Snapshots, rep.Damage, err)
+		if rep := testkit.CheckClean(t, repos[name]); rep.Snapshots != 1 {
+			t.Errorf("check %s: %d snapshots, want 1", name, rep.Snapshots)
 		}
 	}
 }

@@ -100,13 +100,7 @@ func TestKilledBackupLeavesRepositoryClean(t *testing.T) {
 		t.Fatalf("open after the kill: %v", err)
 	}
 	ctx := context.Background()
-	rep, err := r.Check(ctx, repo.CheckOptions{ReadData: true})
-	if err != nil {
-		t.Fatalf("check after the kill: %v", err)
-	}
-	if !rep.OK() {
-		t.Fatalf("check after the kill found damage: %+v", rep.Damage)
-	}
+	rep := testkit.CheckClean(t, r)
 	if rep.Snapshots != 0 {
 		t.Fatalf("%d snapshots after a killed first backup, want 0", rep.Snapshots)
 	}

@@ -269,9 +269,8 @@ func TestAppendOnlyUpgradeRefused(t *testing.T) {
 	if v := r2.Config().Version; v != 1 {
 		t.Fatalf("format %d after the refused upgrade, want 1", v)
 	}
-	rep, err := r2.Check(ctx, repo.CheckOptions{ReadData: true})
-	if err != nil || !rep.OK() || rep.Snapshots != 2 {
-		t.Fatalf("Check: %+v, %v; want 2 snapshots, clean", rep, err)
+	if rep := testkit.CheckClean(t, r2); rep.Snapshots != 2 {
+		t.Fatalf("Check: %+v; want 2 snapshots", rep)
 	}
 	// In format 2 already, there is nothing to refuse.
 	_, be2 := newGCRepo(t)

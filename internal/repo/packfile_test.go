@@ -12,6 +12,7 @@ import (
 
 	"github.com/brr-dev/brr/internal/repo"
 	"github.com/brr-dev/brr/internal/repo/file"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // tempPackFiles records the temporary files a repository fills its packs in.
@@ -120,10 +121,7 @@ func TestPacksAreWrittenThroughTempFiles(t *testing.T) {
 			t.Fatalf("blob %d read back different", i)
 		}
 	}
-	rep, err := r.Check(ctx, repo.CheckOptions{ReadData: true})
-	if err != nil || !rep.OK() {
-		t.Fatalf("check: %+v, %v", rep, err)
-	}
+	testkit.CheckClean(t, r)
 }
 
 // TestFailedPackSaveLeavesNoTempFile: a pack whose save fails has its temporary file

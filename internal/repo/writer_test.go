@@ -9,6 +9,7 @@ import (
 
 	"github.com/brr-dev/brr/internal/repo"
 	"github.com/brr-dev/brr/internal/repo/file"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // failingBackend fails Save of packs once fail is set: a test fixture around a real backend.
@@ -80,10 +81,7 @@ func TestFlushPackError(t *testing.T) {
 	if r2.HasBlob(repo.DataBlob, lost) {
 		t.Fatal("an index names a blob whose pack was never saved")
 	}
-	rep, err := r2.Check(ctx, repo.CheckOptions{ReadData: true})
-	if err != nil || !rep.OK() {
-		t.Fatalf("Check: %+v, %v", rep, err)
-	}
+	testkit.CheckClean(t, r2)
 }
 
 // TestFailedWriteDoesNotPoisonTheRepository: after a pack write failed (a full disk),

@@ -49,3 +49,17 @@ func StartWriter(t testing.TB, r *repo.Repository) *repo.Writer {
 	t.Cleanup(w.Release)
 	return w
 }
+
+// CheckClean checks r, reading and hashing every blob, and fails the test when the check
+// fails or finds damage; it returns the report, for its counts.
+func CheckClean(t testing.TB, r *repo.Repository) *repo.CheckReport {
+	t.Helper()
+	rep, err := r.Check(context.Background(), repo.CheckOptions{ReadData: true})
+	if err != nil {
+		t.Fatalf("check: %v", err)
+	}
+	if !rep.OK() {
+		t.Fatalf("check found damage: %+v", rep.Damage)
+	}
+	return rep
+}

@@ -95,13 +95,7 @@ func verify(t *testing.T, be repo.Backend) map[string]bool {
 		t.Fatalf("open after the failure: %v", err)
 	}
 	defer r.Close()
-	report, err := r.Check(ctx, repo.CheckOptions{ReadData: true})
-	if err != nil {
-		t.Fatalf("check: %v", err)
-	}
-	if !report.OK() {
-		t.Fatalf("check found damage: %+v", report.Damage)
-	}
+	testkit.CheckClean(t, r)
 	sns, err := r.Snapshots(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -66,13 +66,7 @@ func verify(t *testing.T, be repo.Backend, jobs []string, want map[repo.ID][]byt
 		t.Fatalf("reopen: %v", err)
 	}
 	defer r.Close()
-	report, err := r.Check(ctx, repo.CheckOptions{ReadData: true})
-	if err != nil {
-		t.Fatalf("check: %v", err)
-	}
-	if !report.OK() {
-		t.Fatalf("check found damage: %+v", report.Damage)
-	}
+	testkit.CheckClean(t, r)
 	sns, err := r.Snapshots(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -102,11 +102,7 @@ func TestRepository(t *testing.T) {
 			t.Fatalf("blob %d = %d bytes, not the %d saved", i, len(got), len(blobs[i]))
 		}
 	}
-	rep, err := r2.Check(ctx, repo.CheckOptions{ReadData: true})
-	if err != nil {
-		t.Fatalf("Check: %v", err)
-	}
-	if !rep.OK() || rep.Snapshots != 1 || rep.Packs < 2 {
+	if rep := testkit.CheckClean(t, r2); rep.Snapshots != 1 || rep.Packs < 2 {
 		t.Fatalf("Check = %+v, want 1 snapshot, 2 or more packs and no damage", rep)
 	}
 }
