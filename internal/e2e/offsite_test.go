@@ -26,11 +26,7 @@ func TestOffsiteS3(t *testing.T) {
 	s3 := testkit.StartS3(t)
 	bucket := s3.Bucket(t, "brr-offsite")
 	dir := t.TempDir()
-	for _, name := range []string{"local", "offsite"} {
-		if err := os.WriteFile(filepath.Join(dir, name+".key"), []byte("key of "+name+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeKeys(t, dir, "local", "offsite")
 	cfg := fmt.Sprintf(`repos:
   local:   {url: "file://%[1]s/repo", key_file: %[1]s/local.key}
   offsite: {url: "s3:http://%[2]s/%[3]s/brr", key_file: %[1]s/offsite.key, path_style: path,
@@ -105,6 +101,14 @@ replicate: {local: [offsite]}
 	testkit.SameTree(t, big, target)
 }
 
+// writeKeys writes the key file dir/NAME.key of each repo named.
+func writeKeys(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	for _, name := range names {
+		testkit.WriteFile(t, filepath.Join(dir, name+".key"), []byte("key of "+name+"\n"), 0o600)
+	}
+}
+
 // backupWait backs src up through the CLI and returns the snapshot's id.
 func backupWait(t *testing.T, w *testkit.Worker, src string) string {
 	t.Helper()
@@ -173,9 +177,7 @@ func dirBytes(t *testing.T, dir string) int64 {
 func TestOffsiteSFTP(t *testing.T) {
 	sshd := testkit.StartSSHD(t)
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "vault.key"), []byte("key of vault\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeKeys(t, dir, "vault")
 	repoURL := fmt.Sprintf("sftp://%s@%s/%s", sshd.User, sshd.Addr, filepath.Join(dir, "vault-repo"))
 	knownHosts := sshd.KnownHosts(t)
 	cfg := fmt.Sprintf(`repos:

@@ -2,7 +2,6 @@ package e2e_test
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,11 +16,7 @@ import (
 // replica restores the same bytes, through the brr CLI.
 func TestReplicationPolicy(t *testing.T) {
 	dir := t.TempDir()
-	for _, name := range []string{"local", "offsite"} {
-		if err := os.WriteFile(filepath.Join(dir, name+".key"), []byte("key of "+name+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeKeys(t, dir, "local", "offsite")
 	cfg := fmt.Sprintf(`repos:
   local:   {url: "file://%[1]s/repo", key_file: %[1]s/local.key}
   offsite: {url: "nats://brr-offsite", key_file: %[1]s/offsite.key}
