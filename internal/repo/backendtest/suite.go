@@ -556,3 +556,25 @@ func testReaderRewound(t *testing.T, be repo.Backend) {
 		t.Fatalf("Load(%s) = %d bytes, not the %d saved", h, len(got), len(data))
 	}
 }
+
+// BadNames checks that be refuses to save under a name that could leave its directory,
+// or does not fit its type, in the directory layout of the file, s3 and sftp backends
+// (repo.Handle.Path); a backend of that layout calls it from its tests.
+func BadNames(t *testing.T, be repo.Backend) {
+	t.Helper()
+	ctx := context.Background()
+	for _, h := range []repo.Handle{
+		{Type: repo.SnapshotFile, Name: ""},
+		{Type: repo.SnapshotFile, Name: "../config"},
+		{Type: repo.SnapshotFile, Name: ".."},
+		{Type: repo.SnapshotFile, Name: ".tmp-1"},
+		{Type: repo.PackFile, Name: "zz12"},
+		{Type: repo.PackFile, Name: "a"},
+		{Type: repo.ConfigFile, Name: "other"},
+		{Type: "bogus", Name: "abcd"},
+	} {
+		if err := be.Save(ctx, h, repo.NewByteReader([]byte("x"))); err == nil {
+			t.Errorf("Save(%q, %q) succeeded, want an error", h.Type, h.Name)
+		}
+	}
+}

@@ -90,21 +90,4 @@ func TestListSkipsTempFiles(t *testing.T) {
 	}
 }
 
-func TestBadNames(t *testing.T) {
-	be := newBackend(t)
-	ctx := context.Background()
-	for _, h := range []repo.Handle{
-		{Type: repo.SnapshotFile, Name: ""},
-		{Type: repo.SnapshotFile, Name: "../config"},
-		{Type: repo.SnapshotFile, Name: ".."},
-		{Type: repo.SnapshotFile, Name: ".tmp-1"},
-		{Type: repo.PackFile, Name: "zz12"},
-		{Type: repo.PackFile, Name: "a"},
-		{Type: repo.ConfigFile, Name: "other"},
-		{Type: "bogus", Name: "abcd"},
-	} {
-		if err := be.Save(ctx, h, repo.NewByteReader([]byte("x"))); err == nil {
-			t.Errorf("Save(%q, %q) succeeded, want an error", h.Type, h.Name)
-		}
-	}
-}
+func TestBadNames(t *testing.T) { backendtest.BadNames(t, newBackend(t)) }

@@ -69,6 +69,11 @@ func TestConformanceBucketRoot(t *testing.T) {
 
 // TestLayout shows where objects land in the bucket: the file backend's layout under
 // the prefix.
+func TestBadNames(t *testing.T) {
+	srv := testkit.StartS3(t)
+	backendtest.BadNames(t, open(t, config(srv, srv.Bucket(t, "brr-names"), "repo")))
+}
+
 func TestLayout(t *testing.T) {
 	srv := testkit.StartS3(t)
 	bucket := srv.Bucket(t, "brr-layout")

@@ -153,22 +153,7 @@ func TestListSkipsTempFiles(t *testing.T) {
 
 func TestBadNames(t *testing.T) {
 	s := testkit.StartSSHD(t)
-	be := open(t, config(t, s))
-	ctx := context.Background()
-	for _, h := range []repo.Handle{
-		{Type: repo.SnapshotFile, Name: ""},
-		{Type: repo.SnapshotFile, Name: "../config"},
-		{Type: repo.SnapshotFile, Name: ".."},
-		{Type: repo.SnapshotFile, Name: ".tmp-1"},
-		{Type: repo.PackFile, Name: "zz12"},
-		{Type: repo.PackFile, Name: "a"},
-		{Type: repo.ConfigFile, Name: "other"},
-		{Type: "bogus", Name: "abcd"},
-	} {
-		if err := be.Save(ctx, h, repo.NewByteReader([]byte("x"))); err == nil {
-			t.Errorf("Save(%q, %q) succeeded, want an error", h.Type, h.Name)
-		}
-	}
+	backendtest.BadNames(t, open(t, config(t, s)))
 }
 
 func TestConfigErrors(t *testing.T) {
