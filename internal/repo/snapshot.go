@@ -3,6 +3,7 @@ package repo
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -138,8 +139,8 @@ func (r *Repository) Snapshots(ctx context.Context) ([]*Snapshot, error) {
 	sns := make([]*Snapshot, 0, len(ids))
 	for _, id := range ids {
 		sn, err := r.LoadSnapshot(ctx, id)
-		if IsNotExist(err) {
-			continue // removed since listed
+		if errors.Is(err, brr.ErrNotFound) {
+			continue // removed since listed (LoadSnapshot says so with brr.ErrNotFound)
 		}
 		if err != nil {
 			return nil, err

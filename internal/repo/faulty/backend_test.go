@@ -257,6 +257,24 @@ func TestCorruptLoad(t *testing.T) {
 	}
 }
 
+// TestSnapshotRemovedWhileListing removes a snapshot between the listing and its load,
+// as a prune running beside a backup does: Snapshots must return the others, not fail.
+func TestSnapshotRemovedWhileListing(t *testing.T) {
+	fb, r := setup(t)
+	ctx := context.Background()
+	if err := backup(t, r, "second", 1); err != nil {
+		t.Fatal(err)
+	}
+	fb.FailLoad(repo.SnapshotFile, 0, fmt.Errorf("gone: %w", repo.ErrNotExist))
+	sns, err := r.Snapshots(ctx)
+	if err != nil {
+		t.Fatalf("Snapshots with one removed since listed: %v", err)
+	}
+	if len(sns) != 1 || fb.Fired() != 1 {
+		t.Fatalf("Snapshots = %d snapshots (fault fired %d times), want the one left", len(sns), fb.Fired())
+	}
+}
+
 // TestFaultCounting checks the wrapper itself: which call a fault fires on.
 func TestFaultCounting(t *testing.T) {
 	fileBe, err := file.Open(filepath.Join(t.TempDir(), "repo"))
