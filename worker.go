@@ -133,9 +133,8 @@ type WorkerInfo struct {
 	IntervalSeconds float64 `json:"interval_seconds"`
 	// Time is when the heartbeat was sent.
 	Time time.Time `json:"time"`
-	// RefusedRepos are the repos of the worker's config that it does not serve: a pool of
-	// the worker registered each name for another repository. Empty when it serves every
-	// repo it has.
+	// RefusedRepos are the repos of the worker's config or its pools' registry that it does
+	// not serve, each with why (RefusedRepo.Reason). Empty when it serves every one.
 	RefusedRepos []RefusedRepo `json:"refused_repos,omitempty"`
 	// Missing is set by listings (not in heartbeats): no heartbeat within three intervals.
 	Missing bool `json:"missing,omitempty"`
@@ -150,17 +149,79 @@ type RepoRegistration struct {
 	// ID is the repository's id (from its config), Location its URL without secrets.
 	ID       string `json:"id"`
 	Location string `json:"location"`
-	// Worker and Host name the worker that registered it; Time is when.
+	// Worker and Host name the worker that registered it; Time is when. A repo added
+	// with `brr repo add` has no id until a worker opens or creates it; Worker is then
+	// the user who added it.
 	Worker string    `json:"worker"`
 	Host   string    `json:"host"`
 	Time   time.Time `json:"time"`
+	// Spec is how every worker of the pool opens the repo: its URL and options, the names
+	// of the variables and files that hold its secrets on each worker, never a secret.
+	// Nil in registrations written before repos could be added at runtime: those only
+	// name the repository that workers with the repo in their config open.
+	Spec *RepoSpec `json:"spec,omitempty"`
+	// ReplicateTo is the repo's replication policy: the repos of the pool each snapshot
+	// committed to it is replicated to. Nil when none was ever set; a worker's config
+	// (replicate:) seeds it then.
+	ReplicateTo *[]string `json:"replicate_to,omitempty"`
 }
 
-// RefusedRepo is a repo that a worker has but does not serve, because a pool of the worker
-// registered the name for another repository: its jobs are left to the workers of the pool
-// that serve the registered one.
+// RepoSpec is a repository as workers open it: the url and the keys of a repo in the
+// worker's config (docs/configuration.md) and of `brr repo add`. It holds no secret: the
+// password and the credentials are in the environment variables and files it names,
+// on each worker.
+type RepoSpec struct {
+	URL         string `json:"url" yaml:"url"`
+	KeyFile     string `json:"key_file,omitempty" yaml:"key_file,omitempty"`
+	PasswordEnv string `json:"password_env,omitempty" yaml:"password_env,omitempty"`
+	// AppendOnly makes workers never delete or overwrite anything in the repo but its
+	// locks and prune plans: prune and checkpoint removal are refused.
+	AppendOnly bool `json:"append_only,omitempty" yaml:"append_only,omitempty"`
+	// LimitUpload and LimitDownload cap the repo's traffic, in KiB/s per worker; 0 is no
+	// limit.
+	LimitUpload   int `json:"limit_upload,omitempty" yaml:"limit_upload,omitempty"`
+	LimitDownload int `json:"limit_download,omitempty" yaml:"limit_download,omitempty"`
+	// The keys of an s3:// repo. The credentials come from the environment variables
+	// they name (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN when they
+	// name none), else from a credentials file; two repos naming different variables use
+	// two accounts.
+	Region string `json:"region,omitempty" yaml:"region,omitempty"`
+	// PathStyle is "auto" (the default), "path" (https://host/bucket, MinIO and most
+	// self-hosted servers) or "virtual" (https://bucket.host).
+	PathStyle       string `json:"path_style,omitempty" yaml:"path_style,omitempty"`
+	AccessKeyEnv    string `json:"access_key_env,omitempty" yaml:"access_key_env,omitempty"`
+	SecretKeyEnv    string `json:"secret_key_env,omitempty" yaml:"secret_key_env,omitempty"`
+	SessionTokenEnv string `json:"session_token_env,omitempty" yaml:"session_token_env,omitempty"`
+	// CredentialsFile is an AWS shared credentials file; Profile its section ("default"
+	// when empty).
+	CredentialsFile string `json:"credentials_file,omitempty" yaml:"credentials_file,omitempty"`
+	Profile         string `json:"profile,omitempty" yaml:"profile,omitempty"`
+	// The keys of an sftp:// repo. SSHKeyFile is the private key to log in with; without
+	// it the ssh agent at $SSH_AUTH_SOCK is asked, else ~/.ssh/id_ed25519, id_ecdsa or
+	// id_rsa is used. KnownHosts is the file the server's host key must be in
+	// (~/.ssh/known_hosts when empty).
+	SSHKeyFile string `json:"ssh_key_file,omitempty" yaml:"ssh_key_file,omitempty"`
+	KnownHosts string `json:"known_hosts,omitempty" yaml:"known_hosts,omitempty"`
+}
+
+// Why a worker does not serve a repo it has or that its pool registered (RefusedRepo).
+const (
+	// RefusedConflict: the pool registered the name for another repository.
+	RefusedConflict = "conflict"
+	// RefusedUnavailable: the worker cannot open the repo the pool registered, most often
+	// because it lacks the repo's secret (its password, key file or credentials).
+	RefusedUnavailable = "unavailable"
+)
+
+// RefusedRepo is a repo that a worker has, or that its pool registered, but that it does
+// not serve: the pool registered the name for another repository (RefusedConflict), or
+// the worker cannot open it, most often for lack of its secret (RefusedUnavailable). Its
+// jobs are left to the workers of the pool that serve it.
 type RefusedRepo struct {
 	Repo string `json:"repo"`
+	// Reason is RefusedConflict or RefusedUnavailable (empty in heartbeats of workers
+	// from before runtime repos: RefusedConflict).
+	Reason string `json:"reason,omitempty"`
 	// Pool is the pool whose registration it disagrees with.
 	Pool string `json:"pool"`
 	// ID is this worker's repository of that name, empty when the worker has none (it did

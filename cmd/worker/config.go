@@ -81,39 +81,7 @@ type HTTPConfig struct {
 }
 
 // RepoConfig locates one repository and its key; the key itself is never in the config.
-type RepoConfig struct {
-	URL         string `yaml:"url"`
-	KeyFile     string `yaml:"key_file,omitempty"`
-	PasswordEnv string `yaml:"password_env,omitempty"`
-	// AppendOnly makes the worker never delete or overwrite anything in the repo but its
-	// locks and prune plans: prune and checkpoint removal are refused.
-	AppendOnly bool `yaml:"append_only,omitempty"`
-	// LimitUpload and LimitDownload cap the repo's traffic, in KiB/s; 0 is no limit.
-	LimitUpload   int `yaml:"limit_upload,omitempty"`
-	LimitDownload int `yaml:"limit_download,omitempty"`
-	// The keys of an s3:// repo. The credentials come from the environment variables
-	// they name (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN when they
-	// name none), else from a credentials file; two repos naming different variables use
-	// two accounts. Only names of variables and files, never the secrets.
-	Region string `yaml:"region,omitempty"`
-	// PathStyle is "auto" (the default), "path" (https://host/bucket, MinIO and most
-	// self-hosted servers) or "virtual" (https://bucket.host).
-	PathStyle       string `yaml:"path_style,omitempty"`
-	AccessKeyEnv    string `yaml:"access_key_env,omitempty"`
-	SecretKeyEnv    string `yaml:"secret_key_env,omitempty"`
-	SessionTokenEnv string `yaml:"session_token_env,omitempty"`
-	// CredentialsFile is an AWS shared credentials file; Profile its section
-	// ("default" when empty).
-	CredentialsFile string `yaml:"credentials_file,omitempty"`
-	Profile         string `yaml:"profile,omitempty"`
-
-	// The keys of an sftp:// repo. SSHKeyFile is the private key to log in with;
-	// without it the ssh agent at $SSH_AUTH_SOCK is asked, else ~/.ssh/id_ed25519,
-	// id_ecdsa or id_rsa is used. KnownHosts is the file the
-	// server's host key must be in (~/.ssh/known_hosts when empty).
-	SSHKeyFile string `yaml:"ssh_key_file,omitempty"`
-	KnownHosts string `yaml:"known_hosts,omitempty"`
-}
+type RepoConfig brr.RepoSpec
 
 // HealthConfig sets how often health is checked, the recovery point objective of
 // sources and the thresholds of the pool's health checks (docs/health.md).

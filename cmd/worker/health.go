@@ -114,29 +114,23 @@ func (w *worker) watchAndCheck(ctx context.Context, js jetstream.JetStream, engi
 	if err != nil {
 		defaultRepo = ""
 	}
-	repoStats := make(map[string]metrics.RepoStats, len(w.repos))
-	for name, r := range w.repos {
-		repoStats[name] = r
-	}
 	w.metrics.WatchNATS(w.nc, js, subj, cfg.Pools)
-	w.metrics.WatchRepos(repoStats, defaultRepo)
+	w.metrics.WatchRepos(w.repos.Stats(), defaultRepo)
 	w.metrics.WatchOutbox(w.db.OutboxLen)
 
-	repos := sortedKeys(w.repos)
+	// A worker that refuses a repo would see the pool's repositories wrongly (an RPO
+	// missed for want of the snapshots in the repo it refuses): it leaves the checks that
+	// read them to the workers that serve them all, for as long as it refuses one.
+	partial := func() bool { return len(w.repos.Refused()) > 0 }
 	checks := []health.Check{
 		&health.DiskCheck{Workers: monitor.Workers, Warn: float64(cfg.Health.DiskWarn), Critical: float64(cfg.Health.DiskCritical)},
 		&health.DLQCheck{JS: js, Subjects: subj},
 		&health.RepoRegistryCheck{Workers: monitor.Workers},
 	}
-	// A worker that refuses a repo would see the pool's repositories wrongly (an RPO
-	// missed for want of the snapshots in the repo it refuses): it leaves the checks that
-	// read them to the workers that serve them all.
-	if len(w.refused) == 0 {
-		checks = append(checks,
-			&health.SnapshotCheck{Lister: engine, Repos: repos, RPO: cfg.Health.RPO, Replicate: cfg.Replicate,
-				LagWarn: cfg.Health.LagWarn, LagCritical: cfg.Health.LagCritical},
-			&health.RepositoryCheck{JS: js, Subjects: subj, Repos: repos, DefaultRepo: defaultRepo, MaxAge: cfg.Health.VerifyMaxAge})
-	}
+	checks = append(checks,
+		&health.SnapshotCheck{Lister: engine, Repos: engine.RepoNames, Partial: partial, RPO: cfg.Health.RPO, Replicate: engine.Policy,
+			LagWarn: cfg.Health.LagWarn, LagCritical: cfg.Health.LagCritical},
+		&health.RepositoryCheck{JS: js, Subjects: subj, Repos: engine.RepoNames, Partial: partial, DefaultRepo: defaultRepo, MaxAge: cfg.Health.VerifyMaxAge})
 	if cfg.Health.Canary {
 		client, err := brr.NewClient(w.nc, brr.WithPrefix(cfg.Prefix))
 		if err != nil {
@@ -158,7 +152,7 @@ func (w *worker) watchAndCheck(ctx context.Context, js jetstream.JetStream, engi
 			s := w.consumerStats()
 			return health.WorkerStats{InFlight: int(s.InFlight), Done: s.Done, Failed: s.Failed + s.Dead}
 		},
-		Refused: w.refused,
+		Refused: w.repos.Refused,
 	}, w.log)
 	w.metrics.WatchPool(monitor)
 	w.metrics.WatchRunner(runner.Runs)

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -59,6 +60,9 @@ type repoClaims struct {
 	registry     *events.Registry
 	pools        []string
 	worker, host string
+	// seed is the replication policy of the worker's config, which a claim writes into
+	// a registration that has none.
+	seed map[string][]string
 }
 
 // refusedError is what opening a repo that the registry refuses returns.
@@ -69,13 +73,23 @@ func (e *refusedError) Error() string { return e.Message }
 // claim registers the repository id at location under name in the pools that registered
 // nothing under it, or returns a *refusedError when one registered another repository (or
 // any, when id is empty: this worker has none and would create another).
-func (c *repoClaims) claim(ctx context.Context, name, id, location string) error {
+//
+// The registration it writes holds the spec (rc, which holds no secret) and the
+// policy of the worker's config, so that the other workers of the pool can open the repo
+// too (repoManager).
+func (c *repoClaims) claim(ctx context.Context, name, id, location string, rc RepoConfig) error {
 	if c == nil {
 		return nil
 	}
-	ref, err := c.registry.Claim(ctx, c.pools, brr.RepoRegistration{
-		Repo: name, ID: id, Location: location, Worker: c.worker, Host: c.host, Time: time.Now().UTC(),
-	})
+	spec := brr.RepoSpec(rc)
+	mine := brr.RepoRegistration{
+		Repo: name, ID: id, Location: location, Worker: c.worker, Host: c.host, Time: time.Now().UTC(), Spec: &spec,
+	}
+	if to, ok := c.seed[name]; ok {
+		to = slices.Clone(to)
+		mine.ReplicateTo = &to
+	}
+	ref, err := c.registry.Claim(ctx, c.pools, mine)
 	if err != nil {
 		return fmt.Errorf("repo %s: %w", name, err)
 	}
@@ -92,7 +106,7 @@ func openRepo(ctx context.Context, cfg Config, name string, rc RepoConfig, js je
 	}
 	// Before creating a repository (or its key), ask whether the pools mean another one by
 	// the name: a worker that joined a pool with a "local" of its own used to make one.
-	mayCreate := func(ctx context.Context) error { return claims.claim(ctx, name, "", be.Location()) }
+	mayCreate := func(ctx context.Context) error { return claims.claim(ctx, name, "", be.Location(), rc) }
 
 	password, err := repoPassword(ctx, cfg, name, rc, be, mayCreate, log)
 	if err != nil {
@@ -126,7 +140,7 @@ func openRepo(ctx context.Context, cfg Config, name string, rc RepoConfig, js je
 	default:
 		log.Debug().Str("location", be.Location()).Msg("opened repository")
 	}
-	if err := claims.claim(ctx, name, r.ID(), be.Location()); err != nil {
+	if err := claims.claim(ctx, name, r.ID(), be.Location(), rc); err != nil {
 		_ = r.Close()
 		return nil, err
 	}

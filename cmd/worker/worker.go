@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -61,8 +62,7 @@ type worker struct {
 	http     *httpServer
 	db       *state.DB
 	nc       *nats.Conn
-	repos    map[string]*repo.Repository     // those it serves
-	refused  []brr.RefusedRepo               // those it has and does not serve
+	repos    *repoManager                    // the repos it serves and refuses
 	consumer atomic.Pointer[events.Consumer] // read by the metrics handler
 	metrics  *metrics.Metrics
 	started  time.Time
@@ -151,18 +151,24 @@ func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Lo
 	if err != nil {
 		return w, err
 	}
-	claims := &repoClaims{registry: registry, pools: cfg.Pools, worker: w.id, host: w.host}
-	w.repos, w.refused, err = openRepos(ctx, cfg, js, leases, claims, log)
+	claims := &repoClaims{registry: registry, pools: cfg.Pools, worker: w.id, host: w.host, seed: cfg.Replicate}
+	repos, refused, err := openRepos(ctx, cfg, js, leases, claims, log)
 	if err != nil {
 		return w, err
 	}
-	for _, name := range sortedKeys(w.repos) {
-		w.keep("repo "+name, w.repos[name].Close) // with its backend
+	for _, ref := range refused {
+		w.logRefused(ref)
 	}
-	w.logRefused()
-	ecfg.RefusedRepos = refusedWhy(w.refused)
-	w.ready.refused.Store(&w.refused)
-	engine := w.newEngine(leases)
+	ecfg.RefusedRepos = refusedWhy(refused)
+	engine := w.newEngine(repos, refused, leases)
+	w.repos = newRepoManager(w, registry, claims, js, leases, repos, refused)
+	w.repos.engine = engine
+	w.keep("repos", w.repos.Close) // with their backends
+	// The repos the pool's registry has beyond the worker's config: opened before the
+	// first job is taken, then kept in step by the "repos" component.
+	if err := w.repos.reconcile(ctx); err != nil {
+		return w, fmt.Errorf("read the pool's repo registry: %w", err)
+	}
 	if err := jobs.ClearScratch(engine.ScratchDir); err != nil {
 		return w, err
 	}
@@ -180,6 +186,7 @@ func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Lo
 	// The consumer and sweeper add the worker field themselves.
 	sweeper := events.NewSweeper(js, w.db, ecfg, baseLog)
 	w.start(base, component{name: "sweeper", run: sweeper.Run, timeout: 10 * time.Second})
+	w.start(base, component{name: "repos", run: w.repos.Run, timeout: 10 * time.Second})
 	w.start(base, component{name: "query service", run: func(ctx context.Context) error {
 		return events.ServeAPI(ctx, w.nc, ecfg, engine, log)
 	}, timeout: 10 * time.Second})
@@ -202,23 +209,21 @@ func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Lo
 	}
 
 	w.ready.started.Store(true)
-	ready := log.Info().Int("concurrency", cfg.Concurrency).Strs("repos", sortedKeys(w.repos))
-	if len(w.refused) > 0 {
-		ready = ready.Strs("refused_repos", sortedKeys(refusedWhy(w.refused)))
+	ready := log.Info().Int("concurrency", cfg.Concurrency).Strs("repos", engine.RepoNames())
+	if refused := w.repos.Refused(); len(refused) > 0 {
+		ready = ready.Strs("refused_repos", sortedKeys(refusedWhy(refused)))
 	}
 	ready.Msg("worker ready")
 	return w, nil
 }
 
-// logRefused logs each repo the worker refuses, with what the pool registered and the
-// fix; the same text is in /readyz, the heartbeats and the repo_registry health check.
-func (w *worker) logRefused() {
-	for _, ref := range w.refused {
-		reg := ref.Registered
-		w.log.Error().Str("repo", ref.Repo).Str("pool", ref.Pool).Str("id", ref.ID).Str("location", ref.Location).
-			Str("registered_id", reg.ID).Str("registered_location", reg.Location).Str("registered_by", reg.Worker).
-			Str("registered_host", reg.Host).Time("registered_at", reg.Time).Msg(ref.Message)
-	}
+// logRefused logs a repo the worker refuses, with what the pool registered and the fix;
+// the same text is in /readyz, the heartbeats and the repo_registry health check.
+func (w *worker) logRefused(ref brr.RefusedRepo) {
+	reg := ref.Registered
+	w.log.Error().Str("repo", ref.Repo).Str("pool", ref.Pool).Str("id", ref.ID).Str("location", ref.Location).
+		Str("registered_id", reg.ID).Str("registered_location", reg.Location).Str("registered_by", reg.Worker).
+		Str("registered_host", reg.Host).Time("registered_at", reg.Time).Msg(ref.Message)
 }
 
 // refusedWhy is why each of refused is refused, by repo name.
@@ -252,10 +257,10 @@ func (w *worker) eventsConfig() events.Config {
 }
 
 // newEngine returns the job engine on the worker's repositories and state.
-func (w *worker) newEngine(leases jobs.Leaser) *jobs.Engine {
+func (w *worker) newEngine(repos map[string]*repo.Repository, refused []brr.RefusedRepo, leases jobs.Leaser) *jobs.Engine {
 	cfg := w.cfg
 	return &jobs.Engine{
-		Repos:        w.repos,
+		Repos:        maps.Clone(repos),
 		DefaultRepo:  cfg.DefaultRepo,
 		Cache:        w.db,
 		Leases:       leases,
@@ -268,7 +273,7 @@ func (w *worker) newEngine(leases jobs.Leaser) *jobs.Engine {
 		PruneGrace:   cfg.Prune.Grace,
 		ScratchDir:   cfg.ScratchDir(),
 		Points:       w.db,
-		Refused:      refusedWhy(w.refused),
+		Refused:      refusedWhy(refused),
 	}
 }
 

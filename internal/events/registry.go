@@ -5,11 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/repo/location"
 )
 
 // Registry is what the workers of each pool agree a repo name means: in the KV bucket
@@ -36,18 +40,37 @@ func OpenRegistry(ctx context.Context, js jetstream.JetStream, cfg Config) (*Reg
 
 // Lookup returns what pool registered under the repo name, or nil when nothing.
 func (r *Registry) Lookup(ctx context.Context, pool, repo string) (*brr.RepoRegistration, error) {
+	reg, _, err := r.lookup(ctx, pool, repo)
+	return reg, err
+}
+
+// lookup is Lookup with the revision of the entry, for an update.
+func (r *Registry) lookup(ctx context.Context, pool, repo string) (*brr.RepoRegistration, uint64, error) {
 	key := r.cfg.Subjects.RepoKey(pool, repo)
 	entry, err := r.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, nil
+		return nil, 0, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read %s in %s: %w", key, r.cfg.Subjects.ReposBucket(), err)
+		return nil, 0, fmt.Errorf("read %s in %s: %w", key, r.cfg.Subjects.ReposBucket(), err)
 	}
+	reg, err := r.decode(pool, repo, entry.Value())
+	if err != nil {
+		return nil, 0, err
+	}
+	return reg, entry.Revision(), nil
+}
+
+// decode decodes the registration of repo in pool.
+func (r *Registry) decode(pool, repo string, data []byte) (*brr.RepoRegistration, error) {
 	var reg brr.RepoRegistration
-	if err := json.Unmarshal(entry.Value(), &reg); err != nil || reg.ID == "" {
+	err := json.Unmarshal(data, &reg)
+	if err == nil && reg.ID == "" && reg.Spec == nil {
+		err = errors.New("it names neither a repository nor how to open one")
+	}
+	if err != nil {
 		return nil, fmt.Errorf("the registration of repo %s in pool %s (%s in %s) does not decode (%v); remove it with %s and start again",
-			repo, pool, key, r.cfg.Subjects.ReposBucket(), err, r.deleteCommand(pool, repo))
+			repo, pool, r.cfg.Subjects.RepoKey(pool, repo), r.cfg.Subjects.ReposBucket(), err, r.deleteCommand(pool, repo))
 	}
 	reg.Pool, reg.Repo = pool, repo
 	return &reg, nil
@@ -58,19 +81,43 @@ func (r *Registry) Lookup(ctx context.Context, pool, repo string) (*brr.RepoRegi
 // It returns a refusal, and registers nothing, when a pool registered another repository
 // under the name, or any repository when mine.ID is empty: a worker that has no
 // repository of that name yet would create another one. mine.Pool is ignored.
+//
+// A repo added with `brr repo add` names no repository until a worker opens or creates
+// it at the URL of its Spec: a claim with that URL (or with no Spec) fills in the id;
+// one with another URL is refused. A claim seeds what the registration lacks: the Spec,
+// and the replication policy when none was ever set; it changes nothing else.
 func (r *Registry) Claim(ctx context.Context, pools []string, mine brr.RepoRegistration) (*brr.RefusedRepo, error) {
 	var free []string
 	for _, pool := range pools {
-		reg, err := r.Lookup(ctx, pool, mine.Repo)
-		if err != nil {
-			return nil, err
-		}
-		if reg == nil {
-			free = append(free, pool)
-			continue
-		}
-		if mine.ID == "" || reg.ID != mine.ID {
-			return r.refusal(pool, mine, *reg), nil
+		for {
+			reg, rev, err := r.lookup(ctx, pool, mine.Repo)
+			if err != nil {
+				return nil, err
+			}
+			if reg == nil {
+				free = append(free, pool)
+				break
+			}
+			switch {
+			case reg.ID == "" && !sameURL(reg.Spec, mine.Spec):
+				return r.refusal(pool, mine, *reg), nil
+			case reg.ID == "" && mine.ID == "":
+				// Added, not created yet: this worker may create it.
+			case reg.ID != mine.ID:
+				return r.refusal(pool, mine, *reg), nil
+			}
+			next, changed := seed(*reg, mine)
+			if !changed {
+				break
+			}
+			err = r.update(ctx, next, rev)
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				continue // changed since read: look again
+			}
+			if err != nil {
+				return nil, err
+			}
+			break
 		}
 	}
 	if mine.ID == "" {
@@ -101,6 +148,186 @@ func (r *Registry) Claim(ctx context.Context, pools []string, mine brr.RepoRegis
 		}
 	}
 	return nil, nil
+}
+
+// seed is reg with what mine adds to it: the id and location of a repo added at runtime
+// once a worker has it, the Spec of a registration from before specs, and the
+// replication policy when none was ever set.
+func seed(reg, mine brr.RepoRegistration) (brr.RepoRegistration, bool) {
+	changed := false
+	if reg.ID == "" && mine.ID != "" {
+		reg.ID, reg.Location, reg.Worker, reg.Host, reg.Time = mine.ID, mine.Location, mine.Worker, mine.Host, mine.Time
+		changed = true
+	}
+	if reg.Spec == nil && mine.Spec != nil {
+		reg.Spec = mine.Spec
+		changed = true
+	}
+	if reg.ReplicateTo == nil && mine.ReplicateTo != nil {
+		reg.ReplicateTo = mine.ReplicateTo
+		changed = true
+	}
+	return reg, changed
+}
+
+// sameURL reports whether a and b open the same place: both URLs parse to the same
+// location. A nil spec names no place, and agrees with any.
+func sameURL(a, b *brr.RepoSpec) bool {
+	if a == nil || b == nil {
+		return true
+	}
+	la, errA := location.Parse(a.URL)
+	lb, errB := location.Parse(b.URL)
+	if errA != nil || errB != nil {
+		return a.URL == b.URL
+	}
+	return la.String() == lb.String()
+}
+
+// update writes reg over the entry at revision rev; jetstream.ErrKeyExists when it
+// changed since.
+func (r *Registry) update(ctx context.Context, reg brr.RepoRegistration, rev uint64) error {
+	data, err := json.Marshal(reg)
+	if err != nil {
+		return fmt.Errorf("encode the registration of repo %s: %w", reg.Repo, err)
+	}
+	key := r.cfg.Subjects.RepoKey(reg.Pool, reg.Repo)
+	if _, err := r.kv.Update(ctx, key, data, rev); err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+			return jetstream.ErrKeyExists
+		}
+		return fmt.Errorf("update %s in %s: %w", key, r.cfg.Subjects.ReposBucket(), err)
+	}
+	return nil
+}
+
+// List returns what pool registered, by repo name.
+func (r *Registry) List(ctx context.Context, pool string) ([]brr.RepoRegistration, error) {
+	lister, err := r.kv.ListKeysFiltered(ctx, pool+".*")
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", r.cfg.Subjects.ReposBucket(), err)
+	}
+	var names []string
+	for key := range lister.Keys() {
+		names = append(names, strings.TrimPrefix(key, pool+"."))
+	}
+	sort.Strings(names)
+	out := make([]brr.RepoRegistration, 0, len(names))
+	for _, name := range names {
+		reg, err := r.Lookup(ctx, pool, name)
+		if err != nil {
+			return nil, err
+		}
+		if reg != nil {
+			out = append(out, *reg)
+		}
+	}
+	return out, nil
+}
+
+// ErrRepoExists is what Add returns when the pool has a repo of that name.
+var ErrRepoExists = errors.New("repo exists")
+
+// Add registers a repo added at runtime: reg.Spec says how to open it; reg.ID is empty
+// until a worker opens or creates it. A name the pool has is refused (ErrRepoExists).
+func (r *Registry) Add(ctx context.Context, reg brr.RepoRegistration) error {
+	if reg.Spec == nil {
+		return fmt.Errorf("%w: add repo %s: no url", brr.ErrInvalid, reg.Repo)
+	}
+	data, err := json.Marshal(reg)
+	if err != nil {
+		return fmt.Errorf("encode the registration of repo %s: %w", reg.Repo, err)
+	}
+	key := r.cfg.Subjects.RepoKey(reg.Pool, reg.Repo)
+	if _, err := r.kv.Create(ctx, key, data); errors.Is(err, jetstream.ErrKeyExists) {
+		return fmt.Errorf("%w: pool %s has a repo %s; remove it first with `brr repo rm %s`, or add this one under another name", ErrRepoExists, reg.Pool, reg.Repo, reg.Repo)
+	} else if err != nil {
+		return fmt.Errorf("register repo %s of pool %s (%s in %s): %w", reg.Repo, reg.Pool, key, r.cfg.Subjects.ReposBucket(), err)
+	}
+	return nil
+}
+
+// Remove removes pool's registration of repo, and repo from the replication policies of
+// the pool's other repos. Workers stop serving it; its data stays where it is.
+func (r *Registry) Remove(ctx context.Context, pool, repo string) error {
+	reg, err := r.Lookup(ctx, pool, repo)
+	if err != nil {
+		return err
+	}
+	if reg == nil {
+		return fmt.Errorf("%w: pool %s has no repo %s", brr.ErrNotFound, pool, repo)
+	}
+	regs, err := r.List(ctx, pool)
+	if err != nil {
+		return err
+	}
+	for _, other := range regs {
+		if other.ReplicateTo != nil && slices.Contains(*other.ReplicateTo, repo) {
+			to := slices.DeleteFunc(slices.Clone(*other.ReplicateTo), func(s string) bool { return s == repo })
+			if err := r.SetPolicy(ctx, pool, other.Repo, to); err != nil {
+				return err
+			}
+		}
+	}
+	key := r.cfg.Subjects.RepoKey(pool, repo)
+	if err := r.kv.Delete(ctx, key); err != nil {
+		return fmt.Errorf("remove %s from %s: %w", key, r.cfg.Subjects.ReposBucket(), err)
+	}
+	return nil
+}
+
+// SetPolicy sets the replication policy of repo from in pool: each snapshot committed to
+// it is replicated to each of to, repos of the pool. An empty to removes the policy (and a
+// worker's config no longer seeds one).
+func (r *Registry) SetPolicy(ctx context.Context, pool, from string, to []string) error {
+	for _, name := range to {
+		if name == from {
+			return fmt.Errorf("%w: repo %s cannot replicate to itself", brr.ErrInvalid, from)
+		}
+		reg, err := r.Lookup(ctx, pool, name)
+		if err != nil {
+			return err
+		}
+		if reg == nil {
+			return fmt.Errorf("%w: pool %s has no repo %s to replicate to; add it first with `brr repo add %s URL`", brr.ErrNotFound, pool, name, name)
+		}
+	}
+	for {
+		reg, rev, err := r.lookup(ctx, pool, from)
+		if err != nil {
+			return err
+		}
+		if reg == nil {
+			return fmt.Errorf("%w: pool %s has no repo %s", brr.ErrNotFound, pool, from)
+		}
+		policy := slices.Clone(to)
+		if policy == nil {
+			policy = []string{}
+		}
+		reg.ReplicateTo = &policy
+		err = r.update(ctx, *reg, rev)
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			continue
+		}
+		return err
+	}
+}
+
+// Watch watches the registrations of pool: every one there is, then each change (a nil
+// entry marks the end of those there were; an entry whose Operation is not KeyValuePut
+// is a removal).
+func (r *Registry) Watch(ctx context.Context, pool string) (jetstream.KeyWatcher, error) {
+	w, err := r.kv.Watch(ctx, pool+".*")
+	if err != nil {
+		return nil, fmt.Errorf("watch %s: %w", r.cfg.Subjects.ReposBucket(), err)
+	}
+	return w, nil
+}
+
+// Decode decodes the value of a watched entry of pool.
+func (r *Registry) Decode(pool string, entry jetstream.KeyValueEntry) (*brr.RepoRegistration, error) {
+	return r.decode(pool, strings.TrimPrefix(entry.Key(), pool+"."), entry.Value())
 }
 
 // deleteCommand is the command that removes the registration of repo in pool.

@@ -49,9 +49,9 @@ func TestSnapshotCheck(t *testing.T) {
 	taken := sns[0].Time
 	check := &health.SnapshotCheck{
 		Lister:    engine,
-		Repos:     []string{"local", "offsite"},
+		Repos:     func() []string { return []string{"local", "offsite"} },
 		RPO:       map[string]time.Duration{src: time.Hour, "/never/backed/up": time.Hour},
-		Replicate: map[string][]string{"local": {"offsite"}},
+		Replicate: func() map[string][]string { return map[string][]string{"local": {"offsite"}} },
 		LagWarn:   15 * time.Minute, LagCritical: time.Hour,
 	}
 	run := func(now time.Time) (map[string]brr.HealthCheck, health.Inventory) {
@@ -111,7 +111,7 @@ func TestSnapshotCheck(t *testing.T) {
 func TestRepositoryCheck(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
-	check := &health.RepositoryCheck{JS: b.js, Repos: []string{"local", "offsite"}, DefaultRepo: "local", MaxAge: 24 * time.Hour}
+	check := &health.RepositoryCheck{JS: b.js, Repos: func() []string { return []string{"local", "offsite"} }, DefaultRepo: "local", MaxAge: 24 * time.Hour}
 	t0 := time.Now().UTC().Truncate(time.Second)
 	verified := func(id, repoName string, status brr.Status, damaged int, at time.Time) {
 		t.Helper()

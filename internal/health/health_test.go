@@ -233,7 +233,9 @@ func TestHeartbeatsAndWorkers(t *testing.T) {
 	old := now.Add(-10 * interval)
 	gone := health.NewHeartbeat(b.nc, b.js, health.Config{Worker: "w-gone", Host: "h2", Interval: interval, Now: func() time.Time { return old }},
 		health.Worker{Version: "v9", Pools: []string{"default"}, Concurrency: 1, Started: old.Add(-time.Hour),
-			Refused: []brr.RefusedRepo{{Repo: "local", Pool: "default", Message: "repo local refused"}}}, zerolog.Nop())
+			Refused: func() []brr.RefusedRepo {
+				return []brr.RefusedRepo{{Repo: "local", Pool: "default", Message: "repo local refused"}}
+			}}, zerolog.Nop())
 	for _, hb := range []*health.Heartbeat{gone, live, live} {
 		if err := hb.Publish(ctx); err != nil {
 			t.Fatalf("publish heartbeat: %v", err)

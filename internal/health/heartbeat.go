@@ -31,7 +31,8 @@ type Worker struct {
 	// Stats returns the job counts; nil reports zeros.
 	Stats func() WorkerStats
 	// Refused are the repos the worker has and does not serve (see brr.RefusedRepo).
-	Refused []brr.RefusedRepo
+	// Nil refuses none.
+	Refused func() []brr.RefusedRepo
 }
 
 // Heartbeat publishes this worker's heartbeat on brr.events.health.worker every interval.
@@ -61,7 +62,7 @@ func (h *Heartbeat) Info() brr.WorkerInfo {
 		UptimeSeconds:   max(now.Sub(h.w.Started).Seconds(), 0),
 		IntervalSeconds: h.cfg.Interval.Seconds(),
 		Time:            now,
-		RefusedRepos:    h.w.Refused,
+		RefusedRepos:    h.w.refused(),
 	}
 	if h.w.Stats != nil {
 		s := h.w.Stats()
@@ -117,4 +118,12 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// refused are the repos the worker refuses now.
+func (w Worker) refused() []brr.RefusedRepo {
+	if w.Refused == nil {
+		return nil
+	}
+	return w.Refused()
 }

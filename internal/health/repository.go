@@ -24,8 +24,10 @@ type RepositoryCheck struct {
 	Subjects brr.Subjects
 	// Repos are the repos to report on; DefaultRepo is the one a verify that names none
 	// went to.
-	Repos       []string
+	Repos       func() []string
 	DefaultRepo string
+	// Partial: as SnapshotCheck.Partial.
+	Partial func() bool
 	// MaxAge is how old the last verify may be before the check warns; default 8 days
 	// (a weekly verify, and a day of slack).
 	MaxAge time.Duration
@@ -48,6 +50,9 @@ type verifyRecord struct {
 }
 
 // Name returns brr.CheckRepository.
+// SitOut is Partial's answer.
+func (c *RepositoryCheck) SitOut() bool { return c.Partial != nil && c.Partial() }
+
 func (c *RepositoryCheck) Name() string { return brr.CheckRepository }
 
 // Run reads the verify events since the last turn and reports each repo.
@@ -63,7 +68,7 @@ func (c *RepositoryCheck) Run(ctx context.Context, t Tick) (Outcome, error) {
 	}
 	maxAge := cmp.Or(c.MaxAge, 8*24*time.Hour)
 	var out Outcome
-	for _, name := range c.Repos {
+	for _, name := range c.Repos() {
 		res := brr.HealthCheck{Check: brr.CheckRepository, Subject: name, Value: -1}
 		rec, ok := memo.Last[name]
 		if !ok {

@@ -27,6 +27,12 @@ type Check interface {
 	Run(ctx context.Context, t Tick) (Outcome, error)
 }
 
+// Sitter is a check that may sit a turn out: while SitOut says so, the runner does not
+// take its turns, and another worker of the pool does.
+type Sitter interface {
+	SitOut() bool
+}
+
 // Tick is one turn of a check.
 type Tick struct {
 	// Time is the start of the interval this turn is for; Now is the clock's time when
@@ -132,6 +138,9 @@ func (r *Runner) RunTick(ctx context.Context, now time.Time) []string {
 		ran []string
 	)
 	for _, c := range r.checks {
+		if s, ok := c.(Sitter); ok && s.SitOut() {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -37,12 +37,17 @@ type SnapshotLister interface {
 // Its memo is the Inventory, which every worker's Monitor reads for the snapshot metrics.
 type SnapshotCheck struct {
 	Lister SnapshotLister
-	// Repos are the repos to list.
-	Repos []string
+	// Repos are the repos to list: those the worker serves now.
+	Repos func() []string
+	// Partial, when set and true, says the worker does not serve all the pool's repos
+	// now: it sits the check's turns out (see Sitter) rather than measure the pool
+	// wrongly (an RPO missed for want of the snapshots of a repo it refuses).
+	Partial func() bool
 	// RPO is the recovery point objective of each source.
 	RPO map[string]time.Duration
-	// Replicate is the replication policy: repo → the repos its snapshots are copied to.
-	Replicate map[string][]string
+	// Replicate is the replication policy now: repo → the repos its snapshots are copied
+	// to.
+	Replicate func() map[string][]string
 	// LagWarn (default 15m) and LagCritical (default 1h) bound the age of the oldest
 	// snapshot a target lacks.
 	LagWarn, LagCritical time.Duration
@@ -79,13 +84,24 @@ type Lag struct {
 }
 
 // Name returns SnapshotsCheckName.
+// policy is the replication policy now; none without Replicate.
+func (c *SnapshotCheck) policy() map[string][]string {
+	if c.Replicate == nil {
+		return nil
+	}
+	return c.Replicate()
+}
+
+// SitOut is Partial's answer.
+func (c *SnapshotCheck) SitOut() bool { return c.Partial != nil && c.Partial() }
+
 func (c *SnapshotCheck) Name() string { return SnapshotsCheckName }
 
 // Run lists the repos and measures.
 func (c *SnapshotCheck) Run(ctx context.Context, t Tick) (Outcome, error) {
 	lists := map[string][]brr.Snapshot{}
 	unread := map[string]string{}
-	for _, name := range c.Repos {
+	for _, name := range c.Repos() {
 		sns, err := c.Lister.Snapshots(ctx, name, "")
 		if err != nil {
 			unread[name] = err.Error()
@@ -144,12 +160,13 @@ func (c *SnapshotCheck) inventory(lists map[string][]brr.Snapshot, unread map[st
 		inv.Dropped = len(inv.Sources) - maxInventorySources
 		inv.Sources = inv.Sources[:maxInventorySources]
 	}
-	for _, from := range sortedKeys(c.Replicate) {
+	policy := c.policy()
+	for _, from := range sortedKeys(policy) {
 		src, ok := lists[from]
 		if !ok {
 			continue
 		}
-		for _, to := range c.Replicate[from] {
+		for _, to := range policy[from] {
 			dst, ok := lists[to]
 			if !ok || to == from {
 				continue
@@ -230,8 +247,9 @@ func (c *SnapshotCheck) lag(inv Inventory, unread map[string]string) []brr.Healt
 		measured[pairSubject(l.From, l.To)] = l
 	}
 	var out []brr.HealthCheck
-	for _, from := range sortedKeys(c.Replicate) {
-		for _, to := range c.Replicate[from] {
+	policy := c.policy()
+	for _, from := range sortedKeys(policy) {
+		for _, to := range policy[from] {
 			if to == from {
 				continue
 			}

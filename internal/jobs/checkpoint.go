@@ -201,19 +201,18 @@ func (e *Engine) Checkpoints(ctx context.Context, repoName string) (points []brr
 		}
 		names = []string{name}
 	} else {
-		for name, r := range e.Repos {
-			if r != nil {
-				names = append(names, name)
-			}
-		}
-		sort.Strings(names)
+		names = e.RepoNames()
 	}
 	points = []brr.RecoveryPoint{}
 	for _, name := range names {
 		if err := ctx.Err(); err != nil {
 			return nil, nil, err
 		}
-		pts, err := e.readPoints(ctx, e.Repos[name], name)
+		r := e.served(name)
+		if r == nil {
+			continue // dropped since listed
+		}
+		pts, err := e.readPoints(ctx, r, name)
 		if err == nil {
 			if e.Points != nil {
 				// The index is a copy kept for when the repository cannot be read; failing

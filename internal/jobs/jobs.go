@@ -13,8 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -44,7 +42,8 @@ type Leaser interface {
 // Engine runs jobs against the repositories of one worker. Its fields are set once, by
 // cmd/worker or a test, before the first call; its methods are safe for concurrent use.
 type Engine struct {
-	// Repos are the open repositories, by the name jobs use for them.
+	// Repos are the open repositories, by the name jobs use for them. Once the engine
+	// runs, they change only through SetRepo and DropRepo (repos.go).
 	Repos map[string]*repo.Repository
 	// DefaultRepo is used when a job names no repo.
 	DefaultRepo string
@@ -95,6 +94,12 @@ type Engine struct {
 	// with the number of jobs: see archiver.Limits.
 	limitsOnce sync.Once
 	limits     *archiver.Limits
+
+	// reposMu guards Repos, Refused and ReplicateTo once the engine runs (repos.go), and
+	// the jobs running and the repositories dropped while they ran.
+	reposMu sync.RWMutex
+	running int
+	retired []*repo.Repository
 }
 
 func (e *Engine) now() time.Time {
@@ -130,7 +135,9 @@ func (e *Engine) Handle(ctx context.Context, job *brr.Job, rep brr.Reporter) (*b
 	if !ok {
 		return nil, brr.Permanent(fmt.Errorf("%w: %q jobs are not run by this worker", brr.ErrUnknownKind, job.Args.Kind()))
 	}
+	e.jobStarted()
 	out, err := run(e, ctx, job, rep)
+	e.jobEnded()
 	var refused *refusedError
 	if errors.As(err, &refused) {
 		return out, e.refusal(job, refused)
@@ -226,43 +233,6 @@ func (e *Engine) Ping(ctx context.Context, a brr.PingJob) (*brr.PingResult, erro
 		}
 	}
 	return &brr.PingResult{Worker: e.Worker}, nil
-}
-
-// Repo resolves a job's repo name: "" is the default repo (DefaultRepo, else "local", else
-// the only one configured, refused repos included). It returns the repository and its
-// name. A repo this worker refuses gives its name and an error that Handle turns into a
-// snooze, or a failure once the job is RefusedFor old; a query gets the error as it is.
-func (e *Engine) Repo(name string) (*repo.Repository, string, error) {
-	names := make([]string, 0, len(e.Repos)+len(e.Refused))
-	for n := range e.Repos {
-		names = append(names, n)
-	}
-	for n := range e.Refused {
-		if _, ok := e.Repos[n]; !ok {
-			names = append(names, n)
-		}
-	}
-	sort.Strings(names)
-	if name == "" {
-		name = e.DefaultRepo
-	}
-	if name == "" {
-		if slices.Contains(names, "local") {
-			name = "local"
-		} else if len(names) == 1 {
-			name = names[0]
-		}
-	}
-	if why, ok := e.Refused[name]; ok {
-		return nil, name, &refusedError{repo: name, why: why}
-	}
-	if r, ok := e.Repos[name]; ok && r != nil {
-		return r, name, nil
-	}
-	if name == "" {
-		return nil, "", brr.Permanent(fmt.Errorf("the job names no repo and this worker has no default (configured: %s); name one with --repo", strings.Join(names, ", ")))
-	}
-	return nil, "", brr.Permanent(fmt.Errorf("repo %q is not configured (configured: %s); name one of those or add it to the worker's config", name, strings.Join(names, ", ")))
 }
 
 // Snapshots lists the snapshots of a repository, oldest first; with source set, only

@@ -18,7 +18,7 @@ const policyBy = "policy"
 func (e *Engine) policyJobs(pool, repoName string, snaps []string) []*brr.Job {
 	var out []*brr.Job
 	for _, snap := range snaps {
-		for _, to := range e.ReplicateTo[repoName] {
+		for _, to := range e.replicateTo(repoName) {
 			if to == repoName || len(snap) < 16 {
 				continue
 			}

@@ -61,7 +61,11 @@ func (e *Engine) Restore(ctx context.Context, jobID string, a brr.RestoreJob, pr
 	var tried []string
 	last := first
 	for _, name := range replicas {
-		att := e.restoreFrom(ctx, e.Repos[name], name, jobID, a, ref, target, last.rs, pr, start)
+		r := e.served(name)
+		if r == nil {
+			continue // dropped since
+		}
+		att := e.restoreFrom(ctx, r, name, jobID, a, ref, target, last.rs, pr, start)
 		if att.unreadable == "" {
 			res, err := att.result(a, start)
 			if res != nil {
@@ -108,8 +112,8 @@ func (e *Engine) runRestore(ctx context.Context, job *brr.Job, a brr.RestoreJob,
 // replicasOf returns the configured replicas of repo name.
 func (e *Engine) replicasOf(name string) []string {
 	var out []string
-	for _, to := range e.ReplicateTo[name] {
-		if r, ok := e.Repos[to]; ok && r != nil && to != name {
+	for _, to := range e.replicateTo(name) {
+		if e.served(to) != nil && to != name {
 			out = append(out, to)
 		}
 	}

@@ -41,6 +41,17 @@ func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels 
 	ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 }
 
+// SetRepos replaces the open repositories WatchRepos was given: the worker serves the
+// repos its pool's registry gains and stops serving those it loses while it runs.
+func (m *Metrics) SetRepos(repos map[string]RepoStats) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.repos = make(map[string]RepoStats, len(repos))
+	for name, r := range repos {
+		m.repos[name] = r
+	}
+}
+
 // WatchRepos registers the metrics of the open repositories, by name, and sets the
 // repos the job metrics' repo label may name; defaultRepo is the repo of a job that
 // names none.

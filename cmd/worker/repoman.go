@@ -1,0 +1,320 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/events"
+	"github.com/brr-dev/brr/internal/jobs"
+	"github.com/brr-dev/brr/internal/metrics"
+	"github.com/brr-dev/brr/internal/repo"
+)
+
+// retryUnavailable is how often a worker tries again to open the registered repos it
+// could not open (a secret put in place, a server back up) when the registry is quiet.
+const retryUnavailable = time.Minute
+
+// repoManager keeps the repos a worker serves in step with its pools' registry: a repo
+// added with `brr repo add` is opened (created when its location holds none), one removed
+// with `brr repo rm` is dropped, and a changed replication policy applies to the next
+// commit, all within seconds and without a restart. The repos of the worker's own config
+// are opened at start (openRepos) and seed the registry; for them the worker's config
+// wins over the registry's spec, since key files and limits may differ per worker.
+//
+// A registered repo the worker cannot open, most often for lack of its secret, is
+// refused with the reason RefusedUnavailable: logged once, shown in /readyz, the
+// heartbeats and `brr workers`, its jobs left to the workers that can. It is tried again
+// at each change of the registry and every retryUnavailable.
+type repoManager struct {
+	w        *worker
+	engine   *jobs.Engine
+	registry *events.Registry
+	claims   *repoClaims
+	js       jetstream.JetStream
+	leases   jobs.Leaser
+	log      zerolog.Logger
+
+	mu      sync.Mutex
+	open    map[string]openedRepo           // what the worker serves
+	refused map[string]brr.RefusedRepo      // what it does not, and why
+	config  map[string]RepoConfig           // the repos of the worker's config
+	policy  map[string][]string             // the replication policy of the worker's config
+	regs    map[string]brr.RepoRegistration // the registry at the last reconcile
+}
+
+// openedRepo is a repository the worker serves and the spec it was opened with.
+type openedRepo struct {
+	r    *repo.Repository
+	spec RepoConfig
+}
+
+func newRepoManager(w *worker, registry *events.Registry, claims *repoClaims, js jetstream.JetStream, leases jobs.Leaser,
+	repos map[string]*repo.Repository, refused []brr.RefusedRepo) *repoManager {
+	m := &repoManager{
+		w: w, registry: registry, claims: claims, js: js, leases: leases, log: w.log,
+		open: map[string]openedRepo{}, refused: map[string]brr.RefusedRepo{},
+		config: w.cfg.Repos, policy: w.cfg.Replicate,
+	}
+	for name, r := range repos {
+		m.open[name] = openedRepo{r: r, spec: w.cfg.Repos[name]}
+	}
+	for _, ref := range refused {
+		m.refused[ref.Repo] = ref
+	}
+	return m
+}
+
+// Run watches the registry of each pool and reconciles at every change, and every
+// retryUnavailable, until ctx is done.
+func (m *repoManager) Run(ctx context.Context) error {
+	changed := make(chan struct{}, 1)
+	for _, pool := range m.w.cfg.Pools {
+		watcher, err := m.registry.Watch(ctx, pool)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = watcher.Stop() }()
+		go func() {
+			for range watcher.Updates() {
+				select {
+				case changed <- struct{}{}:
+				default:
+				}
+			}
+		}()
+	}
+	tick := time.NewTicker(retryUnavailable)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		case <-tick.C:
+		}
+		if err := m.reconcile(ctx); err != nil && ctx.Err() == nil {
+			m.log.Warn().Err(err).Msg("read the pool's repo registry; trying again at its next change")
+		}
+	}
+}
+
+// registered reads the registry of the worker's pools: the first pool's entry of each
+// name.
+func (m *repoManager) registered(ctx context.Context) (map[string]brr.RepoRegistration, error) {
+	regs := map[string]brr.RepoRegistration{}
+	for _, pool := range m.w.cfg.Pools {
+		list, err := m.registry.List(ctx, pool)
+		if err != nil {
+			return nil, err
+		}
+		for _, reg := range list {
+			if _, ok := regs[reg.Repo]; !ok {
+				regs[reg.Repo] = reg
+			}
+		}
+	}
+	return regs, nil
+}
+
+// reconcile brings the served repos and the policy in line with the registry.
+func (m *repoManager) reconcile(ctx context.Context) error {
+	regs, err := m.registered(ctx)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.regs = regs
+
+	// Removed from the registry: no longer served, by anyone.
+	for name := range m.open {
+		if _, ok := regs[name]; !ok {
+			m.drop(name, "removed from the pool's registry; no longer served")
+		}
+	}
+	for name, ref := range m.refused {
+		if _, ok := regs[name]; !ok && ref.Reason == brr.RefusedUnavailable {
+			delete(m.refused, name)
+			m.engine.SetRefused(name, "")
+		}
+	}
+
+	for _, name := range slices.Sorted(maps.Keys(regs)) {
+		reg := regs[name]
+		spec, mine := m.config[name]
+		if !mine {
+			if reg.Spec == nil {
+				continue // a registration of another worker's config, from before specs
+			}
+			spec = RepoConfig(*reg.Spec)
+		}
+		if o, ok := m.open[name]; ok {
+			if mine || o.spec == spec {
+				continue
+			}
+			// Removed and added again with another spec.
+			m.drop(name, "its spec in the registry changed; opening it again")
+		}
+		if ref, ok := m.refused[name]; ok && ref.Reason == brr.RefusedConflict && ref.Registered.ID == reg.ID {
+			continue // the same disagreement; a new registration is tried again
+		}
+		m.openRegistered(ctx, name, spec)
+	}
+
+	m.engine.SetReplicateTo(m.policyOf(regs))
+	m.publishRefused()
+	if m.w.metrics != nil {
+		m.w.metrics.SetRepos(m.statsLocked())
+	}
+	return nil
+}
+
+// openRegistered opens repo name as spec says and serves it, or refuses it and says why.
+func (m *repoManager) openRegistered(ctx context.Context, name string, spec RepoConfig) {
+	log := m.log.With().Str("repo", name).Logger()
+	var r *repo.Repository
+	err := spec.validate("repo " + name)
+	if err == nil {
+		r, err = openRepo(ctx, m.w.cfg, name, spec, m.js, m.leases, m.claims, log)
+	}
+	var conflict *refusedError
+	switch {
+	case errors.As(err, &conflict):
+		ref := conflict.RefusedRepo
+		ref.Reason = brr.RefusedConflict
+		if old, ok := m.refused[name]; !ok || old.Message != ref.Message {
+			m.w.logRefused(ref)
+		}
+		m.refused[name] = ref
+		m.engine.SetRefused(name, ref.Message)
+	case err != nil:
+		msg := fmt.Sprintf("repo %s is in the pool's registry but this worker cannot open it: %v. "+
+			"This worker runs no job on repo %s and leaves them to the workers that can; it tries again every %s and at each change of the registry",
+			name, err, name, retryUnavailable)
+		if old, ok := m.refused[name]; !ok || old.Message != msg {
+			log.Error().Str("url", spec.URL).Msg(msg)
+		}
+		m.refused[name] = brr.RefusedRepo{Repo: name, Reason: brr.RefusedUnavailable, Location: spec.URL, Message: msg}
+		m.engine.SetRefused(name, msg)
+	default:
+		if _, was := m.refused[name]; was {
+			log.Info().Msg("repo is served now")
+		}
+		delete(m.refused, name)
+		m.open[name] = openedRepo{r: r, spec: spec}
+		m.engine.SetRepo(name, r)
+		log.Info().Str("location", r.Backend().Location()).Msg("serving repo from the pool's registry")
+	}
+}
+
+// drop stops serving repo name; the engine closes it once no job holds it.
+func (m *repoManager) drop(name, why string) {
+	delete(m.open, name)
+	m.engine.DropRepo(name)
+	m.log.Warn().Str("repo", name).Msg(why)
+}
+
+// policyOf is the replication policy: the registry's for each repo that has one, else
+// the worker's config's.
+func (m *repoManager) policyOf(regs map[string]brr.RepoRegistration) map[string][]string {
+	out := map[string][]string{}
+	for from, to := range m.policy {
+		out[from] = slices.Clone(to)
+	}
+	for name, reg := range regs {
+		if reg.ReplicateTo != nil {
+			if len(*reg.ReplicateTo) == 0 {
+				delete(out, name)
+			} else {
+				out[name] = slices.Clone(*reg.ReplicateTo)
+			}
+		}
+	}
+	return out
+}
+
+// publishRefused tells /readyz and the heartbeats what the worker refuses.
+func (m *repoManager) publishRefused() {
+	list := make([]brr.RefusedRepo, 0, len(m.refused))
+	for _, name := range slices.Sorted(maps.Keys(m.refused)) {
+		list = append(list, m.refused[name])
+	}
+	m.w.ready.refused.Store(&list)
+}
+
+// Refused is what the worker refuses now, by name.
+func (m *repoManager) Refused() []brr.RefusedRepo {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.SortedFunc(maps.Values(m.refused), func(a, b brr.RefusedRepo) int { return strings.Compare(a.Repo, b.Repo) })
+}
+
+// Names are the names of every repo the worker knows of: those it serves, those it
+// refuses and those its pools registered, sorted.
+func (m *repoManager) Names() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	set := map[string]bool{}
+	for name := range m.open {
+		set[name] = true
+	}
+	for name := range m.refused {
+		set[name] = true
+	}
+	for name := range m.regs {
+		set[name] = true
+	}
+	return slices.Sorted(maps.Keys(set))
+}
+
+// Close closes the repositories the worker serves and those dropped while jobs ran.
+func (m *repoManager) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(m.open)) {
+		if err := m.open[name].r.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("repo %s: %w", name, err))
+		}
+	}
+	m.open = map[string]openedRepo{}
+	m.engine.Close()
+	return errors.Join(errs...)
+}
+
+// Registrations are the pools' registrations at the last reconcile, by name (the first
+// pool's of each name).
+func (m *repoManager) Registrations() []brr.RepoRegistration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]brr.RepoRegistration, 0, len(m.regs))
+	for _, name := range slices.Sorted(maps.Keys(m.regs)) {
+		out = append(out, m.regs[name])
+	}
+	return out
+}
+
+// Stats are the repositories the worker serves, for the metrics.
+func (m *repoManager) Stats() map[string]metrics.RepoStats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.statsLocked()
+}
+
+func (m *repoManager) statsLocked() map[string]metrics.RepoStats {
+	out := make(map[string]metrics.RepoStats, len(m.open))
+	for name, o := range m.open {
+		out[name] = o.r
+	}
+	return out
+}
