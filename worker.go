@@ -136,6 +136,9 @@ type WorkerInfo struct {
 	// RefusedRepos are the repos of the worker's config or its pools' registry that it does
 	// not serve, each with why (RefusedRepo.Reason). Empty when it serves every one.
 	RefusedRepos []RefusedRepo `json:"refused_repos,omitempty"`
+	// Repos are the repos the worker serves (absent from workers of before runtime
+	// repos).
+	Repos []string `json:"repos,omitempty"`
 	// Missing is set by listings (not in heartbeats): no heartbeat within three intervals.
 	Missing bool `json:"missing,omitempty"`
 }

@@ -153,6 +153,7 @@ func (w *worker) watchAndCheck(ctx context.Context, js jetstream.JetStream, engi
 			return health.WorkerStats{InFlight: int(s.InFlight), Done: s.Done, Failed: s.Failed + s.Dead}
 		},
 		Refused: w.repos.Refused,
+		Repos:   engine.RepoNames,
 	}, w.log)
 	w.metrics.WatchPool(monitor)
 	w.metrics.WatchRunner(runner.Runs)

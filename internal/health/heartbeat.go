@@ -33,6 +33,8 @@ type Worker struct {
 	// Refused are the repos the worker has and does not serve (see brr.RefusedRepo).
 	// Nil refuses none.
 	Refused func() []brr.RefusedRepo
+	// Repos are the repos the worker serves; nil says nothing of them.
+	Repos func() []string
 }
 
 // Heartbeat publishes this worker's heartbeat on brr.events.health.worker every interval.
@@ -63,6 +65,9 @@ func (h *Heartbeat) Info() brr.WorkerInfo {
 		IntervalSeconds: h.cfg.Interval.Seconds(),
 		Time:            now,
 		RefusedRepos:    h.w.refused(),
+	}
+	if h.w.Repos != nil {
+		info.Repos = h.w.Repos()
 	}
 	if h.w.Stats != nil {
 		s := h.w.Stats()
