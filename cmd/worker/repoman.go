@@ -142,15 +142,25 @@ func (m *repoManager) reconcile(ctx context.Context) error {
 			m.drop(name, "removed from the pool's registry; no longer served")
 		}
 	}
+	names := map[string]bool{}
+	for name := range regs {
+		names[name] = true
+	}
 	for name, ref := range m.refused {
-		if _, ok := regs[name]; !ok && ref.Reason == brr.RefusedUnavailable {
+		_, mine := m.config[name]
+		switch _, registered := regs[name]; {
+		case registered:
+		case mine && ref.Reason == brr.RefusedConflict:
+			// What it disagreed with is gone: claim the name now.
+			names[name] = true
+		default:
 			delete(m.refused, name)
 			m.engine.SetRefused(name, "")
 		}
 	}
 
-	for _, name := range slices.Sorted(maps.Keys(regs)) {
-		reg := regs[name]
+	for _, name := range slices.Sorted(maps.Keys(names)) {
+		reg, registered := regs[name]
 		spec, mine := m.config[name]
 		if !mine {
 			if reg.Spec == nil {
@@ -165,8 +175,8 @@ func (m *repoManager) reconcile(ctx context.Context) error {
 			// Removed and added again with another spec.
 			m.drop(name, "its spec in the registry changed; opening it again")
 		}
-		if ref, ok := m.refused[name]; ok && ref.Reason == brr.RefusedConflict && ref.Registered.ID == reg.ID {
-			continue // the same disagreement; a new registration is tried again
+		if ref, ok := m.refused[name]; ok && registered && ref.Reason == brr.RefusedConflict && sameRegistration(ref.Registered, reg) {
+			continue // the same disagreement; a change of the registration is tried again
 		}
 		m.openRegistered(ctx, name, spec)
 	}
@@ -177,6 +187,11 @@ func (m *repoManager) reconcile(ctx context.Context) error {
 		m.w.metrics.SetRepos(m.statsLocked())
 	}
 	return nil
+}
+
+// sameRegistration reports whether a and b register the same thing.
+func sameRegistration(a, b brr.RepoRegistration) bool {
+	return a.ID == b.ID && a.Location == b.Location && (a.Spec == nil) == (b.Spec == nil) && (a.Spec == nil || *a.Spec == *b.Spec)
 }
 
 // openRegistered opens repo name as spec says and serves it, or refuses it and says why.

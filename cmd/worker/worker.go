@@ -159,9 +159,9 @@ func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Lo
 	for _, ref := range refused {
 		w.logRefused(ref)
 	}
-	ecfg.RefusedRepos = refusedWhy(refused)
 	engine := w.newEngine(repos, refused, leases)
 	w.repos = newRepoManager(w, registry, claims, js, leases, repos, refused)
+	ecfg.Refused = func() map[string]string { return refusedWhy(w.repos.Refused()) }
 	w.repos.engine = engine
 	w.keep("repos", w.repos.Close) // with their backends
 	// The repos the pool's registry has beyond the worker's config: opened before the

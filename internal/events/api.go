@@ -39,12 +39,13 @@ const fallbackDelay = 3 * time.Second
 // for a job before it publishes one; when no worker serves the pool, nobody listens and
 // the client's request fails with no responders.
 //
-// A worker that refuses a repo (cfg.RefusedRepos) would answer for it from no repository
-// or from the wrong one, and a request names its repo only in its body. So it serves in a
+// A worker that refuses a repo (cfg.Refused) would answer for it from no repository or
+// from the wrong one, and a request names its repo only in its body. So it serves in a
 // queue group of its own, workers-<pool>-fallback, which gets every request as well, and
 // answers fallbackDelay late: the client takes the first answer, a worker's of the pool's
 // own group, and this one's counts only when no such worker answers. It answers pings at
-// once: it does serve the pool.
+// once: it does serve the pool. What a worker refuses changes as its pool's registry
+// does: ServeAPI looks every refusalCheck and moves to the other group when it must.
 func ServeAPI(ctx context.Context, nc *nats.Conn, cfg Config, q Queries, log zerolog.Logger) error {
 	cfg = cfg.withDefaults()
 	var (
@@ -63,10 +64,6 @@ func ServeAPI(ctx context.Context, nc *nats.Conn, cfg Config, q Queries, log zer
 		}
 	}
 	pong := brr.PingReply{V: brr.Version, Worker: cfg.Worker}
-	group := cfg.Subjects.Consumer
-	if len(cfg.RefusedRepos) > 0 {
-		group = func(pool string) string { return cfg.Subjects.Consumer(pool) + "-fallback" }
-	}
 	sem := make(chan struct{}, apiConcurrency)
 	// serve answers m in a goroutine of its own, once a slot is free.
 	serve := func(m *nats.Msg) {
@@ -87,13 +84,14 @@ func ServeAPI(ctx context.Context, nc *nats.Conn, cfg Config, q Queries, log zer
 			defer func() { <-sem; wg.Done() }()
 			var reply any
 			if pq, ok := q.(PointQueries); ok && strings.HasSuffix(m.Subject, ".checkpoints") {
-				reply = checkpoints(ctx, pq, m.Data, cfg.RefusedRepos)
+				reply = checkpoints(ctx, pq, m.Data, cfg.refused())
 			} else {
 				reply = snapshots(ctx, q, m.Data)
 			}
 			respond(m, reply)
 		}()
 	}
+	// handle answers a request at once; fallback answers it fallbackDelay late.
 	handle := func(m *nats.Msg) {
 		if m.Reply == "" {
 			return
@@ -102,8 +100,14 @@ func ServeAPI(ctx context.Context, nc *nats.Conn, cfg Config, q Queries, log zer
 			respond(m, pong) // nothing to read: not worth a slot
 			return
 		}
-		if len(cfg.RefusedRepos) == 0 {
-			serve(m)
+		serve(m)
+	}
+	fallback := func(m *nats.Msg) {
+		if m.Reply == "" {
+			return
+		}
+		if strings.HasSuffix(m.Subject, ".ping") {
+			respond(m, pong)
 			return
 		}
 		// Wait without holding up the subscription or a slot.
@@ -126,38 +130,77 @@ func ServeAPI(ctx context.Context, nc *nats.Conn, cfg Config, q Queries, log zer
 		}()
 	}
 
-	var subs []*nats.Subscription
-	unsubscribe := func() {
-		for _, s := range subs {
-			_ = s.Unsubscribe()
-		}
-	}
 	queries := []string{"ping", "snapshots"}
 	if _, ok := q.(PointQueries); ok {
 		queries = append(queries, "checkpoints")
 	}
-	for _, pool := range cfg.Pools {
-		for _, query := range queries {
-			subject := cfg.Subjects.API(pool, query)
-			s, err := nc.QueueSubscribe(subject, group(pool), handle)
-			if err != nil {
-				unsubscribe()
-				return fmt.Errorf("subscribe %s: %w", subject, err)
+	// subscribe subscribes in the pool's own group, or in its fallback group.
+	subscribe := func(refusing bool) ([]*nats.Subscription, error) {
+		var subs []*nats.Subscription
+		for _, pool := range cfg.Pools {
+			group, h := cfg.Subjects.Consumer(pool), handle
+			if refusing {
+				group, h = group+"-fallback", fallback
 			}
-			subs = append(subs, s)
+			for _, query := range queries {
+				subject := cfg.Subjects.API(pool, query)
+				s, err := nc.QueueSubscribe(subject, group, h)
+				if err != nil {
+					unsubscribe(subs)
+					return nil, fmt.Errorf("subscribe %s: %w", subject, err)
+				}
+				subs = append(subs, s)
+			}
+		}
+		if err := nc.Flush(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			unsubscribe(subs)
+			return nil, fmt.Errorf("subscribe to api subjects: %w", err)
+		}
+		return subs, nil
+	}
+	refusing := len(cfg.refused()) > 0
+	subs, err := subscribe(refusing)
+	if err != nil {
+		return err
+	}
+	tick := time.NewTicker(refusalCheck)
+	defer tick.Stop()
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+			now := len(cfg.refused()) > 0
+			if now == refusing {
+				continue
+			}
+			// Into the other group before out of this one: a request may be answered
+			// twice meanwhile, never not at all.
+			next, err := subscribe(now)
+			if err != nil {
+				log.Warn().Err(err).Msg("move the query service to the other queue group; trying again")
+				continue
+			}
+			unsubscribe(subs)
+			subs, refusing = next, now
+			log.Info().Bool("refusing", refusing).Msg("query service moved queue group: a worker that refuses a repo answers only when no other worker does")
 		}
 	}
-	if err := nc.Flush(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
-		unsubscribe()
-		return fmt.Errorf("subscribe to api subjects: %w", err)
-	}
-	<-ctx.Done()
-	unsubscribe()
+	unsubscribe(subs)
 	mu.Lock()
 	closed = true
 	mu.Unlock()
 	wg.Wait()
 	return nil
+}
+
+// refusalCheck is how often ServeAPI looks whether the worker refuses a repo now.
+const refusalCheck = time.Second
+
+// unsubscribe ends subs.
+func unsubscribe(subs []*nats.Subscription) {
+	for _, s := range subs {
+		_ = s.Unsubscribe()
+	}
 }
 
 // snapshots answers one snapshots request.

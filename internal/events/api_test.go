@@ -375,7 +375,7 @@ func TestAPIFallbackWorker(t *testing.T) {
 	rctx, rcancel := context.WithCancel(context.Background())
 	t.Cleanup(rcancel)
 	go func() {
-		_ = ServeAPI(rctx, rnc, Config{RefusedRepos: map[string]string{"local": why}}, refusingQueries{refusing, why}, zerolog.Nop())
+		_ = ServeAPI(rctx, rnc, Config{Refused: func() map[string]string { return map[string]string{"local": why} }}, refusingQueries{refusing, why}, zerolog.Nop())
 	}()
 	// Both serve once the refusing worker's subscription has reached the server.
 	testkit.Eventually(t, 10*time.Second, "the refusing worker subscribes", func() bool {
@@ -418,6 +418,64 @@ type refusingQueries struct {
 
 func (q refusingQueries) Snapshots(ctx context.Context, repo, source string) ([]brr.Snapshot, error) {
 	if repo == "local" {
+		q.calls.Add(1)
+		return nil, errors.New(q.why)
+	}
+	return q.fixtureQueries.Snapshots(ctx, repo, source)
+}
+
+// TestAPIFollowsRefusals starts two workers that serve repo local; then one of them
+// refuses it (its pool's registry changed): within a few seconds it answers only as the
+// fallback, so every query gets the serving worker's answer, at once.
+func TestAPIFollowsRefusals(t *testing.T) {
+	t.Parallel()
+	s := natstest.Start(t)
+	const why = "repo local is in the pool's registry but this worker cannot open it"
+	good := newFixture()
+	serveAPI(t, s, Config{}, good)
+	var refuses atomic.Bool
+	flipping := &flipQueries{fixtureQueries: newFixture(), refuses: &refuses, why: why}
+	serveAPI(t, s, Config{Refused: func() map[string]string {
+		if refuses.Load() {
+			return map[string]string{"local": why}
+		}
+		return nil
+	}}, flipping)
+	nc := s.Connect(t)
+	subject := Config{}.Subjects.API(brr.DefaultPool, "snapshots")
+	// Both answer while neither refuses.
+	testkit.Eventually(t, 10*time.Second, "both workers answer", func() bool {
+		request(t, nc, subject, []byte(`{"v":1,"repo":"local"}`))
+		return good.calls.Load() > 0 && flipping.calls.Load() > 0
+	})
+
+	refuses.Store(true)
+	time.Sleep(3 * refusalCheck) // the moment it moves is not observable from outside
+	before := flipping.calls.Load()
+	for i := range 10 {
+		start := time.Now()
+		reply := request(t, nc, subject, []byte(`{"v":1,"repo":"local"}`))
+		if reply.Error != "" || len(reply.Snapshots) != 3 {
+			t.Fatalf("query %d after the refusal: %+v, want the serving worker's 3 snapshots", i, reply)
+		}
+		if d := time.Since(start); d > fallbackDelay/2 {
+			t.Errorf("query %d took %s: it waited for the fallback", i, d)
+		}
+	}
+	if n := flipping.calls.Load() - before; n > 0 {
+		t.Errorf("the refusing worker answered %d of 10 queries at once", n)
+	}
+}
+
+// flipQueries refuses repo local while refuses is set.
+type flipQueries struct {
+	*fixtureQueries
+	refuses *atomic.Bool
+	why     string
+}
+
+func (q *flipQueries) Snapshots(ctx context.Context, repo, source string) ([]brr.Snapshot, error) {
+	if repo == "local" && q.refuses.Load() {
 		q.calls.Add(1)
 		return nil, errors.New(q.why)
 	}

@@ -32,10 +32,10 @@ type Config struct {
 	// EventsMaxAge (default 7 days), DLQMaxAge (30 days), DedupWindow (10m), LeaseTTL (5s)
 	// and ResultsTTL (7 days) size the streams and buckets.
 	EventsMaxAge, DLQMaxAge, DedupWindow, LeaseTTL, ResultsTTL time.Duration
-	// RefusedRepos are the repos this worker has and does not serve, each with why: a pool
-	// of the worker registered the name for another repository (Registry). Such a worker
-	// answers queries only when no other worker of the pool does (ServeAPI).
-	RefusedRepos map[string]string
+	// Refused returns the repos this worker has, or its pools registered, and does not
+	// serve now, each with why (brr.RefusedRepo); nil refuses none. Such a worker answers
+	// queries only when no other worker of the pool does (ServeAPI).
+	Refused func() map[string]string
 }
 
 // DefaultAckWait and DefaultLeaseTTL make a job whose worker was killed run on another
@@ -94,4 +94,12 @@ func (c Config) withDefaults() Config {
 		c.ResultsTTL = 7 * 24 * time.Hour
 	}
 	return c
+}
+
+// refused is what the worker refuses now.
+func (c Config) refused() map[string]string {
+	if c.Refused == nil {
+		return nil
+	}
+	return c.Refused()
 }

@@ -103,7 +103,7 @@ func (r *Registry) Claim(ctx context.Context, pools []string, mine brr.RepoRegis
 				return r.refusal(pool, mine, *reg), nil
 			case reg.ID == "" && mine.ID == "":
 				// Added, not created yet: this worker may create it.
-			case reg.ID != mine.ID:
+			case reg.ID != "" && reg.ID != mine.ID:
 				return r.refusal(pool, mine, *reg), nil
 			}
 			next, changed := seed(*reg, mine)
@@ -338,8 +338,14 @@ func (r *Registry) deleteCommand(pool, repo string) string {
 // refusal is the refusal of mine, which pool registered as reg, with what to do about it.
 func (r *Registry) refusal(pool string, mine, reg brr.RepoRegistration) *brr.RefusedRepo {
 	name := mine.Repo
+	url := reg.Location
 	registered := fmt.Sprintf("repository %s at %s, registered by worker %s on host %s at %s",
 		reg.ID, reg.Location, reg.Worker, reg.Host, reg.Time.UTC().Format(time.RFC3339))
+	if reg.ID == "" && reg.Spec != nil {
+		url = reg.Spec.URL
+		registered = fmt.Sprintf("repo at %s that %s on host %s added at %s (no worker has created it yet)",
+			reg.Spec.URL, reg.Worker, reg.Host, reg.Time.UTC().Format(time.RFC3339))
+	}
 	var what string
 	if mine.ID == "" {
 		what = fmt.Sprintf("this worker has no repository at %s and did not create one there, since pool %s already means by repo %s the %s",
@@ -350,13 +356,14 @@ func (r *Registry) refusal(pool string, mine, reg brr.RepoRegistration) *brr.Ref
 	}
 	return &brr.RefusedRepo{
 		Repo:       name,
+		Reason:     brr.RefusedConflict,
 		Pool:       pool,
 		ID:         mine.ID,
 		Location:   mine.Location,
 		Registered: reg,
 		Message: fmt.Sprintf("repo %s refused: %s. This worker runs no job on repo %s and leaves them to the workers of pool %s that serve the registered repository. "+
-			"To fix: configure repos.%s with the registered repository's url (%s) and key, as worker %s has them, or give this worker's repo another name; "+
-			"if the registered repository is gone for good, remove its registration with %s; then restart this worker",
-			name, what, name, pool, name, reg.Location, reg.Worker, r.deleteCommand(pool, name)),
+			"To fix: configure repos.%s with the registered repository's url (%s) and key, as worker %s has them, or give this worker's repo another name, then restart this worker; "+
+			"if the registered repository is gone for good, remove its registration with `brr repo rm %s --pool %s` (or %s), and this worker registers its own within seconds",
+			name, what, name, pool, name, url, reg.Worker, name, pool, r.deleteCommand(pool, name)),
 	}
 }

@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -141,5 +142,96 @@ func TestRegistryClaimRace(t *testing.T) {
 	}
 	if winners != 1 {
 		t.Fatalf("%d claims accepted, want exactly 1", winners)
+	}
+}
+
+// TestRegistryRuntimeRepos walks a repo added at runtime through its life: added with a
+// spec and no id, created by the first worker that claims it at that url (which fills in
+// the id), refused to a worker with another url or another repository, given a policy,
+// and removed, which also drops it from the policies that named it.
+func TestRegistryRuntimeRepos(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := openRegistry(t, Config{})
+	spec := &brr.RepoSpec{URL: "s3:http://127.0.0.1:9000/bucket/brr", PasswordEnv: "OFFSITE_PW", AccessKeyEnv: "A", SecretKeyEnv: "S"}
+	added := brr.RepoRegistration{Pool: "default", Repo: "offsite", Spec: spec, Worker: "brr-cli", Host: "laptop"}
+	if err := r.Add(ctx, added); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Add(ctx, added); !errors.Is(err, ErrRepoExists) || !strings.Contains(err.Error(), "brr repo rm offsite") {
+		t.Fatalf("Add of a name the pool has = %v; want ErrRepoExists saying how to remove it", err)
+	}
+	if err := r.Add(ctx, brr.RepoRegistration{Pool: "default", Repo: "bare"}); !errors.Is(err, brr.ErrInvalid) {
+		t.Fatalf("Add with no spec = %v; want ErrInvalid", err)
+	}
+	reg, err := r.Lookup(ctx, "default", "offsite")
+	if err != nil || reg == nil || reg.ID != "" || reg.Spec == nil || reg.Spec.PasswordEnv != "OFFSITE_PW" {
+		t.Fatalf("Lookup of an added repo = %+v, %v", reg, err)
+	}
+
+	// A worker with no repository there yet may create it; one at another url may not.
+	sameURL := &brr.RepoSpec{URL: "s3:http://127.0.0.1:9000/bucket/brr/", PasswordEnv: "OTHER"}
+	if ref, err := r.Claim(ctx, []string{"default"}, brr.RepoRegistration{Repo: "offsite", Spec: sameURL}); ref != nil || err != nil {
+		t.Fatalf("Claim with no id at the added url = %+v, %v; want it may create", ref, err)
+	}
+	elsewhere := &brr.RepoSpec{URL: "s3:http://127.0.0.1:9000/other", PasswordEnv: "OTHER"}
+	if ref, err := r.Claim(ctx, []string{"default"}, brr.RepoRegistration{Repo: "offsite", ID: "id-x", Spec: elsewhere}); err != nil || ref == nil || ref.Reason != brr.RefusedConflict {
+		t.Fatalf("Claim at another url = %+v, %v; want a conflict", ref, err)
+	}
+	// The creator fills in the id; its own spec does not replace the added one.
+	if ref, err := r.Claim(ctx, []string{"default"}, brr.RepoRegistration{Repo: "offsite", ID: "id-1", Location: "s3:http://127.0.0.1:9000/bucket/brr", Worker: "w1", Spec: sameURL}); ref != nil || err != nil {
+		t.Fatalf("Claim of the created repository = %+v, %v", ref, err)
+	}
+	reg, _ = r.Lookup(ctx, "default", "offsite")
+	if reg.ID != "id-1" || reg.Worker != "w1" || reg.Spec.PasswordEnv != "OFFSITE_PW" {
+		t.Fatalf("after the creator's claim: %+v (spec %+v)", reg, reg.Spec)
+	}
+	if ref, _ := r.Claim(ctx, []string{"default"}, brr.RepoRegistration{Repo: "offsite", ID: "id-2", Spec: sameURL}); ref == nil {
+		t.Fatal("a second repository at the added url was accepted")
+	}
+
+	// A config's policy seeds a registration that has none, and only then.
+	local := brr.RepoRegistration{Repo: "local", ID: "id-local", Location: "file:///data/repo", Spec: &brr.RepoSpec{URL: "file:///data/repo", KeyFile: "/data/local.key"},
+		ReplicateTo: &[]string{"offsite"}}
+	if ref, err := r.Claim(ctx, []string{"default"}, local); ref != nil || err != nil {
+		t.Fatal(ref, err)
+	}
+	if err := r.SetPolicy(ctx, "default", "local", []string{"nowhere"}); !errors.Is(err, brr.ErrNotFound) || !strings.Contains(err.Error(), "brr repo add nowhere") {
+		t.Fatalf("SetPolicy to a repo the pool lacks = %v", err)
+	}
+	if err := r.SetPolicy(ctx, "default", "local", []string{"local"}); !errors.Is(err, brr.ErrInvalid) {
+		t.Fatalf("SetPolicy to itself = %v", err)
+	}
+	if err := r.SetPolicy(ctx, "default", "local", nil); err != nil {
+		t.Fatal(err)
+	}
+	if ref, err := r.Claim(ctx, []string{"default"}, local); ref != nil || err != nil {
+		t.Fatal(ref, err)
+	}
+	if reg, _ := r.Lookup(ctx, "default", "local"); reg.ReplicateTo == nil || len(*reg.ReplicateTo) != 0 {
+		t.Fatalf("a config's policy replaced a policy removed at runtime: %+v", reg.ReplicateTo)
+	}
+	if err := r.SetPolicy(ctx, "default", "local", []string{"offsite"}); err != nil {
+		t.Fatal(err)
+	}
+
+	regs, err := r.List(ctx, "default")
+	if err != nil || len(regs) != 2 || regs[0].Repo != "local" || regs[1].Repo != "offsite" || *regs[0].ReplicateTo != nil && (*regs[0].ReplicateTo)[0] != "offsite" {
+		t.Fatalf("List = %+v, %v", regs, err)
+	}
+
+	// Removing offsite drops it from local's policy.
+	if err := r.Remove(ctx, "default", "offsite"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Remove(ctx, "default", "offsite"); !errors.Is(err, brr.ErrNotFound) {
+		t.Fatalf("second Remove = %v; want ErrNotFound", err)
+	}
+	reg, _ = r.Lookup(ctx, "default", "local")
+	if reg.ReplicateTo == nil || len(*reg.ReplicateTo) != 0 {
+		t.Fatalf("local's policy after offsite was removed: %+v", reg.ReplicateTo)
+	}
+	if regs, _ := r.List(ctx, "default"); len(regs) != 1 {
+		t.Fatalf("List after Remove = %+v", regs)
 	}
 }
