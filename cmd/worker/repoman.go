@@ -44,12 +44,14 @@ type repoManager struct {
 	leases   jobs.Leaser
 	log      zerolog.Logger
 
-	mu      sync.Mutex
-	open    map[string]openedRepo           // what the worker serves
-	refused map[string]brr.RefusedRepo      // what it does not, and why
-	config  map[string]RepoConfig           // the repos of the worker's config
-	policy  map[string][]string             // the replication policy of the worker's config
-	regs    map[string]brr.RepoRegistration // the registry at the last reconcile
+	// reconciling lets one reconcile run at a time; mu guards what follows.
+	reconciling sync.Mutex
+	mu          sync.Mutex
+	open        map[string]openedRepo           // what the worker serves
+	refused     map[string]brr.RefusedRepo      // what it does not, and why
+	config      map[string]RepoConfig           // the repos of the worker's config
+	policy      map[string][]string             // the replication policy of the worker's config
+	regs        map[string]brr.RepoRegistration // the registry at the last reconcile
 }
 
 // openedRepo is a repository the worker serves and the spec it was opened with.
@@ -95,12 +97,14 @@ func (m *repoManager) Run(ctx context.Context) error {
 	}
 	tick := time.NewTicker(retryUnavailable)
 	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-changed:
-		case <-tick.C:
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-changed:
+			case <-tick.C:
+			}
 		}
 		if err := m.reconcile(ctx); err != nil && ctx.Err() == nil {
 			m.log.Warn().Err(err).Msg("read the pool's repo registry; trying again at its next change")
@@ -126,8 +130,54 @@ func (m *repoManager) registered(ctx context.Context) (map[string]brr.RepoRegist
 	return regs, nil
 }
 
-// reconcile brings the served repos and the policy in line with the registry.
+// openTimeout bounds the opening of one registered repo, so that a server that does not
+// answer holds up neither the other repos nor the next change.
+const openTimeout = 2 * time.Minute
+
+// toOpen is a repo reconcile opens, and the spec it opens it with.
+type toOpen struct {
+	name string
+	spec RepoConfig
+	reg  brr.RepoRegistration // zero when the pool has none
+}
+
+// reconcile brings the served repos and the policy in line with the registry. Only one
+// runs at a time; the opening of repos, which may take long, is done without m.mu, so
+// that heartbeats and /readyz never wait for it.
 func (m *repoManager) reconcile(ctx context.Context) error {
+	m.reconciling.Lock()
+	defer m.reconciling.Unlock()
+	regs, err := m.registered(ctx)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	todo := m.plan(regs)
+	m.mu.Unlock()
+
+	for _, o := range todo {
+		octx, cancel := context.WithTimeout(ctx, openTimeout)
+		r, err := m.openSpec(octx, o.name, o.spec)
+		cancel()
+		m.mu.Lock()
+		m.settle(o, r, err)
+		m.mu.Unlock()
+	}
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.engine.SetReplicateTo(m.policyOf(regs))
+	m.publishRefused()
+	if m.w.metrics != nil {
+		m.w.metrics.SetRepos(m.statsLocked())
+	}
+	return nil
+}
+
+// pending marks, before the first reconcile, every repo of the registry that the worker
+// has not opened as one it does not serve yet, so that a job on it taken meanwhile is
+// snoozed rather than failed as a repo nobody configured.
+func (m *repoManager) pending(ctx context.Context) error {
 	regs, err := m.registered(ctx)
 	if err != nil {
 		return err
@@ -135,7 +185,20 @@ func (m *repoManager) reconcile(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.regs = regs
+	for name, reg := range regs {
+		if _, ok := m.open[name]; ok || reg.Spec == nil {
+			continue
+		}
+		if _, ok := m.refused[name]; !ok {
+			m.engine.SetRefused(name, fmt.Sprintf("repo %s: this worker is still opening it (it is in the pool's registry)", name))
+		}
+	}
+	return nil
+}
 
+// plan drops what the registry lost and returns what to open.
+func (m *repoManager) plan(regs map[string]brr.RepoRegistration) []toOpen {
+	m.regs = regs
 	// Removed from the registry: no longer served, by anyone.
 	for name := range m.open {
 		if _, ok := regs[name]; !ok {
@@ -159,6 +222,7 @@ func (m *repoManager) reconcile(ctx context.Context) error {
 		}
 	}
 
+	var todo []toOpen
 	for _, name := range slices.Sorted(maps.Keys(names)) {
 		reg, registered := regs[name]
 		spec, mine := m.config[name]
@@ -178,15 +242,9 @@ func (m *repoManager) reconcile(ctx context.Context) error {
 		if ref, ok := m.refused[name]; ok && registered && ref.Reason == brr.RefusedConflict && sameRegistration(ref.Registered, reg) {
 			continue // the same disagreement; a change of the registration is tried again
 		}
-		m.openRegistered(ctx, name, spec)
+		todo = append(todo, toOpen{name, spec, reg})
 	}
-
-	m.engine.SetReplicateTo(m.policyOf(regs))
-	m.publishRefused()
-	if m.w.metrics != nil {
-		m.w.metrics.SetRepos(m.statsLocked())
-	}
-	return nil
+	return todo
 }
 
 // sameRegistration reports whether a and b register the same thing.
@@ -194,14 +252,19 @@ func sameRegistration(a, b brr.RepoRegistration) bool {
 	return a.ID == b.ID && a.Location == b.Location && (a.Spec == nil) == (b.Spec == nil) && (a.Spec == nil || *a.Spec == *b.Spec)
 }
 
-// openRegistered opens repo name as spec says and serves it, or refuses it and says why.
-func (m *repoManager) openRegistered(ctx context.Context, name string, spec RepoConfig) {
-	log := m.log.With().Str("repo", name).Logger()
-	var r *repo.Repository
-	err := spec.validate("repo " + name)
-	if err == nil {
-		r, err = openRepo(ctx, m.w.cfg, name, spec, m.js, m.leases, m.claims, log)
+// openSpec opens repo name as spec says (creating it when its location holds none and the
+// pool lets it), checking it against the registry.
+func (m *repoManager) openSpec(ctx context.Context, name string, spec RepoConfig) (*repo.Repository, error) {
+	if err := spec.validate("repo " + name); err != nil {
+		return nil, err
 	}
+	return openRepo(ctx, m.w.cfg, name, spec, m.js, m.leases, m.claims, m.log.With().Str("repo", name).Logger())
+}
+
+// settle serves r under name, or refuses name for err and says why (once per reason).
+func (m *repoManager) settle(o toOpen, r *repo.Repository, err error) {
+	name, spec := o.name, o.spec
+	log := m.log.With().Str("repo", name).Logger()
 	var conflict *refusedError
 	switch {
 	case errors.As(err, &conflict):
@@ -219,7 +282,7 @@ func (m *repoManager) openRegistered(ctx context.Context, name string, spec Repo
 		if old, ok := m.refused[name]; !ok || old.Message != msg {
 			log.Error().Str("url", spec.URL).Msg(msg)
 		}
-		m.refused[name] = brr.RefusedRepo{Repo: name, Reason: brr.RefusedUnavailable, Location: spec.URL, Message: msg}
+		m.refused[name] = brr.RefusedRepo{Repo: name, Reason: brr.RefusedUnavailable, Pool: o.reg.Pool, Location: spec.URL, Registered: o.reg, Message: msg}
 		m.engine.SetRefused(name, msg)
 	default:
 		if _, was := m.refused[name]; was {

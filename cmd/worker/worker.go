@@ -164,9 +164,9 @@ func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Lo
 	ecfg.Refused = func() map[string]string { return refusedWhy(w.repos.Refused()) }
 	w.repos.engine = engine
 	w.keep("repos", w.repos.Close) // with their backends
-	// The repos the pool's registry has beyond the worker's config: opened before the
-	// first job is taken, then kept in step by the "repos" component.
-	if err := w.repos.reconcile(ctx); err != nil {
+	// The repos the pool's registry has beyond the worker's config are opened by the
+	// "repos" component, started below; a job on one taken before it is open waits.
+	if err := w.repos.pending(ctx); err != nil {
 		return w, fmt.Errorf("read the pool's repo registry: %w", err)
 	}
 	if err := jobs.ClearScratch(engine.ScratchDir); err != nil {

@@ -64,7 +64,9 @@ type RepoRegistryCheck struct {
 // Name returns brr.CheckRepoRegistry.
 func (c *RepoRegistryCheck) Name() string { return brr.CheckRepoRegistry }
 
-// Run reports every live worker; the value is the number of repos it refuses.
+// Run reports every live worker; the value is the number of repos it refuses: critical
+// when one of them is another repository than the pool's, warn when it only cannot open
+// one.
 func (c *RepoRegistryCheck) Run(_ context.Context, _ Tick) (Outcome, error) {
 	var out Outcome
 	for _, w := range c.Workers() {
@@ -74,10 +76,16 @@ func (c *RepoRegistryCheck) Run(_ context.Context, _ Tick) (Outcome, error) {
 		res := brr.HealthCheck{Check: brr.CheckRepoRegistry, Subject: w.ID, Value: float64(len(w.RefusedRepos)), Status: brr.HealthOK,
 			Message: fmt.Sprintf("worker %s (host %s) serves every repo it has as its pools registered them", w.ID, w.Host)}
 		if len(w.RefusedRepos) > 0 {
-			res.Status = brr.HealthCritical
+			// A conflict splits the pool's backups: critical. A repo the worker cannot
+			// open (it lacks the secret, or cannot reach the location) only leaves its
+			// jobs to the others: warn.
+			res.Status = brr.HealthWarn
 			msgs := make([]string, len(w.RefusedRepos))
 			for i, r := range w.RefusedRepos {
 				msgs[i] = r.Message
+				if r.Reason != brr.RefusedUnavailable {
+					res.Status = brr.HealthCritical
+				}
 			}
 			res.Message = fmt.Sprintf("worker %s (host %s) refuses %d repo(s): %s", w.ID, w.Host, len(w.RefusedRepos), strings.Join(msgs, " | "))
 		}

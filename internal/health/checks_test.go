@@ -210,6 +210,7 @@ func TestRepoRegistryCheck(t *testing.T) {
 			{ID: "agrees", Host: "h1"},
 			{ID: "splits", Host: "h2", RefusedRepos: []brr.RefusedRepo{{Repo: "local", Pool: "default", Message: why}}},
 			{ID: "gone", RefusedRepos: []brr.RefusedRepo{{Repo: "local"}}, Missing: true},
+			{ID: "lacks", Host: "h3", RefusedRepos: []brr.RefusedRepo{{Repo: "offsite", Reason: brr.RefusedUnavailable, Message: "lacks OFFSITE_PW"}}},
 		}
 	}}
 	if got, want := check.Name(), brr.CheckRepoRegistry; got != want {
@@ -217,12 +218,16 @@ func TestRepoRegistryCheck(t *testing.T) {
 	}
 	out, err := check.Run(context.Background(), health.Tick{})
 	res := byKey(out.Results)
-	if err != nil || len(res) != 2 || res["repo_registry agrees"].Status != brr.HealthOK {
+	if err != nil || len(res) != 3 || res["repo_registry agrees"].Status != brr.HealthOK {
 		t.Fatalf("results = %+v, %v", out.Results, err)
 	}
 	split := res["repo_registry splits"]
 	if split.Status != brr.HealthCritical || split.Value != 1 || !strings.Contains(split.Message, "worker splits (host h2) refuses 1 repo(s)") || !strings.Contains(split.Message, why) {
 		t.Fatalf("worker that refuses a repo: %+v, want critical with its message", split)
+	}
+	// One that only cannot open a repo leaves its jobs to the others: a warning.
+	if lacks := res["repo_registry lacks"]; lacks.Status != brr.HealthWarn || !strings.Contains(lacks.Message, "lacks OFFSITE_PW") {
+		t.Fatalf("worker that cannot open a repo: %+v, want warn with its message", lacks)
 	}
 }
 
