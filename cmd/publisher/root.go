@@ -168,6 +168,7 @@ start a worker there with: brr-worker`,
 	root.AddCommand(m.checkpointCmd(), m.checkpointsCmd(), m.pruneCmd(), m.drillCmd())
 	root.AddCommand(m.scheduleCmd())
 	root.AddCommand(m.workersCmd())
+	root.AddCommand(m.repoCmd())
 	return root
 }
 
@@ -289,6 +290,12 @@ func (m *Main) inbox() string {
 
 // withClient connects, runs fn and closes the connection.
 func (m *Main) withClient(cmd *cobra.Command, fn func(ctx context.Context, c *brr.Client) error) error {
+	return m.withConn(cmd, func(ctx context.Context, c *brr.Client, _ *nats.Conn) error { return fn(ctx, c) })
+}
+
+// withConn is withClient with the client's NATS connection too, for what the client does
+// not offer (the repo registry).
+func (m *Main) withConn(cmd *cobra.Command, fn func(ctx context.Context, c *brr.Client, nc *nats.Conn) error) error {
 	ctx, cancel := m.context(cmd)
 	defer cancel()
 	ctx, refuse := context.WithCancelCause(ctx)
@@ -298,7 +305,7 @@ func (m *Main) withClient(cmd *cobra.Command, fn func(ctx context.Context, c *br
 		return err
 	}
 	defer nc.Close()
-	err = fn(ctx, c)
+	err = fn(ctx, c, nc)
 	if cause := context.Cause(ctx); err != nil && errors.Is(cause, errRefused) {
 		return cause
 	}

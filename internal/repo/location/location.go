@@ -184,7 +184,7 @@ func parseS3Rest(raw, rest string, tls bool) (Location, error) {
 	}
 	hostPort, p, _ := strings.Cut(rest, "/")
 	if strings.Contains(hostPort, "@") {
-		return Location{}, fmt.Errorf("%q: an S3 URL holds no credentials (URLs are logged); give them in the repo's s3 block or the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)", redact(raw))
+		return Location{}, fmt.Errorf("%q: an S3 URL holds no credentials (URLs are logged); name the environment variables that hold them (access_key_env and secret_key_env in the repo's config, --access-key-env and --secret-key-env of brr repo add), or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", redact(raw))
 	}
 	host, port, err := splitHostPort(hostPort)
 	if err != nil {
