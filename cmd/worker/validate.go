@@ -14,12 +14,9 @@ import (
 	"github.com/brr-dev/brr"
 )
 
-var (
-	envNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	// prefixPattern is the subject prefix: the root package checks it only inside
-	// brr.NewClient, and has no function of its own for it to call.
-	prefixPattern = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
-)
+// prefixPattern is the subject prefix: the root package checks it only inside
+// brr.NewClient, and has no function of its own for it to call.
+var prefixPattern = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
 
 // problems collects what is wrong with a configuration, one problem per line; each
 // names the key and says what is allowed.
