@@ -375,7 +375,7 @@ func TestAPIFallbackWorker(t *testing.T) {
 	rctx, rcancel := context.WithCancel(context.Background())
 	t.Cleanup(rcancel)
 	go func() {
-		_ = ServeAPI(rctx, rnc, Config{Refused: func() map[string]string { return map[string]string{"local": why} }}, refusingQueries{refusing, why}, zerolog.Nop())
+		_ = ServeAPI(rctx, rnc, Config{Refused: func() map[string]string { return map[string]string{"local": why} }}, refusingQueries(refusing, why), zerolog.Nop())
 	}()
 	// Both serve once the refusing worker's subscription has reached the server.
 	testkit.Eventually(t, 10*time.Second, "the refusing worker subscribes", func() bool {
@@ -408,20 +408,6 @@ func TestAPIFallbackWorker(t *testing.T) {
 	if reply = request(t, nc, subject, []byte(`{"v":1,"repo":"offsite"}`)); reply.Error != "" || len(reply.Snapshots) != 1 {
 		t.Fatalf("refusing worker alone, repo offsite: %+v", reply)
 	}
-}
-
-// refusingQueries answers as an engine that refuses repo local does.
-type refusingQueries struct {
-	*fixtureQueries
-	why string
-}
-
-func (q refusingQueries) Snapshots(ctx context.Context, repo, source string) ([]brr.Snapshot, error) {
-	if repo == "local" {
-		q.calls.Add(1)
-		return nil, errors.New(q.why)
-	}
-	return q.fixtureQueries.Snapshots(ctx, repo, source)
 }
 
 // TestAPIFollowsRefusals starts two workers that serve repo local; then one of them
@@ -465,6 +451,13 @@ func TestAPIFollowsRefusals(t *testing.T) {
 	if n := flipping.calls.Load() - before; n > 0 {
 		t.Errorf("the refusing worker answered %d of 10 queries at once", n)
 	}
+}
+
+// refusingQueries answers as an engine that refuses repo local does.
+func refusingQueries(q *fixtureQueries, why string) *flipQueries {
+	refuses := &atomic.Bool{}
+	refuses.Store(true)
+	return &flipQueries{fixtureQueries: q, refuses: refuses, why: why}
 }
 
 // flipQueries refuses repo local while refuses is set.
