@@ -1,18 +1,21 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/health"
 	"github.com/brr-dev/brr/internal/jobs"
 	"github.com/brr-dev/brr/internal/state"
@@ -62,11 +65,15 @@ func (w *worker) startWeb(ctx context.Context, engine *jobs.Engine, monitor *hea
 		Worker:       w.id,
 		Host:         w.host,
 		Version:      w.version,
-		Repos:        w.cfg.repoNames(), // refused ones too: the pool answers for them
+		Repos:        w.repos.Names, // refused and registered ones too: the pool answers for them
 		DefaultRepo:  defaultRepo,
 		RPO:          w.cfg.Health.RPO,
-		Replicate:    w.cfg.Replicate,
-		Log:          w.log,
+		Replicate:    engine.Policy,
+		RepoInfos: func(ctx context.Context) ([]brr.RepoInfo, error) {
+			return w.repoInfos(ctx, monitor)
+		},
+		Refused: w.repos.Refused,
+		Log:     w.log,
 	})
 	if err != nil {
 		return err
@@ -77,6 +84,25 @@ func (w *worker) startWeb(ctx context.Context, engine *jobs.Engine, monitor *hea
 	w.log.Info().Bool("jobs_over_http", key != nil).Bool("protect_reads", w.cfg.HTTP.ProtectReads).
 		Str("limits", web.Limits{}.String()).Str("dashboard", "http://"+w.http.Addr()+"/").Msg("serving dashboard and api")
 	return nil
+}
+
+// repoInfos are the repos that the registry of each of the worker's pools holds, joined
+// with the heartbeats monitor has seen: who serves each and who refuses it. A repo
+// registered in two pools is listed once for each, by name and then pool.
+func (w *worker) repoInfos(ctx context.Context, monitor *health.Monitor) ([]brr.RepoInfo, error) {
+	var regs []brr.RepoRegistration
+	for _, pool := range w.cfg.Pools {
+		list, err := w.repos.registry.List(ctx, pool)
+		if err != nil {
+			return nil, fmt.Errorf("read the repo registry of pool %s: %w", pool, err)
+		}
+		regs = append(regs, list...)
+	}
+	infos := brr.RepoInfos(regs, monitor.Workers())
+	slices.SortFunc(infos, func(a, b brr.RepoInfo) int {
+		return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(a.Pool, b.Pool))
+	})
+	return infos, nil
 }
 
 // minAPIKeyLen is the shortest API key accepted: 16 characters, so that a key cannot be

@@ -2,14 +2,22 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+
+	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/events"
+	"github.com/brr-dev/brr/internal/testkit"
+	"github.com/brr-dev/brr/internal/web"
 )
 
 func TestLoadAPIKey(t *testing.T) {
@@ -145,5 +153,92 @@ func TestWorkerRefusesShortAPIKey(t *testing.T) {
 	}
 	if out := p.out.String(); !strings.Contains(out, "use at least 16") || strings.Contains(out, "hunter2") {
 		t.Fatalf("output lacks the reason or shows the key:\n%s", out)
+	}
+}
+
+// TestWorkerServesRepos reads GET /api/v1/repos from a real worker as the pool's
+// registry changes under it: its own repo local, registered and served; then a repo
+// added to the registry whose password the worker lacks, refused by it with why (in its
+// answer at once, in its heartbeat a moment later); then a replication policy set in the
+// registry, which /info and /replication show without a restart.
+func TestWorkerServesRepos(t *testing.T) {
+	w := bins.StartWorker(t, testkit.WorkerOptions{Config: "health: {interval: 1s, canary: false}\n"})
+	base := "http://" + w.HTTP
+	nc, _ := testkit.Connect(t, w.NATSURL)
+	ctx := testkit.Context(t, 2*time.Minute)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	registry, err := events.OpenRegistry(ctx, js, events.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// read GETs path and decodes its JSON into v; false on any failure, to be polled.
+	read := func(path string, v any) bool {
+		code, body, err := get(base + path)
+		return err == nil && code == http.StatusOK && json.Unmarshal([]byte(body), v) == nil
+	}
+	repoNamed := func(list web.RepoList, name string) (brr.RepoInfo, bool) {
+		for _, r := range list.Repos {
+			if r.Name == name {
+				return r, true
+			}
+		}
+		return brr.RepoInfo{}, false
+	}
+
+	var list web.RepoList
+	testkit.Eventually(t, 20*time.Second, "GET /api/v1/repos to show local served by "+w.ID, func() bool {
+		list = web.RepoList{}
+		if !read("/api/v1/repos", &list) {
+			return false
+		}
+		local, ok := repoNamed(list, "local")
+		return ok && slices.Equal(local.ServedBy, []string{w.ID})
+	})
+	local, _ := repoNamed(list, "local")
+	if local.ID == "" || local.Pool != brr.DefaultPool || local.Spec == nil || len(list.Repos) != 1 {
+		t.Errorf("repos = %+v, want local alone, registered with its id and spec", list.Repos)
+	}
+	if list.Worker.ID != w.ID || len(list.Worker.Refused) != 0 {
+		t.Errorf("worker = %+v, want %s refusing nothing", list.Worker, w.ID)
+	}
+
+	err = registry.Add(ctx, brr.RepoRegistration{Pool: brr.DefaultPool, Repo: "vault", Worker: "test", Time: time.Now().UTC(),
+		Spec: &brr.RepoSpec{URL: "file://" + filepath.Join(t.TempDir(), "vault"), PasswordEnv: "VAULT_PW"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 20*time.Second, "GET /api/v1/repos to show vault refused by "+w.ID+" in its answer and its heartbeat", func() bool {
+		list = web.RepoList{}
+		if !read("/api/v1/repos", &list) {
+			return false
+		}
+		vault, ok := repoNamed(list, "vault")
+		return ok && vault.RefusedBy[w.ID] != "" && len(list.Worker.Refused) == 1
+	})
+	vault, _ := repoNamed(list, "vault")
+	if ref := list.Worker.Refused[0]; ref.Repo != "vault" || ref.Reason != brr.RefusedUnavailable || ref.Message != vault.RefusedBy[w.ID] || !strings.Contains(ref.Message, "VAULT_PW") {
+		t.Errorf("refusal = %+v, want vault unavailable, naming VAULT_PW, as the heartbeat says (%q)", ref, vault.RefusedBy[w.ID])
+	}
+	if vault.ID != "" || len(vault.ServedBy) != 0 {
+		t.Errorf("vault = %+v, want no id and nobody serving it", vault)
+	}
+
+	if err := registry.SetPolicy(ctx, brr.DefaultPool, "local", []string{"vault"}); err != nil {
+		t.Fatal(err)
+	}
+	var info web.Info
+	testkit.Eventually(t, 20*time.Second, "GET /api/v1/info to show the policy set in the registry", func() bool {
+		info = web.Info{}
+		return read("/api/v1/info", &info) && slices.Equal(info.Replicate["local"], []string{"vault"})
+	})
+	if !slices.Equal(info.Repos, []string{"local", "vault"}) {
+		t.Errorf("info repos = %v, want local and vault (refused ones too)", info.Repos)
+	}
+	var repl web.ReplicationList
+	if !read("/api/v1/replication", &repl) || len(repl.Pairs) != 1 || repl.Pairs[0].From != "local" || repl.Pairs[0].To != "vault" || !repl.Pairs[0].Configured {
+		t.Errorf("replication = %+v, want local → vault, configured", repl.Pairs)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,51 +17,12 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// findChromium returns the path of a Chromium or Chrome binary: $BRR_CHROMIUM, else the
-// first of the usual names on PATH. Without one the test is skipped, except in CI
-// (CI=true), where .ci/run installs Chromium and a missing one is a failure.
-func findChromium(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("BRR_CHROMIUM"); p != "" {
-		return p
-	}
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "headless-shell"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	const how = "no Chromium found (looked for $BRR_CHROMIUM, chromium, chromium-browser, google-chrome, headless-shell); install it with: apt-get install chromium"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(how)
-	}
-	t.Skip(how)
-	return ""
-}
-
-// artifactDir is where tests leave files for people to look at: $BRR_TEST_ARTIFACTS,
-// else .artifacts/ at the top of the repository.
-func artifactDir(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("BRR_TEST_ARTIFACTS")
-	if dir == "" {
-		abs, err := filepath.Abs("../../.artifacts")
-		if err != nil {
-			t.Fatal(err)
-		}
-		dir = abs
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatalf("create artifact dir: %v", err)
-	}
-	return dir
-}
-
 // TestDashboard loads the dashboard of a real brr-worker in headless Chromium: the page
 // shows the worker, a job posted over the API appears in it as succeeded, and its
 // snapshot and its bytes too, all without a reload; the page raises no script error and
 // fits a phone's width. Screenshots of both sizes are saved as test artifacts.
 func TestDashboard(t *testing.T) {
-	browser := findChromium(t)
+	browser := testkit.FindChromium(t)
 	const key = "e2e-dashboard-key-0123456789abcdef"
 	keyFile := filepath.Join(t.TempDir(), "api.key")
 	if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o600); err != nil {
@@ -124,7 +84,7 @@ func TestDashboard(t *testing.T) {
 	if err != nil || marker != 42 {
 		t.Fatalf("page marker = %d (%v): the page reloaded, so the update did not come live", marker, err)
 	}
-	dir := artifactDir(t)
+	dir := testkit.ArtifactDir(t)
 	shot, err := chromedp.Run(tab, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
@@ -236,7 +196,7 @@ func postJob(t *testing.T, base, key, body string) {
 // the page shows no data and asks for the key; once it has it, it shows the worker and
 // follows the live events, whose stream needs the key too.
 func TestDashboardProtectedReads(t *testing.T) {
-	browser := findChromium(t)
+	browser := testkit.FindChromium(t)
 	const key = "e2e-protected-key-0123456789abcdef"
 	keyFile := filepath.Join(t.TempDir(), "api.key")
 	if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o600); err != nil {

@@ -197,7 +197,9 @@ func TestRepositoryReads(t *testing.T) {
 
 // TestEventReads reads stored events with filters, and the replication and queue views.
 func TestEventReads(t *testing.T) {
-	f := setup(t, func(c *Config) { c.Replicate = map[string][]string{"local": {"offsite"}} })
+	f := setup(t, func(c *Config) {
+		c.Replicate = func() map[string][]string { return map[string][]string{"local": {"offsite"}} }
+	})
 	e := f.backup("ev-1")
 	var list EventList
 	decode(t, f.get("/api/v1/events?type=job&kind=backup&status=succeeded"), http.StatusOK, &list)
@@ -402,7 +404,7 @@ func TestDashboardFiles(t *testing.T) {
 		}
 	}
 	page := f.do("GET", "/", "", nil).String()
-	for _, want := range []string{`src="/static/app.js"`, `id="workers-body"`, `id="jobs-body"`, `name="viewport"`} {
+	for _, want := range []string{`src="/static/app.js"`, `id="workers-body"`, `id="jobs-body"`, `id="repos-body"`, `name="viewport"`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the page lacks %s", want)
 		}

@@ -180,7 +180,7 @@ func (s *Server) replication(w http.ResponseWriter, r *http.Request) error {
 		}
 		return p
 	}
-	for from, tos := range s.cfg.Replicate {
+	for from, tos := range s.replicate() {
 		for _, to := range tos {
 			pair(from, to).Configured = true
 		}

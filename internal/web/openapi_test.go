@@ -85,6 +85,7 @@ func TestOpenAPISchemas(t *testing.T) {
 		"JobState": JobState{}, "SnapshotList": SnapshotList{}, "Source": Source{}, "SourceList": SourceList{},
 		"EventList": EventList{}, "Replication": Replication{}, "ReplicationList": ReplicationList{},
 		"PoolQueue": PoolQueue{}, "QueueList": QueueList{}, "WorkerList": WorkerList{}, "Analytics": Analytics{},
+		"RepoList": RepoList{}, "RepoWorker": RepoWorker{}, "RepoInfo": brr.RepoInfo{}, "RepoSpec": brr.RepoSpec{},
 		"SampleCount": SampleCount{}, "Group": Group{}, "Stats": Stats{},
 		"Event": brr.Event{}, "Progress": brr.Progress{}, "Result": brr.Result{}, "BackupResult": brr.BackupResult{},
 		"RestoreResult": brr.RestoreResult{}, "VerifyResult": brr.VerifyResult{}, "Damage": brr.Damage{},

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -53,15 +52,23 @@ type Config struct {
 
 	// Worker, Host and Version identify this worker in /info and the dashboard.
 	Worker, Host, Version string
-	// Repos names the repositories of the worker's config; DefaultRepo is the one a
-	// job without a repo uses.
-	Repos       []string
+	// Repos names every repo the worker knows of now: those it serves, those it refuses
+	// and those its pools registered. It is called at each request, since repos come and
+	// go with the pool's registry while the worker runs; nil means none, and then any
+	// repo name is taken. DefaultRepo is the one a job without a repo uses.
+	Repos       func() []string
 	DefaultRepo string
 	// RPO is the recovery point objective of each source: /sources compares the age of
 	// its newest snapshot with it.
 	RPO map[string]time.Duration
-	// Replicate is the replication policy (repo → its replicas), for /replication.
-	Replicate map[string][]string
+	// Replicate is the replication policy now (repo → its replicas), for /replication
+	// and /info; called at each request. Nil means no policy.
+	Replicate func() map[string][]string
+	// RepoInfos are the repos of the worker's pools, as their registry holds them and
+	// their workers' heartbeats serve or refuse them, for /repos; nil makes /repos
+	// answer 503. Refused are the repos this worker refuses now, and why (nil: none).
+	RepoInfos func(ctx context.Context) ([]brr.RepoInfo, error)
+	Refused   func() []brr.RefusedRepo
 
 	// Limits are the per-client request rates; zero fields take DefaultLimits'.
 	Limits Limits
@@ -166,6 +173,7 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/sources", read, s.sources},
 		{"GET", "/api/v1/checkpoints", read, s.checkpoints},
 		{"GET", "/api/v1/replication", read, s.replication},
+		{"GET", "/api/v1/repos", read, s.listRepos},
 		{"GET", "/api/v1/events", read, s.events},
 		{"GET", "/api/v1/events/stream", read, s.stream},
 		{"GET", "/api/v1/analytics", read, s.analytics},
@@ -335,15 +343,13 @@ func (s *Server) info(w http.ResponseWriter, _ *http.Request) error {
 	for src, d := range s.cfg.RPO {
 		rpo[src] = d.Seconds()
 	}
-	repl := s.cfg.Replicate
+	repl := s.replicate()
 	if repl == nil {
 		repl = map[string][]string{}
 	}
-	repos := slices.Clone(s.cfg.Repos)
-	slices.Sort(repos)
 	writeJSON(w, http.StatusOK, Info{
 		Worker: s.cfg.Worker, Host: s.cfg.Host, Version: s.cfg.Version,
-		Pools: s.cfg.Pools, Repos: repos, DefaultRepo: s.cfg.DefaultRepo,
+		Pools: s.cfg.Pools, Repos: s.sortedRepos(), DefaultRepo: s.cfg.DefaultRepo,
 		RPOSeconds: rpo, Replicate: repl,
 		ProtectReads: s.cfg.ProtectReads, Mutations: s.keyHash != nil, Health: s.cfg.Health != nil,
 		Time: s.cfg.Now().UTC(),

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/brr-dev/brr"
@@ -37,13 +38,16 @@ const testKey = "0123456789abcdef-test-key"
 // file repository, bbolt state, the job engine, the consume loop, the query service and
 // the web Server under test on a loopback httptest server.
 type fixture struct {
-	t      *testing.T
-	url    string
-	nc     *nats.Conn // the worker's
-	client *brr.Client
-	srv    *Server
-	src    string // a small source tree to back up
-	logs   *testkit.SyncBuffer
+	t        *testing.T
+	url      string
+	nc       *nats.Conn // the worker's
+	js       jetstream.JetStream
+	client   *brr.Client
+	srv      *Server
+	src      string // a small source tree to back up
+	logs     *testkit.SyncBuffer
+	registry *events.Registry // the pools' repo registry, where "local" is registered
+	repoID   string           // the id of the repository "local"
 }
 
 // setup starts the fixture; change adjusts the web Config before the Server is made.
@@ -76,7 +80,19 @@ func setupIn(t *testing.T, src string, change func(*Config)) *fixture {
 	if err := events.EnsureStreams(ctx, js, ecfg); err != nil {
 		t.Fatalf("ensure streams: %v", err)
 	}
-	r, _ := testkit.InitRepo(t, t.TempDir(), testkit.RepoOptions())
+	r, be := testkit.InitRepo(t, t.TempDir(), testkit.RepoOptions())
+	// The pool registers "local" as the worker does when it opens its repos.
+	registry, err := events.OpenRegistry(ctx, js, ecfg)
+	if err != nil {
+		t.Fatalf("open registry: %v", err)
+	}
+	ref, err := registry.Claim(ctx, []string{brr.DefaultPool}, brr.RepoRegistration{
+		Repo: "local", ID: r.ID(), Location: be.Location(), Worker: "w-test", Host: "testhost", Time: time.Now().UTC(),
+		Spec: &brr.RepoSpec{URL: be.Location()},
+	})
+	if err != nil || ref != nil {
+		t.Fatalf("register repo local: %v %+v", err, ref)
+	}
 	db, err := state.Open(filepath.Join(t.TempDir(), "state.db"), state.Options{})
 	if err != nil {
 		t.Fatalf("open state: %v", err)
@@ -93,7 +109,7 @@ func setupIn(t *testing.T, src string, change func(*Config)) *fixture {
 	hcfg := health.Config{Worker: "w-test", Host: "testhost", Interval: time.Second}
 	monitor := health.NewMonitor(js, hcfg, log)
 	testkit.Go(t, "health monitor", monitor.Run)
-	beat := health.NewHeartbeat(nc, js, hcfg, health.Worker{Version: "v-test", Pools: []string{brr.DefaultPool}, Concurrency: 4, Started: time.Now()}, log)
+	beat := health.NewHeartbeat(nc, js, hcfg, health.Worker{Version: "v-test", Pools: []string{brr.DefaultPool}, Concurrency: 4, Started: time.Now(), Repos: engine.RepoNames}, log)
 	if err := beat.Publish(ctx); err != nil {
 		t.Fatalf("publish heartbeat: %v", err)
 	}
@@ -102,7 +118,14 @@ func setupIn(t *testing.T, src string, change func(*Config)) *fixture {
 	cfg := Config{
 		NC: nc, Pools: []string{brr.DefaultPool}, Records: db, APIKey: []byte(testKey), Health: monitor,
 		Worker: "w-test", Host: "testhost", Version: "v-test",
-		Repos: []string{"local"}, DefaultRepo: "local",
+		Repos: func() []string { return []string{"local"} }, DefaultRepo: "local",
+		RepoInfos: func(ctx context.Context) ([]brr.RepoInfo, error) {
+			regs, err := registry.List(ctx, brr.DefaultPool)
+			if err != nil {
+				return nil, err
+			}
+			return brr.RepoInfos(regs, monitor.Workers()), nil
+		},
 		Limits:    Limits{Reads: Rate{PerSecond: 1e6, Burst: 1e6}, Writes: Rate{PerSecond: 1e6, Burst: 1e6}},
 		KeepAlive: 100 * time.Millisecond,
 		Log:       zerolog.New(logs).Level(zerolog.DebugLevel),
@@ -122,7 +145,7 @@ func setupIn(t *testing.T, src string, change func(*Config)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{t: t, url: ts.URL, nc: nc, client: client, srv: srv, src: src, logs: logs}
+	return &fixture{t: t, url: ts.URL, nc: nc, js: js, client: client, srv: srv, src: src, logs: logs, registry: registry, repoID: r.ID()}
 }
 
 // response is an answer read whole.

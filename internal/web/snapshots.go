@@ -16,7 +16,7 @@ type SnapshotList struct {
 	Snapshots []brr.Snapshot `json:"snapshots"`
 }
 
-// repoParam checks a repo query parameter against the worker's configured repos;
+// repoParam checks a repo query parameter against the repos the worker knows of now;
 // empty means the default repo.
 func (s *Server) repoParam(r *http.Request) (string, error) {
 	repo := r.URL.Query().Get("repo")
@@ -26,16 +26,10 @@ func (s *Server) repoParam(r *http.Request) (string, error) {
 	if err := brr.ValidateRepoName(repo); err != nil {
 		return "", err
 	}
-	if len(s.cfg.Repos) > 0 && !slices.Contains(s.cfg.Repos, repo) {
-		return "", errorf(http.StatusNotFound, "repo %q is not configured (configured: %s)", repo, strings.Join(s.sortedRepos(), ", "))
+	if repos := s.sortedRepos(); len(repos) > 0 && !slices.Contains(repos, repo) {
+		return "", errorf(http.StatusNotFound, "repo %q is not configured (configured: %s); pick one of those, or add it to the pool with `brr repo add`", repo, strings.Join(repos, ", "))
 	}
 	return repo, nil
-}
-
-func (s *Server) sortedRepos() []string {
-	repos := slices.Clone(s.cfg.Repos)
-	slices.Sort(repos)
-	return repos
 }
 
 func (s *Server) snapshots(w http.ResponseWriter, r *http.Request) error {

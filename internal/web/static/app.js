@@ -315,6 +315,49 @@
       el("td", { class: "wide" }, fmtBytes(p.bytes_sent)))), "no replication configured or run", 6);
   }
 
+  // loadRepos draws the pool's repos. Everything in them comes from the registry and
+  // the heartbeats, so it goes into the page as text (el), never as HTML.
+  async function loadRepos() {
+    let list;
+    try {
+      list = await api("repos");
+    } catch (e) {
+      if (e.status !== 503) throw e;
+      note("repos-note", e.message);
+      fill($("repos-body"), [], "no repos to show", 7);
+      return;
+    }
+    const me = list.worker || { id: "", refused: [] };
+    const mine = me.refused || [];
+    const pools = new Set(list.repos.map((r) => r.pool));
+    const rows = list.repos.map((r) => {
+      const refusals = Object.entries(r.refused_by || {});
+      // This worker's own refusals are known before its next heartbeat says them.
+      for (const ref of mine) {
+        if (ref.repo === r.name && ref.pool === r.pool && !refusals.some(([w]) => w === me.id)) refusals.push([me.id, ref.message]);
+      }
+      refusals.sort(([a], [b]) => a.localeCompare(b));
+      const url = (r.spec && r.spec.url) || r.location || "";
+      const served = r.served_by || [];
+      const to = r.replicate_to || [];
+      return el("tr", { data: { repo: r.name, pool: r.pool, refused: refusals.length ? "true" : "false" } },
+        el("td", { class: "mono nowrap" }, r.name, pools.size > 1 ? el("div", { class: "small muted" }, "pool " + r.pool) : null),
+        el("td", { class: "mono path", title: r.location || "" }, url || "–"),
+        el("td", { class: r.id ? "mono nowrap" : "nowrap", title: r.id || "" }, r.id ? short(r.id) : el("span", { class: "muted" }, "not created yet")),
+        el("td", { class: "wide" }, r.spec ? (r.spec.append_only ? "yes" : "no") : "–"),
+        el("td", {}, to.length ? to.join(", ") : el("span", { class: "muted" }, "–")),
+        el("td", { class: "mono" }, served.length ? served.join(", ") : el("span", { class: "badge status-warn" }, "nobody")),
+        el("td", { class: "path" }, refusals.length
+          ? el("div", {}, ...refusals.map(([w, msg]) => el("span", { class: "refusal status-warn small", data: { worker: w } }, el("span", { class: "mono" }, w), ": ", msg)))
+          : el("span", { class: "muted" }, "none")));
+    });
+    // A refusal of a repo the registry no longer holds (it changed between the two reads).
+    const listed = new Set(list.repos.map((r) => r.pool + "/" + r.name));
+    const stray = mine.filter((ref) => !listed.has(ref.pool + "/" + ref.repo));
+    note("repos-note", stray.map((ref) => "This worker refuses " + ref.repo + ": " + ref.message).join(" "));
+    fill($("repos-body"), rows, "no repos registered", 7);
+  }
+
   async function loadAnalytics() {
     const win = $("window").value;
     const by = win === "24h" ? "hour" : "day";
@@ -418,7 +461,11 @@
         break;
       case "snapshot": later("sources", loadSources, 1000); break;
       case "replication": if (e.status !== "progress") later("replication", loadReplication, 1000); break;
-      case "health": later("health", loadHealth, e.status === "worker" ? 5000 : 1000); break;
+      case "health":
+        later("health", loadHealth, e.status === "worker" ? 5000 : 1000);
+        // Heartbeats say which repos each worker serves and refuses.
+        if (e.status === "worker") later("repos", loadRepos, 5000);
+        break;
     }
   }
 
@@ -486,7 +533,7 @@
       return false;
     }
     showBanner("");
-    await Promise.all([loadHealth, loadQueue, loadJobs, loadSources, loadReplication, loadAnalytics, loadEvents].map(run));
+    await Promise.all([loadHealth, loadQueue, loadJobs, loadRepos, loadSources, loadReplication, loadAnalytics, loadEvents].map(run));
     return true;
   }
 
@@ -505,6 +552,7 @@
     refreshAll().then((ok) => { if (ok) follow(); });
     setInterval(() => run(loadHealth), 15000);
     setInterval(() => run(loadQueue), 15000);
+    setInterval(() => run(loadRepos), 15000);
     setInterval(() => { run(loadSources); run(loadReplication); }, 60000);
     setInterval(renderJobs, 10000);
   }
