@@ -233,11 +233,17 @@ func (m *repoManager) plan(regs map[string]brr.RepoRegistration) []toOpen {
 			spec = RepoConfig(*reg.Spec)
 		}
 		if o, ok := m.open[name]; ok {
-			if mine || o.spec == spec {
+			switch {
+			case registered && reg.ID != "" && reg.ID != o.r.ID():
+				// Removed and registered again, for another repository: what the pool
+				// means by the name now decides, as at start.
+				m.drop(name, "the pool's registry now names another repository by it; checking it again")
+			case mine || o.spec == spec:
 				continue
+			default:
+				// Removed and added again with another spec.
+				m.drop(name, "its spec in the registry changed; opening it again")
 			}
-			// Removed and added again with another spec.
-			m.drop(name, "its spec in the registry changed; opening it again")
 		}
 		if ref, ok := m.refused[name]; ok && registered && ref.Reason == brr.RefusedConflict && sameRegistration(ref.Registered, reg) {
 			continue // the same disagreement; a change of the registration is tried again

@@ -184,3 +184,69 @@ func openWithPassword(t *testing.T, dir, password string) *repo.Repository {
 	t.Cleanup(func() { r.Close() })
 	return r
 }
+
+// TestRegistrationChangesUnderAServedRepo: the pool's registration of a repo a worker
+// serves is replaced by one of another repository (removed and registered again by
+// another worker, seen by this one as one change). The worker stops serving its own and
+// refuses the name, as at start; once that registration is removed, it registers its own
+// again and serves it, with no restart.
+func TestRegistrationChangesUnderAServedRepo(t *testing.T) {
+	const cfg = "health: {interval: 1s, canary: false}\n"
+	w := bins.StartWorker(t, testkit.WorkerOptions{Config: cfg})
+	nc, c := testkit.Connect(t, w.NATSURL)
+	ctx := testkit.Context(t, 2*time.Minute)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	registry, err := events.OpenRegistry(ctx, js, events.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := registry.Lookup(ctx, brr.DefaultPool, "local")
+	if err != nil || own == nil {
+		t.Fatalf("the worker's local is not registered: %+v, %v", own, err)
+	}
+	heartbeat := func(what string, ok func(brr.WorkerInfo) bool) {
+		t.Helper()
+		testkit.Eventually(t, 20*time.Second, what, func() bool {
+			workers, err := c.Workers(ctx)
+			return err == nil && len(workers) == 1 && ok(workers[0])
+		})
+	}
+
+	other := *own
+	other.ID, other.Location, other.Worker = "0123456789abcdef0123456789abcdef", "file:///elsewhere/repo", "another"
+	data, err := json.Marshal(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, "BRR_REPOS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "default.local", data); err != nil {
+		t.Fatal(err)
+	}
+	heartbeat("the worker to refuse local as another repository", func(wi brr.WorkerInfo) bool {
+		return !slices.Contains(wi.Repos, "local") && len(wi.RefusedRepos) == 1 && wi.RefusedRepos[0].Reason == brr.RefusedConflict &&
+			wi.RefusedRepos[0].Registered.ID == other.ID
+	})
+
+	if err := registry.Remove(ctx, brr.DefaultPool, "local"); err != nil {
+		t.Fatal(err)
+	}
+	heartbeat("the worker to serve its local again", func(wi brr.WorkerInfo) bool {
+		return slices.Contains(wi.Repos, "local") && len(wi.RefusedRepos) == 0
+	})
+	if reg, err := registry.Lookup(ctx, brr.DefaultPool, "local"); err != nil || reg == nil || reg.ID != own.ID {
+		t.Fatalf("local's registration after the other was removed = %+v, %v; want the worker's own (%s)", reg, err, own.ID)
+	}
+	pub, err := c.Publish(ctx, brr.BackupJob{Path: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err := c.Wait(ctx, pub.ID, nil); err != nil || e.Status != brr.StatusSucceeded {
+		t.Fatalf("backup into local once served again: %+v, %v", e, err)
+	}
+}
