@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,9 +30,13 @@ func (f *jobFlags) add(cmd *cobra.Command) {
 
 func (m *Main) backupCmd() *cobra.Command {
 	var (
-		f    jobFlags
-		repo string
-		tags []string
+		f            jobFlags
+		repo         string
+		tags         []string
+		exclude      []string
+		excludeFiles []string
+		largerThan   string
+		job          brr.BackupJob
 	)
 	cmd := &cobra.Command{
 		Use:   "backup PATH",
@@ -39,22 +44,107 @@ func (m *Main) backupCmd() *cobra.Command {
 		Long: `Back up the directory tree at PATH into a repository, as a new snapshot.
 
 PATH is a path on the worker's host; a relative PATH is made absolute from the
-current directory. Without --repo the worker's default repository is used.`,
+current directory. Without --repo the worker's default repository is used.
+
+--exclude takes a pattern in gitignore syntax, relative to PATH: "node_modules/"
+anywhere, "/build" only at the top of PATH, "**/*.tmp", "!keep.tmp" to take back what
+an earlier pattern left out. --exclude-file reads such patterns from a file here, one
+per line. The .brrignore files in the tree apply too, each to its directory and
+below; the patterns given here come first. --dry-run walks the tree on the worker
+and prints what a backup would store, without storing anything. See docs/sources.md.`,
 		Example: `  brr backup /srv/app --repo local --tag nightly --wait
-  brr backup . --id app-$(date +%F)`,
+  brr backup . --id app-$(date +%F)
+  brr backup /srv/app --exclude node_modules/ --exclude '*.o' --exclude-caches --dry-run
+  brr backup /home --exclude-file ~/.brr-excludes --one-file-system --exclude-larger-than 1G --wait`,
 		Args: args(1, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path, err := m.abs(args[0])
 			if err != nil {
 				return err
 			}
-			return m.runJob(cmd, f, brr.BackupJob{Path: path, Repo: repo, Tags: tags})
+			job.Path, job.Repo, job.Tags = path, repo, tags
+			for _, file := range excludeFiles {
+				patterns, err := readExcludeFile(file)
+				if err != nil {
+					return err
+				}
+				job.Excludes = append(job.Excludes, patterns...)
+			}
+			job.Excludes = append(job.Excludes, exclude...)
+			for _, p := range exclude {
+				if err := brr.ValidateExclude(p); err != nil {
+					return usageError(fmt.Errorf("--exclude: %w", err))
+				}
+			}
+			if largerThan != "" {
+				if job.ExcludeLargerThan, err = parseSize(largerThan); err != nil {
+					return usageError(fmt.Errorf("--exclude-larger-than: %w", err))
+				}
+			}
+			if job.DryRun {
+				if m.capture != nil {
+					return usageError(errors.New("--dry-run: a dry run only reports what a backup would store; schedule the backup without it"))
+				}
+				f.wait = true // a dry run's result is what it is for
+			}
+			return m.runJob(cmd, f, job)
 		},
 	}
 	f.add(cmd)
 	cmd.Flags().StringVar(&repo, "repo", "", "repository name from the worker's config")
 	cmd.Flags().StringArrayVar(&tags, "tag", nil, "tag for the snapshot (repeatable)")
+	cmd.Flags().StringArrayVar(&exclude, "exclude", nil, "leave out what matches this gitignore pattern, relative to PATH (repeatable)")
+	cmd.Flags().StringArrayVar(&excludeFiles, "exclude-file", nil, "read --exclude patterns from this local file, one per line, # for comments (repeatable)")
+	cmd.Flags().BoolVar(&job.ExcludeCaches, "exclude-caches", false, "leave out the contents of directories tagged with a CACHEDIR.TAG (the tag is kept)")
+	cmd.Flags().BoolVar(&job.OneFileSystem, "one-file-system", false, "do not cross into other file systems (mount points are kept, empty)")
+	cmd.Flags().StringVar(&largerThan, "exclude-larger-than", "", "leave out files larger than SIZE (bytes, or with a unit: 500K, 100M, 2G; powers of 1024)")
+	cmd.Flags().BoolVar(&job.DryRun, "dry-run", false, "list what the backup would store, and what it would leave out, without storing anything (implies --wait)")
 	return cmd
+}
+
+// readExcludeFile reads the patterns of an exclude file: gitignore syntax, one pattern a
+// line, blank lines and # comments skipped.
+func readExcludeFile(file string) ([]string, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, usageError(fmt.Errorf("--exclude-file: %w", err))
+	}
+	patterns := brr.ExcludeLines(data)
+	for _, p := range patterns {
+		if err := brr.ValidateExclude(p); err != nil {
+			return nil, usageError(fmt.Errorf("--exclude-file %s: %w", file, err))
+		}
+	}
+	return patterns, nil
+}
+
+// parseSize reads a size in bytes: a number, with an optional unit K, M, G or T (powers
+// of 1024, as restic and du take them; "KiB", "KB" and "k" are the same).
+func parseSize(s string) (int64, error) {
+	bad := fmt.Errorf("size %q: give bytes, or a number with a unit: 500K, 100M, 1.5G, 2T", s)
+	num := strings.TrimSpace(s)
+	unit := strings.TrimLeft(num, "0123456789.")
+	num = num[:len(num)-len(unit)]
+	var shift uint
+	switch strings.ToUpper(strings.TrimSuffix(strings.TrimSuffix(strings.TrimSpace(unit), "B"), "i")) {
+	case "":
+		shift = 0
+	case "K":
+		shift = 10
+	case "M":
+		shift = 20
+	case "G":
+		shift = 30
+	case "T":
+		shift = 40
+	default:
+		return 0, bad
+	}
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || v < 0 || v*float64(int64(1)<<shift) >= 1<<62 {
+		return 0, bad
+	}
+	return int64(v * float64(int64(1)<<shift)), nil
 }
 
 func (m *Main) restoreCmd() *cobra.Command {
@@ -318,11 +408,14 @@ func (m *Main) printResult(e *brr.Event) {
 	w := m.Stdout
 	r := e.Result
 	switch {
+	case r != nil && r.Backup != nil && r.Backup.DryRun:
+		printDryRun(w, r.Backup)
 	case r != nil && r.Backup != nil:
 		b := r.Backup
 		fmt.Fprintf(w, "snapshot %s of %s in repo %s\n", b.Snapshot, b.Source, b.Repo)
 		fmt.Fprintf(w, "files:   %d (%d new, %d changed, %d unchanged), %d dirs, %s\n", b.Files, b.FilesNew, b.FilesChanged, b.FilesUnchanged, b.Dirs, brr.FormatBytes(b.Bytes))
 		fmt.Fprintf(w, "added:   %s in %d blobs (read %s) in %s\n", brr.FormatBytes(b.BytesAdded), b.BlobsAdded, brr.FormatBytes(b.BytesRead), ms(b.DurationMS))
+		printExcluded(w, b)
 		printWarnings(w, b.Warnings)
 	case r != nil && r.Restore != nil:
 		x := r.Restore
@@ -368,6 +461,32 @@ func (m *Main) printResult(e *brr.Event) {
 	default:
 		fmt.Fprintf(w, "%s job %s %s\n", e.Kind, e.JobID, e.Status)
 	}
+}
+
+// printDryRun prints what a dry run found: the files a backup would store, in path
+// order, then the counts.
+func printDryRun(w io.Writer, b *brr.BackupResult) {
+	for _, p := range b.WouldRead {
+		if strings.ContainsFunc(p, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+			p = strconv.Quote(p) // a name with a line break must not read as two
+		}
+		fmt.Fprintln(w, p)
+	}
+	if b.WouldReadMore > 0 {
+		fmt.Fprintf(w, "... and %d more files (the result lists the first %d)\n", b.WouldReadMore, len(b.WouldRead))
+	}
+	fmt.Fprintf(w, "dry run of %s for repo %s: nothing stored\n", b.Source, b.Repo)
+	fmt.Fprintf(w, "would store: %d files, %d dirs, %s, in %s\n", b.Files, b.Dirs, brr.FormatBytes(b.Bytes), ms(b.DurationMS))
+	printExcluded(w, b)
+	printWarnings(w, b.Warnings)
+}
+
+// printExcluded prints what the excludes left out, when they left out anything.
+func printExcluded(w io.Writer, b *brr.BackupResult) {
+	if b.FilesExcluded+b.DirsExcluded == 0 {
+		return
+	}
+	fmt.Fprintf(w, "excluded: %d files (%s), %d dirs (not counted inside)\n", b.FilesExcluded, brr.FormatBytes(b.BytesExcluded), b.DirsExcluded)
 }
 
 func printWarnings(w io.Writer, warnings []string) {

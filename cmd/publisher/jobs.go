@@ -79,6 +79,8 @@ func jobInfo(e *brr.Event) string {
 	}
 	if r := e.Result; r != nil {
 		switch {
+		case r.Backup != nil && r.Backup.DryRun:
+			return fmt.Sprintf("dry run: would read %d files, %s", r.Backup.Files, brr.FormatBytes(r.Backup.Bytes))
 		case r.Backup != nil:
 			return fmt.Sprintf("snapshot %s, %d files, +%s", shortID(r.Backup.Snapshot), r.Backup.Files, brr.FormatBytes(r.Backup.BytesAdded))
 		case r.Restore != nil:

@@ -1,18 +1,23 @@
 // Package archiver turns a directory tree into the trees and blobs of a repository: it
-// walks the tree, answers unchanged files from the file cache, reads, chunks and hashes
-// the others (each inode once, whatever its hard links), and saves the new blobs. It
-// leaves the snapshot to its caller: Run returns the root tree, the counts and the file
-// cache's updates, and the caller flushes the repository, saves the snapshot and writes
-// the cache. Progress is the caller's too: Progress gives the live counts to report.
+// walks the tree, leaves out what the excludes say (deciding from the listing and lstat
+// alone, so that nothing excluded is opened), answers unchanged files from the file
+// cache, reads, chunks and hashes the others (each inode once, whatever its hard links),
+// and saves the new blobs. It leaves the snapshot to its caller: Run returns the root
+// tree, the counts and the file cache's updates, and the caller flushes the repository,
+// saves the snapshot and writes the cache. Progress is the caller's too: Progress gives
+// the live counts to report. A dry run walks the tree the same way and reports the files
+// it would read, without reading or saving anything.
 package archiver
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 
+	"github.com/brr-dev/brr/internal/excludes"
 	"github.com/brr-dev/brr/internal/repo"
 	"github.com/brr-dev/brr/internal/state"
 	"golang.org/x/sync/errgroup"
@@ -35,6 +40,34 @@ type Options struct {
 	// is loaded and written as whole maps, which converting would copy. Nil means an
 	// empty cache: every file is read.
 	LoadCache func() (map[string]state.CachedFile, error)
+
+	// Excludes are patterns in gitignore syntax relative to the root (a job's or a
+	// source's), before the ignore files' in precedence; see internal/excludes.
+	Excludes []string
+	// IgnoreFile names the ignore files (gitignore syntax, relative to their directory)
+	// read in the directories of the tree; "" reads none. A job passes
+	// excludes.DefaultIgnoreFile; the archiver has no default, so that it reads no file
+	// of the tree that its caller did not ask for.
+	IgnoreFile string
+	// ExcludeCaches leaves out every entry of a directory that holds a valid CACHEDIR.TAG
+	// (https://bford.info/cachedir/) but the tag itself, as tar and restic do: the
+	// directory stays, with its tag, so a restore shows what was left out.
+	ExcludeCaches bool
+	// OneFileSystem does not cross mount points: an entry whose st_dev is not the root's
+	// is left out, except a directory, which is kept empty (its contents are not listed),
+	// as rsync -x keeps mount points, so that a restore recreates them.
+	OneFileSystem bool
+	// ExcludeLargerThan leaves out regular files larger than this many bytes; 0 means no
+	// limit.
+	ExcludeLargerThan int64
+
+	// DryRun walks the tree as a backup would, excludes and all, but reads no file and
+	// saves nothing: New may be given a nil Writer, and Result has no Tree, no cache
+	// updates, and counts of what a backup would store.
+	DryRun bool
+	// WouldRead, on a dry run, is called with every regular file that a backup would
+	// store (its path relative to the root and its size), from several goroutines at once.
+	WouldRead func(rel string, size int64)
 }
 
 // Archiver turns one directory tree into trees and blobs of a repository, once. It runs
@@ -49,6 +82,8 @@ type Archiver struct {
 	root    string // resolved source path
 	workers int
 	savers  int
+	opts    Options
+	rootDev uint64 // st_dev of the root, for OneFileSystem; set before its entries are listed
 
 	// loadCache loads the file cache; file workers wait for it (cacheReady) before the
 	// first lookup.
@@ -75,6 +110,9 @@ type Archiver struct {
 	filesUnchanged         atomic.Int64
 	bytesRead              atomic.Int64
 	blobsAdded, bytesAdded atomic.Int64
+	filesExcluded          atomic.Int64
+	dirsExcluded           atomic.Int64
+	bytesExcluded          atomic.Int64
 	doneFiles, doneBytes   atomic.Int64 // progress: files finished, bytes read or skipped
 	warnMu                 sync.Mutex
 	warnings               []string
@@ -87,16 +125,21 @@ type Archiver struct {
 
 // New returns an archiver of the directory root (symlinks resolved) into the repository
 // that w writes, through w: the archive stops at the first blob w refuses because a
-// write it relied on failed.
+// write it relied on failed. w may be nil for a dry run.
 func New(w *repo.Writer, root string, opts Options) *Archiver {
 	limits := opts.Limits
 	if limits == nil {
 		limits = NewLimits(opts.Workers)
 	}
 	savers := cap(limits.saves)
+	var r *repo.Repository
+	if w != nil {
+		r = w.Repository()
+	}
 	return &Archiver{
 		w:          w,
-		r:          w.Repository(),
+		r:          r,
+		opts:       opts,
 		root:       root,
 		workers:    max(opts.Workers, fileWorkers),
 		savers:     savers,
@@ -145,6 +188,12 @@ type Result struct {
 	// BlobsAdded and BytesAdded (as stored) are the data blobs that were new to the
 	// repository.
 	BlobsAdded, BytesAdded int64
+	// FilesExcluded counts the entries other than directories that the excludes left
+	// out (by pattern, cache tag, size or file system), BytesExcluded the sizes of those
+	// that are regular files, from their lstat. DirsExcluded counts the directories whose
+	// contents were not listed: those left out, and the mount points kept empty. Nothing
+	// below them is counted.
+	FilesExcluded, DirsExcluded, BytesExcluded int64
 	// Warnings name what was left out of the snapshot, or changed while it was read.
 	Warnings []string
 	// CachePut are the file cache entries to write and CacheDelete those to delete (the
@@ -156,6 +205,16 @@ type Result struct {
 // Run archives the tree. Every blob the result references has been handed to SaveBlob
 // when it returns; the caller flushes.
 func (a *Archiver) Run(ctx context.Context) (*Result, error) {
+	match, err := excludes.New(a.opts.Excludes)
+	if err != nil {
+		return nil, err
+	}
+	if f := a.opts.IgnoreFile; f != "" && (f == "." || f == ".." || strings.ContainsAny(f, "/\x00")) {
+		return nil, fmt.Errorf("ignore file name %q: give a file name, like %s", f, excludes.DefaultIgnoreFile)
+	}
+	if !a.opts.DryRun && a.w == nil {
+		return nil, errors.New("archive: no repository writer (only a dry run goes without one)")
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		defer close(a.cacheReady)
@@ -224,7 +283,7 @@ func (a *Archiver) Run(ctx context.Context) (*Result, error) {
 		close(a.saveCh)
 		return nil
 	})
-	root := &dirState{}
+	root := &dirState{match: match}
 	root.pending.Store(1)
 	a.dirsLeft.Add(1)
 	a.dirCh <- root
@@ -238,6 +297,9 @@ func (a *Archiver) Run(ctx context.Context) (*Result, error) {
 	}
 	if !a.rootDone.Load() {
 		return nil, errors.New("archive: root tree was not completed")
+	}
+	if a.opts.DryRun {
+		return a.dryResult(), nil
 	}
 	return a.result(), nil
 }
@@ -258,9 +320,27 @@ func (a *Archiver) result() *Result {
 		BytesRead:      a.bytesRead.Load(),
 		BlobsAdded:     a.blobsAdded.Load(),
 		BytesAdded:     a.bytesAdded.Load(),
+		FilesExcluded:  a.filesExcluded.Load(),
+		DirsExcluded:   a.dirsExcluded.Load(),
+		BytesExcluded:  a.bytesExcluded.Load(),
 		Warnings:       a.warningList(),
 		CachePut:       a.cachePut,
 		CacheDelete:    del,
+	}
+}
+
+// dryResult is the result of a dry run: the counts of what a backup would store and
+// leave out, and the warnings.
+func (a *Archiver) dryResult() *Result {
+	return &Result{
+		Files:         a.files.Load(),
+		Dirs:          a.dirs.Load(),
+		Bytes:         a.bytes.Load(),
+		FilesExcluded: a.filesExcluded.Load(),
+		DirsExcluded:  a.dirsExcluded.Load(),
+		BytesExcluded: a.bytesExcluded.Load(),
+		Warnings:      a.warningList(),
+		CachePut:      map[string]state.CachedFile{},
 	}
 }
 

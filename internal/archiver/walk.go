@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/brr-dev/brr/internal/excludes"
 	"github.com/brr-dev/brr/internal/fsio"
 	"github.com/brr-dev/brr/internal/repo"
 	"golang.org/x/sys/unix"
@@ -21,11 +22,15 @@ type dirState struct {
 	nodes   []*repo.Node
 	pending atomic.Int64
 	parent  *dirState
-	node    *repo.Node // this directory's node in parent.nodes
+	node    *repo.Node        // this directory's node in parent.nodes
+	match   *excludes.Matcher // the excludes of the directories above, without this one's ignore file
 }
 
-// listDir lists the directory d, stats every entry and queues the files for the file
-// workers and the subdirectories for the listers, then drops its hold on d.
+// listDir lists the directory d, stats every entry, leaves out the excluded ones, and
+// queues the files for the file workers (on a dry run, reports them) and the
+// subdirectories for the listers, then drops its hold on d. What is excluded is decided
+// from the names and their lstat: an excluded entry is never opened, and an excluded
+// directory never listed.
 func (a *Archiver) listDir(ctx context.Context, d *dirState) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -41,6 +46,14 @@ func (a *Archiver) listDir(ctx context.Context, d *dirState) error {
 	if fd >= 0 {
 		defer unix.Close(fd)
 	}
+	if d.parent == nil && fd >= 0 && a.opts.OneFileSystem {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return fmt.Errorf("stat source directory %s: %w", path, err)
+		}
+		a.rootDev = uint64(st.Dev)
+	}
+	ex := a.dirExcludes(fd, path, d, names)
 	d.nodes = make([]*repo.Node, 0, len(names))
 	var st unix.Stat_t
 	for _, name := range names {
@@ -57,9 +70,18 @@ func (a *Archiver) listDir(ctx context.Context, d *dirState) error {
 			}
 			continue
 		}
+		mode := fsio.ModeOf(st.Mode)
+		if a.excluded(ex, name, rel, mode, &st) {
+			continue
+		}
 		node := nodeFromStat(name, &st)
-		mode := fs.FileMode(node.Mode)
 		switch {
+		case mode.IsRegular() && a.opts.DryRun:
+			a.files.Add(1)
+			a.bytes.Add(node.Size)
+			if a.opts.WouldRead != nil {
+				a.opts.WouldRead(rel, node.Size)
+			}
 		case mode.IsRegular():
 			node.Type = repo.NodeFile
 			a.files.Add(1)
@@ -75,9 +97,17 @@ func (a *Archiver) listDir(ctx context.Context, d *dirState) error {
 			a.dirs.Add(1)
 			node.Type = repo.NodeDir
 			d.nodes = append(d.nodes, node)
-			child := &dirState{rel: rel, parent: d, node: node}
+			child := &dirState{rel: rel, parent: d, node: node, match: ex.match}
 			child.pending.Store(1)
 			d.pending.Add(1)
+			if a.opts.OneFileSystem && uint64(st.Dev) != a.rootDev {
+				// A mount point: kept, empty.
+				a.dirsExcluded.Add(1)
+				if err := a.release(ctx, child); err != nil {
+					return err
+				}
+				continue
+			}
 			a.dirsLeft.Add(1)
 			select {
 			case a.dirCh <- child:
@@ -89,6 +119,7 @@ func (a *Archiver) listDir(ctx context.Context, d *dirState) error {
 					return err
 				}
 			}
+		case mode&fs.ModeSymlink != 0 && a.opts.DryRun:
 		case mode&fs.ModeSymlink != 0:
 			target, err := fsio.Readlinkat(fd, name, st.Size)
 			if err != nil {
@@ -111,6 +142,15 @@ func (a *Archiver) release(ctx context.Context, d *dirState) error {
 	for d != nil {
 		if d.pending.Add(-1) != 0 {
 			return nil
+		}
+		if a.opts.DryRun {
+			// Nothing is saved: a directory is done when its entries are listed.
+			if d.parent == nil {
+				a.rootDone.Store(true)
+				return nil
+			}
+			d = d.parent
+			continue
 		}
 		nodes := d.nodes[:0]
 		for _, n := range d.nodes {

@@ -8,12 +8,14 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/archiver"
+	"github.com/brr-dev/brr/internal/excludes"
 	"github.com/brr-dev/brr/internal/repo"
 	"github.com/brr-dev/brr/internal/state"
 )
@@ -48,6 +50,10 @@ func (e *Engine) runBackup(ctx context.Context, job *brr.Job, a brr.BackupJob, r
 	if err != nil {
 		return nil, err
 	}
+	if res.DryRun {
+		// Nothing committed: no snapshot event, nothing to replicate.
+		return &brr.Outcome{Result: &brr.Result{Backup: res}, Repo: res.Repo, Source: res.Source}, nil
+	}
 	return &brr.Outcome{
 		Result:   &brr.Result{Backup: res},
 		Repo:     res.Repo,
@@ -58,7 +64,7 @@ func (e *Engine) runBackup(ctx context.Context, job *brr.Job, a brr.BackupJob, r
 	}, nil
 }
 
-// backup is Backup, which also returns the snapshot committed.
+// backup is Backup, which also returns the snapshot committed (nil for a dry run).
 func (e *Engine) backup(ctx context.Context, jobID string, a brr.BackupJob, progress func(brr.Progress)) (*brr.BackupResult, *repo.Snapshot, error) {
 	start := time.Now()
 	pr := newReporter(progress)
@@ -73,6 +79,14 @@ func (e *Engine) backup(ctx context.Context, jobID string, a brr.BackupJob, prog
 	source, err := e.checkSource(a.Path)
 	if err != nil {
 		return nil, nil, err
+	}
+	if a.DryRun {
+		res, err := e.dryRun(ctx, source, a, pr, start)
+		if err != nil {
+			return nil, nil, err
+		}
+		res.Repo = repoName
+		return res, nil, nil
 	}
 
 	if e.Leases != nil {
@@ -112,7 +126,9 @@ func (e *Engine) backup(ctx context.Context, jobID string, a brr.BackupJob, prog
 	if e.Cache != nil {
 		loadCache = func() (map[string]state.CachedFile, error) { return e.Cache.LoadFileCache(scope) }
 	}
-	arch := archiver.New(w, source, archiver.Options{Workers: e.parallelism(), Limits: e.backupLimits(), LoadCache: loadCache})
+	opts := archiveOptions(a)
+	opts.Workers, opts.Limits, opts.LoadCache = e.parallelism(), e.backupLimits(), loadCache
+	arch := archiver.New(w, source, opts)
 
 	stopProgress := e.reportBackupProgress(ctx, source, arch, pr, start)
 	ar, err := arch.Run(ctx)
@@ -150,6 +166,9 @@ func (e *Engine) backup(ctx context.Context, jobID string, a brr.BackupJob, prog
 	res.FilesChanged = ar.FilesChanged
 	res.FilesUnchanged = ar.FilesUnchanged
 	res.BytesRead = ar.BytesRead
+	res.FilesExcluded = ar.FilesExcluded
+	res.DirsExcluded = ar.DirsExcluded
+	res.BytesExcluded = ar.BytesExcluded
 	res.Warnings = ar.Warnings
 
 	if e.Cache != nil {
@@ -159,6 +178,91 @@ func (e *Engine) backup(ctx context.Context, jobID string, a brr.BackupJob, prog
 		}
 	}
 	return res, sn, nil
+}
+
+// archiveOptions are the archiver's options for what the job leaves out. Every backup
+// reads the .brrignore files of its tree.
+func archiveOptions(a brr.BackupJob) archiver.Options {
+	return archiver.Options{
+		Excludes:          a.Excludes,
+		IgnoreFile:        excludes.DefaultIgnoreFile,
+		ExcludeCaches:     a.ExcludeCaches,
+		OneFileSystem:     a.OneFileSystem,
+		ExcludeLargerThan: a.ExcludeLargerThan,
+	}
+}
+
+// dryRun walks the source as the backup a would, and reports what it would store. It
+// needs neither the source's lease nor the repository's lock: it reads no file and
+// writes nothing, so it may run beside a backup or a prune.
+func (e *Engine) dryRun(ctx context.Context, source string, a brr.BackupJob, pr *reporter, start time.Time) (*brr.BackupResult, error) {
+	var first firstPaths
+	opts := archiveOptions(a)
+	opts.DryRun = true
+	opts.WouldRead = func(rel string, _ int64) { first.add(rel) }
+	arch := archiver.New(nil, source, opts)
+	// What has been listed so far: there is no total to compare with, as a dry run is
+	// the count of the total.
+	stopProgress := pr.tick(ctx, func() brr.Progress {
+		s := arch.Progress()
+		return brr.Progress{Phase: "dry-run", Files: s.Files, Bytes: s.Bytes}
+	})
+	ar, err := arch.Run(ctx)
+	stopProgress()
+	if err != nil {
+		return nil, fmt.Errorf("dry run of backup of %s: %w", a.Path, err)
+	}
+	res := &brr.BackupResult{
+		Source:        a.Path,
+		Files:         ar.Files,
+		Dirs:          ar.Dirs,
+		Bytes:         ar.Bytes,
+		FilesExcluded: ar.FilesExcluded,
+		DirsExcluded:  ar.DirsExcluded,
+		BytesExcluded: ar.BytesExcluded,
+		DryRun:        true,
+		WouldRead:     first.sorted(),
+		Warnings:      ar.Warnings,
+		DurationMS:    time.Since(start).Milliseconds(),
+	}
+	res.WouldReadMore = ar.Files - int64(len(res.WouldRead))
+	return res, nil
+}
+
+// firstPaths keeps the brr.MaxWouldRead first paths, in path order, of those it is given
+// from several goroutines in any order. It holds at most twice as many: when full, it
+// sorts them and keeps the first half, and drops at once any path after the last kept.
+type firstPaths struct {
+	mu    sync.Mutex
+	paths []string
+	last  string // the last path kept at the latest trim; "" before the first
+}
+
+func (f *firstPaths) add(p string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.last != "" && p >= f.last {
+		return
+	}
+	f.paths = append(f.paths, p)
+	if len(f.paths) == 2*brr.MaxWouldRead {
+		f.trim()
+	}
+}
+
+func (f *firstPaths) trim() {
+	slices.Sort(f.paths)
+	if len(f.paths) > brr.MaxWouldRead {
+		f.paths = f.paths[:brr.MaxWouldRead]
+		f.last = f.paths[brr.MaxWouldRead-1]
+	}
+}
+
+func (f *firstPaths) sorted() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.trim()
+	return f.paths
 }
 
 func committedResult(repoName string, sn *repo.Snapshot, took time.Duration) *brr.BackupResult {

@@ -205,6 +205,8 @@ func (m *Metrics) JobSettled(o events.Settled) {
 		}
 		m.verifyFailures.WithLabelValues(m.repoLabel(name)).Inc()
 	case o.Status != brr.StatusSucceeded || res == nil:
+	case res.Backup != nil && res.Backup.DryRun:
+		// A dry run stored nothing and read no content: it is no backup to count.
 	case res.Backup != nil:
 		m.backupDone(res.Backup)
 	case res.Restore != nil:

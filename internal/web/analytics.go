@@ -152,7 +152,7 @@ func (s *Server) collect(ctx context.Context, from time.Time, kind brr.Kind) ([]
 			return nil, count, err
 		}
 		for _, e := range events {
-			if e.Kind == brr.KindPing && kind != brr.KindPing {
+			if e.Kind == brr.KindPing && kind != brr.KindPing || dryRun(e.Result) {
 				continue
 			}
 			sm := eventSample(e)
@@ -189,6 +189,10 @@ func (s *Server) collect(ctx context.Context, from time.Time, kind brr.Kind) ([]
 	return out, count, nil
 }
 
+// dryRun reports whether res is a backup's dry run: it stored nothing, and is no sample
+// of what backups take.
+func dryRun(res *brr.Result) bool { return res != nil && res.Backup != nil && res.Backup.DryRun }
+
 func eventSample(e *brr.Event) sample {
 	sm := sample{id: e.JobID, kind: e.Kind, source: e.Source, ok: e.Status == brr.StatusSucceeded, end: e.Time, durMS: -1}
 	sm.fill(e.Result)
@@ -196,7 +200,7 @@ func eventSample(e *brr.Event) sample {
 }
 
 func recordSample(rec *state.JobRecord) (sample, bool) {
-	if !rec.Status.Final() || rec.Finished.IsZero() {
+	if !rec.Status.Final() || rec.Finished.IsZero() || dryRun(rec.Result) {
 		return sample{}, false
 	}
 	sm := sample{id: rec.ID, kind: rec.Kind, source: rec.Source, ok: rec.Status == brr.StatusSucceeded, end: rec.Finished, durMS: -1}
