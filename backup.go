@@ -3,13 +3,21 @@ package brr
 import (
 	"bytes"
 	"fmt"
+	"regexp"
 	"strings"
 )
 
-// BackupJob backs up the directory tree at Path into a repository.
+// BackupJob backs up the directory tree at Path, or the source named SourceName, into a
+// repository.
 type BackupJob struct {
-	// Path is the absolute, clean path of the source on the worker's host.
-	Path string `json:"path"`
+	// Path is the absolute, clean path of the source on the worker's host; empty when the
+	// job names a source.
+	Path string `json:"path,omitempty"`
+	// SourceName names a source of the worker's config (docs/sources.md) instead of a
+	// path: a tree with its excludes and hooks, a command whose output is stored, or a
+	// database. A message can only pick a configured source, never say what it runs.
+	// The job's excludes, tags and repo add to the source's.
+	SourceName string `json:"source_name,omitempty"`
 	// Repo names a repository of the worker's config; empty means its default repo.
 	Repo string   `json:"repo,omitempty"`
 	Tags []string `json:"tags,omitempty"`
@@ -35,17 +43,38 @@ type BackupJob struct {
 // Kind returns KindBackup.
 func (BackupJob) Kind() Kind { return KindBackup }
 
-// Scope returns the repo and the path backed up.
+// Scope returns the repo and the path backed up (empty for a named source, whose path
+// only the worker knows).
 func (a BackupJob) Scope() Scope { return Scope{Repo: a.Repo, Source: a.Path} }
+
+// ValidateSourceName checks the name of a configured source: 1-64 letters, digits, '-'
+// or '_'.
+func ValidateSourceName(name string) error {
+	if !sourceNamePattern.MatchString(name) {
+		return fmt.Errorf("%w: source name %q: use 1-64 letters, digits, '-' or '_'", ErrInvalid, name)
+	}
+	return nil
+}
+
+var sourceNamePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // MaxExcludes bounds the exclude patterns of one job; more belong in a .brrignore file in
 // the tree.
 const MaxExcludes = 1000
 
-// Validate checks the path, the repo name, the tags and the excludes.
+// Validate checks the path or source name, the repo name, the tags and the excludes.
 func (a BackupJob) Validate() error {
-	if err := validateAbs("backup path", a.Path); err != nil {
-		return err
+	switch {
+	case a.SourceName != "" && a.Path != "":
+		return fmt.Errorf("%w: the backup names both a path (%q) and a source (%q); give one", ErrInvalid, a.Path, a.SourceName)
+	case a.SourceName != "":
+		if err := ValidateSourceName(a.SourceName); err != nil {
+			return err
+		}
+	default:
+		if err := validateAbs("backup path", a.Path); err != nil {
+			return err
+		}
 	}
 	if err := ValidateRepoName(a.Repo); err != nil {
 		return err
@@ -65,7 +94,7 @@ func (a BackupJob) Validate() error {
 		if err := ValidateExclude(p); err != nil {
 			return err
 		}
-		if a.Path != "/" && strings.HasPrefix(strings.TrimPrefix(p, "!"), a.Path+"/") {
+		if a.Path != "" && a.Path != "/" && strings.HasPrefix(strings.TrimPrefix(p, "!"), a.Path+"/") {
 			return fmt.Errorf("%w: exclude pattern %q names the absolute path; patterns are relative to the backup path, write %q", ErrInvalid, p, strings.Replace(p, a.Path, "", 1))
 		}
 	}
@@ -244,6 +273,10 @@ type BackupResult struct {
 	Parent   string `json:"parent,omitempty"`
 	Repo     string `json:"repo"`
 	Source   string `json:"source"`
+	// SourceName is the configured source the job named, if any; Hooks are the runs of
+	// its before and after hooks.
+	SourceName string    `json:"source_name,omitempty"`
+	Hooks      []HookRun `json:"hooks,omitempty"`
 	// Files and Dirs count the entries in the snapshot; Bytes is the size of its files.
 	Files int64 `json:"files"`
 	Dirs  int64 `json:"dirs"`
@@ -280,3 +313,14 @@ type BackupResult struct {
 
 // MaxWouldRead bounds the paths a dry run lists in its result.
 const MaxWouldRead = 1000
+
+// HookRun is one run of a source's before or after hook (docs/sources.md).
+type HookRun struct {
+	// Hook is "before" or "after".
+	Hook     string `json:"hook"`
+	ExitCode int    `json:"exit_code"`
+	// Output is the end of what it wrote to stdout and stderr, at most 4 KiB ("…" first
+	// when the start was dropped).
+	Output     string `json:"output,omitempty"`
+	DurationMS int64  `json:"duration_ms"`
+}

@@ -42,6 +42,10 @@ type Config struct {
 	// (off) leaves the runtime's own, GOMEMLIMIT when that is set.
 	MemoryLimit ByteSize `yaml:"memory_limit"`
 
+	// Sources are the named sources a backup job may name instead of a path
+	// (sources.go, docs/sources.md).
+	Sources map[string]SourceConfig `yaml:"sources"`
+
 	// Retention is each repo's retention policy, by repo name: what a prune of it
 	// keeps. A repo without one keeps every snapshot.
 	Retention map[string]brr.RetentionPolicy `yaml:"retention"`

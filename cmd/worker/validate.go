@@ -66,6 +66,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	p.add(c.validateRepos())
+	p.add(c.validateSources())
 	p.add(c.Prune.validate())
 	p.add(c.Health.validate())
 	if !prefixPattern.MatchString(c.Prefix) {

@@ -159,7 +159,13 @@ func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Lo
 	for _, ref := range refused {
 		w.logRefused(ref)
 	}
+	sources, err := cfg.engineSources()
+	if err != nil {
+		return w, err
+	}
 	engine := w.newEngine(repos, refused, leases)
+	engine.Sources = sources
+	engine.Log = log
 	w.repos = newRepoManager(w, registry, claims, js, leases, repos, refused)
 	ecfg.Refused = func() map[string]string { return refusedWhy(w.repos.Refused()) }
 	w.repos.engine = engine

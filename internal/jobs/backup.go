@@ -64,8 +64,70 @@ func (e *Engine) runBackup(ctx context.Context, job *brr.Job, a brr.BackupJob, r
 	}, nil
 }
 
-// backup is Backup, which also returns the snapshot committed (nil for a dry run).
+// backup is Backup, which also returns the snapshot committed (nil for a dry run). A job
+// that names a source runs its hooks around the backup: a failing before hook fails the
+// job before anything is read; the after hook runs whatever the outcome, and its failure
+// after a snapshot committed is a warning, not a failure.
 func (e *Engine) backup(ctx context.Context, jobID string, a brr.BackupJob, progress func(brr.Progress)) (*brr.BackupResult, *repo.Snapshot, error) {
+	if err := a.Validate(); err != nil {
+		return nil, nil, brr.Permanent(err)
+	}
+	a, src, err := e.resolveSource(a)
+	if err != nil {
+		return nil, nil, err
+	}
+	if src == nil || a.DryRun || src.Before == "" && src.After == "" {
+		res, sn, err := e.backupSource(ctx, jobID, a, src, progress)
+		if res != nil && src != nil {
+			res.SourceName = src.Name
+		}
+		return res, sn, err
+	}
+	env := hookEnv{jobID: jobID, source: sourcePath(a, src)}
+	var hooks []brr.HookRun
+	var res *brr.BackupResult
+	var sn *repo.Snapshot
+	if src.Before != "" {
+		var run brr.HookRun
+		run, err = e.runHook(ctx, src, "before", src.Before, env)
+		hooks = append(hooks, run)
+	}
+	if err == nil {
+		res, sn, err = e.backupSource(ctx, jobID, a, src, progress)
+	}
+	if src.After != "" {
+		env.status = string(brr.StatusSucceeded)
+		if err != nil {
+			env.status, env.errMsg = string(brr.StatusFailed), err.Error()
+		}
+		if sn != nil {
+			env.snapshot = sn.ID.String()
+		}
+		// It runs even when the job was cancelled: it may undo what before did.
+		run, herr := e.runHook(context.WithoutCancel(ctx), src, "after", src.After, env)
+		hooks = append(hooks, run)
+		if herr != nil && res != nil {
+			res.Warnings = append(res.Warnings, herr.Error())
+		}
+	}
+	if res != nil {
+		res.SourceName, res.Hooks = src.Name, hooks
+	}
+	return res, sn, err
+}
+
+// sourcePath is what the snapshots of a job's source are of: its path, or "source:NAME"
+// for a source with none (a command, a database).
+func sourcePath(a brr.BackupJob, src *Source) string {
+	if a.Path == "" && src != nil {
+		return SourceKey(src.Name)
+	}
+	return a.Path
+}
+
+// backupSource backs up what a (resolved, see resolveSource) says: a tree, or the
+// command or the database of src.
+func (e *Engine) backupSource(ctx context.Context, jobID string, a brr.BackupJob, src *Source, progress func(brr.Progress)) (*brr.BackupResult, *repo.Snapshot, error) {
 	start := time.Now()
 	pr := newReporter(progress)
 	defer pr.flush()
@@ -73,8 +135,11 @@ func (e *Engine) backup(ctx context.Context, jobID string, a brr.BackupJob, prog
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := a.Validate(); err != nil {
-		return nil, nil, brr.Permanent(err)
+	switch {
+	case src != nil && src.Command != "":
+		return e.backupCommand(ctx, jobID, a, src, r, repoName, pr, start)
+	case src != nil && src.SQLite != "":
+		return e.backupSQLite(ctx, jobID, a, src, r, repoName, pr, start)
 	}
 	source, err := e.checkSource(a.Path)
 	if err != nil {

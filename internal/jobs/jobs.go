@@ -21,6 +21,7 @@ import (
 	"github.com/brr-dev/brr/internal/archiver"
 	"github.com/brr-dev/brr/internal/repo"
 	"github.com/brr-dev/brr/internal/state"
+	"github.com/rs/zerolog"
 )
 
 // FileCache remembers, per scope (a repository and a source), what each file looked like
@@ -83,6 +84,12 @@ type Engine struct {
 	ScratchDir string
 	// Points indexes recovery points; nil means they are only in the repositories.
 	Points PointIndex
+	// Sources are the named sources of the worker's config, by name (source.go).
+	Sources map[string]Source
+	// Log hears what the engine does beside jobs' results: the hooks it runs. The zero
+	// Logger logs nothing.
+	Log zerolog.Logger
+
 	// Refused are the repos of the worker's config that it does not serve, each with why
 	// and what to do: a pool of the worker registered the name for another repository. A
 	// job on one (named, or its default repo) is snoozed, since another worker of the pool
@@ -149,9 +156,10 @@ func (e *Engine) Handle(ctx context.Context, job *brr.Job, rep brr.Reporter) (*b
 // a worker of its pool that serves the repo, before it fails.
 const RefusedFor = time.Hour
 
-// refusedError says that this worker refuses the repo a job needs.
+// refusedError says that this worker refuses the repo or the source a job needs.
 type refusedError struct {
-	repo, why string
+	what string // "repo NAME" or "source NAME"
+	why  string
 }
 
 func (e *refusedError) Error() string { return e.why }
@@ -166,10 +174,10 @@ func (e *Engine) refusal(job *brr.Job, refused *refusedError) error {
 		if job.Created.IsZero() {
 			waited = "the job has no creation time, so it cannot wait for one"
 		}
-		return brr.Permanent(fmt.Errorf("no worker of pool %s serves repo %s with the pool's id (%s); worker %s refuses it: %w",
-			job.Pool, refused.repo, waited, e.Worker, refused))
+		return brr.Permanent(fmt.Errorf("no worker of pool %s serves %s (%s); worker %s refuses it: %w",
+			job.Pool, refused.what, waited, e.Worker, refused))
 	}
-	return brr.Snooze(fmt.Errorf("worker %s refuses repo %s; another worker of pool %s may serve it: %w", e.Worker, refused.repo, job.Pool, refused),
+	return brr.Snooze(fmt.Errorf("worker %s refuses %s; another worker of pool %s may serve it: %w", e.Worker, refused.what, job.Pool, refused),
 		min(max(age/10, time.Second), time.Minute))
 }
 

@@ -167,7 +167,7 @@ func (e *Engine) Repo(name string) (*repo.Repository, string, error) {
 		}
 	}
 	if why, ok := e.Refused[name]; ok {
-		return nil, name, &refusedError{repo: name, why: why}
+		return nil, name, &refusedError{what: "repo " + name, why: why}
 	}
 	if r, ok := e.Repos[name]; ok && r != nil {
 		return r, name, nil
