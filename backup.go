@@ -277,6 +277,10 @@ type BackupResult struct {
 	// its before and after hooks.
 	SourceName string    `json:"source_name,omitempty"`
 	Hooks      []HookRun `json:"hooks,omitempty"`
+	// Command is the run of the command of a command source, whose standard output is
+	// the snapshot's one file. A job delivered again after its snapshot committed does
+	// not run the command again, and its result has no Command.
+	Command *CommandRun `json:"command,omitempty"`
 	// Files and Dirs count the entries in the snapshot; Bytes is the size of its files.
 	Files int64 `json:"files"`
 	Dirs  int64 `json:"dirs"`
@@ -323,4 +327,18 @@ type HookRun struct {
 	// when the start was dropped).
 	Output     string `json:"output,omitempty"`
 	DurationMS int64  `json:"duration_ms"`
+}
+
+// CommandRun is one run of a command of a source (docs/sources.md): the command of a
+// backup, whose standard output was stored, or the restore_command of a restore, which
+// the stored file was piped into.
+type CommandRun struct {
+	ExitCode int `json:"exit_code"`
+	// Stderr is the end of what the command wrote to its standard error, at most 4 KiB
+	// ("…" first when the start was dropped).
+	Stderr string `json:"stderr,omitempty"`
+	// Bytes is what the command wrote to its standard output (a backup), or what was
+	// written to its standard input (a restore).
+	Bytes      int64 `json:"bytes"`
+	DurationMS int64 `json:"duration_ms"`
 }

@@ -139,6 +139,10 @@ type WorkerInfo struct {
 	// Repos are the repos the worker serves (absent from workers of before runtime
 	// repos).
 	Repos []string `json:"repos,omitempty"`
+	// Sources are the named sources of the worker's config, sorted by name, without the
+	// text of their commands and hooks (see SourceInfo). Absent from workers of before
+	// named sources, and from workers with none.
+	Sources []SourceInfo `json:"sources,omitempty"`
 	// Missing is set by listings (not in heartbeats): no heartbeat within three intervals.
 	Missing bool `json:"missing,omitempty"`
 }

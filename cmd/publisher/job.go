@@ -40,11 +40,19 @@ func (m *Main) backupCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "backup PATH",
-		Short: "Back up a directory on a worker's host into a repository",
+		Short: "Back up a directory on a worker's host, or a source of the workers' config, into a repository",
 		Long: `Back up the directory tree at PATH into a repository, as a new snapshot.
 
 PATH is a path on the worker's host; a relative PATH is made absolute from the
 current directory. Without --repo the worker's default repository is used.
+
+--source-name NAME backs up the source NAME of the workers' config (sources: in
+brr-worker's YAML) instead of a PATH: a tree with its excludes and hooks, a command
+whose standard output is stored (a database dump), or a SQLite database. What a
+source reads, and every command and hook it runs, comes only from the workers'
+config: a job can name a source, never say what it runs. A worker without the
+source leaves the job to one that has it; route such jobs with --pool. The job's
+--tag, --exclude and --repo add to the source's.
 
 --exclude takes a pattern in gitignore syntax, relative to PATH: "node_modules/"
 anywhere, "/build" only at the top of PATH, "**/*.tmp", "!keep.tmp" to take back what
@@ -55,14 +63,33 @@ and prints what a backup would store, without storing anything. See docs/sources
 		Example: `  brr backup /srv/app --repo local --tag nightly --wait
   brr backup . --id app-$(date +%F)
   brr backup /srv/app --exclude node_modules/ --exclude '*.o' --exclude-caches --dry-run
-  brr backup /home --exclude-file ~/.brr-excludes --one-file-system --exclude-larger-than 1G --wait`,
-		Args: args(1, 1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			path, err := m.abs(args[0])
-			if err != nil {
-				return err
+  brr backup /home --exclude-file ~/.brr-excludes --one-file-system --exclude-larger-than 1G --wait
+  brr backup --source-name app-db --pool db1 --wait`,
+		// PATH, or --source-name instead (flags are parsed before the arguments are checked).
+		Args: func(cmd *cobra.Command, a []string) error {
+			switch {
+			case job.SourceName != "" && len(a) > 0:
+				return usageError(fmt.Errorf("backup: give a PATH or --source-name, not both (the source %s says what it reads)", job.SourceName))
+			case job.SourceName != "":
+				return nil
 			}
-			job.Path, job.Repo, job.Tags = path, repo, tags
+			return args(1, 1)(cmd, a)
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case job.SourceName != "":
+				if err := brr.ValidateSourceName(job.SourceName); err != nil {
+					return usageError(fmt.Errorf("--source-name: %w", err))
+				}
+			default:
+				path, err := m.abs(args[0])
+				if err != nil {
+					return err
+				}
+				job.Path = path
+			}
+			var err error
+			job.Repo, job.Tags = repo, tags
 			for _, file := range excludeFiles {
 				patterns, err := readExcludeFile(file)
 				if err != nil {
@@ -92,6 +119,7 @@ and prints what a backup would store, without storing anything. See docs/sources
 	}
 	f.add(cmd)
 	cmd.Flags().StringVar(&repo, "repo", "", "repository name from the worker's config")
+	cmd.Flags().StringVar(&job.SourceName, "source-name", "", "back up this source of the workers' config instead of a PATH (its commands and hooks come from that config only)")
 	cmd.Flags().StringArrayVar(&tags, "tag", nil, "tag for the snapshot (repeatable)")
 	cmd.Flags().StringArrayVar(&exclude, "exclude", nil, "leave out what matches this gitignore pattern, relative to PATH (repeatable)")
 	cmd.Flags().StringArrayVar(&excludeFiles, "exclude-file", nil, "read --exclude patterns from this local file, one per line, # for comments (repeatable)")
@@ -156,16 +184,25 @@ func (m *Main) restoreCmd() *cobra.Command {
 		asOf      string
 		source    string
 		overwrite bool
+		srcName   string
 	)
 	cmd := &cobra.Command{
-		Use:   "restore SNAPSHOT|latest TARGET",
-		Short: "Restore a snapshot, or part of it, into a directory on a worker's host",
+		Use:   "restore SNAPSHOT|latest TARGET | SNAPSHOT|latest --source-name NAME [TARGET]",
+		Short: "Restore a snapshot, or part of it, into a directory on a worker's host, or through a source's restore_command",
 		Long: `Restore a snapshot into the directory TARGET on the worker's host.
 
 SNAPSHOT is a snapshot id (or a unique prefix of at least 4 hex digits), or "latest":
 the newest snapshot in the repository, or of --source when given, or the newest at or
 before --as-of. A relative TARGET or --source is made absolute from the current
-directory. Existing files are kept unless --overwrite.
+directory. Existing files are kept unless --overwrite. --source takes a path, or
+source:NAME for the snapshots of a command source.
+
+--source-name NAME restores a snapshot of the source NAME of the workers' config
+("latest" is its newest). Without TARGET, the file that a command source stored is
+piped into the source's restore_command (pg_restore, say) on a worker that has the
+source; its exit code and the end of its stderr are in the result, and a non-zero
+exit fails the job. With TARGET the file is written there instead. The command comes
+only from the workers' config: a job can name a source, never say what it runs.
 
 --from NAME restores from the replica NAME instead of the repository (it is --repo
 under another name, for reading). When the repository cannot be read, lacks the
@@ -174,12 +211,31 @@ says so in a warning.`,
 		Example: `  brr restore latest /tmp/restore --source /srv/app --wait
   brr restore 3fa2c1d9 /tmp/restore --path etc/app.conf --overwrite
   brr restore latest /tmp/yesterday --source /srv/app --as-of 24h
-  brr restore latest /tmp/restore --source /srv/app --from offsite --wait`,
-		Args: args(2, 2),
+  brr restore latest /tmp/restore --source /srv/app --from offsite --wait
+  brr restore latest --source-name app-db --pool db1 --wait        # into pg_restore on a worker of pool db1
+  brr restore latest /tmp/dump --source-name app-db --pool db1     # the dump, as a file`,
+		Args: args(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			target, err := m.abs(args[1])
-			if err != nil {
-				return err
+			var target string
+			switch {
+			case len(args) == 2:
+				var err error
+				if target, err = m.abs(args[1]); err != nil {
+					return err
+				}
+			case srcName == "":
+				return usageError(fmt.Errorf("restore: give a TARGET directory, or --source-name NAME to pipe the snapshot into the source's restore_command: usage: %s", cmd.UseLine()))
+			}
+			if srcName != "" {
+				if err := brr.ValidateSourceName(srcName); err != nil {
+					return usageError(fmt.Errorf("--source-name: %w", err))
+				}
+				if source != "" {
+					return usageError(errors.New("restore: --source and --source-name both say whose snapshots to look at; give one"))
+				}
+				if target == "" && (len(paths) > 0 || overwrite) {
+					return usageError(errors.New("restore: --path and --overwrite go with a TARGET; without one the snapshot's file goes into the source's restore_command"))
+				}
 			}
 			if from != "" {
 				if repo != "" {
@@ -187,7 +243,8 @@ says so in a warning.`,
 				}
 				repo = from
 			}
-			job := brr.RestoreJob{Snapshot: args[0], Target: target, Repo: repo, Paths: paths, Overwrite: overwrite}
+			job := brr.RestoreJob{Snapshot: args[0], Target: target, Repo: repo, Paths: paths, Overwrite: overwrite, SourceName: srcName}
+			var err error
 			if job.Source, err = m.absSource(source); err != nil {
 				return err
 			}
@@ -206,7 +263,8 @@ says so in a warning.`,
 	cmd.Flags().StringVar(&from, "from", "", "restore from this replica (a repository name) instead")
 	cmd.Flags().StringArrayVar(&paths, "path", nil, "restore only this path of the snapshot and what is below it (repeatable)")
 	cmd.Flags().StringVar(&asOf, "as-of", "", `with "latest": the newest snapshot at or before this time (RFC 3339, YYYY-MM-DD, or a duration ago like 24h)`)
-	cmd.Flags().StringVar(&source, "source", "", `with "latest": only snapshots of this source path`)
+	cmd.Flags().StringVar(&source, "source", "", `with "latest": only snapshots of this source path (or source:NAME)`)
+	cmd.Flags().StringVar(&srcName, "source-name", "", "a snapshot of this source of the workers' config; without TARGET, piped into its restore_command (which comes from that config only)")
 	cmd.Flags().BoolVar(&overwrite, "overwrite", false, "replace files that exist in TARGET")
 	return cmd
 }
@@ -256,10 +314,11 @@ func (m *Main) abs(p string) (string, error) {
 	return filepath.Join(wd, p), nil
 }
 
-// absSource is abs for an optional path flag: "" stays "".
+// absSource is abs for an optional source flag: "" stays "", and so does source:NAME,
+// what the snapshots of a command source are of.
 func (m *Main) absSource(p string) (string, error) {
-	if p == "" {
-		return "", nil
+	if p == "" || strings.HasPrefix(p, "source:") {
+		return p, nil
 	}
 	return m.abs(p)
 }
@@ -413,10 +472,23 @@ func (m *Main) printResult(e *brr.Event) {
 	case r != nil && r.Backup != nil:
 		b := r.Backup
 		fmt.Fprintf(w, "snapshot %s of %s in repo %s\n", b.Snapshot, b.Source, b.Repo)
-		fmt.Fprintf(w, "files:   %d (%d new, %d changed, %d unchanged), %d dirs, %s\n", b.Files, b.FilesNew, b.FilesChanged, b.FilesUnchanged, b.Dirs, brr.FormatBytes(b.Bytes))
+		if b.Command != nil {
+			fmt.Fprintf(w, "file:    the command's output, %s\n", brr.FormatBytes(b.Bytes))
+		} else {
+			fmt.Fprintf(w, "files:   %d (%d new, %d changed, %d unchanged), %d dirs, %s\n", b.Files, b.FilesNew, b.FilesChanged, b.FilesUnchanged, b.Dirs, brr.FormatBytes(b.Bytes))
+		}
 		fmt.Fprintf(w, "added:   %s in %d blobs (read %s) in %s\n", brr.FormatBytes(b.BytesAdded), b.BlobsAdded, brr.FormatBytes(b.BytesRead), ms(b.DurationMS))
 		printExcluded(w, b)
+		printCommand(w, "command", b.Command)
+		for _, h := range b.Hooks {
+			fmt.Fprintf(w, "hook:    %s exited %d in %s\n", h.Hook, h.ExitCode, ms(h.DurationMS))
+		}
 		printWarnings(w, b.Warnings)
+	case r != nil && r.Restore != nil && r.Restore.Target == "" && r.Restore.Command != nil:
+		x := r.Restore
+		fmt.Fprintf(w, "restored snapshot %s from repo %s through the restore_command of source %s\n", x.Snapshot, x.Repo, x.SourceName)
+		printCommand(w, "command", x.Command)
+		printWarnings(w, x.Warnings)
 	case r != nil && r.Restore != nil:
 		x := r.Restore
 		fmt.Fprintf(w, "restored snapshot %s from repo %s into %s\n", x.Snapshot, x.Repo, x.Target)
@@ -487,6 +559,20 @@ func printExcluded(w io.Writer, b *brr.BackupResult) {
 		return
 	}
 	fmt.Fprintf(w, "excluded: %d files (%s), %d dirs (not counted inside)\n", b.FilesExcluded, brr.FormatBytes(b.BytesExcluded), b.DirsExcluded)
+}
+
+// printCommand prints the run of a source's command (what), when there was one: its exit
+// code, what went through its standard output or input, and the end of its stderr.
+func printCommand(w io.Writer, what string, c *brr.CommandRun) {
+	if c == nil {
+		return
+	}
+	fmt.Fprintf(w, "%-8s exited %d, %s in %s\n", what+":", c.ExitCode, brr.FormatBytes(c.Bytes), ms(c.DurationMS))
+	for _, l := range strings.Split(strings.TrimRight(c.Stderr, "\n"), "\n") {
+		if l != "" {
+			fmt.Fprintf(w, "  stderr: %s\n", l)
+		}
+	}
 }
 
 func printWarnings(w io.Writer, warnings []string) {

@@ -169,6 +169,7 @@ start a worker there with: brr-worker`,
 	root.AddCommand(m.scheduleCmd())
 	root.AddCommand(m.workersCmd())
 	root.AddCommand(m.repoCmd())
+	root.AddCommand(m.sourcesCmd())
 	return root
 }
 

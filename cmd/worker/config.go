@@ -202,6 +202,9 @@ func checkNode(n *yaml.Node, t reflect.Type, path string) error {
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return nil
 	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
 	at := func() string {
 		if path == "" {
 			return fmt.Sprintf("line %d", n.Line)

@@ -128,7 +128,7 @@ func (w *worker) watchAndCheck(ctx context.Context, js jetstream.JetStream, engi
 		&health.RepoRegistryCheck{Workers: monitor.Workers},
 	}
 	checks = append(checks,
-		&health.SnapshotCheck{Lister: engine, Repos: engine.RepoNames, Partial: partial, RPO: cfg.Health.RPO, Replicate: engine.Policy,
+		&health.SnapshotCheck{Lister: engine, Repos: engine.RepoNames, Partial: partial, RPO: cfg.rpo(), Replicate: engine.Policy,
 			LagWarn: cfg.Health.LagWarn, LagCritical: cfg.Health.LagCritical},
 		&health.RepositoryCheck{JS: js, Subjects: subj, Repos: engine.RepoNames, Partial: partial, DefaultRepo: defaultRepo, MaxAge: cfg.Health.VerifyMaxAge})
 	if cfg.Health.Canary {
@@ -154,6 +154,7 @@ func (w *worker) watchAndCheck(ctx context.Context, js jetstream.JetStream, engi
 		},
 		Refused: w.repos.Refused,
 		Repos:   engine.RepoNames,
+		Sources: cfg.sourceInfos,
 	}, w.log)
 	w.metrics.WatchPool(monitor)
 	w.metrics.WatchRunner(runner.Runs)

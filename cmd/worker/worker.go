@@ -201,6 +201,7 @@ func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Lo
 	// The worker's presence tells the others of the pool that a job it started is still
 	// its own when they get it again (its ack or InProgress was lost).
 	w.start(base, component{name: "presence", run: leases.KeepPresence, timeout: 10 * time.Second})
+	w.start(base, component{name: "watch", run: w.watchSources(leases), timeout: 10 * time.Second})
 	consumer := events.NewConsumer(js, w.db, engine, outbox, ecfg, baseLog)
 	consumer.Observe(w.metrics)
 	consumer.UsePresence(leases)

@@ -35,6 +35,8 @@ type Worker struct {
 	Refused func() []brr.RefusedRepo
 	// Repos are the repos the worker serves; nil says nothing of them.
 	Repos func() []string
+	// Sources are the named sources of the worker's config; nil says nothing of them.
+	Sources func() []brr.SourceInfo
 }
 
 // Heartbeat publishes this worker's heartbeat on brr.events.health.worker every interval.
@@ -68,6 +70,9 @@ func (h *Heartbeat) Info() brr.WorkerInfo {
 	}
 	if h.w.Repos != nil {
 		info.Repos = h.w.Repos()
+	}
+	if h.w.Sources != nil {
+		info.Sources = h.w.Sources()
 	}
 	if h.w.Stats != nil {
 		s := h.w.Stats()

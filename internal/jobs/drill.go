@@ -534,9 +534,9 @@ func makeRemovable(root *fsio.Root, rel string) {
 	}
 }
 
-// ClearScratch removes what drills left in the scratch directory dir, which a worker
-// killed during a drill does, and creates dir if need be. Call it at start, before any
-// drill runs.
+// ClearScratch removes what drills and SQLite copies left in the scratch directory dir,
+// which a worker killed during one does, and creates dir if need be. Call it at start,
+// before any job runs.
 func ClearScratch(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create scratch dir %s: %w", dir, err)
@@ -550,11 +550,12 @@ func ClearScratch(dir string) error {
 		return fmt.Errorf("read scratch dir %s: %w", dir, err)
 	}
 	for _, ent := range ents {
-		if !strings.HasPrefix(ent.Name(), "drill-") {
+		// Drills restore into drill-*; SQLite sources copy their database into sqlite-*.
+		if !strings.HasPrefix(ent.Name(), "drill-") && !strings.HasPrefix(ent.Name(), "sqlite-") {
 			continue
 		}
 		if err := removeScratch(filepath.Join(dir, ent.Name())); err != nil {
-			return fmt.Errorf("remove the leftovers of a drill in scratch dir %s: %w", dir, err)
+			return fmt.Errorf("remove the leftovers of a drill or a database copy in scratch dir %s: %w", dir, err)
 		}
 	}
 	return nil

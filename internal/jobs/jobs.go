@@ -174,8 +174,12 @@ func (e *Engine) refusal(job *brr.Job, refused *refusedError) error {
 		if job.Created.IsZero() {
 			waited = "the job has no creation time, so it cannot wait for one"
 		}
+		what := refused.what
+		if strings.HasPrefix(what, "repo ") {
+			what += " with the pool's id"
+		}
 		return brr.Permanent(fmt.Errorf("no worker of pool %s serves %s (%s); worker %s refuses it: %w",
-			job.Pool, refused.what, waited, e.Worker, refused))
+			job.Pool, what, waited, e.Worker, refused))
 	}
 	return brr.Snooze(fmt.Errorf("worker %s refuses %s; another worker of pool %s may serve it: %w", e.Worker, refused.what, job.Pool, refused),
 		min(max(age/10, time.Second), time.Minute))

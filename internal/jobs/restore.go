@@ -33,7 +33,13 @@ import (
 // the restorer keeps a marker named after jobID in the target until it succeeds, and an
 // attempt that finds it keeps what the earlier ones restored (see package restorer), and
 // says so in a warning.
+//
+// A job that names a source (SourceName) runs as restoreSource says: it may pipe the
+// file of a command source's snapshot into the source's restore_command instead.
 func (e *Engine) Restore(ctx context.Context, jobID string, a brr.RestoreJob, progress func(brr.Progress)) (*brr.RestoreResult, error) {
+	if a.SourceName != "" {
+		return e.restoreSource(ctx, jobID, a, progress)
+	}
 	start := time.Now()
 	pr := newReporter(progress)
 	defer pr.flush()

@@ -132,7 +132,7 @@ func (e *Engine) runHook(ctx context.Context, src *Source, which, command string
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, src.timeout())
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command)
+	cmd := shellCommand(ctx, command)
 	cmd.Env = append(os.Environ(),
 		"BRR_JOB_ID="+env.jobID,
 		"BRR_SOURCE_NAME="+src.Name,
@@ -142,11 +142,6 @@ func (e *Engine) runHook(ctx context.Context, src *Source, which, command string
 		"BRR_SNAPSHOT="+env.snapshot,
 		"BRR_ERROR="+env.errMsg,
 	)
-	// The hook and whatever it starts are one process group, killed together at the
-	// timeout, so that a hook's child cannot hold its output open.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
 	var out tailBuffer
 	out.max = maxHookOutput
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -172,6 +167,19 @@ func (e *Engine) runHook(ctx context.Context, src *Source, which, command string
 	ev.Str("job_id", env.jobID).Str("source_name", src.Name).Str("hook", which).Int("exit_code", run.ExitCode).
 		Int64("duration_ms", run.DurationMS).Str("output", run.Output).Msg("ran hook")
 	return run, err
+}
+
+// shellCommand returns a command that runs command with /bin/sh -c, as hooks and the
+// commands of sources run. It and whatever it starts are one process group, killed
+// together when ctx is done (at the timeout, or when the job is cancelled), so that a
+// child of the shell cannot hold its output open; Wait gives up on the output 5 s after
+// that.
+func shellCommand(ctx context.Context, command string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
 }
 
 // lastLine is the last non-empty line of s, for an error message.

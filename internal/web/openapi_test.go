@@ -94,6 +94,7 @@ func TestOpenAPISchemas(t *testing.T) {
 		"Snapshot": brr.Snapshot{}, "RecoveryPoint": brr.RecoveryPoint{}, "CheckpointsReply": brr.CheckpointsReply{},
 		"ReplicationLag": brr.ReplicationLag{}, "ReplicationInfo": brr.ReplicationInfo{}, "HealthReport": brr.HealthReport{},
 		"HealthCheck": brr.HealthCheck{}, "WorkerInfo": brr.WorkerInfo{}, "JobRecord": state.JobRecord{},
+		"SourceInfo": brr.SourceInfo{}, "SourceWatch": brr.SourceWatch{},
 		"RefusedRepo": brr.RefusedRepo{}, "RepoRegistration": brr.RepoRegistration{},
 		"BackupJob": brr.BackupJob{}, "RestoreJob": brr.RestoreJob{}, "VerifyJob": brr.VerifyJob{},
 		"ReplicateJob": brr.ReplicateJob{}, "PruneJob": brr.PruneJob{}, "RetentionPolicy": brr.RetentionPolicy{},
