@@ -280,11 +280,18 @@ func TestSIGTERMDrains(t *testing.T) {
 	_, c := testkit.Connect(t, url)
 	ctx := testkit.Context(t, time.Minute)
 
+	// The health canary sends pings of its own: wait for this job's start, not theirs
+	// (a canary's start let the test stop the worker before it had taken this job).
+	const id = "sigterm-drain-ping"
 	started := make(chan struct{}, 1)
-	if err := c.Subscribe(ctx, "brr.events.job.ping.started", func(*brr.Event) { started <- struct{}{} }); err != nil {
+	if err := c.Subscribe(ctx, "brr.events.job.ping.started", func(e *brr.Event) {
+		if e.JobID == id {
+			started <- struct{}{}
+		}
+	}); err != nil {
 		t.Fatal(err)
 	}
-	pub, err := c.Publish(ctx, brr.PingJob{DelayMS: 2000})
+	pub, err := c.Publish(ctx, brr.PingJob{DelayMS: 2000}, brr.WithID(id))
 	if err != nil {
 		t.Fatal(err)
 	}
