@@ -154,37 +154,15 @@ func (e *Engine) backupSource(ctx context.Context, jobID string, a brr.BackupJob
 		return res, nil, nil
 	}
 
-	if e.Leases != nil {
-		leaseCtx, release, err := e.Leases.Acquire(ctx, SourceLeaseKey(e.Host, a.Path))
-		if err != nil {
-			return nil, nil, fmt.Errorf("take lease on source %s: %w", a.Path, err)
-		}
-		defer release()
-		ctx = leaseCtx
-	}
-
-	// Before anything reads the index: the lock reloads it, so the backup knows every
-	// prune plan and never reuses a pack a prune is about to delete (see repo.GC).
-	w, err := r.StartWriter(ctx, "backup "+jobID)
+	ctx, st, err := e.startBackup(ctx, jobID, r, repoName, a.Path, a.Path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("lock repo %s for writing: %w", repoName, err)
+		return nil, nil, err
 	}
-	defer w.Release()
-
-	snapID := r.SnapshotIDFor(jobID)
-	snaps, err := r.Snapshots(ctx)
-	if err != nil {
-		return nil, nil, fmt.Errorf("list snapshots of repo %s: %w", repoName, err)
+	defer st.release()
+	if st.committed != nil {
+		return committedResult(repoName, st.committed, time.Since(start)), st.committed, nil
 	}
-	var parent *repo.Snapshot
-	for _, sn := range snaps {
-		if sn.ID == snapID {
-			return committedResult(repoName, sn, time.Since(start)), sn, nil
-		}
-		if sn.Source == a.Path && sn.Host == e.Host && (parent == nil || !sn.Time.Before(parent.Time)) {
-			parent = sn
-		}
-	}
+	w, parent := st.w, st.parent
 
 	scope := CacheScope(r, a.Path)
 	var loadCache func() (map[string]state.CachedFile, error)
@@ -205,7 +183,7 @@ func (e *Engine) backupSource(ctx context.Context, jobID string, a brr.BackupJob
 		return nil, nil, fmt.Errorf("flush repo %s: %w", repoName, err)
 	}
 	sn := &repo.Snapshot{
-		ID:         snapID,
+		ID:         r.SnapshotIDFor(jobID),
 		Time:       e.now().UTC(),
 		Host:       e.Host,
 		Source:     a.Path,
@@ -436,4 +414,55 @@ func (e *Engine) reportBackupProgress(ctx context.Context, root string, arch *ar
 		cancel()
 		wg.Wait()
 	}
+}
+
+// backupStart is what a backup holds while it writes: the repository's write lock and the
+// source's lease (release frees both), and what the repository has of the source.
+type backupStart struct {
+	w *repo.Writer
+	// committed is the snapshot the job committed before, when it is delivered again;
+	// parent the newest snapshot of the source from this host, if any.
+	committed, parent *repo.Snapshot
+	release           func()
+}
+
+// startBackup takes the lease on source (what names it in errors) and the write lock of
+// r, and finds the job's committed snapshot or the source's parent. The lease's context,
+// cancelled if the lease is lost, is returned for the backup to run under.
+func (e *Engine) startBackup(ctx context.Context, jobID string, r *repo.Repository, repoName, source, what string) (context.Context, *backupStart, error) {
+	st := &backupStart{release: func() {}}
+	if e.Leases != nil {
+		leaseCtx, release, err := e.Leases.Acquire(ctx, SourceLeaseKey(e.Host, source))
+		if err != nil {
+			return ctx, nil, fmt.Errorf("take lease on source %s: %w", what, err)
+		}
+		st.release = release
+		ctx = leaseCtx
+	}
+	// Before anything reads the index: the lock reloads it, so the backup knows every
+	// prune plan and never reuses a pack a prune is about to delete (see repo.GC).
+	w, err := r.StartWriter(ctx, "backup "+jobID)
+	if err != nil {
+		st.release()
+		return ctx, nil, fmt.Errorf("lock repo %s for writing: %w", repoName, err)
+	}
+	releaseLease := st.release
+	st.w, st.release = w, func() { w.Release(); releaseLease() }
+
+	snapID := r.SnapshotIDFor(jobID)
+	snaps, err := r.Snapshots(ctx)
+	if err != nil {
+		st.release()
+		return ctx, nil, fmt.Errorf("list snapshots of repo %s: %w", repoName, err)
+	}
+	for _, sn := range snaps {
+		if sn.ID == snapID {
+			st.committed = sn
+			return ctx, st, nil
+		}
+		if sn.Source == source && sn.Host == e.Host && (st.parent == nil || !sn.Time.Before(st.parent.Time)) {
+			st.parent = sn
+		}
+	}
+	return ctx, st, nil
 }

@@ -67,34 +67,15 @@ func (e *Engine) backupCommand(ctx context.Context, jobID string, a brr.BackupJo
 		}, nil, nil
 	}
 
-	if e.Leases != nil {
-		leaseCtx, release, err := e.Leases.Acquire(ctx, SourceLeaseKey(e.Host, source))
-		if err != nil {
-			return nil, nil, fmt.Errorf("take lease on source %s: %w", src.Name, err)
-		}
-		defer release()
-		ctx = leaseCtx
-	}
-	w, err := r.StartWriter(ctx, "backup "+jobID)
+	ctx, st, err := e.startBackup(ctx, jobID, r, repoName, source, src.Name)
 	if err != nil {
-		return nil, nil, fmt.Errorf("lock repo %s for writing: %w", repoName, err)
+		return nil, nil, err
 	}
-	defer w.Release()
-
-	snapID := r.SnapshotIDFor(jobID)
-	snaps, err := r.Snapshots(ctx)
-	if err != nil {
-		return nil, nil, fmt.Errorf("list snapshots of repo %s: %w", repoName, err)
+	defer st.release()
+	if st.committed != nil {
+		return committedResult(repoName, st.committed, time.Since(start)), st.committed, nil
 	}
-	var parent *repo.Snapshot
-	for _, sn := range snaps {
-		if sn.ID == snapID {
-			return committedResult(repoName, sn, time.Since(start)), sn, nil
-		}
-		if sn.Source == source && sn.Host == e.Host && (parent == nil || !sn.Time.Before(parent.Time)) {
-			parent = sn
-		}
-	}
+	w, parent := st.w, st.parent
 
 	out, run, err := e.runCommand(ctx, jobID, src, w, pr, start)
 	if err != nil {
@@ -120,7 +101,7 @@ func (e *Engine) backupCommand(ctx context.Context, jobID string, a brr.BackupJo
 		return nil, nil, fmt.Errorf("flush repo %s: %w", repoName, err)
 	}
 	sn := &repo.Snapshot{
-		ID:         snapID,
+		ID:         r.SnapshotIDFor(jobID),
 		Time:       now,
 		Host:       e.Host,
 		Source:     source,

@@ -44,34 +44,15 @@ func (e *Engine) backupSQLite(ctx context.Context, jobID string, a brr.BackupJob
 			WouldRead: []string{name}, DurationMS: time.Since(start).Milliseconds()}, nil, nil
 	}
 
-	if e.Leases != nil {
-		leaseCtx, release, err := e.Leases.Acquire(ctx, SourceLeaseKey(e.Host, key))
-		if err != nil {
-			return nil, nil, fmt.Errorf("take lease on source %s: %w", key, err)
-		}
-		defer release()
-		ctx = leaseCtx
-	}
-	w, err := r.StartWriter(ctx, "backup "+jobID)
+	ctx, st, err := e.startBackup(ctx, jobID, r, repoName, key, key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("lock repo %s for writing: %w", repoName, err)
+		return nil, nil, err
 	}
-	defer w.Release()
-
-	snapID := r.SnapshotIDFor(jobID)
-	snaps, err := r.Snapshots(ctx)
-	if err != nil {
-		return nil, nil, fmt.Errorf("list snapshots of repo %s: %w", repoName, err)
+	defer st.release()
+	if st.committed != nil {
+		return committedResult(repoName, st.committed, time.Since(start)), st.committed, nil
 	}
-	var parent *repo.Snapshot
-	for _, sn := range snaps {
-		if sn.ID == snapID {
-			return committedResult(repoName, sn, time.Since(start)), sn, nil
-		}
-		if sn.Source == key && sn.Host == e.Host && (parent == nil || !sn.Time.Before(parent.Time)) {
-			parent = sn
-		}
-	}
+	w, parent := st.w, st.parent
 
 	dir, err := e.sqliteScratch()
 	if err != nil {
@@ -112,7 +93,7 @@ func (e *Engine) backupSQLite(ctx context.Context, jobID string, a brr.BackupJob
 		return nil, nil, fmt.Errorf("flush repo %s: %w", repoName, err)
 	}
 	sn := &repo.Snapshot{
-		ID:         snapID,
+		ID:         r.SnapshotIDFor(jobID),
 		Time:       e.now().UTC(),
 		Host:       e.Host,
 		Source:     key,
