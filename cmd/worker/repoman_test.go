@@ -31,16 +31,8 @@ func TestReposManagedAtRuntime(t *testing.T) {
 	const password = "correct horse battery staple"
 	w1 := bins.StartWorker(t, testkit.WorkerOptions{Config: cfg, Env: []string{"VAULT_PW=" + password}})
 	w2 := bins.StartWorker(t, testkit.WorkerOptions{NATS: w1.NATSURL, Config: cfg})
-	nc, c := testkit.Connect(t, w1.NATSURL)
 	ctx := testkit.Context(t, 3*time.Minute)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	registry, err := events.OpenRegistry(ctx, js, events.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, _, registry := connectRegistry(t, ctx, w1.NATSURL)
 	dir := t.TempDir()
 	add := func(name string) {
 		t.Helper()
@@ -193,16 +185,8 @@ func openWithPassword(t *testing.T, dir, password string) *repo.Repository {
 func TestRegistrationChangesUnderAServedRepo(t *testing.T) {
 	const cfg = "health: {interval: 1s, canary: false}\n"
 	w := bins.StartWorker(t, testkit.WorkerOptions{Config: cfg})
-	nc, c := testkit.Connect(t, w.NATSURL)
 	ctx := testkit.Context(t, 2*time.Minute)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	registry, err := events.OpenRegistry(ctx, js, events.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, js, registry := connectRegistry(t, ctx, w.NATSURL)
 	own, err := registry.Lookup(ctx, brr.DefaultPool, "local")
 	if err != nil || own == nil {
 		t.Fatalf("the worker's local is not registered: %+v, %v", own, err)
@@ -249,4 +233,20 @@ func TestRegistrationChangesUnderAServedRepo(t *testing.T) {
 	if e, err := c.Wait(ctx, pub.ID, nil); err != nil || e.Status != brr.StatusSucceeded {
 		t.Fatalf("backup into local once served again: %+v, %v", e, err)
 	}
+}
+
+// connectRegistry connects a client to the NATS at url and opens the pools' repo
+// registry there.
+func connectRegistry(t *testing.T, ctx context.Context, url string) (*brr.Client, jetstream.JetStream, *events.Registry) {
+	t.Helper()
+	nc, c := testkit.Connect(t, url)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	registry, err := events.OpenRegistry(ctx, js, events.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, js, registry
 }
