@@ -162,7 +162,7 @@ func (e *Engine) backupSource(ctx context.Context, jobID string, a brr.BackupJob
 	if st.committed != nil {
 		return committedResult(repoName, st.committed, time.Since(start)), st.committed, nil
 	}
-	w, parent := st.w, st.parent
+	w := st.w
 
 	scope := CacheScope(r, a.Path)
 	var loadCache func() (map[string]state.CachedFile, error)
@@ -179,29 +179,19 @@ func (e *Engine) backupSource(ctx context.Context, jobID string, a brr.BackupJob
 	if err != nil {
 		return nil, nil, fmt.Errorf("back up %s: %w", a.Path, err)
 	}
-	if err := w.Flush(ctx); err != nil {
-		return nil, nil, fmt.Errorf("flush repo %s: %w", repoName, err)
-	}
 	sn := &repo.Snapshot{
-		ID:         r.SnapshotIDFor(jobID),
 		Time:       e.now().UTC(),
-		Host:       e.Host,
 		Source:     a.Path,
 		Tags:       a.Tags,
 		Tree:       ar.Tree,
-		JobID:      jobID,
 		Files:      ar.Files,
 		Dirs:       ar.Dirs,
 		Bytes:      ar.Bytes,
 		BlobsAdded: ar.BlobsAdded,
 		BytesAdded: ar.BytesAdded,
 	}
-	if parent != nil {
-		id := parent.ID
-		sn.Parent = &id
-	}
-	if err := r.SaveSnapshot(ctx, sn); err != nil {
-		return nil, nil, fmt.Errorf("save snapshot: %w", err)
+	if err := st.commit(ctx, sn); err != nil {
+		return nil, nil, err
 	}
 
 	res := committedResult(repoName, sn, time.Since(start))
@@ -419,7 +409,11 @@ func (e *Engine) reportBackupProgress(ctx context.Context, root string, arch *ar
 // backupStart is what a backup holds while it writes: the repository's write lock and the
 // source's lease (release frees both), and what the repository has of the source.
 type backupStart struct {
-	w *repo.Writer
+	r        *repo.Repository
+	repoName string
+	jobID    string
+	host     string
+	w        *repo.Writer
 	// committed is the snapshot the job committed before, when it is delivered again;
 	// parent the newest snapshot of the source from this host, if any.
 	committed, parent *repo.Snapshot
@@ -430,7 +424,7 @@ type backupStart struct {
 // r, and finds the job's committed snapshot or the source's parent. The lease's context,
 // cancelled if the lease is lost, is returned for the backup to run under.
 func (e *Engine) startBackup(ctx context.Context, jobID string, r *repo.Repository, repoName, source, what string) (context.Context, *backupStart, error) {
-	st := &backupStart{release: func() {}}
+	st := &backupStart{r: r, repoName: repoName, jobID: jobID, host: e.Host, release: func() {}}
 	if e.Leases != nil {
 		leaseCtx, release, err := e.Leases.Acquire(ctx, SourceLeaseKey(e.Host, source))
 		if err != nil {
@@ -465,4 +459,21 @@ func (e *Engine) startBackup(ctx context.Context, jobID string, r *repo.Reposito
 		}
 	}
 	return ctx, st, nil
+}
+
+// commit flushes what the backup wrote and saves sn as the job's snapshot: its id derives
+// from the job's, it is of this host, and its parent is the one startBackup found.
+func (st *backupStart) commit(ctx context.Context, sn *repo.Snapshot) error {
+	if err := st.w.Flush(ctx); err != nil {
+		return fmt.Errorf("flush repo %s: %w", st.repoName, err)
+	}
+	sn.ID, sn.Host, sn.JobID = st.r.SnapshotIDFor(st.jobID), st.host, st.jobID
+	if st.parent != nil {
+		id := st.parent.ID
+		sn.Parent = &id
+	}
+	if err := st.r.SaveSnapshot(ctx, sn); err != nil {
+		return fmt.Errorf("save snapshot: %w", err)
+	}
+	return nil
 }

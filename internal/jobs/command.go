@@ -75,7 +75,7 @@ func (e *Engine) backupCommand(ctx context.Context, jobID string, a brr.BackupJo
 	if st.committed != nil {
 		return committedResult(repoName, st.committed, time.Since(start)), st.committed, nil
 	}
-	w, parent := st.w, st.parent
+	w := st.w
 
 	out, run, err := e.runCommand(ctx, jobID, src, w, pr, start)
 	if err != nil {
@@ -97,28 +97,18 @@ func (e *Engine) backupCommand(ctx context.Context, jobID string, a brr.BackupJo
 	if err != nil {
 		return nil, nil, fmt.Errorf("save tree of source %s: %w", src.Name, err)
 	}
-	if err := w.Flush(ctx); err != nil {
-		return nil, nil, fmt.Errorf("flush repo %s: %w", repoName, err)
-	}
 	sn := &repo.Snapshot{
-		ID:         r.SnapshotIDFor(jobID),
 		Time:       now,
-		Host:       e.Host,
 		Source:     source,
 		Tags:       a.Tags,
 		Tree:       tree,
-		JobID:      jobID,
 		Files:      1,
 		Bytes:      out.size,
 		BlobsAdded: out.blobsAdded,
 		BytesAdded: out.bytesAdded,
 	}
-	if parent != nil {
-		id := parent.ID
-		sn.Parent = &id
-	}
-	if err := r.SaveSnapshot(ctx, sn); err != nil {
-		return nil, nil, fmt.Errorf("save snapshot: %w", err)
+	if err := st.commit(ctx, sn); err != nil {
+		return nil, nil, err
 	}
 	res := committedResult(repoName, sn, time.Since(start))
 	res.BytesRead = out.size

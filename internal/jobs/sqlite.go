@@ -52,7 +52,7 @@ func (e *Engine) backupSQLite(ctx context.Context, jobID string, a brr.BackupJob
 	if st.committed != nil {
 		return committedResult(repoName, st.committed, time.Since(start)), st.committed, nil
 	}
-	w, parent := st.w, st.parent
+	w := st.w
 
 	dir, err := e.sqliteScratch()
 	if err != nil {
@@ -89,29 +89,19 @@ func (e *Engine) backupSQLite(ctx context.Context, jobID string, a brr.BackupJob
 	if err != nil {
 		return nil, nil, fmt.Errorf("back up the copy of %s: %w", src.SQLite, err)
 	}
-	if err := w.Flush(ctx); err != nil {
-		return nil, nil, fmt.Errorf("flush repo %s: %w", repoName, err)
-	}
 	sn := &repo.Snapshot{
-		ID:         r.SnapshotIDFor(jobID),
 		Time:       e.now().UTC(),
-		Host:       e.Host,
 		Source:     key,
 		Tags:       a.Tags,
 		Tree:       ar.Tree,
-		JobID:      jobID,
 		Files:      ar.Files,
 		Dirs:       ar.Dirs,
 		Bytes:      ar.Bytes,
 		BlobsAdded: ar.BlobsAdded,
 		BytesAdded: ar.BytesAdded,
 	}
-	if parent != nil {
-		id := parent.ID
-		sn.Parent = &id
-	}
-	if err := r.SaveSnapshot(ctx, sn); err != nil {
-		return nil, nil, fmt.Errorf("save snapshot: %w", err)
+	if err := st.commit(ctx, sn); err != nil {
+		return nil, nil, err
 	}
 	res := committedResult(repoName, sn, time.Since(start))
 	res.FilesNew = ar.FilesNew
