@@ -18,6 +18,7 @@ import (
 	"github.com/brr-dev/brr/internal/repo"
 	"github.com/brr-dev/brr/internal/repo/file"
 	"github.com/brr-dev/brr/internal/testkit"
+	"github.com/brr-dev/brr/internal/web"
 )
 
 // TestReposManagedAtRuntime is issue 12's item 8: two workers of one pool, one of which
@@ -125,7 +126,11 @@ func TestReposManagedAtRuntime(t *testing.T) {
 	if err := registry.SetPolicy(ctx, brr.DefaultPool, "vault", []string{"vault2"}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second) // the policy reaches the worker; nothing outside shows when
+	testkit.Eventually(t, 20*time.Second, "worker 1 to show the policy set in the registry", func() bool {
+		_, body, err := get("http://" + w1.HTTP + "/api/v1/info")
+		var info web.Info
+		return err == nil && json.Unmarshal([]byte(body), &info) == nil && slices.Equal(info.Replicate["vault"], []string{"vault2"})
+	})
 	testkit.WriteFile(t, filepath.Join(src, "v.txt"), []byte("after the policy"), 0o644)
 	pub, err := c.Publish(ctx, brr.BackupJob{Path: src, Repo: "vault"})
 	if err != nil {
