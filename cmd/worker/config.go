@@ -50,6 +50,9 @@ type Config struct {
 	// keeps. A repo without one keeps every snapshot.
 	Retention map[string]brr.RetentionPolicy `yaml:"retention"`
 	Prune     PruneConfig                    `yaml:"prune"`
+
+	// Notify are the webhooks that get events (notify.go, docs/operations.md).
+	Notify []NotifyConfig `yaml:"notify"`
 }
 
 // NATSConfig says which NATS to use: an external one at URL, or (URL empty) an embedded

@@ -81,6 +81,7 @@ func (c *Config) Validate() error {
 		p.bad("memory_limit: must be off or at least %s, got %s: below that the worker would do little but collect garbage", minMemoryLimit, c.MemoryLimit)
 	}
 	p.add(c.Streams.validate())
+	p.add(c.validateNotify())
 	return p.err()
 }
 

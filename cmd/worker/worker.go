@@ -87,6 +87,12 @@ func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Lo
 	// by one, health checks first, HTTP last, so that no event is lost on the way out.
 	base := context.WithoutCancel(ctx)
 
+	// The webhooks' secrets first: a worker that could not sign its notifications stops
+	// before it takes any job.
+	notifyTargets, err := cfg.notifyTargets()
+	if err != nil {
+		return w, err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return w, fmt.Errorf("create data dir: %w", err)
 	}
@@ -211,6 +217,9 @@ func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Lo
 		return nil
 	}, timeout: cfg.Jobs.DrainTimeout + 10*time.Second})
 
+	if err := w.startNotify(base, js, notifyTargets); err != nil {
+		return w, err
+	}
 	if err := w.watchAndCheck(base, js, engine, hcfg, monitor); err != nil {
 		return w, err
 	}

@@ -407,3 +407,18 @@ func TestNewRefusesBadTargets(t *testing.T) {
 		t.Errorf("a good target: %v", err)
 	}
 }
+
+// TestRedact: a webhook's token never reaches a log or an error.
+func TestRedact(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://hooks.slack.com/services/T0/B0/XXXX": "https://hooks.slack.com/…",
+		"https://user:pw@ntfy.example.com/topic?x=1":  "https://ntfy.example.com/…",
+		"hooks.example.com/brr/token":                 "hooks.example.com/…",
+		"notaurlatall-with-a-long-token":              "notaurlatall…",
+		"short":                                       "short",
+	} {
+		if got := Redact(in); got != want {
+			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

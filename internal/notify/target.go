@@ -213,8 +213,16 @@ func ParseShape(s string) (Shape, error) {
 // often hold the webhook's token.
 func Redact(rawURL string) string {
 	u, err := url.Parse(rawURL)
-	if err != nil || u.Host == "" {
-		return "<unparsable url>"
+	if err == nil && u.Host != "" {
+		return u.Scheme + "://" + u.Host + "/…"
 	}
-	return u.Scheme + "://" + u.Host + "/…"
+	// Not a URL with a host: its text up to the first slash, which is where a token
+	// would start.
+	if head, _, cut := strings.Cut(rawURL, "/"); cut {
+		return head + "/…"
+	}
+	if len(rawURL) > 12 {
+		return rawURL[:12] + "…"
+	}
+	return rawURL
 }
