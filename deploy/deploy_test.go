@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -253,6 +254,13 @@ func TestCompose(t *testing.T) {
 		if !slices.Contains(mounts[name], want) {
 			t.Errorf("compose.yaml: service %s mounts %v, want %s", name, mounts[name], want)
 		}
+	}
+	// Prometheus loads the alert rules from where compose mounts them.
+	if !slices.Contains(mounts["prometheus"], "/etc/prometheus/alerts.yml:ro") {
+		t.Errorf("compose.yaml: prometheus mounts %v, want the alert rules at /etc/prometheus/alerts.yml", mounts["prometheus"])
+	}
+	if rules := at(yamlDocs(t, "compose/prometheus.yml")[0], "rule_files"); !reflect.DeepEqual(rules, []any{"/etc/prometheus/alerts.yml"}) {
+		t.Errorf("compose/prometheus.yml: rule_files = %v, want [/etc/prometheus/alerts.yml]", rules)
 	}
 
 	// Every node, with its compose environment, loads cluster.conf as a member of one

@@ -152,21 +152,24 @@ func TestMetricsAfterRealJobs(t *testing.T) {
 		}
 	}
 	// Present once something of theirs happened: none here.
-	later := []string{"brr_lease_waits_total", "brr_verify_failures_total", "brr_replication_lag_seconds", "brr_replication_lag_snapshots"}
+	later := []string{"brr_lease_waits_total", "brr_verify_failures_total", "brr_replication_lag_seconds", "brr_replication_lag_snapshots",
+		"brr_notifications_total", "brr_notification_failures_total"} // with notify: configured (TestNotifyWorkers)
 	for _, name := range later {
 		if families[name] != nil {
 			t.Errorf("metric %s present with no such event: %v", name, families[name])
 		}
 	}
-	// The Grafana dashboard uses only metrics that exist.
-	dashboard, err := os.ReadFile("../../deploy/grafana/brr.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range regexp.MustCompile(`\bbrr_[a-z_]+`).FindAllString(string(dashboard), -1) {
-		name = strings.TrimSuffix(name, "_bucket")
-		if _, ok := types[name]; !ok && !slices.Contains(later, name) {
-			t.Errorf("deploy/grafana/brr.json uses %s, which the worker does not export", name)
+	// The Grafana dashboard and the alert rules use only metrics that exist.
+	for _, file := range []string{"deploy/grafana/brr.json", "deploy/prometheus/alerts.yml"} {
+		data, err := os.ReadFile("../../" + file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range regexp.MustCompile(`\bbrr_[a-z_]+`).FindAllString(string(data), -1) {
+			name = strings.TrimSuffix(name, "_bucket")
+			if _, ok := types[name]; !ok && !slices.Contains(later, name) {
+				t.Errorf("%s uses %s, which the worker does not export", file, name)
+			}
 		}
 	}
 
