@@ -356,6 +356,7 @@ func (c Config) Redacted() Config {
 		}
 		out.NATS.URL = strings.Join(urls, ",")
 	}
+	out.Notify = redactNotify(c.Notify)
 	return out
 }
 

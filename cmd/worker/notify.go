@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -76,6 +77,19 @@ func (c *Config) validateNotify() error {
 		}
 	}
 	return p.err()
+}
+
+// redactNotify returns a copy of targets with each URL cut to its scheme and host: a
+// webhook's token is usually in its path (Slack, ntfy topics).
+func redactNotify(targets []NotifyConfig) []NotifyConfig {
+	if targets == nil {
+		return nil
+	}
+	out := slices.Clone(targets)
+	for i := range out {
+		out[i].URL = notify.Redact(out[i].URL)
+	}
+	return out
 }
 
 // unjoin splits an errors.Join into its errors.

@@ -256,3 +256,18 @@ notify:
 		}
 	}
 }
+
+// TestNotifyRedacted: `brr-worker config` shows a webhook's host, never its token.
+func TestNotifyRedacted(t *testing.T) {
+	cfg := Config{Notify: []NotifyConfig{{URL: "https://hooks.slack.com/services/T0/B0/s3cr3t", Events: []string{"brr.events.>"}}}}
+	out, err := cfg.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "s3cr3t") || !strings.Contains(string(out), "url: https://hooks.slack.com/…") {
+		t.Fatalf("config YAML:\n%s", out)
+	}
+	if cfg.Notify[0].URL != "https://hooks.slack.com/services/T0/B0/s3cr3t" {
+		t.Fatalf("Redacted changed the config itself: %q", cfg.Notify[0].URL)
+	}
+}

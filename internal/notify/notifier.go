@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
@@ -165,38 +166,60 @@ func (n *Notifier) consumerConfig(t *Target) jetstream.ConsumerConfig {
 	}
 }
 
+// runTarget sends t's notifications until ctx is done. A consumer that went away (an
+// operator deleted it, or it outlived Inactive while no worker ran) is made again.
 func (n *Notifier) runTarget(ctx context.Context, t *Target, log zerolog.Logger) {
-	var cons jetstream.Consumer
+	for ctx.Err() == nil {
+		cons := n.ensureConsumer(ctx, t, log)
+		if cons == nil {
+			return
+		}
+		n.fetch(ctx, t, cons, log)
+	}
+}
+
+// ensureConsumer creates or updates t's consumer, again with backoff until it works; nil
+// when ctx ends first.
+func (n *Notifier) ensureConsumer(ctx context.Context, t *Target, log zerolog.Logger) jetstream.Consumer {
 	for delay := time.Second; ; delay = min(2*delay, time.Minute) {
-		var err error
-		cons, err = n.js.CreateOrUpdateConsumer(ctx, n.cfg.Subjects.EventsStream(), n.consumerConfig(t))
+		cons, err := n.js.CreateOrUpdateConsumer(ctx, n.cfg.Subjects.EventsStream(), n.consumerConfig(t))
 		if err == nil {
-			break
+			log.Info().Strs("events", t.Events).Str("shape", string(t.Shape)).Str("min_severity", t.MinSeverity.String()).Msg("sending notifications")
+			return cons
 		}
 		if ctx.Err() != nil {
-			return
+			return nil
 		}
 		log.Warn().Err(err).Dur("retry_in", delay).Msg("create the notification consumer; trying again")
 		if !sleep(ctx, delay) {
-			return
+			return nil
 		}
 	}
-	log.Info().Strs("events", t.Events).Str("shape", string(t.Shape)).Str("min_severity", t.MinSeverity.String()).Msg("sending notifications")
+}
+
+// fetch takes t's notifications one at a time from cons until ctx is done or cons is
+// gone.
+func (n *Notifier) fetch(ctx context.Context, t *Target, cons jetstream.Consumer, log zerolog.Logger) {
 	for ctx.Err() == nil {
 		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		batch, err := cons.Fetch(1, jetstream.FetchContext(fctx))
-		if err != nil {
-			cancel()
-			if ctx.Err() == nil {
-				log.Warn().Err(err).Msg("fetch a notification; trying again")
-				sleep(ctx, time.Second)
+		if err == nil {
+			for msg := range batch.Messages() {
+				n.handle(ctx, t, msg, log)
 			}
-			continue
-		}
-		for msg := range batch.Messages() {
-			n.handle(ctx, t, msg, log)
+			err = batch.Error()
 		}
 		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound):
+			log.Warn().Err(err).Msg("the notification consumer is gone; making it again")
+			return
+		case err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout):
+			log.Warn().Err(err).Msg("fetch a notification; trying again")
+			sleep(ctx, time.Second)
+		}
 	}
 }
 

@@ -422,3 +422,30 @@ func TestRedact(t *testing.T) {
 		}
 	}
 }
+
+// TestConsumerDeleted: a target's consumer deleted under the workers is made again, and
+// notifications go on.
+func TestConsumerDeleted(t *testing.T) {
+	e := newEnv(t)
+	r := newReceiver(t, nil, 0)
+	e.start(t, fast(Target{Name: "ops", URL: r.URL, Events: []string{"brr.events.job.*.dead"}}))
+	first := e.publish(t, dead(0))
+	waitAccepted(t, r, 1)
+	if err := e.js.DeleteConsumer(context.Background(), "BRR_EVENTS", Consumer("ops")); err != nil {
+		t.Fatal(err)
+	}
+	var second string
+	// Published until one gets through: those before the consumer is back are not its.
+	testkit.Eventually(t, 60*time.Second, "a notification after the consumer was made again", func() bool {
+		if got, _ := r.got(); len(got) > 1 {
+			second = got[len(got)-1]
+			return true
+		}
+		e.publish(t, dead(1))
+		time.Sleep(200 * time.Millisecond)
+		return false
+	})
+	if got, _ := r.got(); got[0] != first || second == "" {
+		t.Fatalf("accepted %v", got)
+	}
+}
