@@ -166,15 +166,22 @@ func (n *Notifier) consumerConfig(t *Target) jetstream.ConsumerConfig {
 	}
 }
 
-// runTarget sends t's notifications until ctx is done. A consumer that went away (an
-// operator deleted it, or it outlived Inactive while no worker ran) is made again.
+// runTarget sends t's notifications until ctx is done. After a failed fetch it makes
+// sure the consumer exists (an operator may have deleted it, or it outlived Inactive
+// while no worker ran): a deleted consumer answers a pull with an error or not at all.
 func (n *Notifier) runTarget(ctx context.Context, t *Target, log zerolog.Logger) {
-	for ctx.Err() == nil {
+	for first := true; ctx.Err() == nil; first = false {
 		cons := n.ensureConsumer(ctx, t, log)
 		if cons == nil {
 			return
 		}
-		n.fetch(ctx, t, cons, log)
+		if first {
+			log.Info().Strs("events", t.Events).Str("shape", string(t.Shape)).Str("min_severity", t.MinSeverity.String()).Msg("sending notifications")
+		}
+		if err := n.fetch(ctx, t, cons, log); err != nil {
+			log.Warn().Err(err).Msg("fetch a notification; checking the consumer and trying again")
+			sleep(ctx, time.Second)
+		}
 	}
 }
 
@@ -184,7 +191,6 @@ func (n *Notifier) ensureConsumer(ctx context.Context, t *Target, log zerolog.Lo
 	for delay := time.Second; ; delay = min(2*delay, time.Minute) {
 		cons, err := n.js.CreateOrUpdateConsumer(ctx, n.cfg.Subjects.EventsStream(), n.consumerConfig(t))
 		if err == nil {
-			log.Info().Strs("events", t.Events).Str("shape", string(t.Shape)).Str("min_severity", t.MinSeverity.String()).Msg("sending notifications")
 			return cons
 		}
 		if ctx.Err() != nil {
@@ -197,9 +203,9 @@ func (n *Notifier) ensureConsumer(ctx context.Context, t *Target, log zerolog.Lo
 	}
 }
 
-// fetch takes t's notifications one at a time from cons until ctx is done or cons is
-// gone.
-func (n *Notifier) fetch(ctx context.Context, t *Target, cons jetstream.Consumer, log zerolog.Logger) {
+// fetch takes t's notifications one at a time from cons until ctx is done (nil) or a
+// fetch fails.
+func (n *Notifier) fetch(ctx context.Context, t *Target, cons jetstream.Consumer, log zerolog.Logger) error {
 	for ctx.Err() == nil {
 		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		batch, err := cons.Fetch(1, jetstream.FetchContext(fctx))
@@ -210,17 +216,11 @@ func (n *Notifier) fetch(ctx context.Context, t *Target, cons jetstream.Consumer
 			err = batch.Error()
 		}
 		cancel()
-		switch {
-		case ctx.Err() != nil:
-			return
-		case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound):
-			log.Warn().Err(err).Msg("the notification consumer is gone; making it again")
-			return
-		case err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout):
-			log.Warn().Err(err).Msg("fetch a notification; trying again")
-			sleep(ctx, time.Second)
+		if ctx.Err() == nil && err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+			return err
 		}
 	}
+	return nil
 }
 
 // handle posts msg to t until the receiver takes it, or drops it; it acknowledges msg
