@@ -45,7 +45,7 @@ func seedSnapshot() []byte {
 }
 
 func seedKey(t testing.TB) []byte {
-	b, err := sealKey(&masterKey{}, []byte("pw"), KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}, time.Unix(0, 0))
+	b, err := sealKey(&masterKey{}, []byte("pw"), KDFParams{Time: 1, MemoryKiB: 64, Threads: 1}, KeyMeta{}, time.Unix(0, 0))
 	if err != nil {
 		t.Fatal(err)
 	}

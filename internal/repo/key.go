@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/argon2"
@@ -69,6 +71,13 @@ type keyObject struct {
 	Salt    []byte    `json:"salt"`
 	Data    []byte    `json:"data"` // nonce || AES-256-GCM(master key JSON) || tag
 	Created time.Time `json:"created"`
+	// Host, User and JobID say where the key came from: the worker's host, who asked for
+	// it and the key job that added it. They are in the clear, like Created, so that
+	// `brr key list` shows them without a password, and absent from keys written before
+	// key management, which read as before (the version stays 1).
+	Host  string `json:"host,omitempty"`
+	User  string `json:"user,omitempty"`
+	JobID string `json:"job_id,omitempty"`
 }
 
 const (
@@ -127,11 +136,12 @@ func (k *keyObject) open(password []byte) (*masterKey, error) {
 }
 
 // sealKey wraps mk with a key derived from password under params.
-func sealKey(mk *masterKey, password []byte, params KDFParams, now time.Time) ([]byte, error) {
+func sealKey(mk *masterKey, password []byte, params KDFParams, meta KeyMeta, now time.Time) ([]byte, error) {
 	if err := params.validate(); err != nil {
 		return nil, err
 	}
-	k := &keyObject{V: keyVersion, KDF: kdfArgon2, Params: params, Salt: make([]byte, saltSize), Created: now.UTC()}
+	k := &keyObject{V: keyVersion, KDF: kdfArgon2, Params: params, Salt: make([]byte, saltSize), Created: now.UTC(),
+		Host: meta.Host, User: meta.User, JobID: meta.JobID}
 	if _, err := rand.Read(k.Salt); err != nil {
 		return nil, fmt.Errorf("generate salt: %w", err)
 	}
@@ -147,39 +157,50 @@ func sealKey(mk *masterKey, password []byte, params KDFParams, now time.Time) ([
 	return json.MarshalIndent(k, "", "  ")
 }
 
-// saveKey stores a new key object for password.
-func saveKey(ctx context.Context, be Backend, mk *masterKey, password []byte, params KDFParams) error {
-	data, err := sealKey(mk, password, params, time.Now())
+// saveKey stores a new key object for password and returns what it is.
+func saveKey(ctx context.Context, be Backend, mk *masterKey, password []byte, params KDFParams, meta KeyMeta) (KeyInfo, error) {
+	now := time.Now()
+	data, err := sealKey(mk, password, params, meta, now)
 	if err != nil {
-		return fmt.Errorf("seal key: %w", err)
+		return KeyInfo{}, fmt.Errorf("seal key: %w", err)
 	}
 	var name [16]byte
 	if _, err := rand.Read(name[:]); err != nil {
-		return fmt.Errorf("generate key name: %w", err)
+		return KeyInfo{}, fmt.Errorf("generate key name: %w", err)
 	}
 	h := Handle{Type: KeyFile, Name: hex.EncodeToString(name[:])}
 	if err := be.Save(ctx, h, NewByteReader(data)); err != nil {
-		return fmt.Errorf("save key %s: %w", h.Name, err)
+		return KeyInfo{}, fmt.Errorf("save key %s: %w", h.Name, err)
 	}
-	return nil
+	k, err := decodeKey(data)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	return k.info(h.Name), nil
 }
 
 // maxKeySize bounds what is read as a key object.
 const maxKeySize = 64 << 10
 
 // openKeys tries password on every key object and returns the master key of the first
-// that opens.
-func openKeys(ctx context.Context, be Backend, password []byte) (*masterKey, error) {
+// that opens, and that key's id. Keys whose id starts with hint (when not empty) are
+// tried first: each try costs a KDF run.
+func openKeys(ctx context.Context, be Backend, password []byte, hint string) (*masterKey, string, error) {
 	var names []FileInfo
 	err := be.List(ctx, KeyFile, func(fi FileInfo) error {
 		names = append(names, fi)
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list keys: %w", err)
+		return nil, "", fmt.Errorf("list keys: %w", err)
 	}
 	if len(names) == 0 {
-		return nil, fmt.Errorf("%w: the repository at %s has no keys", ErrWrongPassword, be.Location())
+		return nil, "", fmt.Errorf("%w: the repository at %s has no keys", ErrWrongPassword, be.Location())
+	}
+	if hint != "" {
+		slices.SortStableFunc(names, func(a, b FileInfo) int {
+			return cmpBool(strings.HasPrefix(b.Name, hint), strings.HasPrefix(a.Name, hint))
+		})
 	}
 	var bad []error
 	for _, fi := range names {
@@ -192,7 +213,7 @@ func openKeys(ctx context.Context, be Backend, password []byte) (*masterKey, err
 			if IsNotExist(err) {
 				continue // removed since listed
 			}
-			return nil, fmt.Errorf("load key %s: %w", fi.Name, err)
+			return nil, "", fmt.Errorf("load key %s: %w", fi.Name, err)
 		}
 		k, err := decodeKey(data)
 		if err != nil {
@@ -207,11 +228,22 @@ func openKeys(ctx context.Context, be Backend, password []byte) (*masterKey, err
 			bad = append(bad, fmt.Errorf("key %s: %w", fi.Name, err))
 			continue
 		}
-		return mk, nil
+		return mk, fi.Name, nil
 	}
 	err = fmt.Errorf("%w: none of the repository's %d keys opens with it", ErrWrongPassword, len(names))
 	if len(bad) > 0 {
 		err = fmt.Errorf("%w (%d unreadable: %w)", err, len(bad), errors.Join(bad...))
 	}
-	return nil, err
+	return nil, "", err
+}
+
+// cmpBool orders false before true.
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }

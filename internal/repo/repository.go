@@ -37,6 +37,9 @@ type Options struct {
 	// Each pack being filled or saved takes up to PackSize plus one blob, and a file
 	// there is unlinked as soon as it is created. "" means os.TempDir().
 	TempDir string
+	// KeyHint is the id, or a prefix of it, of the key that Open should try first: each
+	// key tried costs a run of the KDF. The other keys are tried after it.
+	KeyHint string
 }
 
 // Repository is an open repository. All its methods are safe for concurrent use.
@@ -46,6 +49,7 @@ type Repository struct {
 	cfgMu sync.RWMutex // guards cfg.V, which Upgrade changes
 	cfg   *configObject
 	mk    *masterKey
+	keyID string // the key object the repository was opened or created with
 	aead  cipher.AEAD
 	gear  *gearTable
 	comp  *compressor
@@ -124,10 +128,12 @@ func Init(ctx context.Context, be Backend, password []byte, opts Options) (*Repo
 	if err != nil {
 		return nil, err
 	}
-	if err := saveKey(ctx, be, mk, password, opts.KDF.orDefault()); err != nil {
+	k, err := saveKey(ctx, be, mk, password, opts.KDF.orDefault(), KeyMeta{Host: opts.Host, User: osUser()})
+	if err != nil {
 		r.stopWriter()
 		return nil, err
 	}
+	r.keyID = k.ID
 	if err := r.saveJSON(ctx, configHandle, cfg); err != nil {
 		r.stopWriter()
 		return nil, err
@@ -147,7 +153,7 @@ func Open(ctx context.Context, be Backend, password []byte, opts Options) (*Repo
 	} else if err != nil {
 		return nil, fmt.Errorf("stat config: %w", err)
 	}
-	mk, err := openKeys(ctx, be, password)
+	mk, keyID, err := openKeys(ctx, be, password, opts.KeyHint)
 	if err != nil {
 		return nil, err
 	}
@@ -167,6 +173,7 @@ func Open(ctx context.Context, be Backend, password []byte, opts Options) (*Repo
 	if err != nil {
 		return nil, err
 	}
+	r.keyID = keyID
 	if err := r.ReloadIndex(ctx); err != nil {
 		r.stopWriter()
 		return nil, err
@@ -248,12 +255,10 @@ func newRepository(be Backend, mk *masterKey, cfg *configObject, opts Options) (
 }
 
 // AddKey adds a key for password, so that either it or any existing password opens the
-// repository.
+// repository. AddKeyFor (keys.go) also records where the key came from.
 func (r *Repository) AddKey(ctx context.Context, password []byte) error {
-	if len(password) == 0 {
-		return fmt.Errorf("add key: the password is empty; give a password or key file")
-	}
-	return saveKey(ctx, r.be, r.mk, password, r.opts.KDF.orDefault())
+	_, err := r.AddKeyFor(ctx, password, KeyMeta{Host: r.opts.Host, User: osUser()})
+	return err
 }
 
 // ID returns the repository's id (hex).
