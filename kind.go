@@ -23,10 +23,12 @@ const (
 	// KindPing does nothing but pass through the whole pipeline: the canary that health
 	// checks and `brr bench` use to measure it.
 	KindPing Kind = "ping"
+	// KindKey lists, adds, removes or replaces the keys of a repository.
+	KindKey Kind = "key"
 )
 
 // Kinds lists every kind a worker may be asked for, in a stable order.
-var Kinds = []Kind{KindBackup, KindRestore, KindVerify, KindReplicate, KindPrune, KindCheckpoint, KindDrill, KindPing}
+var Kinds = []Kind{KindBackup, KindRestore, KindVerify, KindReplicate, KindPrune, KindCheckpoint, KindDrill, KindPing, KindKey}
 
 // Valid reports whether k is one of Kinds.
 func (k Kind) Valid() bool {
@@ -58,6 +60,8 @@ func newArgs(k Kind) (JobArgs, error) {
 		return &CheckpointJob{}, nil
 	case KindDrill:
 		return &DrillJob{}, nil
+	case KindKey:
+		return &KeyJob{}, nil
 	case "":
 		return nil, fmt.Errorf("%w: job message has no \"kind\"", ErrUnknownKind)
 	}

@@ -22,6 +22,7 @@ type Result struct {
 	Prune      *PruneResult      `json:"prune,omitempty"`
 	Checkpoint *CheckpointResult `json:"checkpoint,omitempty"`
 	Drill      *DrillResult      `json:"drill,omitempty"`
+	Key        *KeyResult        `json:"key,omitempty"`
 }
 
 // results opens the KV bucket BRR_RESULTS, which keeps the latest lifecycle event of every

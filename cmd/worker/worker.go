@@ -288,6 +288,7 @@ func (w *worker) newEngine(repos map[string]*repo.Repository, refused []brr.Refu
 		Retention:    cfg.Retention,
 		PruneGrace:   cfg.Prune.Grace,
 		ScratchDir:   cfg.ScratchDir(),
+		KeyDir:       filepath.Join(cfg.DataDir, "keys"),
 		Points:       w.db,
 		Refused:      refusedWhy(refused),
 	}

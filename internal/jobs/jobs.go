@@ -82,6 +82,9 @@ type Engine struct {
 	// ScratchDir is where restore drills restore to (a fresh directory per drill, removed
 	// after); empty means the system's temporary directory.
 	ScratchDir string
+	// KeyDir is where key jobs write the passwords they generate and read the password
+	// files they name (key.go); empty means this worker adds no keys.
+	KeyDir string
 	// Points indexes recovery points; nil means they are only in the repositories.
 	Points PointIndex
 	// Sources are the named sources of the worker's config, by name (source.go).
@@ -198,6 +201,7 @@ var kinds = map[brr.Kind]run{
 	brr.KindPrune:      runArgs((*Engine).runPrune),
 	brr.KindCheckpoint: runArgs((*Engine).runCheckpoint),
 	brr.KindDrill:      runArgs((*Engine).runDrill),
+	brr.KindKey:        runArgs((*Engine).runKey),
 	brr.KindPing:       runArgs((*Engine).runPing),
 }
 

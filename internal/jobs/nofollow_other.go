@@ -1,0 +1,5 @@
+//go:build !unix
+
+package jobs
+
+const noFollow = 0
