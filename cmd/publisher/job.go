@@ -530,6 +530,8 @@ func (m *Main) printResult(e *brr.Event) {
 		printRecovery(w, r)
 	case r != nil && r.Replicate != nil:
 		printReplicate(w, r.Replicate)
+	case r != nil && r.Key != nil:
+		printKeys(w, r.Key)
 	default:
 		fmt.Fprintf(w, "%s job %s %s\n", e.Kind, e.JobID, e.Status)
 	}

@@ -170,6 +170,7 @@ start a worker there with: brr-worker`,
 	root.AddCommand(m.workersCmd())
 	root.AddCommand(m.repoCmd())
 	root.AddCommand(m.sourcesCmd())
+	root.AddCommand(m.keyCmd())
 	return root
 }
 
