@@ -55,7 +55,11 @@ them, then remove the old key.`,
 				if nargs == 1 {
 					job.ID = args[0]
 				}
-				f.wait = true
+				// A bad job is a usage error before anything is asked of the server.
+				if err := job.Validate(); err != nil {
+					return err
+				}
+				f.wait = m.capture == nil // a key job's result is the point; a scheduled one has nobody waiting
 				return m.runJob(cmd, f, job)
 			},
 		}
