@@ -192,6 +192,7 @@ func TestScope(t *testing.T) {
 		{&CheckpointJob{Snapshot: "latest", Source: "/srv/app", Repo: "local", Label: "l"}, Scope{Repo: "local", Source: "/srv/app"}},
 		{&DrillJob{Snapshot: "latest", Source: "/srv/app", Repo: "local"}, Scope{Repo: "local", Source: "/srv/app"}},
 		{&PingJob{DelayMS: 5}, Scope{}},
+		{&KeyJob{Action: KeyList, Repo: "offsite"}, Scope{Repo: "offsite"}},
 		{&BackupJob{Path: "/srv/app"}, Scope{Source: "/srv/app"}}, // the default repo
 	}
 	for _, tt := range tests {
