@@ -133,7 +133,7 @@ func openRepo(ctx context.Context, cfg Config, name string, rc RepoConfig, js je
 		if rc.PasswordEnv != "" {
 			how = "the password in $" + rc.PasswordEnv
 		}
-		return nil, fmt.Errorf("repo %s at %s: %s does not open it (wrong key); configure the key this repository was created with", name, be.Location(), how)
+		return nil, fmt.Errorf("repo %s at %s: %s does not open it (wrong key); configure one of the repository's keys: the one it was created with, or one added since with `brr key add` (`brr key list --repo %s` lists them, from a worker that opens it; a removed key opens it no more)", name, be.Location(), how, name)
 	case err != nil:
 		_ = be.Close()
 		return nil, fmt.Errorf("open repo %s at %s: %w", name, be.Location(), err)
