@@ -250,3 +250,34 @@ func TestKeyAppendOnly(t *testing.T) {
 		t.Fatalf("%d keys, want 3: nothing removed", len(keys))
 	}
 }
+
+// A removal waits for the key lease of the repository (snoozed, not failed), so that two
+// workers cannot each remove the key the other leaves; add and list do not need it.
+func TestKeyRemoveTakesLease(t *testing.T) {
+	b := keySetup(t)
+	l := newKVLeaser(t)
+	b.engine.Leases = l
+	ctx := context.Background()
+	other, err := b.repo.AddKeyFor(ctx, []byte("another password"), repo.KeyMeta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, release, err := l.Acquire(ctx, jobs.KeyLeaseKey(b.repo))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = keyJob(b.engine, "rm-leased", brr.KeyJob{Action: brr.KeyRemove, ID: other.ID})
+	if _, snoozed := brr.SnoozeDelay(err); !snoozed {
+		t.Fatalf("remove while another holds the key lease: %v, want a snooze", err)
+	}
+	if _, err := b.repo.FindKey(ctx, other.ID); err != nil {
+		t.Fatalf("the key went while the lease was held elsewhere: %v", err)
+	}
+	if _, err := keyJob(b.engine, "list-leased", brr.KeyJob{Action: brr.KeyList}); err != nil {
+		t.Fatalf("list while the key lease is held: %v", err)
+	}
+	release()
+	if _, err := keyJob(b.engine, "rm-leased", brr.KeyJob{Action: brr.KeyRemove, ID: other.ID}); err != nil {
+		t.Fatalf("remove after the lease was released: %v", err)
+	}
+}
