@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -17,6 +18,8 @@ import (
 type DeadLetterEntry struct {
 	Seq uint64 `json:"seq"`
 	DeadLetter
+	// stored is when the entry reached the dead-letter stream, which PurgeDead compares.
+	stored time.Time
 }
 
 // DeadLetters returns every entry of the dead-letter stream, oldest first. Entries that
@@ -35,7 +38,7 @@ func (c *Client) DeadLetters(ctx context.Context) ([]DeadLetterEntry, error) {
 		if err != nil {
 			return
 		}
-		e := DeadLetterEntry{Seq: md.Sequence.Stream}
+		e := DeadLetterEntry{Seq: md.Sequence.Stream, stored: md.Timestamp}
 		if err := json.Unmarshal(m.Data(), &e.DeadLetter); err != nil {
 			e.DeadLetter = DeadLetter{Subject: m.Subject(), Error: fmt.Sprintf("undecodable dead letter: %v", err)}
 		}
@@ -48,7 +51,8 @@ func (c *Client) DeadLetters(ctx context.Context) ([]DeadLetterEntry, error) {
 }
 
 // RetryDead publishes the request of dead job jobID again, to the subject it came on, and
-// then removes its entry from the dead-letter stream. The message id is
+// then removes its entry from the dead-letter stream. jobID may also be the sequence of
+// the entry, as `brr dlq ls` shows it (a job id is looked for first). The message id is
 // "<id>-retry-<seq>", since the job's own id may still be in the job stream's duplicate
 // window; the job inside keeps its id. A second RetryDead of the same entry (its removal
 // failed) is reported as Duplicate and not run twice. An id with no dead letter is an
@@ -64,18 +68,17 @@ func (c *Client) RetryDead(ctx context.Context, jobID string) (PublishResult, er
 	if err != nil {
 		return PublishResult{}, fmt.Errorf("retry job %s: %w", jobID, err)
 	}
-	var dead *DeadLetterEntry
-	for i := range entries {
-		if entries[i].JobID == jobID {
-			dead = &entries[i] // the newest entry of the job wins
-		}
-	}
-	if dead == nil {
+	found := c.findDead(entries, jobID)
+	if len(found) == 0 {
 		return PublishResult{}, fmt.Errorf("retry job %s: %w in %s (list them with: brr dlq ls)", jobID, ErrNotFound, c.subj.DLQStream())
+	}
+	dead := &found[len(found)-1] // the newest entry of the job wins
+	if dead.JobID != "" {
+		jobID = dead.JobID
 	}
 	job, err := DecodeJob(dead.Request)
 	if err != nil {
-		return PublishResult{}, fmt.Errorf("retry job %s: its request cannot run again (%v); publish a corrected job instead", jobID, err)
+		return PublishResult{}, fmt.Errorf("retry job %s: its request cannot run again (%w); publish a corrected job instead", jobID, err)
 	}
 	subject := c.subj.Job(job.Pool, job.Kind)
 	if pool, kind, ok := c.subj.ParseJob(dead.Subject); ok && pool == job.Pool && kind == job.Kind {
@@ -111,6 +114,95 @@ func (c *Client) RetryDead(ctx context.Context, jobID string) (PublishResult, er
 		rev = 0
 	}
 	return PublishResult{ID: job.ID, Pool: job.Pool, Kind: job.Kind, Stream: ack.Stream, Seq: ack.Sequence, Duplicate: ack.Duplicate, ResultRevision: rev}, nil
+}
+
+// findDead returns the entries that ref names: those of the job with id ref, oldest
+// first, or else the one entry whose sequence (the SEQ column of `brr dlq ls`) is ref.
+// A job id made of digits only is taken as a job id first.
+func (c *Client) findDead(entries []DeadLetterEntry, ref string) []DeadLetterEntry {
+	var out []DeadLetterEntry
+	for _, e := range entries {
+		if e.JobID != "" && e.JobID == ref {
+			out = append(out, e)
+		}
+	}
+	if len(out) > 0 {
+		return out
+	}
+	seq, err := strconv.ParseUint(strings.TrimPrefix(ref, "#"), 10, 64)
+	if err != nil {
+		return nil
+	}
+	for _, e := range entries {
+		if e.Seq == seq {
+			return []DeadLetterEntry{e}
+		}
+	}
+	return nil
+}
+
+// RemoveDead removes dead letters without running them again: every entry of the job
+// with id ref, or the entry with sequence ref (which is how an entry that does not even
+// decode is named). It returns what it removed; a ref that names nothing is an error
+// wrapping ErrNotFound.
+func (c *Client) RemoveDead(ctx context.Context, ref string) ([]DeadLetterEntry, error) {
+	entries, err := c.DeadLetters(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("remove dead letter %s: %w", ref, err)
+	}
+	found := c.findDead(entries, ref)
+	if len(found) == 0 {
+		return nil, fmt.Errorf("remove dead letter %s: %w in %s: give a job id or a SEQ that brr dlq ls shows", ref, ErrNotFound, c.subj.DLQStream())
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	st, err := c.js.Stream(ctx, c.subj.DLQStream())
+	if err != nil {
+		return nil, fmt.Errorf("remove dead letter %s: %w", ref, err)
+	}
+	removed := found[:0]
+	for _, e := range found {
+		err := st.DeleteMsg(ctx, e.Seq)
+		if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return removed, fmt.Errorf("remove dead letter %s (seq %d): %w", ref, e.Seq, err)
+		}
+		if err == nil {
+			removed = append(removed, e)
+		}
+	}
+	return removed, nil
+}
+
+// PurgeDead removes every dead letter that reached the dead-letter stream before before,
+// or every one when before is zero, and returns how many it removed. Entries are in the
+// stream in the order they arrived, so this is one purge up to the first newer entry.
+func (c *Client) PurgeDead(ctx context.Context, before time.Time) (int, error) {
+	entries, err := c.DeadLetters(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("purge dead letters: %w", err)
+	}
+	n := 0
+	for _, e := range entries {
+		if !before.IsZero() && !e.stored.Before(before) {
+			break
+		}
+		n++
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	st, err := c.js.Stream(ctx, c.subj.DLQStream())
+	if err != nil {
+		return 0, fmt.Errorf("purge dead letters: %w", err)
+	}
+	// Up to, not including, the sequence after the last entry to go: an entry that arrived
+	// since the listing stays.
+	if err := st.Purge(ctx, jetstream.WithPurgeSequence(entries[n-1].Seq+1)); err != nil {
+		return 0, fmt.Errorf("purge dead letters: %w", err)
+	}
+	return n, nil
 }
 
 // resultRevision is the revision of job id's entry in the results bucket, 0 when it has

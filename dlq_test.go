@@ -3,6 +3,7 @@ package brr_test
 import (
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -117,5 +118,106 @@ func TestDeadLettersRetry(t *testing.T) {
 	}
 	if _, err := b.client.RetryDead(ctx, "doomed"); !errors.Is(err, brr.ErrNotFound) {
 		t.Fatalf("second RetryDead: %v, want ErrNotFound", err)
+	}
+}
+
+// publishDead writes a dead letter of job id to the dead-letter stream, as a worker does,
+// and returns its sequence.
+func publishDead(t *testing.T, b *bundle, id string) uint64 {
+	t.Helper()
+	ctx := testkit.Context(t, 10*time.Second)
+	job := brr.NewJob(brr.PingJob{})
+	job.ID = id
+	req, _ := json.Marshal(job)
+	dl := brr.DeadLetter{V: brr.Version, JobID: id, Pool: "default", Kind: brr.KindPing, Subject: b.subj.Job("default", brr.KindPing),
+		Request: req, Error: "boom", Status: brr.StatusDead, Attempts: 3, Time: time.Now().UTC()}
+	data, _ := json.Marshal(dl)
+	ack, err := b.js.Publish(ctx, b.subj.DLQ("default", brr.KindPing), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ack.Sequence
+}
+
+func deadIDs(t *testing.T, b *bundle) []string {
+	t.Helper()
+	entries, err := b.client.DeadLetters(testkit.Context(t, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, e := range entries {
+		ids = append(ids, e.JobID)
+	}
+	return ids
+}
+
+// TestRemoveDead: a dead letter can be removed without running it, by its job id or by
+// the SEQ that `brr dlq ls` shows, and by age with PurgeDead.
+func TestRemoveDead(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := testkit.Context(t, 20*time.Second)
+	publishDead(t, b, "a")
+	seqB := publishDead(t, b, "b")
+	publishDead(t, b, "a") // a second entry of job a
+
+	removed, err := b.client.RemoveDead(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(removed), 2; got != want {
+		t.Fatalf("RemoveDead(a) removed %d entries, want %d (every entry of the job)", got, want)
+	}
+	if got, want := strings.Join(deadIDs(t, b), ","), "b"; got != want {
+		t.Fatalf("after RemoveDead(a): %q, want %q", got, want)
+	}
+	if _, err := b.client.RemoveDead(ctx, "a"); !errors.Is(err, brr.ErrNotFound) {
+		t.Fatalf("RemoveDead(a) again: %v, want ErrNotFound", err)
+	}
+	if _, err := b.client.RemoveDead(ctx, strconv.FormatUint(seqB, 10)); err != nil {
+		t.Fatalf("RemoveDead by seq: %v", err)
+	}
+	if ids := deadIDs(t, b); len(ids) != 0 {
+		t.Fatalf("after RemoveDead by seq: %q, want none", ids)
+	}
+
+	publishDead(t, b, "old1")
+	publishDead(t, b, "old2")
+	seqNew := publishDead(t, b, "new")
+	dlq, _ := b.js.Stream(ctx, b.subj.DLQStream())
+	newest, err := dlq.GetMsg(ctx, seqNew)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := newest.Time // entries stored before the newest one go
+	n, err := b.client.PurgeDead(ctx, cut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(deadIDs(t, b), ","), "new"; n != 2 || got != want {
+		t.Fatalf("PurgeDead(before) removed %d, left %q; want 2 and %q", n, got, want)
+	}
+	n, err = b.client.PurgeDead(ctx, time.Time{})
+	if err != nil || n != 1 || len(deadIDs(t, b)) != 0 {
+		t.Fatalf("PurgeDead(all) = %d, %v, left %q; want 1 and none", n, err, deadIDs(t, b))
+	}
+}
+
+// TestRetryDeadBySeq: brr dlq ls shows a SEQ; retry takes it as well as the job id.
+func TestRetryDeadBySeq(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := testkit.Context(t, 20*time.Second)
+	seq := publishDead(t, b, "by-seq")
+	res, err := b.client.RetryDead(ctx, strconv.FormatUint(seq, 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ID != "by-seq" || res.Kind != brr.KindPing {
+		t.Fatalf("RetryDead(seq) = %+v, want job by-seq", res)
+	}
+	if ids := deadIDs(t, b); len(ids) != 0 {
+		t.Fatalf("after retry: %q, want none", ids)
 	}
 }

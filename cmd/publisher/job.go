@@ -325,7 +325,7 @@ func (m *Main) absSource(p string) (string, error) {
 
 // parseTime reads an RFC 3339 time, a date, or a duration before now.
 func parseTime(s string, now time.Time) (time.Time, error) {
-	if d, err := time.ParseDuration(s); err == nil {
+	if d, err := parseSpan(s); err == nil {
 		return now.Add(-d).UTC(), nil
 	}
 	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04", "2006-01-02"} {
@@ -333,7 +333,26 @@ func parseTime(s string, now time.Time) (time.Time, error) {
 			return t.UTC(), nil
 		}
 	}
-	return time.Time{}, fmt.Errorf("time %q: use RFC 3339 (2026-11-26T12:00:00Z), a date (2026-11-26) or a duration ago (24h)", s)
+	return time.Time{}, fmt.Errorf("time %q: use RFC 3339 (2026-11-26T12:00:00Z), a date (2026-11-26) or a duration ago (24h, 7d)", s)
+}
+
+// parseSpan reads a duration as Go does, plus the units d (days) and w (weeks) that the
+// API takes too: 90m, 24h, 7d, 2w.
+func parseSpan(s string) (time.Duration, error) {
+	for suffix, unit := range map[string]time.Duration{"d": 24 * time.Hour, "w": 7 * 24 * time.Hour} {
+		if n, ok := strings.CutSuffix(s, suffix); ok {
+			f, err := strconv.ParseFloat(n, 64)
+			if err != nil || f < 0 {
+				return 0, fmt.Errorf("duration %q: want a number before %q, like 7%s", s, suffix, suffix)
+			}
+			return time.Duration(f * float64(unit)), nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("duration %q: use 30m, 24h, 7d or 2w", s)
+	}
+	return d, nil
 }
 
 // who says who asks for a job: user@host.

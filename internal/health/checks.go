@@ -115,7 +115,7 @@ func (c *DLQCheck) Run(ctx context.Context, _ Tick) (Outcome, error) {
 		Message: "no job in the dead-letter stream"}
 	if n > 0 {
 		res.Status = brr.HealthWarn
-		res.Message = fmt.Sprintf("%d job(s) in the dead-letter stream failed for good: list them with brr dlq, fix the cause, then brr dlq retry ID", n)
+		res.Message = fmt.Sprintf("%d job(s) in the dead-letter stream failed for good: list them with brr dlq, fix the cause, then brr dlq retry ID, or drop one with brr dlq rm ID", n)
 	}
 	return Outcome{Results: []brr.HealthCheck{res}}, nil
 }

@@ -184,6 +184,27 @@ func TestDLQAndDiskChecks(t *testing.T) {
 	if err != nil || out.Results[0].Status != brr.HealthWarn || out.Results[0].Value != 1 {
 		t.Fatalf("one dead letter: %+v %v", out.Results, err)
 	}
+	// A removed dead letter (brr dlq rm) no longer counts, though the stream's sequence
+	// has moved on.
+	ack, err := b.js.Publish(ctx, brr.Subjects{}.DLQ("default", brr.KindPing), []byte(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := b.js.Stream(ctx, brr.Subjects{}.DLQStream())
+	if err := st.DeleteMsg(ctx, ack.Sequence-1); err != nil {
+		t.Fatal(err)
+	}
+	out, err = dlq.Run(ctx, health.Tick{})
+	if err != nil || out.Results[0].Value != 1 || !strings.Contains(out.Results[0].Message, "1 job(s)") {
+		t.Fatalf("after a removal: %+v %v, want a count of 1", out.Results, err)
+	}
+	if err := st.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	out, err = dlq.Run(ctx, health.Tick{})
+	if err != nil || out.Results[0].Status != brr.HealthOK || out.Results[0].Value != 0 {
+		t.Fatalf("after a purge: %+v %v, want ok", out.Results, err)
+	}
 
 	const gib = 1 << 30
 	disk := &health.DiskCheck{Workers: func() []brr.WorkerInfo {

@@ -56,9 +56,14 @@ func TestOpenAPIRoutes(t *testing.T) {
 			continue
 		}
 		needed := []string{"401", "429"}
-		if rt.access == mutate {
+		switch {
+		case rt.access == mutate && rt.method == "DELETE":
+			needed = append(needed, "200", "403")
+		case rt.access == mutate && rt.path != "/api/v1/jobs":
+			needed = append(needed, "202", "400", "403") // no body, no idempotency key
+		case rt.access == mutate:
 			needed = append(needed, "202", "400", "403", "409", "413")
-		} else {
+		default:
 			needed = append(needed, "200")
 		}
 		for _, code := range needed {
@@ -95,6 +100,7 @@ func TestOpenAPISchemas(t *testing.T) {
 		"ReplicationLag": brr.ReplicationLag{}, "ReplicationInfo": brr.ReplicationInfo{}, "HealthReport": brr.HealthReport{},
 		"HealthCheck": brr.HealthCheck{}, "WorkerInfo": brr.WorkerInfo{}, "JobRecord": state.JobRecord{},
 		"SourceInfo": brr.SourceInfo{}, "SourceWatch": brr.SourceWatch{},
+		"DeadLetterList": DeadLetterList{}, "DeadLetterEntry": brr.DeadLetterEntry{}, "DeadLettersRemoved": DeadLettersRemoved{},
 		"RefusedRepo": brr.RefusedRepo{}, "RepoRegistration": brr.RepoRegistration{},
 		"BackupJob": brr.BackupJob{}, "RestoreJob": brr.RestoreJob{}, "VerifyJob": brr.VerifyJob{},
 		"ReplicateJob": brr.ReplicateJob{}, "PruneJob": brr.PruneJob{}, "RetentionPolicy": brr.RetentionPolicy{},

@@ -177,6 +177,12 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/events", read, s.events},
 		{"GET", "/api/v1/events/stream", read, s.stream},
 		{"GET", "/api/v1/analytics", read, s.analytics},
+
+		// The dead-letter stream (internal/web/dlq.go).
+		{"GET", "/api/v1/dlq", read, s.listDead},
+		{"DELETE", "/api/v1/dlq", mutate, s.purgeDead},
+		{"POST", "/api/v1/dlq/{id}/retry", mutate, s.retryDead},
+		{"DELETE", "/api/v1/dlq/{id}", mutate, s.removeDead},
 	}
 }
 
