@@ -231,7 +231,8 @@ func (c *Client) resultRevision(ctx context.Context, id string) (uint64, error) 
 type DeadLetter struct {
 	V int `json:"v"`
 	// JobID is the job's id, or the message's Nats-Msg-Id when the request could not be
-	// decoded, or "seq-<n>" when it had neither.
+	// decoded, or else the "id" of the request when it is a JSON object with a valid id,
+	// or "seq-<n>" when it had none of these.
 	JobID   string `json:"job_id"`
 	Pool    string `json:"pool"`
 	Kind    Kind   `json:"kind"`

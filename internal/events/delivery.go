@@ -354,10 +354,14 @@ func (c *Consumer) jobEvent(d *delivery, status brr.Status) *brr.Event {
 }
 
 // fallbackID names a job whose message did not decode: its Nats-Msg-Id when that is a
-// valid job id, else "seq-<stream sequence>".
-func fallbackID(msgID string, seq uint64) string {
+// valid job id, else the "id" of its envelope when that parses (envelopeID), else
+// "seq-<stream sequence>".
+func fallbackID(msgID, envID string, seq uint64) string {
 	if msgID != "" && brr.ValidateID(msgID) == nil {
 		return msgID
+	}
+	if envID != "" {
+		return envID
 	}
 	return "seq-" + strconv.FormatUint(seq, 10)
 }

@@ -30,7 +30,7 @@ func (c *Consumer) deadLetter(d *delivery, cause error, status brr.Status, out *
 		if !ok {
 			pool, kind = d.pool, invalidKind
 		}
-		id := fallbackID(msg.Headers().Get("Nats-Msg-Id"), d.seq)
+		id := fallbackID(msg.Headers().Get("Nats-Msg-Id"), envelopeID(msg.Data()), d.seq)
 		if d.job != nil {
 			id = d.job.ID
 		}
@@ -80,6 +80,23 @@ func (c *Consumer) deadLetter(d *delivery, cause error, status brr.Status, out *
 	}
 	_ = msg.TermWithReason(reason)
 	c.observe(d, status, false, res, cause)
+}
+
+// envelopeID is the "id" of a job message that does not decode as a job (bad args, an
+// unknown kind) but whose envelope is a JSON object with a valid id, so that `brr jobs
+// show ID` finds the failure of a message sent without Nats-Msg-Id (`nats pub`); "" when
+// there is none.
+func envelopeID(data []byte) string {
+	if len(data) > brr.MaxJobSize {
+		return ""
+	}
+	var env struct {
+		ID string `json:"id"`
+	}
+	if json.Unmarshal(data, &env) != nil || brr.ValidateID(env.ID) != nil {
+		return ""
+	}
+	return env.ID
 }
 
 // deadLetterMsgs returns the outbox message that writes the dead letter of rec to

@@ -132,19 +132,24 @@ func TestBadInputGoesToDLQ(t *testing.T) {
 		{"bad-twice", "brr.jobs.default.backup", job("backup", `{"path":"/srv/app","path":"/etc"}`), `the key "args.path" twice`},
 		{"bad-nul", "brr.jobs.default.backup", job("backup", `{"path":"/srv/app","tags":["a\u0000b"]}`), `NUL byte in the value of "args.tags[0]"`},
 		{"", "brr.jobs.default.ping", "{", "not valid JSON"},
+		// As `nats pub` sends it: no Nats-Msg-Id, bad args; the envelope's id names it.
+		{"", "brr.jobs.default.ping", strings.Replace(job("ping", `{"delay":"soon"}`), `"id":"x"`, `"id":"by-nats-pub"`, 1), "delay"},
 	}
 	for _, tc := range cases {
 		publishRaw(t, b.js, tc.subject, []byte(tc.body), tc.id)
 	}
-	// The sequence of the last message, which has no Nats-Msg-Id.
-	noID := fmt.Sprintf("seq-%d", len(cases))
+	// The sequence of the message that has neither Nats-Msg-Id nor an id in its envelope.
+	noID := fmt.Sprintf("seq-%d", len(cases)-1)
 	publishJob(t, b.js, pingJob("good-after-bad"))
 	b.ev.wait(t, "good-after-bad", brr.StatusSucceeded)
 
 	dls := deadLetters(t, b.js, len(cases))
 	for _, tc := range cases {
 		id := tc.id
-		if id == "" {
+		switch {
+		case id == "" && strings.Contains(tc.body, "by-nats-pub"):
+			id = "by-nats-pub"
+		case id == "":
 			id = noID
 		}
 		dl, ok := dls[id]

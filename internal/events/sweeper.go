@@ -163,6 +163,6 @@ func (s *Sweeper) record(raw *jetstream.RawStreamMsg) *state.JobRecord {
 		rec.Repo, rec.Source = scope.Repo, scope.Source
 		return rec
 	}
-	rec.ID = fallbackID(raw.Header.Get("Nats-Msg-Id"), raw.Sequence)
+	rec.ID = fallbackID(raw.Header.Get("Nats-Msg-Id"), envelopeID(raw.Data), raw.Sequence)
 	return rec
 }
