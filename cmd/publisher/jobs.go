@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -11,12 +13,31 @@ import (
 )
 
 func (m *Main) jobsCmd() *cobra.Command {
-	var limit int
+	var (
+		limit        int
+		kind, status string
+		all          bool
+	)
 	ls := func(cmd *cobra.Command, args []string) error {
+		if kind != "" && !brr.Kind(kind).Valid() {
+			return usageError(fmt.Errorf("--kind %q: use one of %s", kind, kindList()))
+		}
 		return m.withClient(cmd, func(ctx context.Context, c *brr.Client) error {
-			events, err := c.Jobs(ctx, limit)
+			hidePings := !all && kind == ""
+			fetch := limit
+			if limit > 0 && (kind != "" || status != "" || hidePings) {
+				fetch = 20 * limit // filtered below: look further back
+			}
+			events, err := c.Jobs(ctx, fetch)
 			if err != nil {
 				return err
+			}
+			events = slices.DeleteFunc(events, func(e *brr.Event) bool {
+				return (kind != "" && e.Kind != brr.Kind(kind)) || (status != "" && e.Status != brr.Status(status)) ||
+					(hidePings && e.Kind == brr.KindPing)
+			})
+			if limit > 0 && len(events) > limit {
+				events = events[:limit]
 			}
 			return printList(m, events, "no jobs yet (publish one with: brr backup PATH)", "ID\tKIND\tSTATUS\tUPDATED\tWORKER\tINFO", func(e *brr.Event) string {
 				return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", e.JobID, e.Kind, e.Status, e.Time.Local().Format(time.DateTime), e.Worker, jobInfo(e))
@@ -27,14 +48,19 @@ func (m *Main) jobsCmd() *cobra.Command {
 		Use:   "jobs [ls | show ID [--wait]]",
 		Short: "List recent jobs, or show one",
 		Long: `List the most recently updated jobs with their latest status, newest first, or show
-one job; "show --wait" follows a job to its end like the job commands' --wait.`,
+one job; "show --wait" follows a job to its end like the job commands' --wait.
+Ping jobs (the health canary, brr bench) are left out unless --all or --kind ping.`,
 		Example: `  brr jobs
+  brr jobs --kind backup --status failed
   brr jobs ls --limit 100 --json
   brr jobs show nightly-2026-11-26 --wait`,
 		Args: args(0, 0),
 		RunE: ls,
 	}
 	cmd.PersistentFlags().IntVar(&limit, "limit", 20, "show at most this many jobs (0: all)")
+	cmd.PersistentFlags().StringVar(&kind, "kind", "", "only jobs of this kind: "+kindList())
+	cmd.PersistentFlags().StringVar(&status, "status", "", "only jobs whose latest status is this one: accepted, started, succeeded, failed, dead, ...")
+	cmd.PersistentFlags().BoolVar(&all, "all", false, "show ping jobs (the health canary) too")
 	cmd.AddCommand(&cobra.Command{
 		Use:     "ls",
 		Short:   "List recent jobs, newest first",
@@ -115,4 +141,13 @@ func (m *Main) printJob(e *brr.Event) {
 	if e.Result != nil {
 		m.printResult(e)
 	}
+}
+
+// kindList is the job kinds, for help and errors.
+func kindList() string {
+	names := make([]string, len(brr.Kinds))
+	for i, k := range brr.Kinds {
+		names[i] = string(k)
+	}
+	return strings.Join(names, "|")
 }
