@@ -452,7 +452,7 @@ func (m *Main) result(ctx context.Context, w *brr.Waiter, id string, view *progr
 			return fmt.Errorf("job %s did not end within --timeout %s; it goes on (follow it with: brr jobs show %s --wait)", id, m.timeout, id)
 		}
 		if errors.Is(err, context.Canceled) {
-			return &exitError{code: exitFailed, err: fmt.Errorf("stopped waiting for job %s; it goes on (follow it with: brr jobs show %s --wait)", id, id)}
+			return &exitError{code: exitInterrupted, err: fmt.Errorf("stopped waiting for job %s; it goes on (follow it with: brr jobs show %s --wait)", id, id)}
 		}
 		return err
 	}
@@ -465,10 +465,9 @@ func (m *Main) result(ctx context.Context, w *brr.Waiter, id string, view *progr
 	}
 	if err != nil {
 		if m.json {
-			fmt.Fprintf(m.Stderr, "brr: %v\n", err)
-		} else {
-			fmt.Fprintf(m.Stderr, "brr: job %s %s: %s\n", e.JobID, e.Status, reason(e))
+			return &exitError{code: exitFailed, err: err} // Run prints it as JSON
 		}
+		fmt.Fprintf(m.Stderr, "brr: job %s %s: %s\n", e.JobID, e.Status, reason(e))
 		return &exitError{code: exitFailed, err: err, quiet: true}
 	}
 	return nil

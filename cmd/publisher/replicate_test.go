@@ -185,7 +185,7 @@ func TestReplicateRoutes(t *testing.T) {
 		want string
 	}{
 		{[]string{"replicate", "policy", "set", "local", "--to", "x", "--wait"}, "unknown flag: --wait"},
-		{[]string{"replicate", "policy", "nosuch"}, "replicate policy takes no arguments"},
+		{[]string{"replicate", "policy", "nosuch"}, `unknown command "nosuch" for brr replicate policy (its commands: `},
 		{[]string{"schedule", "add", "p", "--cron", "@daily", "--", "replicate", "policy", "set", "local", "--to", "x"}, "is not a job command"},
 		{[]string{"schedule", "add", "p", "--cron", "@daily", "--", "repo", "add", "x", "file:///x", "--password-env", "P"}, "is not a job command"},
 	} {

@@ -25,6 +25,9 @@ const (
 	exitFailed   = 1 // the job failed, or the command could not do what it was asked
 	exitUsage    = 2 // the command line is wrong
 	exitNoServer = 3 // NATS cannot be reached, or no worker has set it up or serves the pool
+	// exitInterrupted is the shell's 128+SIGINT: Ctrl-C (or SIGTERM) stopped the command,
+	// which tells a script that a --wait was cut short from a job that failed.
+	exitInterrupted = 130
 )
 
 const defaultURL = "nats://127.0.0.1:4222"
@@ -87,6 +90,18 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 	case errors.Is(err, brr.ErrNoStream), errors.Is(err, brr.ErrNoWorker), errors.Is(err, brr.ErrNotConnected):
 		code = exitNoServer
 	}
+	if ctx.Err() != nil && code == exitFailed {
+		code = exitInterrupted // whatever the command was doing, it was stopped
+	}
+	if m.json || jsonFlag(args) {
+		// Scripts read one JSON object: stdout carries results, stderr this.
+		data, _ := json.Marshal(struct {
+			Error string `json:"error"`
+			Exit  int    `json:"exit"`
+		}{err.Error(), code})
+		fmt.Fprintf(m.Stderr, "%s\n", data)
+		return code
+	}
 	// Every error not printed already (quiet) is printed here, once, with the one "brr: "
 	// prefix: messages, flag and argument errors included, do not start with "brr" themselves.
 	fmt.Fprintf(m.Stderr, "brr: %v\n", err)
@@ -94,6 +109,20 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		fmt.Fprintln(m.Stderr, "Run 'brr --help' or 'brr COMMAND --help' for usage.")
 	}
 	return code
+}
+
+// jsonFlag reports whether args ask for --json, for an error met before the flags were
+// parsed (an unknown flag, a bad value).
+func jsonFlag(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		if a == "--json" || a == "--json=true" || a == "--json=1" {
+			return true
+		}
+	}
+	return false
 }
 
 func (m *Main) env(name, def string) string {
@@ -125,7 +154,7 @@ start a worker there with: brr-worker`,
 		SilenceErrors: true,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
-				return usageError(fmt.Errorf("unknown command %q", args[0]))
+				return usageError(fmt.Errorf("unknown command %q%s", args[0], didYouMean(cmd, args[0])))
 			}
 			return nil
 		},
@@ -187,10 +216,32 @@ func args(min, max int) cobra.PositionalArgs {
 			case min == 1:
 				want = "1 argument"
 			}
+			if max == 0 && cmd.HasAvailableSubCommands() {
+				var names []string
+				for _, sub := range cmd.Commands() {
+					if sub.IsAvailableCommand() {
+						names = append(names, sub.Name())
+					}
+				}
+				return usageError(fmt.Errorf("unknown command %q for %s (its commands: %s)%s", args[0], cmd.CommandPath(), strings.Join(names, ", "), didYouMean(cmd, args[0])))
+			}
 			return usageError(fmt.Errorf("%s takes %s, got %d: usage: %s", subcommand(cmd), want, len(args), cmd.UseLine()))
 		}
 		return nil
 	}
+}
+
+// didYouMean names the subcommands of cmd close to name (cobra's suggestions: by edit
+// distance, by prefix and by SuggestFor), as "; did you mean ...?", or "".
+func didYouMean(cmd *cobra.Command, name string) string {
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2 // cobra's default, which it sets only on its own path
+	}
+	s := cmd.SuggestionsFor(name)
+	if len(s) == 0 {
+		return ""
+	}
+	return "; did you mean " + strings.Join(s, " or ") + "?"
 }
 
 // subcommand is cmd's path without the leading "brr" that Run prefixes every error
