@@ -230,22 +230,47 @@ func (att *restoreAttempt) result(a brr.RestoreJob, start time.Time) (*brr.Resto
 		return res, att.err
 	}
 	if failures := rs.Failures(); len(failures) > 0 {
-		const shown = 20
-		parts := firstN(failures, shown)
-		msg := strings.Join(parts, "; ")
-		if len(failures) > shown {
-			msg += fmt.Sprintf("; and %d more", len(failures)-shown)
-		}
+		summary := summarizeFailures(failures)
+		msg := strings.Join(summary, "; ")
 		if m := rs.Marker(); m != "" {
 			msg += fmt.Sprintf("; once that is fixed, a retry of this job (brr dlq retry) resumes it, by the marker %s left in the target (remove it if you give up on this job)", m)
 		}
-		res.Warnings = append(res.Warnings, failures...)
+		res.Warnings = append(res.Warnings, summary...)
 		// Running the same job again at once would fail the same entries for the same
 		// reasons: the failure is permanent, and the message says what to look at.
 		return res, brr.Permanent(fmt.Errorf("restore of snapshot %s from repo %s into %s: %d of %d entries failed, the others were restored: %s",
 			att.sn.ID.Short(), att.repoName, a.Target, len(failures), att.pl.Entries(), msg))
 	}
 	return res, nil
+}
+
+// summarizeFailures turns the restorer's failures ("/path: reason", one per entry) into a
+// few lines a person reads: the entries that exist in the target (a restore into a
+// non-empty directory meets thousands) as one line with their count, the first few paths
+// and the flag that replaces them; the others one line each, up to shownFailures.
+func summarizeFailures(failures []string) []string {
+	const shownFailures, shownPaths = 20, 5
+	var exist, others []string
+	for _, f := range failures {
+		if path, _, ok := strings.Cut(f, ": exists in the target"); ok {
+			exist = append(exist, path)
+			continue
+		}
+		others = append(others, f)
+	}
+	var out []string
+	if len(exist) > 0 {
+		paths := strings.Join(firstN(exist, shownPaths), ", ")
+		if len(exist) > shownPaths {
+			paths += fmt.Sprintf(" and %d more", len(exist)-shownPaths)
+		}
+		out = append(out, fmt.Sprintf("%d entries exist in the target and were left as they are (%s): restore into an empty directory, or with --overwrite (job args: \"overwrite\": true) to replace them", len(exist), paths))
+	}
+	out = append(out, firstN(others, shownFailures)...)
+	if len(others) > shownFailures {
+		out = append(out, fmt.Sprintf("and %d more entries failed", len(others)-shownFailures))
+	}
+	return out
 }
 
 // reportRestoreProgress reports the progress of rs restoring pl until the returned func

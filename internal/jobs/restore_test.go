@@ -130,6 +130,36 @@ func TestRestoreRefusesToOverwrite(t *testing.T) {
 	compareTrees(t, src, target)
 }
 
+// TestRestoreIntoNonEmptyDirSummarizes: a restore into a directory that holds the
+// snapshot's files already says so in one line, with the count, the first few paths and
+// the real flag (--overwrite), not one warning per file.
+func TestRestoreIntoNonEmptyDirSummarizes(t *testing.T) {
+	b := setup(t)
+	src, target := t.TempDir(), t.TempDir()
+	for i := range 40 {
+		name := fmt.Sprintf("f%02d.txt", i)
+		testkit.WriteFile(t, filepath.Join(src, name), []byte("from the snapshot "+name), 0o644)
+		testkit.WriteFile(t, filepath.Join(target, name), []byte("local"), 0o644)
+	}
+	res := backup(t, b.engine, "ne-1", src)
+	out, err := b.engine.Restore(context.Background(), "ne-r1", brr.RestoreJob{Snapshot: res.Snapshot, Target: target}, nil)
+	if err == nil || !brr.IsPermanent(err) {
+		t.Fatalf("restore into a full directory: %v, want a permanent failure", err)
+	}
+	if out == nil || len(out.Warnings) != 1 {
+		t.Fatalf("warnings = %+v, want one summary line", out)
+	}
+	w := out.Warnings[0]
+	for _, want := range []string{"40 entries exist in the target", "/f00.txt", "and 35 more", "--overwrite"} {
+		if !strings.Contains(w, want) || !strings.Contains(err.Error(), want) {
+			t.Errorf("warning %q / error %q lacks %q", w, err, want)
+		}
+	}
+	if strings.Contains(w, "/f39.txt") {
+		t.Errorf("warning lists every path: %q", w)
+	}
+}
+
 // saveRawTree stores data as a tree blob as it is, bypassing EncodeTree's checks, the way
 // a hostile writer of the repository could.
 func saveRawTree(t *testing.T, r *repo.Repository, data []byte) repo.ID {
@@ -454,7 +484,7 @@ func TestInterruptedRestoreResumes(t *testing.T) {
 	}
 	testkit.WriteFile(t, filepath.Join(target, foreign), []byte("foreign"), 0o644)
 	_, err = b.engine.Restore(context.Background(), "ir-1", job, nil)
-	if err == nil || !brr.IsPermanent(err) || !strings.Contains(err.Error(), "/"+foreign+": exists in the target") {
+	if err == nil || !brr.IsPermanent(err) || !strings.Contains(err.Error(), "1 entries exist in the target and were left as they are (/"+foreign+")") {
 		t.Fatalf("resumed restore with a foreign file at /%s: err = %v, want it refused", foreign, err)
 	}
 	if got, _ := os.ReadFile(filepath.Join(target, foreign)); string(got) != "foreign" {

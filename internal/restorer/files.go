@@ -416,7 +416,7 @@ func (rs *Restorer) rename(tmp, rel string) error {
 		case err == nil:
 			return nil
 		case errors.Is(err, unix.EEXIST):
-			return errors.New("exists in the target; remove it or restore with overwrite")
+			return errors.New("exists in the target; remove it, or restore with --overwrite")
 		case errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS):
 			rs.noReplaceUnsupported.Store(true)
 		default:
@@ -425,7 +425,7 @@ func (rs *Restorer) rename(tmp, rel string) error {
 	}
 	if !rs.overwrite {
 		if _, err := rs.dst.lstat(rel); err == nil {
-			return errors.New("exists in the target; remove it or restore with overwrite")
+			return errors.New("exists in the target; remove it, or restore with --overwrite")
 		}
 	}
 	if err := rs.dst.rename(tmp, rel); err != nil {

@@ -285,7 +285,7 @@ func (rs *Restorer) mkdir(rel string) (fresh bool, err error) {
 		return false, nil
 	}
 	if !rs.overwrite {
-		return false, fmt.Errorf("exists in the target as a %s; remove it or restore with overwrite", fsio.Kind(fsio.ModeOf(st.Mode)))
+		return false, fmt.Errorf("exists in the target as a %s; remove it, or restore with --overwrite", fsio.Kind(fsio.ModeOf(st.Mode)))
 	}
 	if err := rs.dst.remove(rel); err != nil {
 		return false, err
@@ -307,7 +307,7 @@ func (rs *Restorer) clearFor(rel string) error {
 		return errors.New("exists in the target as a directory; remove it first")
 	}
 	if !rs.overwrite {
-		return fmt.Errorf("exists in the target as a %s; remove it or restore with overwrite", fsio.Kind(fsio.ModeOf(st.Mode)))
+		return fmt.Errorf("exists in the target as a %s; remove it, or restore with --overwrite", fsio.Kind(fsio.ModeOf(st.Mode)))
 	}
 	return rs.dst.remove(rel)
 }
