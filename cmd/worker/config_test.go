@@ -365,6 +365,15 @@ func TestLocalRepoWhenNoneConfigured(t *testing.T) {
 	if _, ok := m.Config.Repos["local"]; ok || len(m.Config.Repos) != 1 {
 		t.Fatalf("Repos = %v, want only offsite: local is added only when no repo is configured", m.Config.Repos)
 	}
+
+	// Naming local after adding repos: is refused with exactly what to add.
+	file = writeConfig(t, "repos:\n  offsite: {url: \"nats://off\", password_env: OFF}\nreplicate:\n  local: [offsite]\ndefault_repo: local\n")
+	_, err = parse(t, []string{"--config", file, "--data-dir", "/d"}, nil)
+	const add = `add under repos:  local: {url: "file:///d/repo", key_file: "/d/local.key"}`
+	if err == nil || !strings.Contains(err.Error(), `replicate: "local" is not configured (configured: offsite); the repo local exists by itself only while repos: is empty`) ||
+		strings.Count(err.Error(), add) != 2 {
+		t.Fatalf("replicate from local without it: %v, want both problems saying %q", err, add)
+	}
 }
 
 func TestRedactedYAML(t *testing.T) {

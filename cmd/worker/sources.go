@@ -109,7 +109,7 @@ func (c *Config) validateSources() error {
 		p.add(sc.validate(key, name))
 		if sc.Repo != "" {
 			if _, ok := c.Repos[sc.Repo]; !ok {
-				p.bad("%s.repo: %q is not configured (configured: %s)", key, sc.Repo, strings.Join(c.repoNames(), ", "))
+				p.bad("%s.repo: %q is not configured (configured: %s)%s", key, sc.Repo, strings.Join(c.repoNames(), ", "), c.addLocal(sc.Repo))
 			}
 		}
 	}

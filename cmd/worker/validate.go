@@ -100,17 +100,17 @@ func (c *Config) validateRepos() error {
 	}
 	if c.DefaultRepo != "" {
 		if _, ok := c.Repos[c.DefaultRepo]; !ok {
-			p.bad("default_repo: %q is not configured (configured: %s)", c.DefaultRepo, configured)
+			p.bad("default_repo: %q is not configured (configured: %s)%s", c.DefaultRepo, configured, c.addLocal(c.DefaultRepo))
 		}
 	}
 	for _, from := range sortedKeys(c.Replicate) {
 		if _, ok := c.Repos[from]; !ok {
-			p.bad("replicate: %q is not configured (configured: %s)", from, configured)
+			p.bad("replicate: %q is not configured (configured: %s)%s", from, configured, c.addLocal(from))
 		}
 		for _, to := range c.Replicate[from] {
 			switch _, ok := c.Repos[to]; {
 			case !ok:
-				p.bad("replicate.%s: %q is not configured (configured: %s)", from, to, configured)
+				p.bad("replicate.%s: %q is not configured (configured: %s)%s", from, to, configured, c.addLocal(to))
 			case to == from:
 				p.bad("replicate.%s: a repo cannot replicate to itself", from)
 			}
@@ -118,7 +118,7 @@ func (c *Config) validateRepos() error {
 	}
 	for _, name := range sortedKeys(c.Retention) {
 		if _, ok := c.Repos[name]; !ok {
-			p.bad("retention: %q is not configured (configured: %s)", name, configured)
+			p.bad("retention: %q is not configured (configured: %s)%s", name, configured, c.addLocal(name))
 			continue
 		}
 		if err := c.Retention[name].Validate(); err != nil {
@@ -126,6 +126,17 @@ func (c *Config) validateRepos() error {
 		}
 	}
 	return p.err()
+}
+
+// addLocal is what a problem about repo name adds when name is the repo "local", which
+// the worker makes under the data dir only while repos: is empty: a config that adds
+// repos: and still names local must declare it, and this says exactly how.
+func (c *Config) addLocal(name string) string {
+	if name != LocalRepo {
+		return ""
+	}
+	l := c.localRepo()
+	return fmt.Sprintf(`; the repo local exists by itself only while repos: is empty; to keep it, add under repos:  local: {url: "%s", key_file: "%s"}`, l.URL, l.KeyFile)
 }
 
 func (n NATSConfig) validate() error {
