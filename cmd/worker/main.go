@@ -47,6 +47,10 @@ func main() {
 	}
 
 	if m.Command == "config" {
+		if err := preflight(m.Config); err != nil {
+			fmt.Fprintf(os.Stderr, "brr-worker: %v\n", err)
+			os.Exit(2)
+		}
 		out, err := m.Config.YAML()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "brr-worker: %v\n", err)

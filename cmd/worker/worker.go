@@ -87,6 +87,11 @@ func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Lo
 	// by one, health checks first, HTTP last, so that no event is lost on the way out.
 	base := context.WithoutCancel(ctx)
 
+	// Everything the config names is checked before anything is made: a bad API key file
+	// must not leave a new repository and key behind.
+	if err := preflight(cfg); err != nil {
+		return w, err
+	}
 	// The webhooks' secrets first: a worker that could not sign its notifications stops
 	// before it takes any job.
 	notifyTargets, err := cfg.notifyTargets()
