@@ -161,7 +161,7 @@ func (m *Main) printEvent(e *brr.Event) error {
 	if e.Progress != nil {
 		field("progress", fmt.Sprintf("%q", jobProgressText(e.Kind, e.Progress)))
 	}
-	if info := jobInfo(e); info != "" && e.Error == "" {
+	if info := resultInfo(e.Result); info != "" && e.Error == "" {
 		field("result", fmt.Sprintf("%q", info))
 	}
 	if e.Error != "" {

@@ -98,12 +98,31 @@ With --wait, follow the job to its end and exit 0 only if it succeeded.`,
 	return cmd
 }
 
-// jobInfo is the short note of the jobs table: the error or the main result.
+// jobInfo is the short note of the jobs table: the error, the main result, or while the
+// job runs what it works on.
 func jobInfo(e *brr.Event) string {
 	if e.Error != "" {
 		return oneLine(e.Error, 60)
 	}
-	if r := e.Result; r != nil {
+	if info := resultInfo(e.Result); info != "" {
+		return info
+	}
+	var parts []string
+	if e.Source != "" {
+		parts = append(parts, e.Source)
+	}
+	if e.Repo != "" {
+		parts = append(parts, "repo "+e.Repo)
+	}
+	if e.Snapshot != "" {
+		parts = append(parts, "snapshot "+shortID(e.Snapshot))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// resultInfo sums up a job's result in a few words, for every kind; "" for none.
+func resultInfo(r *brr.Result) string {
+	if r != nil {
 		switch {
 		case r.Backup != nil && r.Backup.DryRun:
 			return fmt.Sprintf("dry run: would read %d files, %s", r.Backup.Files, brr.FormatBytes(r.Backup.Bytes))
@@ -115,6 +134,25 @@ func jobInfo(e *brr.Event) string {
 			return fmt.Sprintf("repo %s OK", r.Verify.Repo)
 		case r.Verify != nil:
 			return fmt.Sprintf("repo %s: %d problems", r.Verify.Repo, len(r.Verify.Damaged))
+		case r.Replicate != nil:
+			x := r.Replicate
+			return fmt.Sprintf("%s → %s: %d snapshots copied, %d there already, %s sent", x.From, x.To, len(x.Snapshots), x.Present, brr.FormatBytes(x.BytesSent))
+		case r.Prune != nil && r.Prune.Postponed != "":
+			return oneLine("postponed: "+r.Prune.Postponed, 60)
+		case r.Prune != nil && r.Prune.DryRun:
+			return fmt.Sprintf("dry run: would remove %d snapshots of repo %s, keep %d", len(r.Prune.Removed), r.Prune.Repo, r.Prune.Kept)
+		case r.Prune != nil:
+			return fmt.Sprintf("repo %s: removed %d snapshots, kept %d, freed %s", r.Prune.Repo, len(r.Prune.Removed), r.Prune.Kept, brr.FormatBytes(r.Prune.BytesFreed))
+		case r.Checkpoint != nil && r.Checkpoint.Removed:
+			return fmt.Sprintf("removed point %q of repo %s", r.Checkpoint.Point.Label, r.Checkpoint.Point.Repo)
+		case r.Checkpoint != nil:
+			return fmt.Sprintf("point %q on snapshot %s", r.Checkpoint.Point.Label, shortID(r.Checkpoint.Point.Snapshot))
+		case r.Drill != nil && r.Drill.Passed:
+			return fmt.Sprintf("passed: snapshot %s, %d files, %s", shortID(r.Drill.Snapshot), r.Drill.Files, brr.FormatBytes(r.Drill.Bytes))
+		case r.Drill != nil:
+			return fmt.Sprintf("failed: snapshot %s, %d problems", shortID(r.Drill.Snapshot), r.Drill.ProblemCount)
+		case r.Ping != nil:
+			return "answered by " + r.Ping.Worker
 		}
 	}
 	return ""
