@@ -236,11 +236,33 @@
     if (e.source) parts.push(e.source);
     if (e.repo) parts.push("repo " + e.repo);
     if (e.snapshot) parts.push("snapshot " + e.snapshot.slice(0, 8));
-    const r = resultOf(e);
-    if (r && e.kind === "backup" && e.status === "succeeded") parts.push(r.files + " files, " + fmtBytes(r.bytes));
+    const sum = resultSummary(e.result);
+    if (sum) parts.push(sum);
     const out = el("span", {}, parts.join(" · "));
-    if (e.error) out.append(el("div", { class: "status-failed small" }, e.error));
+    // A long error (a restore's list of files, a command's stderr) would make its row a
+    // page long: three lines show, the whole of it is the tooltip and in the job's API.
+    if (e.error) out.append(el("div", { class: "status-failed small clamp", title: e.error }, e.error.length > 400 ? e.error.slice(0, 400) + "…" : e.error));
     return out;
+  }
+
+  // resultSummary sums up a job's result in a few words, for every kind (as the INFO
+  // column of brr jobs does).
+  function resultSummary(res) {
+    const r = res || {};
+    if (r.backup && r.backup.dry_run) return "dry run: would read " + plural(r.backup.files, "file") + ", " + fmtBytes(r.backup.bytes);
+    if (r.backup) return plural(r.backup.files, "file") + ", " + fmtBytes(r.backup.bytes) + ", +" + fmtBytes(r.backup.bytes_added);
+    if (r.restore) return plural(r.restore.files, "file") + " into " + r.restore.target;
+    if (r.verify) return "repo " + r.verify.repo + ((r.verify.damaged || []).length ? ": " + plural(r.verify.damaged.length, "problem") : " OK");
+    if (r.replicate) return r.replicate.from + " → " + r.replicate.to + ": " + plural((r.replicate.snapshots || []).length, "snapshot") +
+      " copied, " + r.replicate.present + " there already, " + fmtBytes(r.replicate.bytes_sent) + " sent";
+    if (r.prune && r.prune.postponed) return "postponed: " + r.prune.postponed;
+    if (r.prune) return (r.prune.dry_run ? "dry run: would remove " : "removed ") + plural((r.prune.removed || []).length, "snapshot") +
+      ", kept " + r.prune.kept + (r.prune.dry_run ? "" : ", freed " + fmtBytes(r.prune.bytes_freed));
+    if (r.checkpoint) return (r.checkpoint.removed ? "removed point " : "point ") + r.checkpoint.point.label +
+      (r.checkpoint.removed ? "" : " on snapshot " + (r.checkpoint.point.snapshot || "").slice(0, 8));
+    if (r.drill) return (r.drill.passed ? "passed: " + plural(r.drill.files, "file") + ", " + fmtBytes(r.drill.bytes) : "failed: " + plural(r.drill.problem_count, "problem"));
+    if (r.ping) return "answered by " + r.ping.worker;
+    return "";
   }
 
   function statusCell(e) {
