@@ -39,6 +39,9 @@ type Schedule struct {
 	// Problem, set only by Schedules, says why the stored schedule will not work: its
 	// body is not a valid job or it is not a schedule message.
 	Problem string `json:"problem,omitempty"`
+	// Stored, set only by Schedules, is when the schedule message was stored: where an
+	// "@every" interval counts from.
+	Stored time.Time `json:"stored,omitzero"`
 }
 
 // timeZoneInvalid is the server's error code for an unknown Nats-Schedule-Time-Zone;
@@ -289,6 +292,7 @@ func (c *Client) decodeSchedule(raw *jetstream.RawStreamMsg) *Schedule {
 		Cron:     raw.Header.Get(jetstream.ScheduleHeader),
 		TimeZone: raw.Header.Get(jetstream.ScheduleTimeZoneHeader),
 		Target:   raw.Header.Get(jetstream.ScheduleTargetHeader),
+		Stored:   raw.Time,
 	}
 	job, err := DecodeJob(raw.Data)
 	switch {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	// --tz is checked against Go's zone database; embedded, it does not depend on the
 	// host having one (minimal containers do not).
@@ -74,12 +75,29 @@ func (m *Main) scheduleCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return printList(m, all, "no schedules", "NAME\tCRON\tTZ\tTARGET\tJOB", func(s *brr.Schedule) string {
+			now := time.Now()
+			if m.json {
+				// The next run is computed here, not stored: it goes beside the schedule.
+				for _, s := range all {
+					row := struct {
+						*brr.Schedule
+						Next *time.Time `json:"next,omitempty"`
+					}{Schedule: s}
+					if next := nextRun(s, now); !next.IsZero() {
+						row.Next = &next
+					}
+					if err := m.printJSON(row); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			return printList(m, all, "no schedules", "NAME\tCRON\tTZ\tNEXT\tTARGET\tJOB", func(s *brr.Schedule) string {
 				tz := s.TimeZone
 				if tz == "" {
 					tz = "UTC"
 				}
-				return fmt.Sprintf("%s\t%s\t%s\t%s\t%s", s.Name, s.Cron, tz, s.Target, jobSummary(s))
+				return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", s.Name, s.Cron, tz, nextRunText(s, now), s.Target, jobSummary(s))
 			})
 		})
 	}
@@ -101,7 +119,7 @@ See docs/schedules.md for the cron syntax, time zones and missed ticks.`,
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:     "ls",
-		Short:   "List the schedules: name, cron, time zone, target subject and job",
+		Short:   "List the schedules: name, cron, time zone, next run, target subject and job",
 		Example: "  brr schedule ls --json",
 		Args:    args(0, 0),
 		RunE:    ls,

@@ -55,7 +55,7 @@ func TestScheduleAddLsRm(t *testing.T) {
 		{"nightly", "0 30 2 * * *", "Europe/Paris", "brr.jobs.default.backup", `backup {"path":"/home/u/data/app"`},
 		{"web1", "@every 15m", "UTC", "brr.jobs.web1.verify", `verify {"read_data":true}`},
 	} {
-		for _, w := range want {
+		for _, w := range append(want, "(in ") { // the next run
 			if !strings.Contains(lines[i+1], w) {
 				t.Errorf("schedule ls line %d lacks %q: %q", i+1, w, lines[i+1])
 			}
@@ -67,7 +67,7 @@ func TestScheduleAddLsRm(t *testing.T) {
 		t.Fatalf("schedule --json: %v", r)
 	}
 	objs := jsonLines(t, "schedule --json", r.stdout)
-	if len(objs) != 3 || objs[1]["name"] != "nightly" || objs[1]["time_zone"] != "Europe/Paris" {
+	if len(objs) != 3 || objs[1]["name"] != "nightly" || objs[1]["time_zone"] != "Europe/Paris" || objs[1]["next"] == nil || objs[2]["next"] == nil {
 		t.Fatalf("schedule --json: %v", r)
 	}
 	job, _ := objs[1]["job"].(map[string]any)
