@@ -25,7 +25,7 @@ func TestCompletion(t *testing.T) {
 		t.Fatal(r)
 	}
 	for _, tt := range []struct {
-		args       []string
+		args      []string
 		want, not []string
 	}{
 		{[]string{"jobs", "show", ""}, []string{"nightly-1", "broken-1"}, nil},
