@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -260,6 +261,7 @@ func summarizeFailures(failures []string) []string {
 	}
 	var out []string
 	if len(exist) > 0 {
+		slices.Sort(exist) // restored in parallel, failed in any order
 		paths := strings.Join(firstN(exist, shownPaths), ", ")
 		if len(exist) > shownPaths {
 			paths += fmt.Sprintf(" and %d more", len(exist)-shownPaths)
