@@ -610,6 +610,20 @@ func TestProgressView(t *testing.T) {
 	if got := buf.String(); got != want {
 		t.Fatalf("progress view wrote\n%q\nwant\n%q", got, want)
 	}
+	// The results bucket keeps a job's latest entry only, so a watcher can miss a start:
+	// a later attempt's progress seen right after its accepted entry still says it started.
+	var skipped bytes.Buffer
+	s := newProgressView(&skipped, false)
+	for _, e := range []brr.Event{
+		{Status: brr.StatusAccepted, Worker: "w1", Attempt: 2},
+		{Status: brr.StatusProgress, Attempt: 2, Progress: &brr.Progress{Phase: "restore", Files: 3, TotalFiles: 4}},
+	} {
+		e.Kind = brr.KindRestore
+		s.event(&e)
+	}
+	if want := "accepted by worker w1\nstarted (attempt 2)\nrestore: 3/4 files (75%)\n"; skipped.String() != want {
+		t.Fatalf("progress view after a missed start wrote\n%q\nwant\n%q", skipped.String(), want)
+	}
 	var quiet bytes.Buffer
 	q := newProgressView(&quiet, true)
 	q.event(job)

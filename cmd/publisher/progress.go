@@ -23,6 +23,9 @@ type progressView struct {
 	// attempt is the attempt of the last event shown: a job put back by a drain or
 	// retried starts again, and its first progress is shown at once.
 	attempt int
+	// started is the attempt whose start was shown. The results bucket keeps only a
+	// job's latest entry, so a watcher may see an attempt's progress without its start.
+	started int
 }
 
 func newProgressView(w io.Writer, quiet bool) *progressView {
@@ -38,6 +41,11 @@ func (v *progressView) event(e *brr.Event) {
 		v.attempt, v.last, v.status = e.Attempt, time.Time{}, ""
 	}
 	if e.Status == brr.StatusProgress && e.Progress != nil {
+		if n := max(e.Attempt, 1); n > v.started {
+			v.clear()
+			v.started, v.status = n, brr.StatusStarted
+			fmt.Fprintf(v.w, "started (attempt %d)\n", n)
+		}
 		v.progress(e.Kind, e.Progress)
 		return
 	}
@@ -50,7 +58,8 @@ func (v *progressView) event(e *brr.Event) {
 	case brr.StatusAccepted:
 		fmt.Fprintf(v.w, "accepted by worker %s\n", e.Worker)
 	case brr.StatusStarted:
-		fmt.Fprintf(v.w, "started (attempt %d)\n", max(e.Attempt, 1))
+		v.started = max(e.Attempt, 1)
+		fmt.Fprintf(v.w, "started (attempt %d)\n", v.started)
 	case brr.StatusRetrying:
 		fmt.Fprintf(v.w, "attempt %d failed, retrying in %s: %s\n", e.Attempt, ms(e.RetryInMS), e.Error)
 	default:
