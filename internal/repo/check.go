@@ -173,10 +173,10 @@ func (c *checker) indexView() (packs []ID, sizes []uint64, dead []bool, byPack [
 	sizes = slices.Clone(x.packSize)
 	dead = slices.Clone(x.packDead)
 	byPack = make([][]packEntry, len(packs))
-	for k, e := range x.blobs {
+	for k, e := range x.blobs.all() {
 		byPack[e.pack] = append(byPack[e.pack], packEntry{Type: k.t, ID: k.id, Offset: e.offset, Length: e.length, RawLength: e.rawLength})
 	}
-	c.report.Blobs = len(x.blobs)
+	c.report.Blobs = x.blobs.len()
 	return packs, sizes, dead, byPack
 }
 

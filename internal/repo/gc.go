@@ -300,7 +300,7 @@ func (g *gcRun) condemn(ctx context.Context) (*planObject, error) {
 	x := r.idx
 	x.mu.RLock()
 	live := make([]int64, len(x.packs))
-	for k, e := range x.blobs {
+	for k, e := range x.blobs.all() {
 		if g.used.has(k) {
 			live[e.pack] += int64(e.length)
 		}
@@ -366,7 +366,7 @@ func (g *gcRun) repack(ctx context.Context, packs []ID) error {
 			in[pi] = true
 		}
 	}
-	for k, e := range x.blobs {
+	for k, e := range x.blobs.all() {
 		if in[e.pack] && g.used.has(k) {
 			keys = append(keys, k)
 		}

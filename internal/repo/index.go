@@ -44,10 +44,11 @@ type indexPack struct {
 
 // index is the in-memory index; safe for concurrent use. A blob named by several packs
 // has one entry, its canonical copy: the first one loaded, unless that one is in a dead
-// pack and another is not.
+// pack and another is not. Its blobs are in a compact table (see blobTable); its packs
+// are numbered by their place in packs (fewer than maxPacks, 2³¹).
 type index struct {
 	mu       sync.RWMutex
-	blobs    map[blobKey]indexEntry
+	blobs    blobTable
 	packs    []ID
 	packSize []uint64
 	packDead []bool // the pack is condemned by a known plan
@@ -60,7 +61,6 @@ type index struct {
 
 func newIndex() *index {
 	return &index{
-		blobs:   make(map[blobKey]indexEntry),
 		packIdx: make(map[ID]uint32),
 		files:   make(map[string]bool),
 		damaged: make(map[string]error),
@@ -72,7 +72,7 @@ func newIndex() *index {
 func (x *index) lookup(k blobKey) (PackedBlob, bool) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	e, ok := x.blobs[k]
+	e, ok := x.blobs.get(k)
 	if !ok {
 		return PackedBlob{}, false
 	}
@@ -83,7 +83,7 @@ func (x *index) lookup(k blobKey) (PackedBlob, bool) {
 // index and its copy is not in a dead pack.
 func (x *index) has(k blobKey) bool {
 	x.mu.RLock()
-	e, ok := x.blobs[k]
+	e, ok := x.blobs.get(k)
 	ok = ok && !x.packDead[e.pack]
 	x.mu.RUnlock()
 	return ok
@@ -92,7 +92,7 @@ func (x *index) has(k blobKey) bool {
 // present reports whether the index has the blob at all, dead pack or not: it can be read.
 func (x *index) present(k blobKey) bool {
 	x.mu.RLock()
-	_, ok := x.blobs[k]
+	_, ok := x.blobs.get(k)
 	x.mu.RUnlock()
 	return ok
 }
@@ -116,10 +116,13 @@ func (x *index) addLocked(p indexPack) {
 	}
 	for _, e := range p.Entries {
 		k := blobKey{e.ID, e.Type}
-		if old, ok := x.blobs[k]; ok && (!x.packDead[old.pack] || x.packDead[pi]) {
-			continue
+		ne := indexEntry{pack: pi, offset: e.Offset, length: e.Length, rawLength: e.RawLength}
+		switch old, ok := x.blobs.get(k); {
+		case !ok:
+			x.blobs.insert(k, ne)
+		case x.packDead[old.pack] && !x.packDead[pi]:
+			x.blobs.put(k, ne)
 		}
-		x.blobs[k] = indexEntry{pack: pi, offset: e.Offset, length: e.Length, rawLength: e.RawLength}
 	}
 }
 

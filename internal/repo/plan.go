@@ -276,7 +276,7 @@ func (g *gcRun) resurrect(doomed map[ID]bool) (keep map[ID]bool, unused int64) {
 	}
 	garbage := make([]int64, len(x.packs))
 	keep = make(map[ID]bool)
-	for k, e := range x.blobs {
+	for k, e := range x.blobs.all() {
 		if !isDoomed[e.pack] {
 			continue
 		}

@@ -326,7 +326,7 @@ func (r *Repository) Stats() Stats {
 	s := r.stats
 	r.mu.Unlock()
 	r.idx.mu.RLock()
-	s.Blobs = len(r.idx.blobs)
+	s.Blobs = r.idx.blobs.len()
 	s.Packs = len(r.idx.packs)
 	for _, n := range r.idx.packSize {
 		s.StoredBytes += int64(n)

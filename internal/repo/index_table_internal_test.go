@@ -1,0 +1,163 @@
+package repo
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+// TestBlobTableMatchesMap adds, updates and looks up blobs in a blobTable whose tail is
+// tiny (so that it has many runs, merged many times) and checks every answer against a
+// Go map. Ids share prefixes and differ only in type, as the compact records must tell
+// those apart.
+func TestBlobTableMatchesMap(t *testing.T) {
+	old := tailMax
+	tailMax = 7
+	t.Cleanup(func() { tailMax = old })
+
+	rng := rand.New(rand.NewPCG(1, 2))
+	var tab blobTable
+	want := make(map[blobKey]indexEntry)
+	var keys []blobKey
+	randKey := func() blobKey {
+		var k blobKey
+		for i := range k.id {
+			k.id[i] = byte(rng.Uint32())
+		}
+		if rng.IntN(4) == 0 { // a few prefixes shared by many blobs
+			k.id[0], k.id[1] = 0xab, byte(rng.IntN(2))
+		}
+		k.t = DataBlob
+		if rng.IntN(3) == 0 {
+			k.t = TreeBlob
+		}
+		return k
+	}
+	randEntry := func() indexEntry {
+		return indexEntry{pack: rng.Uint32N(maxPacks), offset: rng.Uint32(), length: rng.Uint32(), rawLength: rng.Uint32()}
+	}
+	for i := 0; i < 5000; i++ {
+		switch {
+		case len(keys) > 0 && rng.IntN(5) == 0: // update a known blob in place
+			k := keys[rng.IntN(len(keys))]
+			e := randEntry()
+			tab.put(k, e)
+			want[k] = e
+		case len(keys) > 0 && rng.IntN(6) == 0: // the same id as another type
+			k := keys[rng.IntN(len(keys))]
+			k.t = DataBlob + TreeBlob - k.t
+			e := randEntry()
+			if _, ok := want[k]; !ok {
+				keys = append(keys, k)
+			}
+			tab.put(k, e)
+			want[k] = e
+		default:
+			k := randKey()
+			e := randEntry()
+			if _, ok := want[k]; !ok {
+				keys = append(keys, k)
+			}
+			tab.put(k, e)
+			want[k] = e
+		}
+		if i%500 == 0 {
+			checkTable(t, &tab, want)
+		}
+	}
+	checkTable(t, &tab, want)
+	if len(tab.runs) < 2 {
+		t.Fatalf("the table has %d runs; the test wants several", len(tab.runs))
+	}
+	for i := 1; i < len(tab.runs); i++ {
+		if 2*len(tab.runs[i].recs) >= len(tab.runs[i-1].recs) {
+			t.Errorf("run %d has %d blobs, run %d %d: should have been merged", i, len(tab.runs[i].recs), i-1, len(tab.runs[i-1].recs))
+		}
+	}
+	for i := 0; i < 1000; i++ {
+		k := randKey()
+		_, ok := tab.get(k)
+		_, wok := want[k]
+		if ok != wok {
+			t.Fatalf("get of an unknown blob %v: found %v, want %v", k, ok, wok)
+		}
+	}
+}
+
+func checkTable(t *testing.T, tab *blobTable, want map[blobKey]indexEntry) {
+	t.Helper()
+	if tab.len() != len(want) {
+		t.Fatalf("len %d, want %d", tab.len(), len(want))
+	}
+	for k, e := range want {
+		got, ok := tab.get(k)
+		if !ok || got != e {
+			t.Fatalf("get %x/%v = %+v, %v; want %+v", k.id[:4], k.t, got, ok, e)
+		}
+	}
+	seen := make(map[blobKey]bool)
+	for k, e := range tab.all() {
+		if seen[k] {
+			t.Fatalf("all yields %x/%v twice", k.id[:4], k.t)
+		}
+		seen[k] = true
+		if want[k] != e {
+			t.Fatalf("all yields %x/%v = %+v, want %+v", k.id[:4], k.t, e, want[k])
+		}
+	}
+	if len(seen) != len(want) {
+		t.Fatalf("all yields %d blobs, want %d", len(seen), len(want))
+	}
+	for _, r := range tab.runs {
+		for p := 0; p < prefixBuckets; p++ {
+			for i := r.start[p] + 1; i < r.start[p+1]; i++ {
+				if cmpRec(&r.recs[i-1], &r.recs[i]) >= 0 {
+					t.Fatalf("run not sorted at prefix %d, record %d", p, i)
+				}
+			}
+		}
+	}
+}
+
+// TestIndexCanonicalCopyCompact checks the index's canonical-copy rule on blobs that sit
+// in runs, not only in the tail: a blob first loaded from a dead pack moves to a live
+// copy loaded later, and a live one stays where it is.
+func TestIndexCanonicalCopyCompact(t *testing.T) {
+	old := tailMax
+	tailMax = 2
+	t.Cleanup(func() { tailMax = old })
+
+	x := newIndex()
+	deadPack, livePack, other := ID{1}, ID{2}, ID{3}
+	x.dead[deadPack] = true
+	var ids []ID
+	for i := 0; i < 50; i++ {
+		ids = append(ids, ID{9, byte(i), byte(i * 7)})
+	}
+	entries := func(off uint32) []packEntry {
+		var es []packEntry
+		for _, id := range ids {
+			es = append(es, packEntry{Type: DataBlob, ID: id, Offset: off, Length: 100, RawLength: 80})
+		}
+		return es
+	}
+	x.add(indexPack{ID: deadPack, Size: 1 << 20, Entries: entries(1)})
+	if len(x.blobs.runs) == 0 {
+		t.Fatal("no run: the test wants blobs in runs")
+	}
+	for _, id := range ids {
+		if x.has(blobKey{id, DataBlob}) || !x.present(blobKey{id, DataBlob}) {
+			t.Fatalf("blob %s: in a dead pack, want present and not reusable", id.Short())
+		}
+	}
+	x.add(indexPack{ID: livePack, Size: 1 << 20, Entries: entries(2)})
+	x.add(indexPack{ID: other, Size: 1 << 20, Entries: entries(3)})
+	for _, id := range ids {
+		pb, ok := x.lookup(blobKey{id, DataBlob})
+		if !ok || pb.Pack != livePack || pb.Offset != 2 || !x.has(blobKey{id, DataBlob}) {
+			t.Fatalf("blob %s: at %+v (%v), want the live pack's first copy", id.Short(), pb, ok)
+		}
+	}
+	if x.blobs.len() != len(ids) {
+		t.Fatalf("%d blobs, want %d", x.blobs.len(), len(ids))
+	}
+}
