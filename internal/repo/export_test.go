@@ -2,6 +2,7 @@ package repo
 
 import (
 	"context"
+	"math/rand/v2"
 	"os"
 	"testing"
 	"time"
@@ -83,3 +84,44 @@ func WriteFormat1() (restore func()) {
 // SetPackFileHook makes r call fn with each pack's temporary file when it creates it. Set
 // it before the Repository is used.
 func SetPackFileHook(r *Repository, fn func(*os.File)) { r.packFileHook = fn }
+
+// SaveSyntheticIndex writes index files naming packs made-up packs of perPack made-up
+// blobs each (random ids, 1 in 20 a tree, 100 to 16,100 bytes; no pack is stored), as
+// make bench-index loads them.
+func SaveSyntheticIndex(ctx context.Context, r *Repository, packs, perPack int, seed uint64) error {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	var batch []indexPack
+	entries := 0
+	for i := 0; i < packs; i++ {
+		p := indexPack{Entries: make([]packEntry, perPack)}
+		for j := range p.ID {
+			p.ID[j] = byte(rng.Uint32())
+		}
+		var off uint32
+		for j := range p.Entries {
+			e := &p.Entries[j]
+			for k := 0; k < len(e.ID); k += 8 {
+				v := rng.Uint64()
+				for b := 0; b < 8; b++ {
+					e.ID[k+b] = byte(v >> (8 * b))
+				}
+			}
+			e.Type = DataBlob
+			if rng.IntN(20) == 0 {
+				e.Type = TreeBlob
+			}
+			e.Offset, e.Length = off, 100+rng.Uint32N(16000)
+			e.RawLength = e.Length - Overhead
+			off += e.Length
+		}
+		p.Size = uint64(off)
+		batch = append(batch, p)
+		if entries += perPack; entries >= maxIndexEntries || i == packs-1 {
+			if err := r.saveIndex(ctx, batch); err != nil {
+				return err
+			}
+			batch, entries = batch[:0], 0
+		}
+	}
+	return nil
+}

@@ -105,25 +105,34 @@ func (x *index) add(p indexPack) {
 	x.addLocked(p)
 }
 
-func (x *index) addLocked(p indexPack) {
-	pi, ok := x.packIdx[p.ID]
-	if !ok {
-		pi = uint32(len(x.packs))
-		x.packs = append(x.packs, p.ID)
-		x.packSize = append(x.packSize, p.Size)
-		x.packDead = append(x.packDead, x.dead[p.ID])
-		x.packIdx[p.ID] = pi
-	}
-	for _, e := range p.Entries {
-		k := blobKey{e.ID, e.Type}
-		ne := indexEntry{pack: pi, offset: e.Offset, length: e.Length, rawLength: e.RawLength}
-		switch old, ok := x.blobs.get(k); {
-		case !ok:
-			x.blobs.insert(k, ne)
-		case x.packDead[old.pack] && !x.packDead[pi]:
-			x.blobs.put(k, ne)
+func (x *index) addLocked(p indexPack) { x.addPacksLocked([]indexPack{p}) }
+
+// addPacksLocked records the blobs of packs, as addLocked one by one would.
+func (x *index) addPacksLocked(packs []indexPack) {
+	var fresh []tableEntry // blobs the table does not have yet
+	for _, p := range packs {
+		pi, ok := x.packIdx[p.ID]
+		if !ok {
+			pi = uint32(len(x.packs))
+			x.packs = append(x.packs, p.ID)
+			x.packSize = append(x.packSize, p.Size)
+			x.packDead = append(x.packDead, x.dead[p.ID])
+			x.packIdx[p.ID] = pi
+		}
+		for _, e := range p.Entries {
+			k := blobKey{e.ID, e.Type}
+			ne := indexEntry{pack: pi, offset: e.Offset, length: e.Length, rawLength: e.RawLength}
+			switch old, ok := x.blobs.get(k); {
+			case !ok:
+				fresh = append(fresh, tableEntry{k, ne})
+			case x.packDead[old.pack] && !x.packDead[pi]:
+				x.blobs.put(k, ne)
+			}
 		}
 	}
+	x.blobs.insertNew(fresh, func(kept, later indexEntry) bool {
+		return x.packDead[kept.pack] && !x.packDead[later.pack]
+	})
 }
 
 // setPlansLocked makes plans the known plans and their packs the dead ones.
@@ -408,9 +417,7 @@ func (x *index) record(name string, packs []indexPack, err error) {
 		x.damaged[name] = err
 	} else {
 		delete(x.damaged, name)
-		for _, p := range packs {
-			x.addLocked(p)
-		}
+		x.addPacksLocked(packs)
 	}
 	x.files[name] = err == nil
 }
@@ -439,9 +446,7 @@ func (r *Repository) rebuildIndex(ctx context.Context, names map[string]bool, pl
 	// added before is in r.unindexed, one it adds after goes into the new index.
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, p := range r.unindexed {
-		nx.addLocked(p)
-	}
+	nx.addPacksLocked(r.unindexed)
 	x := r.idx
 	x.mu.Lock()
 	x.blobs, x.packs, x.packSize, x.packDead, x.packIdx = nx.blobs, nx.packs, nx.packSize, nx.packDead, nx.packIdx

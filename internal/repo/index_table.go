@@ -70,7 +70,13 @@ func (r *blobRec) set(tree bool, e indexEntry) {
 // cmpRec orders two records of the same prefix: by the rest of the id, then data before
 // tree.
 func cmpRec(a, b *blobRec) int {
-	if c := bytes.Compare(a[:sfxLen], b[:sfxLen]); c != 0 {
+	if x, y := binary.BigEndian.Uint64(a[:8]), binary.BigEndian.Uint64(b[:8]); x != y {
+		if x < y {
+			return -1
+		}
+		return 1
+	}
+	if c := bytes.Compare(a[8:sfxLen], b[8:sfxLen]); c != 0 {
 		return c
 	}
 	switch at, bt := a.tree(), b.tree(); {
@@ -162,32 +168,83 @@ func (t *blobTable) insert(k blobKey, e indexEntry) {
 	}
 }
 
-// flushTail sorts the tail into a new run, then merges runs while the last one is at
-// least half the size of the one before it.
+// tableEntry is a blob and where it is.
+type tableEntry struct {
+	k blobKey
+	e indexEntry
+}
+
+func cmpKey(a, b *blobKey) int {
+	if x, y := binary.BigEndian.Uint64(a.id[:8]), binary.BigEndian.Uint64(b.id[:8]); x != y {
+		if x < y {
+			return -1
+		}
+		return 1
+	}
+	if c := bytes.Compare(a.id[8:], b.id[8:]); c != 0 {
+		return c
+	}
+	return int(a.t) - int(b.t)
+}
+
+// insertNew adds blobs the table does not have. A blob listed more than once is added
+// once: its first entry, replaced by a later one whenever replace(kept, later) says so.
+// Many blobs at once become a run of their own; a few go into the tail.
+func (t *blobTable) insertNew(fresh []tableEntry, replace func(kept, later indexEntry) bool) {
+	if len(t.tail)+len(fresh) < tailMax {
+		for _, f := range fresh {
+			if kept, ok := t.tail[f.k]; ok {
+				if replace(kept, f.e) {
+					t.tail[f.k] = f.e
+				}
+				continue
+			}
+			t.insert(f.k, f.e)
+		}
+		return
+	}
+	slices.SortStableFunc(fresh, func(a, b tableEntry) int { return cmpKey(&a.k, &b.k) })
+	out := fresh[:0]
+	for _, f := range fresh {
+		if n := len(out); n > 0 && out[n-1].k == f.k {
+			if replace(out[n-1].e, f.e) {
+				out[n-1].e = f.e
+			}
+			continue
+		}
+		out = append(out, f)
+	}
+	t.n += len(out)
+	t.addRun(out)
+}
+
+// flushTail sorts the tail into a new run.
 func (t *blobTable) flushTail() {
 	if len(t.tail) == 0 {
 		return
 	}
-	keys := make([]blobKey, 0, len(t.tail))
-	for k := range t.tail {
-		keys = append(keys, k)
+	sorted := make([]tableEntry, 0, len(t.tail))
+	for k, e := range t.tail {
+		sorted = append(sorted, tableEntry{k, e})
 	}
-	slices.SortFunc(keys, func(a, b blobKey) int {
-		if c := bytes.Compare(a.id[:], b.id[:]); c != 0 {
-			return c
-		}
-		return int(a.t) - int(b.t)
-	})
-	r := &blobRun{start: make([]uint32, prefixBuckets+1), recs: make([]blobRec, len(keys))}
-	for i, k := range keys {
-		r.start[prefixOf(&k.id)+1]++
-		copy(r.recs[i][:], k.id[2:])
-		r.recs[i].set(k.t == TreeBlob, t.tail[k])
+	slices.SortFunc(sorted, func(a, b tableEntry) int { return cmpKey(&a.k, &b.k) })
+	t.tail = nil
+	t.addRun(sorted)
+}
+
+// addRun adds a run of sorted, blobs the table does not have, then merges runs while the
+// last one is at least half the size of the one before it.
+func (t *blobTable) addRun(sorted []tableEntry) {
+	r := &blobRun{start: make([]uint32, prefixBuckets+1), recs: make([]blobRec, len(sorted))}
+	for i := range sorted {
+		f := &sorted[i]
+		r.start[prefixOf(&f.k.id)+1]++
+		copy(r.recs[i][:], f.k.id[2:])
+		r.recs[i].set(f.k.t == TreeBlob, f.e)
 	}
 	for p := 1; p <= prefixBuckets; p++ {
 		r.start[p] += r.start[p-1]
 	}
-	t.tail = make(map[blobKey]indexEntry)
 	t.runs = append(t.runs, r)
 	for n := len(t.runs); n >= 2 && 2*len(t.runs[n-1].recs) >= len(t.runs[n-2].recs); n = len(t.runs) {
 		t.runs[n-2] = mergeRuns(t.runs[n-2], t.runs[n-1])

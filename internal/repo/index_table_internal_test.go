@@ -161,3 +161,47 @@ func TestIndexCanonicalCopyCompact(t *testing.T) {
 		t.Fatalf("%d blobs, want %d", x.blobs.len(), len(ids))
 	}
 }
+
+// TestIndexCanonicalCopyOneBatch loads a dead copy, a live one and another live one of
+// the same blobs in one batch, as an index file naming all three packs is loaded, both
+// into the tail (a small batch) and straight into a run (a big one): the first live copy
+// wins either way.
+func TestIndexCanonicalCopyOneBatch(t *testing.T) {
+	old := tailMax
+	t.Cleanup(func() { tailMax = old })
+	for _, tm := range []int{1 << 20, 3} {
+		tailMax = tm
+		x := newIndex()
+		deadPack, livePack, other := ID{1}, ID{2}, ID{3}
+		x.dead[deadPack] = true
+		var ids []ID
+		for i := 0; i < 20; i++ {
+			ids = append(ids, ID{7, byte(i), byte(i * 3)})
+		}
+		pack := func(id ID, off uint32) indexPack {
+			p := indexPack{ID: id, Size: 1 << 20}
+			for _, b := range ids {
+				p.Entries = append(p.Entries, packEntry{Type: TreeBlob, ID: b, Offset: off, Length: 100, RawLength: 80})
+			}
+			return p
+		}
+		x.mu.Lock()
+		x.record("file", []indexPack{pack(deadPack, 1), pack(livePack, 2), pack(other, 3)}, nil)
+		x.mu.Unlock()
+		if tm == 3 && len(x.blobs.runs) == 0 {
+			t.Fatal("tailMax 3: no run; the test wants the batch in a run")
+		}
+		if tm > 3 && len(x.blobs.runs) != 0 {
+			t.Fatal("big tailMax: a run; the test wants the batch in the tail")
+		}
+		for _, id := range ids {
+			pb, ok := x.lookup(blobKey{id, TreeBlob})
+			if !ok || pb.Pack != livePack || pb.Offset != 2 {
+				t.Fatalf("tailMax %d: blob %s at %+v (%v), want the live pack's copy", tm, id.Short(), pb, ok)
+			}
+		}
+		if x.blobs.len() != len(ids) {
+			t.Fatalf("tailMax %d: %d blobs, want %d", tm, x.blobs.len(), len(ids))
+		}
+	}
+}
