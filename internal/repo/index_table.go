@@ -14,11 +14,12 @@ import (
 // the size of the one before it is merged into it, so that there are few runs (about
 // log₂ of blobs / tailMax) and most blobs sit in the first, biggest one.
 //
-// A run is a sorted array of fixed-size records and a table of where each 16-bit id
-// prefix starts in it (ids are keyed hashes, so prefixes are even). The record leaves the
-// prefix out: 30 bytes of id, then the pack (its top bit set for a tree blob), offset,
-// length and raw length, 4 bytes each. A lookup reads the prefix's range of the table and
-// binary-searches it, in each run and the tail.
+// A run is a sorted array of fixed-size records and a table of where each id prefix of 16
+// bits or more (more in bigger runs, about 32 blobs a prefix at most) starts in it: ids
+// are keyed hashes, so prefixes are even. The record leaves the first 2 bytes of the id
+// out, as the table has them: 30 bytes of id, then the pack (its top bit set for a tree
+// blob), offset, length and raw length, 4 bytes each. A lookup reads the prefix's range of
+// the table and binary-searches it, in each run and the tail.
 //
 // A blob is in one place only: the tail or one run. Records are sorted by id, then type;
 // their entries (not their keys) may be changed in place.
@@ -32,8 +33,13 @@ type blobTable struct {
 // only so that tests can make it small.
 var tailMax = 1 << 15
 
+// maxBits and prefixShare set the prefixes of a run of n blobs: 16 bits, more while
+// there are over prefixShare blobs a prefix, at most maxBits. Variables only so that
+// tests can change them.
+var maxBits, prefixShare uint = 24, 32
+
 const (
-	prefixBuckets = 1 << 16
+	minBits = 16 // the 2 bytes records leave out
 	sfxLen        = 32 - 2
 	recSize       = sfxLen + 16
 	treeFlag      = 1 << 31 // in a record's pack field: the blob is a tree
@@ -88,17 +94,52 @@ func cmpRec(a, b *blobRec) int {
 	return 1
 }
 
-func prefixOf(id *ID) int { return int(id[0])<<8 | int(id[1]) }
-
-// blobRun is a sorted run: the records of prefix p are recs[start[p]:start[p+1]].
+// blobRun is a sorted run: the records of the ids whose first bits bits are p are
+// recs[start[p]:start[p+1]].
 type blobRun struct {
-	start []uint32 // prefixBuckets+1
+	bits  uint
+	start []uint32 // 1<<bits + 1
 	recs  []blobRec
+}
+
+// bitsFor returns how many bits of prefix a run of n blobs has.
+func bitsFor(n int) uint {
+	b := uint(minBits)
+	for b < maxBits && uint(n) > prefixShare<<b {
+		b++
+	}
+	return b
+}
+
+func newRun(n int) *blobRun {
+	b := bitsFor(n)
+	return &blobRun{bits: b, start: make([]uint32, 1<<b+1), recs: make([]blobRec, n)}
+}
+
+// prefix returns the first r.bits bits of id.
+func (r *blobRun) prefix(id *ID) int { return int(binary.BigEndian.Uint32(id[:4]) >> (32 - r.bits)) }
+
+// recPrefix returns the first r.bits bits of the id of record rec, whose first 16 are q.
+func (r *blobRun) recPrefix(q int, rec *blobRec) int {
+	return int((uint32(q)<<16 | uint32(rec[0])<<8 | uint32(rec[1])) >> (32 - r.bits))
+}
+
+// span returns where the records of the ids whose first 16 bits are q are.
+func (r *blobRun) span(q int) (int, int) {
+	sh := r.bits - minBits
+	return int(r.start[q<<sh]), int(r.start[(q+1)<<sh])
+}
+
+// countStarts turns start[p+1] = the records of prefix p into start[p] = where they begin.
+func (r *blobRun) countStarts() {
+	for p := 1; p < len(r.start); p++ {
+		r.start[p] += r.start[p-1]
+	}
 }
 
 // find returns the position of k's record in the run, if it has one.
 func (r *blobRun) find(k blobKey) (int, bool) {
-	p := prefixOf(&k.id)
+	p := r.prefix(&k.id)
 	lo, hi := int(r.start[p]), int(r.start[p+1])
 	var key blobRec
 	copy(key[:], k.id[2:])
@@ -110,9 +151,10 @@ func (r *blobRun) find(k blobKey) (int, bool) {
 // all yields the run's blobs in order.
 func (r *blobRun) all(yield func(blobKey, indexEntry) bool) bool {
 	var k blobKey
-	for p := 0; p < prefixBuckets; p++ {
-		k.id[0], k.id[1] = byte(p>>8), byte(p)
-		for i := r.start[p]; i < r.start[p+1]; i++ {
+	for q := 0; q < 1<<minBits; q++ {
+		k.id[0], k.id[1] = byte(q>>8), byte(q)
+		lo, hi := r.span(q)
+		for i := lo; i < hi; i++ {
 			rec := &r.recs[i]
 			copy(k.id[2:], rec[:sfxLen])
 			k.t = DataBlob
@@ -130,8 +172,10 @@ func (r *blobRun) all(yield func(blobKey, indexEntry) bool) bool {
 func (t *blobTable) len() int { return t.n }
 
 func (t *blobTable) get(k blobKey) (indexEntry, bool) {
-	if e, ok := t.tail[k]; ok {
-		return e, true
+	if len(t.tail) > 0 {
+		if e, ok := t.tail[k]; ok {
+			return e, true
+		}
 	}
 	for _, r := range t.runs {
 		if i, ok := r.find(k); ok {
@@ -203,9 +247,21 @@ func (t *blobTable) insertNew(fresh []tableEntry, replace func(kept, later index
 		}
 		return
 	}
-	slices.SortStableFunc(fresh, func(a, b tableEntry) int { return cmpKey(&a.k, &b.k) })
-	out := fresh[:0]
-	for _, f := range fresh {
+	// Sorted by key, then by place in fresh: an unstable sort with the place as the
+	// tie-break is much faster than a stable one.
+	order := make([]uint32, len(fresh))
+	for i := range order {
+		order[i] = uint32(i)
+	}
+	slices.SortFunc(order, func(a, b uint32) int {
+		if c := cmpKey(&fresh[a].k, &fresh[b].k); c != 0 {
+			return c
+		}
+		return int(a) - int(b)
+	})
+	out := make([]tableEntry, 0, len(fresh))
+	for _, i := range order {
+		f := fresh[i]
 		if n := len(out); n > 0 && out[n-1].k == f.k {
 			if replace(out[n-1].e, f.e) {
 				out[n-1].e = f.e
@@ -235,16 +291,14 @@ func (t *blobTable) flushTail() {
 // addRun adds a run of sorted, blobs the table does not have, then merges runs while the
 // last one is at least half the size of the one before it.
 func (t *blobTable) addRun(sorted []tableEntry) {
-	r := &blobRun{start: make([]uint32, prefixBuckets+1), recs: make([]blobRec, len(sorted))}
+	r := newRun(len(sorted))
 	for i := range sorted {
 		f := &sorted[i]
-		r.start[prefixOf(&f.k.id)+1]++
+		r.start[r.prefix(&f.k.id)+1]++
 		copy(r.recs[i][:], f.k.id[2:])
 		r.recs[i].set(f.k.t == TreeBlob, f.e)
 	}
-	for p := 1; p <= prefixBuckets; p++ {
-		r.start[p] += r.start[p-1]
-	}
+	r.countStarts()
 	t.runs = append(t.runs, r)
 	for n := len(t.runs); n >= 2 && 2*len(t.runs[n-1].recs) >= len(t.runs[n-2].recs); n = len(t.runs) {
 		t.runs[n-2] = mergeRuns(t.runs[n-2], t.runs[n-1])
@@ -255,11 +309,12 @@ func (t *blobTable) addRun(sorted []tableEntry) {
 
 // mergeRuns returns the run of the records of a and b, which have no blob in common.
 func mergeRuns(a, b *blobRun) *blobRun {
-	out := &blobRun{start: make([]uint32, prefixBuckets+1), recs: make([]blobRec, len(a.recs)+len(b.recs))}
+	out := newRun(len(a.recs) + len(b.recs))
 	o := 0
-	for p := 0; p < prefixBuckets; p++ {
-		i, ie := int(a.start[p]), int(a.start[p+1])
-		j, je := int(b.start[p]), int(b.start[p+1])
+	for q := 0; q < 1<<minBits; q++ {
+		i, ie := a.span(q)
+		j, je := b.span(q)
+		from := o
 		for i < ie && j < je {
 			if cmpRec(&a.recs[i], &b.recs[j]) <= 0 {
 				out.recs[o] = a.recs[i]
@@ -272,8 +327,11 @@ func mergeRuns(a, b *blobRun) *blobRun {
 		}
 		o += copy(out.recs[o:], a.recs[i:ie])
 		o += copy(out.recs[o:], b.recs[j:je])
-		out.start[p+1] = uint32(o)
+		for x := from; x < o; x++ {
+			out.start[out.recPrefix(q, &out.recs[x])+1]++
+		}
 	}
+	out.countStarts()
 	return out
 }
 

@@ -10,9 +10,17 @@ import (
 // Go map. Ids share prefixes and differ only in type, as the compact records must tell
 // those apart.
 func TestBlobTableMatchesMap(t *testing.T) {
-	old := tailMax
-	tailMax = 7
-	t.Cleanup(func() { tailMax = old })
+	t.Run("16 bits", func(t *testing.T) { testBlobTable(t, 16) })
+	t.Run("17 bits", func(t *testing.T) { testBlobTable(t, 17) }) // as in runs of millions of blobs
+}
+
+func testBlobTable(t *testing.T, bits uint) {
+	old, oldBits, oldShare := tailMax, maxBits, prefixShare
+	tailMax, maxBits = 7, bits
+	if bits > minBits {
+		prefixShare = 0
+	}
+	t.Cleanup(func() { tailMax, maxBits, prefixShare = old, oldBits, oldShare })
 
 	rng := rand.New(rand.NewPCG(1, 2))
 	var tab blobTable
@@ -65,6 +73,11 @@ func TestBlobTableMatchesMap(t *testing.T) {
 		}
 	}
 	checkTable(t, &tab, want)
+	for _, r := range tab.runs {
+		if r.bits != bits {
+			t.Fatalf("a run has %d bits of prefix, want %d", r.bits, bits)
+		}
+	}
 	if len(tab.runs) < 2 {
 		t.Fatalf("the table has %d runs; the test wants several", len(tab.runs))
 	}
@@ -108,7 +121,7 @@ func checkTable(t *testing.T, tab *blobTable, want map[blobKey]indexEntry) {
 		t.Fatalf("all yields %d blobs, want %d", len(seen), len(want))
 	}
 	for _, r := range tab.runs {
-		for p := 0; p < prefixBuckets; p++ {
+		for p := 0; p+1 < len(r.start); p++ {
 			for i := r.start[p] + 1; i < r.start[p+1]; i++ {
 				if cmpRec(&r.recs[i-1], &r.recs[i]) >= 0 {
 					t.Fatalf("run not sorted at prefix %d, record %d", p, i)
