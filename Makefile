@@ -101,8 +101,13 @@ bench-backup: build ## back up a ~740 MiB corpus with brr and restic side by sid
 bench-backends: build ## backup, restore, replicate on file, nats, s3, sftp vs restic 0.18.1, local servers (scripts/bench-backends.sh)
 	scripts/bench-backends.sh
 
-bench-prune: build ## prune a repo of 1M blobs, brr and restic side by side (scripts/bench-prune.sh)
+bench-prune: build ## prune a repo of 1M blobs, brr and restic 0.18.1 side by side (scripts/bench-prune.sh)
 	scripts/bench-prune.sh
+
+.PHONY: bench-index
+bench-index: ## load synthetic indexes of 1M and 10M blobs: load time, heap per blob, peak RSS (internal/repo TestBenchIndex)
+	BRR_BENCH_INDEX=$${BRR_BENCH_INDEX:-1000000,10000000} $(GO) test -count=1 -v -timeout 2h -run '^TestBenchIndex$$' ./internal/repo | \
+		grep -v -e '^=== ' -e '^--- ' -e '^BENCH-INDEX '
 
 bench-scale: build ## jobs/s with 1, 2, 4 workers; pipeline on R1 vs a 3-node R3 cluster (scripts/bench-scale.sh)
 	scripts/bench-scale.sh

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Prune benchmark: brr and restic side by side, in one run, on repositories of over a
-# million blobs.
+# Prune benchmark: brr and restic 0.18.1 side by side, in one run, on repositories of over
+# a million blobs. restic is installed with go install (pinned, into .tools/bin); the Debian
+# package only when that fails, with a loud note, as its version differs.
 #
 # Corpus: FILES small files (default 1,000,000, 64-256 bytes of distinct content each;
 # a small file is one blob, so each repository holds about FILES blobs plus trees), written
 # by scripts/mkcorpus. Both tools back it up, then half of the files are rewritten and both
 # back it up again; then each forgets the first snapshot and prunes (keep-last 1), which
 # leaves about FILES/2 blobs of garbage spread over every pack. Timed: the prune, wall
-# clock for the whole command (for brr: publish, run, events). Peak RSS: restic's prune
-# command; for brr the worker's VmHWM, on a worker restarted just before the prune so that
-# the backups' peak does not count (its start-up, repository open and index load do).
+# clock for the whole command (for brr: publish, run, events). Peak RSS: restic's command;
+# for brr the worker's VmHWM, on a worker started just before the first backup and
+# restarted just before the prune, so that each peak is that phase's (with the worker's
+# start-up, repository open and index load).
 # brr deletes in two phases: a prune condemns (and repacks), a prune after the grace period
 # deletes. The bench sets prune.grace to 1s (BRR_PRUNE_GRACE=1s; production: 1h) and runs
 # prune twice, 1 s apart; the time reported is the two together, the RSS the peak of both.
@@ -38,15 +40,28 @@ trap 'exit 130' INT TERM
 
 step "tools"
 need_cmd curl
-need_cmd restic "apt-get install restic"
 [[ -x /usr/bin/time ]] || die "/usr/bin/time is not installed: apt-get install time"
+RESTIC_VERSION=0.18.1
+restic="$ROOT/.tools/bin/restic"
+restic_note=""
+if [[ ! -x "$restic" ]] || [[ "$("$restic" version)" != "restic $RESTIC_VERSION "* ]]; then
+	note "installing restic $RESTIC_VERSION into .tools/bin (a few minutes, once)"
+	mkdir -p "$ROOT/.tools/bin"
+	if ! GOBIN="$ROOT/.tools/bin" go install "github.com/restic/restic/cmd/restic@v$RESTIC_VERSION"; then
+		need_cmd restic "go install of restic $RESTIC_VERSION failed; apt-get install restic as a fallback"
+		restic="$(command -v restic)"
+		restic_note="WARNING: go install of restic $RESTIC_VERSION failed; the figures are against the Debian package, $("$restic" version | head -1)"
+		printf '\n*** %s ***\n\n' "$restic_note" >&2
+	fi
+fi
+restic() { "$restic" "$@"; }
 note "$(restic version | head -1)"
 build_binaries
 mkcorpus="$BENCH_DIR/mkcorpus"
 (cd "$ROOT" && go build -o "$mkcorpus" ./scripts/mkcorpus) || die "build scripts/mkcorpus failed"
 
 # Set by timed (lib.sh), through printf -v.
-T_restic_b1="" T_restic_b2="" T_restic_prune="" T_brr_b1="" T_brr_b2="" T_brr_prune="" T_brr_prune2="" RSS_restic_prune=0
+T_restic_b1="" T_restic_b2="" T_restic_prune="" T_brr_b1="" T_brr_b2="" T_brr_prune="" T_brr_prune2="" RSS_restic_prune=0 RSS_restic_b1=0
 
 start_worker() {
 	"$WORKER" --data-dir "$data" --listen "127.0.0.1:$nats_port" --http "127.0.0.1:$http_port" \
@@ -81,19 +96,20 @@ note "$(human "$(du -sb "$corpus" | cut -f1)") on disk"
 
 step "first backups (restic, then brr)"
 restic init >"$BENCH_DIR/restic-init.log" 2>&1 || die "restic init failed"
-timed restic_b1 restic backup --host bench "$corpus"
+timed restic_b1 "$restic" backup --host bench "$corpus"
 start_worker
 timed brr_b1 "$BRR" --nats "$nats" backup "$corpus" --wait
-note "restic ${T_restic_b1}s, brr ${T_brr_b1}s"
+hwm_b1="$(vmhwm "$worker_pid")"
+note "restic ${T_restic_b1}s, $(human $((RSS_restic_b1 * 1024))); brr ${T_brr_b1}s, worker VmHWM $(human $((hwm_b1 * 1024)))"
 
 step "rewrite half of the files (generation 1), second backups"
 "$mkcorpus" -dir "$corpus" -files "$FILES" -rewrite 2 -gen 1
-timed restic_b2 restic backup --host bench "$corpus"
+timed restic_b2 "$restic" backup --host bench "$corpus"
 timed brr_b2 "$BRR" --nats "$nats" backup "$corpus" --wait
 note "restic ${T_restic_b2}s, brr ${T_brr_b2}s"
 
 step "restic: forget --keep-last 1 --prune"
-timed restic_prune restic forget --keep-last 1 --prune
+timed restic_prune "$restic" forget --keep-last 1 --prune
 restic_repo_after="$(du -sb "$RESTIC_REPOSITORY" | cut -f1)"
 
 step "brr: restart the worker, then prune --keep-last 1"
@@ -117,19 +133,24 @@ brr_blobs="$(grep -o '"blobs":[0-9]*' "$BENCH_DIR/brr-verify.log" | tail -1 | cu
 stop_worker
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
+# verdict A OP B prints met or MISSED for the comparison A OP B (numbers; OP is >= or <=).
+verdict() { awk -v a="$1" -v op="$2" -v b="$3" 'BEGIN {ok = (op == ">=" ? a >= b : a <= b); print (ok ? "met" : "MISSED")}'; }
+r_b1="$(ratio "$T_restic_b1" "$T_brr_b1")"
+r_prune="$(ratio "$T_restic_prune" "$T_brr_prune")"
 echo
-echo "bench-prune $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, brr $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo dev), $(restic version | head -1 | cut -d' ' -f1-2)"
+echo "bench-prune $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), brr $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo dev), $(restic version | head -1 | cut -d' ' -f1-2)"
+[[ -n "$restic_note" ]] && echo "$restic_note"
 echo "corpus: $FILES files, 2 snapshots (half the files rewritten), prune keeps the last one; brr blobs after prune: ${brr_blobs:-?}"
-printf '%-26s | %-22s | %-22s | %-6s\n' measure brr restic ratio
-printf -- '%.0s-' {1..84}
+printf '%-26s | %-14s | %-14s | %-6s | %s\n' measure brr restic ratio target
+printf -- '%.0s-' {1..96}
 echo
-printf '%-26s | %-22s | %-22s | %-6s\n' \
-	"backup 1 (all new)" "${T_brr_b1}s" "${T_restic_b1}s" "$(ratio "$T_restic_b1" "$T_brr_b1")" \
-	"backup 2 (half changed)" "${T_brr_b2}s" "${T_restic_b2}s" "$(ratio "$T_restic_b2" "$T_brr_b2")" \
-	"prune (2 runs for brr)" "${T_brr_prune}s" "${T_restic_prune}s" "$(ratio "$T_restic_prune" "$T_brr_prune")" \
-	"prune peak RSS" "$(human $((hwm_prune * 1024)))" "$(human $((RSS_restic_prune * 1024)))" "$(ratio "$hwm_prune" "$RSS_restic_prune")" \
-	"repo after prune" "$(human "$brr_repo_after")" "$(human "$restic_repo_after")" "$(ratio "$brr_repo_after" "$restic_repo_after")"
+printf '%-26s | %-14s | %-14s | %-6s | %s\n' \
+	"backup 1 (all new)" "${T_brr_b1}s" "${T_restic_b1}s" "$r_b1" "restic/brr >= 2.5: $(verdict "$r_b1" ">=" 2.5)" \
+	"backup 1 peak RSS" "$(human $((hwm_b1 * 1024)))" "$(human $((RSS_restic_b1 * 1024)))" "$(ratio "$hwm_b1" "$RSS_restic_b1")" "brr <= restic: $(verdict "$hwm_b1" "<=" "$RSS_restic_b1")" \
+	"backup 2 (half changed)" "${T_brr_b2}s" "${T_restic_b2}s" "$(ratio "$T_restic_b2" "$T_brr_b2")" "-" \
+	"prune (2 runs for brr)" "${T_brr_prune}s" "${T_restic_prune}s" "$r_prune" "restic/brr >= 3: $(verdict "$r_prune" ">=" 3)" \
+	"prune peak RSS" "$(human $((hwm_prune * 1024)))" "$(human $((RSS_restic_prune * 1024)))" "$(ratio "$hwm_prune" "$RSS_restic_prune")" "brr < 400 MB: $(verdict "$((hwm_prune * 1024))" "<=" 400000000)" \
+	"repo after prune" "$(human "$brr_repo_after")" "$(human "$restic_repo_after")" "$(ratio "$brr_repo_after" "$restic_repo_after")" "-"
 echo
-echo "target: brr prune peak RSS under 500 MB at >= 1M blobs: $(awk -v k="$hwm_prune" 'BEGIN {print (k * 1024 < 500e6 ? "met" : "MISSED")}')"
-echo "ratio: restic time / brr time (higher is better for brr); brr / restic for RSS and size."
+echo "ratio: restic time / brr time (higher is better for brr); brr / restic for RSS and size. Targets: issue 14."
 echo "brr's repo was $(human "$brr_repo_before") before the prune. Logs: $BENCH_DIR/*.log, *.time"
