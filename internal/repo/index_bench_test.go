@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/brr-dev/brr/internal/repo/file"
 	"github.com/brr-dev/brr/internal/repo"
+	"github.com/brr-dev/brr/internal/repo/file"
 	"github.com/brr-dev/brr/internal/testkit"
 )
 

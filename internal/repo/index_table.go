@@ -39,10 +39,10 @@ var tailMax = 1 << 15
 var maxBits, prefixShare uint = 24, 32
 
 const (
-	minBits = 16 // the 2 bytes records leave out
-	sfxLen        = 32 - 2
-	recSize       = sfxLen + 16
-	treeFlag      = 1 << 31 // in a record's pack field: the blob is a tree
+	minBits  = 16 // the 2 bytes records leave out
+	sfxLen   = 32 - 2
+	recSize  = sfxLen + 16
+	treeFlag = 1 << 31 // in a record's pack field: the blob is a tree
 	// maxPacks is how many packs an index can number: the pack field's other 31 bits.
 	maxPacks = treeFlag
 )
