@@ -300,39 +300,68 @@ func (t *blobTable) addRun(sorted []tableEntry) {
 	}
 	r.countStarts()
 	t.runs = append(t.runs, r)
-	for n := len(t.runs); n >= 2 && 2*len(t.runs[n-1].recs) >= len(t.runs[n-2].recs); n = len(t.runs) {
-		t.runs[n-2] = mergeRuns(t.runs[n-2], t.runs[n-1])
-		t.runs[n-1] = nil
-		t.runs = t.runs[:n-1]
+	// Merging the last two runs while the last is at least half the one before it can
+	// cascade; the runs it would merge are merged in one go instead, so that the runs in
+	// between are never built (a peak of memory, as they are garbage at once).
+	first, total := len(t.runs)-1, len(r.recs)
+	for first > 0 && 2*total >= len(t.runs[first-1].recs) {
+		first--
+		total += len(t.runs[first].recs)
+	}
+	if first < len(t.runs)-1 {
+		t.runs[first] = mergeRuns(t.runs[first:]...)
+		clear(t.runs[first+1:])
+		t.runs = t.runs[:first+1]
 	}
 }
 
-// mergeRuns returns the run of the records of a and b, which have no blob in common.
-func mergeRuns(a, b *blobRun) *blobRun {
-	out := newRun(len(a.recs) + len(b.recs))
+// mergeRuns returns the run of the records of runs, which have no blob in common.
+func mergeRuns(runs ...*blobRun) *blobRun {
+	n := 0
+	for _, r := range runs {
+		n += len(r.recs)
+	}
+	out := newRun(n)
 	o := 0
 	for q := 0; q < 1<<minBits; q++ {
-		i, ie := a.span(q)
-		j, je := b.span(q)
 		from := o
-		for i < ie && j < je {
-			if cmpRec(&a.recs[i], &b.recs[j]) <= 0 {
-				out.recs[o] = a.recs[i]
-				i++
-			} else {
-				out.recs[o] = b.recs[j]
-				j++
+		if len(runs) == 2 {
+			o = merge2(out.recs, o, runs[0], runs[1], q)
+		} else {
+			// A few runs' records of one 16-bit prefix (about n/65,536): sorting them
+			// is as quick as a k-way merge and simpler.
+			for _, r := range runs {
+				i, ie := r.span(q)
+				o += copy(out.recs[o:], r.recs[i:ie])
 			}
-			o++
+			slices.SortFunc(out.recs[from:o], func(a, b blobRec) int { return cmpRec(&a, &b) })
 		}
-		o += copy(out.recs[o:], a.recs[i:ie])
-		o += copy(out.recs[o:], b.recs[j:je])
 		for x := from; x < o; x++ {
 			out.start[out.recPrefix(q, &out.recs[x])+1]++
 		}
 	}
 	out.countStarts()
 	return out
+}
+
+// merge2 merges the records of 16-bit prefix q of a and b into out from o on, and
+// returns where they end.
+func merge2(out []blobRec, o int, a, b *blobRun, q int) int {
+	i, ie := a.span(q)
+	j, je := b.span(q)
+	for i < ie && j < je {
+		if cmpRec(&a.recs[i], &b.recs[j]) <= 0 {
+			out[o] = a.recs[i]
+			i++
+		} else {
+			out[o] = b.recs[j]
+			j++
+		}
+		o++
+	}
+	o += copy(out[o:], a.recs[i:ie])
+	o += copy(out[o:], b.recs[j:je])
+	return o
 }
 
 // all yields every blob of the table: the runs', in order, then the tail's.
