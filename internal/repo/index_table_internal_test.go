@@ -43,7 +43,7 @@ func testBlobTable(t *testing.T, bits uint) {
 	randEntry := func() indexEntry {
 		return indexEntry{pack: rng.Uint32N(maxPacks), offset: rng.Uint32(), length: rng.Uint32(), rawLength: rng.Uint32()}
 	}
-	for i := 0; i < 5000; i++ {
+	for i := 0; i < 1200; i++ {
 		switch {
 		case len(keys) > 0 && rng.IntN(5) == 0: // update a known blob in place
 			k := keys[rng.IntN(len(keys))]
@@ -68,7 +68,7 @@ func testBlobTable(t *testing.T, bits uint) {
 			tab.put(k, e)
 			want[k] = e
 		}
-		if i%500 == 0 {
+		if i%400 == 0 {
 			checkTable(t, &tab, want)
 		}
 	}
