@@ -17,6 +17,12 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrJobFailed is wrapped by Wait's error when the job ended failed or dead.
 	ErrJobFailed = errors.New("job failed")
+	// ErrJobCancelled is wrapped by Wait's error when the job ended cancelled: not a
+	// failure, but not done either.
+	ErrJobCancelled = errors.New("job cancelled")
+	// ErrJobEnded is wrapped by Cancel's error when the job had already ended: there is
+	// nothing left to cancel.
+	ErrJobEnded = errors.New("job already ended")
 )
 
 // permanentError marks an error that retrying cannot fix.

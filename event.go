@@ -38,6 +38,10 @@ const (
 	StatusFailed Status = "failed"
 	// StatusDead: the job failed on its last attempt and went to the dead-letter stream.
 	StatusDead Status = "dead"
+	// StatusCancelled: the job was cancelled on request (Client.Cancel, `brr cancel`)
+	// before it ran, or stopped while it ran. It is not a failure: it does not go to the
+	// dead-letter stream.
+	StatusCancelled Status = "cancelled"
 )
 
 // Snapshot statuses, on brr.events.snapshot.<status>.
@@ -61,7 +65,7 @@ const (
 
 // Final reports whether a job with this status will not change any more.
 func (s Status) Final() bool {
-	return s == StatusSucceeded || s == StatusFailed || s == StatusDead
+	return s == StatusSucceeded || s == StatusFailed || s == StatusDead || s == StatusCancelled
 }
 
 // Event is a fact published after it happened, as JSON on brr.events.<type>.…

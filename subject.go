@@ -21,6 +21,7 @@ const DefaultPrefix = "brr"
 //	KV BRR_RESULTS                   the latest job event of every job, by job id
 //	KV BRR_HEALTH                    health check turns and their last results
 //	KV BRR_REPOS                     which repository each repo name means, per pool
+//	KV BRR_CANCEL                    cancel requests, one key per job id, with a TTL
 type Subjects struct {
 	Prefix string
 }
@@ -136,3 +137,7 @@ func (s Subjects) ReposBucket() string { return s.name("REPOS") }
 
 // RepoKey is the key of repo's registration in pool in the ReposBucket: <pool>.<repo>.
 func (s Subjects) RepoKey(pool, repo string) string { return pool + "." + repo }
+
+// CancelBucket is the name of the KV bucket of cancel requests, one key per job id:
+// BRR_CANCEL. Client.Cancel writes it; every worker watches it (see CancelRequest).
+func (s Subjects) CancelBucket() string { return s.name("CANCEL") }

@@ -30,15 +30,16 @@ type waitOptions struct {
 // depend on the clocks of the workers and the caller. 0 skips nothing.
 func AfterRevision(rev uint64) WaitOption { return func(o *waitOptions) { o.after = rev } }
 
-// Wait waits for the job id to end and returns its final event (succeeded, failed or
-// dead). It is correct whether the job ended long ago, is running, or has not been
+// Wait waits for the job id to end and returns its final event (succeeded, failed, dead
+// or cancelled). It is correct whether the job ended long ago, is running, or has not been
 // taken yet: it watches the job's key in the results bucket, which delivers the latest
 // event first and then every update.
 //
 // onEvent, when not nil, is called in Wait's goroutine with every lifecycle event and
 // with the job's progress events, which travel only on the event stream. A job that
 // ended failed or dead returns its event and an error that wraps ErrJobFailed and says
-// why. Wait returns ctx's error when ctx ends first.
+// why; one that ended cancelled returns its event and an error that wraps
+// ErrJobCancelled. Wait returns ctx's error when ctx ends first.
 //
 // Wait is Watch followed by Result, so it passes on only the progress published after
 // it started. To see a job's progress from its first moment, Watch it before publishing.
@@ -208,8 +209,8 @@ func (w *Waiter) Stop() {
 	_ = w.watch.Stop()
 }
 
-// jobErr is the error of a final event: nil for succeeded, ErrJobFailed with the reason
-// otherwise.
+// jobErr is the error of a final event: nil for succeeded, ErrJobCancelled for cancelled,
+// ErrJobFailed with the reason otherwise.
 func jobErr(e *Event) error {
 	if e.Status == StatusSucceeded {
 		return nil
@@ -217,6 +218,9 @@ func jobErr(e *Event) error {
 	reason := e.Error
 	if reason == "" {
 		reason = "no reason given"
+	}
+	if e.Status == StatusCancelled {
+		return fmt.Errorf("%w: %s job %s: %s", ErrJobCancelled, e.Kind, e.JobID, reason)
 	}
 	return fmt.Errorf("%w: %s job %s is %s: %s", ErrJobFailed, e.Kind, e.JobID, e.Status, reason)
 }

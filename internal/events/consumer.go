@@ -70,6 +70,8 @@ type ConsumerStats struct {
 	Retried, Snoozed int64
 	// Duplicates counts deliveries of jobs that had already been processed.
 	Duplicates int64
+	// Cancelled counts jobs ended on a cancel request, run or not (see cancel.go).
+	Cancelled int64
 }
 
 // Consumer is the consume loop of one worker: it pulls jobs of its pools from the shared
@@ -95,6 +97,9 @@ type Consumer struct {
 	aborting atomic.Bool
 
 	inFlight, running, done, failed, dead, retried, snoozed, duplicates atomic.Int64
+	cancelledN                                                          atomic.Int64
+
+	cancels cancelSet // the cancel requests in BRR_CANCEL (cancel.go)
 
 	resultsMu sync.Mutex
 	results   jetstream.KeyValue // BRR_RESULTS, opened on first use
@@ -127,6 +132,7 @@ func (c *Consumer) Stats() ConsumerStats {
 		Retried:    c.retried.Load(),
 		Snoozed:    c.snoozed.Load(),
 		Duplicates: c.duplicates.Load(),
+		Cancelled:  c.cancelledN.Load(),
 	}
 }
 
@@ -177,6 +183,18 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	jobCtx, abort := context.WithCancel(context.WithoutCancel(ctx))
 	defer abort()
+	// Cancel requests are watched until the drain is over: a job may be cancelled
+	// while the worker waits for it to finish.
+	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		c.watchCancels(watchCtx)
+	}()
+	defer func() {
+		stopWatch()
+		<-watchDone
+	}()
 
 	var pulls sync.WaitGroup
 	for i, pool := range c.cfg.Pools {

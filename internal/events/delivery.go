@@ -37,6 +37,12 @@ type delivery struct {
 	job     *brr.Job
 	rec     *state.JobRecord
 	state   atomic.Int32
+	// stored is when the server stored the message; snoozed is set for a copy of a
+	// snoozed job. A cancel request applies by them (cancelEntry.applies).
+	stored  time.Time
+	snoozed bool
+	// cancel, set under Consumer.mu once the job is about to run, cancels its context.
+	cancel context.CancelCauseFunc
 }
 
 func (d *delivery) logger(log zerolog.Logger) *zerolog.Logger {
@@ -90,6 +96,10 @@ func (c *Consumer) process(jobCtx context.Context, pool string, msg jetstream.Ms
 		d.seq = meta.Sequence.Stream
 		d.delivered = int(meta.NumDelivered)
 		d.attempt = earlierAttempts(msg) + d.delivered
+		d.stored = meta.Timestamp
+		if scheduler := msg.Headers().Get(jetstream.SchedulerHeader); scheduler != "" && c.fromSnooze(scheduler) {
+			d.snoozed = true
+		}
 	} else {
 		c.log.Error().Err(err).Str("subject", msg.Subject()).Msg("job message without JetStream metadata; dropping it")
 		_ = msg.Term()
@@ -166,6 +176,11 @@ func (c *Consumer) process(jobCtx context.Context, pool string, msg jetstream.Ms
 		Created:  job.Created,
 		Started:  now,
 	}
+	if req := c.cancelRequest(jobCtx, d); req != nil {
+		release()
+		c.cancelled(d, nil, nil, req)
+		return
+	}
 	// Accepted and started are announced at once rather than through the outbox: a
 	// waiting client sees the job start without an fsync in between, and the job came
 	// off NATS a moment ago, so NATS is there to take them. Should they be lost, the
@@ -180,9 +195,15 @@ func (c *Consumer) process(jobCtx context.Context, pool string, msg jetstream.Ms
 	started := make(chan error, 1)
 	go func() { started <- c.store.PutJob(&rec) }()
 
-	ctx, cancel := context.WithCancel(jobCtx)
+	ctx, cancel := context.WithCancelCause(jobCtx)
+	c.mu.Lock()
+	d.cancel = cancel
+	c.mu.Unlock()
+	if c.cancelRequest(jobCtx, d) != nil { // came after the look above, before the watch saw d
+		cancel(errCancelRequested)
+	}
 	out, herr := c.runHandler(ctx, d)
-	cancel()
+	cancel(nil)
 	release()
 	if err := <-started; err != nil {
 		c.putBack(d, fmt.Errorf("record job started: %w", err))

@@ -19,7 +19,7 @@ type Settled struct {
 	Pool string
 	// Repo is the repo the job named, or that its result names; empty when neither does.
 	Repo string
-	// Status is succeeded, failed, dead or retrying. A job that could not start yet (a
+	// Status is succeeded, failed, dead, cancelled or retrying. A job that could not start yet (a
 	// lease held elsewhere) is retrying with Snoozed set.
 	Status  brr.Status
 	Snoozed bool

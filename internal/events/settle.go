@@ -27,6 +27,13 @@ func (c *Consumer) settle(d *delivery, out *brr.Outcome, herr error) {
 		c.succeed(d, out)
 		return
 	}
+	// A job that stopped while a cancel request for it was there ended cancelled,
+	// whatever error it stopped with: it was asked to stop (or failed just as it was
+	// asked, and is not to run again either way). One that succeeded first succeeded.
+	if req := c.cancelRequest(context.Background(), d); req != nil {
+		c.cancelled(d, out, herr, req)
+		return
+	}
 	res := resultOf(out)
 	if c.aborting.Load() && errors.Is(herr, context.Canceled) {
 		log.Warn().Err(herr).Msg("job cancelled by shutdown; putting it back")

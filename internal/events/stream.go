@@ -90,6 +90,17 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, cfg Config) erro
 			Replicas:    cfg.StreamReplicas,
 		},
 		{
+			// One key per job id, written by Client.Cancel, watched by every worker
+			// (cancel.go); as long-lived as the results, so that a job that waits in the
+			// queue or between attempts is still cancelled when it comes.
+			Bucket:      s.CancelBucket(),
+			Description: "brr cancel requests, one key per job id",
+			History:     1,
+			TTL:         cfg.ResultsTTL,
+			Storage:     jetstream.FileStorage,
+			Replicas:    cfg.StreamReplicas,
+		},
+		{
 			// One key per pool and repo name, written once by the first worker of the pool
 			// that serves a repo of that name (registry.go); kept until removed by hand.
 			Bucket:      s.ReposBucket(),

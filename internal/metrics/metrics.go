@@ -72,11 +72,11 @@ func New(o Options) *Metrics {
 		opts: o,
 		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "brr_jobs_total",
-			Help: "Job attempts this worker settled, by kind and status: succeeded, failed (for good at once), dead (out of attempts), retrying (will be tried again; includes lease waits).",
+			Help: "Job attempts this worker settled, by kind and status: succeeded, failed (for good at once), dead (out of attempts), cancelled (on request; not a failure), retrying (will be tried again; includes lease waits).",
 		}, []string{"kind", "status"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "brr_job_duration_seconds",
-			Help:    "Time from the start of a job attempt on this worker to its end, by kind, for attempts that succeeded, failed or died.",
+			Help:    "Time from the start of a job attempt on this worker to its end, by kind, for attempts that succeeded, failed, died or were cancelled.",
 			Buckets: durationBuckets,
 		}, []string{"kind"}),
 		leaseWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -140,6 +140,10 @@ func New(o Options) *Metrics {
 			Help: "Jobs that ran out of attempts on this worker since it started.",
 		}, func() float64 { return float64(stats().Dead) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "brr_jobs_cancelled_total",
+			Help: "Jobs this worker ended on a cancel request (brr cancel), running or not yet run, since it started.",
+		}, func() float64 { return float64(stats().Cancelled) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "brr_jobs_retried_total",
 			Help: "Job attempts on this worker that ended in a transient error and will be retried.",
 		}, func() float64 { return float64(stats().Retried) }),
@@ -198,7 +202,7 @@ func (m *Metrics) JobSettled(o events.Settled) {
 	m.duration.WithLabelValues(kind).Observe(o.Duration.Seconds())
 	res := o.Result
 	switch {
-	case o.Kind == brr.KindVerify && o.Status != brr.StatusSucceeded:
+	case o.Kind == brr.KindVerify && o.Status != brr.StatusSucceeded && o.Status != brr.StatusCancelled:
 		name := o.Repo
 		if res != nil && res.Verify != nil && res.Verify.Repo != "" {
 			name = res.Verify.Repo
