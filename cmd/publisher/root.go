@@ -200,6 +200,7 @@ start a worker there with: brr-worker`,
 	root.AddCommand(m.repoCmd())
 	root.AddCommand(m.sourcesCmd())
 	root.AddCommand(m.keyCmd())
+	root.AddCommand(m.cancelCmd())
 	m.completions(root) // after every AddCommand: it walks the tree
 	return root
 }

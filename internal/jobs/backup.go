@@ -417,7 +417,25 @@ type backupStart struct {
 	// committed is the snapshot the job committed before, when it is delivered again;
 	// parent the newest snapshot of the source from this host, if any.
 	committed, parent *repo.Snapshot
-	release           func()
+	// saved is set once commit saved the snapshot; release keeps what a backup that
+	// stopped before wrote (see keep).
+	saved   bool
+	release func()
+}
+
+// keepTimeout bounds keep: the backup was asked to stop (a cancel must end it within
+// seconds) or failed, and what keep cannot save in time is left for prune to remove.
+const keepTimeout = time.Second
+
+// keep indexes the packs that a backup which stopped before its snapshot (cancelled,
+// cut short by a drain, failed) has written: the next backup finds their blobs and does
+// not store them again. No snapshot is written, so nothing half-done is visible; the
+// blobs no snapshot references are prune's to remove. A flush that fails or takes too
+// long leaves those packs unindexed, as a crash would.
+func (st *backupStart) keep() {
+	ctx, cancel := context.WithTimeout(context.Background(), keepTimeout)
+	defer cancel()
+	_ = st.w.Flush(ctx)
 }
 
 // startBackup takes the lease on source (what names it in errors) and the write lock of
@@ -441,7 +459,13 @@ func (e *Engine) startBackup(ctx context.Context, jobID string, r *repo.Reposito
 		return ctx, nil, fmt.Errorf("lock repo %s for writing: %w", repoName, err)
 	}
 	releaseLease := st.release
-	st.w, st.release = w, func() { w.Release(); releaseLease() }
+	st.w, st.release = w, func() {
+		if !st.saved {
+			st.keep()
+		}
+		w.Release()
+		releaseLease()
+	}
 
 	snapID := r.SnapshotIDFor(jobID)
 	snaps, err := r.Snapshots(ctx)
@@ -475,5 +499,6 @@ func (st *backupStart) commit(ctx context.Context, sn *repo.Snapshot) error {
 	if err := st.r.SaveSnapshot(ctx, sn); err != nil {
 		return fmt.Errorf("save snapshot: %w", err)
 	}
+	st.saved = true
 	return nil
 }

@@ -169,6 +169,7 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/jobs", read, s.listJobs},
 		{"POST", "/api/v1/jobs", mutate, s.postJob},
 		{"GET", "/api/v1/jobs/{id}", read, s.getJob},
+		{"DELETE", "/api/v1/jobs/{id}", mutate, s.cancelJob},
 		{"GET", "/api/v1/snapshots", read, s.snapshots},
 		{"GET", "/api/v1/sources", read, s.sources},
 		{"GET", "/api/v1/checkpoints", read, s.checkpoints},
