@@ -6,7 +6,7 @@
   const $ = (id) => document.getElementById(id);
   const KEY = "brr.apiKey";
   const RUNNING = new Set(["accepted", "started", "progress", "retrying"]);
-  const FINAL = new Set(["succeeded", "failed", "dead"]);
+  const FINAL = new Set(["succeeded", "failed", "dead", "cancelled"]);
   const MAX_JOBS = 200, SHOWN_JOBS = 50, MAX_EVENTS = 50;
 
   const state = {
@@ -29,8 +29,8 @@
     return k ? { Authorization: "Bearer " + k } : {};
   }
 
-  async function api(path) {
-    const res = await fetch("/api/v1/" + path, { headers: authHeaders(), cache: "no-store" });
+  async function api(path, method = "GET") {
+    const res = await fetch("/api/v1/" + path, { method, headers: authHeaders(), cache: "no-store" });
     let body = null;
     try { body = await res.json(); } catch (_) { /* not JSON: use the status text */ }
     const message = (body && body.error) || res.status + " " + res.statusText;
@@ -224,7 +224,11 @@
     const old = state.jobs.get(e.job_id);
     if (old && Date.parse(old.time) > Date.parse(e.time)) return;
     state.jobs.set(e.job_id, e);
-    if (FINAL.has(e.status)) state.progress.delete(e.job_id);
+    if (FINAL.has(e.status)) {
+      state.progress.delete(e.job_id);
+      cancelling.delete(e.job_id);
+      confirming.delete(e.job_id);
+    }
     if (state.jobs.size > MAX_JOBS) {
       const oldest = [...state.jobs.values()].sort((a, b) => Date.parse(a.time) - Date.parse(b.time));
       for (const o of oldest.slice(0, state.jobs.size - MAX_JOBS)) state.jobs.delete(o.job_id);
@@ -278,7 +282,48 @@
       }
     }
     if (e.status === "retrying" && e.attempt) cell.append(el("div", { class: "small muted" }, "attempt " + e.attempt));
+    const cancel = cancelControl(e);
+    if (cancel) cell.append(cancel);
     return cell;
+  }
+
+  // ---- cancelling a job: DELETE /api/v1/jobs/{id}, after a confirmation ----
+
+  const confirming = new Set(); // job ids whose Cancel was clicked, not yet confirmed
+  const cancelling = new Set(); // job ids whose cancel was sent, until their end comes
+
+  // cancelControl is the Cancel button of a job that has not ended, on a worker that
+  // takes mutations (it has an API key): Cancel, then "Yes, cancel" or "Keep".
+  function cancelControl(e) {
+    if (!RUNNING.has(e.status) || !(state.info && state.info.mutations)) return null;
+    const id = e.job_id;
+    if (cancelling.has(id)) return el("div", { class: "small muted cancel-state" }, "cancelling…");
+    if (confirming.has(id)) {
+      return el("div", { class: "small cancel-confirm" }, "Cancel this job? ",
+        el("button", { type: "button", class: "danger", data: { action: "cancel-confirm", job: id } }, "Yes, cancel"), " ",
+        el("button", { type: "button", data: { action: "cancel-keep", job: id } }, "Keep"));
+    }
+    return el("div", {}, el("button", { type: "button", class: "small", data: { action: "cancel", job: id } }, "Cancel"));
+  }
+
+  function onJobsClick(ev) {
+    const b = ev.target.closest("button[data-action]");
+    if (!b) return;
+    const id = b.dataset.job;
+    switch (b.dataset.action) {
+      case "cancel": confirming.add(id); break;
+      case "cancel-keep": confirming.delete(id); break;
+      case "cancel-confirm":
+        confirming.delete(id);
+        cancelling.add(id);
+        api("jobs/" + encodeURIComponent(id), "DELETE").catch((err) => {
+          cancelling.delete(id);
+          showBanner("cancel job " + id + ": " + err.message);
+          renderJobs();
+        });
+        break;
+    }
+    renderJobs();
   }
 
   function renderJobs() {
@@ -569,6 +614,7 @@
       refreshAll().then((ok) => { if (ok) follow(); });
     });
     $("key-button").addEventListener("click", () => askKey());
+    $("jobs-body").addEventListener("click", onJobsClick);
     $("window").addEventListener("change", () => run(loadAnalytics));
     window.addEventListener("resize", () => later("charts", drawCharts, 200));
     refreshAll().then((ok) => { if (ok) follow(); });
