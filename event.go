@@ -93,7 +93,7 @@ type Event struct {
 	Snapshot string `json:"snapshot,omitempty"`
 	// Attempt counts deliveries of the job, from 1.
 	Attempt int `json:"attempt,omitempty"`
-	// Error says why a job is retrying, failed or dead.
+	// Error says why a job is retrying, failed or dead, or who cancelled it and when.
 	Error string `json:"error,omitempty"`
 	// RetryInMS, on a retrying event, is how long until the next attempt.
 	RetryInMS int64 `json:"retry_in_ms,omitempty"`

@@ -8,7 +8,8 @@ package brr
 //
 // Events and Jobs are published through the worker's outbox, in the same transaction
 // that records the job's end, when the job ends for good (succeeded, failed or dead). An
-// attempt that will be retried publishes neither: the next attempt states them again.
+// attempt that will be retried publishes neither (the next attempt states them again),
+// nor does a job that ends cancelled.
 type Outcome struct {
 	// Result is what the job produced; nil when it produced nothing. A job that fails may
 	// still have one (verify's damage report, what a replication sent before it stopped).

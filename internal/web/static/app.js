@@ -245,7 +245,8 @@
     const out = el("span", {}, parts.join(" · "));
     // A long error (a restore's list of files, a command's stderr) would make its row a
     // page long: three lines show, the whole of it is the tooltip and in the job's API.
-    if (e.error) out.append(el("div", { class: "status-failed small clamp", title: e.error }, e.error.length > 400 ? e.error.slice(0, 400) + "…" : e.error));
+    // A cancelled job's reason (who asked, when) is not an error.
+    if (e.error) out.append(el("div", { class: (e.status === "cancelled" ? "muted" : "status-failed") + " small clamp", title: e.error }, e.error.length > 400 ? e.error.slice(0, 400) + "…" : e.error));
     return out;
   }
 
@@ -498,7 +499,7 @@
         e.job_id ? el("span", { class: "mono", title: e.job_id }, short(e.job_id)) : null,
         e.source ? el("span", { class: "mono" }, e.source) : null,
         e.check ? el("span", {}, e.check.subject || e.check.check) : null,
-        e.error ? el("span", { class: "status-failed" }, e.error) : null);
+        e.error ? el("span", { class: e.status === "cancelled" ? "muted" : "status-failed" }, e.error) : null);
     }));
   }
 
