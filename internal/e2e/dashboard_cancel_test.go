@@ -36,7 +36,9 @@ func TestDashboardCancel(t *testing.T) {
 	tab := newTab(t, browser, chromedp.WindowSize(1280, 1000))
 	do, poll := browserSteps(t, tab, w)
 	row := `#jobs-body tr[data-job="slow-1"]`
-	button := func(action string) string { return `#jobs-body button[data-action="` + action + `"][data-job="slow-1"]` }
+	button := func(action string) string {
+		return `#jobs-body button[data-action="` + action + `"][data-job="slow-1"]`
+	}
 	q := func(css string) string { return "document.querySelector(" + jsonString(css) + ")" }
 
 	do("load the dashboard", chromedp.Navigate(base+"/"))

@@ -89,8 +89,7 @@ func TestOpenAPISchemas(t *testing.T) {
 	doc := readOpenAPI(t)
 	types := map[string]any{
 		"Error": errorBody{}, "Info": Info{}, "JobRequest": JobRequest{}, "JobAccepted": JobAccepted{}, "JobList": JobList{},
-		"JobCancel": JobCancel{},
-		"JobState": JobState{}, "SnapshotList": SnapshotList{}, "Source": Source{}, "SourceList": SourceList{},
+		"JobCancel": JobCancel{}, "JobState": JobState{}, "SnapshotList": SnapshotList{}, "Source": Source{}, "SourceList": SourceList{},
 		"EventList": EventList{}, "Replication": Replication{}, "ReplicationList": ReplicationList{},
 		"PoolQueue": PoolQueue{}, "QueueList": QueueList{}, "WorkerList": WorkerList{}, "Analytics": Analytics{},
 		"RepoList": RepoList{}, "RepoWorker": RepoWorker{}, "RepoInfo": brr.RepoInfo{}, "RepoSpec": brr.RepoSpec{},
