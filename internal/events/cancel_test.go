@@ -3,6 +3,7 @@ package events
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -188,4 +189,37 @@ func TestCancelBeforeWorkerStarts(t *testing.T) {
 	if e.Status != brr.StatusCancelled {
 		t.Errorf("status = %q, want cancelled", e.Status)
 	}
+}
+
+// A job snoozed (its lease held elsewhere) when the cancel comes ends cancelled when its
+// snoozed copy comes back, without running again.
+func TestCancelSnoozedJob(t *testing.T) {
+	b := setup(t, Config{})
+	b.h.fn = func(ctx context.Context, job *brr.Job, attempt int, _ func(brr.Progress)) (*brr.Result, error) {
+		return nil, brr.Snooze(errors.New("lease held by another worker"), 2*time.Second)
+	}
+	b.start(t, b.db)
+	client := newClient(t, b)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	publishJob(t, b.js, pingJob("snoozy"))
+	b.ev.wait(t, "snoozy", brr.StatusRetrying)
+	res, err := client.Cancel(ctx, "snoozy")
+	if err != nil {
+		t.Fatalf("Cancel: %v", err)
+	}
+	if res.Status.Final() {
+		t.Fatalf("Cancel found the snoozed job %s", res.Status)
+	}
+	e, err := client.Wait(ctx, "snoozy", nil)
+	if !errors.Is(err, brr.ErrJobCancelled) {
+		t.Fatalf("Wait: %v, want ErrJobCancelled", err)
+	}
+	if !strings.Contains(e.Error, "before it ran") {
+		t.Errorf("cancelled event error = %q, want it to say the job did not run", e.Error)
+	}
+	if got, want := b.h.count("snoozy"), 1; got != want {
+		t.Errorf("handler ran %d times, want %d (once before the snooze, not after the cancel)", got, want)
+	}
+	waitJobsEmpty(t, b.js)
 }

@@ -78,6 +78,8 @@ func TestAuthMatrix(t *testing.T) {
 						want = http.StatusNotFound // past the key check; the job is not dead
 					case rt.method == "POST":
 						want = http.StatusAccepted
+					case rt.method == "DELETE" && rt.path == "/api/v1/jobs/{id}":
+						want = http.StatusConflict // the job has ended: nothing to cancel
 					}
 					if got != want {
 						t.Errorf("%s %s with %s key: status %d, want %d (%s)", rt.method, path, k.name, got, want, msg)
@@ -111,6 +113,9 @@ func TestAuthMatrix(t *testing.T) {
 		}
 		if got, _, msg := f.statusOnly("GET", "/api/v1/info", "", ""); got != http.StatusOK {
 			t.Errorf("GET /api/v1/info: %d %s, want 200", got, msg)
+		}
+		if got, _, msg := f.statusOnly("DELETE", "/api/v1/jobs/some-job", testKey, ""); got != http.StatusForbidden {
+			t.Errorf("DELETE /api/v1/jobs/some-job: %d %q, want 403", got, msg)
 		}
 	})
 
