@@ -229,6 +229,7 @@ func TestRolePermissions(t *testing.T) {
 		{"checkpoints"},
 		{"workers"},
 		{"restore", "latest", filepath.Join(t.TempDir(), "restore"), "--source", src, "--wait"},
+		{"cancel", "auth-never-published"},
 	} {
 		if out, errOut, code := cli("publisher", args...); code != 0 {
 			t.Errorf("publisher: brr %s exited %d: %s%s", strings.Join(args, " "), code, out, errOut)
@@ -369,6 +370,10 @@ func TestRolePermissions(t *testing.T) {
 	})
 	refused.check("deletes the event stream", "$JS.API.STREAM.DELETE.BRR_EVENTS", func(ctx context.Context) error {
 		return sjs.DeleteStream(ctx, "BRR_EVENTS")
+	})
+	refused.check("cancels a job", "$KV.BRR_CANCEL.auth-backup-1", func(ctx context.Context) error {
+		_, err := sjs.Publish(ctx, "$KV.BRR_CANCEL.auth-backup-1", []byte(`{"v":1,"id":"auth-backup-1"}`))
+		return err
 	})
 	// The CLI says so, at once, instead of waiting for the publish to time out.
 	_, errOut, code := cli("subscriber", "backup", src)
