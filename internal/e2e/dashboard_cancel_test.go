@@ -40,15 +40,20 @@ func TestDashboardCancel(t *testing.T) {
 		return `#jobs-body button[data-action="` + action + `"][data-job="slow-1"]`
 	}
 	q := func(css string) string { return "document.querySelector(" + jsonString(css) + ")" }
+	// click clicks the element css selects once it is there, in one step: the table is
+	// drawn again with every event, so a node found in one step may be gone in the next.
+	click := func(css string) chromedp.Action[chromedp.Void] {
+		return poll(q(css) + " && (" + q(css) + ".click(), true)")
+	}
 
 	do("load the dashboard", chromedp.Navigate(base+"/"))
 	do("the running job has a Cancel button",
 		poll(q(row+`[data-status="started"]`)+" && "+q(button("cancel"))))
 
 	do("Cancel, then Keep",
-		chromedp.Click(chromedp.CSS(button("cancel"))),
+		click(button("cancel")),
 		poll(q(button("cancel-confirm"))+" && "+q(button("cancel-keep"))),
-		chromedp.Click(chromedp.CSS(button("cancel-keep"))),
+		click(button("cancel-keep")),
 		poll(q(button("cancel"))))
 	if e, err := c.Job(ctx, "slow-1"); err != nil || e.Status != brr.StatusStarted {
 		t.Fatalf("after Keep the job is %+v (%v), want still started", e, err)
@@ -56,9 +61,9 @@ func TestDashboardCancel(t *testing.T) {
 
 	// Without the key the cancel is refused and the page asks for the key.
 	do("confirm without the key",
-		chromedp.Click(chromedp.CSS(button("cancel"))),
+		click(button("cancel")),
 		poll(q(button("cancel-confirm"))),
-		chromedp.Click(chromedp.CSS(button("cancel-confirm"))),
+		click(button("cancel-confirm")),
 		poll(`!document.querySelector("#key-form").hidden && `+q(button("cancel"))))
 	if e, err := c.Job(ctx, "slow-1"); err != nil || e.Status != brr.StatusStarted {
 		t.Fatalf("after a cancel without the key the job is %+v (%v), want still started", e, err)
@@ -68,9 +73,9 @@ func TestDashboardCancel(t *testing.T) {
 		chromedp.SendKeys(chromedp.ID("key-input"), key),
 		chromedp.Click(chromedp.CSS("#key-form button")),
 		poll(`document.querySelector("#key-form").hidden && `+q(button("cancel"))),
-		chromedp.Click(chromedp.CSS(button("cancel"))),
+		click(button("cancel")),
 		poll(q(button("cancel-confirm"))),
-		chromedp.Click(chromedp.CSS(button("cancel-confirm"))),
+		click(button("cancel-confirm")),
 		poll(q(row+`[data-status="cancelled"]`)+" && !"+q(button("cancel"))))
 
 	e, err := c.Wait(ctx, "slow-1", nil)

@@ -228,10 +228,14 @@
       state.progress.delete(e.job_id);
       cancelling.delete(e.job_id);
       confirming.delete(e.job_id);
+      controls.delete(e.job_id);
     }
     if (state.jobs.size > MAX_JOBS) {
       const oldest = [...state.jobs.values()].sort((a, b) => Date.parse(a.time) - Date.parse(b.time));
-      for (const o of oldest.slice(0, state.jobs.size - MAX_JOBS)) state.jobs.delete(o.job_id);
+      for (const o of oldest.slice(0, state.jobs.size - MAX_JOBS)) {
+        state.jobs.delete(o.job_id);
+        controls.delete(o.job_id);
+      }
     }
   }
 
@@ -292,19 +296,49 @@
 
   const confirming = new Set(); // job ids whose Cancel was clicked, not yet confirmed
   const cancelling = new Set(); // job ids whose cancel was sent, until their end comes
+  // controls keeps each job's cancel control while its state lasts: the table is drawn
+  // again with every progress event, and a button made anew each time would swallow a
+  // click whose press and release land on two different buttons.
+  const controls = new Map(); // job id → {step, node}
 
   // cancelControl is the Cancel button of a job that has not ended, on a worker that
   // takes mutations (it has an API key): Cancel, then "Yes, cancel" or "Keep".
   function cancelControl(e) {
-    if (!RUNNING.has(e.status) || !(state.info && state.info.mutations)) return null;
     const id = e.job_id;
-    if (cancelling.has(id)) return el("div", { class: "small muted cancel-state" }, "cancelling…");
-    if (confirming.has(id)) {
-      return el("div", { class: "small cancel-confirm" }, "Cancel this job? ",
+    if (!RUNNING.has(e.status) || !(state.info && state.info.mutations)) {
+      controls.delete(id);
+      return null;
+    }
+    const step = cancelling.has(id) ? "cancelling" : confirming.has(id) ? "confirm" : "ask";
+    const kept = controls.get(id);
+    if (kept && kept.step === step) return kept.node;
+    let node;
+    if (step === "cancelling") {
+      node = el("div", { class: "small muted cancel-state" }, "cancelling…");
+    } else if (step === "confirm") {
+      node = el("div", { class: "small cancel-confirm" }, "Cancel this job? ",
         el("button", { type: "button", class: "danger", data: { action: "cancel-confirm", job: id } }, "Yes, cancel"), " ",
         el("button", { type: "button", data: { action: "cancel-keep", job: id } }, "Keep"));
+    } else {
+      node = el("div", {}, el("button", { type: "button", class: "small", data: { action: "cancel", job: id } }, "Cancel"));
     }
-    return el("div", {}, el("button", { type: "button", class: "small", data: { action: "cancel", job: id } }, "Cancel"));
+    controls.set(id, { step, node });
+    return node;
+  }
+
+  // followCancel reads the job until it has ended, for 30 s at most: its end comes on the
+  // live stream too, unless the stream was reconnecting just then.
+  async function followCancel(id) {
+    for (let i = 0; i < 30 && cancelling.has(id); i++) {
+      await new Promise((done) => setTimeout(done, 1000));
+      try {
+        const st = await api("jobs/" + encodeURIComponent(id));
+        if (st && st.event) {
+          putJob(st.event);
+          renderJobs();
+        }
+      } catch (_) { /* the live stream may still bring it */ }
+    }
   }
 
   function onJobsClick(ev) {
@@ -317,7 +351,7 @@
       case "cancel-confirm":
         confirming.delete(id);
         cancelling.add(id);
-        api("jobs/" + encodeURIComponent(id), "DELETE").catch((err) => {
+        api("jobs/" + encodeURIComponent(id), "DELETE").then(() => followCancel(id)).catch((err) => {
           cancelling.delete(id);
           showBanner("cancel job " + id + ": " + err.message);
           renderJobs();
