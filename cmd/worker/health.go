@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -43,12 +44,16 @@ func (h HealthConfig) validate() error {
 	if h.Interval <= 0 {
 		p.bad("health.interval: must be a positive duration such as 15s, got %s", h.Interval)
 	}
-	for _, path := range sortedKeys(h.RPO) {
-		if !filepath.IsAbs(path) || filepath.Clean(path) != path {
-			p.bad("health.rpo: %q: must be an absolute, clean source path", path)
+	for _, key := range sortedKeys(h.RPO) {
+		if name, ok := strings.CutPrefix(key, jobs.SourceKey("")); ok {
+			if brr.ValidateSourceName(name) != nil {
+				p.bad("health.rpo: %q: the name of a source: must be 1-64 letters, digits, '-' or '_'", key)
+			}
+		} else if !filepath.IsAbs(key) || filepath.Clean(key) != key {
+			p.bad("health.rpo: %q: must be an absolute, clean source path, or source:NAME for a command or sqlite source", key)
 		}
-		if d := h.RPO[path]; d <= 0 {
-			p.bad("health.rpo.%s: must be a positive duration such as 26h, got %s", path, d)
+		if d := h.RPO[key]; d <= 0 {
+			p.bad("health.rpo.%s: must be a positive duration such as 26h, got %s", key, d)
 		}
 	}
 	if h.SummaryEvery < 1 {
@@ -72,6 +77,41 @@ func (h HealthConfig) validate() error {
 		p.bad("health.disk_critical (%d%%) must not be above health.disk_warn (%d%%)", h.DiskCritical, h.DiskWarn)
 	}
 	return p.err()
+}
+
+// validateRPOSources checks the source:NAME keys of health.rpo against the sources of
+// the config. A path source's snapshots are of its path, so source:NAME of a path source
+// would never be met: that is an error that names the key to write. A name this worker
+// does not configure is accepted: the RPO check is the pool's, and the source may be
+// another worker's (a database on its own host); rpoWarnings says so at start.
+func (c *Config) validateRPOSources() error {
+	var p problems
+	for _, key := range sortedKeys(c.Health.RPO) {
+		name, ok := strings.CutPrefix(key, jobs.SourceKey(""))
+		if !ok {
+			continue
+		}
+		if sc, ok := c.Sources[name]; ok && sc.Path != "" {
+			p.bad("health.rpo: %q: source %s is a path source, whose snapshots are of its path: write %q instead", key, name, sc.Path)
+		}
+	}
+	return p.err()
+}
+
+// rpoWarnings are what the worker logs at start about health.rpo: the source:NAME keys
+// whose source this worker does not configure (a typo, or a source of other workers).
+func (c *Config) rpoWarnings() []string {
+	var out []string
+	for _, key := range sortedKeys(c.Health.RPO) {
+		name, ok := strings.CutPrefix(key, jobs.SourceKey(""))
+		if !ok {
+			continue
+		}
+		if _, ok := c.Sources[name]; !ok {
+			out = append(out, fmt.Sprintf("health.rpo: %q names a source that is not in this worker's sources: (its RPO is checked all the same, against the snapshots of %s in the pool's repos; if it is a typo, fix it)", key, key))
+		}
+	}
+	return out
 }
 
 // newMetrics returns the worker's metrics; the collectors that need NATS, repos and the

@@ -50,3 +50,45 @@ sources:
 		})
 	}
 }
+
+// TestRPOOfNamedSources: health.rpo takes source:NAME, what the snapshots of a command or
+// sqlite source are of; a path source's name there is refused with the path to write
+// instead, and a name this worker lacks is a warning, not an error.
+func TestRPOOfNamedSources(t *testing.T) {
+	m, err := parse(t, []string{"--config", writeConfig(t, `
+sources:
+  appdb: {sqlite: /srv/app/app.db}
+  pg: {command: "pg_dump -Fc appdb"}
+health: {rpo: {"source:appdb": 1h, "source:pg": 26h, "source:elsewhere": 2h, "/srv/app": 26h}}
+`)}, nil)
+	if err != nil {
+		t.Fatalf("config with source:NAME RPOs: %v", err)
+	}
+	rpo := m.Config.rpo()
+	if got, want := rpo["source:appdb"], time.Hour; got != want {
+		t.Fatalf("rpo[source:appdb] = %s, want %s", got, want)
+	}
+	if got, want := rpo["source:pg"], 26*time.Hour; got != want {
+		t.Fatalf("rpo[source:pg] = %s, want %s", got, want)
+	}
+	warnings := m.Config.rpoWarnings()
+	if len(warnings) != 1 || !strings.Contains(warnings[0], `"source:elsewhere" names a source that is not in this worker's sources`) {
+		t.Fatalf("rpoWarnings = %q, want one about source:elsewhere", warnings)
+	}
+
+	for _, tt := range []struct{ name, yaml, want string }{
+		{"path source by name", "sources: {app: {path: /srv/app}}\nhealth: {rpo: {\"source:app\": 1h}}",
+			`health.rpo: "source:app": source app is a path source, whose snapshots are of its path: write "/srv/app" instead`},
+		{"bad name", "health: {rpo: {\"source:a b\": 1h}}", `health.rpo: "source:a b": the name of a source: must be 1-64 letters`},
+		{"empty name", "health: {rpo: {\"source:\": 1h}}", `health.rpo: "source:": the name of a source`},
+		{"relative path", "health: {rpo: {\"srv/app\": 1h}}", `health.rpo: "srv/app": must be an absolute, clean source path, or source:NAME`},
+		{"zero", "health: {rpo: {\"source:pg\": 0s}}", "health.rpo.source:pg: must be a positive duration"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parse(t, []string{"--config", writeConfig(t, tt.yaml+"\n")}, nil)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("config %s: %v; want an error containing %q", tt.yaml, err, tt.want)
+			}
+		})
+	}
+}

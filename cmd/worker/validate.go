@@ -69,6 +69,7 @@ func (c *Config) Validate() error {
 	p.add(c.validateSources())
 	p.add(c.Prune.validate())
 	p.add(c.Health.validate())
+	p.add(c.validateRPOSources())
 	if !prefixPattern.MatchString(c.Prefix) {
 		p.bad("prefix: %q: use letters, digits, '-' or '_' (dots between tokens allowed), e.g. brr", c.Prefix)
 	}

@@ -117,6 +117,9 @@ func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Lo
 	w.log = log.With().Str("worker", w.id).Logger()
 	log = w.log
 	log.Info().Str("version", w.version).Str("data_dir", cfg.DataDir).Strs("pools", cfg.Pools).Msg("starting worker")
+	for _, warning := range cfg.rpoWarnings() {
+		log.Warn().Msg(warning)
+	}
 
 	w.metrics = w.newMetrics()
 	w.http, err = newHTTPServer(cfg.HTTP.Listen, w.id, w.version, w.ready, w.metrics.Handler())
