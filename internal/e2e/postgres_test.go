@@ -165,6 +165,14 @@ func TestPostgresDumpAndRestore(t *testing.T) {
 			t.Errorf("job error %q lacks %q", ev.Error, want)
 		}
 	}
+	// The failed job's result says how the command ended: its exit code and the end of
+	// its stderr, and no snapshot.
+	if ev.Result == nil || ev.Result.Backup == nil || ev.Result.Backup.Command == nil {
+		t.Fatalf("failed job's result %+v: want result.backup.command", ev.Result)
+	}
+	if run := ev.Result.Backup.Command; run.ExitCode != 1 || !strings.Contains(run.Stderr, `database "nope" does not exist`) || ev.Result.Backup.Snapshot != "" {
+		t.Errorf("failed job's result.backup = %+v, command %+v: want exit code 1, pg_dump's stderr, no snapshot", ev.Result.Backup, run)
+	}
 	snaps, err := c.Snapshots(ctx, "", "")
 	if err != nil {
 		t.Fatal(err)

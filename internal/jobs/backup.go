@@ -48,7 +48,12 @@ func (e *Engine) Backup(ctx context.Context, jobID string, a brr.BackupJob, prog
 func (e *Engine) runBackup(ctx context.Context, job *brr.Job, a brr.BackupJob, rep brr.Reporter) (*brr.Outcome, error) {
 	res, sn, err := e.backup(ctx, job.ID, a, progressOf(rep))
 	if err != nil {
-		return nil, err
+		if res == nil {
+			return nil, err
+		}
+		// A failed backup that has something to say (how a source's command or hooks
+		// ended) says it in the failed job's result; it committed nothing.
+		return &brr.Outcome{Result: &brr.Result{Backup: res}, Repo: res.Repo, Source: res.Source}, err
 	}
 	if res.DryRun {
 		// Nothing committed: no snapshot event, nothing to replicate.
@@ -108,6 +113,14 @@ func (e *Engine) backup(ctx context.Context, jobID string, a brr.BackupJob, prog
 		hooks = append(hooks, run)
 		if herr != nil && res != nil {
 			res.Warnings = append(res.Warnings, herr.Error())
+		}
+	}
+	if res == nil && err != nil && len(hooks) > 0 {
+		// The backup failed before it had a result (a failed before hook): the hooks'
+		// runs are the result of the failed job.
+		res = &brr.BackupResult{Source: sourcePath(a, src)}
+		if _, name, rerr := e.Repo(a.Repo); rerr == nil {
+			res.Repo = name
 		}
 	}
 	if res != nil {

@@ -79,7 +79,13 @@ func (e *Engine) backupCommand(ctx context.Context, jobID string, a brr.BackupJo
 
 	out, run, err := e.runCommand(ctx, jobID, src, w, pr, start)
 	if err != nil {
-		return nil, nil, err
+		if run == nil {
+			return nil, nil, err
+		}
+		// Nothing committed; the result says how the command ended (its exit code, the
+		// end of its stderr), which the failed job's record and event carry.
+		return &brr.BackupResult{Repo: repoName, Source: source, BytesRead: run.Bytes, Command: run,
+			DurationMS: time.Since(start).Milliseconds()}, nil, err
 	}
 	now := e.now().UTC()
 	node := &repo.Node{
@@ -128,7 +134,8 @@ type streamed struct {
 // command exited non-zero, was killed, or outlived the source's timeout (each marked
 // Permanent: running a failed dump again at once rarely helps, and the schedule's next
 // run, or `brr dlq retry`, runs it again), the output could not be stored (retried), or
-// the job was cancelled.
+// the job was cancelled. The run (exit code, end of stderr) comes with the error too,
+// once the command was started.
 func (e *Engine) runCommand(ctx context.Context, jobID string, src *Source, w *repo.Writer, pr *reporter, start time.Time) (*streamed, *brr.CommandRun, error) {
 	runCtx, cancel := context.WithTimeout(ctx, src.timeout())
 	defer cancel()
@@ -184,7 +191,7 @@ func (e *Engine) runCommand(ctx context.Context, jobID string, src *Source, w *r
 	ev.Str("job_id", jobID).Str("source_name", src.Name).Int("exit_code", run.ExitCode).Int64("bytes", run.Bytes).
 		Int64("duration_ms", run.DurationMS).Str("stderr", run.Stderr).Msg("ran source command")
 	if err != nil {
-		return nil, nil, err
+		return nil, run, err
 	}
 	return out, run, nil
 }

@@ -184,6 +184,60 @@ func TestCommandSourceFails(t *testing.T) {
 	testkit.CheckClean(t, b.repo)
 }
 
+// A failed command's job carries, besides its error, a result that says how the command
+// ended (exit code, end of stderr) and that nothing was committed; a failed before hook's
+// job carries the hooks' runs. The consume loop records that result with the failed job
+// and puts it in its job.failed event.
+func TestCommandSourceFailureResult(t *testing.T) {
+	b := setup(t)
+	b.engine.Sources = map[string]jobs.Source{
+		"bad":  {Command: "echo one line; echo 'pg_dump: error: connection refused' >&2; exit 3", After: "echo after ran"},
+		"slow": {Command: "echo partial; echo 'still dumping' >&2; sleep 60 & sleep 60", Timeout: 300 * time.Millisecond},
+		"hook": {Command: "echo never", Before: "echo not today >&2; exit 4"},
+	}
+	ctx := context.Background()
+	handle := func(id, name string) (*brr.BackupResult, error) {
+		t.Helper()
+		out, err := b.engine.Handle(ctx, &brr.Job{ID: id, Kind: brr.KindBackup, Pool: "default", Args: brr.BackupJob{SourceName: name}}, nil)
+		// A failed command is not retried; a failed before hook is, like any failed job.
+		if err == nil || brr.IsPermanent(err) != (name != "hook") {
+			t.Fatalf("backup of %s: %v (permanent %v)", name, err, brr.IsPermanent(err))
+		}
+		if out == nil || out.Result == nil || out.Result.Backup == nil {
+			t.Fatalf("backup of %s failed with outcome %+v: want a result", name, out)
+		}
+		if out.Snapshot != "" || len(out.Events) != 0 || len(out.Jobs) != 0 || out.Result.Backup.Snapshot != "" {
+			t.Fatalf("failed backup of %s states a snapshot, events or jobs: %+v", name, out)
+		}
+		if got, want := out.Source, jobs.SourceKey(name); got != want {
+			t.Errorf("outcome source = %q, want %q", got, want)
+		}
+		return out.Result.Backup, err
+	}
+
+	res, err := handle("bad-1", "bad")
+	if !strings.Contains(err.Error(), "exited 3") {
+		t.Errorf("error of a command that exited 3: %v", err)
+	}
+	if res.Command == nil || res.Command.ExitCode != 3 || !strings.Contains(res.Command.Stderr, "connection refused") || res.SourceName != "bad" || res.Repo != "local" {
+		t.Fatalf("result of a command that exited 3: %+v (command %+v)", res, res.Command)
+	}
+	if len(res.Hooks) != 1 || res.Hooks[0].Hook != "after" || !strings.Contains(res.Hooks[0].Output, "after ran") {
+		t.Errorf("hooks of the failed backup: %+v", res.Hooks)
+	}
+	res, _ = handle("slow-1", "slow")
+	if res.Command == nil || res.Command.ExitCode != -1 || !strings.Contains(res.Command.Stderr, "still dumping") {
+		t.Fatalf("result of a command past its timeout: %+v (command %+v)", res, res.Command)
+	}
+	res, _ = handle("hook-1", "hook")
+	if res.Command != nil || len(res.Hooks) != 1 || res.Hooks[0].ExitCode != 4 || !strings.Contains(res.Hooks[0].Output, "not today") {
+		t.Fatalf("result of a failed before hook: %+v (hooks %+v)", res, res.Hooks)
+	}
+	if snaps, _ := b.engine.Snapshots(ctx, "", ""); len(snaps) != 0 {
+		t.Fatalf("failed commands committed %+v", snaps)
+	}
+}
+
 // A job cancelled while the command runs kills it, commits nothing, and is not marked
 // permanent: it runs again.
 func TestCommandSourceCancelled(t *testing.T) {
