@@ -1,5 +1,7 @@
 package brr
 
+import "time"
+
 // SourceKind says what a named source is (docs/sources.md).
 type SourceKind string
 
@@ -28,6 +30,18 @@ type SourceInfo struct {
 	Tags []string `json:"tags,omitempty"`
 	// Watch, when set, says that the source is backed up as it changes.
 	Watch *SourceWatch `json:"watch,omitempty"`
+	// Watching is set by the one worker that watches the source now (it holds the
+	// watch's lease): what its watch knows of the source's changes. It is no part of the
+	// source's definition.
+	Watching *SourceWatching `json:"watching,omitempty"`
+}
+
+// SourceWatching is what the worker that watches a source says of its changes, for the
+// RPO check of the health report (docs/sources.md, "Watch").
+type SourceWatching struct {
+	// UnprotectedSince is when the oldest change that no committed snapshot is known to
+	// hold was seen; absent when every change seen is in a snapshot (an idle source).
+	UnprotectedSince *time.Time `json:"unprotected_since,omitempty"`
 }
 
 // SourceWatch is how a watched source is backed up as it changes: at most every DelayMS

@@ -103,10 +103,16 @@ func poolSources(workers []brr.WorkerInfo, pool string) []sourceRow {
 		for _, s := range w.Sources {
 			i := slices.IndexFunc(rows, func(r sourceRow) bool { return sameSource(r.SourceInfo, s) })
 			if i < 0 {
-				rows = append(rows, sourceRow{SourceInfo: s, Source: s.Key()})
+				def := s
+				def.Watching = nil
+				rows = append(rows, sourceRow{SourceInfo: def, Source: s.Key()})
 				i = len(rows) - 1
 			}
 			rows[i].Workers = append(rows[i].Workers, w.ID)
+			// What the watch says comes from the worker that watches the source now.
+			if s.Watching != nil {
+				rows[i].Watching = s.Watching
+			}
 		}
 	}
 	slices.SortStableFunc(rows, func(a, b sourceRow) int { return strings.Compare(a.Name, b.Name) })

@@ -168,7 +168,7 @@ func (w *worker) watchAndCheck(ctx context.Context, js jetstream.JetStream, engi
 		&health.RepoRegistryCheck{Workers: monitor.Workers},
 	}
 	checks = append(checks,
-		&health.SnapshotCheck{Lister: engine, Repos: engine.RepoNames, Partial: partial, RPO: cfg.rpo(), Replicate: engine.Policy,
+		&health.SnapshotCheck{Lister: engine, Repos: engine.RepoNames, Partial: partial, RPO: cfg.rpo(), Watched: cfg.watched(), Workers: monitor.Workers, Replicate: engine.Policy,
 			LagWarn: cfg.Health.LagWarn, LagCritical: cfg.Health.LagCritical},
 		&health.RepositoryCheck{JS: js, Subjects: subj, Repos: engine.RepoNames, Partial: partial, DefaultRepo: defaultRepo, MaxAge: cfg.Health.VerifyMaxAge})
 	if cfg.Health.Canary {
@@ -194,7 +194,7 @@ func (w *worker) watchAndCheck(ctx context.Context, js jetstream.JetStream, engi
 		},
 		Refused: w.repos.Refused,
 		Repos:   engine.RepoNames,
-		Sources: cfg.sourceInfos,
+		Sources: w.sourceInfos,
 	}, w.log)
 	w.metrics.WatchPool(monitor)
 	w.metrics.WatchRunner(runner.Runs)

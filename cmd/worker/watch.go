@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"maps"
 	"sync"
@@ -27,6 +28,7 @@ func (w *worker) watchSources(leases watch.Leaser) func(context.Context) error {
 		if err != nil {
 			return err
 		}
+		w.watching.Store(&watchers)
 		var wg sync.WaitGroup
 		for _, wr := range watchers {
 			wg.Go(func() { _ = wr.Run(ctx) })
@@ -57,6 +59,17 @@ func (w *worker) watchers(leases watch.Leaser) ([]*watch.Watcher, error) {
 		_, err := client.Publish(ctx, brr.BackupJob{SourceName: name}, brr.WithID(id), brr.WithBy(by))
 		return err
 	}
+	// A watch's backup job has succeeded once its latest event (BRR_RESULTS) says so.
+	committed := func(ctx context.Context, id string) (bool, error) {
+		e, err := client.Job(ctx, id)
+		if errors.Is(err, brr.ErrNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		return e.Status == brr.StatusSucceeded, nil
+	}
 	own := w.ownPaths()
 	var out []*watch.Watcher
 	for _, name := range sortedKeys(sources) {
@@ -70,9 +83,10 @@ func (w *worker) watchers(leases watch.Leaser) ([]*watch.Watcher, error) {
 				Delay: src.Watch.Delay, MaxDelay: src.Watch.MaxDelay,
 			},
 			Key:     watchLeaseKey(pool, name),
-			Leases:  leases,
-			Publish: publish,
-			JobID:   watchJobID(pool, name),
+			Leases:    leases,
+			Publish:   publish,
+			Committed: committed,
+			JobID:     watchJobID(pool, name),
 			// Those standing by try the lease about every half TTL; one whose holder
 			// stopped renewing is told to come back when it expires.
 			Retry: cfg.Jobs.LeaseTTL / 2,
@@ -123,6 +137,55 @@ const watchRPOMargin = time.Minute
 // a minute. For {delay: 5s, max_delay: 1m}: 1m + 10m + 1m = 12m.
 func watchRPO(w jobs.Watch) time.Duration {
 	return w.MaxDelay + watch.RescanInterval(w.MaxDelay) + watchRPOMargin
+}
+
+// watchExpectation is how long a change to a watched source may wait for a snapshot that
+// holds it before the RPO check is critical: its max_delay, plus a minute for the backup
+// job to be taken and run, and for the watching worker's heartbeat to tell.
+func watchExpectation(w jobs.Watch) time.Duration { return w.MaxDelay + watchRPOMargin }
+
+// watched are the watched sources of the config, by the source their snapshots name,
+// each with its watchExpectation.
+func (c *Config) watched() map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for name, sc := range c.Sources {
+		if sc.Watch == nil {
+			continue
+		}
+		key := sc.Path
+		if key == "" {
+			key = jobs.SourceKey(name)
+		}
+		out[key] = watchExpectation(jobs.Watch{Delay: sc.Watch.Delay, MaxDelay: sc.Watch.MaxDelay})
+	}
+	return out
+}
+
+// sourceInfos are the config's sources as the heartbeats carry them, with what the
+// watches this worker holds now say of their sources.
+func (w *worker) sourceInfos() []brr.SourceInfo {
+	infos := w.cfg.sourceInfos()
+	ws := w.watching.Load()
+	if ws == nil {
+		return infos
+	}
+	for _, wr := range *ws {
+		st := wr.State()
+		if !st.Watching {
+			continue
+		}
+		for i := range infos {
+			if infos[i].Name != wr.Source.Name {
+				continue
+			}
+			infos[i].Watching = &brr.SourceWatching{}
+			if !st.UnprotectedSince.IsZero() {
+				since := st.UnprotectedSince.UTC()
+				infos[i].Watching.UnprotectedSince = &since
+			}
+		}
+	}
+	return infos
 }
 
 // rpo is the recovery point objective of each source for the health checks, by the

@@ -82,7 +82,7 @@ func newWatchSetup(t *testing.T) *watchSetup {
   shared: {url: "file://%s", key_file: %q}
 sources:
   app: {path: %q, watch: {delay: %s, max_delay: %s}}
-health: {canary: false}
+health: {canary: false, interval: 1s}
 log: {level: debug}
 `, s.repo, keyFile, s.src, testWatchDelay, testWatchMaxDelay)
 	s.ctx = testkit.Context(t, 5*time.Minute)
@@ -238,6 +238,23 @@ func TestWatchDebouncesWrites(t *testing.T) {
 	last := s.waitCommit(60*time.Second, "the last write", func(c commit) bool { return c.files >= writes })
 	// Nothing more comes once the changes stop: the backups themselves set off none.
 	time.Sleep(2*testWatchDelay + time.Second)
+
+	// The watching worker's heartbeat says it watches the source, and, once it has seen
+	// the last backup succeed, that every change is in a snapshot: the RPO check's input.
+	testkit.Eventually(t, 60*time.Second, "the heartbeat says every change is in a snapshot", func() bool {
+		infos, err := s.c.Workers(s.ctx)
+		if err != nil {
+			return false
+		}
+		for _, info := range infos {
+			for _, src := range info.Sources {
+				if src.Name == "app" && src.Watching != nil {
+					return info.ID == w.ID && src.Watching.UnprotectedSince == nil
+				}
+			}
+		}
+		return false
+	})
 
 	var during []commit
 	for _, c := range s.snapshot() {

@@ -26,6 +26,7 @@ import (
 	"github.com/brr-dev/brr/internal/repo/file"
 	"github.com/brr-dev/brr/internal/repo/natsobj"
 	"github.com/brr-dev/brr/internal/state"
+	"github.com/brr-dev/brr/internal/watch"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -66,6 +67,7 @@ type worker struct {
 	consumer atomic.Pointer[events.Consumer] // read by the metrics handler
 	metrics  *metrics.Metrics
 	started  time.Time
+	watching atomic.Pointer[[]*watch.Watcher] // the source watches, once started
 
 	components []*component // in the order started
 	resources  []resource   // in the order opened

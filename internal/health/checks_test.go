@@ -108,6 +108,78 @@ func TestSnapshotCheck(t *testing.T) {
 	}
 }
 
+// TestWatchedSourceRPO: a watched source's rpo result follows its watch, as the
+// watching worker's heartbeat tells it. Idle (no change unprotected) it is ok however
+// long nothing changed, within its RPO; a change in no snapshot for longer than the
+// watch's expectation is critical, though the newest snapshot is young; and the RPO
+// still bounds the newest snapshot's age, for a watch that stopped.
+func TestWatchedSourceRPO(t *testing.T) {
+	ctx := context.Background()
+	src := t.TempDir()
+	testkit.WriteFile(t, filepath.Join(src, "a.txt"), []byte("hello"), 0o600)
+	local, _ := testkit.InitRepo(t, t.TempDir(), testkit.RepoOptions())
+	engine := &jobs.Engine{Repos: map[string]*repo.Repository{"local": local}, Host: "h", Worker: "w"}
+	if _, err := engine.Backup(ctx, "watch-default-app-1", brr.BackupJob{Path: src}, nil); err != nil {
+		t.Fatalf("backup: %v", err)
+	}
+	sns, err := engine.Snapshots(ctx, "local", "")
+	if err != nil || len(sns) != 1 {
+		t.Fatalf("snapshots: %v %v", sns, err)
+	}
+	taken := sns[0].Time
+	// The watch: {delay: 2s, max_delay: 10s}: a change may wait 10s + 1m, the newest
+	// snapshot be 10s + 1m (rescan) + 1m old.
+	var since *time.Time
+	watching := true
+	check := &health.SnapshotCheck{
+		Lister:  engine,
+		Repos:   func() []string { return []string{"local"} },
+		RPO:     map[string]time.Duration{src: 2*time.Minute + 10*time.Second},
+		Watched: map[string]time.Duration{src: time.Minute + 10*time.Second},
+		Workers: func() []brr.WorkerInfo {
+			info := brr.SourceInfo{Name: "app", Kind: brr.SourcePath, Path: src, Watch: &brr.SourceWatch{DelayMS: 2000, MaxDelayMS: 10000}}
+			if watching {
+				info.Watching = &brr.SourceWatching{UnprotectedSince: since}
+			}
+			return []brr.WorkerInfo{
+				{ID: "w2", Sources: []brr.SourceInfo{{Name: "app", Kind: brr.SourcePath, Path: src}}},
+				{ID: "w1", Sources: []brr.SourceInfo{info}},
+			}
+		},
+	}
+	rpo := func(now time.Time) brr.HealthCheck {
+		t.Helper()
+		out, err := check.Run(ctx, health.Tick{Now: now})
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		return byKey(out.Results)["rpo "+src]
+	}
+	at := func(d time.Duration) *time.Time { v := taken.Add(d); return &v }
+	for _, tt := range []struct {
+		name     string
+		now      time.Duration // after the snapshot
+		since    *time.Time
+		watching bool
+		want     brr.HealthStatus
+		says     string
+	}{
+		{"idle", 2 * time.Minute, nil, true, brr.HealthOK, "every change the watch on worker w1 saw is in a snapshot"},
+		{"change waiting", 2 * time.Minute, at(90 * time.Second), true, brr.HealthOK, "waits for its backup (expected within 1m10s)"},
+		{"change left unprotected", 2 * time.Minute, at(30 * time.Second), true, brr.HealthCritical,
+			"that the watch on worker w1 saw 1m30s ago is in no snapshot yet, longer than the 1m10s a watched change may wait"},
+		{"watch stopped", 3 * time.Minute, nil, true, brr.HealthCritical, "older than its RPO of 2m10s"},
+		{"no watcher, young snapshot", time.Minute, nil, false, brr.HealthOK, "no worker says it watches it now"},
+		{"no watcher, old snapshot", 3 * time.Minute, nil, false, brr.HealthCritical, "older than its RPO"},
+	} {
+		since, watching = tt.since, tt.watching
+		got := rpo(taken.Add(tt.now))
+		if got.Status != tt.want || !strings.Contains(got.Message, tt.says) {
+			t.Errorf("%s: rpo = %s (%s), want %s saying %q", tt.name, got.Status, got.Message, tt.want, tt.says)
+		}
+	}
+}
+
 func TestRepositoryCheck(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()

@@ -43,8 +43,19 @@ type SnapshotCheck struct {
 	// now: it sits the check's turns out (see Sitter) rather than measure the pool
 	// wrongly (an RPO missed for want of the snapshots of a repo it refuses).
 	Partial func() bool
-	// RPO is the recovery point objective of each source.
+	// RPO is the recovery point objective of each source: how old its newest snapshot
+	// may be.
 	RPO map[string]time.Duration
+	// Watched are the watched sources, by what their snapshots are of, each with how
+	// long a change may wait for a snapshot that holds it (the watch's max_delay and a
+	// margin). Their rpo result is also critical when the worker that watches one says
+	// (in its heartbeat, read through Workers) that a change older than that is in no
+	// committed snapshot; a source in which nothing changed is not. The source's RPO
+	// still bounds the age of its newest snapshot, which the watch's rescans keep young:
+	// it catches a watch that stopped.
+	Watched map[string]time.Duration
+	// Workers are the live workers' latest heartbeats; nil reads none.
+	Workers func() []brr.WorkerInfo
 	// Replicate is the replication policy now: repo → the repos its snapshots are copied
 	// to.
 	Replicate func() map[string][]string
@@ -233,10 +244,57 @@ func (c *SnapshotCheck) rpo(lists map[string][]brr.Snapshot, unread map[string]s
 					source, human(age), shortID(newest.ID), newest.Repo, objective)
 			}
 		}
+		c.unprotected(&res, source, now)
 		res.Message += unreadNote(unread)
 		out = append(out, res)
 	}
 	return out
+}
+
+// unprotected turns res critical when source is watched and the worker that watches it
+// says that a change has waited longer than the watch's expectation for a snapshot; it
+// adds to the message what the watch says otherwise.
+func (c *SnapshotCheck) unprotected(res *brr.HealthCheck, source string, now time.Time) {
+	expect, ok := c.Watched[source]
+	if !ok || c.Workers == nil {
+		return
+	}
+	var since time.Time
+	var watcher string
+	for _, w := range c.Workers() {
+		if w.Missing {
+			continue
+		}
+		for _, s := range w.Sources {
+			if s.Watching == nil || s.Key() != source {
+				continue
+			}
+			if watcher == "" {
+				watcher = w.ID
+			}
+			if u := s.Watching.UnprotectedSince; u != nil && (since.IsZero() || u.Before(since)) {
+				since, watcher = *u, w.ID
+			}
+		}
+	}
+	switch {
+	case watcher == "":
+		res.Message += "; no worker says it watches it now"
+	case since.IsZero():
+		res.Message += fmt.Sprintf("; every change the watch on worker %s saw is in a snapshot", watcher)
+	default:
+		age := max(now.Sub(since), 0)
+		if age <= expect {
+			res.Message += fmt.Sprintf("; a change the watch on worker %s saw %s ago waits for its backup (expected within %s)", watcher, human(age), expect)
+			return
+		}
+		if res.Status != brr.HealthCritical {
+			res.Status = brr.HealthCritical
+			res.Message = fmt.Sprintf("a change to %s that the watch on worker %s saw %s ago is in no snapshot yet, longer than the %s a watched change may wait: "+
+				"see its backup jobs (brr jobs, brr dlq) and the worker's log; the newest snapshot is %s old",
+				source, watcher, human(age), expect, human(time.Duration(res.Value*float64(time.Second))))
+		}
+	}
 }
 
 // lag returns a result per replication target.

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -89,8 +90,59 @@ type Watcher struct {
 	// Rescan is how long the source may go without a backup before it is rescanned and
 	// backed up; default RescanInterval(Source.MaxDelay).
 	Rescan time.Duration
-	Log    zerolog.Logger
-	Now    func() time.Time
+	// Committed, when set, reports whether the backup job of id has succeeded: its
+	// snapshot is committed. The watcher asks it about the jobs it published, to know
+	// which changes are in a snapshot (State.UnprotectedSince). A job not found yet is
+	// not committed.
+	Committed func(ctx context.Context, id string) (bool, error)
+	Log       zerolog.Logger
+	Now       func() time.Time
+
+	mu    sync.Mutex
+	state State
+}
+
+// State is what a watcher says of its source, for the worker's heartbeats and the RPO
+// check of the health report.
+type State struct {
+	// Watching says that this watcher holds the lease and watches the source.
+	Watching bool
+	// UnprotectedSince is when the oldest change that no committed snapshot is known to
+	// hold was seen: a change waiting for its backup, or one whose backup job has not
+	// succeeded (yet). Zero when every change seen is in a snapshot, and always without
+	// Committed. The rescan's backup of a source in which nothing changed is no change;
+	// what changed while no one watched (at take-over) and what a rescan finds are.
+	UnprotectedSince time.Time
+}
+
+// State returns what the watcher says of its source now.
+func (w *Watcher) State() State {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.state
+}
+
+func (w *Watcher) setState(s State) {
+	w.mu.Lock()
+	w.state = s
+	w.mu.Unlock()
+}
+
+// checkEvery is how often the watcher asks Committed about the backup jobs it published
+// that have not succeeded yet; maxOutstanding bounds how many it keeps asking about (the
+// newest: one that succeeds stands for every older one, as each backup is of the whole
+// source).
+const (
+	checkEvery     = 2 * time.Second
+	maxOutstanding = 16
+	checkTimeout   = 5 * time.Second
+)
+
+// outstanding is a backup job the watcher published whose success it has not seen: since
+// is its burst's first change (zero for a rescan of a source that did not change).
+type outstanding struct {
+	id    string
+	since time.Time
 }
 
 func (w *Watcher) defaults() {
@@ -178,6 +230,49 @@ func (w *Watcher) watch(ctx context.Context, log zerolog.Logger) error {
 	// What changed while no one watched is unknown: back the source up once.
 	now := w.Now()
 	d.Change(now)
+	// changed is the first change of the pending burst (zero when the burst is a rescan
+	// of a source that did not change); sent are the backups published whose success
+	// is not seen yet, oldest first.
+	changed := now
+	var sent []outstanding
+	var lastCheck time.Time
+	report := func() {
+		st := State{Watching: true}
+		if w.Committed != nil {
+			st.UnprotectedSince = changed
+			for _, o := range sent {
+				if !o.since.IsZero() && (st.UnprotectedSince.IsZero() || o.since.Before(st.UnprotectedSince)) {
+					st.UnprotectedSince = o.since
+				}
+			}
+		}
+		w.setState(st)
+	}
+	defer w.setState(State{})
+	change := func(at time.Time) {
+		d.Change(at)
+		if changed.IsZero() {
+			changed = at
+		}
+	}
+	// check asks about the backups sent, newest first: the first that succeeded holds
+	// every change before its publish, so it and the older ones are done.
+	check := func(ctx context.Context) {
+		lastCheck = w.Now()
+		for i := len(sent) - 1; i >= 0; i-- {
+			cctx, cancel := context.WithTimeout(ctx, checkTimeout)
+			ok, err := w.Committed(cctx, sent[i].id)
+			cancel()
+			if err != nil {
+				log.Debug().Err(err).Str("job_id", sent[i].id).Msg("ask whether the backup succeeded")
+				return
+			}
+			if ok {
+				sent = sent[i+1:]
+				return
+			}
+		}
+	}
 	// lastPublish is when the last backup was published: a change after it may not be in
 	// any snapshot. lastActive is the later of it and the last rescan.
 	lastPublish, lastActive := now, now
@@ -196,7 +291,11 @@ func (w *Watcher) watch(ctx context.Context, log zerolog.Logger) error {
 			why = "changes no event reported"
 		}
 		ev.Str("why", why).Int("changed", n).Int("dirs", len(t.dirs)).Msg("rescanned the source; backing it up")
-		d.Change(now)
+		if n > 0 || err != nil {
+			change(now)
+		} else {
+			d.Change(now)
+		}
 	}
 	publish := func(ctx context.Context, first, now time.Time, timeout time.Duration) error {
 		id := w.JobID(first)
@@ -209,14 +308,30 @@ func (w *Watcher) watch(ctx context.Context, log zerolog.Logger) error {
 		log.Debug().Str("job_id", id).Int("changes", d.Changes()).Dur("burst", now.Sub(first)).Msg("published backup")
 		lastPublish, lastActive = now, now
 		d.Done()
+		if w.Committed != nil {
+			sent = append(sent, outstanding{id: id, since: changed})
+			if len(sent) > maxOutstanding {
+				// The oldest change stays the oldest: what is dropped is only the
+				// chance that the dropped job's success is seen.
+				if !sent[0].since.IsZero() && (sent[1].since.IsZero() || sent[0].since.Before(sent[1].since)) {
+					sent[1].since = sent[0].since
+				}
+				sent = sent[1:]
+			}
+		}
+		changed = time.Time{}
 		return nil
 	}
 
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
+		report()
 		now := w.Now()
 		next := lastActive.Add(w.Rescan)
+		if len(sent) > 0 && lastCheck.Add(checkEvery).Before(next) {
+			next = lastCheck.Add(checkEvery)
+		}
 		if d.Pending() {
 			due := d.Due()
 			if retryAt.After(due) {
@@ -247,7 +362,7 @@ func (w *Watcher) watch(ctx context.Context, log zerolog.Logger) error {
 				if !d.Pending() {
 					log.Debug().Str("path", ev.Name).Str("op", ev.Op.String()).Dur("backup_in", d.Delay).Msg("source changed")
 				}
-				d.Change(at)
+				change(at)
 			}
 		case err, ok := <-t.fsw.Errors:
 			if !ok {
@@ -262,6 +377,9 @@ func (w *Watcher) watch(ctx context.Context, log zerolog.Logger) error {
 			log.Warn().Err(err).Msg("inotify")
 		case <-timer.C:
 			now := w.Now()
+			if len(sent) > 0 && !now.Before(lastCheck.Add(checkEvery)) {
+				check(ctx)
+			}
 			if first, ok := d.Ready(now); ok {
 				if now.Before(retryAt) {
 					continue

@@ -259,3 +259,77 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
 }
+
+// TestWatcherUnprotectedSince follows State.UnprotectedSince: set while a change waits
+// for its backup or its backup job has not succeeded, cleared once one has; a source in
+// which nothing changes stays protected through the rescans' backups (an idle watched
+// source is no RPO problem), and a change whose backups keep failing stays unprotected
+// from its time on, through the rescans' backups that fail as well.
+func TestWatcherUnprotectedSince(t *testing.T) {
+	root := t.TempDir()
+	// A rescan counts an entry changed within ctimeSlack of the last backup as a change:
+	// let the new tree's own ctime fall out of that.
+	time.Sleep(ctimeSlack + 200*time.Millisecond)
+	var pub published
+	var mu sync.Mutex
+	succeed := true
+	asked := 0
+	w := &Watcher{
+		Source: Source{Name: "app", Path: root, Delay: 20 * time.Millisecond, MaxDelay: 50 * time.Millisecond},
+		Key:    "k", Leases: &leases{}, Publish: pub.publisher("w1"), Rescan: 300 * time.Millisecond,
+		Committed: func(_ context.Context, id string) (bool, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			asked++
+			return succeed, nil
+		},
+		Log: zerolog.New(testWriter{t}).Level(zerolog.DebugLevel),
+	}
+	if st := w.State(); st.Watching || !st.UnprotectedSince.IsZero() {
+		t.Fatalf("State before Run = %+v, want the zero State", st)
+	}
+	startWatcher(t, w)
+	// The take-over's backup, which succeeds: nothing unprotected.
+	pub.waitFor(t, 1)
+	testkit.Eventually(t, 20*time.Second, "the take-over's backup seen to succeed", func() bool {
+		st := w.State()
+		return st.Watching && st.UnprotectedSince.IsZero()
+	})
+	// Idle: the rescans back the source up, and it stays protected throughout.
+	n := len(pub.list())
+	for len(pub.list()) < n+3 {
+		if st := w.State(); !st.UnprotectedSince.IsZero() {
+			t.Fatalf("idle source: State = %+v, want nothing unprotected", st)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	// The backups fail from now on: a change stays unprotected from its time, through
+	// its own backup and the rescans'.
+	mu.Lock()
+	succeed = false
+	mu.Unlock()
+	before := time.Now()
+	testkit.WriteFile(t, filepath.Join(root, "f1"), []byte("1"), 0o644)
+	testkit.Eventually(t, 20*time.Second, "the change seen", func() bool { return !w.State().UnprotectedSince.IsZero() })
+	since := w.State().UnprotectedSince
+	if since.Before(before.Add(-time.Second)) || since.After(time.Now()) {
+		t.Fatalf("UnprotectedSince = %s, want about %s", since, before)
+	}
+	n = len(pub.list())
+	pub.waitFor(t, n+3) // its backup and two rescans'
+	if got := w.State().UnprotectedSince; !got.Equal(since) {
+		t.Fatalf("after failed backups, UnprotectedSince = %s, want %s still", got, since)
+	}
+
+	// A backup succeeds: everything before it is protected.
+	mu.Lock()
+	succeed = true
+	mu.Unlock()
+	testkit.Eventually(t, 20*time.Second, "the change protected once a backup succeeds", func() bool { return w.State().UnprotectedSince.IsZero() })
+	mu.Lock()
+	if asked == 0 {
+		t.Error("Committed never asked")
+	}
+	mu.Unlock()
+}

@@ -101,7 +101,7 @@ func TestOpenAPISchemas(t *testing.T) {
 		"Snapshot": brr.Snapshot{}, "RecoveryPoint": brr.RecoveryPoint{}, "CheckpointsReply": brr.CheckpointsReply{},
 		"ReplicationLag": brr.ReplicationLag{}, "ReplicationInfo": brr.ReplicationInfo{}, "HealthReport": brr.HealthReport{},
 		"HealthCheck": brr.HealthCheck{}, "WorkerInfo": brr.WorkerInfo{}, "JobRecord": state.JobRecord{},
-		"SourceInfo": brr.SourceInfo{}, "SourceWatch": brr.SourceWatch{},
+		"SourceInfo": brr.SourceInfo{}, "SourceWatch": brr.SourceWatch{}, "SourceWatching": brr.SourceWatching{},
 		"DeadLetterList": DeadLetterList{}, "DeadLetterEntry": brr.DeadLetterEntry{}, "DeadLettersRemoved": DeadLettersRemoved{},
 		"RefusedRepo": brr.RefusedRepo{}, "RepoRegistration": brr.RepoRegistration{},
 		"BackupJob": brr.BackupJob{}, "RestoreJob": brr.RestoreJob{}, "VerifyJob": brr.VerifyJob{},
