@@ -112,6 +112,10 @@ func TestCommandSource(t *testing.T) {
 		c.Stderr != "restored "+res.Snapshot+"\n" || c.Bytes != int64(len(data)) {
 		t.Fatalf("restore through the restore_command: %+v, command %+v", rr, rr.Command)
 	}
+	// recovery.restored names what was restored: the source's snapshots' source.
+	if len(out.Events) != 1 || out.Events[0].Status != brr.StatusRestored || out.Events[0].Source != "source:db" || out.Source != "source:db" {
+		t.Errorf("restore by source name: outcome source %q, events %+v; want recovery.restored of source:db", out.Source, out.Events)
+	}
 	if n := lines(t, runs); n != 1 {
 		t.Errorf("the command ran %d times, want 1", n)
 	}

@@ -108,10 +108,17 @@ func (e *Engine) runRestore(ctx context.Context, job *brr.Job, a brr.RestoreJob,
 	if res == nil {
 		return nil, err
 	}
-	out := &brr.Outcome{Result: &brr.Result{Restore: res}}
+	source := a.Source
+	if a.SourceName != "" {
+		// What the named source's snapshots are of: its path, or source:NAME.
+		if resolved, src, rerr := e.resolveSource(brr.BackupJob{SourceName: a.SourceName}); rerr == nil {
+			source = sourcePath(resolved, src)
+		}
+	}
+	out := &brr.Outcome{Result: &brr.Result{Restore: res}, Source: source}
 	if err == nil {
 		out.Events = []*brr.Event{{Type: brr.EventRecovery, Status: brr.StatusRestored,
-			Repo: res.Repo, Snapshot: res.Snapshot, Source: a.Source, Result: &brr.Result{Restore: res}}}
+			Repo: res.Repo, Snapshot: res.Snapshot, Source: source, Result: &brr.Result{Restore: res}}}
 	}
 	return out, err
 }
