@@ -24,7 +24,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
 .PHONY: help build run demo test test/short test/race lint lint-tools fmt-check vet \
-        fuzz bench bench-backup bench-backends bench-pipeline bench-prune bench-scale clean cluster-up cluster-down \
+        fuzz bench bench-backup bench-backends bench-pipeline bench-prune bench-scale bench-sources clean cluster-up cluster-down \
         test-faults soak
 
 help: ## list the targets
@@ -111,6 +111,9 @@ bench-index: ## load synthetic indexes of 1M and 10M blobs: load time, heap per 
 
 bench-scale: build ## jobs/s with 1, 2, 4 workers; pipeline on R1 vs a 3-node R3 cluster (scripts/bench-scale.sh)
 	scripts/bench-scale.sh
+
+bench-sources: build ## watch RPO (write to snapshot) and the cost of excludes on the bench-backup corpus (scripts/bench-sources.sh)
+	scripts/bench-sources.sh
 
 bench-pipeline: build ## ping jobs/s and latency vs nats bench on one server (scripts/bench-pipeline.sh)
 	scripts/bench-pipeline.sh
