@@ -24,7 +24,7 @@ func (a DrillJob) Validate() error {
 		return fmt.Errorf("%w: snapshot %q: want \"latest\" or 4-64 hex digits of a snapshot id", ErrInvalid, a.Snapshot)
 	}
 	if a.Source != "" {
-		if err := validateAbs("source", a.Source); err != nil {
+		if err := validateSourceRef(a.Source); err != nil {
 			return err
 		}
 	}

@@ -50,7 +50,7 @@ snapshot fails; pinning it again on the same snapshot does nothing.`,
 	f.add(cmd)
 	cmd.Flags().StringVar(&label, "label", "", "name of the recovery point, unique in the repository (required)")
 	cmd.Flags().StringVar(&reason, "reason", "", "why the point is kept, for people")
-	cmd.Flags().StringVar(&source, "source", "", `with "latest": only snapshots of this source path`)
+	cmd.Flags().StringVar(&source, "source", "", `with "latest": only snapshots of this source path (or source:NAME)`)
 	cmd.Flags().StringVar(&repo, "repo", "", "repository name from the worker's config")
 	return cmd
 }
@@ -228,7 +228,7 @@ the newest snapshot in the repository, or of --source when given. Schedule drill
 	}
 	f.add(cmd)
 	cmd.Flags().StringVar(&repo, "repo", "", "repository name from the worker's config")
-	cmd.Flags().StringVar(&source, "source", "", `with "latest": only snapshots of this source path`)
+	cmd.Flags().StringVar(&source, "source", "", `with "latest": only snapshots of this source path (or source:NAME)`)
 	return cmd
 }
 

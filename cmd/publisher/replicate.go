@@ -58,7 +58,7 @@ published by the workers themselves whenever a snapshot is committed to it.`,
 	f.add(cmd)
 	cmd.Flags().StringVar(&to, "to", "", "repository to copy into (required)")
 	cmd.Flags().StringVar(&from, "from", "", "repository to copy from (default: the worker's default repository)")
-	cmd.Flags().StringVar(&source, "source", "", `with "latest" or "all": only snapshots of this source path`)
+	cmd.Flags().StringVar(&source, "source", "", `with "latest" or "all": only snapshots of this source path (or source:NAME)`)
 	cmd.AddCommand(m.replicatePolicyCmd())
 	return cmd
 }

@@ -432,3 +432,41 @@ func TestCommandSourceMemoryIsBounded(t *testing.T) {
 		t.Fatalf("heap in use grew by %d MiB while storing %d MiB: the stream is not bounded", grew>>20, size>>20)
 	}
 }
+
+// TestLatestOfNamedSource: checkpoint, replicate and drill jobs pick "latest" among the
+// snapshots of a named source without a path by its key, source:NAME, as restore does,
+// though a newer snapshot of another source is in the repo.
+func TestLatestOfNamedSource(t *testing.T) {
+	b, _, _, _ := commandSource(t)
+	offsite, _ := testkit.InitRepo(t, t.TempDir(), testkit.RepoOptions())
+	b.engine.Repos["offsite"] = offsite
+	ctx := context.Background()
+	if _, err := b.engine.Backup(ctx, "dump-1", brr.BackupJob{SourceName: "db"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	second, err := b.engine.Backup(ctx, "dump-2", brr.BackupJob{SourceName: "db"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree := backup(t, b.engine, "tree-1", t.TempDir()) // newer, of another source
+	if tree.Snapshot == second.Snapshot {
+		t.Fatal("the tree's backup is the dump's")
+	}
+	key := jobs.SourceKey("db")
+
+	cp, err := b.engine.Checkpoint(ctx, &brr.Job{ID: "cp-1", Kind: brr.KindCheckpoint}, brr.CheckpointJob{Snapshot: "latest", Source: key, Label: "before-migration"})
+	if err != nil || cp.Point.Snapshot != second.Snapshot {
+		t.Fatalf("checkpoint of latest of %s: %+v, %v; want snapshot %s", key, cp, err, second.Snapshot)
+	}
+	if _, err := b.engine.Replicate(ctx, "rep-1", brr.ReplicateJob{Snapshot: "latest", Source: key, From: "local", To: "offsite"}, nil); err != nil {
+		t.Fatalf("replicate latest of %s: %v", key, err)
+	}
+	copied, err := b.engine.Snapshots(ctx, "offsite", "")
+	if err != nil || len(copied) != 1 || copied[0].ID != second.Snapshot {
+		t.Fatalf("offsite after replicating latest of %s: %+v, %v; want only %s", key, copied, err, second.Snapshot)
+	}
+	dr, err := b.engine.Drill(ctx, "drill-1", brr.DrillJob{Snapshot: "latest", Source: key}, nil)
+	if err != nil || dr.Snapshot != second.Snapshot {
+		t.Fatalf("drill of latest of %s: %+v, %v; want snapshot %s", key, dr, err, second.Snapshot)
+	}
+}
