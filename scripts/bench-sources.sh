@@ -174,8 +174,9 @@ for ((r = 1; r <= RUNS; r++)); do
 done
 report() {
 	local name="$1" label="$2"
-	printf '%-44s | %7ss | %7ss | %s\n' "$label" "$(cut -d' ' -f1 "$work/$name" | median)" "$(cut -d' ' -f2 "$work/$name" | median)" \
+	printf '%-46s | %7ss | %7ss | %s\n' "$label" "$(cut -d' ' -f1 "$work/$name" | median)" "$(cut -d' ' -f2 "$work/$name" | median)" \
 		"$(tail -1 "$work/$name" | awk '{printf "%d files %.1f MiB stored; excluded %d files %.1f MiB, %d dirs", $3, $4 / 1048576, $5, $6 / 1048576, $7}')"
+	printf '%-46s | runs: wall %s; cpu %s\n' "" "$(cut -d' ' -f1 "$work/$name" | tr '\n' ' ')" "$(cut -d' ' -f2 "$work/$name" | tr '\n' ' ')"
 }
 echo
 echo "bench-sources $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, brr $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo dev)"
@@ -185,7 +186,7 @@ echo "watch RPO, {delay: 2s, max_delay: 10s}, $WRITES writes at random gaps of 0
 echo "  $watch_stats  ($snapshots snapshots)"
 echo
 echo "excludes, first backup of the bench-backup corpus (+ $ignores .brrignore files), median of $RUNS, warm page cache:"
-printf '%-44s | %8s | %8s | %s\n' "run" "wall" "cpu" "what the backup stored"
+printf '%-46s | %8s | %8s | %s\n' "run" "wall" "cpu" "what the backup stored"
 report none "no excludes, no .brrignore"
 report patterns "${#patterns[@]} patterns + .brrignore, (almost) nothing out"
 report drop "${#patterns[@]} patterns + /data/ (the random data)"
