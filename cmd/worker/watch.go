@@ -82,7 +82,7 @@ func (w *worker) watchers(leases watch.Leaser) ([]*watch.Watcher, error) {
 				Name: name, Path: src.Path, SQLite: src.SQLite, Excludes: src.Excludes, Ignore: own,
 				Delay: src.Watch.Delay, MaxDelay: src.Watch.MaxDelay,
 			},
-			Key:     watchLeaseKey(pool, name),
+			Key:       watchLeaseKey(pool, name),
 			Leases:    leases,
 			Publish:   publish,
 			Committed: committed,
