@@ -264,7 +264,9 @@ func (w *Watcher) watch(ctx context.Context, log zerolog.Logger) error {
 			ok, err := w.Committed(cctx, sent[i].id)
 			cancel()
 			if err != nil {
+				// NATS is away, most likely: ask again later rather than hold the loop.
 				log.Debug().Err(err).Str("job_id", sent[i].id).Msg("ask whether the backup succeeded")
+				lastCheck = w.Now().Add(checkTimeout)
 				return
 			}
 			if ok {
