@@ -41,12 +41,31 @@ func TestJobsShowWaitFollowsALaterAttempt(t *testing.T) {
 				return err == nil && info.State.Consumers > 0
 			})
 
+			// The results bucket keeps a job's latest entry only: an entry put before the
+			// watch read the one before replaces it unseen. A worker's entries are
+			// milliseconds apart at least; here each waits until the watch has read the
+			// one before (its consumer delivered it).
+			seen := func(status brr.Status, edit func(*brr.Event)) {
+				w.emit(job, status, edit)
+				entry, err := w.kv.Get(context.Background(), job.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				testkit.Eventually(t, 10*time.Second, "jobs show to read the "+string(status)+" entry", func() bool {
+					for info := range kv.ListConsumers(context.Background()).Info() {
+						if info.Delivered.Stream >= entry.Revision() {
+							return true
+						}
+					}
+					return false
+				})
+			}
 			w.emit(job, brr.StatusProgress, attempt(1, &brr.Progress{Phase: "restore", Files: 1, TotalFiles: 4, Bytes: 100, TotalBytes: 400}))
 			if tc.retry {
-				w.emit(job, brr.StatusRetrying, func(e *brr.Event) { e.Error, e.RetryInMS = "repo offline", 10 })
+				seen(brr.StatusRetrying, func(e *brr.Event) { e.Error, e.RetryInMS = "repo offline", 10 })
 			}
-			w.emit(job, brr.StatusAccepted, attempt(2, nil))
-			w.emit(job, brr.StatusStarted, attempt(2, nil))
+			seen(brr.StatusAccepted, attempt(2, nil))
+			seen(brr.StatusStarted, attempt(2, nil))
 			w.emit(job, brr.StatusProgress, attempt(2, &brr.Progress{Phase: "restore", Files: 3, TotalFiles: 4, Bytes: 300, TotalBytes: 400}))
 			w.emit(job, brr.StatusSucceeded, func(e *brr.Event) {
 				e.Attempt = 2
