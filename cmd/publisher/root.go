@@ -201,6 +201,7 @@ start a worker there with: brr-worker`,
 	root.AddCommand(m.sourcesCmd())
 	root.AddCommand(m.keyCmd())
 	root.AddCommand(m.cancelCmd())
+	root.AddCommand(m.lsCmd(), m.findCmd(), m.diffCmd(), m.dumpCmd())
 	m.completions(root) // after every AddCommand: it walks the tree
 	return root
 }
@@ -399,12 +400,15 @@ func redactURLs(urls string) string {
 }
 
 // printJSON writes v as one line of JSON.
-func (m *Main) printJSON(v any) error {
+func (m *Main) printJSON(v any) error { return m.printJSONTo(m.Stdout, v) }
+
+// printJSONTo is printJSON to w.
+func (m *Main) printJSONTo(w io.Writer, v any) error {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode output: %w", err)
 	}
-	_, err = fmt.Fprintf(m.Stdout, "%s\n", data)
+	_, err = fmt.Fprintf(w, "%s\n", data)
 	return err
 }
 

@@ -47,6 +47,7 @@ var (
 	_ repo.Backend       = (*natsobj.Backend)(nil)
 
 	_ events.PointQueries = (*jobs.Engine)(nil)
+	_ events.Browser      = (*jobs.Engine)(nil)
 	_ jobs.PointIndex     = (*state.DB)(nil)
 )
 

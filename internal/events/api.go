@@ -64,6 +64,8 @@ func ServeAPI(ctx context.Context, nc *nats.Conn, cfg Config, q Queries, log zer
 		}
 	}
 	pong := brr.PingReply{V: brr.Version, Worker: cfg.Worker}
+	streams := &streamer{nc: nc, subj: cfg.Subjects, log: log, idle: brr.StreamIdle}
+	defer streams.wait()
 	sem := make(chan struct{}, apiConcurrency)
 	// serve answers m in a goroutine of its own, once a slot is free.
 	serve := func(m *nats.Msg) {
@@ -83,7 +85,9 @@ func ServeAPI(ctx context.Context, nc *nats.Conn, cfg Config, q Queries, log zer
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			var reply any
-			if pq, ok := q.(PointQueries); ok && strings.HasSuffix(m.Subject, ".checkpoints") {
+			if b, pool, query, ok := browseQuery(q, m.Subject); ok {
+				reply = streams.browse(ctx, b, pool, query, m.Data)
+			} else if pq, ok := q.(PointQueries); ok && strings.HasSuffix(m.Subject, ".checkpoints") {
 				reply = checkpoints(ctx, pq, m.Data, cfg.refused())
 			} else {
 				reply = snapshots(ctx, q, m.Data)
@@ -133,6 +137,9 @@ func ServeAPI(ctx context.Context, nc *nats.Conn, cfg Config, q Queries, log zer
 	queries := []string{"ping", "snapshots"}
 	if _, ok := q.(PointQueries); ok {
 		queries = append(queries, "checkpoints")
+	}
+	if _, ok := q.(Browser); ok {
+		queries = append(queries, browseQueries...)
 	}
 	// subscribe subscribes in the pool's own group, or in its fallback group.
 	subscribe := func(refusing bool) ([]*nats.Subscription, error) {
