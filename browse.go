@@ -147,8 +147,8 @@ func (c *Client) List(ctx context.Context, req ListRequest, fn func(TreeEntry) e
 		return nil, err
 	}
 	var info ListInfo
-	if err := c.browseLines(ctx, "list snapshot", "ls", req, &info, fn); err != nil {
-		return nil, err
+	if opened, err := c.browseLines(ctx, "list snapshot", "ls", req, &info, fn); !opened || err != nil {
+		return infoIf(opened, &info), err
 	}
 	return &info, nil
 }
@@ -168,8 +168,8 @@ func (c *Client) Find(ctx context.Context, req FindRequest, fn func(FindMatch) e
 		}
 	}
 	var info FindInfo
-	if err := c.browseLines(ctx, "find", "find", req, &info, fn); err != nil {
-		return nil, err
+	if opened, err := c.browseLines(ctx, "find", "find", req, &info, fn); !opened || err != nil {
+		return infoIf(opened, &info), err
 	}
 	return &info, nil
 }
@@ -186,8 +186,8 @@ func (c *Client) Diff(ctx context.Context, req DiffRequest, fn func(Change) erro
 		}
 	}
 	var info DiffInfo
-	if err := c.browseLines(ctx, "diff snapshots", "diff", req, &info, fn); err != nil {
-		return nil, err
+	if opened, err := c.browseLines(ctx, "diff snapshots", "diff", req, &info, fn); !opened || err != nil {
+		return infoIf(opened, &info), err
 	}
 	return &info, nil
 }
@@ -223,7 +223,7 @@ func (c *Client) Dump(ctx context.Context, req DumpRequest, open func(DumpInfo) 
 	return &info, nil
 }
 
-// browseLines opens a stream of JSON lines and calls fn with each, decoded.
+// browseLinesOf reads a stream of JSON lines and calls fn with each, decoded.
 func browseLinesOf[T any](s io.Reader, fn func(T) error) error {
 	br := bufio.NewReaderSize(s, 64<<10)
 	for {
@@ -246,12 +246,21 @@ func browseLinesOf[T any](s io.Reader, fn func(T) error) error {
 	}
 }
 
+// infoIf is info when the stream was opened, else nil.
+func infoIf[T any](opened bool, info *T) *T {
+	if opened {
+		return info
+	}
+	return nil
+}
+
 // browseLines opens query with req, decodes the open reply's info into info and the
-// stream's lines into fn.
-func (c *Client) browseLines(ctx context.Context, what, query string, req, info any, fn any) error {
+// stream's lines into fn; opened says whether the worker opened the stream, so that info
+// holds what it found even when reading the stream failed or fn stopped it.
+func (c *Client) browseLines(ctx context.Context, what, query string, req, info any, fn any) (opened bool, err error) {
 	s, err := c.openStream(ctx, query, req, info)
 	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
+		return false, fmt.Errorf("%s: %w", what, err)
 	}
 	defer s.Close()
 	switch f := fn.(type) {
@@ -265,9 +274,9 @@ func (c *Client) browseLines(ctx context.Context, what, query string, req, info 
 		err = fmt.Errorf("browse: unknown callback %T", fn)
 	}
 	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
+		return true, fmt.Errorf("%s: %w", what, err)
 	}
-	return nil
+	return true, nil
 }
 
 // ValidateSnapshotPath checks a path inside a snapshot: relative to its root, a leading

@@ -62,7 +62,8 @@ func TestAuthMatrix(t *testing.T) {
 			done := f.backup("matrix-job")
 			n := 0
 			for _, rt := range f.srv.routes() {
-				path := strings.ReplaceAll(rt.path, "{id}", done.JobID)
+				path := browsePath(rt.path, done.Result.Backup.Snapshot)
+				path = strings.ReplaceAll(path, "{id}", done.JobID)
 				for _, k := range []struct{ name, key string }{{"none", ""}, {"wrong", wrongKey}, {"right", testKey}} {
 					body := ""
 					if rt.method == "POST" {
@@ -261,4 +262,19 @@ func TestBadRequests(t *testing.T) {
 	if _, hdr, _ := f.statusOnly("DELETE", "/api/v1/jobs", testKey, ""); hdr.Get("Allow") != "GET, POST" {
 		t.Errorf("405 Allow = %q, want \"GET, POST\"", hdr.Get("Allow"))
 	}
+}
+
+// browsePath is path, when it browses a snapshot, for snapshot (and the fixture's file
+// /fa where a path is needed).
+func browsePath(path, snapshot string) string {
+	if !strings.HasPrefix(path, "/api/v1/snapshots/{") {
+		return path
+	}
+	for _, p := range []string{"{id}", "{a}", "{b}"} {
+		path = strings.ReplaceAll(path, p, snapshot)
+	}
+	if strings.HasSuffix(path, "/file") {
+		path += "?path=/fa"
+	}
+	return path
 }

@@ -107,6 +107,7 @@ func TestOpenAPISchemas(t *testing.T) {
 		"BackupJob": brr.BackupJob{}, "RestoreJob": brr.RestoreJob{}, "VerifyJob": brr.VerifyJob{},
 		"ReplicateJob": brr.ReplicateJob{}, "PruneJob": brr.PruneJob{}, "RetentionPolicy": brr.RetentionPolicy{},
 		"CheckpointJob": brr.CheckpointJob{}, "DrillJob": brr.DrillJob{}, "PingJob": brr.PingJob{},
+		"Tree": Tree{}, "TreeEntry": brr.TreeEntry{}, "Diff": Diff{}, "Change": brr.Change{},
 	}
 	for name, v := range types {
 		schema, ok := doc.Components.Schemas[name]

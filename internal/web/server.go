@@ -184,6 +184,11 @@ func (s *Server) routes() []route {
 		{"DELETE", "/api/v1/dlq", mutate, s.purgeDead},
 		{"POST", "/api/v1/dlq/{id}/retry", mutate, s.retryDead},
 		{"DELETE", "/api/v1/dlq/{id}", mutate, s.removeDead},
+
+		// Browsing a snapshot (browse.go).
+		{"GET", "/api/v1/snapshots/{id}/tree", read, s.snapshotTree},
+		{"GET", "/api/v1/snapshots/{a}/diff/{b}", read, s.snapshotDiff},
+		{"GET", "/api/v1/snapshots/{id}/file", read, s.snapshotFile},
 	}
 }
 
