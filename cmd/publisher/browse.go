@@ -102,13 +102,13 @@ given more than once.`,
 			return m.withClient(cmd, func(ctx context.Context, c *brr.Client) error {
 				out := bufio.NewWriter(m.Stdout)
 				found := 0
-				if !m.json {
-					fmt.Fprintln(out, "SNAPSHOT      TIME                 SIZE       PATH")
-				}
 				info, err := c.Find(ctx, req, func(f brr.FindMatch) error {
 					found++
 					if m.json {
 						return m.printJSONTo(out, f)
+					}
+					if found == 1 {
+						fmt.Fprintln(out, "SNAPSHOT      TIME                 SIZE       PATH")
 					}
 					_, err := fmt.Fprintf(out, "%-12s  %s  %9s  %s\n", shortID(f.Snapshot), f.Time.Local().Format(time.DateTime),
 						brr.FormatBytes(f.Size), entryName(f.TreeEntry, true, true))

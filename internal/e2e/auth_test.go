@@ -230,6 +230,7 @@ func TestRolePermissions(t *testing.T) {
 		{"workers"},
 		{"restore", "latest", filepath.Join(t.TempDir(), "restore"), "--source", src, "--wait"},
 		{"cancel", "auth-never-published"},
+		{"ls", "latest", "--recursive"}, {"find", "*"}, {"diff", "latest", "latest"}, {"dump", "latest", "/"},
 	} {
 		if out, errOut, code := cli("publisher", args...); code != 0 {
 			t.Errorf("publisher: brr %s exited %d: %s%s", strings.Join(args, " "), code, out, errOut)
