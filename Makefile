@@ -24,7 +24,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
 .PHONY: help build run demo test test/short test/race lint lint-tools fmt-check vet \
-        fuzz bench bench-backup bench-backends bench-pipeline bench-prune bench-scale bench-sources clean cluster-up cluster-down \
+        fuzz bench bench-backup bench-backends bench-browse bench-pipeline bench-prune bench-scale bench-sources clean cluster-up cluster-down \
         test-faults soak
 
 help: ## list the targets
@@ -100,6 +100,10 @@ bench-backup: build ## back up a ~740 MiB corpus with brr and restic side by sid
 
 bench-backends: build ## backup, restore, replicate on file, nats, s3, sftp vs restic 0.18.1, local servers (scripts/bench-backends.sh)
 	scripts/bench-backends.sh
+
+bench-browse: ## list one directory of a synthetic 1M-file snapshot: in the repository, and through NATS and a worker's query service
+	$(GO) test -run '^$$' -bench 'BenchmarkBrowse1M' -benchtime 50x -benchmem ./internal/repo
+	$(GO) test -run '^$$' -bench 'BenchmarkBrowseOverNATS' -benchtime 50x -benchmem ./internal/events
 
 bench-prune: build ## prune a repo of 1M blobs, brr and restic 0.18.1 side by side (scripts/bench-prune.sh)
 	scripts/bench-prune.sh

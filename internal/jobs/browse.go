@@ -340,7 +340,7 @@ type lines struct {
 }
 
 func newLines(w io.Writer) *lines {
-	bw := bufio.NewWriterSize(w, 32<<10)
+	bw := bufio.NewWriterSize(w, brr.StreamChunk)
 	return &lines{bw: bw, enc: json.NewEncoder(bw)}
 }
 
