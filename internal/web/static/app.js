@@ -561,7 +561,7 @@
         later("queue", loadQueue, 1000);
         if (FINAL.has(e.status)) later("analytics", loadAnalytics, 3000);
         break;
-      case "snapshot": later("sources", loadSources, 1000); break;
+      case "snapshot": later("sources", loadSources, 1000); later("browse", () => window.dispatchEvent(new Event("brr:snapshot")), 1000); break;
       case "replication": if (e.status !== "progress") later("replication", loadReplication, 1000); break;
       case "health":
         later("health", loadHealth, e.status === "worker" ? 5000 : 1000);
@@ -659,6 +659,9 @@
     setInterval(() => { run(loadSources); run(loadReplication); }, 60000);
     setInterval(renderJobs, 10000);
   }
+
+  // What the Browse panel (browse.js) uses of this file.
+  window.brrDashboard = { api, el, fill, fmtBytes, authHeaders, showBanner };
 
   start();
 })();
