@@ -2,7 +2,6 @@ package repo
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -66,7 +65,6 @@ func (r *Repository) Lookup(ctx context.Context, root ID, names []string) (*Node
 
 // Walk calls fn for every node below the tree id, whose path is dir, depth first in name
 // order: a directory before what it holds. It holds the trees of one branch at a time.
-// fn returning SkipDir for a directory skips what it holds.
 func (r *Repository) Walk(ctx context.Context, id ID, dir string, fn func(p string, n *Node) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -77,11 +75,7 @@ func (r *Repository) Walk(ctx context.Context, id ID, dir string, fn func(p stri
 	}
 	for _, n := range t.Nodes {
 		p := strings.TrimSuffix(dir, "/") + "/" + n.Name
-		err := fn(p, n)
-		if errors.Is(err, SkipDir) {
-			continue
-		}
-		if err != nil {
+		if err := fn(p, n); err != nil {
 			return err
 		}
 		if n.Type == NodeDir {
@@ -92,9 +86,6 @@ func (r *Repository) Walk(ctx context.Context, id ID, dir string, fn func(p stri
 	}
 	return nil
 }
-
-// SkipDir, returned by a Walk function for a directory, skips what it holds.
-var SkipDir = errors.New("skip this directory")
 
 // DiffTrees calls fn for every path whose node differs from tree a to tree b (dir is
 // their path), in path order: old is nil for a node added, cur nil for one removed. A

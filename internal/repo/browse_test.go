@@ -154,8 +154,8 @@ func TestDiffTreesSkipsSharedSubtrees(t *testing.T) {
 		t.Fatal(err)
 	}
 	sub.Nodes[3] = &repo.Node{Name: "f0003", Type: repo.NodeFile, Mode: 0o600, ModTime: sub.Nodes[3].ModTime, Size: sub.Nodes[3].Size, Content: sub.Nodes[3].Content} // mode
-	sub.Nodes = append(sub.Nodes[:5], sub.Nodes[6:]...)                                                                                                                     // f0005 removed
-	sub.Nodes = append(sub.Nodes, &repo.Node{Name: "zz", Type: repo.NodeSymlink, LinkTarget: "f0001"})                                                                     // added
+	sub.Nodes = append(sub.Nodes[:5], sub.Nodes[6:]...)                                                                                                               // f0005 removed
+	sub.Nodes = append(sub.Nodes, &repo.Node{Name: "zz", Type: repo.NodeSymlink, LinkTarget: "f0001"})                                                                // added
 	id, err := w.SaveTree(ctx, sub)
 	if err != nil {
 		t.Fatal(err)
