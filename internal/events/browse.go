@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/brr-dev/brr"
@@ -174,7 +175,12 @@ func (s *streamer) start(ctx context.Context, pool string, run func(context.Cont
 		s.done()
 		return "", fmt.Errorf("open a stream: %w", err)
 	}
-	st.sub = sub
+	st.sub.Store(sub)
+	select {
+	case <-st.ended: // ended by a request that came before sub was stored
+		_ = sub.Unsubscribe()
+	default:
+	}
 	go func() {
 		err := run(ctx, st)
 		st.err = err
@@ -197,7 +203,8 @@ type session struct {
 	s      *streamer
 	ctx    context.Context
 	cancel context.CancelFunc
-	sub    *nats.Subscription
+	// sub is set once Subscribe returns; a request guessed before then finds it nil.
+	sub    atomic.Pointer[nats.Subscription]
 	pieces chan []byte   // closed after err is set
 	err    error         // the producer's, read once pieces is closed
 	touch  chan struct{} // a chunk was asked for
@@ -242,7 +249,7 @@ func (st *session) watch(idle time.Duration) {
 		case <-st.touch:
 			t.Reset(idle)
 		case <-t.C:
-			st.s.log.Debug().Str("subject", st.sub.Subject).Msg("stream idle: ended")
+			st.s.log.Debug().Msg("stream idle: ended")
 			st.end()
 			return
 		}
@@ -253,7 +260,9 @@ func (st *session) watch(idle time.Duration) {
 func (st *session) end() {
 	st.once.Do(func() {
 		st.cancel()
-		_ = st.sub.Unsubscribe()
+		if sub := st.sub.Load(); sub != nil {
+			_ = sub.Unsubscribe()
+		}
 		close(st.ended)
 		go func() {
 			for range st.pieces { // let the producer see the cancel and return

@@ -203,6 +203,9 @@ func (e *Engine) Find(ctx context.Context, req brr.FindRequest) (any, func(conte
 			if _, err := walk(sn.Tree, "/"); err != nil {
 				return lw.end(err)
 			}
+			if err := lw.bw.Flush(); err != nil { // what this snapshot held, before the next is searched
+				return err
+			}
 		}
 		return lw.end(nil)
 	}, nil
