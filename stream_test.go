@@ -57,6 +57,9 @@ func lyingWorker(t *testing.T, nc *nats.Conn, edit func(seq int64, h nats.Header
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = chunks.Unsubscribe() })
+	if err := nc.Flush(); err != nil { // the server has both subscriptions before a client asks
+		t.Fatal(err)
+	}
 }
 
 // TestDumpChecksTheStream reads a dump from workers that lie about it: each lie is an
