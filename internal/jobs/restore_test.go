@@ -400,21 +400,20 @@ func TestRestoreFallsBackToAReplica(t *testing.T) {
 	})
 }
 
-// cancelAfterLoads is a backend that calls cancel at its n-th load of pack data, and
-// lets that load and the next fail as cancelled: a worker draining on SIGTERM in the
-// middle of a restore, which cancels the job's context.
-type cancelAfterLoads struct {
+// stallAfterFirstRead is a backend that lets a restore read its first range of file
+// data (its first load of pack data larger than a tree), then holds every later such
+// load until its context is done and fails it as cancelled: the restore writes the files
+// of that range and waits for the rest, until a drain (SIGTERM cancels the job's
+// context) stops it midway.
+type stallAfterFirstRead struct {
 	repo.Backend
-	n      atomic.Int64
-	cancel func()
+	reads atomic.Int64
 }
 
-func (b *cancelAfterLoads) Load(ctx context.Context, h repo.Handle, offset, length int64) ([]byte, error) {
-	if h.Type == repo.PackFile && b.n.Add(-1) == 0 {
-		b.cancel()
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
+func (b *stallAfterFirstRead) Load(ctx context.Context, h repo.Handle, offset, length int64) ([]byte, error) {
+	if h.Type == repo.PackFile && length > 64<<10 && b.reads.Add(1) > 1 {
+		<-ctx.Done()
+		return nil, ctx.Err()
 	}
 	return b.Backend.Load(ctx, h, offset, length)
 }
@@ -425,7 +424,7 @@ func (b *cancelAfterLoads) Load(ctx context.Context, h repo.Handle, offset, leng
 // that the first attempt did not write still fails without overwrite.
 func TestInterruptedRestoreResumes(t *testing.T) {
 	b := setup(t)
-	src := sourceOfDirs(t, 6, 10, 20<<10)
+	src := sourceOfDirs(t, 6, 10, 200<<10) // 12 MiB: several ranges of a pack
 	if err := os.Symlink("d0/f0", filepath.Join(src, "link")); err != nil {
 		t.Fatal(err)
 	}
@@ -439,22 +438,27 @@ func TestInterruptedRestoreResumes(t *testing.T) {
 	target := filepath.Join(t.TempDir(), "out")
 	job := brr.RestoreJob{Snapshot: snap, Target: target}
 
-	// First attempt, on a worker whose repository handle sees the drain at the 20th
-	// of 60 file loads.
+	// First attempt, on a worker whose repository handle gives the restore its first
+	// range of file data and no more: the worker drains once a file is written.
 	fb, err := file.Open(b.dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	be := &cancelAfterLoads{Backend: fb, cancel: cancel}
-	be.n.Store(20)
-	r, err := repo.Open(ctx, be, []byte(testkit.Password), testkit.RepoOptions())
+	r, err := repo.Open(ctx, &stallAfterFirstRead{Backend: fb}, []byte(testkit.Password), testkit.RepoOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
 	draining := &jobs.Engine{Repos: map[string]*repo.Repository{"local": r}, Host: "testhost", Worker: "worker-1"}
+	go func() {
+		testkit.WaitFor(10*time.Second, func() bool {
+			names, _ := filepath.Glob(filepath.Join(target, "d*", "f*"))
+			return len(names) > 0
+		})
+		cancel()
+	}()
 	_, err = draining.Restore(ctx, "ir-1", job, nil)
 	if !errors.Is(err, context.Canceled) || brr.IsPermanent(err) {
 		t.Fatalf("restore stopped midway: err = %v, want context.Canceled, not permanent", err)

@@ -43,6 +43,7 @@ type fileWrite struct {
 	outs      []*output
 	content   []repo.ID
 	size      int64
+	seq, base int // its place among the writes, and the position of content[0] (loader.go)
 	remaining atomic.Int64
 	truncate  atomic.Bool // the end was not written (a hole, or content shorter than Size)
 	mu        sync.Mutex
@@ -85,6 +86,7 @@ const restoreWorkers = 4
 
 func (rs *Restorer) writeFiles(ctx context.Context, files []entry) error {
 	writes := rs.groupFiles(files)
+	rs.loader = newLoader(rs.r, writes, rs.cacheLimit)
 	g, ctx := errgroup.WithContext(ctx)
 	workers := max(rs.workers, restoreWorkers)
 	tasks := make(chan fileTask, workers*2)
@@ -119,6 +121,7 @@ func (rs *Restorer) writeFiles(ctx context.Context, files []entry) error {
 			}
 			// Open before the tasks are queued, so that they can write in any order.
 			if !rs.openAll(w) {
+				rs.loader.skip(w, 0, len(w.content))
 				rs.finish(w)
 				continue
 			}
@@ -140,7 +143,9 @@ func (rs *Restorer) writeFiles(ctx context.Context, files []entry) error {
 		}
 		return nil
 	})
-	return g.Wait()
+	err := g.Wait()
+	rs.loader.wait() // the reads ahead, cancelled with g's context
+	return err
 }
 
 // groupFiles makes the fileWrites of files: files whose directory could not be created
@@ -262,32 +267,41 @@ func (rs *Restorer) writeTask(ctx context.Context, t fileTask, buf []byte) ([]by
 		}
 	}
 	off := t.offset
-	for i := t.first; i < t.last && w.failed() == nil; i++ {
+	i := t.first
+	for ; i < t.last && w.failed() == nil; i++ {
 		if err := ctx.Err(); err != nil {
 			w.setErr(err)
 			break
 		}
-		id := w.content[i]
-		data, err := rs.r.LoadBlob(ctx, repo.DataBlob, id, buf[:0])
+		data, held, err := rs.loader.blob(ctx, w, i, buf)
 		if err != nil {
 			if ctx.Err() == nil {
 				rs.loadFailed.Store(true)
 			}
-			w.setErr(fmt.Errorf("load blob %s: %w", id.Short(), err))
+			w.setErr(fmt.Errorf("load blob %s: %w", w.content[i].Short(), err))
 			break
 		}
-		buf = data[:0]
+		if held == nil {
+			buf = data[:0]
+		}
+		written := true
 		if isZero(data) {
 			if i == len(w.content)-1 {
 				w.truncate.Store(true)
 			}
-		} else if !rs.writeOuts(w, data, off) {
+		} else {
+			written = rs.writeOuts(w, data, off)
+		}
+		n := int64(len(data))
+		rs.loader.release(held)
+		if !written {
 			w.setErr(errSkipped) // every file failed, each with its error: stop loading
 			break
 		}
-		off += int64(len(data))
-		rs.doneBytes.Add(int64(len(data)))
+		off += n
+		rs.doneBytes.Add(n)
 	}
+	rs.loader.skip(w, i, t.last) // what is left of a task that stopped
 	if t.first == 0 && t.last == len(w.content) && off != w.size {
 		w.truncate.Store(true)
 	}

@@ -1,6 +1,7 @@
 package restorer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -180,6 +181,17 @@ func NewPlan(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, paths [
 // waits for the disk, which serves many at once.
 const treeLoaders = 8
 
+// treeBatchLook bounds the trees at the top of the queue that a loader looks through
+// for neighbours of the one it takes.
+const treeBatchLook = 1024
+
+// treeGap is the gap between two trees from which they are read apart. It is smaller
+// than coalesceGap: what lies between two trees is mostly the data of their files,
+// which the plan does not need, and a local disk reads it for nothing before the first
+// file is written (with 256 KiB, 55 MiB more for the bench corpus, 0.1-0.25 s more from
+// file://; with 64 KiB, 15 MiB).
+const treeGap = 64 << 10
+
 type fetchedTree struct {
 	tree *repo.Tree
 	err  error
@@ -188,16 +200,18 @@ type fetchedTree struct {
 // prefetchTrees loads, treeLoaders at a time, the trees that NewPlan will walk from
 // root, so that its walk, which must see them in order, does not wait for each in turn.
 // A tree that fails to load is returned with its error; NewPlan reports it.
+//
+// Trees are saved close together in a few packs, so a loader takes, with the tree it
+// loads, the trees waiting in the queue that lie near it in the same pack, and reads
+// them with one Load (loadTrees). A tree is known only once its parent is loaded, so
+// the same part of a pack may be read again for the next level: the plan of the Go
+// source tree (1,669 directories) takes about 600 Loads instead of 1,669, and half the
+// time over S3.
 func prefetchTrees(ctx context.Context, r *repo.Repository, root repo.ID, all bool, wanted func(string, bool) (bool, bool)) map[repo.ID]fetchedTree {
-	type job struct {
-		id  repo.ID
-		rel string
-		all bool
-	}
 	var (
 		mu    sync.Mutex
 		cond  = sync.NewCond(&mu)
-		queue = []job{{root, "", all}}
+		queue = []treeJob{{root, "", all}}
 		busy  int // loads running
 		trees = map[repo.ID]fetchedTree{}
 		seen  = map[repo.ID]bool{root: true}
@@ -217,16 +231,19 @@ func prefetchTrees(ctx context.Context, r *repo.Repository, root repo.ID, all bo
 					cond.Broadcast()
 					return
 				}
-				j := queue[len(queue)-1]
-				queue = queue[:len(queue)-1]
+				var batch []treeJob
+				batch, queue = takeNearTrees(r, queue)
 				busy++
 				mu.Unlock()
-				tree, err := r.LoadTree(ctx, j.id)
+				got := loadTrees(ctx, r, batch)
 				mu.Lock()
 				busy--
-				trees[j.id] = fetchedTree{tree, err}
-				if tree != nil {
-					for _, n := range tree.Nodes {
+				for i, j := range batch {
+					trees[j.id] = got[i]
+					if got[i].tree == nil {
+						continue
+					}
+					for _, n := range got[i].tree.Nodes {
 						if n.Type != repo.NodeDir || n.Subtree.IsZero() || seen[n.Subtree] || badName(n.Name) != "" {
 							continue
 						}
@@ -237,7 +254,7 @@ func prefetchTrees(ctx context.Context, r *repo.Repository, root repo.ID, all bo
 						full, ancestor := wanted(rel, j.all)
 						if full || ancestor {
 							seen[n.Subtree] = true
-							queue = append(queue, job{n.Subtree, rel, full})
+							queue = append(queue, treeJob{n.Subtree, rel, full})
 						}
 					}
 				}
@@ -247,6 +264,84 @@ func prefetchTrees(ctx context.Context, r *repo.Repository, root repo.ID, all bo
 	}
 	wg.Wait()
 	return trees
+}
+
+// treeJob is a tree to load, at rel; all says whether it is restored whole.
+type treeJob struct {
+	id  repo.ID
+	rel string
+	all bool
+}
+
+// takeNearTrees takes the last tree of queue, which is not empty, and those among the
+// last treeBatchLook that lie near it in its pack: less than treeGap apart, at most
+// maxRangeRead bytes in all. It returns them in the order of their offsets, and
+// what is left of the queue.
+func takeNearTrees(r *repo.Repository, queue []treeJob) (batch, rest []treeJob) {
+	last := len(queue) - 1
+	pb, ok := r.LookupBlob(repo.TreeBlob, queue[last].id)
+	if !ok {
+		return queue[last:], queue[:last] // LoadTree says why
+	}
+	type near struct {
+		qi int
+		pb repo.PackedBlob
+	}
+	var cands []near
+	for qi := max(0, last-treeBatchLook); qi <= last; qi++ {
+		p, ok := r.LookupBlob(repo.TreeBlob, queue[qi].id)
+		if ok && p.Pack == pb.Pack {
+			cands = append(cands, near{qi, p})
+		}
+	}
+	slices.SortFunc(cands, func(a, b near) int { return cmp.Compare(a.pb.Offset, b.pb.Offset) })
+	at := slices.IndexFunc(cands, func(c near) bool { return c.qi == last })
+	end := func(c near) int64 { return int64(c.pb.Offset) + int64(c.pb.Length) }
+	lo, hi := at, at
+	for hi+1 < len(cands) && int64(cands[hi+1].pb.Offset) >= end(cands[hi]) &&
+		int64(cands[hi+1].pb.Offset)-end(cands[hi]) < treeGap && end(cands[hi+1])-int64(cands[lo].pb.Offset) <= maxRangeRead {
+		hi++
+	}
+	for lo > 0 && end(cands[lo-1]) <= int64(cands[lo].pb.Offset) &&
+		int64(cands[lo].pb.Offset)-end(cands[lo-1]) < treeGap && end(cands[hi])-int64(cands[lo-1].pb.Offset) <= maxRangeRead {
+		lo--
+	}
+	taken := make(map[int]bool, hi-lo+1)
+	for _, c := range cands[lo : hi+1] {
+		batch = append(batch, queue[c.qi])
+		taken[c.qi] = true
+	}
+	rest = queue[:0]
+	for qi, j := range queue {
+		if !taken[qi] {
+			rest = append(rest, j)
+		}
+	}
+	return batch, rest
+}
+
+// loadTrees loads the trees of batch, which takeNearTrees chose, with one Load. A tree
+// that the coalesced read could not give (the range failed to load, or the tree failed
+// its check) is loaded again alone, which says what is wrong with it.
+func loadTrees(ctx context.Context, r *repo.Repository, batch []treeJob) []fetchedTree {
+	got := make([]fetchedTree, len(batch))
+	if len(batch) > 1 {
+		ids := make([]repo.ID, len(batch))
+		for i, j := range batch {
+			ids[i] = j.id
+		}
+		_ = r.LoadBlobs(ctx, repo.TreeBlob, ids, nil, func(i int, data []byte, err error) {
+			if err == nil {
+				got[i].tree, _ = repo.DecodeTree(data)
+			}
+		})
+	}
+	for i, j := range batch {
+		if got[i].tree == nil {
+			got[i].tree, got[i].err = r.LoadTree(ctx, j.id)
+		}
+	}
+	return got
 }
 
 // badName says why name cannot be an entry of a directory, or "".

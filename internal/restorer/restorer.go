@@ -51,6 +51,9 @@ type Restorer struct {
 	chown     bool
 	job       string
 	resume    resumeState
+	loader    *loader // set by Run
+	// cacheLimit bounds the bytes of blobs the loader holds for the writers (cacheLimit).
+	cacheLimit int64
 
 	// What a created file gets without chown (the worker's ids, set by New, and the
 	// target's group when its set-group-id bit is set, by Run), and the prefix of
@@ -92,6 +95,7 @@ func New(r *repo.Repository, targetDir string, opts Options) *Restorer {
 		workers:    opts.Workers,
 		chown:      os.Geteuid() == 0,
 		job:        opts.Job,
+		cacheLimit: cacheLimit,
 		euid:       os.Geteuid(),
 		egid:       os.Getegid(),
 		tempPrefix: hex.EncodeToString(b[:]) + "-",

@@ -1,0 +1,14 @@
+package restorer
+
+// SetCacheLimit sets the bound on the bytes of blobs rs's loader holds (cacheLimit by
+// default); call it before Run.
+func SetCacheLimit(rs *Restorer, n int64) { rs.cacheLimit = n }
+
+// CacheStats returns, after Run, the most bytes of blobs the loader held at once, and the
+// bytes and blobs it still holds.
+func CacheStats(rs *Restorer) (peak, held int64, blobs int) {
+	l := rs.loader
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.peak, l.bytes, len(l.slots)
+}
