@@ -198,6 +198,10 @@ func (e *Engine) restoreFrom(ctx context.Context, r *repo.Repository, repoName, 
 	stop := reportRestoreProgress(ctx, rs, pl, pr, start)
 	att.err = rs.Run(ctx, pl)
 	stop()
+	if n, msgs := rs.Rereads(); n > 0 {
+		e.Log.Warn().Str("job_id", jobID).Str("repo", repoName).Int64("blobs", n).Strs("first_reads", msgs).
+			Msg("restore: blobs read right only the second time")
+	}
 	if failures := rs.Failures(); att.err == nil && len(failures) > 0 && rs.LoadFailed() {
 		att.unreadable = fmt.Sprintf("%d of %d entries could not be restored from it, first %s", len(failures), pl.Entries(), failures[0])
 	}
@@ -233,6 +237,10 @@ func (att *restoreAttempt) result(a brr.RestoreJob, start time.Time) (*brr.Resto
 	}
 	if st.Kept > 0 {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("resumed an earlier attempt of this job: %d entries it had restored were kept", st.Kept))
+	}
+	if n, msgs := rs.Rereads(); n > 0 {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("%d blobs of repo %s were read right only the second time (%s); if that recurs, run brr verify on the repo and check the storage",
+			n, att.repoName, strings.Join(msgs, "; ")))
 	}
 	if att.err != nil {
 		return res, att.err

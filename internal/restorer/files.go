@@ -86,7 +86,7 @@ const restoreWorkers = 4
 
 func (rs *Restorer) writeFiles(ctx context.Context, files []entry) error {
 	writes := rs.groupFiles(files)
-	rs.loader = newLoader(rs.r, writes, rs.cacheLimit)
+	rs.loader = newLoader(rs.r, writes, rs.cacheLimit, rs.noteReread)
 	g, ctx := errgroup.WithContext(ctx)
 	workers := max(rs.workers, restoreWorkers)
 	tasks := make(chan fileTask, workers*2)

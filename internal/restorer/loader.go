@@ -36,34 +36,43 @@ import (
 // take more reads fewer blobs, down to the one asked for, which the writer then reads
 // alone as before. Beyond that bound, each writer and each read ahead holds at most the
 // range it is reading (maxRangeRead bytes), and each writer the blob it is writing. A
-// blob's buffer goes back to a pool once its last writer is done with it, so that a
-// restore does not make garbage at the rate it reads: the worker's collector runs with
-// a low GOGC, and fresh buffers for every blob cost a file:// restore a tenth of its
-// time in collections.
+// blob's buffer is kept for the next reads once its last writer is done with it (up to
+// half the bound in free buffers), so that a restore does not make garbage at the rate
+// it reads: the worker's collector runs with a low GOGC, and fresh buffers for every
+// blob cost a file:// restore a tenth of its time in collections and clearing.
 //
 // A blob the coalesced read could not give (the range failed to load, or the blob
 // failed its check) is read again alone, with repo.LoadBlob, by each writer that asks
 // for it, and a blob read alone that fails its check is read once more: a blob damaged
 // on its way (one bad read) is read right the second time, one damaged in storage fails
 // with LoadBlob's error, which wraps repo.ErrDamaged and names the pack and the blob,
-// and fails only the files that need it.
+// and fails only the files that need it. No blob is read more than twice for one ask,
+// and every blob the second read gave is reported to reread, with the error of the
+// first, so that a damaged read does not go unnoticed (Restorer.Rereads).
 type loader struct {
 	r      *repo.Repository
-	writes []*fileWrite // in the order their tasks are queued; w.seq is w's index
+	reread func(id repo.ID, first error) // a blob read right the second time
+	writes []*fileWrite                  // in the order their tasks are queued; w.seq is w's index
 	limit  int64
 	wg     sync.WaitGroup // the reads ahead
-	bufs   [33]sync.Pool  // of *[]byte; bufs[c] holds buffers of 1<<c bytes
 
 	mu    sync.Mutex
 	state []uint8 // of each position (fileWrite.base + content index): pending, counted or asked
 	slots map[repo.ID]*slot
-	bytes int64 // of the buffers of the slots in slots, read or being read
-	peak  int64 // the most bytes ever
+	// failed are the blobs a read could not give, and why: a writer reads them alone,
+	// once, and reports a success to reread.
+	failed map[repo.ID]error
+	bytes  int64 // of the buffers of the slots in slots, read or being read
+	peak   int64 // the most bytes ever
 	// cursor is where the reads ahead look for the next pending position: before it,
 	// every position was asked for, is covered by a read, or was left out of one (and
 	// is read when asked for).
 	cursor  int
 	reading int // reads ahead running
+	// free holds the buffers of blobs no writer needs any more, for the next reads:
+	// free[c] holds buffers of 1<<c bytes, freeBytes of them in all, at most limit/2.
+	free      [33][][]byte
+	freeBytes int64
 }
 
 // The state of a position: no read covers it yet; a slot counts it in want; its writer
@@ -94,22 +103,23 @@ const (
 type slot struct {
 	done chan struct{} // closed when data is set, or the read could not give it
 	data []byte        // nil when the read could not give the blob
+	err  error         // why not, when data is nil
 	want int           // counted positions not asked for yet
 	// refs counts the writers that took the slot and are not done with it, and the
-	// loader while the slot is in slots: at 0, data goes back to the pool.
+	// loader while the slot is in slots: at 0, data goes back to the free buffers.
 	refs int
 	size int64 // of data's buffer
 }
 
 // newLoader returns a loader for the blobs of writes, in that order, and numbers the
 // writes' positions.
-func newLoader(r *repo.Repository, writes []*fileWrite, limit int64) *loader {
+func newLoader(r *repo.Repository, writes []*fileWrite, limit int64, reread func(repo.ID, error)) *loader {
 	n := 0
 	for i, w := range writes {
 		w.seq, w.base = i, n
 		n += len(w.content)
 	}
-	return &loader{r: r, writes: writes, limit: limit, state: make([]uint8, n), slots: make(map[repo.ID]*slot)}
+	return &loader{r: r, reread: reread, writes: writes, limit: limit, state: make([]uint8, n), slots: make(map[repo.ID]*slot), failed: make(map[repo.ID]error)}
 }
 
 // blob returns content[i] of w. With s nil, the data is in buf (reused when it has
@@ -123,12 +133,13 @@ func (l *loader) blob(ctx context.Context, w *fileWrite, i int, buf []byte) (dat
 	l.state[pos] = asked
 	s = l.slots[id]
 	var members []*member
+	first := l.failed[id] // why a read of the blob did not give it
 	if s != nil {
 		s.refs++
 		if wasCounted {
 			l.releaseLocked(id, s)
 		}
-	} else {
+	} else if first == nil {
 		members = l.planLocked(w, i, l.limit-l.bytes, false)
 		if len(members) > 0 && members[0].slot != nil {
 			members[0].slot.refs++ // other positions need it too: this writer takes it
@@ -137,7 +148,6 @@ func (l *loader) blob(ctx context.Context, w *fileWrite, i int, buf []byte) (dat
 	l.readAheadLocked(ctx, pos)
 	l.mu.Unlock()
 
-	failed := false // a read of the blob did not give it
 	switch {
 	case s != nil:
 		select {
@@ -149,22 +159,26 @@ func (l *loader) blob(ctx context.Context, w *fileWrite, i int, buf []byte) (dat
 		if s.data != nil {
 			return s.data, s, nil
 		}
+		first = s.err
 		l.release(s)
-		failed = true
 	case members != nil:
-		data := l.read(ctx, members, buf)
+		data, err := l.read(ctx, members, buf)
 		if data != nil {
 			return data, members[0].slot, nil
 		}
+		first = err
 		l.release(members[0].slot)
-		failed = true
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
 	data, err = l.r.LoadBlob(ctx, repo.DataBlob, id, buf[:0])
-	if !failed && errors.Is(err, repo.ErrDamaged) && ctx.Err() == nil {
+	if first == nil && errors.Is(err, repo.ErrDamaged) && ctx.Err() == nil {
+		first = err
 		data, err = l.r.LoadBlob(ctx, repo.DataBlob, id, buf[:0]) // damaged on its way?
+	}
+	if err == nil && first != nil && l.reread != nil {
+		l.reread(id, first)
 	}
 	return data, nil, err
 }
@@ -181,7 +195,7 @@ func (l *loader) release(s *slot) {
 	l.recycleLocked(s)
 }
 
-// recycleLocked puts the buffer of s back in the pool once nothing refers to s. l.mu
+// recycleLocked puts the buffer of s back with the free buffers once nothing refers to s. l.mu
 // must be held.
 func (l *loader) recycleLocked(s *slot) {
 	if s.refs == 0 && s.data != nil {
@@ -314,7 +328,7 @@ func (l *loader) readAheadLocked(ctx context.Context, pos int) {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			l.read(ctx, members, nil)
+			_, _ = l.read(ctx, members, nil)
 			l.mu.Lock()
 			l.reading--
 			l.mu.Unlock()
@@ -341,7 +355,7 @@ func (l *loader) releaseLocked(id repo.ID, s *slot) {
 	}
 }
 
-// dropLocked takes s out of slots; its data goes back to the pool once the writers
+// dropLocked takes s out of slots; its data goes back to the free buffers once the writers
 // that took it are done. l.mu must be held.
 func (l *loader) dropLocked(id repo.ID, s *slot) {
 	if l.slots[id] == s {
@@ -353,14 +367,15 @@ func (l *loader) dropLocked(id repo.ID, s *slot) {
 }
 
 // read reads members with one Load, fills their slots and returns the first member's
-// content, nil when the read could not give it. A member without a slot (the blob a
-// writer asked for) is decoded into own.
-func (l *loader) read(ctx context.Context, members []*member, own []byte) []byte {
+// content, or nil and why the read could not give it. A member without a slot (the
+// blob a writer asked for) is decoded into own.
+func (l *loader) read(ctx context.Context, members []*member, own []byte) ([]byte, error) {
 	ids := make([]repo.ID, len(members))
 	for i, m := range members {
 		ids[i] = m.id
 	}
 	var first []byte
+	var firstErr error
 	err := l.r.LoadBlobs(ctx, repo.DataBlob, ids, func(i int) []byte {
 		if s := members[i].slot; s != nil {
 			return l.getBuf(s.size)
@@ -368,27 +383,31 @@ func (l *loader) read(ctx context.Context, members []*member, own []byte) []byte
 		return own
 	}, func(i int, data []byte, err error) {
 		if i == 0 {
-			first = data
+			first, firstErr = data, err
 		}
 		if s := members[i].slot; s != nil {
-			l.fill(ids[i], s, data)
+			l.fill(ids[i], s, data, err)
 		}
 	})
 	if err != nil {
 		for i, m := range members {
 			if m.slot != nil {
-				l.fill(ids[i], m.slot, nil)
+				l.fill(ids[i], m.slot, nil, err)
 			}
 		}
+		return nil, err
 	}
-	return first
+	return first, firstErr
 }
 
-// fill gives s its data, or nil when the read could not give it: s is dropped and each
-// of its writers reads the blob alone.
-func (l *loader) fill(id repo.ID, s *slot, data []byte) {
+// fill gives s its data, or nil and err when the read could not give it: s is dropped
+// and each of its writers reads the blob alone.
+func (l *loader) fill(id repo.ID, s *slot, data []byte, err error) {
 	l.mu.Lock()
-	s.data = data
+	s.data, s.err = data, err
+	if data == nil && err != nil {
+		l.failed[id] = err
+	}
 	if data == nil {
 		l.dropLocked(id, s)
 	}
@@ -400,22 +419,33 @@ func (l *loader) fill(id repo.ID, s *slot, data []byte) {
 // bufSize is the size of the buffer for a blob of n bytes: the power of two that fits it.
 func bufSize(n uint32) int64 { return 1 << bits.Len32(max(n, 1)-1) }
 
-// getBuf returns an empty buffer of size bytes, a power of two.
+// getBuf returns an empty buffer of size bytes, a power of two: a free one, or a new
+// one. Buffers are kept for the whole restore rather than in a sync.Pool, which every
+// second collection empties: with the worker's low GOGC, that is a fresh (and cleared)
+// buffer for most blobs.
 func (l *loader) getBuf(size int64) []byte {
 	c := bits.Len64(uint64(size) - 1)
-	if p, ok := l.bufs[c].Get().(*[]byte); ok {
-		return (*p)[:0]
+	l.mu.Lock()
+	if n := len(l.free[c]); n > 0 {
+		b := l.free[c][n-1]
+		l.free[c] = l.free[c][:n-1]
+		l.freeBytes -= int64(cap(b))
+		l.mu.Unlock()
+		return b[:0]
 	}
+	l.mu.Unlock()
 	return make([]byte, 0, size)
 }
 
-// putBuf puts b back in the pool, when it is one of getBuf's.
+// putBuf keeps b for getBuf, when it is one of its buffers and there is room. l.mu must
+// be held.
 func (l *loader) putBuf(b []byte) {
 	c := bits.Len64(uint64(cap(b)) - 1)
-	if cap(b) == 0 || cap(b) != 1<<c || c >= len(l.bufs) {
+	if cap(b) == 0 || cap(b) != 1<<c || c >= len(l.free) || l.freeBytes+int64(cap(b)) > l.limit/2 {
 		return
 	}
-	l.bufs[c].Put(&b)
+	l.free[c] = append(l.free[c], b)
+	l.freeBytes += int64(cap(b))
 }
 
 // skip says that content[i:j] of w will not be asked for (its files failed).

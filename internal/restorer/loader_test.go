@@ -199,6 +199,9 @@ func TestRestoreDamagedBlobInRange(t *testing.T) {
 	if !rs.LoadFailed() {
 		t.Error("LoadFailed is false after a damaged blob: a replica would not be tried")
 	}
+	if n, msgs := rs.Rereads(); n != 0 {
+		t.Errorf("Rereads = %d, %q; a blob damaged in storage is never read right", n, msgs)
+	}
 	if loads > len(s.files)/10 {
 		t.Errorf("%d pack loads for %d files: the damaged blob's range was not read in one", loads, len(s.files))
 	}
@@ -235,6 +238,9 @@ func TestRestoreRereadsBlobDamagedOnItsWay(t *testing.T) {
 			}
 			if rs.LoadFailed() {
 				t.Error("LoadFailed is true, yet every blob was read")
+			}
+			if n, msgs := rs.Rereads(); n != 1 || len(msgs) != 1 || !strings.Contains(msgs[0], repo.ErrDamaged.Error()) {
+				t.Errorf("Rereads = %d, %q; want the one blob, damaged on its first read", n, msgs)
 			}
 			t.Logf("%d pack loads", loads)
 			sameAsSource(t, s.src, target)

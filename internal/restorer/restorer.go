@@ -73,6 +73,10 @@ type Restorer struct {
 	// loadFailed is set when a blob could not be read from the repository: a replica may
 	// have it.
 	loadFailed atomic.Bool
+	// rereads counts the blobs a first read did not give and a second did (loader.go);
+	// rereadMsgs are the first maxRereadMsgs of them, with the first read's error.
+	rereads    atomic.Int64
+	rereadMsgs []string
 
 	files, dirs, symlinks, bytes atomic.Int64
 	doneBytes, kept              atomic.Int64
@@ -136,6 +140,29 @@ func (rs *Restorer) Failures() []string {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	return slices.Clone(rs.failures)
+}
+
+// maxRereadMsgs bounds the rereads Rereads describes.
+const maxRereadMsgs = 5
+
+// noteReread records a blob that was read right the second time, after first.
+func (rs *Restorer) noteReread(id repo.ID, first error) {
+	if rs.rereads.Add(1) > maxRereadMsgs {
+		return
+	}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	rs.rereadMsgs = append(rs.rereadMsgs, fmt.Sprintf("blob %s: %v", id.Short(), first))
+}
+
+// Rereads returns how many blobs a first read could not give (it failed, or what it
+// read failed its check) and a second read, alone, gave, checked; and, for the first
+// few of them, the blob and what was wrong with its first read. A blob damaged in
+// storage fails both reads and fails its files instead. Call it after Run.
+func (rs *Restorer) Rereads() (int64, []string) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.rereads.Load(), slices.Clone(rs.rereadMsgs)
 }
 
 // LoadFailed reports whether a blob could not be read from the repository (rather than
