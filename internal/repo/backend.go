@@ -194,3 +194,13 @@ func (r *FileReader) Rewind() error {
 
 // Length returns the size given to NewFileReader.
 func (r *FileReader) Length() int64 { return r.Size() }
+
+// LoaderInto is a Backend that can also read into a buffer its caller gives, which the
+// caller then reuses: the file backend is one. The repository reads blobs through it
+// into pooled buffers (rangeBuf), so that a restore, which reads the whole repository,
+// does not allocate (and clear, and collect) a buffer per read.
+type LoaderInto interface {
+	// LoadInto reads len(buf) bytes of h from offset into buf; reading past the end is
+	// an error, as with Load.
+	LoadInto(ctx context.Context, h Handle, offset int64, buf []byte) error
+}

@@ -319,10 +319,11 @@ func (r *Repository) LoadBlob(ctx context.Context, t BlobType, id ID, buf []byte
 		}
 		return nil, fmt.Errorf("load %s blob %s: %w: not in the index", t, id, ErrNotInIndex)
 	}
-	data, err := r.be.Load(ctx, Handle{Type: PackFile, Name: pb.Pack.String()}, int64(pb.Offset), int64(pb.Length))
+	data, done, err := r.loadRange(ctx, Handle{Type: PackFile, Name: pb.Pack.String()}, int64(pb.Offset), int64(pb.Length))
 	if err != nil {
 		return nil, fmt.Errorf("load %s blob %s from pack %s: %w", t, id, pb.Pack, err)
 	}
+	defer done()
 	out, err := r.openBlob(data, buf, pb.RawLength)
 	if err == nil && r.BlobID(out) != id {
 		err = fmt.Errorf("content does not match the id")

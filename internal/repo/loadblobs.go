@@ -48,10 +48,11 @@ func (r *Repository) LoadBlobs(ctx context.Context, t BlobType, ids []ID, buf fu
 	}
 	first, last := pbs[0], pbs[len(pbs)-1]
 	start, end := int64(first.Offset), int64(last.Offset)+int64(last.Length)
-	data, err := r.be.Load(ctx, Handle{Type: PackFile, Name: first.Pack.String()}, start, end-start)
+	data, done, err := r.loadRange(ctx, Handle{Type: PackFile, Name: first.Pack.String()}, start, end-start)
 	if err != nil {
 		return fmt.Errorf("load %d %s blobs from pack %s: %w", len(ids), t, first.Pack, err)
 	}
+	defer done()
 	if int64(len(data)) != end-start {
 		return fmt.Errorf("load %d %s blobs from pack %s: %d bytes from offset %d, want %d", len(ids), t, first.Pack, len(data), start, end-start)
 	}

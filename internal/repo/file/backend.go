@@ -173,38 +173,61 @@ func copyObject(ctx context.Context, f *os.File, rd repo.RewindReader) error {
 
 // Load reads length bytes of h from offset with pread; length 0 means to the end.
 func (b *Backend) Load(ctx context.Context, h repo.Handle, offset, length int64) ([]byte, error) {
-	if err := repo.CheckLoad(ctx, h, offset, length); err != nil {
+	var buf []byte
+	err := b.load(ctx, h, offset, length, func(n int64) []byte {
+		buf = make([]byte, n)
+		return buf
+	})
+	if err != nil {
 		return nil, err
+	}
+	return buf, nil
+}
+
+// LoadInto reads len(buf) bytes of h from offset into buf (repo.LoaderInto): a reader
+// of many ranges reuses its buffers instead of making one per Load.
+func (b *Backend) LoadInto(ctx context.Context, h repo.Handle, offset int64, buf []byte) error {
+	if len(buf) == 0 {
+		return fmt.Errorf("load %s: LoadInto needs a buffer of the bytes to read", h)
+	}
+	return b.load(ctx, h, offset, int64(len(buf)), func(int64) []byte { return buf })
+}
+
+// load reads length bytes of h from offset (0: to the end) into the buffer that mk
+// returns for that length.
+func (b *Backend) load(ctx context.Context, h repo.Handle, offset, length int64, mk func(int64) []byte) error {
+	if err := repo.CheckLoad(ctx, h, offset, length); err != nil {
+		return err
 	}
 	p, err := b.path(h)
 	if err != nil {
-		return nil, fmt.Errorf("load %w", err)
+		return fmt.Errorf("load %w", err)
 	}
 	f, err := os.Open(p)
 	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", h, err)
+		return fmt.Errorf("load %s: %w", h, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", h, err)
+		return fmt.Errorf("load %s: %w", h, err)
 	}
 	size := fi.Size()
 	if length == 0 {
 		length = size - offset
 	}
 	if offset > size || offset+length > size {
-		return nil, fmt.Errorf("load %s: bytes %d to %d are past the end of the %d-byte object", h, offset, offset+length, size)
+		return fmt.Errorf("load %s: bytes %d to %d are past the end of the %d-byte object", h, offset, offset+length, size)
 	}
-	buf := make([]byte, length)
+	buf := mk(length)
 	n, err := f.ReadAt(buf, offset)
 	if n == len(buf) {
-		return buf, nil
+		return nil
 	}
 	if err == nil || err == io.EOF {
 		err = io.ErrUnexpectedEOF
 	}
-	return nil, fmt.Errorf("load %s: read at %d: %w", h, offset, err)
+	return fmt.Errorf("load %s: read at %d: %w", h, offset, err)
 }
 
 // Stat returns the size of h.

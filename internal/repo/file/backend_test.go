@@ -91,3 +91,39 @@ func TestListSkipsTempFiles(t *testing.T) {
 }
 
 func TestBadNames(t *testing.T) { backendtest.BadNames(t, newBackend(t)) }
+
+// LoadInto reads what Load reads, into the caller's buffer, and refuses what Load
+// refuses: a range past the end, a missing object.
+func TestLoadInto(t *testing.T) {
+	be := newBackend(t)
+	ctx := context.Background()
+	h := repo.Handle{Type: repo.PackFile, Name: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}
+	data := make([]byte, 10000)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	if err := be.Save(ctx, h, repo.NewByteReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	li, ok := be.(repo.LoaderInto)
+	if !ok {
+		t.Fatal("the file backend is no repo.LoaderInto")
+	}
+	buf := make([]byte, 3000)
+	if err := li.LoadInto(ctx, h, 5000, buf); err != nil {
+		t.Fatal(err)
+	}
+	want, err := be.Load(ctx, h, 5000, 3000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(buf) != string(want) || string(buf) != string(data[5000:8000]) {
+		t.Error("LoadInto read other bytes than Load")
+	}
+	if err := li.LoadInto(ctx, h, 8000, buf); err == nil {
+		t.Error("LoadInto past the end: no error")
+	}
+	if err := li.LoadInto(ctx, repo.Handle{Type: repo.PackFile, Name: "ff" + h.Name[2:]}, 0, buf); err == nil {
+		t.Error("LoadInto of a missing object: no error")
+	}
+}
