@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -111,8 +112,19 @@ func decodeKey(data []byte) (*keyObject, error) {
 }
 
 func (k *keyObject) kek(password []byte) []byte {
-	return argon2.IDKey(password, k.Salt, k.Params.Time, k.Params.MemoryKiB, k.Params.Threads, 32)
+	key := argon2.IDKey(password, k.Salt, k.Params.Time, k.Params.MemoryKiB, k.Params.Threads, 32)
+	if k.Params.MemoryKiB >= releaseKDFKiB {
+		// The derivation's memory (64 MiB by default) is garbage now. Left to the
+		// collector and the runtime's scavenger, its pages stay resident for a while, and
+		// a worker opening its repositories at start would carry them into its first
+		// jobs; returned now, they are not counted in its peak.
+		debug.FreeOSMemory()
+	}
+	return key
 }
+
+// releaseKDFKiB is the derivation memory from which kek returns it to the system at once.
+const releaseKDFKiB = 16 << 10
 
 // errNotThisKey says a password does not open one key object.
 var errNotThisKey = errors.New("password does not open this key")
