@@ -98,6 +98,13 @@ bench: bench-pipeline bench-backup ## both benchmarks
 bench-backup: build ## back up a ~740 MiB corpus with brr and restic side by side (scripts/bench-backup.sh)
 	scripts/bench-backup.sh
 
+.PHONY: profile-backup profile-restore
+profile-backup: ## CPU and heap profile of one backup of bench-backup's corpus, in .profiles/backup (scripts/profile.sh)
+	scripts/profile.sh backup
+
+profile-restore: ## CPU and heap profile of one restore of bench-backup's corpus, in .profiles/restore (scripts/profile.sh)
+	scripts/profile.sh restore
+
 bench-backends: build ## backup, restore, replicate on file, nats, s3, sftp vs restic 0.18.1, local servers (scripts/bench-backends.sh)
 	scripts/bench-backends.sh
 
