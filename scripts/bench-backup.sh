@@ -7,8 +7,13 @@
 # publishing the job and waiting for its result): first backup, unchanged re-backup,
 # restore; then the repository size and the peak RSS.
 #
+# restic is 0.18.1, go installed into .tools/bin (pinned; not the distribution's).
+# The run is made RUNS times, each with its own table: by default twice when the
+# 1-minute load average is 1 or more when it starts (a shared machine), once otherwise.
+#
 #   scripts/bench-backup.sh            (or: make bench-backup)
 #   BENCH_DIR=/path scripts/bench-backup.sh   work dir (default /tmp/brr-bench)
+#   RUNS=N ...      run it N times
 #   NO_BUILD=1 ...  use bin/ as it is      DROP_CACHES=0 ...  never drop page caches
 #   BRR_NATS=external ...  run brr-worker against a separate nats-server (built from the
 #                          module into $BENCH_DIR when not on PATH) instead of its embedded
@@ -44,10 +49,33 @@ apt_install() {
 
 step "tools"
 need_cmd curl
-command -v restic >/dev/null || { note "installing restic"; apt_install restic; }
+RESTIC_VERSION=0.18.1
+restic="$ROOT/.tools/bin/restic"
+if [[ ! -x "$restic" ]] || [[ "$("$restic" version)" != "restic $RESTIC_VERSION "* ]]; then
+	note "installing restic $RESTIC_VERSION into .tools/bin (a few minutes, once)"
+	mkdir -p "$ROOT/.tools/bin"
+	GOBIN="$ROOT/.tools/bin" go install "github.com/restic/restic/cmd/restic@v$RESTIC_VERSION" ||
+		die "go install restic failed"
+fi
+restic() { "$restic" "$@"; }
 [[ -x /usr/bin/time ]] || { note "installing time"; apt_install time; }
 note "$(restic version | head -1)"
 build_binaries
+
+# ---- runs ----------------------------------------------------------------------------
+# A noisy machine gets two runs: this script again, once per run, each with its table.
+if [[ -z "${RUNS:-}" ]]; then
+	RUNS=1
+	if awk '{exit !($1 >= 1)}' /proc/loadavg; then RUNS=2; fi
+	note "load average $(cut -d' ' -f1-3 /proc/loadavg): $RUNS run(s)"
+fi
+if ((RUNS > 1)); then
+	for ((i = 1; i <= RUNS; i++)); do
+		step "run $i of $RUNS"
+		RUNS=1 NO_BUILD=1 "$0" || exit $?
+	done
+	exit 0
+fi
 
 # ---- corpus --------------------------------------------------------------------------
 build_corpus "$corpus"
@@ -74,11 +102,11 @@ rm -rf "$RESTIC_REPOSITORY" "$RESTIC_CACHE_DIR" "$BENCH_DIR/restic-restore"
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$RESTIC_PASSWORD_FILE"
 chmod 0600 "$RESTIC_PASSWORD_FILE"
 t0="$(now)"
-timed restic_init restic init
-timed restic_backup restic backup --host bench "$corpus"
+timed restic_init "$restic" init
+timed restic_backup "$restic" backup --host bench "$corpus"
 T_restic_backup="$(elapsed "$t0" "$(now)")" # init + backup, as a user would run them
-timed restic_rebackup restic backup --host bench "$corpus"
-timed restic_restore restic restore latest --target "$BENCH_DIR/restic-restore"
+timed restic_rebackup "$restic" backup --host bench "$corpus"
+timed restic_restore "$restic" restore latest --target "$BENCH_DIR/restic-restore"
 restic_repo_bytes="$(du -sb "$RESTIC_REPOSITORY" | cut -f1)"
 restic_rss=0
 for v in "$RSS_restic_init" "$RSS_restic_backup" "$RSS_restic_rebackup" "$RSS_restic_restore"; do
@@ -167,7 +195,7 @@ r_repo="$(ratio "$brr_repo_bytes" "$restic_repo_bytes")"
 r_rss="$(ratio "$brr_hwm" "$restic_rss")"
 
 echo
-echo "bench-backup $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, brr $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo dev), $(restic version | head -1 | cut -d' ' -f1-2)"
+echo "bench-backup $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), brr $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo dev), $(restic version | head -1 | cut -d' ' -f1-2)"
 echo "corpus: $(human "$corpus_bytes") in $corpus_files files; $cache_note"
 printf '%-22s | %-22s | %-22s | %-6s | %-30s\n' phase brr restic ratio "target"
 printf -- '%.0s-' {1..112}
@@ -175,9 +203,9 @@ echo
 printf '%-22s | %-22s | %-22s | %-6s | %-30s\n' \
 	"first backup" "${T_brr_backup}s $(mibs "$T_brr_backup") MiB/s" "${T_restic_backup}s $(mibs "$T_restic_backup") MiB/s" "$r_backup" "throughput >= 2x restic: $(verdict "$r_backup" '>=' 2)" \
 	"unchanged re-backup" "${T_brr_rebackup}s" "${T_restic_rebackup}s" "$r_rebackup" ">= 3x faster: $(verdict "$r_rebackup" '>=' 3)" \
-	"restore" "${T_brr_restore}s $(mibs "$T_brr_restore") MiB/s" "${T_restic_restore}s $(mibs "$T_restic_restore") MiB/s" "$r_restore" ">= 2x faster: $(verdict "$r_restore" '>=' 2)" \
+	"restore" "${T_brr_restore}s $(mibs "$T_brr_restore") MiB/s" "${T_restic_restore}s $(mibs "$T_restic_restore") MiB/s" "$r_restore" ">= 2.5x faster: $(verdict "$r_restore" '>=' 2.5)" \
 	"repo size" "$(human "$brr_repo_bytes")" "$(human "$restic_repo_bytes")" "$r_repo" "<= 1.05x restic: $(verdict "$r_repo" '<=' 1.05)" \
-	"peak RSS" "$(human $((brr_hwm * 1024)))" "$(human $((restic_rss * 1024)))" "$r_rss" "<= restic: $(verdict "$r_rss" '<=' 1)"
+	"peak RSS" "$(human $((brr_hwm * 1024)))" "$(human $((restic_rss * 1024)))" "$r_rss" "<= 0.8x restic: $(verdict "$r_rss" '<=' 0.8)"
 echo
 echo "ratio: restic time / brr time for the timed phases (higher is better for brr), brr / restic for size and RSS."
 echo "brr times are the whole 'brr ... --wait' command: publish, queue, run, events. restic's first backup includes 'restic init'."
