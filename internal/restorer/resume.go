@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path"
 	"strings"
 
@@ -26,6 +27,10 @@ import (
 //     snapshot's was restored by an earlier attempt, which set them all before renaming
 //     the file to its name: it is kept as it is and counted as restored; a symlink to the
 //     snapshot's target, or a hard link of the right file, too;
+//   - but only when every earlier attempt ran since the machine last booted (the marker
+//     holds each attempt's boot id): a restore does not sync a file before its rename,
+//     so after a crash of the system a file may have its name, size and mtime and not
+//     its data. Such files, ours by the marker and their metadata, are written again;
 //   - the temporary files of the earlier attempts are removed: the marker holds their
 //     prefixes, one per line;
 //   - anything else in the way fails, as without a marker, unless Overwrite.
@@ -35,6 +40,7 @@ import (
 // resumeState is what Run learns from the marker.
 type resumeState struct {
 	on     bool     // the marker was there: an earlier attempt ran
+	booted bool     // and one of them ran before the system last booted, or may have
 	temps  []string // the temporary-name prefixes of the earlier attempts
 	marker devIno   // the marker this attempt created or found
 }
@@ -94,16 +100,35 @@ func (rs *Restorer) mark() error {
 		if err != nil {
 			return fmt.Errorf("read the restore's marker %s: %w", name, err)
 		}
+		attempts, sameBoot := 0, 0
 		for _, line := range strings.Split(string(b[:max(n, 0)]), "\n") {
 			if validTempPrefix(line) {
 				rs.resume.temps = append(rs.resume.temps, line)
+				attempts++
+			}
+			if id, ok := strings.CutPrefix(line, bootLine); ok && id == bootID() && id != "" {
+				sameBoot++
 			}
 		}
+		// A marker of an older brr has no boot ids: its attempts may have run before.
+		rs.resume.booted = sameBoot < attempts
 	}
-	if _, err := unix.Write(fd, []byte(rs.tempPrefix+"\n")); err != nil {
+	if _, err := unix.Write(fd, []byte(rs.tempPrefix+"\n"+bootLine+bootID()+"\n")); err != nil {
 		return fmt.Errorf("write the restore's marker %s: %w", name, err)
 	}
 	return nil
+}
+
+// bootLine begins the line of the marker that holds an attempt's boot id.
+const bootLine = "boot "
+
+// bootID returns the id the kernel gave the current boot, "" when it cannot be read.
+func bootID() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // unmark removes the marker, if it is still the one mark saw.
@@ -158,6 +183,12 @@ func (rs *Restorer) skipRestored(files []entry) []entry {
 	for _, f := range files {
 		if !rs.parentFailed(f.rel) && rs.dirFlags(path.Dir(f.rel))&dirFresh == 0 {
 			if st, err := rs.dst.lstat(f.rel); err == nil && rs.sameFile(&st, f.node) {
+				if rs.resume.booted {
+					// Ours, but its data may not have reached the disk: write it again.
+					_ = rs.dst.remove(f.rel)
+					out = append(out, f)
+					continue
+				}
 				rs.restored.Store(f.rel, struct{}{})
 				rs.files.Add(1)
 				rs.bytes.Add(f.node.Size)
@@ -207,6 +238,13 @@ func (rs *Restorer) linkedBefore(h hardlink) bool {
 	}
 	st, err := rs.dst.lstat(h.rel)
 	if err != nil {
+		return false
+	}
+	if rs.resume.booted {
+		// A link to the file skipRestored removed and wrote again: link it again.
+		if rs.sameFile(&st, h.node) {
+			_ = rs.dst.remove(h.rel)
+		}
 		return false
 	}
 	lst, err := rs.dst.lstat(h.leader)

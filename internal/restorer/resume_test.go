@@ -72,7 +72,8 @@ func TestRestoreResumesItsJobsEarlierAttempt(t *testing.T) {
 	}
 	// The temporary file a killed attempt would have left, and a foreign file that only
 	// looks like one.
-	left := filepath.Join(target, "a", ".brr-restore-"+strings.TrimSpace(string(prefixes))+"zz")
+	prefix, _, _ := strings.Cut(string(prefixes), "\n") // then the attempt's boot id
+	left := filepath.Join(target, "a", ".brr-restore-"+prefix+"zz")
 	foreign := filepath.Join(target, "a", ".brr-restore-0123456789ab-1")
 	testkit.WriteFile(t, left, []byte("partial"), 0o600)
 	testkit.WriteFile(t, foreign, []byte("not ours"), 0o600)
@@ -117,6 +118,70 @@ func TestRestoreResumesItsJobsEarlierAttempt(t *testing.T) {
 	}
 	if _, err := os.Lstat(marker); !os.IsNotExist(err) {
 		t.Errorf("the marker is still there after the restore succeeded (%v)", err)
+	}
+	sameAsSource(t, src, target)
+	noTempFiles(t, target)
+}
+
+// A restore does not sync a file before renaming it to its name, so after a crash of
+// the system (not just of the worker) a file the first attempt restored may have its
+// name, size, mode and mtime and not its data. An attempt that resumes after the
+// machine booted again (the marker holds the boot id of each attempt) writes such files
+// again, and relinks their hard links, instead of keeping them.
+func TestResumeAfterABootRewritesRestoredFiles(t *testing.T) {
+	r, _ := testkit.InitRepo(t, t.TempDir(), testkit.RepoOptions())
+	src := t.TempDir()
+	mtime := time.Date(2021, 3, 4, 5, 6, 7, 890, time.UTC)
+	for _, name := range []string{"a/one", "a/two", "blocked"} {
+		p := filepath.Join(src, name)
+		testkit.WriteFile(t, p, randomBytes(uint64(len(name)), 5000+len(name)), 0o640)
+		if err := os.Chtimes(p, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Link(filepath.Join(src, "a", "one"), filepath.Join(src, "hard")); err != nil {
+		t.Fatal(err)
+	}
+	sn := snapshotOf(t, r, src)
+	target := filepath.Join(t.TempDir(), "out")
+	marker := filepath.Join(target, ".brr-restore-job-1")
+
+	// First attempt: /blocked is in the way, the rest is restored; the marker stays.
+	testkit.WriteFile(t, filepath.Join(target, "blocked"), []byte("foreign"), 0o644)
+	if f := runJob(t, r, sn, target, "job-1", false).Failures(); len(f) != 1 {
+		t.Fatalf("first attempt: failures %q, want /blocked alone", f)
+	}
+	// Same boot: the second attempt would keep a/one. Now the system crashes: a/one
+	// keeps its metadata, its data never reached the disk. And the machine boots again.
+	one := filepath.Join(target, "a", "one")
+	if err := os.WriteFile(one, make([]byte, 5000+len("a/one")), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(one, mtime, mtime); err != nil {
+		t.Fatal(err)
+	}
+	m, err := os.ReadFile(marker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(m)), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[1], "boot ") {
+		t.Fatalf("marker %q: want the attempt's prefix and boot id", m)
+	}
+	lines[1] = "boot 00000000-0000-0000-0000-000000000000"
+	if err := os.WriteFile(marker, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(target, "blocked")); err != nil {
+		t.Fatal(err)
+	}
+
+	rs := runJob(t, r, sn, target, "job-1", false)
+	if f := rs.Failures(); len(f) != 0 {
+		t.Fatalf("attempt after the boot: failures %q", f)
+	}
+	if got := rs.Progress().Kept; got != 0 {
+		t.Errorf("Kept = %d after a boot, want 0: files restored before it are written again", got)
 	}
 	sameAsSource(t, src, target)
 	noTempFiles(t, target)
