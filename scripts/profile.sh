@@ -11,8 +11,9 @@
 #   NODES=N ...           lines of `go tool pprof -top` printed (default 25)
 #
 # Writes PROFILE_DIR/cpu.prof (the job only; a restore's backup is made first, not
-# profiled) and PROFILE_DIR/heap.prof (alloc_space: every allocation of the process;
-# inuse_space: what was live at the end), then prints the top of each. Look further
+# profiled), PROFILE_DIR/heap.prof (alloc_space: every allocation of the process) and
+# PROFILE_DIR/heap-peak.prof (inuse_space: what was live when the job's heap was at its
+# largest), then prints the top of each. Look further
 # with `go tool pprof -http=: PROFILE_DIR/cpu.prof`.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -33,8 +34,8 @@ rm -rf "$work"
 mkdir -p "$work"
 step "profile one $kind of $corpus ($(human "$(du -sb "$corpus" | cut -f1)")) into $PROFILE_DIR"
 (cd "$ROOT" && BRR_PROFILE="$kind" BRR_PROFILE_CORPUS="$corpus" BRR_PROFILE_DIR="$work" \
-	go test -count=1 -timeout 30m -run '^TestProfile$' -v ./internal/jobs/ | grep -E '^\s+profile_test|^(ok|FAIL|---)')
-mv "$work/cpu.prof" "$work/heap.prof" "$PROFILE_DIR/"
+	go test -count=1 -timeout 30m -run '^TestProfile$' -v ./internal/jobs/ | grep -E 'profile_test.go|^(ok|FAIL|---)')
+mv "$work/cpu.prof" "$work/heap.prof" "$work/heap-peak.prof" "$PROFILE_DIR/"
 
 step "CPU: go tool pprof -top $PROFILE_DIR/cpu.prof"
 go tool pprof -top -nodecount="$NODES" "$PROFILE_DIR/cpu.prof" 2>/dev/null
@@ -42,5 +43,5 @@ step "CPU, cumulative: go tool pprof -top -cum $PROFILE_DIR/cpu.prof"
 go tool pprof -top -cum -nodecount="$NODES" "$PROFILE_DIR/cpu.prof" 2>/dev/null
 step "heap, every allocation: go tool pprof -top -sample_index=alloc_space $PROFILE_DIR/heap.prof"
 go tool pprof -top -sample_index=alloc_space -nodecount="$NODES" "$PROFILE_DIR/heap.prof" 2>/dev/null
-step "heap, live at the end: go tool pprof -top -sample_index=inuse_space $PROFILE_DIR/heap.prof"
-go tool pprof -top -sample_index=inuse_space -nodecount="$NODES" "$PROFILE_DIR/heap.prof" 2>/dev/null
+step "heap, live at the job's peak: go tool pprof -top -sample_index=inuse_space $PROFILE_DIR/heap-peak.prof"
+go tool pprof -top -sample_index=inuse_space -nodecount="$NODES" "$PROFILE_DIR/heap-peak.prof" 2>/dev/null
