@@ -158,13 +158,14 @@ track_hwm() {
 	local v
 	v="$(vmhwm "$worker_pid")"
 	if ((v > brr_hwm)); then brr_hwm=$v; fi
+	note "worker VmHWM after $1: $v KiB"
 }
 timed brr_backup "$BRR" --nats "$nats" backup "$corpus" --wait
-track_hwm
+track_hwm "the first backup"
 timed brr_rebackup "$BRR" --nats "$nats" backup "$corpus" --wait
-track_hwm
+track_hwm "the re-backup"
 timed brr_restore "$BRR" --nats "$nats" restore latest "$BENCH_DIR/brr-restore" --wait
-track_hwm
+track_hwm "the restore"
 brr_repo_bytes="$(du -sb "$data/repo" | cut -f1)"
 note "backup ${T_brr_backup}s, re-backup ${T_brr_rebackup}s, restore ${T_brr_restore}s"
 step "brr: compare the restore with the corpus"
