@@ -4,11 +4,12 @@ package restorer
 // default); call it before Run.
 func SetCacheLimit(rs *Restorer, n int64) { rs.cacheLimit = n }
 
-// CacheStats returns, after Run, the most bytes of blobs the loader held at once, and the
-// bytes and blobs it still holds.
-func CacheStats(rs *Restorer) (peak, held int64, blobs int) {
+// CacheStats returns, after Run, the most bytes of blobs the loader held at once, the
+// most bytes of buffers it had at once (free ones included), and the bytes and blobs it
+// still holds.
+func CacheStats(rs *Restorer) (peak, peakAll, held int64, blobs int) {
 	l := rs.loader
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.peak, l.bytes, len(l.slots)
+	return l.peak, l.peakAll, l.bytes, len(l.slots)
 }

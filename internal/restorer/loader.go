@@ -36,8 +36,8 @@ import (
 // take more reads fewer blobs, down to the one asked for, which the writer then reads
 // alone as before. Beyond that bound, each writer and each read ahead holds at most the
 // range it is reading (maxRangeRead bytes), and each writer the blob it is writing. A
-// blob's buffer is kept for the next reads once its last writer is done with it (up to
-// half the bound in free buffers), so that a restore does not make garbage at the rate
+// blob's buffer is kept for the next reads once its last writer is done with it (free
+// buffers and those of blobs held together within the bound), so that a restore does not make garbage at the rate
 // it reads: the worker's collector runs with a low GOGC, and fresh buffers for every
 // blob cost a file:// restore a tenth of its time in collections and clearing.
 //
@@ -70,9 +70,13 @@ type loader struct {
 	cursor  int
 	reading int // reads ahead running
 	// free holds the buffers of blobs no writer needs any more, for the next reads:
-	// free[c] holds buffers of 1<<c bytes, freeBytes of them in all, at most limit/2.
+	// free[c] holds buffers of 1<<c bytes, freeBytes of them in all; bytes + freeBytes
+	// stay within limit.
 	free      [33][][]byte
 	freeBytes int64
+	// mem is the bytes of the buffers getBuf made that are not the collector's yet (free,
+	// or holding a blob), peakAll the most ever.
+	mem, peakAll int64
 }
 
 // The state of a position: no read covers it yet; a slot counts it in want; its writer
@@ -104,6 +108,7 @@ type slot struct {
 	done chan struct{} // closed when data is set, or the read could not give it
 	data []byte        // nil when the read could not give the blob
 	err  error         // why not, when data is nil
+	buf  []byte        // getBuf's buffer for data, given back when the read fails
 	want int           // counted positions not asked for yet
 	// refs counts the writers that took the slot and are not done with it, and the
 	// loader while the slot is in slots: at 0, data goes back to the free buffers.
@@ -378,7 +383,8 @@ func (l *loader) read(ctx context.Context, members []*member, own []byte) ([]byt
 	var firstErr error
 	err := l.r.LoadBlobs(ctx, repo.DataBlob, ids, func(i int) []byte {
 		if s := members[i].slot; s != nil {
-			return l.getBuf(s.size)
+			s.buf = l.getBuf(s.size)
+			return s.buf
 		}
 		return own
 	}, func(i int, data []byte, err error) {
@@ -408,6 +414,10 @@ func (l *loader) fill(id repo.ID, s *slot, data []byte, err error) {
 	if data == nil && err != nil {
 		l.failed[id] = err
 	}
+	if data == nil && s.buf != nil {
+		l.putBuf(s.buf)
+	}
+	s.buf = nil
 	if data == nil {
 		l.dropLocked(id, s)
 	}
@@ -422,26 +432,43 @@ func bufSize(n uint32) int64 { return 1 << bits.Len32(max(n, 1)-1) }
 // getBuf returns an empty buffer of size bytes, a power of two: a free one, or a new
 // one. Buffers are kept for the whole restore rather than in a sync.Pool, which every
 // second collection empties: with the worker's low GOGC, that is a fresh (and cleared)
-// buffer for most blobs.
+// buffer for most blobs. The free buffers give way to new ones: mem stays within the
+// bound, but for the buffers of blobs held (within it too) and of blobs the loader
+// dropped that writers are still writing.
 func (l *loader) getBuf(size int64) []byte {
 	c := bits.Len64(uint64(size) - 1)
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if n := len(l.free[c]); n > 0 {
 		b := l.free[c][n-1]
+		l.free[c][n-1] = nil
 		l.free[c] = l.free[c][:n-1]
 		l.freeBytes -= int64(cap(b))
-		l.mu.Unlock()
 		return b[:0]
 	}
-	l.mu.Unlock()
+	l.mem += size
+	for k := len(l.free) - 1; k >= 0 && l.mem > l.limit; k-- {
+		for len(l.free[k]) > 0 && l.mem > l.limit {
+			n := len(l.free[k]) - 1
+			l.freeBytes -= int64(cap(l.free[k][n]))
+			l.mem -= int64(cap(l.free[k][n]))
+			l.free[k][n] = nil
+			l.free[k] = l.free[k][:n]
+		}
+	}
+	l.peakAll = max(l.peakAll, l.mem)
 	return make([]byte, 0, size)
 }
 
-// putBuf keeps b for getBuf, when it is one of its buffers and there is room. l.mu must
-// be held.
+// putBuf keeps b, one of getBuf's buffers, for getBuf when the loader's buffers stay
+// within the bound; otherwise the collector has it. l.mu must be held.
 func (l *loader) putBuf(b []byte) {
 	c := bits.Len64(uint64(cap(b)) - 1)
-	if cap(b) == 0 || cap(b) != 1<<c || c >= len(l.free) || l.freeBytes+int64(cap(b)) > l.limit/2 {
+	if cap(b) == 0 || cap(b) != 1<<c || c >= len(l.free) {
+		return
+	}
+	if l.mem > l.limit {
+		l.mem -= int64(cap(b))
 		return
 	}
 	l.free[c] = append(l.free[c], b)
