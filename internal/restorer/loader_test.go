@@ -98,8 +98,8 @@ func TestRestoreReadsPacksInRanges(t *testing.T) {
 	if loads > 4*s.packs || loads > n/50 {
 		t.Errorf("the restore of %d files from %d packs made %d pack loads, want at most %d", n, s.packs, loads, min(4*s.packs, n/50))
 	}
-	if peak, _, held, blobs := restorer.CacheStats(rs); peak == 0 || peak > 64<<20 || held != 0 || blobs != 0 {
-		t.Errorf("loader cache: peak %d bytes (want some, at most 64 MiB), %d bytes in %d blobs left after the restore (want none)", peak, held, blobs)
+	if peak, _, held, blobs := restorer.CacheStats(rs); peak == 0 || peak > 16<<20 || held != 0 || blobs != 0 {
+		t.Errorf("loader cache: peak %d bytes (want some, at most 16 MiB), %d bytes in %d blobs left after the restore (want none)", peak, held, blobs)
 	}
 }
 
