@@ -196,7 +196,7 @@ r_repo="$(ratio "$brr_repo_bytes" "$restic_repo_bytes")"
 r_rss="$(ratio "$brr_hwm" "$restic_rss")"
 
 echo
-echo "bench-backup $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), brr $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo dev), $(restic version | head -1 | cut -d' ' -f1-2)"
+echo "bench-backup $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $("$BRR" --version 2>/dev/null || echo "brr ?") (as built), $(restic version | head -1 | cut -d' ' -f1-2)"
 echo "corpus: $(human "$corpus_bytes") in $corpus_files files; $cache_note"
 printf '%-22s | %-22s | %-22s | %-6s | %-30s\n' phase brr restic ratio "target"
 printf -- '%.0s-' {1..112}
