@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -400,20 +399,23 @@ func TestRestoreFallsBackToAReplica(t *testing.T) {
 	})
 }
 
-// stallAfterFirstRead is a backend that lets a restore read its first range of file
-// data (its first load of pack data larger than a tree), then holds every later such
-// load until its context is done and fails it as cancelled: the restore writes the files
-// of that range and waits for the rest, until a drain (SIGTERM cancels the job's
-// context) stops it midway.
-type stallAfterFirstRead struct {
+// stallOnceWritten is a backend that gives a restore its loads of file data (pack loads
+// larger than a tree) until a file is in target, then holds every later one until its
+// context is done and fails it as cancelled: the restore has written some files and
+// waits for the rest, until a drain (SIGTERM cancels the job's context) stops it midway.
+// (Holding all but the first load instead would race: the loader's reads ahead may
+// reach the backend before the writer's own read, and no file would be written.)
+type stallOnceWritten struct {
 	repo.Backend
-	reads atomic.Int64
+	target string
 }
 
-func (b *stallAfterFirstRead) Load(ctx context.Context, h repo.Handle, offset, length int64) ([]byte, error) {
-	if h.Type == repo.PackFile && length > 64<<10 && b.reads.Add(1) > 1 {
-		<-ctx.Done()
-		return nil, ctx.Err()
+func (b *stallOnceWritten) Load(ctx context.Context, h repo.Handle, offset, length int64) ([]byte, error) {
+	if h.Type == repo.PackFile && length > 64<<10 {
+		if names, _ := filepath.Glob(filepath.Join(b.target, "d*", "f*")); len(names) > 0 {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
 	}
 	return b.Backend.Load(ctx, h, offset, length)
 }
@@ -424,7 +426,7 @@ func (b *stallAfterFirstRead) Load(ctx context.Context, h repo.Handle, offset, l
 // that the first attempt did not write still fails without overwrite.
 func TestInterruptedRestoreResumes(t *testing.T) {
 	b := setup(t)
-	src := sourceOfDirs(t, 6, 10, 200<<10) // 12 MiB: several ranges of a pack
+	src := sourceOfDirs(t, 6, 10, 400<<10) // 24 MiB: many ranges of a pack
 	if err := os.Symlink("d0/f0", filepath.Join(src, "link")); err != nil {
 		t.Fatal(err)
 	}
@@ -438,22 +440,22 @@ func TestInterruptedRestoreResumes(t *testing.T) {
 	target := filepath.Join(t.TempDir(), "out")
 	job := brr.RestoreJob{Snapshot: snap, Target: target}
 
-	// First attempt, on a worker whose repository handle gives the restore its first
-	// range of file data and no more: the worker drains once a file is written.
+	// First attempt, on a worker whose repository handle gives the restore file data
+	// until a file is written, and no more: the worker drains then.
 	fb, err := file.Open(b.dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	r, err := repo.Open(ctx, &stallAfterFirstRead{Backend: fb}, []byte(testkit.Password), testkit.RepoOptions())
+	r, err := repo.Open(ctx, &stallOnceWritten{Backend: fb, target: target}, []byte(testkit.Password), testkit.RepoOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
 	draining := &jobs.Engine{Repos: map[string]*repo.Repository{"local": r}, Host: "testhost", Worker: "worker-1"}
 	go func() {
-		testkit.WaitFor(10*time.Second, func() bool {
+		testkit.WaitFor(60*time.Second, func() bool {
 			names, _ := filepath.Glob(filepath.Join(target, "d*", "f*"))
 			return len(names) > 0
 		})
