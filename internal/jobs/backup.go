@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -140,7 +142,7 @@ func sourcePath(a brr.BackupJob, src *Source) string {
 
 // backupSource backs up what a (resolved, see resolveSource) says: a tree, or the
 // command or the database of src.
-func (e *Engine) backupSource(ctx context.Context, jobID string, a brr.BackupJob, src *Source, progress func(brr.Progress)) (*brr.BackupResult, *repo.Snapshot, error) {
+func (e *Engine) backupSource(ctx context.Context, jobID string, a brr.BackupJob, src *Source, progress func(brr.Progress)) (_ *brr.BackupResult, _ *repo.Snapshot, err error) {
 	start := time.Now()
 	pr := newReporter(progress)
 	defer pr.flush()
@@ -154,6 +156,7 @@ func (e *Engine) backupSource(ctx context.Context, jobID string, a brr.BackupJob
 	case src != nil && src.SQLite != "":
 		return e.backupSQLite(ctx, jobID, a, src, r, repoName, pr, start)
 	}
+	defer func() { err = stoppedBy(ctx, err) }() // ctx: the source lease's, once taken
 	source, err := e.checkSource(a.Path)
 	if err != nil {
 		return nil, nil, err
@@ -449,6 +452,20 @@ func (st *backupStart) keep() {
 	ctx, cancel := context.WithTimeout(context.Background(), keepTimeout)
 	defer cancel()
 	_ = st.w.Flush(ctx)
+}
+
+// stoppedBy adds to err, when it is ctx's cancellation, what cancelled ctx: a lease lost
+// (renewals failed for longer than its TTL), a cancel request, a drain. Without it the job's
+// error would say only "context canceled".
+func stoppedBy(ctx context.Context, err error) error {
+	if err == nil || !errors.Is(err, context.Canceled) {
+		return err
+	}
+	cause := context.Cause(ctx)
+	if cause == nil || cause == context.Canceled || strings.Contains(err.Error(), cause.Error()) {
+		return err
+	}
+	return fmt.Errorf("%w (%v)", err, cause)
 }
 
 // startBackup takes the lease on source (what names it in errors) and the write lock of
