@@ -29,8 +29,14 @@
     return k ? { Authorization: "Bearer " + k } : {};
   }
 
-  async function api(path, method = "GET") {
-    const res = await fetch("/api/v1/" + path, { method, headers: authHeaders(), cache: "no-store" });
+  // api calls the API; a body, when given, is sent as JSON (actions.js posts jobs).
+  async function api(path, method = "GET", payload) {
+    const init = { method, headers: authHeaders(), cache: "no-store" };
+    if (payload !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(payload);
+    }
+    const res = await fetch("/api/v1/" + path, init);
     let body = null;
     try { body = await res.json(); } catch (_) { /* not JSON: use the status text */ }
     const message = (body && body.error) || res.status + " " + res.statusText;
@@ -560,6 +566,8 @@
         later("jobs", renderJobs, 100);
         later("queue", loadQueue, 1000);
         if (FINAL.has(e.status)) later("analytics", loadAnalytics, 3000);
+        // The dead letters and actions panels (actions.js) look again when a job ends.
+        if (FINAL.has(e.status)) later("jobended", () => window.dispatchEvent(new Event("brr:jobended")), 500);
         break;
       case "snapshot": later("sources", loadSources, 1000); later("browse", () => window.dispatchEvent(new Event("brr:snapshot")), 1000); break;
       case "replication": if (e.status !== "progress") later("replication", loadReplication, 1000); break;
@@ -647,6 +655,7 @@
       $("key-form").hidden = true;
       showBanner("");
       refreshAll().then((ok) => { if (ok) follow(); });
+      window.dispatchEvent(new Event("brr:key")); // actions.js reloads its panels
     });
     $("key-button").addEventListener("click", () => askKey());
     $("jobs-body").addEventListener("click", onJobsClick);
