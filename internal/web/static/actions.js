@@ -89,4 +89,82 @@
   // A job that ended may have gone to the dead letters, or left them.
   window.addEventListener("brr:jobended", () => report(loadDLQ()));
   window.addEventListener("brr:key", () => report(loadDLQ()));
+
+  // ---- actions: forms that queue a job (POST /api/v1/jobs) ----
+
+  const act = { pending: null };
+
+  // options fills select with [value, text] pairs, keeping what was chosen when it is
+  // still there.
+  function options(select, pairs) {
+    const chosen = select.value;
+    select.replaceChildren(...pairs.map(([v, text]) => el("option", { value: v }, text)));
+    if (pairs.some(([v]) => v === chosen)) select.value = chosen;
+  }
+
+  async function loadActionChoices() {
+    const [info, sources, snaps] = await Promise.all([api("info"), api("sources"), api("snapshots")]);
+    const names = new Map();
+    for (const s of sources.sources) if (s.name && !names.has(s.name)) names.set(s.name, s);
+    options($("act-backup-source"), [...names.values()].map((s) => [s.name, s.name + (s.kind ? " (" + s.kind + ")" : "")]));
+    $("act-backup-note").hidden = names.size > 0;
+    const repos = info.repos.map((r) => [r, r + (r === info.default_repo ? " (default)" : "")]);
+    for (const sel of document.querySelectorAll("#actions select.act-repo")) options(sel, repos);
+    const list = snaps.snapshots.slice().reverse(); // newest first
+    const snapPairs = [["latest", "latest"], ...list.map((s) => [s.id, s.id.slice(0, 8) + " · " + new Date(s.time).toLocaleString() + " · " + s.source])];
+    for (const sel of document.querySelectorAll("#actions select.act-snap")) options(sel, snapPairs);
+    $("act-snap-repo").textContent = snaps.repo || info.default_repo || "";
+  }
+
+  // request builds the job a form asks for.
+  function request(form) {
+    const v = (id) => $(id).value;
+    switch (form.id) {
+      case "act-backup": return { kind: "backup", args: { source_name: v("act-backup-source") } };
+      case "act-verify": return { kind: "verify", args: { repo: v("act-verify-repo"), read_data: $("act-verify-data").checked } };
+      case "act-drill": return { kind: "drill", args: { snapshot: v("act-drill-snap") } };
+      case "act-replicate": return { kind: "replicate", args: { snapshot: v("act-replicate-snap"), to: v("act-replicate-to") } };
+      case "act-checkpoint": return { kind: "checkpoint", args: { snapshot: v("act-checkpoint-snap"), label: v("act-checkpoint-label").trim() } };
+    }
+    return null;
+  }
+
+  function say(text, job) {
+    const r = $("act-result");
+    r.textContent = text;
+    r.hidden = !text;
+    if (job) r.dataset.job = job; else delete r.dataset.job;
+  }
+
+  function onActionSubmit(ev) {
+    ev.preventDefault();
+    const req = request(ev.target);
+    if (!req) return;
+    act.pending = req;
+    $("act-what").textContent = "Queue this " + req.kind + " job? Any worker of the pool may run it.";
+    $("act-json").textContent = JSON.stringify(req, null, 2);
+    $("act-confirm").dataset.kind = req.kind;
+    $("act-confirm").hidden = false;
+    say("");
+  }
+
+  function onActionConfirm() {
+    const req = act.pending;
+    if (!req) return;
+    $("act-yes").disabled = true;
+    api("jobs", "POST", req).then((res) => {
+      act.pending = null;
+      $("act-confirm").hidden = true;
+      say("Queued " + req.kind + " job " + res.id + ": it shows in the jobs table.", res.id);
+    }).catch((err) => {
+      say(err.status === 401 ? "This needs the API key: enter it above, then confirm again." : req.kind + ": " + err.message);
+    }).finally(() => { $("act-yes").disabled = false; });
+  }
+
+  for (const f of document.querySelectorAll("#actions form")) f.addEventListener("submit", onActionSubmit);
+  $("act-yes").addEventListener("click", onActionConfirm);
+  $("act-no").addEventListener("click", () => { act.pending = null; $("act-confirm").hidden = true; });
+  report(loadActionChoices());
+  setInterval(() => report(loadActionChoices()), 60000);
+  for (const name of ["brr:key", "brr:snapshot"]) window.addEventListener(name, () => report(loadActionChoices()));
 })();

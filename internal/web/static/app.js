@@ -598,6 +598,9 @@
       if (res.status === 401) { setLive(false); askKey(); return; }
       if (!res.ok || !res.body) throw new Error("event stream: " + res.status);
       setLive(true);
+      // A job that ended between the page's last read of the jobs and this connection
+      // would stay "started" in the table: read them again now that no event is missed.
+      run(loadJobs);
       const reader = res.body.getReader();
       const dec = new TextDecoder();
       let buf = "";
