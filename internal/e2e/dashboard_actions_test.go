@@ -17,7 +17,7 @@ import (
 
 // TestDashboardActions queues jobs from the dashboard's Actions panel in headless
 // Chromium, by clicking: a backup of a named source, then a checkpoint of the snapshot it
-// made. Each shows what it will send and waits for "Yes"; "No" sends nothing; without
+// made, a verify of the repo and a restore drill of the snapshot. Each shows what it will send and waits for "Yes"; "No" sends nothing; without
 // the API key nothing is queued and the page asks for it. Each effect is read through
 // the API (the job succeeded; the snapshot, then the recovery point, exist) and the new
 // job shows in the jobs table. A screenshot of each screen is kept as a test artifact.
@@ -146,4 +146,26 @@ func TestDashboardActions(t *testing.T) {
 	do("the jobs table shows the checkpoint succeeded",
 		poll(q(`#jobs-body tr[data-job="`+cp+`"][data-status="succeeded"]`)))
 	shoot("dashboard-actions-checkpoint-queued.png")
+
+	// Verify and a restore drill, the same way; replicate needs a second repo and is
+	// left to the API tests.
+	do("Verify… and Yes",
+		click("#act-verify button[type=submit]"),
+		poll("!"+q("#act-confirm")+".hidden && "+q("#act-json")+`.textContent.includes('"kind": "verify"')`),
+		click("#act-yes"))
+	verify := queued("the verify is queued")
+	if e, err := c.Wait(ctx, verify, nil); err != nil || e.Result == nil || e.Result.Verify == nil || e.Result.Verify.Snapshots != 1 {
+		t.Fatalf("the verify ended %+v (%v), want it succeeded over one snapshot", e, err)
+	}
+	do("Drill… of the snapshot and Yes",
+		chromedp.SetValue(chromedp.ID("act-drill-snap"), snap),
+		click("#act-drill button[type=submit]"),
+		poll("!"+q("#act-confirm")+".hidden && "+q("#act-json")+`.textContent.includes('"kind": "drill"')`),
+		click("#act-yes"))
+	drill := queued("the drill is queued")
+	if e, err := c.Wait(ctx, drill, nil); err != nil || e.Result == nil || e.Result.Drill == nil || !e.Result.Drill.Passed || e.Result.Drill.Snapshot != snap {
+		t.Fatalf("the drill ended %+v (%v), want it passed on %s", e, err, snap)
+	}
+	do("the jobs table shows both succeeded",
+		poll(q(`#jobs-body tr[data-job="`+verify+`"][data-status="succeeded"]`)+" && "+q(`#jobs-body tr[data-job="`+drill+`"][data-status="succeeded"]`)))
 }
