@@ -68,30 +68,15 @@ func snapshotParam(r *http.Request, name string) (string, error) {
 }
 
 func (s *Server) snapshotTree(w http.ResponseWriter, r *http.Request) error {
-	repo, err := s.repoParam(r)
-	if err != nil {
-		return err
-	}
-	ref, err := snapshotParam(r, "id")
-	if err != nil {
-		return err
-	}
-	limit, err := browseLimit(r)
+	repo, refs, limit, err := s.browseParams(r, "id")
 	if err != nil {
 		return err
 	}
 	q := r.URL.Query()
 	tree := Tree{Entries: []brr.TreeEntry{}}
-	info, err := s.client.List(r.Context(), brr.ListRequest{Repo: repo, Snapshot: ref, Path: q.Get("path"), Recursive: q.Get("recursive") == "true"},
-		func(e brr.TreeEntry) error {
-			if len(tree.Entries) == limit {
-				tree.Truncated = true
-				return errEnough
-			}
-			tree.Entries = append(tree.Entries, e)
-			return nil
-		})
-	if err != nil && !errors.Is(err, errEnough) {
+	info, err := s.client.List(r.Context(), brr.ListRequest{Repo: repo, Snapshot: refs[0], Path: q.Get("path"), Recursive: q.Get("recursive") == "true"},
+		upTo(limit, &tree.Entries, &tree.Truncated))
+	if err := listed(err); err != nil {
 		return err
 	}
 	if info != nil {
@@ -102,32 +87,13 @@ func (s *Server) snapshotTree(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) snapshotDiff(w http.ResponseWriter, r *http.Request) error {
-	repo, err := s.repoParam(r)
-	if err != nil {
-		return err
-	}
-	a, err := snapshotParam(r, "a")
-	if err != nil {
-		return err
-	}
-	b, err := snapshotParam(r, "b")
-	if err != nil {
-		return err
-	}
-	limit, err := browseLimit(r)
+	repo, refs, limit, err := s.browseParams(r, "a", "b")
 	if err != nil {
 		return err
 	}
 	diff := Diff{Changes: []brr.Change{}}
-	info, err := s.client.Diff(r.Context(), brr.DiffRequest{Repo: repo, A: a, B: b}, func(c brr.Change) error {
-		if len(diff.Changes) == limit {
-			diff.Truncated = true
-			return errEnough
-		}
-		diff.Changes = append(diff.Changes, c)
-		return nil
-	})
-	if err != nil && !errors.Is(err, errEnough) {
+	info, err := s.client.Diff(r.Context(), brr.DiffRequest{Repo: repo, A: refs[0], B: refs[1]}, upTo(limit, &diff.Changes, &diff.Truncated))
+	if err := listed(err); err != nil {
 		return err
 	}
 	if info != nil {
@@ -137,16 +103,62 @@ func (s *Server) snapshotDiff(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// snapshotParams reads the repo query parameter and the snapshot references of the path
+// named names, in that order.
+func (s *Server) snapshotParams(r *http.Request, names ...string) (string, []string, error) {
+	repo, err := s.repoParam(r)
+	if err != nil {
+		return "", nil, err
+	}
+	refs := make([]string, len(names))
+	for i, name := range names {
+		if refs[i], err = snapshotParam(r, name); err != nil {
+			return "", nil, err
+		}
+	}
+	return repo, refs, nil
+}
+
+// browseParams is snapshotParams and then the limit query parameter.
+func (s *Server) browseParams(r *http.Request, names ...string) (string, []string, int, error) {
+	repo, refs, err := s.snapshotParams(r, names...)
+	if err != nil {
+		return "", nil, 0, err
+	}
+	limit, err := browseLimit(r)
+	if err != nil {
+		return "", nil, 0, err
+	}
+	return repo, refs, limit, nil
+}
+
+// upTo is a listing's callback that appends to *items until they are limit, then sets
+// *truncated and stops the listing with errEnough.
+func upTo[T any](limit int, items *[]T, truncated *bool) func(T) error {
+	return func(x T) error {
+		if len(*items) == limit {
+			*truncated = true
+			return errEnough
+		}
+		*items = append(*items, x)
+		return nil
+	}
+}
+
+// listed is the error of a listing fed to upTo: none when it only stopped at the limit.
+func listed(err error) error {
+	if errors.Is(err, errEnough) {
+		return nil
+	}
+	return err
+}
+
 // snapshotFile streams a file of a snapshot, or a directory as tar. Once the bytes have
 // started, an error can no longer be answered: the connection is cut, so that a client
 // sees a broken download (and, for a file, fewer bytes than Content-Length) rather than
 // a complete-looking one.
 func (s *Server) snapshotFile(w http.ResponseWriter, r *http.Request) error {
-	repo, err := s.repoParam(r)
-	if err != nil {
-		return err
-	}
-	ref, err := snapshotParam(r, "id")
+	repo, refs, err := s.snapshotParams(r, "id")
 	if err != nil {
 		return err
 	}
@@ -155,7 +167,7 @@ func (s *Server) snapshotFile(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusBadRequest, "give the path of a file in the snapshot: ?path=/etc/hosts (a directory comes as tar)")
 	}
 	started := false
-	_, err = s.client.Dump(r.Context(), brr.DumpRequest{Repo: repo, Snapshot: ref, Path: p}, func(info brr.DumpInfo) (io.Writer, error) {
+	_, err = s.client.Dump(r.Context(), brr.DumpRequest{Repo: repo, Snapshot: refs[0], Path: p}, func(info brr.DumpInfo) (io.Writer, error) {
 		h := w.Header()
 		name := path.Base(info.Entry.Path)
 		if name == "/" {
