@@ -137,20 +137,10 @@ type DumpInfo struct {
 // directory's entries right after it). It returns what the stream's open reply says.
 func (c *Client) List(ctx context.Context, req ListRequest, fn func(TreeEntry) error) (*ListInfo, error) {
 	req.V = Version
-	if err := ValidateRepoName(req.Repo); err != nil {
+	if err := checkInSnapshot(req.Repo, req.Snapshot, req.Path); err != nil {
 		return nil, err
 	}
-	if err := checkSnapshotRef(req.Snapshot); err != nil {
-		return nil, err
-	}
-	if err := ValidateSnapshotPath(req.Path); err != nil {
-		return nil, err
-	}
-	var info ListInfo
-	if opened, err := c.browseLines(ctx, "list snapshot", "ls", req, &info, fn); !opened || err != nil {
-		return infoIf(opened, &info), err
-	}
-	return &info, nil
+	return browseLines[ListInfo](ctx, c, "list snapshot", "ls", req, fn)
 }
 
 // Find calls fn for each entry that matches req.Pattern, newest snapshot first.
@@ -162,16 +152,10 @@ func (c *Client) Find(ctx context.Context, req FindRequest, fn func(FindMatch) e
 	if err := ValidatePattern(req.Pattern); err != nil {
 		return nil, err
 	}
-	for _, s := range req.Snapshots {
-		if err := checkSnapshotRef(s); err != nil {
-			return nil, err
-		}
+	if err := checkSnapshotRefs(req.Snapshots...); err != nil {
+		return nil, err
 	}
-	var info FindInfo
-	if opened, err := c.browseLines(ctx, "find", "find", req, &info, fn); !opened || err != nil {
-		return infoIf(opened, &info), err
-	}
-	return &info, nil
+	return browseLines[FindInfo](ctx, c, "find", "find", req, fn)
 }
 
 // Diff calls fn for each entry that differs from snapshot req.A to req.B, in path order.
@@ -180,16 +164,10 @@ func (c *Client) Diff(ctx context.Context, req DiffRequest, fn func(Change) erro
 	if err := ValidateRepoName(req.Repo); err != nil {
 		return nil, err
 	}
-	for _, s := range []string{req.A, req.B} {
-		if err := checkSnapshotRef(s); err != nil {
-			return nil, err
-		}
+	if err := checkSnapshotRefs(req.A, req.B); err != nil {
+		return nil, err
 	}
-	var info DiffInfo
-	if opened, err := c.browseLines(ctx, "diff snapshots", "diff", req, &info, fn); !opened || err != nil {
-		return infoIf(opened, &info), err
-	}
-	return &info, nil
+	return browseLines[DiffInfo](ctx, c, "diff snapshots", "diff", req, fn)
 }
 
 // Dump reads the file at req.Path of a snapshot, or the directory there as a tar
@@ -198,13 +176,7 @@ func (c *Client) Diff(ctx context.Context, req DiffRequest, fn func(Change) erro
 // error unless their SHA-256 matches the one the worker sent last.
 func (c *Client) Dump(ctx context.Context, req DumpRequest, open func(DumpInfo) (io.Writer, error)) (*DumpInfo, error) {
 	req.V = Version
-	if err := ValidateRepoName(req.Repo); err != nil {
-		return nil, err
-	}
-	if err := checkSnapshotRef(req.Snapshot); err != nil {
-		return nil, err
-	}
-	if err := ValidateSnapshotPath(req.Path); err != nil {
+	if err := checkInSnapshot(req.Repo, req.Snapshot, req.Path); err != nil {
 		return nil, err
 	}
 	var info DumpInfo
@@ -246,37 +218,20 @@ func browseLinesOf[T any](s io.Reader, fn func(T) error) error {
 	}
 }
 
-// infoIf is info when the stream was opened, else nil.
-func infoIf[T any](opened bool, info *T) *T {
-	if opened {
-		return info
-	}
-	return nil
-}
-
-// browseLines opens query with req, decodes the open reply's info into info and the
-// stream's lines into fn; opened says whether the worker opened the stream, so that info
-// holds what it found even when reading the stream failed or fn stopped it.
-func (c *Client) browseLines(ctx context.Context, what, query string, req, info any, fn any) (opened bool, err error) {
-	s, err := c.openStream(ctx, query, req, info)
+// browseLines opens query with req and decodes the stream's lines into fn. It returns
+// what the open reply says once the worker opened the stream, even when reading the
+// stream failed or fn stopped it.
+func browseLines[I, T any](ctx context.Context, c *Client, what, query string, req any, fn func(T) error) (*I, error) {
+	var info I
+	s, err := c.openStream(ctx, query, req, &info)
 	if err != nil {
-		return false, fmt.Errorf("%s: %w", what, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer s.Close()
-	switch f := fn.(type) {
-	case func(TreeEntry) error:
-		err = browseLinesOf(s, f)
-	case func(FindMatch) error:
-		err = browseLinesOf(s, f)
-	case func(Change) error:
-		err = browseLinesOf(s, f)
-	default:
-		err = fmt.Errorf("browse: unknown callback %T", fn)
+	if err := browseLinesOf(s, fn); err != nil {
+		return &info, fmt.Errorf("%s: %w", what, err)
 	}
-	if err != nil {
-		return true, fmt.Errorf("%s: %w", what, err)
-	}
-	return true, nil
+	return &info, nil
 }
 
 // ValidateSnapshotPath checks a path inside a snapshot: relative to its root, a leading
@@ -310,14 +265,28 @@ func ValidatePattern(p string) error {
 	return nil
 }
 
-// checkSnapshotRef checks a snapshot reference before asking: "latest" or 4 to 64 hex
-// characters. The worker resolves it.
-func checkSnapshotRef(ref string) error {
-	if ref == "latest" {
-		return nil
+// checkInSnapshot checks what List and Dump ask for: a repo, a snapshot of it and a path
+// in that.
+func checkInSnapshot(repo, ref, p string) error {
+	if err := ValidateRepoName(repo); err != nil {
+		return err
 	}
-	if len(ref) < 4 || len(ref) > 64 || strings.Trim(strings.ToLower(ref), "0123456789abcdef") != "" {
-		return fmt.Errorf("%w: snapshot %q: give \"latest\" or at least 4 hex characters of a snapshot id (see brr snapshots)", ErrInvalid, ref)
+	if err := checkSnapshotRefs(ref); err != nil {
+		return err
+	}
+	return ValidateSnapshotPath(p)
+}
+
+// checkSnapshotRefs checks snapshot references before asking: each "latest" or 4 to 64
+// hex characters. The worker resolves them.
+func checkSnapshotRefs(refs ...string) error {
+	for _, ref := range refs {
+		if ref == "latest" {
+			continue
+		}
+		if len(ref) < 4 || len(ref) > 64 || strings.Trim(strings.ToLower(ref), "0123456789abcdef") != "" {
+			return fmt.Errorf("%w: snapshot %q: give \"latest\" or at least 4 hex characters of a snapshot id (see brr snapshots)", ErrInvalid, ref)
+		}
 	}
 	return nil
 }
