@@ -32,18 +32,39 @@ func (e *Engine) browse(repoName string) (*repo.Repository, string, func(), erro
 	return r, name, e.jobEnded, nil
 }
 
-// List opens the listing of a directory of a snapshot (ls).
-func (e *Engine) List(ctx context.Context, req brr.ListRequest) (any, func(context.Context, io.Writer) error, error) {
-	r, name, release, err := e.browse(req.Repo)
+// entryAt is the entry of a snapshot that a List or a Dump asked for.
+type entryAt struct {
+	r        *repo.Repository
+	snapshot brr.Snapshot
+	entry    brr.TreeEntry
+	node     *repo.Node
+	names    []string // the path's elements
+	release  func()   // releases the hold on r
+}
+
+// browseAt holds repoName for a browse and looks up path p of snapshot ref in it. The
+// caller must call the entry's release; on an error nothing is held.
+func (e *Engine) browseAt(ctx context.Context, repoName, ref, p string) (*entryAt, error) {
+	r, name, release, err := e.browse(repoName)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	sn, node, names, err := lookup(ctx, r, name, req.Snapshot, req.Path)
+	sn, node, names, err := lookup(ctx, r, name, ref, p)
 	if err != nil {
 		release()
+		return nil, err
+	}
+	return &entryAt{r: r, snapshot: publicSnapshot(name, sn), entry: treeEntry(repo.JoinPath(names), node), node: node, names: names, release: release}, nil
+}
+
+// List opens the listing of a directory of a snapshot (ls).
+func (e *Engine) List(ctx context.Context, req brr.ListRequest) (any, func(context.Context, io.Writer) error, error) {
+	at, err := e.browseAt(ctx, req.Repo, req.Snapshot, req.Path)
+	if err != nil {
 		return nil, nil, err
 	}
-	info := brr.ListInfo{Snapshot: publicSnapshot(name, sn), Entry: treeEntry(repo.JoinPath(names), node)}
+	r, node, release := at.r, at.node, at.release
+	info := brr.ListInfo{Snapshot: at.snapshot, Entry: at.entry}
 	return info, func(ctx context.Context, w io.Writer) error {
 		defer release()
 		lw := newLines(w)
@@ -213,16 +234,12 @@ func (e *Engine) Find(ctx context.Context, req brr.FindRequest) (any, func(conte
 
 // Dump opens the reading of a file of a snapshot, or of a directory as a tar stream.
 func (e *Engine) Dump(ctx context.Context, req brr.DumpRequest) (any, func(context.Context, io.Writer) error, error) {
-	r, name, release, err := e.browse(req.Repo)
+	at, err := e.browseAt(ctx, req.Repo, req.Snapshot, req.Path)
 	if err != nil {
 		return nil, nil, err
 	}
-	sn, node, names, err := lookup(ctx, r, name, req.Snapshot, req.Path)
-	if err != nil {
-		release()
-		return nil, nil, err
-	}
-	info := brr.DumpInfo{Snapshot: publicSnapshot(name, sn), Entry: treeEntry(repo.JoinPath(names), node)}
+	r, node, names, release := at.r, at.node, at.names, at.release
+	info := brr.DumpInfo{Snapshot: at.snapshot, Entry: at.entry}
 	switch node.Type {
 	case repo.NodeFile:
 		info.Format, info.Size = "file", node.Size
