@@ -11,6 +11,7 @@ import (
 
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/testkit"
+	"github.com/brr-dev/brr/internal/testkit/chrome"
 )
 
 // TestDashboardCancel cancels a running job from the dashboard's jobs table in headless
@@ -33,13 +34,13 @@ func TestDashboardCancel(t *testing.T) {
 
 	postJob(t, base, key, `{"kind":"backup","id":"slow-1","args":{"source_name":"slow"}}`)
 
-	tab := newTab(t, browser, chromedp.WindowSize(1280, 1000))
-	do, poll := browserSteps(t, tab, w)
+	tab := newTab(t, browser, w, 1280, 1000)
+	do, poll := tab.Do, tab.Poll
 	row := `#jobs-body tr[data-job="slow-1"]`
 	button := func(action string) string {
 		return `#jobs-body button[data-action="` + action + `"][data-job="slow-1"]`
 	}
-	q := func(css string) string { return "document.querySelector(" + jsonString(css) + ")" }
+	q := func(css string) string { return "document.querySelector(" + chrome.JSString(css) + ")" }
 	// click clicks the element css selects once it is there, in one step: the table is
 	// drawn again with every event, so a node found in one step may be gone in the next.
 	click := func(css string) chromedp.Action[chromedp.Void] {

@@ -1,7 +1,6 @@
 package e2e_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,11 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/brr-dev/brr/internal/testkit"
+	"github.com/brr-dev/brr/internal/testkit/chrome"
 	"github.com/chromedp/chromedp"
 )
 
@@ -34,27 +33,8 @@ func TestDashboard(t *testing.T) {
 	base := "http://" + w.HTTP
 	workerID := healthzWorker(t, base)
 
-	tab := newTab(t, browser, chromedp.WindowSize(1280, 1000))
-	do, poll := browserSteps(t, tab, w)
-
-	// Every console error and uncaught exception of the page, collected as they come.
-	var (
-		mu       sync.Mutex
-		problems []string
-	)
-	messages := chromedp.Console(tab)
-	go func() {
-		for m, err := range messages {
-			if err != nil {
-				return
-			}
-			if m.IsException() || m.Type == chromedp.ConsoleError {
-				mu.Lock()
-				problems = append(problems, fmt.Sprintf("%s:%d %s", m.URL, m.Line+1, m.Text))
-				mu.Unlock()
-			}
-		}
-	}()
+	tab := newTab(t, browser, w, 1280, 1000)
+	do, poll := tab.Do, tab.Poll
 
 	waitFor := func(what, cond string) {
 		t.Helper()
@@ -75,8 +55,8 @@ func TestDashboard(t *testing.T) {
 	postJob(t, base, key, fmt.Sprintf(`{"kind":"backup","id":%q,"args":{"path":%q}}`, id, src))
 
 	waitFor("the job shows as succeeded", sel(`#jobs-body tr[data-job="`+id+`"][data-status="succeeded"]`))
-	waitFor("the source shows its snapshot", sel(`#sources-body tr[data-source=`+jsonString(src)+`]`)+
-		` && !`+sel(`#sources-body tr[data-source=`+jsonString(src)+`]`)+`.textContent.includes("never")`)
+	waitFor("the source shows its snapshot", sel(`#sources-body tr[data-source=`+chrome.JSString(src)+`]`)+
+		` && !`+sel(`#sources-body tr[data-source=`+chrome.JSString(src)+`]`)+`.textContent.includes("never")`)
 	waitFor("the bytes chart has a bar", sel("#chart-bytes svg rect"))
 	waitFor("the event log has the job", `[...document.querySelectorAll("#events-log li")].some(li => li.textContent.includes("job.backup.succeeded"))`)
 
@@ -115,46 +95,17 @@ func TestDashboard(t *testing.T) {
 	}
 	t.Logf("phone screenshot: %s", path)
 
-	mu.Lock()
-	defer mu.Unlock()
-	if len(problems) > 0 {
-		t.Errorf("the page logged errors:\n%s", strings.Join(problems, "\n"))
-	}
+	tab.CheckConsole()
 }
 
-// newTab starts Chromium at browser and returns a tab; both end with the test.
-func newTab(t *testing.T, browser string, opts ...chromedp.ExecAllocatorOption) context.Context {
+// newTab starts Chromium at browser, of width×height (zero: its default), and returns a
+// tab of it; both end with the test. A step of tab.Do that fails shows the page and the
+// logs of w.
+func newTab(t *testing.T, browser string, w *testkit.Worker, width, height int) *chrome.Tab {
 	t.Helper()
-	ctx := testkit.Context(t, 3*time.Minute)
-	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, append(append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browser),
-		chromedp.NoSandbox, // CI runs as root, where Chromium's sandbox cannot start
-	), opts...)...)
-	tab, cancelTab := chromedp.NewContext(alloc)
-	t.Cleanup(func() { cancelTab(); cancelAlloc() })
-	return tab
-}
-
-// browserSteps returns do, which runs actions in tab and fails the test with what the
-// page shows when one fails, and poll, which waits for a JavaScript condition.
-func browserSteps(t *testing.T, tab context.Context, w *testkit.Worker) (do func(string, ...chromedp.Action[chromedp.Void]), poll func(string) chromedp.Action[chromedp.Void]) {
-	do = func(what string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(tab, actions...); err != nil {
-			page, _ := chromedp.Run(context.WithoutCancel(tab), chromedp.Evaluate[string](
-				`document.querySelector("main").innerText + "\nbanner: " + document.querySelector("#banner").innerText + "\nlive: " + document.querySelector("#live").className`))
-			t.Fatalf("%s: %v\npage:\n%s\nworker logs:\n%s", what, err, page, w.Logs())
-		}
-	}
-	poll = func(cond string) chromedp.Action[chromedp.Void] {
-		return chromedp.Poll[chromedp.Void](cond, chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(60*time.Second))
-	}
-	return do, poll
-}
-
-func jsonString(s string) string {
-	b, _ := json.Marshal(s)
-	return string(b)
+	return chrome.Open(t, chrome.Options{Browser: browser, Width: width, Height: height,
+		Timeout: 3 * time.Minute, PollTimeout: 60 * time.Second, Logs: w.Logs,
+		Page: `document.querySelector("main").innerText + "\nbanner: " + document.querySelector("#banner").innerText + "\nlive: " + document.querySelector("#live").className`})
 }
 
 // healthzWorker returns the id the worker reports on /healthz.
@@ -206,8 +157,8 @@ func TestDashboardProtectedReads(t *testing.T) {
 	base := "http://" + w.HTTP
 	workerID := healthzWorker(t, base)
 
-	tab := newTab(t, browser)
-	do, poll := browserSteps(t, tab, w)
+	tab := newTab(t, browser, w, 0, 0)
+	do, poll := tab.Do, tab.Poll
 
 	do("load the dashboard", chromedp.Navigate(base+"/"))
 	do("the page asks for the key", poll(`!document.querySelector("#key-form").hidden`))

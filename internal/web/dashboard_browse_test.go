@@ -1,18 +1,15 @@
 package web
 
 import (
-	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
 
 	"github.com/brr-dev/brr/internal/testkit"
+	"github.com/brr-dev/brr/internal/testkit/chrome"
 )
 
 // TestDashboardBrowse loads the dashboard in headless Chromium with two snapshots: the
@@ -29,47 +26,14 @@ func TestDashboardBrowse(t *testing.T) {
 	testkit.WriteFile(t, filepath.Join(src, "sub", "new.txt"), []byte("new\n"), 0o644)
 	second := f.backup("dash-browse-2").Result.Backup.Snapshot
 
-	ctx := testkit.Context(t, 2*time.Minute)
-	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browser),
-		chromedp.NoSandbox, // CI runs as root, where Chromium's sandbox cannot start
-		chromedp.WindowSize(1280, 1000),
-	)...)
-	tab, cancelTab := chromedp.NewContext(alloc)
-	t.Cleanup(func() { cancelTab(); cancelAlloc() })
-	var (
-		mu       sync.Mutex
-		problems []string
-	)
-	messages := chromedp.Console(tab)
-	go func() {
-		for m, err := range messages {
-			if err != nil {
-				return
-			}
-			if m.IsException() || m.Type == chromedp.ConsoleError {
-				mu.Lock()
-				problems = append(problems, fmt.Sprintf("%s:%d %s", m.URL, m.Line+1, m.Text))
-				mu.Unlock()
-			}
-		}
-	}()
-	do := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(tab, actions...); err != nil {
-			page, _ := chromedp.Run(context.WithoutCancel(tab), chromedp.Evaluate[string](
-				`document.querySelector("#browse").innerText + "\nbanner: " + document.querySelector("#banner").innerText`))
-			t.Fatalf("%s: %v\npage:\n%s", what, err, page)
-		}
-	}
-	poll := func(cond string) chromedp.Action[chromedp.Void] {
-		return chromedp.Poll[chromedp.Void](cond, chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(30*time.Second))
-	}
+	tab := chrome.Open(t, chrome.Options{Browser: browser, Width: 1280, Height: 1000,
+		Page: `document.querySelector("#browse").innerText + "\nbanner: " + document.querySelector("#banner").innerText`})
+	do, poll := tab.Do, tab.Poll
 	names := `[...document.querySelectorAll("#browse-body tr[data-name]")].map(tr => tr.dataset.name).join(" ")`
 
 	do("load the dashboard", chromedp.Navigate(f.url+"/"))
 	do("the panel shows the newest snapshot's root",
-		poll(`document.querySelector("#browse-snap").value === `+jsString(second)),
+		poll(`document.querySelector("#browse-snap").value === `+chrome.JSString(second)),
 		poll(names+` === "fa fb fc sub"`))
 	do("open the directory", chromedp.Click(chromedp.CSS(`#browse-body tr[data-name="sub"] button`)),
 		poll(names+` === "inner.txt new.txt"`),
@@ -91,7 +55,7 @@ func TestDashboardBrowse(t *testing.T) {
 	// The diff: the older snapshot against the newer, as the selects default to.
 	changes := `[...document.querySelectorAll("#diff-body tr[data-change]")].map(tr => tr.dataset.change + " " + tr.dataset.path).join(", ")`
 	do("diff the two snapshots",
-		poll(`document.querySelector("#diff-a").value === `+jsString(first)),
+		poll(`document.querySelector("#diff-a").value === `+chrome.JSString(first)),
 		chromedp.Click(chromedp.CSS("#diff-button")),
 		poll(`document.querySelectorAll("#diff-body tr[data-change]").length > 0`))
 	diff, err := chromedp.Run(tab, chromedp.Evaluate[string](changes))
@@ -129,9 +93,5 @@ func TestDashboardBrowse(t *testing.T) {
 		t.Logf("browse panel on a phone: %s", path)
 	}
 
-	mu.Lock()
-	defer mu.Unlock()
-	if len(problems) > 0 {
-		t.Errorf("the page logged errors:\n%s", strings.Join(problems, "\n"))
-	}
+	tab.CheckConsole()
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/testkit"
+	"github.com/brr-dev/brr/internal/testkit/chrome"
 )
 
 // TestDashboardJobsTable loads the dashboard in headless Chromium at a phone's size with
@@ -44,15 +45,9 @@ func TestDashboardJobsTable(t *testing.T) {
 	put("job-restore", brr.KindRestore, brr.StatusSucceeded, &brr.Result{Restore: &brr.RestoreResult{Files: 4, Target: "/srv/restore"}}, "")
 	put("job-long-error", brr.KindRestore, brr.StatusFailed, nil, strings.Repeat("/srv/app/some/long/path/file.txt: exists in the target; ", 200))
 
-	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.WindowSize(390, 844))...)
-	tab, cancelTab := chromedp.NewContext(alloc)
-	t.Cleanup(func() { cancelTab(); cancelAlloc() })
-	if err := chromedp.Do(tab, chromedp.Navigate(f.url+"/"),
-		chromedp.Poll[chromedp.Void](`document.querySelectorAll('#jobs-body tr[data-job]').length === 50`,
-			chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(30*time.Second))); err != nil {
-		t.Fatalf("load the dashboard: %v", err)
-	}
+	tab := chrome.Open(t, chrome.Options{Browser: browser, Width: 390, Height: 844})
+	tab.Do("load the dashboard", chromedp.Navigate(f.url+"/"),
+		tab.Poll(`document.querySelectorAll('#jobs-body tr[data-job]').length === 50`))
 	eval := func(js string) string {
 		t.Helper()
 		s, err := chromedp.Run(tab, chromedp.Evaluate[string](js))

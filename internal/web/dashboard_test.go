@@ -1,20 +1,16 @@
 package web
 
 import (
-	"context"
-	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
 
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/testkit"
+	"github.com/brr-dev/brr/internal/testkit/chrome"
 )
 
 // TestDashboardRepos loads the dashboard in headless Chromium and reads its Repositories
@@ -34,46 +30,12 @@ func TestDashboardRepos(t *testing.T) {
 	f.beat("w-test", []string{"local"}, unavailable(why))
 	f.beat("w-other", []string{"local", "offsite"})
 
-	ctx := testkit.Context(t, 2*time.Minute)
-	alloc, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browser),
-		chromedp.NoSandbox, // CI runs as root, where Chromium's sandbox cannot start
-		chromedp.WindowSize(1280, 1000),
-	)...)
-	tab, cancelTab := chromedp.NewContext(alloc)
-	t.Cleanup(func() { cancelTab(); cancelAlloc() })
-
-	var (
-		mu       sync.Mutex
-		problems []string
-	)
-	messages := chromedp.Console(tab)
-	go func() {
-		for m, err := range messages {
-			if err != nil {
-				return
-			}
-			if m.IsException() || m.Type == chromedp.ConsoleError {
-				mu.Lock()
-				problems = append(problems, fmt.Sprintf("%s:%d %s", m.URL, m.Line+1, m.Text))
-				mu.Unlock()
-			}
-		}
-	}()
-	do := func(what string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(tab, actions...); err != nil {
-			page, _ := chromedp.Run(context.WithoutCancel(tab), chromedp.Evaluate[string](
-				`document.querySelector("#repos").innerText + "\nbanner: " + document.querySelector("#banner").innerText`))
-			t.Fatalf("%s: %v\npage:\n%s", what, err, page)
-		}
-	}
-	poll := func(cond string) chromedp.Action[chromedp.Void] {
-		return chromedp.Poll[chromedp.Void](cond, chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(30*time.Second))
-	}
+	tab := chrome.Open(t, chrome.Options{Browser: browser, Width: 1280, Height: 1000,
+		Page: `document.querySelector("#repos").innerText + "\nbanner: " + document.querySelector("#banner").innerText`})
+	do, poll := tab.Do, tab.Poll
 	text := func(css string) string {
 		t.Helper()
-		s, err := chromedp.Run(tab, chromedp.Evaluate[string](`document.querySelector(`+jsString(css)+`).innerText`))
+		s, err := chromedp.Run(tab, chromedp.Evaluate[string](`document.querySelector(`+chrome.JSString(css)+`).innerText`))
 		if err != nil {
 			t.Fatalf("text of %s: %v", css, err)
 		}
@@ -122,15 +84,5 @@ func TestDashboardRepos(t *testing.T) {
 	}
 	t.Logf("repositories panel: %s", path)
 
-	mu.Lock()
-	defer mu.Unlock()
-	if len(problems) > 0 {
-		t.Errorf("the page logged errors:\n%s", strings.Join(problems, "\n"))
-	}
-}
-
-// jsString quotes s for JavaScript.
-func jsString(s string) string {
-	b, _ := json.Marshal(s)
-	return string(b)
+	tab.CheckConsole()
 }
