@@ -3,9 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -26,7 +24,7 @@ import (
 // hookReceiver is a webhook receiver on loopback that checks signatures and records the
 // job ids of the events it accepted, in order; it fails every request while down.
 type hookReceiver struct {
-	*httptest.Server
+	*testkit.HTTPServer
 	secret []byte
 
 	mu       sync.Mutex
@@ -34,12 +32,11 @@ type hookReceiver struct {
 	requests int
 	badSigs  int
 	jobs     []string
-	conns    map[net.Conn]http.ConnState
 }
 
 func newHookReceiver(t *testing.T, secret []byte) *hookReceiver {
-	r := &hookReceiver{secret: secret, conns: map[net.Conn]http.ConnState{}}
-	r.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	r := &hookReceiver{secret: secret}
+	r.HTTPServer = testkit.StartHTTPServer(t, http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -61,30 +58,7 @@ func newHookReceiver(t *testing.T, secret []byte) *hookReceiver {
 		r.jobs = append(r.jobs, ev.JobID)
 		w.WriteHeader(http.StatusOK)
 	}))
-	r.Config.ConnState = func(c net.Conn, s http.ConnState) {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if s == http.StateClosed || s == http.StateHijacked {
-			delete(r.conns, c)
-		} else {
-			r.conns[c] = s
-		}
-	}
-	r.Start()
-	t.Cleanup(r.Close)
 	return r
-}
-
-// forget closes every connection and waits until each request that came on one has been
-// answered, so that what a killed worker had sent is answered as the receiver was then.
-func (r *hookReceiver) forget(t *testing.T) {
-	t.Helper()
-	r.CloseClientConnections()
-	testkit.Eventually(t, 30*time.Second, "the receiver's connections closed", func() bool {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		return len(r.conns) == 0
-	})
 }
 
 func (r *hookReceiver) state() (jobs []string, requests, badSigs int) {
@@ -130,7 +104,7 @@ func TestNotifyWorkers(t *testing.T) {
 		return n >= 2
 	})
 	w1.Kill()
-	r.forget(t)
+	r.Forget(t)
 	r.setDown(false)
 	w1.Start()
 	w2 := bins.StartWorker(t, testkit.WorkerOptions{NATS: w1.NATSURL, Config: cfg})

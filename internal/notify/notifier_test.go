@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -27,7 +25,7 @@ import (
 // it has a secret), fails the first failFirst requests with 500 and records the events
 // it accepted, in order.
 type receiver struct {
-	*httptest.Server
+	*testkit.HTTPServer
 	secret []byte
 
 	mu        sync.Mutex
@@ -38,39 +36,13 @@ type receiver struct {
 	bodies    [][]byte
 	headers   []http.Header
 	badSigs   int
-	conns     map[net.Conn]http.ConnState
 }
 
 func newReceiver(t *testing.T, secret []byte, failFirst int) *receiver {
 	t.Helper()
-	r := &receiver{secret: secret, failFirst: failFirst, conns: map[net.Conn]http.ConnState{}}
-	r.Server = httptest.NewUnstartedServer(http.HandlerFunc(r.serve)) // 127.0.0.1
-	r.Config.ConnState = func(c net.Conn, s http.ConnState) {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if s == http.StateClosed || s == http.StateHijacked {
-			delete(r.conns, c)
-		} else {
-			r.conns[c] = s
-		}
-	}
-	r.Start()
-	t.Cleanup(r.Close)
+	r := &receiver{secret: secret, failFirst: failFirst}
+	r.HTTPServer = testkit.StartHTTPServer(t, http.HandlerFunc(r.serve))
 	return r
-}
-
-// forget closes every connection and waits until each request that came on one has
-// been answered: a request that a killed worker had sent is answered before the test
-// changes what the receiver answers. (An HTTP receiver may well handle a request whose
-// sender gave up; that is the duplicate X-Brr-Event-Id lets a receiver drop.)
-func (r *receiver) forget(t *testing.T) {
-	t.Helper()
-	r.CloseClientConnections()
-	testkit.Eventually(t, 30*time.Second, "the receiver's connections closed", func() bool {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		return len(r.conns) == 0
-	})
 }
 
 func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
@@ -333,7 +305,7 @@ func TestRestartMidQueue(t *testing.T) {
 	}
 	testkit.Eventually(t, 30*time.Second, "retries of the first notification", func() bool { _, n := r.got(); return n >= 3 })
 	first.kill() // no nak: the server gives the notification out again after AckWait
-	r.forget(t)
+	r.Forget(t)
 	r.setDown(false)
 	e.start(t, fast(target))
 	got := waitAccepted(t, r, len(want))
