@@ -64,6 +64,17 @@ func startUntil(t *testing.T, ctx context.Context, c *brr.Client, id string, arg
 	return w2
 }
 
+// publishWait publishes a job of args and waits for its end: the final event, and an
+// error unless it succeeded.
+func publishWait(t *testing.T, ctx context.Context, c *brr.Client, args brr.JobArgs, opts ...brr.PublishOption) (*brr.Event, error) {
+	t.Helper()
+	pub, err := c.Publish(ctx, args, opts...)
+	if err != nil {
+		t.Fatalf("publish %T: %v", args, err)
+	}
+	return c.Wait(ctx, pub.ID, nil)
+}
+
 // metric returns the value of the sample of the worker's /metrics whose line starts
 // with prefix, or "" when there is none.
 func metric(t *testing.T, w *testkit.Worker, prefix string) string {
@@ -197,11 +208,7 @@ func TestCancelBackupAndRestore(t *testing.T) {
 	// only what the cancelled one had not.
 	w.Stop(30 * time.Second)
 	w.Start()
-	pub, err := c.Publish(ctx, brr.BackupJob{Path: src}, brr.WithID("big-2"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err = c.Wait(ctx, pub.ID, nil)
+	e, err = publishWait(t, ctx, c, brr.BackupJob{Path: src}, brr.WithID("big-2"))
 	if err != nil {
 		t.Fatalf("next backup: %v", err)
 	}

@@ -91,11 +91,7 @@ func TestPostgresDumpAndRestore(t *testing.T) {
 	testkit.Eventually(t, 30*time.Second, "the writer's first rows", func() bool { return maxID() > 200000 })
 
 	before := maxID()
-	pub, err := c.Publish(ctx, brr.BackupJob{SourceName: "appdb"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev, err := c.Wait(ctx, pub.ID, nil)
+	ev, err := publishWait(t, ctx, c, brr.BackupJob{SourceName: "appdb"})
 	if err != nil {
 		t.Fatalf("backup of appdb: %v", err)
 	}
@@ -136,11 +132,7 @@ func TestPostgresDumpAndRestore(t *testing.T) {
 
 	// A dump taken again, with a few thousand rows more, adds little: the uncompressed
 	// dump chunks like any file, and what did not change is stored once.
-	pub, err = c.Publish(ctx, brr.BackupJob{SourceName: "appdb"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev, err = c.Wait(ctx, pub.ID, nil)
+	ev, err = publishWait(t, ctx, c, brr.BackupJob{SourceName: "appdb"})
 	if err != nil {
 		t.Fatalf("second backup of appdb: %v", err)
 	}
@@ -152,11 +144,7 @@ func TestPostgresDumpAndRestore(t *testing.T) {
 
 	// pg_dump of a database that does not exist: the job fails with pg_dump's words, and
 	// no snapshot is committed.
-	pub, err = c.Publish(ctx, brr.BackupJob{SourceName: "baddb"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev, err = c.Wait(ctx, pub.ID, nil)
+	ev, err = publishWait(t, ctx, c, brr.BackupJob{SourceName: "baddb"})
 	if err == nil || ev.Status != brr.StatusFailed {
 		t.Fatalf("backup of baddb: %+v, %v; want it failed", ev, err)
 	}
