@@ -13,6 +13,7 @@ import (
 
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/testkit"
+	"github.com/brr-dev/brr/internal/testkit/chrome"
 )
 
 // TestDashboardActions queues jobs from the dashboard's Actions panel in headless
@@ -36,9 +37,9 @@ func TestDashboardActions(t *testing.T) {
 	ctx := testkit.Context(t, 4*time.Minute)
 	base := "http://" + w.HTTP
 
-	tab := newTab(t, browser, chromedp.WindowSize(1280, 1200))
-	do, poll := browserSteps(t, tab, w)
-	q := func(css string) string { return "document.querySelector(" + jsonString(css) + ")" }
+	tab := newTab(t, browser, w, 1280, 1200)
+	do, poll := tab.Do, tab.Poll
+	q := func(css string) string { return "document.querySelector(" + chrome.JSString(css) + ")" }
 	click := func(css string) chromedp.Action[chromedp.Void] {
 		return poll(q(css) + " && (" + q(css) + ".click(), true)")
 	}

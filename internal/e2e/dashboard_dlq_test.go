@@ -14,6 +14,7 @@ import (
 
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/testkit"
+	"github.com/brr-dev/brr/internal/testkit/chrome"
 )
 
 // TestDashboardDeadLetters retries and discards dead letters from the dashboard's Dead
@@ -48,9 +49,9 @@ func TestDashboardDeadLetters(t *testing.T) {
 	})
 	testkit.WriteTree(t, src, testkit.Tree{Seed: 5, Sizes: []int{4 << 10, 10}})
 
-	tab := newTab(t, browser, chromedp.WindowSize(1280, 1000))
-	do, poll := browserSteps(t, tab, w)
-	q := func(css string) string { return "document.querySelector(" + jsonString(css) + ")" }
+	tab := newTab(t, browser, w, 1280, 1000)
+	do, poll := tab.Do, tab.Poll
+	q := func(css string) string { return "document.querySelector(" + chrome.JSString(css) + ")" }
 	button := func(job, action string) string {
 		return `#dlq-body tr[data-dead="` + job + `"] button[data-dlq="` + action + `"]`
 	}
