@@ -121,10 +121,7 @@ func TestCancelBackupAndRestore(t *testing.T) {
 		t.Skip("writes and backs up 1 GiB")
 	}
 	const key = "e2e-cancel-key-0123456789abcdef"
-	keyFile := filepath.Join(t.TempDir(), "api.key")
-	if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keyFile := writeAPIKey(t, key)
 	w := bins.StartWorker(t, testkit.WorkerOptions{Config: fmt.Sprintf("concurrency: 1\nhttp:\n  api_key_file: %s\n", keyFile)})
 	_, c := testkit.Connect(t, w.NATSURL)
 	ctx := testkit.Context(t, 10*time.Minute)

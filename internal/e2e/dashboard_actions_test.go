@@ -25,10 +25,7 @@ import (
 func TestDashboardActions(t *testing.T) {
 	browser := testkit.FindChromium(t)
 	const key = "e2e-dashact-key-0123456789abcdef"
-	keyFile := filepath.Join(t.TempDir(), "api.key")
-	if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keyFile := writeAPIKey(t, key)
 	src := t.TempDir()
 	testkit.WriteTree(t, src, testkit.Tree{Seed: 9, Sizes: []int{16 << 10, 100, 0}})
 	w := bins.StartWorker(t, testkit.WorkerOptions{Config: fmt.Sprintf(

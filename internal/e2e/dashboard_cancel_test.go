@@ -22,10 +22,7 @@ import (
 func TestDashboardCancel(t *testing.T) {
 	browser := testkit.FindChromium(t)
 	const key = "e2e-dashcancel-key-0123456789abcdef"
-	keyFile := filepath.Join(t.TempDir(), "api.key")
-	if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keyFile := writeAPIKey(t, key)
 	w := bins.StartWorker(t, testkit.WorkerOptions{Config: fmt.Sprintf(
 		"http:\n  api_key_file: %s\nsources:\n  slow: {command: \"sleep 600\"}\n", keyFile)})
 	_, c := testkit.Connect(t, w.NATSURL)

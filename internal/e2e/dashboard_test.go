@@ -23,10 +23,7 @@ import (
 func TestDashboard(t *testing.T) {
 	browser := testkit.FindChromium(t)
 	const key = "e2e-dashboard-key-0123456789abcdef"
-	keyFile := filepath.Join(t.TempDir(), "api.key")
-	if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keyFile := writeAPIKey(t, key)
 	src := t.TempDir()
 	testkit.WriteTree(t, src, testkit.Tree{Seed: 2, Sizes: []int{200 << 10, 20, 8 << 10, 0, 3}})
 	w := bins.StartWorker(t, testkit.WorkerOptions{Config: fmt.Sprintf("http:\n  api_key_file: %s\nhealth:\n  interval: 1s\n  rpo: {%q: 1h}\n", keyFile, src)})
@@ -108,6 +105,16 @@ func newTab(t *testing.T, browser string, w *testkit.Worker, width, height int) 
 		Page: `document.querySelector("main").innerText + "\nbanner: " + document.querySelector("#banner").innerText + "\nlive: " + document.querySelector("#live").className`})
 }
 
+// writeAPIKey writes key to a file for a worker's http.api_key_file and returns its path.
+func writeAPIKey(t *testing.T, key string) string {
+	t.Helper()
+	keyFile := filepath.Join(t.TempDir(), "api.key")
+	if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return keyFile
+}
+
 // healthzWorker returns the id the worker reports on /healthz.
 func healthzWorker(t *testing.T, base string) string {
 	t.Helper()
@@ -149,10 +156,7 @@ func postJob(t *testing.T, base, key, body string) {
 func TestDashboardProtectedReads(t *testing.T) {
 	browser := testkit.FindChromium(t)
 	const key = "e2e-protected-key-0123456789abcdef"
-	keyFile := filepath.Join(t.TempDir(), "api.key")
-	if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keyFile := writeAPIKey(t, key)
 	w := bins.StartWorker(t, testkit.WorkerOptions{Config: fmt.Sprintf("http:\n  api_key_file: %s\n  protect_reads: true\n", keyFile)})
 	base := "http://" + w.HTTP
 	workerID := healthzWorker(t, base)
