@@ -57,3 +57,34 @@ func TestDLQRmAndPurge(t *testing.T) {
 		t.Fatalf("dlq ls after purge: %v", r)
 	}
 }
+
+func TestDLQRetry(t *testing.T) {
+	t.Parallel()
+	w, url := setup(t)
+	if r := brrCmd(t, url, "backup", "/fail/y", "--id", "dead1", "--wait"); r.code != 1 {
+		t.Fatalf("failing backup: %v", r)
+	}
+	r := brrCmd(t, url, "dlq")
+	if r.code != 0 || !strings.Contains(r.stdout, "dead1") || !strings.Contains(r.stdout, "does not exist") {
+		t.Fatalf("dlq: %v", r)
+	}
+	if r := brrCmd(t, url, "backup", "/fail/z", "--id", "dead2", "--wait"); r.code != 1 {
+		t.Fatalf("failing backup: %v", r)
+	}
+	r = brrCmd(t, url, "dlq", "retry", "dead1")
+	if r.code != 0 || !strings.Contains(r.stdout, "backup job dead1 queued again") {
+		t.Fatalf("dlq retry: %v", r)
+	}
+	w.waitFor(t, "dead1", 2)
+
+	// The cause is fixed: --wait follows the new run to its success, not the old run's
+	// failure that the results bucket holds until the worker takes the job.
+	w.fixed.Store(true)
+	r = brrCmd(t, url, "dlq", "retry", "dead2", "--wait")
+	if r.code != 0 || !strings.Contains(r.stdout, "snapshot abcdef0123456789 of /fail/z") || !strings.Contains(r.stderr, "backup job dead2 queued again") {
+		t.Fatalf("dlq retry --wait: %v", r)
+	}
+	if r := brrCmd(t, url, "dlq", "retry", "nosuch"); r.code != 1 || !strings.Contains(r.stderr, "not found") {
+		t.Fatalf("dlq retry of an unknown job: %v", r)
+	}
+}
