@@ -105,6 +105,9 @@ func (c *RepositoryCheck) Run(ctx context.Context, t Tick) (Outcome, error) {
 	return out, nil
 }
 
+// fetchWait bounds the wait for one batch of verify events.
+const fetchWait = 5 * time.Second
+
 // read takes in the final events of verify jobs stored after memo.Seq.
 func (c *RepositoryCheck) read(ctx context.Context, memo *verifyMemo) error {
 	var filters []string
@@ -127,7 +130,24 @@ func (c *RepositoryCheck) read(ctx context.Context, memo *verifyMemo) error {
 			return fmt.Errorf("read verify events: %w", err)
 		}
 		n, done := 0, false
-		for msg := range batch.Messages() {
+		// A fetch whose answer was lost (the server restarted under it) would wait on its
+		// own expiry, not on ctx: the check must stop when the worker does.
+		msgs, wait := batch.Messages(), time.NewTimer(fetchWait)
+	read:
+		for {
+			var msg jetstream.Msg
+			select {
+			case m, ok := <-msgs:
+				if !ok {
+					break read
+				}
+				msg = m
+			case <-ctx.Done():
+				wait.Stop()
+				return fmt.Errorf("read verify events: %w", ctx.Err())
+			case <-wait.C:
+				return fmt.Errorf("read verify events: no answer from the server within %s", fetchWait)
+			}
 			n++
 			meta, err := msg.Metadata()
 			if err != nil {
@@ -139,6 +159,7 @@ func (c *RepositoryCheck) read(ctx context.Context, memo *verifyMemo) error {
 				c.record(memo, e)
 			}
 		}
+		wait.Stop()
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
 			return fmt.Errorf("read verify events: %w", err)
 		}
