@@ -1,9 +1,11 @@
 package brr
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
@@ -36,7 +38,7 @@ func AfterRevision(rev uint64) WaitOption { return func(o *waitOptions) { o.afte
 // event first and then every update.
 //
 // onEvent, when not nil, is called in Wait's goroutine with every lifecycle event and
-// with the job's progress events, which travel only on the event stream. A job that
+// progress event of the job (see Watch). A job that
 // ended failed or dead returns its event and an error that wraps ErrJobFailed and says
 // why; one that ended cancelled returns its event and an error that wraps
 // ErrJobCancelled. Wait returns ctx's error when ctx ends first.
@@ -60,10 +62,14 @@ type Waiter struct {
 	onEvent func(*Event)
 	after   uint64
 	watch   jetstream.KeyWatcher
-	// sub delivers progress events into progress straight from the connection's reader,
-	// in the order they arrived; nil without onEvent.
+	// sub delivers job events into progress straight from the connection's reader, in
+	// the order they arrived; nil without onEvent. jobKey is how this job's id appears
+	// in an event's JSON (a cheap look before decoding); seen holds the ids of the
+	// lifecycle events passed on, which come both there and from the bucket.
 	sub      *nats.Subscription
 	progress chan *nats.Msg
+	jobKey   []byte
+	seen     map[string]bool
 	// cancel ends the watch's context, derived from Watch's: the watch and the
 	// subscription end with it. ended is its Err, which says why.
 	cancel  context.CancelFunc
@@ -71,7 +77,7 @@ type Waiter struct {
 	stopped atomic.Bool // Stop was called
 }
 
-// progressBuffer is how many progress events (of any job) a Waiter holds while its
+// progressBuffer is how many job events (of any job) a Waiter holds while its
 // caller is busy, between Watch and Result or in onEvent; more are dropped, never the
 // result.
 const progressBuffer = 1024
@@ -92,11 +98,15 @@ var errStopped = errors.New("waiter stopped")
 //	if _, err := c.Publish(ctx, job, brr.WithID(id)); err != nil { ... }
 //	e, err := w.Result(ctx)
 //
-// Lifecycle events come from the results bucket, which keeps the latest per job: one
-// replaced at once (accepted by started) may be skipped, the final one never. They may
-// come a little after progress published later, but no progress comes after the end.
-// Events that arrive before Result is called wait for it (up to 1024 progress events of
-// any job; more are dropped). The watch ends when ctx ends, when Result returns, or on
+// With an onEvent, the job's events come from the event stream as they are published
+// (accepted, started, progress, retrying: every attempt's, however fast the next one
+// follows) and from the results bucket, which keeps the latest per job and so also
+// tells a watch that began late where the job stands; each event is passed once. The
+// final event comes from the bucket only, after every event published before it. Events
+// that arrive before Result is called wait for it (up to 1024 job events of any job;
+// more are dropped, never the end). A worker announces accepted only for a job that
+// waits for a free slot, and writes a started entry only for an attempt that runs a
+// while (docs/events.md): a fast job may show only started and its end. The watch ends when ctx ends, when Result returns, or on
 // Stop.
 func (c *Client) Watch(ctx context.Context, id string, onEvent func(*Event), opts ...WaitOption) (*Waiter, error) {
 	if err := ValidateID(id); err != nil {
@@ -114,14 +124,18 @@ func (c *Client) Watch(ctx context.Context, id string, onEvent func(*Event), opt
 	w := &Waiter{id: id, onEvent: onEvent, after: o.after, cancel: cancel, ended: wctx.Err}
 	if onEvent != nil {
 		// A channel subscription, not a callback: the connection's reader puts each
-		// progress event in the channel before it reads the next message, so a progress
-		// event published before the job's next result is in the channel when Result
-		// sees that result.
+		// job event in the channel before it reads the next message, so an event
+		// published before the job's next result is in the channel when Result sees
+		// that result. Every job event, not only progress: the bucket keeps one entry
+		// per job, and a retrying or started that the next entry replaced at once would
+		// be missed there (and a short attempt leaves no started entry at all).
 		w.progress = make(chan *nats.Msg, progressBuffer)
-		w.sub, err = c.nc.ChanSubscribe(c.prefix+".events.job.*."+string(StatusProgress), w.progress)
+		w.jobKey = []byte(`"job_id":` + strconv.Quote(id))
+		w.seen = make(map[string]bool)
+		w.sub, err = c.nc.ChanSubscribe(c.prefix+".events.job.*.*", w.progress)
 		if err != nil {
 			cancel()
-			return nil, fmt.Errorf("wait for job %s: subscribe to progress: %w", id, err)
+			return nil, fmt.Errorf("wait for job %s: subscribe to its events: %w", id, err)
 		}
 		context.AfterFunc(wctx, func() { _ = w.sub.Unsubscribe() })
 	}
@@ -176,11 +190,31 @@ func (w *Waiter) Result(ctx context.Context) (*Event, error) {
 	}
 }
 
-// passProgress calls onEvent with m when it is a progress event of the job.
+// passProgress calls onEvent with m when it is an event of the job before its end: its
+// final event comes from the bucket only, which knows which run of the job it ends
+// (AfterRevision).
 func (w *Waiter) passProgress(m *nats.Msg) {
-	if e, err := DecodeEvent(m.Data); err == nil && e.JobID == w.id {
-		w.onEvent(e)
+	if !bytes.Contains(m.Data, w.jobKey) {
+		return
 	}
+	e, err := DecodeEvent(m.Data)
+	if err != nil || e.JobID != w.id || e.Type != EventJob || e.Status.Final() {
+		return
+	}
+	w.pass(e)
+}
+
+// pass calls onEvent with e unless e is a lifecycle event already passed on (it comes
+// both from the event stream and from the bucket). Progress has no bucket entry and is
+// passed as it comes.
+func (w *Waiter) pass(e *Event) {
+	if e.Status != StatusProgress && w.seen != nil {
+		if w.seen[e.ID] {
+			return
+		}
+		w.seen[e.ID] = true
+	}
+	w.onEvent(e)
 }
 
 // passWithProgress calls onEvent with the progress events waiting in the channel, then
@@ -192,7 +226,7 @@ func (w *Waiter) passWithProgress(e *Event) {
 		case m := <-w.progress:
 			w.passProgress(m)
 		default:
-			w.onEvent(e)
+			w.pass(e)
 			return
 		}
 	}

@@ -3,6 +3,7 @@ package brr_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -193,5 +194,73 @@ func TestWatchEnds(t *testing.T) {
 	cancel()
 	if _, err := w.Result(ctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Result after Watch's context ended: %v, want context.Canceled", err)
+	}
+}
+
+// TestWatchSeesEveryAttempt: a job's first attempt fails and the next starts at once; the
+// bucket, which keeps the latest entry per job, never held the retrying (a short attempt
+// leaves no entry to replace) nor the second started (the end replaced it). A watch with
+// an onEvent still passes each of them, once, in order: it follows the job's events too.
+// Before, it followed only progress and the bucket, and missed both lines.
+func TestWatchSeesEveryAttempt(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := testkit.Context(t, 20*time.Second)
+	id := brr.NewID()
+	var got []string // onEvent runs in Result's goroutine only
+	w, err := b.client.Watch(ctx, id, func(e *brr.Event) { got = append(got, fmt.Sprintf("%s/%d", e.Status, e.Attempt)) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	attempt := func(status brr.Status, n int) *brr.Event {
+		e := jobEvent(id, brr.KindBackup, status)
+		e.Attempt = n
+		return e
+	}
+	started1 := attempt(brr.StatusStarted, 1)
+	b.publishEvent(t, started1)
+	b.putResult(t, started1) // a long first attempt: its started entry is in the bucket
+	b.publishEvent(t, attempt(brr.StatusRetrying, 1))
+	other := jobEvent("other-"+id, brr.KindBackup, brr.StatusRetrying)
+	b.publishEvent(t, other)
+	b.publishEvent(t, attempt(brr.StatusStarted, 2))
+	done := attempt(brr.StatusSucceeded, 2)
+	b.publishEvent(t, done)
+	b.putResult(t, done)
+
+	e, err := w.Result(ctx)
+	if err != nil || e.Status != brr.StatusSucceeded {
+		t.Fatalf("Result = %+v, %v", e, err)
+	}
+	want := []string{"started/1", "retrying/1", "started/2", "succeeded/2"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("onEvent saw %v, want %v", got, want)
+	}
+}
+
+// TestWaitWithoutStartedOrAccepted: a job that started at once and ended in a
+// millisecond has only its final entry in the bucket and no accepted event; Wait, begun
+// before or after that end, returns it.
+func TestWaitWithoutStartedOrAccepted(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := testkit.Context(t, 20*time.Second)
+	before, after := brr.NewID(), brr.NewID()
+	w, err := b.client.Watch(ctx, before, func(*brr.Event) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{before, after} {
+		b.publishEvent(t, jobEvent(id, brr.KindPing, brr.StatusStarted))
+		done := jobEvent(id, brr.KindPing, brr.StatusSucceeded)
+		b.publishEvent(t, done)
+		b.putResult(t, done)
+	}
+	if e, err := w.Result(ctx); err != nil || e.Status != brr.StatusSucceeded || e.JobID != before {
+		t.Fatalf("Watch before the end: %+v, %v", e, err)
+	}
+	if e, err := b.client.Wait(ctx, after, nil); err != nil || e.Status != brr.StatusSucceeded || e.JobID != after {
+		t.Fatalf("Wait after the end: %+v, %v", e, err)
 	}
 }
