@@ -50,7 +50,9 @@ type CancelResult struct {
 	ID string `json:"id"`
 	// Status is the job's status then: started (running, or between two attempts), or
 	// empty when no worker has taken it yet (queued, scheduled, waiting for a lease, or
-	// an id no job has: then the request waits for a job of that id until it expires).
+	// an id no job has: then the request waits for a job of that id until it expires),
+	// or when its attempt started less than a moment ago (a worker writes the started
+	// entry only once an attempt has run for 250 ms: docs/events.md).
 	Status Status `json:"status,omitempty"`
 	// Worker is the worker that last started it, if any.
 	Worker string `json:"worker,omitempty"`

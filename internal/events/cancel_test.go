@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // blockUntilCancelled makes b's handler block jobs whose id is in ids until their context
@@ -48,6 +49,11 @@ func TestCancelRunningJob(t *testing.T) {
 	publishJob(t, b.js, pingJob("long"))
 	<-started
 	b.ev.wait(t, "long", brr.StatusStarted)
+	// A running attempt's started entry is written once it has run for watchAfter.
+	testkit.Eventually(t, 15*time.Second, "the started entry of the running job", func() bool {
+		e, err := client.Job(ctx, "long")
+		return err == nil && e.Status == brr.StatusStarted
+	})
 	res, err := client.Cancel(ctx, "long", brr.CancelBy("tester"))
 	if err != nil {
 		t.Fatalf("Cancel: %v", err)

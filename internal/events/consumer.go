@@ -292,9 +292,7 @@ func (c *Consumer) pull(ctx, jobCtx context.Context, pool string, cons jetstream
 			log.Warn().Err(nerr).Msg("pull jobs")
 			continue
 		}
-		select {
-		case c.slots <- struct{}{}:
-		case <-ctx.Done():
+		if !c.takeSlot(ctx, pool, msg) {
 			_ = msg.Nak()
 			continue
 		}
@@ -314,6 +312,61 @@ func (c *Consumer) pull(ctx, jobCtx context.Context, pool string, cons jetstream
 		}
 		_ = msg.Nak()
 	}
+}
+
+// acceptedAfter is how long a job taken off the queue may wait for a free slot before
+// the worker announces it accepted: a job that starts at once is announced started only.
+const acceptedAfter = 50 * time.Millisecond
+
+// takeSlot takes a slot for msg, waiting while every slot is busy; it returns false when
+// ctx ends first. A job that waits longer than acceptedAfter is announced accepted, so
+// that whoever follows it knows a worker holds it and why it has not started.
+func (c *Consumer) takeSlot(ctx context.Context, pool string, msg jetstream.Msg) bool {
+	select {
+	case c.slots <- struct{}{}:
+		return true
+	default:
+	}
+	taken := time.Now().UTC()
+	t := time.NewTimer(acceptedAfter)
+	defer t.Stop()
+	select {
+	case c.slots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	}
+	c.announceAccepted(pool, msg, taken)
+	select {
+	case c.slots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// announceAccepted publishes the accepted event of msg's job, taken off the queue at
+// taken, at once (not through the outbox). A message that does not decode, or a job
+// already processed here, is announced nothing: process deals with them.
+func (c *Consumer) announceAccepted(pool string, msg jetstream.Msg, taken time.Time) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return
+	}
+	job, err := c.decode(pool, msg)
+	if err != nil {
+		return
+	}
+	if done, err := c.store.Processed(job.ID); err != nil || done {
+		return
+	}
+	e := c.cfg.newEvent(brr.EventJob, brr.StatusAccepted)
+	e.Time = taken
+	e.Attempt = earlierAttempts(msg) + int(meta.NumDelivered)
+	scope := job.Args.Scope()
+	e.JobID, e.Kind, e.Pool, e.Repo, e.Source = job.ID, job.Kind, job.Pool, scope.Repo, scope.Source
+	c.pub.PublishNow(c.cfg.eventMsg(e))
 }
 
 // messages starts pulling from cons. Pull requests expire after 5 s with a heartbeat

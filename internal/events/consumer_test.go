@@ -249,7 +249,6 @@ func TestJobSucceeds(t *testing.T) {
 	if got, want := e.Attempt, 1; got != want {
 		t.Errorf("event attempt = %d, want %d", got, want)
 	}
-	b.ev.wait(t, "job-ok", brr.StatusAccepted)
 	b.ev.wait(t, "job-ok", brr.StatusStarted)
 	waitJobsEmpty(t, b.js)
 	rec, err := b.db.Job("job-ok")

@@ -43,6 +43,9 @@ type delivery struct {
 	snoozed bool
 	// cancel, set under Consumer.mu once the job is about to run, cancels its context.
 	cancel context.CancelCauseFunc
+	// entry is set when this attempt's started entry went out to BRR_RESULTS (it ran
+	// for watchAfter): a retrying event then replaces it (endAttempt).
+	entry bool
 }
 
 func (d *delivery) logger(log zerolog.Logger) *zerolog.Logger {
@@ -181,19 +184,15 @@ func (c *Consumer) process(jobCtx context.Context, pool string, msg jetstream.Ms
 		c.cancelled(d, nil, nil, req)
 		return
 	}
-	// Accepted and started are announced at once rather than through the outbox: a
-	// waiting client sees the job start without an fsync in between, and the job came
-	// off NATS a moment ago, so NATS is there to take them. Should they be lost, the
-	// final event, which goes through the outbox, still tells the story.
-	c.pub.PublishNow(append(c.cfg.outboxMsgs(c.jobEvent(d, brr.StatusAccepted)), c.cfg.outboxMsgs(c.jobEvent(d, brr.StatusStarted))...)...)
-	// The started record is committed while the handler runs: a commit (an fsync shared
-	// with other writers) takes milliseconds, more than a small job, and the slot would
-	// wait for it. Settling waits for it, so the started record always comes before the
-	// final one; a crash in between leaves a job that is not processed and runs again,
-	// as it would have anyway.
-	rec := *d.rec
-	started := make(chan error, 1)
-	go func() { started <- c.store.PutJob(&rec) }()
+	// Started is announced at once rather than through the outbox: a waiting client
+	// sees the job start without an fsync in between, and the job came off NATS a moment
+	// ago, so NATS is there to take it. Should it be lost, the final event, which goes
+	// through the outbox, still tells the story. Its BRR_RESULTS entry and the started
+	// record are written only if the attempt runs for watchAfter (watched.go): a job that
+	// ends in a millisecond costs one commit and its final entry, not three of each.
+	started := c.jobEvent(d, brr.StatusStarted)
+	c.pub.PublishNow(c.cfg.eventMsg(started))
+	run := c.watchRun(d, started)
 
 	ctx, cancel := context.WithCancelCause(jobCtx)
 	c.mu.Lock()
@@ -205,7 +204,12 @@ func (c *Consumer) process(jobCtx context.Context, pool string, msg jetstream.Ms
 	out, herr := c.runHandler(ctx, d)
 	cancel(nil)
 	release()
-	if err := <-started; err != nil {
+	// The started record, when the attempt ran long enough to have one, is committed
+	// before the final one; a crash in between leaves a job that is not processed and
+	// runs again, as it would have anyway.
+	entry, err := run.stop()
+	d.entry = entry
+	if err != nil {
 		c.putBack(d, fmt.Errorf("record job started: %w", err))
 		return
 	}

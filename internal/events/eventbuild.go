@@ -42,6 +42,12 @@ func (c Config) outboxMsgs(e *brr.Event) []state.OutboxMsg {
 	return msgs
 }
 
+// eventMsg is e on its subject in BRR_EVENTS alone, without its BRR_RESULTS entry.
+func (c Config) eventMsg(e *brr.Event) state.OutboxMsg {
+	data, _ := json.Marshal(e) // cannot fail: see outboxMsgs
+	return state.OutboxMsg{Subject: c.Subjects.Event(e), MsgID: e.ID, Data: data}
+}
+
 // resultStatus reports whether a job event with status s is kept in BRR_RESULTS: the
 // statuses a waiting client acts on. Accepted is not (started follows it at once), nor
 // is progress (a KV write each), nor retrying, which would overwrite whatever came in

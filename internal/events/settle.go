@@ -114,10 +114,13 @@ func (c *Consumer) recordRetrying(d *delivery, herr error, delay time.Duration, 
 	if err := c.store.PutJob(rec, c.cfg.outboxMsgs(e)...); err != nil {
 		d.logger(c.log).Error().Err(err).Msg("record retrying job")
 	}
-	c.endAttempt(d, e)
+	if d.entry {
+		c.endAttempt(d, e)
+	}
 }
 
-// endAttempt replaces the started entry this attempt left in BRR_RESULTS with its
+// endAttempt replaces the started entry this attempt left in BRR_RESULTS (one that ran
+// for watchAfter; a shorter attempt left none, and nothing is replaced) with its
 // retrying event e, and nothing else: a worker that gets the job next would otherwise
 // take the started entry of this worker, which is up, for an attempt still running here,
 // and put the job back for as long as this worker lived (two replications waited 10
