@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/brr-dev/brr"
@@ -238,6 +239,13 @@ func runBench(ctx context.Context, c *brr.Client, n, p int, rate float64) (*benc
 				}
 				published[i].Store(int64(time.Since(start)) + 1)
 				f, err := c.PublishAsync(brr.PingJob{}, brr.WithID(run+strconv.Itoa(i)), brr.WithBy("brr bench"))
+				for stalls := 0; errors.Is(err, jetstream.ErrTooManyStalledMsgs) && stalls < 1000 && ctx.Err() == nil; stalls++ {
+					// Too many publishes wait for their ack (a loaded server): wait a
+					// little and publish again, rather than count a job lost.
+					time.Sleep(time.Millisecond)
+					published[i].Store(int64(time.Since(start)) + 1)
+					f, err = c.PublishAsync(brr.PingJob{}, brr.WithID(run+strconv.Itoa(i)), brr.WithBy("brr bench"))
+				}
 				if err != nil {
 					fail(err)
 					continue
