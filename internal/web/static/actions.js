@@ -102,29 +102,75 @@
     if (pairs.some(([v]) => v === chosen)) select.value = chosen;
   }
 
+  // snaps caches each repo's snapshots, newest first, as [value, text] pairs for a
+  // select; loadActionChoices empties it, so a reload reads them again.
+  const snaps = new Map(); // repo → Promise of pairs
+
+  function snapsOf(repo) {
+    if (!snaps.has(repo)) {
+      const p = api("snapshots?repo=" + encodeURIComponent(repo)).then((list) => [["latest", "latest"],
+        ...list.snapshots.slice().reverse().map((s) => [s.id, s.id.slice(0, 8) + " · " + new Date(s.time).toLocaleString() + " · " + s.source])]);
+      p.catch(() => snaps.delete(repo));
+      snaps.set(repo, p);
+    }
+    return snaps.get(repo);
+  }
+
+  // fillSnaps fills the snapshot select that repoSelect names (data-snaps) with the
+  // snapshots of the repo chosen in it.
+  async function fillSnaps(repoSelect) {
+    const target = repoSelect.dataset.snaps && $(repoSelect.dataset.snaps);
+    if (!target || !repoSelect.value) return;
+    const repo = repoSelect.value;
+    const pairs = await snapsOf(repo);
+    if (repoSelect.value === repo) options(target, pairs); // not if the choice moved on
+  }
+
+  // pickOther moves a "to repo" select (data-other names the "from" one) off the repo
+  // chosen in the other, when there is another to pick.
+  function pickOther(sel) {
+    const other = sel.dataset.other && $(sel.dataset.other);
+    if (!other || sel.value !== other.value) return;
+    const alt = [...sel.options].find((o) => o.value !== other.value);
+    if (alt) sel.value = alt.value;
+  }
+
   async function loadActionChoices() {
-    const [info, sources, snaps] = await Promise.all([api("info"), api("sources"), api("snapshots")]);
+    const [info, sources] = await Promise.all([api("info"), api("sources")]);
     const names = new Map();
     for (const s of sources.sources) if (s.name && !names.has(s.name)) names.set(s.name, s);
     options($("act-backup-source"), [...names.values()].map((s) => [s.name, s.name + (s.kind ? " (" + s.kind + ")" : "")]));
     $("act-backup-note").hidden = names.size > 0;
     const repos = info.repos.map((r) => [r, r + (r === info.default_repo ? " (default)" : "")]);
-    for (const sel of document.querySelectorAll("#actions select.act-repo")) options(sel, repos);
-    const list = snaps.snapshots.slice().reverse(); // newest first
-    const snapPairs = [["latest", "latest"], ...list.map((s) => [s.id, s.id.slice(0, 8) + " · " + new Date(s.time).toLocaleString() + " · " + s.source])];
-    for (const sel of document.querySelectorAll("#actions select.act-snap")) options(sel, snapPairs);
-    $("act-snap-repo").textContent = snaps.repo || info.default_repo || "";
+    snaps.clear();
+    const selects = [...document.querySelectorAll("#actions select.act-repo")];
+    for (const sel of selects) {
+      const fresh = !sel.options.length;
+      options(sel, repos);
+      if (fresh && info.default_repo && repos.some(([r]) => r === info.default_repo)) sel.value = info.default_repo;
+    }
+    for (const sel of selects) pickOther(sel);
+    await Promise.all(selects.map(fillSnaps));
   }
 
-  // request builds the job a form asks for.
+  for (const sel of document.querySelectorAll("#actions select.act-repo")) {
+    sel.addEventListener("change", () => {
+      report(fillSnaps(sel));
+      for (const o of document.querySelectorAll('#actions select.act-repo[data-other="' + sel.id + '"]')) pickOther(o);
+    });
+  }
+
+  // request builds the job a form asks for, or returns a string that says what is wrong.
   function request(form) {
     const v = (id) => $(id).value;
     switch (form.id) {
       case "act-backup": return { kind: "backup", args: { source_name: v("act-backup-source") } };
       case "act-verify": return { kind: "verify", args: { repo: v("act-verify-repo"), read_data: $("act-verify-data").checked } };
-      case "act-drill": return { kind: "drill", args: { snapshot: v("act-drill-snap") } };
-      case "act-replicate": return { kind: "replicate", args: { snapshot: v("act-replicate-snap"), to: v("act-replicate-to") } };
-      case "act-checkpoint": return { kind: "checkpoint", args: { snapshot: v("act-checkpoint-snap"), label: v("act-checkpoint-label").trim() } };
+      case "act-drill": return { kind: "drill", args: { repo: v("act-drill-repo"), snapshot: v("act-drill-snap") } };
+      case "act-replicate":
+        if (v("act-replicate-from") === v("act-replicate-to")) return "Replicate: pick two different repos (from " + v("act-replicate-from") + "). A worker with one repo has nowhere to copy to: add another under repos: in its config.";
+        return { kind: "replicate", args: { from: v("act-replicate-from"), snapshot: v("act-replicate-snap"), to: v("act-replicate-to") } };
+      case "act-checkpoint": return { kind: "checkpoint", args: { repo: v("act-checkpoint-repo"), snapshot: v("act-checkpoint-snap"), label: v("act-checkpoint-label").trim() } };
     }
     return null;
   }
@@ -140,6 +186,12 @@
     ev.preventDefault();
     const req = request(ev.target);
     if (!req) return;
+    if (typeof req === "string") {
+      act.pending = null;
+      $("act-confirm").hidden = true;
+      say(req);
+      return;
+    }
     act.pending = req;
     $("act-what").textContent = "Queue this " + req.kind + " job? Any worker of the pool may run it.";
     $("act-json").textContent = JSON.stringify(req, null, 2);
@@ -166,5 +218,6 @@
   $("act-no").addEventListener("click", () => { act.pending = null; $("act-confirm").hidden = true; });
   report(loadActionChoices());
   setInterval(() => report(loadActionChoices()), 60000);
-  for (const name of ["brr:key", "brr:snapshot"]) window.addEventListener(name, () => report(loadActionChoices()));
+  // A replicate adds snapshots to its target repo; any job may have changed them.
+  for (const name of ["brr:key", "brr:snapshot", "brr:jobended"]) window.addEventListener(name, () => report(loadActionChoices()));
 })();
