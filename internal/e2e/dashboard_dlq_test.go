@@ -5,124 +5,149 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
-	"github.com/chromedp/chromedp"
-
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/testkit"
-	"github.com/brr-dev/brr/internal/testkit/chrome"
 )
 
-// TestDashboardDeadLetters retries and discards dead letters from the dashboard's Dead
-// letters panel in headless Chromium. Two backups of a directory that is not there fail
-// for good and land in the dead letters; the directory is then made. Retry asks for a
-// confirmation ("No" sends nothing), needs the API key (the page asks for it), and once
-// confirmed with the key the job runs again and succeeds, and leaves the dead letters.
-// Discard, confirmed, removes the other one without running it. Each effect is read
-// through the API; a screenshot of each screen is kept as a test artifact.
+// TestDashboardDeadLetters retries, discards and purges dead letters from the dashboard's
+// Dead letters panel in headless Chromium. Four backups of a directory that is not there
+// fail for good and land in the dead letters; the directory of the first is then made.
+// Retry asks for a confirmation ("No" sends nothing), needs the API key (the page asks
+// for it), and once confirmed with the key the job runs again and succeeds, and leaves
+// the dead letters. Discard, confirmed, removes one without running it. Purge of those
+// older than 7 days removes none of these fresh ones; Purge of all, after a "No" that
+// keeps them, empties the dead letters. Each effect is read through the API; a
+// screenshot of each screen is kept as a test artifact.
 func TestDashboardDeadLetters(t *testing.T) {
-	browser := testkit.FindChromium(t)
-	const key = "e2e-dashdlq-key-0123456789abcdef"
-	keyFile := writeAPIKey(t, key)
-	w := bins.StartWorker(t, testkit.WorkerOptions{Config: fmt.Sprintf("http:\n  api_key_file: %s\n", keyFile)})
-	_, c := testkit.Connect(t, w.NATSURL)
-	ctx := testkit.Context(t, 4*time.Minute)
-	base := "http://" + w.HTTP
+	p := openDashboard(t, "", 1280, 1000)
+	c, ctx, base, key := p.c, p.ctx, p.base, p.key
 
 	src := filepath.Join(t.TempDir(), "later")
-	postJob(t, base, key, fmt.Sprintf(`{"kind":"backup","id":"dead-retry","args":{"path":%q}}`, src))
-	postJob(t, base, key, fmt.Sprintf(`{"kind":"backup","id":"dead-discard","args":{"path":%q}}`, src+"-never"))
-	for _, id := range []string{"dead-retry", "dead-discard"} {
+	dead := []string{"dead-retry", "dead-discard", "dead-purge-1", "dead-purge-2"}
+	for i, id := range dead {
+		path := src
+		if i > 0 {
+			path = fmt.Sprintf("%s-never-%d", src, i)
+		}
+		postJob(t, base, key, fmt.Sprintf(`{"kind":"backup","id":%q,"args":{"path":%q}}`, id, path))
+	}
+	for _, id := range dead {
 		if e, err := c.Wait(ctx, id, nil); e == nil || e.Status == brr.StatusSucceeded {
 			t.Fatalf("job %s ended %+v (%v), want it failed", id, e, err)
 		}
 	}
-	testkit.Eventually(t, time.Minute, "both jobs in the dead letters", func() bool {
-		return len(deadLetters(t, base, key)) == 2
+	testkit.Eventually(t, time.Minute, "the jobs in the dead letters", func() bool {
+		return len(deadLetters(t, base, key)) == len(dead)
 	})
 	testkit.WriteTree(t, src, testkit.Tree{Seed: 5, Sizes: []int{4 << 10, 10}})
 
-	tab := newTab(t, browser, w, 1280, 1000)
-	do, poll := tab.Do, tab.Poll
-	q := func(css string) string { return "document.querySelector(" + chrome.JSString(css) + ")" }
 	button := func(job, action string) string {
 		return `#dlq-body tr[data-dead="` + job + `"] button[data-dlq="` + action + `"]`
 	}
-	click := func(css string) chromedp.Action[chromedp.Void] {
-		return poll(q(css) + " && (" + q(css) + ".click(), true)")
-	}
-	shoot := func(name string) {
-		t.Helper()
-		shot, err := chromedp.Run(tab, chromedp.Screenshot(chromedp.ID("dlq")))
-		if err != nil {
-			t.Fatalf("screenshot: %v", err)
-		}
-		path := filepath.Join(testkit.ArtifactDir(t), name)
-		if err := os.WriteFile(path, shot, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("screenshot: %s", path)
+	p.load()
+	p.do("the panel lists the dead letters",
+		p.poll(q(button("dead-retry", "retry"))+" && "+q(button("dead-discard", "discard"))))
+	p.shoot("dashboard-dlq-listed.png", "dlq")
+
+	p.do("Retry, then No",
+		p.click(button("dead-retry", "retry")),
+		p.poll(q(button("dead-retry", "retry-confirm"))+" && "+q(button("dead-retry", "keep"))))
+	p.shoot("dashboard-dlq-confirm-retry.png", "dlq")
+	p.do("No", p.click(button("dead-retry", "keep")), p.poll(q(button("dead-retry", "retry"))))
+	if n := len(deadLetters(t, base, key)); n != len(dead) {
+		t.Fatalf("after No there are %d dead letters, want %d", n, len(dead))
 	}
 
-	do("load the dashboard", chromedp.Navigate(base+"/"))
-	do("the panel lists both dead letters",
-		poll(q(button("dead-retry", "retry"))+" && "+q(button("dead-discard", "discard"))))
-	shoot("dashboard-dlq-listed.png")
-
-	do("Retry, then No",
-		click(button("dead-retry", "retry")),
-		poll(q(button("dead-retry", "retry-confirm"))+" && "+q(button("dead-retry", "keep"))))
-	shoot("dashboard-dlq-confirm-retry.png")
-	do("No", click(button("dead-retry", "keep")), poll(q(button("dead-retry", "retry"))))
-	if n := len(deadLetters(t, base, key)); n != 2 {
-		t.Fatalf("after No there are %d dead letters, want 2", n)
+	p.do("confirm without the key: the page asks for it",
+		p.click(button("dead-retry", "retry")),
+		p.click(button("dead-retry", "retry-confirm")),
+		p.poll(`!document.querySelector("#key-form").hidden && `+q(button("dead-retry", "retry"))))
+	if n := len(deadLetters(t, base, key)); n != len(dead) {
+		t.Fatalf("after a retry without the key there are %d dead letters, want %d", n, len(dead))
 	}
 
-	do("confirm without the key: the page asks for it",
-		click(button("dead-retry", "retry")),
-		click(button("dead-retry", "retry-confirm")),
-		poll(`!document.querySelector("#key-form").hidden && `+q(button("dead-retry", "retry"))))
-	if n := len(deadLetters(t, base, key)); n != 2 {
-		t.Fatalf("after a retry without the key there are %d dead letters, want 2", n)
-	}
-
-	do("enter the key, then Retry and confirm",
-		chromedp.SendKeys(chromedp.ID("key-input"), key),
-		chromedp.Click(chromedp.CSS("#key-form button")),
-		poll(`document.querySelector("#key-form").hidden`),
-		click(button("dead-retry", "retry")),
-		click(button("dead-retry", "retry-confirm")))
+	p.do("enter the key, then Retry and confirm",
+		p.enterKey(),
+		p.click(button("dead-retry", "retry")),
+		p.click(button("dead-retry", "retry-confirm")))
 	testkit.Eventually(t, 2*time.Minute, "the retried job succeeded", func() bool {
 		e, err := c.Job(ctx, "dead-retry")
 		return err == nil && e.Status == brr.StatusSucceeded
 	})
-	if dead := deadLetters(t, base, key); len(dead) != 1 || dead[0].JobID != "dead-discard" {
-		t.Fatalf("after the retry the dead letters are %+v, want only dead-discard", dead)
+	if left := deadIDs(t, p); !slices.Equal(left, dead[1:]) {
+		t.Fatalf("after the retry the dead letters are %v, want %v", left, dead[1:])
 	}
 	if snaps, err := c.Snapshots(ctx, "", src); err != nil || len(snaps) != 1 {
 		t.Fatalf("snapshots of %s after the retry: %v (%v), want one", src, snaps, err)
 	}
-	do("the panel drops the retried one", poll("!"+q(`#dlq-body tr[data-dead="dead-retry"]`)))
-	do("the jobs table shows it succeeded", poll(q(`#jobs-body tr[data-job="dead-retry"][data-status="succeeded"]`)))
+	p.do("the panel drops the retried one", p.poll("!"+q(`#dlq-body tr[data-dead="dead-retry"]`)))
+	p.do("the jobs table shows it succeeded", p.poll(q(`#jobs-body tr[data-job="dead-retry"][data-status="succeeded"]`)))
 
-	do("Discard and confirm",
-		click(button("dead-discard", "discard")),
-		poll(q(button("dead-discard", "discard-confirm"))))
-	shoot("dashboard-dlq-confirm-discard.png")
-	do("confirm the discard",
-		click(button("dead-discard", "discard-confirm")),
-		poll("!"+q(`#dlq-body tr[data-dead]`)+" && "+q("#dlq-body")+`.textContent.includes("no dead letters")`))
-	if dead := deadLetters(t, base, key); len(dead) != 0 {
-		t.Fatalf("after the discard the dead letters are %+v, want none", dead)
+	p.do("Discard and confirm",
+		p.click(button("dead-discard", "discard")),
+		p.poll(q(button("dead-discard", "discard-confirm"))))
+	p.shoot("dashboard-dlq-confirm-discard.png", "dlq")
+	p.do("confirm the discard",
+		p.click(button("dead-discard", "discard-confirm")),
+		p.poll("!"+q(`#dlq-body tr[data-dead="dead-discard"]`)))
+	if left := deadIDs(t, p); !slices.Equal(left, dead[2:]) {
+		t.Fatalf("after the discard the dead letters are %v, want %v", left, dead[2:])
 	}
 	if e, err := c.Job(ctx, "dead-discard"); err != nil || e.Status == brr.StatusSucceeded {
 		t.Fatalf("the discarded job is %+v (%v): it must not have run again", e, err)
 	}
-	shoot("dashboard-dlq-empty.png")
+
+	// Purge those older than 7 days: these are minutes old, so none goes.
+	p.do("Purge… older than 7 days, and Yes",
+		p.choose("dlq-purge-before", "7d"),
+		p.click("#dlq-purge"),
+		p.poll("!"+q("#dlq-purge-confirm")+".hidden && "+q("#dlq-purge-what")+`.textContent.includes("older than 7 days (0 listed)")`),
+		p.click("#dlq-purge-yes"),
+		p.poll(q("#dlq-purge-result")+`.textContent === "Purged 0 dead letters."`))
+	if left := deadIDs(t, p); !slices.Equal(left, dead[2:]) {
+		t.Fatalf("after a purge of those older than 7 days the dead letters are %v, want %v", left, dead[2:])
+	}
+	p.do("Purge… all, then No",
+		p.choose("dlq-purge-before", ""),
+		p.click("#dlq-purge"),
+		p.poll("!"+q("#dlq-purge-confirm")+".hidden && "+q("#dlq-purge-what")+`.textContent.includes("every dead letter (2 listed)")`))
+	p.shoot("dashboard-dlq-confirm-purge.png", "dlq")
+	p.do("No", p.click("#dlq-purge-no"), p.poll(q("#dlq-purge-confirm")+".hidden"))
+	if left := deadIDs(t, p); !slices.Equal(left, dead[2:]) {
+		t.Fatalf("after No the dead letters are %v, want %v", left, dead[2:])
+	}
+	p.do("Purge… all, and Yes",
+		p.click("#dlq-purge"),
+		p.poll("!"+q("#dlq-purge-confirm")+".hidden"),
+		p.click("#dlq-purge-yes"),
+		p.poll(q("#dlq-purge-result")+`.textContent === "Purged 2 dead letters."`),
+		p.poll("!"+q(`#dlq-body tr[data-dead]`)+" && "+q("#dlq-body")+`.textContent.includes("no dead letters")`))
+	if left := deadIDs(t, p); len(left) != 0 {
+		t.Fatalf("after the purge the dead letters are %v, want none", left)
+	}
+	for _, id := range dead[2:] {
+		if e, err := c.Job(ctx, id); err != nil || e.Status == brr.StatusSucceeded {
+			t.Fatalf("the purged job %s is %+v (%v): it must not have run again", id, e, err)
+		}
+	}
+	p.shoot("dashboard-dlq-empty.png", "dlq")
+}
+
+// deadIDs are the job ids of the dead letters, through the API, sorted (the jobs fail
+// in any order).
+func deadIDs(t *testing.T, p *dashPage) []string {
+	t.Helper()
+	var ids []string
+	for _, e := range deadLetters(t, p.base, p.key) {
+		ids = append(ids, e.JobID)
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // deadLetters reads GET /api/v1/dlq.

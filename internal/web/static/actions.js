@@ -1,8 +1,8 @@
-// brr dashboard, the panels that change things: the dead letters (retry or discard one)
-// and the Actions (back up a source, verify, drill, replicate, checkpoint). Every change
-// asks for a confirmation first, which says what will be sent, and needs the API key
-// (the page asks for it, as the Cancel button of the jobs table does). It uses the
-// helpers app.js exposes as window.brrDashboard.
+// brr dashboard, the panels that change things: the dead letters (retry or discard one,
+// purge them) and the Actions (back up a source, verify, drill, replicate, checkpoint,
+// each in the repo picked). Every change asks for a confirmation first, which says what
+// will be sent, and needs the API key (the page asks for it, as the Cancel button of the
+// jobs table does). It uses the helpers app.js exposes as window.brrDashboard.
 "use strict";
 
 (() => {
@@ -82,6 +82,43 @@
     renderDLQ();
   }
 
+  // Purge: DELETE /api/v1/dlq, all of them or with ?before= those older than a duration.
+  const DAYS = { "1d": 1, "7d": 7, "30d": 30 };
+  const purgeWhat = () => $("dlq-purge-before").value;
+
+  function onPurgeAsk() {
+    const before = purgeWhat();
+    const cut = before ? Date.now() - DAYS[before] * 86400000 : Infinity;
+    const n = dlq.entries.filter((e) => !before || (e.time && Date.parse(e.time) < cut)).length;
+    $("dlq-purge-what").textContent = "Remove " + (before ? "the dead letters " + $("dlq-purge-before").selectedOptions[0].textContent : "every dead letter") +
+      " (" + n + " listed) for good? They will not run. ";
+    $("dlq-purge-confirm").hidden = false;
+    $("dlq-purge").hidden = true;
+    $("dlq-purge-result").textContent = "";
+  }
+
+  function purgeDone(text) {
+    $("dlq-purge-confirm").hidden = true;
+    $("dlq-purge").hidden = false;
+    $("dlq-purge-yes").disabled = false;
+    $("dlq-purge-result").textContent = text;
+  }
+
+  function onPurgeYes() {
+    const before = purgeWhat();
+    $("dlq-purge-yes").disabled = true;
+    api("dlq" + (before ? "?before=" + encodeURIComponent(before) : ""), "DELETE").then((res) => {
+      purgeDone("Purged " + res.removed + " dead letter" + (res.removed === 1 ? "" : "s") + ".");
+      return loadDLQ();
+    }).catch((err) => {
+      purgeDone(err.status === 401 ? "Purging needs the API key: enter it above, then purge again." : "purge: " + err.message);
+    });
+  }
+
+  $("dlq-purge").addEventListener("click", onPurgeAsk);
+  $("dlq-purge-no").addEventListener("click", () => purgeDone(""));
+  $("dlq-purge-yes").addEventListener("click", onPurgeYes);
+  $("dlq-purge-before").addEventListener("change", () => purgeDone(""));
   $("dlq-body").addEventListener("click", onDLQClick);
   $("dlq-reload").addEventListener("click", () => report(loadDLQ()));
   report(loadDLQ());
