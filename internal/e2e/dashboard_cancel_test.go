@@ -1,9 +1,10 @@
 package e2e_test
 
 import (
+	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
+	"io"
+	"net/http"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/testkit"
 	"github.com/brr-dev/brr/internal/testkit/chrome"
+	"github.com/brr-dev/brr/internal/web"
 )
 
 // TestDashboardCancel cancels a running job from the dashboard's jobs table in headless
@@ -20,73 +22,131 @@ import (
 // cancelled and the table shows it, live. The job is a backup of a command source that
 // would run for ten minutes.
 func TestDashboardCancel(t *testing.T) {
-	browser := testkit.FindChromium(t)
-	const key = "e2e-dashcancel-key-0123456789abcdef"
-	keyFile := writeAPIKey(t, key)
-	w := bins.StartWorker(t, testkit.WorkerOptions{Config: fmt.Sprintf(
-		"http:\n  api_key_file: %s\nsources:\n  slow: {command: \"sleep 600\"}\n", keyFile)})
-	_, c := testkit.Connect(t, w.NATSURL)
-	ctx := testkit.Context(t, 3*time.Minute)
-	base := "http://" + w.HTTP
+	p := openDashboard(t, "sources:\n  slow: {command: \"sleep 600\"}\n", 1280, 1000)
+	c, ctx := p.c, p.ctx
+	postJob(t, p.base, p.key, `{"kind":"backup","id":"slow-1","args":{"source_name":"slow"}}`)
 
-	postJob(t, base, key, `{"kind":"backup","id":"slow-1","args":{"source_name":"slow"}}`)
-
-	tab := newTab(t, browser, w, 1280, 1000)
-	do, poll := tab.Do, tab.Poll
 	row := `#jobs-body tr[data-job="slow-1"]`
 	button := func(action string) string {
 		return `#jobs-body button[data-action="` + action + `"][data-job="slow-1"]`
 	}
-	q := func(css string) string { return "document.querySelector(" + chrome.JSString(css) + ")" }
-	// click clicks the element css selects once it is there, in one step: the table is
-	// drawn again with every event, so a node found in one step may be gone in the next.
-	click := func(css string) chromedp.Action[chromedp.Void] {
-		return poll(q(css) + " && (" + q(css) + ".click(), true)")
-	}
 
-	do("load the dashboard", chromedp.Navigate(base+"/"))
-	do("the running job has a Cancel button",
-		poll(q(row+`[data-status="started"]`)+" && "+q(button("cancel"))))
+	p.load()
+	p.do("the running job has a Cancel button",
+		p.poll(q(row+`[data-status="started"]`)+" && "+q(button("cancel"))))
 
-	do("Cancel, then Keep",
-		click(button("cancel")),
-		poll(q(button("cancel-confirm"))+" && "+q(button("cancel-keep"))),
-		click(button("cancel-keep")),
-		poll(q(button("cancel"))))
+	p.do("Cancel, then Keep",
+		p.click(button("cancel")),
+		p.poll(q(button("cancel-confirm"))+" && "+q(button("cancel-keep"))),
+		p.click(button("cancel-keep")),
+		p.poll(q(button("cancel"))))
 	if e, err := c.Job(ctx, "slow-1"); err != nil || e.Status != brr.StatusStarted {
 		t.Fatalf("after Keep the job is %+v (%v), want still started", e, err)
 	}
 
 	// Without the key the cancel is refused and the page asks for the key.
-	do("confirm without the key",
-		click(button("cancel")),
-		poll(q(button("cancel-confirm"))),
-		click(button("cancel-confirm")),
-		poll(`!document.querySelector("#key-form").hidden && `+q(button("cancel"))))
+	p.do("confirm without the key",
+		p.click(button("cancel")),
+		p.poll(q(button("cancel-confirm"))),
+		p.click(button("cancel-confirm")),
+		p.poll(`!document.querySelector("#key-form").hidden && `+q(button("cancel"))))
 	if e, err := c.Job(ctx, "slow-1"); err != nil || e.Status != brr.StatusStarted {
 		t.Fatalf("after a cancel without the key the job is %+v (%v), want still started", e, err)
 	}
 
-	do("enter the key, then cancel and confirm",
-		chromedp.SendKeys(chromedp.ID("key-input"), key),
-		chromedp.Click(chromedp.CSS("#key-form button")),
-		poll(`document.querySelector("#key-form").hidden && `+q(button("cancel"))),
-		click(button("cancel")),
-		poll(q(button("cancel-confirm"))),
-		click(button("cancel-confirm")),
-		poll(q(row+`[data-status="cancelled"]`)+" && !"+q(button("cancel"))))
+	p.do("enter the key, then cancel and confirm",
+		p.enterKey(),
+		p.poll(q(button("cancel"))),
+		p.click(button("cancel")),
+		p.poll(q(button("cancel-confirm"))),
+		p.click(button("cancel-confirm")),
+		p.poll(q(row+`[data-status="cancelled"]`)+" && !"+q(button("cancel"))))
 
 	e, err := c.Wait(ctx, "slow-1", nil)
 	if e == nil || e.Status != brr.StatusCancelled {
 		t.Fatalf("job ended %+v (%v), want cancelled", e, err)
 	}
-	shot, err := chromedp.Run(tab, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatalf("screenshot: %v", err)
+	p.shoot("dashboard-cancelled.png", "")
+}
+
+// TestDashboardCancelQueued cancels from the dashboard a job that no worker has taken
+// yet. The worker runs one job at a time and is busy with a backup of a command source
+// that would run for ten minutes, so two backups published after it wait in the queue:
+// the jobs table shows both as queued, each with a Cancel button. One is cancelled by
+// clicking (with the confirmation); the API then lists it as queued with its cancel
+// asked. Once the long job is cancelled, the worker takes the queued ones: the cancelled
+// one ends cancelled without running (no snapshot of its directory), the other runs.
+func TestDashboardCancelQueued(t *testing.T) {
+	src, other := t.TempDir(), t.TempDir()
+	testkit.WriteTree(t, src, testkit.Tree{Seed: 3, Sizes: []int{4 << 10, 10}})
+	testkit.WriteTree(t, other, testkit.Tree{Seed: 4, Sizes: []int{4 << 10, 10}})
+	p := openDashboard(t, fmt.Sprintf("concurrency: 1\nsources:\n  slow: {command: \"sleep 600\"}\n  docs: {path: %q}\n  other: {path: %q}\n", src, other), 1280, 1000)
+	c, ctx := p.c, p.ctx
+	postJob(t, p.base, p.key, `{"kind":"backup","id":"busy","args":{"source_name":"slow"}}`)
+	testkit.Eventually(t, time.Minute, "the long job started", func() bool {
+		e, err := c.Job(ctx, "busy")
+		return err == nil && e.Status == brr.StatusStarted
+	})
+	postJob(t, p.base, p.key, `{"kind":"backup","id":"waits-cancel","args":{"source_name":"docs"}}`)
+	postJob(t, p.base, p.key, `{"kind":"backup","id":"waits-run","args":{"source_name":"other"}}`)
+
+	row := func(id string) string { return `#jobs-body tr[data-job="` + id + `"]` }
+	button := func(id, action string) string {
+		return `#jobs-body button[data-action="` + action + `"][data-job="` + id + `"]`
 	}
-	path := filepath.Join(testkit.ArtifactDir(t), "dashboard-cancelled.png")
-	if err := os.WriteFile(path, shot, 0o644); err != nil {
+	p.load()
+	p.do("give the page the key", chromedp.Evaluate[chromedp.Void](`sessionStorage.setItem("brr.apiKey", `+chrome.JSString(p.key)+`)`))
+	p.load()
+	p.do("both waiting jobs show as queued, with a Cancel button",
+		p.poll(q(row("waits-cancel")+`[data-status="queued"]`)+" && "+q(row("waits-run")+`[data-status="queued"]`)+
+			" && "+q(button("waits-cancel", "cancel"))+" && "+q(row("busy")+`[data-status="started"]`)))
+	p.shoot("dashboard-queued.png", "jobs")
+
+	p.do("Cancel the queued job and confirm",
+		p.click(button("waits-cancel", "cancel")),
+		p.poll(q(button("waits-cancel", "cancel-confirm"))),
+		p.click(button("waits-cancel", "cancel-confirm")),
+		p.poll(q(row("waits-cancel")+" .cancel-state")+` && `+q(row("waits-cancel")+" .cancel-state")+`.textContent.includes("cancel asked")`))
+	p.shoot("dashboard-queued-cancel-asked.png", "jobs")
+	waiting := queuedJobs(t, p)
+	if len(waiting) != 2 || waiting[0].ID != "waits-cancel" || !waiting[0].CancelRequested || waiting[1].ID != "waits-run" || waiting[1].CancelRequested {
+		t.Fatalf("GET /api/v1/queue/jobs: %+v, want waits-cancel (cancel asked) then waits-run", waiting)
+	}
+
+	if _, err := c.Cancel(ctx, "busy"); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("screenshot: %s", path)
+	e, err := c.Wait(ctx, "waits-cancel", nil)
+	if e == nil || e.Status != brr.StatusCancelled {
+		t.Fatalf("the queued job ended %+v (%v), want cancelled", e, err)
+	}
+	if snaps, err := c.Snapshots(ctx, "", src); err != nil || len(snaps) != 0 {
+		t.Fatalf("snapshots of %s: %+v (%v): the cancelled job must not have run", src, snaps, err)
+	}
+	if e, err := c.Wait(ctx, "waits-run", nil); err != nil || e.Status != brr.StatusSucceeded {
+		t.Fatalf("the other queued job ended %+v (%v), want succeeded", e, err)
+	}
+	p.do("the table shows the cancel and the run",
+		p.poll(q(row("waits-cancel")+`[data-status="cancelled"]`)+" && "+q(row("waits-run")+`[data-status="succeeded"]`)+
+			" && !"+q(`#jobs-body tr[data-status="queued"]`)))
+	if waiting := queuedJobs(t, p); len(waiting) != 0 {
+		t.Fatalf("GET /api/v1/queue/jobs after the queue ran: %+v, want none", waiting)
+	}
+	p.shoot("dashboard-queued-ended.png", "jobs")
+}
+
+// queuedJobs reads GET /api/v1/queue/jobs.
+func queuedJobs(t *testing.T, p *dashPage) []web.QueuedJob {
+	t.Helper()
+	res, err := http.Get(p.base + "/api/v1/queue/jobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	data, _ := io.ReadAll(res.Body)
+	var list web.QueuedList
+	if res.StatusCode != http.StatusOK || json.Unmarshal(data, &list) != nil {
+		t.Fatalf("GET /api/v1/queue/jobs: %d %s", res.StatusCode, data)
+	}
+	return list.Jobs
 }

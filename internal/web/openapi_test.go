@@ -91,7 +91,7 @@ func TestOpenAPISchemas(t *testing.T) {
 		"Error": errorBody{}, "Info": Info{}, "JobRequest": JobRequest{}, "JobAccepted": JobAccepted{}, "JobList": JobList{},
 		"JobCancel": JobCancel{}, "JobState": JobState{}, "SnapshotList": SnapshotList{}, "Source": Source{}, "SourceList": SourceList{},
 		"EventList": EventList{}, "Replication": Replication{}, "ReplicationList": ReplicationList{},
-		"PoolQueue": PoolQueue{}, "QueueList": QueueList{}, "WorkerList": WorkerList{}, "Analytics": Analytics{},
+		"PoolQueue": PoolQueue{}, "QueueList": QueueList{}, "QueuedList": QueuedList{}, "QueuedJob": QueuedJob{}, "WorkerList": WorkerList{}, "Analytics": Analytics{},
 		"RepoList": RepoList{}, "RepoWorker": RepoWorker{}, "RepoInfo": brr.RepoInfo{}, "RepoSpec": brr.RepoSpec{},
 		"SampleCount": SampleCount{}, "Group": Group{}, "Stats": Stats{},
 		"Event": brr.Event{}, "Progress": brr.Progress{}, "Result": brr.Result{}, "BackupResult": brr.BackupResult{},

@@ -179,6 +179,9 @@ func (s *Server) routes() []route {
 		{"GET", "/api/v1/events/stream", read, s.stream},
 		{"GET", "/api/v1/analytics", read, s.analytics},
 
+		// The jobs no worker has taken yet (queued.go).
+		{"GET", "/api/v1/queue/jobs", read, s.queuedJobs},
+
 		// The dead-letter stream (internal/web/dlq.go).
 		{"GET", "/api/v1/dlq", read, s.listDead},
 		{"DELETE", "/api/v1/dlq", mutate, s.purgeDead},

@@ -245,6 +245,7 @@
       act.pending = null;
       $("act-confirm").hidden = true;
       say("Queued " + req.kind + " job " + res.id + ": it shows in the jobs table.", res.id);
+      window.dispatchEvent(new Event("brr:queued"));
     }).catch((err) => {
       say(err.status === 401 ? "This needs the API key: enter it above, then confirm again." : req.kind + ": " + err.message);
     }).finally(() => { $("act-yes").disabled = false; });

@@ -6,6 +6,10 @@
   const $ = (id) => document.getElementById(id);
   const KEY = "brr.apiKey";
   const RUNNING = new Set(["accepted", "started", "progress", "retrying"]);
+  // A job in the queue that no worker has taken yet has no event: the table shows it as
+  // "queued", from GET /api/v1/queue/jobs, and it can be cancelled too.
+  const QUEUED = "queued";
+  const OPEN = new Set([...RUNNING, QUEUED]);
   const FINAL = new Set(["succeeded", "failed", "dead", "cancelled"]);
   const MAX_JOBS = 200, SHOWN_JOBS = 50, MAX_EVENTS = 50;
 
@@ -213,7 +217,8 @@
   }
 
   async function loadQueue() {
-    const q = await api("queue");
+    const [q, waiting] = await Promise.all([api("queue"), api("queue/jobs?limit=" + SHOWN_JOBS)]);
+    putQueued(waiting.jobs);
     const pending = q.pools.reduce((n, p) => n + p.pending, 0);
     const inFlight = q.pools.reduce((n, p) => n + p.in_flight, 0);
     $("tile-queue").textContent = String(pending);
@@ -223,6 +228,20 @@
   async function loadJobs() {
     const list = await api("jobs?quiet=true&limit=" + SHOWN_JOBS);
     for (const e of list.jobs) putJob(e);
+    renderJobs();
+  }
+
+  // putQueued shows the jobs of the queue that no worker has taken yet, as events of
+  // status "queued"; one that left the queue since is dropped, unless its events came.
+  function putQueued(list) {
+    const ids = new Set(list.map((j) => j.id));
+    for (const [id, e] of state.jobs) if (e.status === QUEUED && !ids.has(id)) state.jobs.delete(id);
+    for (const j of list) {
+      const old = state.jobs.get(j.id);
+      if (old && old.status !== QUEUED) continue; // taken meanwhile: its events win
+      state.jobs.set(j.id, { job_id: j.id, kind: j.kind, pool: j.pool, status: QUEUED, time: j.created,
+        source: j.args && (j.args.source_name || j.args.path || j.args.source) || "", cancel_requested: !!j.cancel_requested });
+    }
     renderJobs();
   }
 
@@ -311,15 +330,19 @@
   // takes mutations (it has an API key): Cancel, then "Yes, cancel" or "Keep".
   function cancelControl(e) {
     const id = e.job_id;
-    if (!RUNNING.has(e.status) || !(state.info && state.info.mutations)) {
+    if (!OPEN.has(e.status) || !(state.info && state.info.mutations)) {
       controls.delete(id);
       return null;
     }
-    const step = cancelling.has(id) ? "cancelling" : confirming.has(id) ? "confirm" : "ask";
+    const waits = e.status === QUEUED && (e.cancel_requested || cancelling.has(id));
+    const step = waits ? "asked" : cancelling.has(id) ? "cancelling" : confirming.has(id) ? "confirm" : "ask";
     const kept = controls.get(id);
     if (kept && kept.step === step) return kept.node;
     let node;
-    if (step === "cancelling") {
+    if (step === "asked") {
+      // No worker runs it: it ends cancelled, without running, when one takes it.
+      node = el("div", { class: "small muted cancel-state" }, "cancel asked · it will not run");
+    } else if (step === "cancelling") {
       node = el("div", { class: "small muted cancel-state" }, "cancelling…");
     } else if (step === "confirm") {
       node = el("div", { class: "small cancel-confirm" }, "Cancel this job? ",
@@ -357,7 +380,7 @@
       case "cancel-confirm":
         confirming.delete(id);
         cancelling.add(id);
-        api("jobs/" + encodeURIComponent(id), "DELETE").then(() => followCancel(id)).catch((err) => {
+        api("jobs/" + encodeURIComponent(id), "DELETE").then(() => { later("queue", loadQueue, 200); return followCancel(id); }).catch((err) => {
           cancelling.delete(id);
           showBanner("cancel job " + id + ": " + err.message);
           renderJobs();
@@ -369,7 +392,7 @@
 
   function renderJobs() {
     const jobs = [...state.jobs.values()].sort((a, b) => {
-      const ra = RUNNING.has(a.status), rb = RUNNING.has(b.status);
+      const ra = OPEN.has(a.status), rb = OPEN.has(b.status);
       if (ra !== rb) return ra ? -1 : 1;
       return Date.parse(b.time) - Date.parse(a.time);
     }).slice(0, SHOWN_JOBS);
@@ -664,6 +687,7 @@
     $("jobs-body").addEventListener("click", onJobsClick);
     $("window").addEventListener("change", () => run(loadAnalytics));
     window.addEventListener("resize", () => later("charts", drawCharts, 200));
+    window.addEventListener("brr:queued", () => later("queue", loadQueue, 300)); // actions.js queued a job
     refreshAll().then((ok) => { if (ok) follow(); });
     setInterval(() => run(loadHealth), 15000);
     setInterval(() => run(loadQueue), 15000);
