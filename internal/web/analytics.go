@@ -47,10 +47,14 @@ type Stats struct {
 	Succeeded int `json:"succeeded"`
 	// Failed counts jobs that ended failed or dead.
 	Failed int `json:"failed"`
-	// SuccessRate is Succeeded/Jobs, null without jobs.
+	// Cancelled counts jobs that ended cancelled: someone stopped them, so they are
+	// neither a success nor a failure.
+	Cancelled int `json:"cancelled"`
+	// SuccessRate is Succeeded/(Jobs-Cancelled), null without such jobs.
 	SuccessRate *float64 `json:"success_rate"`
 	// DurationP50MS and DurationP95MS are percentiles (nearest rank) of the run time of
-	// the jobs whose run time is known; null when none is.
+	// the jobs whose run time is known, cancelled ones left out (they did not run to
+	// their end); null when none is.
 	DurationP50MS *int64 `json:"duration_p50_ms"`
 	DurationP95MS *int64 `json:"duration_p95_ms"`
 	// Bytes is what the jobs moved: read by backups and verifies, written by restores
@@ -69,7 +73,7 @@ type sample struct {
 	id     string
 	kind   brr.Kind
 	source string
-	ok     bool
+	status brr.Status // succeeded, failed, dead or cancelled
 	end    time.Time
 	// durMS is the run time, -1 when unknown.
 	durMS       int64
@@ -146,7 +150,7 @@ func (s *Server) collect(ctx context.Context, from time.Time, kind brr.Kind) ([]
 	if k == "" {
 		k = "*"
 	}
-	for _, st := range []brr.Status{brr.StatusSucceeded, brr.StatusFailed, brr.StatusDead} {
+	for _, st := range []brr.Status{brr.StatusSucceeded, brr.StatusFailed, brr.StatusDead, brr.StatusCancelled} {
 		events, err := s.client.Events(ctx, base+k+"."+string(st), from, 0)
 		if err != nil {
 			return nil, count, err
@@ -194,7 +198,7 @@ func (s *Server) collect(ctx context.Context, from time.Time, kind brr.Kind) ([]
 func dryRun(res *brr.Result) bool { return res != nil && res.Backup != nil && res.Backup.DryRun }
 
 func eventSample(e *brr.Event) sample {
-	sm := sample{id: e.JobID, kind: e.Kind, source: e.Source, ok: e.Status == brr.StatusSucceeded, end: e.Time, durMS: -1}
+	sm := sample{id: e.JobID, kind: e.Kind, source: e.Source, status: e.Status, end: e.Time, durMS: -1}
 	sm.fill(e.Result)
 	return sm
 }
@@ -203,7 +207,7 @@ func recordSample(rec *state.JobRecord) (sample, bool) {
 	if !rec.Status.Final() || rec.Finished.IsZero() || dryRun(rec.Result) {
 		return sample{}, false
 	}
-	sm := sample{id: rec.ID, kind: rec.Kind, source: rec.Source, ok: rec.Status == brr.StatusSucceeded, end: rec.Finished, durMS: -1}
+	sm := sample{id: rec.ID, kind: rec.Kind, source: rec.Source, status: rec.Status, end: rec.Finished, durMS: -1}
 	sm.fill(rec.Result)
 	if sm.durMS < 0 && !rec.Started.IsZero() && !rec.Finished.Before(rec.Started) {
 		sm.durMS = rec.Finished.Sub(rec.Started).Milliseconds()
@@ -297,20 +301,23 @@ func stats(samples []sample) Stats {
 	var durs []int64
 	for _, sm := range samples {
 		st.Jobs++
-		if sm.ok {
+		switch sm.status {
+		case brr.StatusSucceeded:
 			st.Succeeded++
-		} else {
+		case brr.StatusCancelled:
+			st.Cancelled++
+		default:
 			st.Failed++
 		}
-		if sm.durMS >= 0 {
+		if sm.durMS >= 0 && sm.status != brr.StatusCancelled {
 			durs = append(durs, sm.durMS)
 		}
 		st.Bytes += sm.bytes
 		st.BackupBytes += sm.backupBytes
 		st.BytesAdded += sm.bytesAdded
 	}
-	if st.Jobs > 0 {
-		st.SuccessRate = ptr(float64(st.Succeeded) / float64(st.Jobs))
+	if ran := st.Jobs - st.Cancelled; ran > 0 {
+		st.SuccessRate = ptr(float64(st.Succeeded) / float64(ran))
 	}
 	if len(durs) > 0 {
 		sort.Slice(durs, func(i, j int) bool { return durs[i] < durs[j] })

@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"testing"
 	"time"
@@ -15,21 +16,24 @@ func TestSummarize(t *testing.T) {
 	from := to.Add(-3 * 24 * time.Hour)
 	at := func(d time.Duration) time.Time { return to.Add(-d) }
 	samples := []sample{
-		{id: "b1", kind: brr.KindBackup, source: "/a", ok: true, end: at(time.Hour), durMS: 100, bytes: 1000, backupBytes: 4000, bytesAdded: 1000},
-		{id: "b2", kind: brr.KindBackup, source: "/a", ok: true, end: at(2 * time.Hour), durMS: 300, bytes: 0, backupBytes: 4000, bytesAdded: 0},
-		{id: "b3", kind: brr.KindBackup, source: "/b", ok: false, end: at(25 * time.Hour), durMS: -1},
-		{id: "r1", kind: brr.KindRestore, source: "", ok: true, end: at(50 * time.Hour), durMS: 200, bytes: 500},
+		{id: "b1", kind: brr.KindBackup, source: "/a", status: brr.StatusSucceeded, end: at(time.Hour), durMS: 100, bytes: 1000, backupBytes: 4000, bytesAdded: 1000},
+		{id: "b2", kind: brr.KindBackup, source: "/a", status: brr.StatusSucceeded, end: at(2 * time.Hour), durMS: 300, bytes: 0, backupBytes: 4000, bytesAdded: 0},
+		{id: "b3", kind: brr.KindBackup, source: "/b", status: brr.StatusFailed, end: at(25 * time.Hour), durMS: -1},
+		{id: "r1", kind: brr.KindRestore, source: "", status: brr.StatusSucceeded, end: at(50 * time.Hour), durMS: 200, bytes: 500},
+		// Cancelled: counted, but neither a success nor a failure, and its run time is
+		// not one of a whole job.
+		{id: "b4", kind: brr.KindBackup, source: "/b", status: brr.StatusCancelled, end: at(26 * time.Hour), durMS: 90000, bytes: 10},
 	}
 	a := summarize(samples, "kind", from, to)
 	tot := a.Total
-	if tot.Jobs != 4 || tot.Succeeded != 3 || tot.Failed != 1 || *tot.SuccessRate != 0.75 {
+	if tot.Jobs != 5 || tot.Succeeded != 3 || tot.Failed != 1 || tot.Cancelled != 1 || *tot.SuccessRate != 0.75 {
 		t.Fatalf("total = %+v", tot)
 	}
 	if *tot.DurationP50MS != 200 || *tot.DurationP95MS != 300 {
 		t.Errorf("total p50/p95 = %d/%d, want 200/300 (nearest rank of 100, 200, 300)", *tot.DurationP50MS, *tot.DurationP95MS)
 	}
-	if tot.Bytes != 1500 || tot.BackupBytes != 8000 || tot.BytesAdded != 1000 || *tot.DedupRatio != 8 {
-		t.Errorf("total bytes = %+v, want 1500 moved, dedup 8", tot)
+	if tot.Bytes != 1510 || tot.BackupBytes != 8000 || tot.BytesAdded != 1000 || *tot.DedupRatio != 8 {
+		t.Errorf("total bytes = %+v, want 1510 moved, dedup 8", tot)
 	}
 	if len(a.Groups) != 2 || a.Groups[0].Key != "backup" || a.Groups[1].Key != "restore" {
 		t.Fatalf("kind groups = %+v", a.Groups)
@@ -39,7 +43,7 @@ func TestSummarize(t *testing.T) {
 	}
 
 	a = summarize(samples, "source", from, to)
-	if len(a.Groups) != 3 || a.Groups[0].Key != "" || a.Groups[1].Key != "/a" || a.Groups[1].Jobs != 2 || a.Groups[2].Key != "/b" || *a.Groups[2].SuccessRate != 0 {
+	if len(a.Groups) != 3 || a.Groups[0].Key != "" || a.Groups[1].Key != "/a" || a.Groups[1].Jobs != 2 || a.Groups[2].Key != "/b" || *a.Groups[2].SuccessRate != 0 || a.Groups[2].Cancelled != 1 {
 		t.Fatalf("source groups = %+v", a.Groups)
 	}
 	if g := a.Groups[2]; g.DurationP50MS != nil {
@@ -50,7 +54,7 @@ func TestSummarize(t *testing.T) {
 	if len(a.Groups) != 4 || a.Groups[0].Key != "2026-11-23" || a.Groups[3].Key != "2026-11-26" {
 		t.Fatalf("day groups = %+v, want 23 to 26 November", keys(a.Groups))
 	}
-	if a.Groups[3].Jobs != 2 || a.Groups[2].Jobs != 1 || a.Groups[1].Jobs != 1 || a.Groups[0].Jobs != 0 || a.Groups[0].SuccessRate != nil {
+	if a.Groups[3].Jobs != 2 || a.Groups[2].Jobs != 2 || a.Groups[1].Jobs != 1 || a.Groups[0].Jobs != 0 || a.Groups[0].SuccessRate != nil {
 		t.Errorf("jobs per day = %+v", a.Groups)
 	}
 
@@ -112,17 +116,29 @@ func TestAnalytics(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Cancelled jobs: a verify known from its record, a backup from its final event.
+	if err := db.PutJob(&state.JobRecord{ID: "an-cancelled-rec", Kind: brr.KindVerify, Status: brr.StatusCancelled, Worker: "w-test",
+		Created: finished.Add(-time.Hour), Started: finished.Add(-time.Hour), Finished: finished}); err != nil {
+		t.Fatal(err)
+	}
+	ev := &brr.Event{V: brr.Version, ID: brr.NewID(), Type: brr.EventJob, Status: brr.StatusCancelled, Time: time.Now().UTC(),
+		Worker: "w-test", JobID: "an-cancelled-ev", Kind: brr.KindBackup, Pool: brr.DefaultPool, Error: "cancelled by test"}
+	data, _ := json.Marshal(ev)
+	if _, err := f.js.Publish(ctx, brr.Subjects{}.Event(ev), data); err != nil {
+		t.Fatal(err)
+	}
+
 	var a Analytics
 	decode(t, f.get("/api/v1/analytics?window=2d&by=kind"), http.StatusOK, &a)
-	if a.Samples.Events != 3 || a.Samples.Records != 1 {
-		t.Errorf("samples = %+v, want 3 from events (no ping) and 1 from records", a.Samples)
+	if a.Samples.Events != 4 || a.Samples.Records != 2 {
+		t.Errorf("samples = %+v, want 4 from events (no ping) and 2 from records", a.Samples)
 	}
 	byKind := map[string]Group{}
 	for _, g := range a.Groups {
 		byKind[g.Key] = g
 	}
 	bk := byKind["backup"]
-	if bk.Jobs != 2 || bk.Succeeded != 2 || bk.DurationP50MS == nil || bk.DedupRatio == nil {
+	if bk.Jobs != 3 || bk.Succeeded != 2 || bk.Cancelled != 1 || bk.Failed != 0 || *bk.SuccessRate != 1 || bk.DurationP50MS == nil || bk.DedupRatio == nil {
 		t.Fatalf("backup group = %+v", bk)
 	}
 	r1, r2 := b1.Result.Backup, b2.Result.Backup
@@ -135,14 +151,14 @@ func TestAnalytics(t *testing.T) {
 	if rs := byKind["restore"]; rs.Jobs != 1 || rs.Failed != 1 || *rs.SuccessRate != 0 {
 		t.Errorf("restore group = %+v, want one failure", rs)
 	}
-	if v := byKind["verify"]; v.Jobs != 1 || *v.DurationP50MS != 1500 {
-		t.Errorf("verify group (from the record) = %+v, want one job of 1.5 s", v)
+	if v := byKind["verify"]; v.Jobs != 2 || v.Cancelled != 1 || v.Failed != 0 || *v.DurationP50MS != 1500 {
+		t.Errorf("verify group (from the records) = %+v, want one job of 1.5 s and one cancelled", v)
 	}
 	if _, ok := byKind["ping"]; ok {
 		t.Errorf("ping jobs counted without kind=ping")
 	}
-	if a.Total.Jobs != 4 {
-		t.Errorf("total jobs = %d, want 4", a.Total.Jobs)
+	if a.Total.Jobs != 6 || a.Total.Cancelled != 2 {
+		t.Errorf("total jobs = %d, %d cancelled; want 6, 2 cancelled", a.Total.Jobs, a.Total.Cancelled)
 	}
 
 	decode(t, f.get("/api/v1/analytics?window=2d&by=kind&kind=ping"), http.StatusOK, &a)
@@ -154,7 +170,7 @@ func TestAnalytics(t *testing.T) {
 		t.Errorf("source=%s over 1h: %+v", f.src, a.Groups)
 	}
 	decode(t, f.get("/api/v1/analytics?window=24h&by=hour"), http.StatusOK, &a)
-	if len(a.Groups) != 25 || a.Total.Jobs != 4 {
-		t.Errorf("by hour over 24h: %d groups, %d jobs; want 25 and 4", len(a.Groups), a.Total.Jobs)
+	if len(a.Groups) != 25 || a.Total.Jobs != 6 {
+		t.Errorf("by hour over 24h: %d groups, %d jobs; want 25 and 6", len(a.Groups), a.Total.Jobs)
 	}
 }
