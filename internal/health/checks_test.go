@@ -231,6 +231,12 @@ func TestRepositoryCheck(t *testing.T) {
 	if res["repository offsite"].Status != brr.HealthOK || res["repository local"].Status != brr.HealthOK {
 		t.Errorf("after the second verify: %+v, want both ok", res)
 	}
+	// A cancelled verify says nothing of the repo: the last one that ran stands.
+	verified("v4", "offsite", brr.StatusCancelled, 0, t0.Add(150*time.Minute))
+	res = run(t0.Add(3 * time.Hour))
+	if got := res["repository offsite"]; got.Status != brr.HealthOK || !strings.Contains(got.Message, "v3") {
+		t.Errorf("offsite after a cancelled verify = %+v, want ok from v3", got)
+	}
 	// Too long ago.
 	res = run(t0.Add(25 * time.Hour))
 	if got := res["repository local"]; got.Status != brr.HealthWarn {

@@ -111,6 +111,8 @@ const fetchWait = 5 * time.Second
 // read takes in the final events of verify jobs stored after memo.Seq.
 func (c *RepositoryCheck) read(ctx context.Context, memo *verifyMemo) error {
 	var filters []string
+	// A cancelled verify is left out on purpose: stopped by someone, it says nothing of
+	// the repo, and the last verify that ran to its end stands.
 	for _, s := range []brr.Status{brr.StatusSucceeded, brr.StatusFailed, brr.StatusDead} {
 		filters = append(filters, c.Subjects.Event(&brr.Event{Type: brr.EventJob, Kind: brr.KindVerify, Status: s}))
 	}
