@@ -305,6 +305,10 @@ func TestRolePermissions(t *testing.T) {
 		_, err := pc.AddSchedule(ctx, "nightly", "0 0 3 * * *", "", brr.PingJob{})
 		return err
 	})
+	refused.check("publishes a key job (an escrow key could go)", "brr.jobs.default.key", func(ctx context.Context) error {
+		_, err := pc.Publish(ctx, brr.KeyJob{Action: brr.KeyList})
+		return err
+	})
 	refused.check("updates the jobs stream", "$JS.API.STREAM.UPDATE.BRR_JOBS", func(ctx context.Context) error {
 		_, err := pjs.UpdateStream(ctx, jetstream.StreamConfig{Name: "BRR_JOBS", Subjects: []string{"brr.jobs.>"}})
 		return err
