@@ -21,28 +21,17 @@ import (
 // snapshot and its bytes too, all without a reload; the page raises no script error and
 // fits a phone's width. Screenshots of both sizes are saved as test artifacts.
 func TestDashboard(t *testing.T) {
-	browser := testkit.FindChromium(t)
-	const key = "e2e-dashboard-key-0123456789abcdef"
-	keyFile := writeAPIKey(t, key)
 	src := t.TempDir()
 	testkit.WriteTree(t, src, testkit.Tree{Seed: 2, Sizes: []int{200 << 10, 20, 8 << 10, 0, 3}})
-	w := bins.StartWorker(t, testkit.WorkerOptions{Config: fmt.Sprintf("http:\n  api_key_file: %s\nhealth:\n  interval: 1s\n  rpo: {%q: 1h}\n", keyFile, src)})
-	base := "http://" + w.HTTP
+	p := openDashboard(t, fmt.Sprintf("health:\n  interval: 1s\n  rpo: {%q: 1h}\n", src), 1280, 1000)
+	base, key, tab, do, poll, sel := p.base, p.key, p.tab, p.do, p.poll, q
 	workerID := healthzWorker(t, base)
-
-	tab := newTab(t, browser, w, 1280, 1000)
-	do, poll := tab.Do, tab.Poll
-
 	waitFor := func(what, cond string) {
 		t.Helper()
 		do(what, poll(cond))
 	}
-	sel := func(css string) string { // a querySelector call with css quoted for JavaScript
-		q, _ := json.Marshal(css)
-		return "document.querySelector(" + string(q) + ")"
-	}
 
-	do("load the dashboard", chromedp.Navigate(base+"/"))
+	p.load()
 	waitFor("the page shows the worker", sel(`#workers-body tr[data-worker="`+workerID+`"]`))
 	waitFor("the live feed connects", sel("#live.on"))
 	do("mark the page", chromedp.Evaluate[chromedp.Void]("window.__brrNoReload = 42"))
@@ -61,16 +50,7 @@ func TestDashboard(t *testing.T) {
 	if err != nil || marker != 42 {
 		t.Fatalf("page marker = %d (%v): the page reloaded, so the update did not come live", marker, err)
 	}
-	dir := testkit.ArtifactDir(t)
-	shot, err := chromedp.Run(tab, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatalf("screenshot: %v", err)
-	}
-	path := filepath.Join(dir, "dashboard.png")
-	if err := os.WriteFile(path, shot, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("dashboard screenshot: %s", path)
+	p.shoot("dashboard.png", "")
 
 	// A phone: the page must not be wider than the screen.
 	do("emulate a phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile))
@@ -82,15 +62,7 @@ func TestDashboard(t *testing.T) {
 	if overflow > 0 {
 		t.Errorf("on a 390 px wide phone the page is %d px too wide: it scrolls sideways", overflow)
 	}
-	shot, err = chromedp.Run(tab, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatalf("phone screenshot: %v", err)
-	}
-	path = filepath.Join(dir, "dashboard-phone.png")
-	if err := os.WriteFile(path, shot, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("phone screenshot: %s", path)
+	p.shoot("dashboard-phone.png", "")
 
 	tab.CheckConsole()
 }
@@ -154,25 +126,17 @@ func postJob(t *testing.T, base, key, body string) {
 // the page shows no data and asks for the key; once it has it, it shows the worker and
 // follows the live events, whose stream needs the key too.
 func TestDashboardProtectedReads(t *testing.T) {
-	browser := testkit.FindChromium(t)
-	const key = "e2e-protected-key-0123456789abcdef"
-	keyFile := writeAPIKey(t, key)
-	w := bins.StartWorker(t, testkit.WorkerOptions{Config: fmt.Sprintf("http:\n  api_key_file: %s\n  protect_reads: true\n", keyFile)})
-	base := "http://" + w.HTTP
-	workerID := healthzWorker(t, base)
+	// The config continues the http block that openDashboard starts.
+	p := openDashboard(t, "  protect_reads: true\n", 0, 0)
+	workerID := healthzWorker(t, p.base)
 
-	tab := newTab(t, browser, w, 0, 0)
-	do, poll := tab.Do, tab.Poll
-
-	do("load the dashboard", chromedp.Navigate(base+"/"))
-	do("the page asks for the key", poll(`!document.querySelector("#key-form").hidden`))
-	shown, err := chromedp.Run(tab, chromedp.Evaluate[int](`document.querySelectorAll("#workers-body tr[data-worker]").length`))
-	if err != nil || shown != 0 {
-		t.Fatalf("without the key the page shows %d workers (%v), want none", shown, err)
+	p.load()
+	p.do("the page asks for the key", p.askedForKey())
+	if shown := p.eval(`String(document.querySelectorAll("#workers-body tr[data-worker]").length)`); shown != "0" {
+		t.Fatalf("without the key the page shows %s workers, want none", shown)
 	}
-	do("enter the key",
-		chromedp.SendKeys(chromedp.ID("key-input"), key),
-		chromedp.Click(chromedp.CSS("#key-form button")),
-		poll(`document.querySelector('#workers-body tr[data-worker="`+workerID+`"]')`),
-		poll(`document.querySelector("#live.on") && document.querySelector("#key-form").hidden`))
+	p.do("enter the key",
+		p.enterKey(),
+		p.poll(`document.querySelector('#workers-body tr[data-worker="`+workerID+`"]')`),
+		p.poll(`document.querySelector("#live.on") && document.querySelector("#key-form").hidden`))
 }
