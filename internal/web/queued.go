@@ -33,7 +33,8 @@ type QueuedJob struct {
 type QueuedList struct {
 	// Jobs are the queued jobs of this worker's pools, oldest first (per pool).
 	Jobs []QueuedJob `json:"jobs"`
-	// More says there are more than limit, or more messages than one request reads.
+	// More says the answer stopped at limit, or at the job messages one request reads
+	// (2,000): there may be more queued jobs.
 	More bool `json:"more,omitempty"`
 }
 
