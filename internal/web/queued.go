@@ -50,6 +50,10 @@ func (s *Server) queuedJobs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	quiet, err := boolParam(r.URL.Query().Get("quiet"), "quiet")
+	if err != nil {
+		return err
+	}
 	out := QueuedList{Jobs: []QueuedJob{}}
 	subj := s.client.Subjects()
 	ctx := r.Context()
@@ -86,7 +90,7 @@ func (s *Server) queuedJobs(w http.ResponseWriter, r *http.Request) error {
 			scanned++
 			seq = raw.Sequence
 			job, ok := s.queued(ctx, raw, results, cancels)
-			if ok {
+			if ok && !(quiet && job.Kind == brr.KindPing) {
 				out.Jobs = append(out.Jobs, job)
 			}
 		}

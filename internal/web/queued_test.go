@@ -13,8 +13,8 @@ import (
 // TestQueuedJobs lists the jobs that wait in the queue of a pool no worker consumes
 // ("idle"): in the order of the queue, with what they ask, bounded by limit; a message
 // that is not a job is left out; a cancel asked for one shows; one a worker has taken
-// (its lifecycle event is in the results) is no longer queued; and a job of the pool the
-// worker consumes runs and is not listed.
+// (its lifecycle event is in the results) is no longer queued; quiet leaves out pings;
+// and a job of the pool the worker consumes runs and is not listed.
 func TestQueuedJobs(t *testing.T) {
 	f := setup(t, func(c *Config) { c.Pools = []string{brr.DefaultPool, "idle"} })
 	ctx := testkit.Context(t, time.Minute)
@@ -24,6 +24,9 @@ func TestQueuedJobs(t *testing.T) {
 		}
 	}
 	if _, err := f.js.Publish(ctx, brr.Subjects{}.Job("idle", brr.KindBackup), []byte(`{"v":1,"id":"q-bad","kind":"backup"`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.client.Publish(ctx, brr.PingJob{}, brr.WithJobPool("idle"), brr.WithID("q-ping")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.client.Publish(ctx, brr.PingJob{}, brr.WithID("runs")); err != nil {
@@ -42,8 +45,12 @@ func TestQueuedJobs(t *testing.T) {
 	}
 	var l QueuedList
 	decode(t, f.get("/api/v1/queue/jobs"), http.StatusOK, &l)
+	if got := ids(l); len(got) != 4 || got[3] != "q-ping" {
+		t.Fatalf("queued = %v, want q-1, q-2, q-3 and q-ping", got)
+	}
+	decode(t, f.get("/api/v1/queue/jobs?quiet=true"), http.StatusOK, &l)
 	if got := ids(l); len(got) != 3 || got[0] != "q-1" || got[1] != "q-2" || got[2] != "q-3" || l.More {
-		t.Fatalf("queued = %v (more %v), want q-1, q-2, q-3", got, l.More)
+		t.Fatalf("quiet: queued = %v (more %v), want q-1, q-2, q-3", got, l.More)
 	}
 	j := l.Jobs[0]
 	var args brr.BackupJob
@@ -51,7 +58,7 @@ func TestQueuedJobs(t *testing.T) {
 		json.Unmarshal(j.Args, &args) != nil || args.Path != "/srv/q-1" || j.CancelRequested {
 		t.Errorf("q-1 = %+v (args %s)", j, j.Args)
 	}
-	decode(t, f.get("/api/v1/queue/jobs?limit=2"), http.StatusOK, &l)
+	decode(t, f.get("/api/v1/queue/jobs?quiet=true&limit=2"), http.StatusOK, &l)
 	if got := ids(l); len(got) != 2 || got[1] != "q-2" || !l.More {
 		t.Errorf("limit=2: %v (more %v), want q-1, q-2 and more", got, l.More)
 	}
@@ -74,7 +81,7 @@ func TestQueuedJobs(t *testing.T) {
 	if _, err := kv.Put(ctx, "q-1", data); err != nil {
 		t.Fatal(err)
 	}
-	decode(t, f.get("/api/v1/queue/jobs"), http.StatusOK, &l)
+	decode(t, f.get("/api/v1/queue/jobs?quiet=true"), http.StatusOK, &l)
 	if got := ids(l); len(got) != 2 || got[0] != "q-2" || !l.Jobs[0].CancelRequested || got[1] != "q-3" || l.Jobs[1].CancelRequested {
 		t.Errorf("after q-1 was taken and q-2 cancelled: %+v, want q-2 (cancel asked) and q-3", l.Jobs)
 	}

@@ -217,7 +217,7 @@
   }
 
   async function loadQueue() {
-    const [q, waiting] = await Promise.all([api("queue"), api("queue/jobs?limit=" + SHOWN_JOBS)]);
+    const [q, waiting] = await Promise.all([api("queue"), api("queue/jobs?quiet=true&limit=" + SHOWN_JOBS)]);
     putQueued(waiting.jobs);
     const pending = q.pools.reduce((n, p) => n + p.pending, 0);
     const inFlight = q.pools.reduce((n, p) => n + p.in_flight, 0);
