@@ -69,10 +69,11 @@ func TestDashboardCancel(t *testing.T) {
 	p.shoot("dashboard-cancelled.png", "")
 }
 
-// TestDashboardCancelQueued cancels from the dashboard a job that no worker has taken
-// yet. The worker runs one job at a time and is busy with a backup of a command source
-// that would run for ten minutes, so two backups published after it wait in the queue:
-// the jobs table shows both as queued, each with a Cancel button. One is cancelled by
+// TestDashboardCancelQueued cancels from the dashboard a job that no worker has started.
+// The worker runs one job at a time and is busy with a backup of a command source that
+// would run for ten minutes, so two backups published after it wait in the queue (or
+// in the worker's hands, announced accepted, waiting for its slot): the jobs table shows
+// both, neither started, each with a Cancel button. One is cancelled by
 // clicking (with the confirmation); the API then lists it as queued with its cancel
 // asked. Once the long job is cancelled, the worker takes the queued ones: the cancelled
 // one ends cancelled without running (no snapshot of its directory), the other runs.
@@ -97,8 +98,13 @@ func TestDashboardCancelQueued(t *testing.T) {
 	p.load()
 	p.do("give the page the key", chromedp.Evaluate[chromedp.Void](`sessionStorage.setItem("brr.apiKey", `+chrome.JSString(p.key)+`)`))
 	p.load()
+	// Queued, or accepted when the worker pulled it ahead and announced that it waits for
+	// its slot while the page was open: either way not started, and cancellable.
+	waits := func(id string) string {
+		return "(" + q(row(id)+`[data-status="queued"]`) + " || " + q(row(id)+`[data-status="accepted"]`) + ")"
+	}
 	p.do("both waiting jobs show as queued, with a Cancel button",
-		p.poll(q(row("waits-cancel")+`[data-status="queued"]`)+" && "+q(row("waits-run")+`[data-status="queued"]`)+
+		p.poll(waits("waits-cancel")+" && "+waits("waits-run")+
 			" && "+q(button("waits-cancel", "cancel"))+" && "+q(row("busy")+`[data-status="started"]`)))
 	p.shoot("dashboard-queued.png", "jobs")
 
@@ -106,7 +112,7 @@ func TestDashboardCancelQueued(t *testing.T) {
 		p.click(button("waits-cancel", "cancel")),
 		p.poll(q(button("waits-cancel", "cancel-confirm"))),
 		p.click(button("waits-cancel", "cancel-confirm")),
-		p.poll(q(row("waits-cancel")+" .cancel-state")+` && `+q(row("waits-cancel")+" .cancel-state")+`.textContent.includes("cancel asked")`))
+		p.poll(q(row("waits-cancel")+" .cancel-state")+` && /cancel asked|cancelling/.test(`+q(row("waits-cancel")+" .cancel-state")+`.textContent)`))
 	p.shoot("dashboard-queued-cancel-asked.png", "jobs")
 	waiting := queuedJobs(t, p)
 	if len(waiting) != 2 || waiting[0].ID != "waits-cancel" || !waiting[0].CancelRequested || waiting[1].ID != "waits-run" || waiting[1].CancelRequested {

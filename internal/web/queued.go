@@ -13,8 +13,10 @@ import (
 	"github.com/brr-dev/brr"
 )
 
-// QueuedJob is a job waiting in the queue: published, and taken by no worker yet, so it
-// has no lifecycle event and GET /api/v1/jobs does not list it.
+// QueuedJob is a job that waits: published, and started by no worker yet. It is in the
+// queue, or a worker pulled it ahead and waits for a free slot (it announced it
+// accepted, an event that does not go to the results). Either way it has no entry in
+// the results, so GET /api/v1/jobs does not list it.
 type QueuedJob struct {
 	ID      string          `json:"id"`
 	Kind    brr.Kind        `json:"kind"`
@@ -42,9 +44,9 @@ type QueuedList struct {
 // stream too, until they are acknowledged.
 const maxQueueScan = 2000
 
-// queuedJobs lists the jobs in the queue that no worker has taken yet: the job messages
-// of the jobs stream (a work queue, so a message is there until a worker settles it)
-// that have no lifecycle event in the results bucket.
+// queuedJobs lists the jobs that no worker has started yet: the job messages of the jobs
+// stream (a work queue, so a message is there until a worker settles it) that have no
+// entry in the results bucket.
 func (s *Server) queuedJobs(w http.ResponseWriter, r *http.Request) error {
 	limit, err := intParam(r.URL.Query().Get("limit"), 50, 1, 500, "limit")
 	if err != nil {

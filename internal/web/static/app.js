@@ -6,8 +6,8 @@
   const $ = (id) => document.getElementById(id);
   const KEY = "brr.apiKey";
   const RUNNING = new Set(["accepted", "started", "progress", "retrying"]);
-  // A job in the queue that no worker has taken yet has no event: the table shows it as
-  // "queued", from GET /api/v1/queue/jobs, and it can be cancelled too.
+  // A job that no worker has started yet has no entry in the results: the table shows it
+  // as "queued", from GET /api/v1/queue/jobs, and it can be cancelled too.
   const QUEUED = "queued";
   const OPEN = new Set([...RUNNING, QUEUED]);
   const FINAL = new Set(["succeeded", "failed", "dead", "cancelled"]);
