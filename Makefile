@@ -120,7 +120,7 @@ bench-index: ## load synthetic indexes of 1M and 10M blobs: load time, heap per 
 	BRR_BENCH_INDEX=$${BRR_BENCH_INDEX:-1000000,10000000} $(GO) test -count=1 -v -timeout 2h -run '^TestBenchIndex$$' ./internal/repo | \
 		grep -v -e '^=== ' -e '^--- ' -e '^BENCH-INDEX '
 
-bench-scale: build ## jobs/s with 1, 2, 4 workers; pipeline on R1 vs a 3-node R3 cluster (scripts/bench-scale.sh)
+bench-scale: build ## jobs/s of 1, 4, 8, 16 workers on a 3-node R3 cluster and what saturates; pipeline R1 vs R3; what a job writes to each stream (scripts/bench-scale.sh)
 	scripts/bench-scale.sh
 
 bench-sources: build ## watch RPO (write to snapshot) and the cost of excludes on the bench-backup corpus (scripts/bench-sources.sh)

@@ -274,6 +274,9 @@ for n in $WORKER_COUNTS; do
 	limit=$((jobs * DELAY_MS / 1000 + 120))
 	for ((i = 0; i < limit * 5; i++)); do
 		[[ "$(stream_msgs BRR_JOBS)" == 0 ]] && break
+		for pid in "${servers[@]}"; do
+			kill -0 "$pid" 2>/dev/null || die "$n workers: a nats-server (pid $pid) is gone (logs: $BENCH_DIR/nats-3-*.log)"
+		done
 		sleep 0.2
 	done
 	run_cpu[$n]="$(cpu_since)"
