@@ -77,6 +77,12 @@ type loader struct {
 	// mem is the bytes of the buffers getBuf made that are not the collector's yet (free,
 	// or holding a blob), peakAll the most ever.
 	mem, peakAll int64
+	// packs are the packs of the positions in the order they are first needed, packAt
+	// the place of each in it, and hinted how many of them were named to the backend
+	// (prefetch).
+	packs  []repo.ID
+	packAt map[repo.ID]int
+	hinted int
 }
 
 // The state of a position: no read covers it yet; a slot counts it in want; its writer
@@ -104,6 +110,13 @@ const (
 	// the look once that many positions in a row are of no use to the read.
 	lookahead = 4096
 	maxStray  = 64
+	// prefetchPacks is how many packs after the one a read is in are named to the
+	// backend ahead of their reads (repo.Repository.PrefetchPack): the nats backend
+	// downloads them into its cache, the file backend has the kernel read them ahead,
+	// while the writers write the blobs of this one. Each is a pack of up to 16 MiB
+	// read early into the backend's cache or the page cache, not into the loader's
+	// buffers: the loader's bound is unchanged.
+	prefetchPacks = 2
 )
 
 // slot is a blob the loader read, or is reading, for the asks still to come.
@@ -123,11 +136,39 @@ type slot struct {
 // writes' positions.
 func newLoader(r *repo.Repository, writes []*fileWrite, limit int64, reread func(repo.ID, error)) *loader {
 	n := 0
+	packAt := make(map[repo.ID]int)
+	var packs []repo.ID
 	for i, w := range writes {
 		w.seq, w.base = i, n
 		n += len(w.content)
+		for _, id := range w.content {
+			if pb, ok := r.LookupBlob(repo.DataBlob, id); ok {
+				if _, seen := packAt[pb.Pack]; !seen {
+					packAt[pb.Pack] = len(packs)
+					packs = append(packs, pb.Pack)
+				}
+			}
+		}
 	}
-	return &loader{r: r, reread: reread, writes: writes, limit: limit, state: make([]uint8, n), slots: make(map[repo.ID]*slot), failed: make(map[repo.ID]error)}
+	return &loader{r: r, reread: reread, writes: writes, limit: limit, state: make([]uint8, n), slots: make(map[repo.ID]*slot), failed: make(map[repo.ID]error),
+		packs: packs, packAt: packAt}
+}
+
+// prefetch names to the backend the packs up to prefetchPacks after pack, which a read
+// is about to load, in the order the restore needs them, each once.
+func (l *loader) prefetch(ctx context.Context, pack repo.ID) {
+	l.mu.Lock()
+	k, ok := l.packAt[pack]
+	var next []repo.ID
+	if ok && l.hinted <= k+prefetchPacks {
+		end := min(k+prefetchPacks+1, len(l.packs))
+		next = l.packs[l.hinted:end]
+		l.hinted = end
+	}
+	l.mu.Unlock()
+	for _, p := range next {
+		l.r.PrefetchPack(ctx, p)
+	}
 }
 
 // blob returns content[i] of w. With s nil, the data is in buf (reused when it has
@@ -179,6 +220,9 @@ func (l *loader) blob(ctx context.Context, w *fileWrite, i int, buf []byte) (dat
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
+	}
+	if pb, ok := l.r.LookupBlob(repo.DataBlob, id); ok {
+		l.prefetch(ctx, pb.Pack)
 	}
 	data, err = l.r.LoadBlob(ctx, repo.DataBlob, id, buf[:0])
 	if first == nil && errors.Is(err, repo.ErrDamaged) && ctx.Err() == nil {
@@ -382,6 +426,7 @@ func (l *loader) read(ctx context.Context, members []*member, own []byte) ([]byt
 	for i, m := range members {
 		ids[i] = m.id
 	}
+	l.prefetch(ctx, members[0].pb.Pack)
 	var first []byte
 	var firstErr error
 	err := l.r.LoadBlobs(ctx, repo.DataBlob, ids, func(i int) []byte {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/brr-dev/brr/internal/repo"
@@ -339,5 +340,98 @@ func TestRestoreSharedBlobs(t *testing.T) {
 	sameAsSource(t, src, target)
 	if _, _, held, blobs := restorer.CacheStats(rs); held != 0 || blobs != 0 {
 		t.Errorf("%d bytes in %d blobs left in the loader after the restore, want none", held, blobs)
+	}
+}
+
+// hinting is a backend that records the packs named to it as coming next (Prefetch) and
+// the first Load of each, and hands both to the backend below.
+type hinting struct {
+	repo.Backend
+	mu       sync.Mutex
+	on       bool
+	hinted   map[string]int // pack → times named
+	unhinted []string       // packs loaded before they were named
+	loaded   map[string]bool
+}
+
+func (h *hinting) Prefetch(ctx context.Context, hd repo.Handle) {
+	h.mu.Lock()
+	if h.on {
+		h.hinted[hd.Name]++
+	}
+	h.mu.Unlock()
+	if p, ok := h.Backend.(repo.Prefetcher); ok {
+		p.Prefetch(ctx, hd)
+	}
+}
+
+func (h *hinting) Load(ctx context.Context, hd repo.Handle, offset, length int64) ([]byte, error) {
+	h.mu.Lock()
+	if h.on && hd.Type == repo.PackFile && !h.loaded[hd.Name] {
+		h.loaded[hd.Name] = true
+		if h.hinted[hd.Name] == 0 {
+			h.unhinted = append(h.unhinted, hd.Name)
+		}
+	}
+	h.mu.Unlock()
+	return h.Backend.Load(ctx, hd, offset, length)
+}
+
+// A restore names each pack it reads to the backend (repo.Prefetcher) once, before its
+// first load of it: the next packs are on their way while the writers write this one's
+// blobs.
+func TestRestorePrefetchesPacksInOrder(t *testing.T) {
+	ctx := context.Background()
+	src := t.TempDir()
+	for i := range 600 {
+		testkit.WriteFile(t, filepath.Join(src, fmt.Sprintf("d%d", i%7), fmt.Sprintf("f%03d", i)), randomBytes(uint64(300+i), 4<<10+i*97), 0o644)
+	}
+	testkit.WriteFile(t, filepath.Join(src, "big"), randomBytes(99, 9<<20), 0o644)
+	be, err := file.Open(filepath.Join(t.TempDir(), "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &hinting{Backend: be, hinted: map[string]int{}, loaded: map[string]bool{}}
+	r, err := repo.Init(ctx, h, []byte(testkit.Password), testkit.RepoOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	sn := snapshotOf(t, r, src)
+	pl, err := restorer.NewPlan(ctx, r, sn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(t.TempDir(), "out")
+	if err := restorer.PrepareTarget(target); err != nil {
+		t.Fatal(err)
+	}
+	h.mu.Lock()
+	h.on = true
+	h.mu.Unlock()
+	rs := restorer.New(r, target, restorer.Options{Workers: 2})
+	if err := rs.Run(ctx, pl); err != nil {
+		t.Fatal(err)
+	}
+	if f := rs.Failures(); len(f) > 0 {
+		t.Fatalf("restore failed for %q", f)
+	}
+	sameAsSource(t, src, target)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t.Logf("%d packs loaded, %d named", len(h.loaded), len(h.hinted))
+	if len(h.loaded) < 3 {
+		t.Fatalf("the restore loaded %d packs; the test wants several", len(h.loaded))
+	}
+	if len(h.unhinted) > 0 {
+		t.Errorf("packs loaded before the restore named them to the backend: %q", h.unhinted)
+	}
+	for p, n := range h.hinted {
+		if n != 1 {
+			t.Errorf("pack %s named %d times, want once", p[:8], n)
+		}
+		if !h.loaded[p] {
+			t.Errorf("pack %s named but never loaded", p[:8])
+		}
 	}
 }
