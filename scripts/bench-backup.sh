@@ -164,7 +164,9 @@ timed brr_backup "$BRR" --nats "$nats" backup "$corpus" --wait
 track_hwm "the first backup"
 timed brr_rebackup "$BRR" --nats "$nats" backup "$corpus" --wait
 track_hwm "the re-backup"
+cpu_before="$(proc_cpu "$worker_pid")"
 timed brr_restore "$BRR" --nats "$nats" restore latest "$BENCH_DIR/brr-restore" --wait
+cpu_brr_restore="$(awk -v a="$cpu_before" -v b="$(proc_cpu "$worker_pid")" 'BEGIN {printf "%.2f", b - a}')"
 track_hwm "the restore"
 brr_repo_bytes="$(du -sb "$data/repo" | cut -f1)"
 note "backup ${T_brr_backup}s, re-backup ${T_brr_rebackup}s, restore ${T_brr_restore}s"
@@ -215,3 +217,8 @@ if ((server_hwm > 0)); then
 	echo "the separate nats-server's own VmHWM: $(human $((server_hwm * 1024)))."
 fi
 echo "restic's is the largest 'Maximum resident set size' of its commands. Logs and timings: $BENCH_DIR/*.log, *.time"
+# CPU time is steadier than wall time on a loaded machine: the worker's user+system
+# seconds over the restore (the job and everything else the worker did meanwhile)
+# against restic's.
+cpu_restic_restore="$(time_cpu "$BENCH_DIR/restic_restore.time")"
+echo "restore CPU (user+system): brr worker ${cpu_brr_restore}s, restic ${cpu_restic_restore}s, ratio $(ratio "$cpu_restic_restore" "$cpu_brr_restore")"

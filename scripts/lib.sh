@@ -182,6 +182,16 @@ timed() {
 	printf -v "RSS_$name" '%s' "$(awk -F': ' '/Maximum resident set size/ {print $2}' "$BENCH_DIR/$name.time")"
 }
 
+# proc_cpu prints the user+system CPU seconds process $1 has used so far (0 when gone).
+proc_cpu() {
+	awk -v hz="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz}' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+# time_cpu prints the user+system seconds in a /usr/bin/time -v report $1.
+time_cpu() {
+	awk -F': ' '/User time|System time/ {s += $2} END {printf "%.2f", s}' "$1"
+}
+
 # ensure_natscli installs natscli $NATSCLI_VERSION into .tools/bin when $NATSCLI is
 # missing or another version.
 NATSCLI_VERSION=v0.5.0
