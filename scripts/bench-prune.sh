@@ -19,6 +19,12 @@
 #   scripts/bench-prune.sh            (or: make bench-prune)
 #   FILES=200000 scripts/bench-prune.sh      a smaller, quicker run
 #   BENCH_DIR=/path ...  work dir (default /tmp/brr-bench-prune)   NO_BUILD=1 ...  use bin/ as is
+#   KEEP_REPOS=1 ...     after the second backups, copy both repositories (and restic's cache,
+#                        brr's data dir) to BENCH_DIR/before-prune, with the backup figures
+#   PRUNE_ONLY=1 ...     no corpus, no backups: start again from BENCH_DIR/before-prune (made
+#                        by a KEEP_REPOS=1 run; the backup rows repeat that run's figures)
+#                        and run only the prunes, the checks and the table
+#   SKIP_RESTIC=1 ...    with PRUNE_ONLY=1: brr's prune only (for iterating; no ratio)
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -82,12 +88,30 @@ export RESTIC_PASSWORD_FILE="$BENCH_DIR/restic-password"
 export RESTIC_CACHE_DIR="$BENCH_DIR/restic-cache"
 export BRR_PRUNE_GRACE=1s
 data="$BENCH_DIR/brr-data"
+saved="$BENCH_DIR/before-prune"
+PRUNE_ONLY="${PRUNE_ONLY:-0}"
+SKIP_RESTIC="${SKIP_RESTIC:-0}"
+[[ "$SKIP_RESTIC" != 1 || "$PRUNE_ONLY" == 1 ]] || die "SKIP_RESTIC=1 goes with PRUNE_ONLY=1"
 rm -rf "$RESTIC_REPOSITORY" "$RESTIC_CACHE_DIR" "$data" "$BENCH_DIR/worker.log"
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$RESTIC_PASSWORD_FILE"
-chmod 0600 "$RESTIC_PASSWORD_FILE"
 nats_port="" http_port=""
 take_ports nats_port http_port
 nats="nats://127.0.0.1:$nats_port"
+
+if [[ "$PRUNE_ONLY" == 1 ]]; then
+	[[ -f "$saved/figures" ]] || die "PRUNE_ONLY=1 needs $saved from an earlier KEEP_REPOS=1 run"
+	step "PRUNE_ONLY: both repositories as $saved holds them (backups not run again)"
+	cp -a "$saved/restic-repo" "$RESTIC_REPOSITORY"
+	cp -a "$saved/restic-cache" "$RESTIC_CACHE_DIR"
+	cp -a "$saved/brr-data" "$data"
+	cp -a "$saved/restic-password" "$RESTIC_PASSWORD_FILE"
+	saved_at=""
+	# shellcheck disable=SC1091
+	source "$saved/figures"
+	note "backups of $FILES files, from $saved_at"
+	start_worker
+else # the full run: corpus and both backups (not indented, to keep the diff small)
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$RESTIC_PASSWORD_FILE"
+chmod 0600 "$RESTIC_PASSWORD_FILE"
 
 step "corpus: $FILES files in $corpus (generation 0)"
 rm -rf "$corpus"
@@ -108,9 +132,30 @@ timed restic_b2 "$restic" backup --host bench "$corpus"
 timed brr_b2 "$BRR" --nats "$nats" backup "$corpus" --wait
 note "restic ${T_restic_b2}s, brr ${T_brr_b2}s"
 
-step "restic: forget --keep-last 1 --prune"
-timed restic_prune "$restic" forget --keep-last 1 --prune
-restic_repo_after="$(du -sb "$RESTIC_REPOSITORY" | cut -f1)"
+if [[ "${KEEP_REPOS:-0}" == 1 ]]; then
+	step "KEEP_REPOS: copy both repositories to $saved"
+	stop_worker
+	rm -rf "$saved"
+	mkdir -p "$saved"
+	cp -a "$RESTIC_REPOSITORY" "$RESTIC_CACHE_DIR" "$data" "$RESTIC_PASSWORD_FILE" "$saved/"
+	{
+		printf 'FILES=%q\nsaved_at=%q\n' "$FILES" "$(date -u +%Y-%m-%dT%H:%MZ)"
+		printf 'T_restic_b1=%q\nT_restic_b2=%q\nT_brr_b1=%q\nT_brr_b2=%q\n' "$T_restic_b1" "$T_restic_b2" "$T_brr_b1" "$T_brr_b2"
+		printf 'RSS_restic_b1=%q\nhwm_b1=%q\n' "$RSS_restic_b1" "$hwm_b1"
+	} >"$saved/figures"
+	start_worker
+fi
+fi # PRUNE_ONLY
+
+if [[ "$SKIP_RESTIC" == 1 ]]; then
+	step "SKIP_RESTIC: restic's prune not run"
+	T_restic_prune=0
+	restic_repo_after=0
+else
+	step "restic: forget --keep-last 1 --prune"
+	timed restic_prune "$restic" forget --keep-last 1 --prune
+	restic_repo_after="$(du -sb "$RESTIC_REPOSITORY" | cut -f1)"
+fi
 
 step "brr: restart the worker, then prune --keep-last 1"
 brr_repo_before="$(du -sb "$data/repo" | cut -f1)"
@@ -127,7 +172,9 @@ brr_repo_after="$(du -sb "$data/repo" | cut -f1)"
 note "brr ${T_brr_prune}s, worker VmHWM $(human $((hwm_prune * 1024))) (at start $(human $((hwm_start * 1024))))"
 
 step "check both repositories after the prune"
-restic check >"$BENCH_DIR/restic-check.log" 2>&1 || die "restic check failed after prune"
+if [[ "$SKIP_RESTIC" != 1 ]]; then
+	restic check >"$BENCH_DIR/restic-check.log" 2>&1 || die "restic check failed after prune"
+fi
 "$BRR" --nats "$nats" --json verify --wait >"$BENCH_DIR/brr-verify.log" 2>&1 || die "brr verify failed after prune: $BENCH_DIR/brr-verify.log"
 brr_blobs="$(grep -o '"blobs":[0-9]*' "$BENCH_DIR/brr-verify.log" | tail -1 | cut -d: -f2)"
 stop_worker
