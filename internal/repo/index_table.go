@@ -95,12 +95,40 @@ func cmpRec(a, b *blobRec) int {
 }
 
 // blobRun is a sorted run: the records of the ids whose first bits bits are p are
-// recs[start[p]:start[p+1]].
+// records start[p] to start[p+1]. The records are kept in chunks of chunkLen, so that a
+// merge can give an input's chunks back as it has read them and take them for its output:
+// merging runs of n blobs in all takes n records of memory and a few chunks, not 2n.
 type blobRun struct {
-	bits  uint
-	start []uint32 // 1<<bits + 1
-	recs  []blobRec
+	bits   uint
+	start  []uint32 // 1<<bits + 1
+	n      int
+	chunks [][]blobRec
 }
+
+// chunkBits sets chunkLen, the records of a run's chunk: 4,096 records are 184 KiB.
+const (
+	chunkBits = 12
+	chunkLen  = 1 << chunkBits
+	chunkMask = chunkLen - 1
+)
+
+// rec returns record i of the run.
+func (r *blobRun) rec(i int) *blobRec { return &r.chunks[i>>chunkBits][i&chunkMask] }
+
+// chunkPool holds chunks given back by merges, for the next ones to take.
+type chunkPool struct{ free [][]blobRec }
+
+func (p *chunkPool) get() []blobRec {
+	if n := len(p.free); n > 0 {
+		c := p.free[n-1]
+		p.free[n-1] = nil
+		p.free = p.free[:n-1]
+		return c
+	}
+	return make([]blobRec, chunkLen)
+}
+
+func (p *chunkPool) put(c []blobRec) { p.free = append(p.free, c) }
 
 // bitsFor returns how many bits of prefix a run of n blobs has.
 func bitsFor(n int) uint {
@@ -111,9 +139,22 @@ func bitsFor(n int) uint {
 	return b
 }
 
+// newRun returns a run of n records with no chunks yet (see grow).
 func newRun(n int) *blobRun {
 	b := bitsFor(n)
-	return &blobRun{bits: b, start: make([]uint32, 1<<b+1), recs: make([]blobRec, n)}
+	return &blobRun{bits: b, start: make([]uint32, 1<<b+1), n: n}
+}
+
+// grow makes sure the run has chunks for its records up to i, taking them from pool when
+// it is not nil.
+func (r *blobRun) grow(i int, pool *chunkPool) {
+	for len(r.chunks) <= i>>chunkBits {
+		if pool != nil {
+			r.chunks = append(r.chunks, pool.get())
+		} else {
+			r.chunks = append(r.chunks, make([]blobRec, min(chunkLen, r.n-len(r.chunks)*chunkLen)))
+		}
+	}
 }
 
 // prefix returns the first r.bits bits of id.
@@ -144,7 +185,7 @@ func (r *blobRun) find(k blobKey) (int, bool) {
 	var key blobRec
 	copy(key[:], k.id[2:])
 	key.set(k.t == TreeBlob, indexEntry{})
-	i, ok := sort.Find(hi-lo, func(j int) int { return cmpRec(&key, &r.recs[lo+j]) })
+	i, ok := sort.Find(hi-lo, func(j int) int { return cmpRec(&key, r.rec(lo+j)) })
 	return lo + i, ok
 }
 
@@ -155,7 +196,7 @@ func (r *blobRun) all(yield func(blobKey, indexEntry) bool) bool {
 		k.id[0], k.id[1] = byte(q>>8), byte(q)
 		lo, hi := r.span(q)
 		for i := lo; i < hi; i++ {
-			rec := &r.recs[i]
+			rec := r.rec(i)
 			copy(k.id[2:], rec[:sfxLen])
 			k.t = DataBlob
 			if rec.tree() {
@@ -179,7 +220,7 @@ func (t *blobTable) get(k blobKey) (indexEntry, bool) {
 	}
 	for _, r := range t.runs {
 		if i, ok := r.find(k); ok {
-			return r.recs[i].entry(), true
+			return r.rec(i).entry(), true
 		}
 	}
 	return indexEntry{}, false
@@ -193,7 +234,7 @@ func (t *blobTable) put(k blobKey, e indexEntry) {
 	}
 	for _, r := range t.runs {
 		if i, ok := r.find(k); ok {
-			r.recs[i].set(k.t == TreeBlob, e)
+			r.rec(i).set(k.t == TreeBlob, e)
 			return
 		}
 	}
@@ -292,21 +333,23 @@ func (t *blobTable) flushTail() {
 // last one is at least half the size of the one before it.
 func (t *blobTable) addRun(sorted []tableEntry) {
 	r := newRun(len(sorted))
+	r.grow(len(sorted)-1, nil)
 	for i := range sorted {
 		f := &sorted[i]
 		r.start[r.prefix(&f.k.id)+1]++
-		copy(r.recs[i][:], f.k.id[2:])
-		r.recs[i].set(f.k.t == TreeBlob, f.e)
+		rec := r.rec(i)
+		copy(rec[:], f.k.id[2:])
+		rec.set(f.k.t == TreeBlob, f.e)
 	}
 	r.countStarts()
 	t.runs = append(t.runs, r)
 	// Merging the last two runs while the last is at least half the one before it can
 	// cascade; the runs it would merge are merged in one go instead, so that the runs in
 	// between are never built (a peak of memory, as they are garbage at once).
-	first, total := len(t.runs)-1, len(r.recs)
-	for first > 0 && 2*total >= len(t.runs[first-1].recs) {
+	first, total := len(t.runs)-1, r.n
+	for first > 0 && 2*total >= t.runs[first-1].n {
 		first--
-		total += len(t.runs[first].recs)
+		total += t.runs[first].n
 	}
 	if first < len(t.runs)-1 {
 		t.runs[first] = mergeRuns(t.runs[first:]...)
@@ -315,53 +358,79 @@ func (t *blobTable) addRun(sorted []tableEntry) {
 	}
 }
 
-// mergeRuns returns the run of the records of runs, which have no blob in common.
+// mergeRuns returns the run of the records of runs, which have no blob in common. It
+// consumes runs: it gives each input chunk back to a pool as soon as it has read it, and
+// takes the output's chunks from there, so that the merge takes about the memory of its
+// output (and the inputs are left without chunks).
 func mergeRuns(runs ...*blobRun) *blobRun {
 	n := 0
 	for _, r := range runs {
-		n += len(r.recs)
+		n += r.n
 	}
 	out := newRun(n)
+	var pool chunkPool
+	read := make([]int, len(runs)) // chunks of each input given back
+	var scratch []blobRec
 	o := 0
 	for q := 0; q < 1<<minBits; q++ {
-		from := o
+		scratch = scratch[:0]
 		if len(runs) == 2 {
-			o = merge2(out.recs, o, runs[0], runs[1], q)
+			scratch = merge2(scratch, runs[0], runs[1], q)
 		} else {
 			// A few runs' records of one 16-bit prefix (about n/65,536): sorting them
 			// is as quick as a k-way merge and simpler.
 			for _, r := range runs {
 				i, ie := r.span(q)
-				o += copy(out.recs[o:], r.recs[i:ie])
+				for ; i < ie; i++ {
+					scratch = append(scratch, *r.rec(i))
+				}
 			}
-			slices.SortFunc(out.recs[from:o], func(a, b blobRec) int { return cmpRec(&a, &b) })
+			slices.SortFunc(scratch, func(a, b blobRec) int { return cmpRec(&a, &b) })
 		}
-		for x := from; x < o; x++ {
-			out.start[out.recPrefix(q, &out.recs[x])+1]++
+		// Give back the input chunks read in full.
+		for ri, r := range runs {
+			_, ie := r.span(q)
+			for ; read[ri] < ie>>chunkBits; read[ri]++ {
+				pool.put(r.chunks[read[ri]])
+				r.chunks[read[ri]] = nil
+			}
+		}
+		for x := range scratch {
+			out.grow(o, &pool)
+			rec := out.rec(o)
+			*rec = scratch[x]
+			out.start[out.recPrefix(q, rec)+1]++
+			o++
 		}
 	}
+	for _, r := range runs {
+		r.chunks = nil
+	}
+	// The last chunk may be longer than the records it holds; that is at most one chunk.
 	out.countStarts()
 	return out
 }
 
-// merge2 merges the records of 16-bit prefix q of a and b into out from o on, and
-// returns where they end.
-func merge2(out []blobRec, o int, a, b *blobRun, q int) int {
+// merge2 appends the records of 16-bit prefix q of a and b to out, in order.
+func merge2(out []blobRec, a, b *blobRun, q int) []blobRec {
 	i, ie := a.span(q)
 	j, je := b.span(q)
 	for i < ie && j < je {
-		if cmpRec(&a.recs[i], &b.recs[j]) <= 0 {
-			out[o] = a.recs[i]
+		if x, y := a.rec(i), b.rec(j); cmpRec(x, y) <= 0 {
+			out = append(out, *x)
 			i++
 		} else {
-			out[o] = b.recs[j]
+			out = append(out, *y)
 			j++
 		}
-		o++
 	}
-	o += copy(out[o:], a.recs[i:ie])
-	o += copy(out[o:], b.recs[j:je])
-	return o
+	for ; i < ie; i++ {
+		out = append(out, *a.rec(i))
+	}
+	for ; j < je; j++ {
+		out = append(out, *b.rec(j))
+	}
+	return out
 }
 
 // all yields every blob of the table: the runs', in order, then the tail's.

@@ -2,6 +2,7 @@ package repo
 
 import (
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -82,8 +83,8 @@ func testBlobTable(t *testing.T, bits uint) {
 		t.Fatalf("the table has %d runs; the test wants several", len(tab.runs))
 	}
 	for i := 1; i < len(tab.runs); i++ {
-		if 2*len(tab.runs[i].recs) >= len(tab.runs[i-1].recs) {
-			t.Errorf("run %d has %d blobs, run %d %d: should have been merged", i, len(tab.runs[i].recs), i-1, len(tab.runs[i-1].recs))
+		if 2*tab.runs[i].n >= tab.runs[i-1].n {
+			t.Errorf("run %d has %d blobs, run %d %d: should have been merged", i, tab.runs[i].n, i-1, tab.runs[i-1].n)
 		}
 	}
 	for i := 0; i < 1000; i++ {
@@ -123,7 +124,7 @@ func checkTable(t *testing.T, tab *blobTable, want map[blobKey]indexEntry) {
 	for _, r := range tab.runs {
 		for p := 0; p+1 < len(r.start); p++ {
 			for i := r.start[p] + 1; i < r.start[p+1]; i++ {
-				if cmpRec(&r.recs[i-1], &r.recs[i]) >= 0 {
+				if cmpRec(r.rec(int(i-1)), r.rec(int(i))) >= 0 {
 					t.Fatalf("run not sorted at prefix %d, record %d", p, i)
 				}
 			}
@@ -216,5 +217,85 @@ func TestIndexCanonicalCopyOneBatch(t *testing.T) {
 		if x.blobs.len() != len(ids) {
 			t.Fatalf("tailMax %d: %d blobs, want %d", tm, x.blobs.len(), len(ids))
 		}
+	}
+}
+
+// TestBlobTableManyChunks checks a table whose runs span many chunks against a Go map,
+// after merges of two runs and of several, and with updates in place.
+func TestBlobTableManyChunks(t *testing.T) {
+	old := tailMax
+	tailMax = 3000
+	t.Cleanup(func() { tailMax = old })
+	rng := rand.New(rand.NewPCG(3, 4))
+	var tab blobTable
+	want := make(map[blobKey]indexEntry)
+	var keys []blobKey
+	for i := 0; i < 20*chunkLen; i++ {
+		k := blobKey{t: DataBlob}
+		for j := range k.id {
+			k.id[j] = byte(rng.Uint32())
+		}
+		e := indexEntry{pack: rng.Uint32N(maxPacks), offset: uint32(i), length: rng.Uint32(), rawLength: rng.Uint32()}
+		tab.put(k, e)
+		want[k] = e
+		keys = append(keys, k)
+		if i%5 == 0 {
+			k := keys[rng.IntN(len(keys))]
+			e.offset++
+			tab.put(k, e)
+			want[k] = e
+		}
+	}
+	if tab.runs[0].n < 4*chunkLen {
+		t.Fatalf("the first run has %d blobs; the test wants several chunks", tab.runs[0].n)
+	}
+	checkTable(t, &tab, want)
+}
+
+// TestMergeRunsReusesChunks checks that a merge takes its output's chunks from its inputs
+// as it reads them, instead of holding inputs and output at once.
+func TestMergeRunsReusesChunks(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	var ins []*blobRun
+	inputs := make(map[*blobRec]bool)
+	for range 3 {
+		var sorted []tableEntry
+		for range 10 * chunkLen {
+			var k blobKey
+			for j := range k.id {
+				k.id[j] = byte(rng.Uint32())
+			}
+			sorted = append(sorted, tableEntry{k: k})
+		}
+		slices.SortFunc(sorted, func(a, b tableEntry) int { return cmpKey(&a.k, &b.k) })
+		var tab blobTable
+		tab.addRun(sorted)
+		r := tab.runs[0]
+		for _, c := range r.chunks {
+			inputs[&c[0]] = true
+		}
+		ins = append(ins, r)
+	}
+	out := mergeRuns(ins...)
+	fresh := 0
+	for _, c := range out.chunks {
+		if !inputs[&c[0]] {
+			fresh++
+		}
+	}
+	// One chunk of each input is read before any is given back, plus the last partial one.
+	if fresh > len(ins)+1 {
+		t.Fatalf("the merge made %d new chunks of %d; want the inputs' chunks reused", fresh, len(out.chunks))
+	}
+	for q := range 1 << minBits {
+		lo, hi := out.span(q)
+		for i := lo + 1; i < hi; i++ {
+			if cmpRec(out.rec(i-1), out.rec(i)) >= 0 {
+				t.Fatalf("merged run not sorted at %d", i)
+			}
+		}
+	}
+	if out.n != 30*chunkLen || int(out.start[len(out.start)-1]) != out.n {
+		t.Fatalf("merged run of %d blobs, ending at %d; want %d", out.n, out.start[len(out.start)-1], 30*chunkLen)
 	}
 }
