@@ -228,40 +228,6 @@ func (g *gcRun) scan(ctx context.Context) error {
 	return nil
 }
 
-// mark walks the trees of every snapshot and returns the blobs they use.
-func (g *gcRun) mark(ctx context.Context, sns []*Snapshot) (*usedSet, error) {
-	u := &usedSet{data: make(map[uint64]struct{}), trees: make(map[ID]struct{})}
-	var todo []ID
-	for i, sn := range sns {
-		todo = append(todo[:0], sn.Tree)
-		for len(todo) > 0 {
-			id := todo[len(todo)-1]
-			todo = todo[:len(todo)-1]
-			if _, ok := u.trees[id]; ok {
-				continue
-			}
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			t, err := g.r.LoadTree(ctx, id)
-			if err != nil {
-				return nil, fmt.Errorf("gc: snapshot %s: %w; GC deletes nothing while a tree cannot be read; run verify", sn.ID.Short(), err)
-			}
-			u.trees[id] = struct{}{}
-			for _, n := range t.Nodes {
-				for _, b := range n.Content {
-					u.data[dataKey(b)] = struct{}{}
-				}
-				if n.Type == NodeDir {
-					todo = append(todo, n.Subtree)
-				}
-			}
-		}
-		g.progress.report("mark", int64(i+1), int64(len(sns)))
-	}
-	return u, nil
-}
-
 // usedSet is the blobs the snapshots use. Data blobs are kept by the first 8 bytes of
 // their id, a quarter of the memory of whole ids: ids are keyed hashes, so two blobs
 // share a key with a chance of about n²/2⁶⁵, and then an unused blob is taken for used,
@@ -348,57 +314,6 @@ func (g *gcRun) condemn(ctx context.Context) (*planObject, error) {
 		return nil, err
 	}
 	return p, g.step("repacked")
-}
-
-// repack copies the live blobs of packs into new packs. The packs are dead already, so
-// SaveBlob stores new copies instead of finding the old ones.
-func (g *gcRun) repack(ctx context.Context, packs []ID) error {
-	if len(packs) == 0 {
-		return nil
-	}
-	r := g.r
-	x := r.idx
-	var keys []blobKey
-	x.mu.RLock()
-	in := make([]bool, len(x.packs))
-	for _, id := range packs {
-		if pi, ok := x.packIdx[id]; ok {
-			in[pi] = true
-		}
-	}
-	for k, e := range x.blobs.all() {
-		if in[e.pack] && g.used.has(k) {
-			keys = append(keys, k)
-		}
-	}
-	x.mu.RUnlock()
-	// Only the failures of this repack's own writes count (see Writer).
-	r.mu.Lock()
-	since := r.failures
-	r.mu.Unlock()
-	var buf []byte
-	for i, k := range keys {
-		if err := r.failedSince(since); err != nil {
-			return fmt.Errorf("gc: repack: %w", err)
-		}
-		data, err := r.LoadBlob(ctx, k.t, k.id, buf)
-		if err != nil {
-			return fmt.Errorf("gc: repack: %w", err)
-		}
-		added, stored, err := r.SaveBlob(ctx, k.t, k.id, data)
-		if err != nil {
-			return fmt.Errorf("gc: repack: %w", err)
-		}
-		if added {
-			g.report.BytesRepacked += int64(stored)
-		}
-		buf = data
-		g.progress.report("repack", int64(i+1), int64(len(keys)))
-	}
-	if err := r.flush(ctx, since); err != nil {
-		return fmt.Errorf("gc: repack: %w", err)
-	}
-	return nil
 }
 
 // summarize fills in what is pending at the end.
