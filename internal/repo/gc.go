@@ -2,7 +2,6 @@ package repo
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"maps"
 	"slices"
@@ -226,26 +225,6 @@ func (g *gcRun) scan(ctx context.Context) error {
 	}
 	g.locks, g.used, g.plans, g.stored = locks, used, r.idx.clonePlans(), stored
 	return nil
-}
-
-// usedSet is the blobs the snapshots use. Data blobs are kept by the first 8 bytes of
-// their id, a quarter of the memory of whole ids: ids are keyed hashes, so two blobs
-// share a key with a chance of about n²/2⁶⁵, and then an unused blob is taken for used,
-// which only keeps it. Trees are kept whole, as a tree taken for seen would not be walked.
-type usedSet struct {
-	data  map[uint64]struct{}
-	trees map[ID]struct{}
-}
-
-func dataKey(id ID) uint64 { return binary.LittleEndian.Uint64(id[:8]) }
-
-func (u *usedSet) has(k blobKey) bool {
-	if k.t == TreeBlob {
-		_, ok := u.trees[k.id]
-		return ok
-	}
-	_, ok := u.data[dataKey(k.id)]
-	return ok
 }
 
 // condemn is phase 1: it condemns the packs with no live blob, and those whose live

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"iter"
 	"slices"
-	"sort"
 )
 
 // blobTable is the in-memory index's map from blob to where it is, kept compact: about 46
@@ -182,11 +181,38 @@ func (r *blobRun) countStarts() {
 func (r *blobRun) find(k blobKey) (int, bool) {
 	p := r.prefix(&k.id)
 	lo, hi := int(r.start[p]), int(r.start[p+1])
-	var key blobRec
-	copy(key[:], k.id[2:])
-	key.set(k.t == TreeBlob, indexEntry{})
-	i, ok := sort.Find(hi-lo, func(j int) int { return cmpRec(&key, r.rec(lo+j)) })
-	return lo + i, ok
+	// A binary search, as sort.Find with cmpRec would do, but with the key's first 8
+	// bytes after the prefix read once: it runs for every blob an index file adds.
+	k0 := binary.BigEndian.Uint64(k.id[2:10])
+	tree := k.t == TreeBlob
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		rec := r.rec(m)
+		c := 0
+		switch x := binary.BigEndian.Uint64(rec[:8]); {
+		case k0 < x:
+			c = -1
+		case k0 > x:
+			c = 1
+		default:
+			if c = bytes.Compare(k.id[10:], rec[8:sfxLen]); c == 0 {
+				switch rt := rec.tree(); {
+				case tree == rt:
+					return m, true
+				case rt:
+					c = -1
+				default:
+					c = 1
+				}
+			}
+		}
+		if c < 0 {
+			hi = m
+		} else {
+			lo = m + 1
+		}
+	}
+	return lo, false
 }
 
 // all yields the run's blobs in order.
