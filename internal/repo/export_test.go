@@ -125,3 +125,12 @@ func SaveSyntheticIndex(ctx context.Context, r *Repository, packs, perPack int, 
 	}
 	return nil
 }
+
+// SetRepackLimits makes GC's repack read at most rangeBytes of a pack at once and flush
+// every flushEvery blobs, and returns a function that restores the defaults. Tests using
+// it must not run in parallel.
+func SetRepackLimits(rangeBytes, flushEvery int) (restore func()) {
+	oldRange, oldFlush := repackRange, repackFlushEvery
+	repackRange, repackFlushEvery = rangeBytes, flushEvery
+	return func() { repackRange, repackFlushEvery = oldRange, oldFlush }
+}

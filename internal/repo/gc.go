@@ -195,6 +195,7 @@ func (g *gcRun) step(name string) error {
 // snapshot listed had its index saved before it.
 func (g *gcRun) scan(ctx context.Context) error {
 	r := g.r
+	g.used = nil // the last scan's, not to be held while mark builds the new one
 	locks, err := r.listLocks(ctx)
 	if err != nil {
 		return err

@@ -11,6 +11,12 @@ import (
 // A variable only so that tests can make it small.
 var repackRange = 4 << 20
 
+// repackFlushEvery is how many blobs repack copies between two flushes: until a flush
+// indexes them, the write path holds every copied blob (its claim and its index entry,
+// about 80 bytes), so a repack of millions of blobs flushes as it goes. Each flush ends
+// the open pack early, so it is rare. A variable only so that tests can make it small.
+var repackFlushEvery = 1 << 18
+
 // repackBlob is a live blob of a pack being repacked, and where it is.
 type repackBlob struct {
 	k blobKey
@@ -85,6 +91,11 @@ func (g *gcRun) repack(ctx context.Context, packs []ID) error {
 			}
 			done++
 			g.progress.report("repack", int64(done), int64(len(blobs)))
+			if done%repackFlushEvery == 0 {
+				if err = r.flush(ctx, since); err != nil {
+					break
+				}
+			}
 		}
 		if err != nil {
 			cancel()

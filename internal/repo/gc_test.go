@@ -501,3 +501,46 @@ func TestGCRemovesDamagedPlan(t *testing.T) {
 	}
 	loadAll(t, r)
 }
+
+// TestGCRepackInGroupsWithFlushes repacks live blobs in many small range reads,
+// flushing every 2 blobs, and checks that every live blob loads from where the index now
+// says, that some moved out of a repacked pack, and that the repository checks clean.
+func TestGCRepackInGroupsWithFlushes(t *testing.T) {
+	defer repo.SetRepackLimits(2500, 2)()
+	ctx := context.Background()
+	r, be := newGCRepo(t)
+	a := commit(t, r, "a", seq(0, 30)...)
+	live := []int{1, 4, 5, 6, 12, 20, 29}
+	commit(t, r, "b", live...)
+	was := make(map[int]repo.ID)
+	for _, n := range live {
+		pb, _ := r.LookupBlob(repo.DataBlob, r.BlobID(blobOf(n)))
+		was[n] = pb.Pack
+	}
+	if err := r.RemoveSnapshot(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	rep := runGC(t, r, gcNow)
+	if rep.PacksRepacked == 0 || rep.PacksDeleted == 0 {
+		t.Fatalf("GC: %+v, want a pack repacked and deleted", rep)
+	}
+	moved := 0
+	for _, n := range live {
+		pb, ok := r.LookupBlob(repo.DataBlob, r.BlobID(blobOf(n)))
+		if !ok {
+			t.Fatalf("blob %d not in the index after repack", n)
+		}
+		if pb.Pack != was[n] {
+			moved++
+		}
+		got, err := r.LoadBlob(ctx, repo.DataBlob, r.BlobID(blobOf(n)), nil)
+		if err != nil || !bytes.Equal(got, blobOf(n)) {
+			t.Fatalf("blob %d after repack: %v", n, err)
+		}
+	}
+	if moved < 2 {
+		t.Fatalf("%d blobs moved; want the repack to have copied several", moved)
+	}
+	loadAll(t, r)
+	checkClean(t, be)
+}
