@@ -184,6 +184,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; 
 verdict() { awk -v a="$1" -v op="$2" -v b="$3" 'BEGIN {ok = (op == ">=" ? a >= b : a <= b); print (ok ? "met" : "MISSED")}'; }
 r_b1="$(ratio "$T_restic_b1" "$T_brr_b1")"
 r_prune="$(ratio "$T_restic_prune" "$T_brr_prune")"
+prune_verdict="restic/brr >= 3: $(verdict "$r_prune" ">=" 3)"
+[[ "$SKIP_RESTIC" == 1 ]] && prune_verdict="restic not run (SKIP_RESTIC=1): no ratio"
 echo
 echo "bench-prune $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), brr $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo dev), $(restic version | head -1 | cut -d' ' -f1-2)"
 [[ -n "$restic_note" ]] && echo "$restic_note"
@@ -195,7 +197,7 @@ printf '%-26s | %-14s | %-14s | %-6s | %s\n' \
 	"backup 1 (all new)" "${T_brr_b1}s" "${T_restic_b1}s" "$r_b1" "restic/brr >= 2.5: $(verdict "$r_b1" ">=" 2.5)" \
 	"backup 1 peak RSS" "$(human $((hwm_b1 * 1024)))" "$(human $((RSS_restic_b1 * 1024)))" "$(ratio "$hwm_b1" "$RSS_restic_b1")" "brr <= restic: $(verdict "$hwm_b1" "<=" "$RSS_restic_b1")" \
 	"backup 2 (half changed)" "${T_brr_b2}s" "${T_restic_b2}s" "$(ratio "$T_restic_b2" "$T_brr_b2")" "-" \
-	"prune (2 runs for brr)" "${T_brr_prune}s" "${T_restic_prune}s" "$r_prune" "restic/brr >= 3: $(verdict "$r_prune" ">=" 3)" \
+	"prune (2 runs for brr)" "${T_brr_prune}s" "${T_restic_prune}s" "$r_prune" "$prune_verdict" \
 	"prune peak RSS" "$(human $((hwm_prune * 1024)))" "$(human $((RSS_restic_prune * 1024)))" "$(ratio "$hwm_prune" "$RSS_restic_prune")" "brr < 400 MB: $(verdict "$((hwm_prune * 1024))" "<=" 400000000)" \
 	"repo after prune" "$(human "$brr_repo_after")" "$(human "$restic_repo_after")" "$(ratio "$brr_repo_after" "$restic_repo_after")" "-"
 echo
