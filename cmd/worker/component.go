@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/pprof"
 	"slices"
+	"strings"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 // A component is one running part of the worker: the HTTP server, the dashboard's event
@@ -44,8 +48,9 @@ func (w *worker) start(ctx context.Context, c component) {
 }
 
 // shutdown stops c: stop, if set, then its context, then it waits up to c.timeout for
-// run to return.
-func (c *component) shutdown() error {
+// run to return. A component that does not return in time is a hang: the stacks of every
+// goroutine go to log, so that the log names what it waits for.
+func (c *component) shutdown(log zerolog.Logger) error {
 	var errs []error
 	if c.stop != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
@@ -57,8 +62,17 @@ func (c *component) shutdown() error {
 	case <-c.done:
 	case <-time.After(c.timeout):
 		errs = append(errs, fmt.Errorf("%s did not stop within %s", c.name, c.timeout))
+		log.Error().Str("component", c.name).Str("goroutines", goroutines()).
+			Msgf("%s did not stop within %s; the stacks of every goroutine follow", c.name, c.timeout)
 	}
 	return errors.Join(errs...)
+}
+
+// goroutines returns the stacks of every goroutine, as a panic prints them.
+func goroutines() string {
+	var b strings.Builder
+	_ = pprof.Lookup("goroutine").WriteTo(&b, 2)
+	return b.String()
 }
 
 // report passes the error of a component that stopped while the worker was not shutting
@@ -101,7 +115,7 @@ func (w *worker) close() error {
 		w.ready.stopping.Store(true)
 		var errs []error
 		for _, c := range slices.Backward(w.components) {
-			errs = append(errs, c.shutdown())
+			errs = append(errs, c.shutdown(w.log))
 		}
 		for _, r := range slices.Backward(w.resources) {
 			if err := r.close(); err != nil {

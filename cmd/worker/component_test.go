@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 func newTestWorker() *worker {
@@ -21,6 +23,8 @@ func newTestWorker() *worker {
 // every error and naming a component that does not stop in time.
 func TestCloseOrder(t *testing.T) {
 	w := newTestWorker()
+	var logs testkit.SyncBuffer
+	w.log = zerolog.New(&logs)
 	var (
 		mu    sync.Mutex
 		order []string
@@ -60,6 +64,10 @@ func TestCloseOrder(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("close = %v, want it to say %q", err, want)
 		}
+	}
+	// The hang is logged with the stacks of every goroutine, the stuck one's among them.
+	if l := logs.String(); !strings.Contains(l, "stuck did not stop within 10ms") || !strings.Contains(l, "TestCloseOrder") || !strings.Contains(l, "goroutine ") {
+		t.Errorf("log of a component that did not stop = %q, want its name and the goroutines' stacks", l)
 	}
 	if again := w.close(); again != err {
 		t.Errorf("second close = %v, want the first's %v", again, err)
