@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/clock"
 )
 
 // Cancelling a job. Client.Cancel puts a brr.CancelRequest under the job's id in KV
@@ -133,7 +134,7 @@ func (c *Consumer) watchCancels(ctx context.Context) {
 			return
 		}
 		c.log.Warn().Err(err).Msg("watch cancel requests; watching again in 1s")
-		if !sleep(ctx, time.Second) {
+		if !clock.Sleep(ctx, time.Second) {
 			return
 		}
 	}

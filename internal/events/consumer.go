@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/clock"
 	"github.com/brr-dev/brr/internal/state"
 )
 
@@ -272,7 +273,7 @@ func (c *Consumer) pull(ctx, jobCtx context.Context, pool string, cons jetstream
 	for ctx.Err() == nil {
 		if err != nil {
 			log.Error().Err(err).Msg("pull jobs; trying again in 1s")
-			if !sleep(ctx, time.Second) {
+			if !clock.Sleep(ctx, time.Second) {
 				return
 			}
 			if cons, err = c.ensureConsumer(ctx, pool); err == nil {
@@ -379,17 +380,6 @@ func (c *Consumer) messages(cons jetstream.Consumer) (jetstream.MessagesContext,
 		jetstream.PullExpiry(5*time.Second),
 		jetstream.PullHeartbeat(time.Second),
 	)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // heartbeat tells the server every AckWait/3 that the jobs this worker holds are being

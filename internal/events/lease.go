@@ -10,8 +10,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/brr-dev/brr"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/clock"
 )
 
 // Leases hands out leases on repositories and sources, one key each in KV BRR_LEASES.
@@ -277,7 +279,7 @@ func (l *Leases) KeepPresence(ctx context.Context) error {
 	for ctx.Err() == nil {
 		lctx, release, err := l.acquire(ctx, PresenceKey(l.cfg.Worker), l.started)
 		if err != nil {
-			if !sleep(ctx, l.cfg.LeaseTTL/3) {
+			if !clock.Sleep(ctx, l.cfg.LeaseTTL/3) {
 				break
 			}
 			continue

@@ -26,6 +26,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/clock"
 )
 
 // Config configures a Notifier.
@@ -180,7 +181,7 @@ func (n *Notifier) runTarget(ctx context.Context, t *Target, log zerolog.Logger)
 		}
 		if err := n.fetch(ctx, t, cons, log); err != nil {
 			log.Warn().Err(err).Msg("fetch a notification; checking the consumer and trying again")
-			sleep(ctx, time.Second)
+			clock.Sleep(ctx, time.Second)
 		}
 	}
 }
@@ -197,7 +198,7 @@ func (n *Notifier) ensureConsumer(ctx context.Context, t *Target, log zerolog.Lo
 			return nil
 		}
 		log.Warn().Err(err).Dur("retry_in", delay).Msg("create the notification consumer; trying again")
-		if !sleep(ctx, delay) {
+		if !clock.Sleep(ctx, delay) {
 			return nil
 		}
 	}
@@ -310,7 +311,7 @@ func (n *Notifier) deliver(ctx context.Context, t *Target, msg jetstream.Msg, lo
 			return true
 		}
 		log.Warn().Err(err).Int("attempt", attempt).Dur("retry_in", delay).Msg("post notification; trying again")
-		if !sleep(ctx, delay) {
+		if !clock.Sleep(ctx, delay) {
 			return false
 		}
 		delay = min(2*delay, n.cfg.MaxBackoff)
@@ -347,16 +348,4 @@ func (n *Notifier) post(ctx context.Context, t *Target, note *notification) erro
 		return &refusedError{err}
 	}
 	return err
-}
-
-// sleep waits d, or until ctx is done (false).
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

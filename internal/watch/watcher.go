@@ -21,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/clock"
 )
 
 // Source is a source to watch: a tree (Path) or a SQLite database (SQLite).
@@ -186,7 +187,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 					log.Warn().Err(err).Dur("retry_in", wait).Msg("cannot take the watch lease")
 				}
 			}
-			if !sleep(ctx, wait) {
+			if !clock.Sleep(ctx, wait) {
 				break
 			}
 			continue
@@ -203,7 +204,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 				ev = log.Warn()
 			}
 			ev.Err(err).Dur("retry_in", w.Retry).Msg("cannot watch the source; leaving the watch to another worker for now")
-			if !sleep(ctx, jitter(w.Retry)) {
+			if !clock.Sleep(ctx, jitter(w.Retry)) {
 				return nil
 			}
 		case ctx.Err() != nil:
@@ -408,16 +409,4 @@ func jitter(d time.Duration) time.Duration {
 		return 0
 	}
 	return d*9/10 + time.Duration(rand.Int64N(int64(d)/5+1))
-}
-
-// sleep waits d or until ctx is done, and reports whether ctx is still alive.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
