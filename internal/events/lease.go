@@ -1,6 +1,7 @@
 package events
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,8 +23,14 @@ import (
 // update that names the revision the holder last wrote, every LeaseTTL/3. The bucket's
 // TTL is enforced by the server, so a worker that stops renewing (it died, it hangs, its
 // clock is wrong) loses the key LeaseTTL after its last renewal whatever its clock says,
-// and a holder whose update fails (the key was deleted or taken over) learns it at once
-// through the cancelled context.
+// and a holder whose key was deleted or taken over learns it through the cancelled
+// context, whose cause (ErrLeaseLost) says which lease and why.
+//
+// A renewal that fails is not the end of a lease: under load a server can stall for
+// seconds, and an update that timed out may still be written when it resumes. The holder
+// reads the key to find out (still its own value, maybe at a newer revision: it carries
+// on; gone or another's: lost) and retries until LeaseTTL has passed since it sent the
+// last update the server is known to have written, the earliest the server can expire it.
 type Leases struct {
 	js  jetstream.JetStream
 	kv  jetstream.KeyValue
@@ -35,14 +42,24 @@ type Leases struct {
 	mu      sync.Mutex
 	held    map[string]bool
 	started time.Time
+	// run tells the keys this process wrote from those of an earlier run of its worker
+	// id: a key of this run that no job of it holds is a lease it lost or failed to
+	// delete, which it takes over at once (see take).
+	run string
 }
 
-// leaseValue is what a lease key holds: who took it and when.
+// leaseValue is what a lease key holds: who took it and when, and which run of the worker.
 type leaseValue struct {
 	Worker string    `json:"worker"`
 	Host   string    `json:"host,omitempty"`
 	Since  time.Time `json:"since"`
+	Run    string    `json:"run,omitempty"`
 }
+
+// ErrLeaseLost is the cause (context.Cause) of the context of a lease that was lost: its
+// key was deleted, expired or taken by another worker, or could not be renewed for
+// LeaseTTL. The error with it names the lease and says which.
+var ErrLeaseLost = errors.New("lost")
 
 // NewLeases opens the lease bucket, which EnsureStreams creates.
 func NewLeases(ctx context.Context, js jetstream.JetStream, cfg Config) (*Leases, error) {
@@ -52,7 +69,7 @@ func NewLeases(ctx context.Context, js jetstream.JetStream, cfg Config) (*Leases
 	if err != nil {
 		return nil, fmt.Errorf("open lease bucket %s (the worker creates it at start): %w", name, err)
 	}
-	return &Leases{js: js, kv: kv, cfg: cfg, held: make(map[string]bool), started: time.Now()}, nil
+	return &Leases{js: js, kv: kv, cfg: cfg, held: make(map[string]bool), started: time.Now(), run: fmt.Sprintf("%016x", rand.Uint64())}, nil
 }
 
 // LeaseKey returns the lease key of name within scope ("repo", "source"): scope, a dot,
@@ -112,7 +129,9 @@ func ValidLeaseKey(key string) error {
 // the job again later without counting it as a failure. A key held under this worker's
 // id since before this process started is a lease of an earlier run of this worker,
 // which died holding it (the id is kept in the data dir, which one process at a time
-// uses): it is taken over at once instead of waiting out the TTL.
+// uses): it is taken over at once instead of waiting out the TTL. So is a key this
+// process wrote and no job of it holds: a lease it lost (a retry of the job that lost it
+// does not wait for the key to expire) or whose release could not delete the key.
 func (l *Leases) Acquire(ctx context.Context, key string) (context.Context, func(), error) {
 	return l.acquire(ctx, key, time.Now())
 }
@@ -122,7 +141,7 @@ func (l *Leases) acquire(ctx context.Context, key string, since time.Time) (cont
 	if err := ValidLeaseKey(key); err != nil {
 		return nil, nil, brr.Permanent(err)
 	}
-	val, err := json.Marshal(leaseValue{Worker: l.cfg.Worker, Host: l.cfg.Host, Since: since.UTC()})
+	val, err := json.Marshal(leaseValue{Worker: l.cfg.Worker, Host: l.cfg.Host, Since: since.UTC(), Run: l.run})
 	if err != nil {
 		return nil, nil, fmt.Errorf("encode lease %s: %w", key, err)
 	}
@@ -133,6 +152,7 @@ func (l *Leases) acquire(ctx context.Context, key string, since time.Time) (cont
 	}
 	l.held[key] = true // reserved: a second Acquire in this process is refused above
 	l.mu.Unlock()
+	sent := time.Now() // the server writes the key after this: it expires LeaseTTL later at the earliest
 	rev, err := l.take(ctx, key, val)
 	if err != nil {
 		l.mu.Lock()
@@ -147,7 +167,7 @@ func (l *Leases) acquire(ctx context.Context, key string, since time.Time) (cont
 	lost := false
 	go func() {
 		defer close(done)
-		rev, lost = l.renew(lctx, cancel, stop, key, val, rev)
+		rev, lost = l.renew(lctx, cancel, stop, key, val, rev, sent)
 	}()
 	var once sync.Once
 	release := func() {
@@ -171,9 +191,8 @@ func (l *Leases) acquire(ctx context.Context, key string, since time.Time) (cont
 }
 
 // take writes this worker's claim on key and returns its revision: a create, or an
-// update of a claim that an earlier run of this worker left: one under this worker's id,
-// taken before this process made its Leases (by the same host's clock: a worker id lives
-// in one data dir). A key another worker holds is an error marked brr.Snooze.
+// update of a claim that no job holds (see stale). A key another worker holds is an error
+// marked brr.Snooze.
 func (l *Leases) take(ctx context.Context, key string, val []byte) (uint64, error) {
 	for attempt := 0; ; attempt++ {
 		rev, err := l.kv.Create(ctx, key, val)
@@ -190,8 +209,7 @@ func (l *Leases) take(ctx context.Context, key string, val []byte) (uint64, erro
 		if err != nil {
 			return 0, fmt.Errorf("read lease %s: %w", key, err)
 		}
-		var v leaseValue
-		if json.Unmarshal(e.Value(), &v) == nil && v.Worker == l.cfg.Worker && v.Since.Before(l.started) {
+		if l.stale(e) {
 			rev, err := l.kv.Update(ctx, key, val, e.Revision())
 			if err == nil {
 				return rev, nil
@@ -203,6 +221,20 @@ func (l *Leases) take(ctx context.Context, key string, val []byte) (uint64, erro
 		}
 		return 0, brr.Snooze(fmt.Errorf("%s is leased by %s", key, describeHolder(e)), l.snoozeDelay(e))
 	}
+}
+
+// stale says whether the lease key e is a claim of this worker that no job holds, which
+// take may overwrite: one an earlier run of this worker left (under this worker's id,
+// taken before this process made its Leases, by the same host's clock: a worker id lives
+// in one data dir), or one of this run whose key is not held (take is called with key
+// reserved in held: no other job of this process has it). Both would otherwise block
+// their own worker until they expire.
+func (l *Leases) stale(e jetstream.KeyValueEntry) bool {
+	var v leaseValue
+	if json.Unmarshal(e.Value(), &v) != nil || v.Worker != l.cfg.Worker {
+		return false
+	}
+	return v.Run == l.run || v.Since.Before(l.started)
 }
 
 // describeHolder says who holds the lease e and since when: "worker W since T".
@@ -230,15 +262,32 @@ func (l *Leases) snoozeDelay(e jetstream.KeyValueEntry) time.Duration {
 }
 
 // renew updates key every LeaseTTL/3 until stop is closed or ctx is done, and returns the
-// last revision written and whether the lease was lost. A revision mismatch (the key was deleted, expired or taken over)
-// cancels the lease at once; other errors (NATS unreachable) are retried until the lease
-// may have expired on the server, then cancel it too, so no one works under a lease that
-// another worker may already hold.
-func (l *Leases) renew(ctx context.Context, cancel context.CancelCauseFunc, stop <-chan struct{}, key string, val []byte, rev uint64) (uint64, bool) {
+// last revision written and whether the lease was lost. sent is when the write that took
+// the key was sent.
+//
+// A renewal that fails does not end the lease by itself: renew reads the key. Still this
+// lease's value, the key is kept: at a newer revision when an update that timed out was
+// written after all (a stalled server resumes with the requests it held), which renew
+// then carries on from. Deleted, expired or another's value: the lease is lost at once.
+// No answer either (NATS unreachable): renew tries again until LeaseTTL has passed since
+// it sent the last write the server is known to have made (the earliest moment the
+// server can expire the key), then gives the lease up, so that no one works under a lease
+// another worker may hold by then. Losing it cancels ctx with an ErrLeaseLost cause.
+func (l *Leases) renew(ctx context.Context, cancel context.CancelCauseFunc, stop <-chan struct{}, key string, val []byte, rev uint64, sent time.Time) (uint64, bool) {
 	interval := l.cfg.LeaseTTL / 3
-	t := time.NewTicker(interval)
+	retry := max(interval/8, 50*time.Millisecond)
+	// expires is the earliest moment the server may expire the key; pending is when the
+	// first renewal since the last one known written was sent (zero: none is pending): a
+	// renewal that failed may have been written after then, not before.
+	expires := sent.Add(l.cfg.LeaseTTL)
+	var pending time.Time
+	var failed error // the last renewal's error
+	lose := func(why string, args ...any) (uint64, bool) {
+		cancel(fmt.Errorf("lease on %s %w: %s", key, ErrLeaseLost, fmt.Sprintf(why, args...)))
+		return rev, true
+	}
+	t := time.NewTimer(interval)
 	defer t.Stop()
-	lastOK := time.Now()
 	for {
 		select {
 		case <-stop:
@@ -247,21 +296,45 @@ func (l *Leases) renew(ctx context.Context, cancel context.CancelCauseFunc, stop
 			return rev, false
 		case <-t.C:
 		}
-		uctx, ucancel := context.WithTimeout(ctx, interval)
+		now := time.Now()
+		if pending.IsZero() {
+			pending = now
+		}
+		left := expires.Sub(now)
+		if left <= 0 {
+			return lose("not renewed for %s, so it may have expired on the server: %v", now.Sub(expires.Add(-l.cfg.LeaseTTL)).Round(time.Millisecond), failed)
+		}
+		uctx, ucancel := context.WithTimeout(ctx, min(interval, left))
 		next, err := l.kv.Update(uctx, key, val, rev)
 		ucancel()
+		if err == nil {
+			rev, expires, pending, failed = next, now.Add(l.cfg.LeaseTTL), time.Time{}, nil
+			t.Reset(interval)
+			continue
+		}
+		if ctx.Err() != nil {
+			return rev, false
+		}
+		failed = err
+		// What does the key hold? Asked until the key may expire, and no longer.
+		gctx, gcancel := context.WithTimeout(ctx, max(time.Until(expires), time.Millisecond))
+		e, gerr := l.kv.Get(gctx, key)
+		gcancel()
 		switch {
-		case err == nil:
-			rev, lastOK = next, time.Now()
-		case errors.Is(err, jetstream.ErrKeyRevisionMismatch), errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyNotFound):
-			cancel(fmt.Errorf("lease %s lost: it was deleted, expired or taken by another worker: %w", key, err))
-			return rev, true
+		case gerr == nil && bytes.Equal(e.Value(), val):
+			if e.Revision() != rev {
+				// A renewal that failed was written: after pending was sent.
+				rev, expires = e.Revision(), pending.Add(l.cfg.LeaseTTL)
+				pending = time.Time{}
+			}
+		case gerr == nil:
+			return lose("taken by %s (renewal: %v)", describeHolder(e), err)
+		case errors.Is(gerr, jetstream.ErrKeyNotFound), errors.Is(gerr, jetstream.ErrKeyDeleted):
+			return lose("its key was deleted or expired (renewal: %v)", err)
 		case ctx.Err() != nil:
 			return rev, false
-		case time.Since(lastOK) >= l.cfg.LeaseTTL-interval:
-			cancel(fmt.Errorf("lease %s lost: not renewed for %s: %w", key, time.Since(lastOK).Round(time.Millisecond), err))
-			return rev, true
 		}
+		t.Reset(retry)
 	}
 }
 

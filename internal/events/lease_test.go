@@ -2,11 +2,13 @@ package events
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/brr-dev/brr"
@@ -288,4 +290,116 @@ func TestRestartedWorkerReclaimsItsLease(t *testing.T) {
 	if _, err := kv.Get(ctx, "source.srv"); !errors.Is(err, jetstream.ErrKeyNotFound) {
 		t.Errorf("Get after releasing the reclaimed lease: %v, want ErrKeyNotFound", err)
 	}
+}
+
+// TestLeaseSurvivesAStalledServer: the server stalls (its connection to the holder is
+// held, as a read loop stuck under load holds it) from just after a renewal until after
+// the next renewal timed out, and resumes before the key can expire. The lease used to be
+// given up as soon as that one renewal timed out, which cost a 4-minute backup when an
+// embedded server stalled 3.3 s under load; now the holder reads the key, finds it still
+// its own (at the revision of the renewal that timed out but was written when the server
+// resumed), and carries on.
+func TestLeaseSurvivesAStalledServer(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const ttl = 9 * time.Second // renewals every 3 s, each given 3 s
+	s := natstest.StartListening(t)
+	stall := natstest.StartStaller(t, s.Addr().String())
+	nc, err := nats.Connect(stall.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Worker: "w1", LeaseTTL: ttl}
+	if err := EnsureStreams(ctx, js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewLeases(ctx, js, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, direct := s.JetStream(t)
+	kv, err := direct.KeyValue(ctx, cfg.Subjects.LeasesBucket())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	lctx, release, err := l.Acquire(ctx, "source.stalled")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	w, err := kv.Watch(ctx, "source.stalled", jetstream.UpdatesOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = w.Stop() }()
+	next := func(what string) jetstream.KeyValueEntry {
+		t.Helper()
+		select {
+		case e := <-w.Updates():
+			return e
+		case <-time.After(4 * ttl):
+			t.Fatalf("no %s of the lease within %s; lease context: %v", what, 4*ttl, context.Cause(lctx))
+			return nil
+		}
+	}
+	first := next("renewal")
+	// The next renewal is due in 3 s and times out 3 s later, at 6 s; the key expires at
+	// 9 s unless a renewal is written. Resume at 7 s: the held renewal is written then.
+	stall.Stall()
+	time.Sleep(ttl * 7 / 9)
+	stall.Resume()
+	if e := next("renewal after the stall"); e.Operation() != jetstream.KeyValuePut || e.Revision() <= first.Revision() {
+		t.Fatalf("after the stall the key is %v at revision %d, want a renewal after %d", e.Operation(), e.Revision(), first.Revision())
+	}
+	next("second renewal after the stall")
+	if lctx.Err() != nil {
+		t.Fatalf("lease given up over a stall shorter than its TTL: %v", context.Cause(lctx))
+	}
+}
+
+// TestLeaseRetryTakesOverItsOwnKey: a lease this process lost (its renewals failed past
+// the TTL while the stalled server kept the key) leaves the key under this worker's id
+// and run. The retry of the job used to find it "leased by worker w1", itself, and wait
+// for it to expire; now it takes it over at once. The same worker id written by another
+// run of it that is still up (since after this one started) is waited for, as another
+// worker's lease is.
+func TestLeaseRetryTakesOverItsOwnKey(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l1, l2, kv := leaseSetup(t, 30*time.Second)
+	left := func(run string) []byte {
+		val, err := json.Marshal(leaseValue{Worker: "w1", Host: "h1", Since: time.Now().UTC(), Run: run})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return val
+	}
+	if _, err := kv.Create(ctx, "repo.mine", left(l1.run)); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := l2.Acquire(ctx, "repo.mine")
+	wantHeld(t, err, "w1")
+	lctx, release, err := l1.Acquire(ctx, "repo.mine")
+	if err != nil {
+		t.Fatalf("Acquire of a key this run left: %v, want it taken over", err)
+	}
+	if lctx.Err() != nil {
+		t.Fatalf("taken-over lease context is done: %v", context.Cause(lctx))
+	}
+	release()
+	if _, err := kv.Get(ctx, "repo.mine"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("Get after releasing the taken-over lease: %v, want ErrKeyNotFound", err)
+	}
+
+	if _, err := kv.Create(ctx, "repo.twin", left("another-run")); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = l1.Acquire(ctx, "repo.twin")
+	wantHeld(t, err, "w1")
 }

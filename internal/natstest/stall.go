@@ -1,0 +1,93 @@
+package natstest
+
+import (
+	"net"
+	"sync"
+	"testing"
+)
+
+// Staller forwards TCP connections from a loopback address to a server, and can hold
+// every byte in both directions for a while: what a client sees when the server stalls
+// under load (its read loop stops for seconds) and then resumes with the requests it
+// held. Nothing is lost or closed; requests and replies are only late.
+type Staller struct {
+	// Addr is the address clients connect to.
+	Addr string
+
+	l     net.Listener
+	gate  sync.RWMutex // held for writing while stalled; every forwarded write reads it
+	mu    sync.Mutex
+	conns []net.Conn
+	wg    sync.WaitGroup
+}
+
+// StartStaller forwards connections to target (host:port) until the test ends.
+func StartStaller(t testing.TB, target string) *Staller {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("natstest: staller listen: %v", err)
+	}
+	s := &Staller{Addr: l.Addr().String(), l: l}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			srv, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			s.mu.Lock()
+			s.conns = append(s.conns, c, srv)
+			s.mu.Unlock()
+			s.wg.Add(2)
+			go s.pipe(srv, c)
+			go s.pipe(c, srv)
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		s.mu.Lock()
+		for _, c := range s.conns {
+			c.Close()
+		}
+		s.mu.Unlock()
+		s.wg.Wait()
+	})
+	return s
+}
+
+// URL is the client URL of the server behind s.
+func (s *Staller) URL() string { return "nats://" + s.Addr }
+
+// Stall holds every byte from now on until Resume, which the test must call before it ends.
+func (s *Staller) Stall() { s.gate.Lock() }
+
+// Resume delivers what Stall held, and forwards again.
+func (s *Staller) Resume() { s.gate.Unlock() }
+
+func (s *Staller) pipe(dst, src net.Conn) {
+	defer s.wg.Done()
+	defer dst.Close()
+	defer src.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			s.gate.RLock()
+			_, werr := dst.Write(buf[:n])
+			s.gate.RUnlock()
+			if werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
