@@ -116,8 +116,11 @@ func (c *RepositoryCheck) read(ctx context.Context, memo *verifyMemo) error {
 	for _, s := range []brr.Status{brr.StatusSucceeded, brr.StatusFailed, brr.StatusDead} {
 		filters = append(filters, c.Subjects.Event(&brr.Event{Type: brr.EventJob, Kind: brr.KindVerify, Status: s}))
 	}
-	// The consumer is read to its end at once: let the server drop it soon after.
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: filters, DeliverPolicy: jetstream.DeliverAllPolicy, InactiveThreshold: 10 * time.Second}
+	// The consumer is read to its end at once: let the server drop it soon after. A fetch
+	// (re)creates it; should that fail, this turn fails, and the next one tries again
+	// (nats.go would retry forever, on a context of its own).
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: filters, DeliverPolicy: jetstream.DeliverAllPolicy, InactiveThreshold: 10 * time.Second,
+		MaxResetAttempts: 1}
 	if memo.Seq > 0 {
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = memo.Seq + 1
@@ -127,7 +130,7 @@ func (c *RepositoryCheck) read(ctx context.Context, memo *verifyMemo) error {
 		return fmt.Errorf("read verify events: %w", err)
 	}
 	for {
-		batch, err := cons.FetchNoWait(256)
+		batch, err := fetchNoWait(ctx, cons, 256)
 		if err != nil {
 			return fmt.Errorf("read verify events: %w", err)
 		}
@@ -168,6 +171,27 @@ func (c *RepositoryCheck) read(ctx context.Context, memo *verifyMemo) error {
 		if n == 0 || done {
 			return nil
 		}
+	}
+}
+
+// fetchNoWait is cons.FetchNoWait, which takes no context: it recreates the ordered
+// consumer first, waiting up to 10 s for a server that may be restarting. The check stops
+// with the worker: on ctx's end it returns, and leaves the call to end on its own.
+func fetchNoWait(ctx context.Context, cons jetstream.Consumer, n int) (jetstream.MessageBatch, error) {
+	type fetched struct {
+		batch jetstream.MessageBatch
+		err   error
+	}
+	ch := make(chan fetched, 1)
+	go func() {
+		b, err := cons.FetchNoWait(n)
+		ch <- fetched{b, err}
+	}()
+	select {
+	case f := <-ch:
+		return f.batch, f.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 }
 

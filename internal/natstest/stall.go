@@ -1,8 +1,10 @@
 package natstest
 
 import (
+	"bytes"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -16,8 +18,10 @@ type Staller struct {
 
 	l     net.Listener
 	gate  sync.RWMutex // held for writing while stalled; every forwarded write reads it
+	held  atomic.Bool
 	mu    sync.Mutex
 	conns []net.Conn
+	after []byte // StallAfter's marker, until seen
 	wg    sync.WaitGroup
 }
 
@@ -46,8 +50,8 @@ func StartStaller(t testing.TB, target string) *Staller {
 			s.conns = append(s.conns, c, srv)
 			s.mu.Unlock()
 			s.wg.Add(2)
-			go s.pipe(srv, c)
-			go s.pipe(c, srv)
+			go s.pipe(srv, c, false)
+			go s.pipe(c, srv, true)
 		}
 	}()
 	t.Cleanup(func() {
@@ -66,12 +70,32 @@ func StartStaller(t testing.TB, target string) *Staller {
 func (s *Staller) URL() string { return "nats://" + s.Addr }
 
 // Stall holds every byte from now on until Resume, which the test must call before it ends.
-func (s *Staller) Stall() { s.gate.Lock() }
+func (s *Staller) Stall() {
+	s.gate.Lock()
+	s.held.Store(true)
+}
 
 // Resume delivers what Stall held, and forwards again.
-func (s *Staller) Resume() { s.gate.Unlock() }
+func (s *Staller) Resume() {
+	s.held.Store(false)
+	s.gate.Unlock()
+}
 
-func (s *Staller) pipe(dst, src net.Conn) {
+// Stalled says whether s holds what passes through it now.
+func (s *Staller) Stalled() bool { return s.held.Load() }
+
+// StallAfter stalls (as Stall) once the server has sent bytes that hold marker, right
+// after they were forwarded: to stall a client between two steps of one call, such as
+// after the reply to its first request. The marker must come within one read.
+func (s *Staller) StallAfter(marker string) {
+	s.mu.Lock()
+	s.after = []byte(marker)
+	s.mu.Unlock()
+}
+
+// pipe copies src to dst; fromServer says src is the server, whose bytes StallAfter
+// watches.
+func (s *Staller) pipe(dst, src net.Conn, fromServer bool) {
 	defer s.wg.Done()
 	defer dst.Close()
 	defer src.Close()
@@ -84,6 +108,17 @@ func (s *Staller) pipe(dst, src net.Conn) {
 			s.gate.RUnlock()
 			if werr != nil {
 				return
+			}
+			if fromServer {
+				s.mu.Lock()
+				hit := s.after != nil && bytes.Contains(buf[:n], s.after)
+				if hit {
+					s.after = nil
+				}
+				s.mu.Unlock()
+				if hit {
+					s.Stall()
+				}
 			}
 		}
 		if err != nil {
