@@ -32,6 +32,10 @@ import (
 // errCancelRequested is the cause of the context of a job cancelled on request.
 var errCancelRequested = errors.New("job cancelled on request")
 
+// errDrainTimeout is the cause of the context of a job cut short at shutdown: the drain
+// timeout passed before it finished. The job is put back, to run again.
+var errDrainTimeout = errors.New("the worker is shutting down and its drain timeout passed; the job goes back to the queue")
+
 // cancelSlack is how much older than a job message a cancel request may be and still
 // apply to it: the two times come from the servers' clocks, which in a cluster differ a
 // little.

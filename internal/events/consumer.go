@@ -182,7 +182,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 		cons[i] = cn
 	}
-	jobCtx, abort := context.WithCancel(context.WithoutCancel(ctx))
+	jobCtx, abortCause := context.WithCancelCause(context.WithoutCancel(ctx))
+	abort := func() { abortCause(errDrainTimeout) }
 	defer abort()
 	// Cancel requests are watched until the drain is over: a job may be cancelled
 	// while the worker waits for it to finish.

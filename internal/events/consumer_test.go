@@ -368,10 +368,12 @@ func TestDrainLetsRunningJobFinish(t *testing.T) {
 func TestDrainTimeoutPutsJobBack(t *testing.T) {
 	b := setup(t, Config{DrainTimeout: 200 * time.Millisecond})
 	started := make(chan struct{})
+	var cause error // what the job's context says stopped it
 	b.h.fn = func(ctx context.Context, job *brr.Job, attempt int, progress func(brr.Progress)) (*brr.Result, error) {
 		if attempt == 1 {
 			close(started)
 			<-ctx.Done()
+			cause = context.Cause(ctx)
 			return nil, ctx.Err()
 		}
 		return &brr.Result{}, nil
@@ -385,6 +387,9 @@ func TestDrainTimeoutPutsJobBack(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+	if !errors.Is(cause, errDrainTimeout) {
+		t.Errorf("cause of the job's cancel = %v, want the drain timeout (%v)", cause, errDrainTimeout)
 	}
 	if got := len(b.ev.find("job-stuck", brr.StatusRetrying)) + len(b.ev.find("job-stuck", brr.StatusFailed)); got != 0 {
 		t.Errorf("%d retrying/failed events for a job cut short by shutdown, want 0", got)

@@ -4,13 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -156,7 +154,6 @@ func (e *Engine) backupSource(ctx context.Context, jobID string, a brr.BackupJob
 	case src != nil && src.SQLite != "":
 		return e.backupSQLite(ctx, jobID, a, src, r, repoName, pr, start)
 	}
-	defer func() { err = stoppedBy(ctx, err) }() // ctx: the source lease's, once taken
 	source, err := e.checkSource(a.Path)
 	if err != nil {
 		return nil, nil, err
@@ -454,33 +451,16 @@ func (st *backupStart) keep() {
 	_ = st.w.Flush(ctx)
 }
 
-// stoppedBy adds to err, when it is ctx's cancellation, what cancelled ctx: a lease lost
-// (renewals failed for longer than its TTL), a cancel request, a drain. Without it the job's
-// error would say only "context canceled".
-func stoppedBy(ctx context.Context, err error) error {
-	if err == nil || !errors.Is(err, context.Canceled) {
-		return err
-	}
-	cause := context.Cause(ctx)
-	if cause == nil || cause == context.Canceled || strings.Contains(err.Error(), cause.Error()) {
-		return err
-	}
-	return fmt.Errorf("%w (%v)", err, cause)
-}
-
 // startBackup takes the lease on source (what names it in errors) and the write lock of
 // r, and finds the job's committed snapshot or the source's parent. The lease's context,
 // cancelled if the lease is lost, is returned for the backup to run under.
 func (e *Engine) startBackup(ctx context.Context, jobID string, r *repo.Repository, repoName, source, what string) (context.Context, *backupStart, error) {
 	st := &backupStart{r: r, repoName: repoName, jobID: jobID, host: e.Host, release: func() {}}
-	if e.Leases != nil {
-		leaseCtx, release, err := e.Leases.Acquire(ctx, SourceLeaseKey(e.Host, source))
-		if err != nil {
-			return ctx, nil, fmt.Errorf("take lease on source %s: %w", what, err)
-		}
-		st.release = release
-		ctx = leaseCtx
+	ctx, release, err := e.lease(ctx, SourceLeaseKey(e.Host, source))
+	if err != nil {
+		return ctx, nil, fmt.Errorf("take lease on source %s: %w", what, err)
 	}
+	st.release = release
 	// Before anything reads the index: the lock reloads it, so the backup knows every
 	// prune plan and never reuses a pack a prune is about to delete (see repo.GC).
 	w, err := r.StartWriter(ctx, "backup "+jobID)

@@ -52,7 +52,6 @@ func (s Source) filename() string {
 // running it, and a dump is no dry thing): it checks that this worker has the source and
 // the repo, and says what a backup would do.
 func (e *Engine) backupCommand(ctx context.Context, jobID string, a brr.BackupJob, src *Source, r *repo.Repository, repoName string, pr *reporter, start time.Time) (_ *brr.BackupResult, _ *repo.Snapshot, err error) {
-	defer func() { err = stoppedBy(ctx, err) }() // ctx: the source lease's, once taken
 	source := SourceKey(src.Name)
 	name := src.filename()
 	if a.DryRun {

@@ -145,14 +145,67 @@ func (e *Engine) Handle(ctx context.Context, job *brr.Job, rep brr.Reporter) (*b
 	if !ok {
 		return nil, brr.Permanent(fmt.Errorf("%w: %q jobs are not run by this worker", brr.ErrUnknownKind, job.Args.Kind()))
 	}
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	ctx = context.WithValue(ctx, jobStopKey{}, stop)
 	e.jobStarted()
 	out, err := run(e, ctx, job, rep)
 	e.jobEnded()
+	err = stoppedBy(ctx, err)
 	var refused *refusedError
 	if errors.As(err, &refused) {
 		return out, e.refusal(job, refused)
 	}
 	return out, err
+}
+
+// jobStopKey is the context key of the function that stops the job a context is of, with
+// a cause (Handle sets it, Engine.lease uses it).
+type jobStopKey struct{}
+
+// stoppedBy adds to err, when ctx, the job's, was stopped, what stopped it: a lease lost
+// (its key deleted, expired or taken, or renewals failed for its TTL), a cancel request,
+// a drain. Without it a job's error would often say only "context canceled". Every cause
+// comes from where the job's context is cancelled: the consume loop for a cancel request
+// or a drain, the lease itself for a lost lease (see Engine.lease).
+func stoppedBy(ctx context.Context, err error) error {
+	if err == nil || ctx.Err() == nil {
+		return err
+	}
+	cause := context.Cause(ctx)
+	if cause == nil || cause == context.Canceled || strings.Contains(err.Error(), cause.Error()) {
+		return err
+	}
+	return fmt.Errorf("%w (%w)", err, cause)
+}
+
+// lease takes the lease on key for the rest of the job ctx is of, and returns the lease's
+// context and its release. A lease lost while the job runs stops the whole job, with the
+// lease's cause (which names the lease and why it was lost), not only the work under the
+// lease's context. Without Leases there is nothing to take.
+func (e *Engine) lease(ctx context.Context, key string) (context.Context, func(), error) {
+	if e.Leases == nil {
+		return ctx, func() {}, nil
+	}
+	lctx, release, err := e.Leases.Acquire(ctx, key)
+	if err != nil {
+		return ctx, nil, err
+	}
+	stopJob, ok := ctx.Value(jobStopKey{}).(context.CancelCauseFunc)
+	if !ok {
+		return lctx, release, nil
+	}
+	// Also when ctx itself ends (the lease's context ends with it): stopping a stopped
+	// job does nothing. The job may end on the lease's context before the AfterFunc runs:
+	// release stops the job first, before its own cancel of the lease's context.
+	unhook := context.AfterFunc(lctx, func() { stopJob(context.Cause(lctx)) })
+	return lctx, func() {
+		unhook()
+		if lctx.Err() != nil {
+			stopJob(context.Cause(lctx))
+		}
+		release()
+	}, nil
 }
 
 // RefusedFor is how long a job on a repo that this worker refuses is snoozed, waiting for

@@ -52,13 +52,12 @@ func (e *Engine) Key(ctx context.Context, job *brr.Job, a brr.KeyJob) (*brr.KeyR
 				"run it from a worker whose config does not set append_only for repo %s and whose storage credential may delete (adding a key works here)",
 				a.Action, repoName, repo.ErrAppendOnly, repoName))
 		}
-		if e.Leases != nil {
-			_, release, err := e.Leases.Acquire(ctx, KeyLeaseKey(r))
-			if err != nil {
-				return nil, err
-			}
-			defer release()
+		leaseCtx, release, err := e.lease(ctx, KeyLeaseKey(r))
+		if err != nil {
+			return nil, err
 		}
+		defer release()
+		ctx = leaseCtx
 	}
 	switch a.Action {
 	case brr.KeyAdd:

@@ -45,8 +45,8 @@ func (e *Engine) Prune(ctx context.Context, jobID string, a brr.PruneJob, progre
 			"run the prune from a worker whose config does not set append_only for repo %s and whose storage credential may delete (a dry run works here)",
 			repoName, repo.ErrAppendOnly, repoName))
 	}
-	if e.Leases != nil && !a.DryRun {
-		leaseCtx, release, err := e.Leases.Acquire(ctx, RepoLeaseKey(r))
+	if !a.DryRun {
+		leaseCtx, release, err := e.lease(ctx, RepoLeaseKey(r))
 		if err != nil {
 			return nil, fmt.Errorf("take lease on repo %s: %w", repoName, err)
 		}

@@ -71,14 +71,11 @@ func (e *Engine) Replicate(ctx context.Context, jobID string, a brr.ReplicateJob
 	if err != nil {
 		return nil, err
 	}
-	if e.Leases != nil {
-		leaseCtx, release, err := e.Leases.Acquire(ctx, ReplicaLeaseKey(dst))
-		if err != nil {
-			return nil, fmt.Errorf("take lease on repo %s: %w", toName, err)
-		}
-		defer release()
-		ctx = leaseCtx
+	ctx, release, err := e.lease(ctx, ReplicaLeaseKey(dst))
+	if err != nil {
+		return nil, fmt.Errorf("take lease on repo %s: %w", toName, err)
 	}
+	defer release()
 	ids, err := dst.SnapshotIDs(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list snapshots of repo %s: %w", toName, err)

@@ -33,7 +33,6 @@ const busyTimeout = 10 * time.Second
 // holds that one file under the database's base name, and the copy is then removed. A
 // restore writes the file back; see docs/sources.md for how to put it in place.
 func (e *Engine) backupSQLite(ctx context.Context, jobID string, a brr.BackupJob, src *Source, r *repo.Repository, repoName string, pr *reporter, start time.Time) (_ *brr.BackupResult, _ *repo.Snapshot, err error) {
-	defer func() { err = stoppedBy(ctx, err) }() // ctx: the source lease's, once taken
 	key := SourceKey(src.Name)
 	db, fi, err := e.checkSQLite(src)
 	if err != nil {
