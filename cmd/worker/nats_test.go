@@ -55,7 +55,9 @@ func TestRemoteNATS(t *testing.T) {
 
 	natstest.StartWith(t, opts)
 	p.waitReady(t)
-	if !strings.Contains(p.out.String(), "reconnected to nats") {
+	// nats.go calls the reconnect handler, which logs, after the connection is up again,
+	// from a goroutine of its own: the worker may be ready a moment before the line is.
+	if !testkit.WaitFor(10*time.Second, func() bool { return strings.Contains(p.out.String(), "reconnected to nats") }) {
 		t.Fatalf("log does not record the reconnect:\n%s", p.out.String())
 	}
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
