@@ -73,6 +73,7 @@ func newRepoManager(w *worker, registry *events.Registry, claims *repoClaims, js
 	for _, ref := range refused {
 		m.refused[ref.Repo] = ref
 	}
+	m.publishRefused() // /readyz says why from the start, not from the first reconcile
 	return m
 }
 
@@ -216,6 +217,9 @@ func (m *repoManager) plan(regs map[string]brr.RepoRegistration) []toOpen {
 		case mine && ref.Reason == brr.RefusedConflict:
 			// What it disagreed with is gone: claim the name now.
 			names[name] = true
+		case mine && ref.Reason == brr.RefusedUnavailable:
+			// A repo of the config that did not open: try it again.
+			names[name] = true
 		default:
 			delete(m.refused, name)
 			m.engine.SetRefused(name, "")
@@ -282,9 +286,8 @@ func (m *repoManager) settle(o toOpen, r *repo.Repository, err error) {
 		m.refused[name] = ref
 		m.engine.SetRefused(name, ref.Message)
 	case err != nil:
-		msg := fmt.Sprintf("repo %s is in the pool's registry but this worker cannot open it: %v. "+
-			"This worker runs no job on repo %s and leaves them to the workers that can; it tries again every %s and at each change of the registry",
-			name, err, name, retryUnavailable)
+		_, mine := m.config[name]
+		msg := unavailableMessage(name, err, mine)
 		if old, ok := m.refused[name]; !ok || old.Message != msg {
 			log.Error().Str("url", spec.URL).Msg(msg)
 		}

@@ -25,7 +25,11 @@ import (
 // yet, and checks each against what the worker's pools registered under its name
 // (claims; nil checks nothing). A repo that a pool registered as another repository is
 // refused: it is closed, or not created in the first place, and returned among refused
-// instead of repos. A wrong key stops start-up with an error that names the repository.
+// instead of repos. A repo that does not open (its key or password file is missing, the
+// key is wrong, its storage does not answer) is refused too, as RefusedUnavailable,
+// with why: the worker serves its other repos, and the repo manager tries it again.
+// Only the default repo (defaultRepoName) stops start-up with an error that names it:
+// most jobs name no repo, and a worker that cannot run them should not look healthy.
 func openRepos(ctx context.Context, cfg Config, js jetstream.JetStream, leases jobs.Leaser, claims *repoClaims, log zerolog.Logger) (repos map[string]*repo.Repository, refused []brr.RefusedRepo, err error) {
 	repos = map[string]*repo.Repository{}
 	// Packs are filled in files here (unlinked at once) and saved from them, not in memory.
@@ -41,6 +45,11 @@ func openRepos(ctx context.Context, cfg Config, js jetstream.JetStream, leases j
 			refused = append(refused, ref.RefusedRepo)
 			continue
 		}
+		if err != nil && name != cfg.defaultRepoName() && ctx.Err() == nil {
+			refused = append(refused, brr.RefusedRepo{Repo: name, Reason: brr.RefusedUnavailable, Location: rc.URL,
+				Message: unavailableMessage(name, err, true)})
+			continue
+		}
 		if err != nil {
 			for _, r := range repos {
 				_ = r.Close()
@@ -50,6 +59,33 @@ func openRepos(ctx context.Context, cfg Config, js jetstream.JetStream, leases j
 		repos[name] = r
 	}
 	return repos, refused, nil
+}
+
+// unavailableMessage says that this worker cannot open repo name, of its config (mine) or
+// of its pool's registry, why (err), and what it does meanwhile.
+func unavailableMessage(name string, err error, mine bool) string {
+	where := "is in the pool's registry"
+	if mine {
+		where = "is in this worker's config"
+	}
+	return fmt.Sprintf("repo %s %s but this worker cannot open it: %v. "+
+		"This worker runs no job on repo %s and leaves them to the workers that can; it tries again every %s and at each change of the registry",
+		name, where, err, name, retryUnavailable)
+}
+
+// defaultRepoName is the repo a job that names none goes to: default_repo, else local
+// when configured, else the only repo (as jobs.Engine.Repo chooses it).
+func (c Config) defaultRepoName() string {
+	names := c.repoNames()
+	switch {
+	case c.DefaultRepo != "":
+		return c.DefaultRepo
+	case slices.Contains(names, LocalRepo):
+		return LocalRepo
+	case len(names) == 1:
+		return names[0]
+	}
+	return ""
 }
 
 // packTempDir is where the worker's repositories fill their packs: <data_dir>/tmp.
