@@ -58,8 +58,8 @@ to do: most often it lacks the repo's secret (the environment variable or key fi
 its own config names another repository under that name. --json prints each repo as one
 JSON object per line, with the whole spec and the refusals.
 
-It reads the KV bucket BRR_REPOS, which the publisher role may not read: run it with the
-NATS admin role (docs/security.md).`,
+It reads the KV bucket BRR_REPOS, which holds no secret: the publisher role may read it
+(docs/security.md); adding and removing repos needs the admin role.`,
 		Example: `  brr repo ls
   brr repo ls --pool edge --json`,
 		Args: args(0, 0),

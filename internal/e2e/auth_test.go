@@ -231,6 +231,7 @@ func TestRolePermissions(t *testing.T) {
 		{"restore", "latest", filepath.Join(t.TempDir(), "restore"), "--source", src, "--wait"},
 		{"cancel", "auth-never-published"},
 		{"ls", "latest", "--recursive"}, {"find", "*"}, {"diff", "latest", "latest"}, {"dump", "latest", "/"},
+		{"repo", "ls"}, {"repo", "ls", "--json"},
 	} {
 		if out, errOut, code := cli("publisher", args...); code != 0 {
 			t.Errorf("publisher: brr %s exited %d: %s%s", strings.Join(args, " "), code, out, errOut)
@@ -299,6 +300,10 @@ func TestRolePermissions(t *testing.T) {
 	})
 	refused.check("takes a lease", "$KV.BRR_LEASES.repo-local", func(ctx context.Context) error {
 		_, err := pjs.Publish(ctx, "$KV.BRR_LEASES.repo-local", []byte("mine"))
+		return err
+	})
+	refused.check("registers a repo", "$KV.BRR_REPOS.default.stolen", func(ctx context.Context) error {
+		_, err := pjs.Publish(ctx, "$KV.BRR_REPOS.default.stolen", []byte(`{"repo":"stolen"}`))
 		return err
 	})
 	refused.check("adds a schedule", "brr.schedules.nightly", func(ctx context.Context) error {
