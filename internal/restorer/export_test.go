@@ -13,3 +13,10 @@ func CacheStats(rs *Restorer) (peak, peakAll, held int64, blobs int) {
 	defer l.mu.Unlock()
 	return l.peak, l.peakAll, l.bytes, len(l.slots)
 }
+
+// SetSyncFS replaces syncfs(2) until the test ends.
+func SetSyncFS(t interface{ Cleanup(func()) }, f func(fd int) error) {
+	old := syncFS
+	syncFS = f
+	t.Cleanup(func() { syncFS = old })
+}

@@ -228,7 +228,17 @@ func (rs *Restorer) Run(ctx context.Context, pl *Plan) error {
 	if err := rs.run(ctx, pl); err != nil {
 		return err
 	}
-	if rs.job != "" && len(rs.Failures()) == 0 {
+	done := len(rs.Failures()) == 0
+	if done || rs.job == "" {
+		// No file was synced before its rename: until the file system is, a crash of the
+		// machine can leave a name without its data. A restore is reported done, and its
+		// marker removed, only once it is on disk. (A failed attempt keeps its marker,
+		// whose boot id makes the next attempt after a crash write such files again.)
+		if err := rs.dst.sync(); err != nil {
+			return fmt.Errorf("sync the restored files to disk: %w", err)
+		}
+	}
+	if rs.job != "" && done {
 		rs.unmark()
 	}
 	return nil

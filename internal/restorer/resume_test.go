@@ -5,12 +5,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/brr-dev/brr/internal/repo"
 	"github.com/brr-dev/brr/internal/restorer"
 	"github.com/brr-dev/brr/internal/testkit"
+	"golang.org/x/sys/unix"
 )
 
 // runJob restores sn into target for job, as a job's attempt does, and returns the
@@ -185,4 +187,55 @@ func TestResumeAfterABootRewritesRestoredFiles(t *testing.T) {
 	}
 	sameAsSource(t, src, target)
 	noTempFiles(t, target)
+}
+
+// A restore renames its files to their names without syncing each, so it syncs the file
+// system before it is done: a restore whose sync fails is not done (an I/O error means
+// the files may not be on disk), and keeps its marker, so that its job's next attempt
+// checks what it wrote. The marker goes only after a sync that succeeded.
+func TestRestoreSyncsBeforeItIsDone(t *testing.T) {
+	r, _ := testkit.InitRepo(t, t.TempDir(), testkit.RepoOptions())
+	src := t.TempDir()
+	testkit.WriteFile(t, filepath.Join(src, "a", "one"), randomBytes(1, 5000), 0o640)
+	sn := snapshotOf(t, r, src)
+	target := filepath.Join(t.TempDir(), "out")
+	marker := filepath.Join(target, ".brr-restore-job-1")
+	ctx := context.Background()
+	if err := restorer.PrepareTarget(target); err != nil {
+		t.Fatal(err)
+	}
+	restore := func() error {
+		pl, err := restorer.NewPlan(ctx, r, sn, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return restorer.New(r, target, restorer.Options{Workers: 2, Job: "job-1"}).Run(ctx, pl)
+	}
+
+	restorer.SetSyncFS(t, func(int) error { return syscall.EIO })
+	if err := restore(); err == nil || !strings.Contains(err.Error(), "sync the restored files") {
+		t.Fatalf("restore whose sync fails: err %v, want it to say the sync failed", err)
+	}
+	if _, err := os.Lstat(marker); err != nil {
+		t.Fatalf("the marker is gone though the sync failed: %v", err)
+	}
+
+	syncs := 0
+	restorer.SetSyncFS(t, func(fd int) error {
+		syncs++
+		if _, err := os.Lstat(marker); err != nil {
+			t.Errorf("synced after the marker was removed: %v", err)
+		}
+		return unix.Syncfs(fd)
+	})
+	if err := restore(); err != nil {
+		t.Fatal(err)
+	}
+	if syncs != 1 {
+		t.Errorf("%d syncs of the target's file system, want 1", syncs)
+	}
+	if _, err := os.Lstat(marker); !os.IsNotExist(err) {
+		t.Errorf("the marker is still there after the restore succeeded (%v)", err)
+	}
+	sameAsSource(t, src, target)
 }

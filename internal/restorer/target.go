@@ -26,6 +26,22 @@ type target struct {
 	root *fsio.Root
 }
 
+// syncFS is syncfs(2); a test makes it fail.
+var syncFS = unix.Syncfs
+
+// sync writes everything of the target's file system to disk: the data of the files the
+// restore wrote and renamed to their names without syncing each, and the renames.
+func (t target) sync() error {
+	return t.root.At(".", func(dirfd int, name string) error {
+		fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		return syncFS(fd)
+	})
+}
+
 func (t target) lstat(rel string) (unix.Stat_t, error) {
 	var st unix.Stat_t
 	err := t.root.At(rel, func(dirfd int, name string) (err error) {
