@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -408,6 +409,16 @@ func TestDashboardFiles(t *testing.T) {
 	for _, want := range []string{`src="/static/app.js"`, `id="workers-body"`, `id="jobs-body"`, `id="repos-body"`, `name="viewport"`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the page lacks %s", want)
+		}
+	}
+	// The script is split in several files, each loaded by the page: every one is served.
+	scripts := regexp.MustCompile(`<script src="(/static/[a-z]+\.js)" defer></script>`).FindAllStringSubmatch(page, -1)
+	if len(scripts) < 6 {
+		t.Errorf("the page loads %d scripts, want app.js, jobs.js, panels.js, live.js, browse.js and actions.js", len(scripts))
+	}
+	for _, m := range scripts {
+		if r := f.do("GET", m[1], "", nil); r.status != http.StatusOK || !strings.HasPrefix(r.header.Get("Content-Type"), "text/javascript") {
+			t.Errorf("GET %s (the page loads it): %d %s", m[1], r.status, r.header.Get("Content-Type"))
 		}
 	}
 }

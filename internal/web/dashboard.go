@@ -6,7 +6,7 @@ import (
 	"net/http"
 )
 
-// static holds the dashboard: one page, its script and its style sheet, written by
+// static holds the dashboard: one page, its scripts and its style sheet, written by
 // hand; there is no build step.
 //
 //go:embed static
