@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/brr-dev/brr/internal/clock"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -162,30 +163,63 @@ func (c *Client) scan(ctx context.Context, stream string, cfg jetstream.OrderedC
 		}
 		return fmt.Errorf("read %s: %w", stream, err)
 	}
+	// Each batch is read through a consumer of its own, which the ordered consumer
+	// creates from where the last one ended. In a cluster, a batch asked of a server
+	// that does not know yet where the new consumer lives gets "no responders": it is
+	// asked again, a few times, after a short wait.
+	unanswered := 0
 	for {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("read %s: %w", stream, err)
 		}
-		batch, err := cons.FetchNoWait(256)
-		if err != nil {
-			return fmt.Errorf("read %s: %w", stream, err)
-		}
-		n := 0
-		done := false
-		for m := range batch.Messages() {
-			n++
-			fn(m)
-			if md, err := m.Metadata(); err == nil && md.NumPending == 0 {
-				done = true
+		batch, err := cons.FetchNoWait(scanBatch)
+		if err == nil {
+			var n int
+			var done bool
+			n, done, err = readBatch(batch, fn)
+			if err == nil && (n == 0 || done) {
+				return nil
+			}
+			if n > 0 {
+				unanswered = 0
 			}
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
+		switch {
+		case err == nil:
+		case errors.Is(err, nats.ErrNoResponders) && unanswered < scanRetries:
+			unanswered++
+			if !clock.Sleep(ctx, time.Duration(unanswered)*20*time.Millisecond) {
+				return fmt.Errorf("read %s: %w", stream, ctx.Err())
+			}
+		default:
 			return fmt.Errorf("read %s: %w", stream, err)
 		}
-		if n == 0 || done {
-			return nil
+	}
+}
+
+const (
+	// scanBatch is how many messages scan asks for at once: each batch costs the server
+	// a consumer.
+	scanBatch = 1024
+	// scanRetries is how many times in a row scan asks again for a batch that got no
+	// responders.
+	scanRetries = 10
+)
+
+// readBatch calls fn with each message of batch and returns how many there were and
+// whether the last one was the last of the consumer's.
+func readBatch(batch jetstream.MessageBatch, fn func(jetstream.Msg)) (n int, done bool, err error) {
+	for m := range batch.Messages() {
+		n++
+		fn(m)
+		if md, err := m.Metadata(); err == nil && md.NumPending == 0 {
+			done = true
 		}
 	}
+	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
+		return n, done, err
+	}
+	return n, done, nil
 }
 
 // ask asks a worker of the client's pool the query (brr.api.<pool>.<query>) with req and
