@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/clock"
 )
 
 // RepositoryCheck reports, per repo, the result and age of its last verify job: critical
@@ -108,6 +109,9 @@ func (c *RepositoryCheck) Run(ctx context.Context, t Tick) (Outcome, error) {
 // fetchWait bounds the wait for one batch of verify events.
 const fetchWait = 5 * time.Second
 
+// fetchRetries is how many fetches in a row may get no responders before a turn fails.
+const fetchRetries = 10
+
 // read takes in the final events of verify jobs stored after memo.Seq.
 func (c *RepositoryCheck) read(ctx context.Context, memo *verifyMemo) error {
 	var filters []string
@@ -129,6 +133,7 @@ func (c *RepositoryCheck) read(ctx context.Context, memo *verifyMemo) error {
 	if err != nil {
 		return fmt.Errorf("read verify events: %w", err)
 	}
+	unanswered := 0
 	for {
 		batch, err := fetchNoWait(ctx, cons, 256)
 		if err != nil {
@@ -165,9 +170,22 @@ func (c *RepositoryCheck) read(ctx context.Context, memo *verifyMemo) error {
 			}
 		}
 		wait.Stop()
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
+		err = batch.Error()
+		if errors.Is(err, nats.ErrNoResponders) && unanswered < fetchRetries {
+			// Each fetch is served by a consumer of its own, which a server of a cluster
+			// that does not host it may not know of yet: ask again from where it stopped.
+			if n == 0 {
+				unanswered++
+			}
+			if !clock.Sleep(ctx, time.Duration(unanswered)*20*time.Millisecond) {
+				return fmt.Errorf("read verify events: %w", ctx.Err())
+			}
+			continue
+		}
+		if err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
 			return fmt.Errorf("read verify events: %w", err)
 		}
+		unanswered = 0
 		if n == 0 || done {
 			return nil
 		}
