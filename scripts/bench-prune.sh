@@ -25,6 +25,8 @@
 #                        by a KEEP_REPOS=1 run; the backup rows repeat that run's figures)
 #                        and run only the prunes, the checks and the table
 #   SKIP_RESTIC=1 ...    with PRUNE_ONLY=1: brr's prune only (for iterating; no ratio)
+#   BACKUP_ONLY=1 ...    stop after the first backups and print their table (time, CPU
+#                        time and peak RSS of each): issue 14's many-small-files target
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -97,6 +99,9 @@ nats_port="" http_port=""
 take_ports nats_port http_port
 nats="nats://127.0.0.1:$nats_port"
 
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
+# verdict A OP B prints met or MISSED for the comparison A OP B (numbers; OP is >= or <=).
+verdict() { awk -v a="$1" -v op="$2" -v b="$3" 'BEGIN {ok = (op == ">=" ? a >= b : a <= b); print (ok ? "met" : "MISSED")}'; }
 if [[ "$PRUNE_ONLY" == 1 ]]; then
 	[[ -f "$saved/figures" ]] || die "PRUNE_ONLY=1 needs $saved from an earlier KEEP_REPOS=1 run"
 	step "PRUNE_ONLY: both repositories as $saved holds them (backups not run again)"
@@ -122,9 +127,31 @@ step "first backups (restic, then brr)"
 restic init >"$BENCH_DIR/restic-init.log" 2>&1 || die "restic init failed"
 timed restic_b1 "$restic" backup --host bench "$corpus"
 start_worker
+cpu_start="$(cpu_seconds "$worker_pid")"
 timed brr_b1 "$BRR" --nats "$nats" backup "$corpus" --wait
 hwm_b1="$(vmhwm "$worker_pid")"
-note "restic ${T_restic_b1}s, $(human $((RSS_restic_b1 * 1024))); brr ${T_brr_b1}s, worker VmHWM $(human $((hwm_b1 * 1024)))"
+cpu_b1="$(awk -v a="$(cpu_seconds "$worker_pid")" -v b="$cpu_start" 'BEGIN {printf "%.2f", a - b}')"
+cpu_restic_b1="$(awk -F': ' '/User time|System time/ {s += $2} END {printf "%.2f", s}' "$BENCH_DIR/restic_b1.time")"
+note "restic ${T_restic_b1}s (CPU ${cpu_restic_b1}s), $(human $((RSS_restic_b1 * 1024))); brr ${T_brr_b1}s (worker CPU ${cpu_b1}s), worker VmHWM $(human $((hwm_b1 * 1024)))"
+
+if [[ "${BACKUP_ONLY:-0}" == 1 ]]; then
+	stop_worker
+	r_b1="$(ratio "$T_restic_b1" "$T_brr_b1")"
+	echo
+	echo "bench-prune (BACKUP_ONLY) $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), brr $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo dev), $(restic version | head -1 | cut -d' ' -f1-2)"
+	[[ -n "$restic_note" ]] && echo "$restic_note"
+	echo "corpus: $FILES files; first backup of each tool, files in the page cache"
+	printf '%-26s | %-14s | %-14s | %-6s | %s\n' measure brr restic ratio target
+	printf -- '%.0s-' {1..96}
+	echo
+	printf '%-26s | %-14s | %-14s | %-6s | %s\n' \
+		"backup 1 (all new)" "${T_brr_b1}s" "${T_restic_b1}s" "$r_b1" "restic/brr >= 2.5: $(verdict "$r_b1" ">=" 2.5)" \
+		"backup 1 CPU time" "${cpu_b1}s" "${cpu_restic_b1}s" "$(ratio "$cpu_restic_b1" "$cpu_b1")" "-" \
+		"backup 1 peak RSS" "$(human $((hwm_b1 * 1024)))" "$(human $((RSS_restic_b1 * 1024)))" "$(ratio "$hwm_b1" "$RSS_restic_b1")" "brr <= restic: $(verdict "$hwm_b1" "<=" "$RSS_restic_b1")"
+	echo
+	echo "brr's CPU time is the worker's (utime + stime) over the backup, its RSS the worker's VmHWM (embedded NATS included)."
+	exit 0
+fi
 
 step "rewrite half of the files (generation 1), second backups"
 "$mkcorpus" -dir "$corpus" -files "$FILES" -rewrite 2 -gen 1
@@ -179,9 +206,6 @@ fi
 brr_blobs="$(grep -o '"blobs":[0-9]*' "$BENCH_DIR/brr-verify.log" | tail -1 | cut -d: -f2)"
 stop_worker
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
-# verdict A OP B prints met or MISSED for the comparison A OP B (numbers; OP is >= or <=).
-verdict() { awk -v a="$1" -v op="$2" -v b="$3" 'BEGIN {ok = (op == ">=" ? a >= b : a <= b); print (ok ? "met" : "MISSED")}'; }
 r_b1="$(ratio "$T_restic_b1" "$T_brr_b1")"
 r_prune="$(ratio "$T_restic_prune" "$T_brr_prune")"
 prune_verdict="restic/brr >= 3: $(verdict "$r_prune" ">=" 3)"

@@ -104,6 +104,11 @@ vmhwm() {
 	awk '/^VmHWM:/ {print $2; found=1} END {if (!found) print 0}' "/proc/$1/status" 2>/dev/null || echo 0
 }
 
+# cpu_seconds prints the CPU time (user + system) that pid $1 has used so far, in seconds.
+cpu_seconds() {
+	awk -v hz="$(getconf CLK_TCK)" '{sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz}' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
 # human prints a byte count with a binary unit.
 human() {
 	awk -v b="$1" 'BEGIN {

@@ -40,6 +40,15 @@ type Options struct {
 	// is loaded and written as whole maps, which converting would copy. Nil means an
 	// empty cache: every file is read.
 	LoadCache func() (map[string]state.CachedFile, error)
+	// PutCache, when set, is handed the file cache's new entries while the archive runs,
+	// in batches of a few thousand, from one goroutine (a slow write does not stop the file
+	// workers until the next batch is full), so that a backup of millions of files does
+	// not hold an entry per file until it ends; Result.CachePut has only those not handed
+	// to it. An entry may be written before the snapshot commits, or when the backup
+	// fails: that is safe, because an entry is used only when every blob it names is in
+	// the index (see unchanged). An error is a warning of the result: its batch is not
+	// in the cache, and those files are read again next time.
+	PutCache func(put map[string]state.CachedFile) error
 
 	// Excludes are patterns in gitignore syntax relative to the root (a job's or a
 	// source's), before the ignore files' in precedence; see internal/excludes.
@@ -119,6 +128,7 @@ type Archiver struct {
 	moreWarnings           int
 	cacheMu                sync.Mutex
 	cachePut               map[string]state.CachedFile
+	cacheCh                chan map[string]state.CachedFile // full batches for Options.PutCache
 	rootTree               repo.ID
 	rootDone               atomic.Bool
 }
@@ -151,6 +161,42 @@ func New(w *repo.Writer, root string, opts Options) *Archiver {
 		fileCh:     make(chan *fileJob, 1024),
 		saveCh:     make(chan saveJob, 2*savers),
 		cachePut:   make(map[string]state.CachedFile),
+		cacheCh:    make(chan map[string]state.CachedFile, 1),
+	}
+}
+
+// cacheBatch is how many file cache entries Options.PutCache is given at once: a few MiB.
+// A variable only so that tests can make it small.
+var cacheBatch = 16384
+
+// putCache records the file cache entry of rel; with Options.PutCache, a full batch goes
+// to the goroutine that writes it.
+func (a *Archiver) putCache(rel string, c state.CachedFile) {
+	a.cacheMu.Lock()
+	a.cachePut[rel] = c
+	var batch map[string]state.CachedFile
+	if a.opts.PutCache != nil && len(a.cachePut) >= cacheBatch {
+		batch, a.cachePut = a.cachePut, make(map[string]state.CachedFile, cacheBatch)
+	}
+	a.cacheMu.Unlock()
+	if batch != nil {
+		a.cacheCh <- batch // the writer takes batches until every producer is done
+	}
+}
+
+// writeCache hands the batches of putCache to Options.PutCache until the producers are
+// done. It never stops early, so that putCache never blocks for good; once ctx is done it
+// only drops what it is given.
+func (a *Archiver) writeCache(ctx context.Context) {
+	failed := false
+	for batch := range a.cacheCh {
+		if failed || ctx.Err() != nil {
+			continue
+		}
+		if err := a.opts.PutCache(batch); err != nil {
+			failed = true
+			a.warn("update file cache: %v (the files of this backup are read again next time)", err)
+		}
 	}
 }
 
@@ -196,8 +242,8 @@ type Result struct {
 	FilesExcluded, DirsExcluded, BytesExcluded int64
 	// Warnings name what was left out of the snapshot, or changed while it was read.
 	Warnings []string
-	// CachePut are the file cache entries to write and CacheDelete those to delete (the
-	// files are gone from the source).
+	// CachePut are the file cache entries to write (with Options.PutCache, those it was
+	// not handed) and CacheDelete those to delete (the files are gone from the source).
 	CachePut    map[string]state.CachedFile
 	CacheDelete []string
 }
@@ -277,10 +323,15 @@ func (a *Archiver) Run(ctx context.Context) (*Result, error) {
 		})
 	}
 	g.Go(func() error {
+		a.writeCache(ctx)
+		return nil
+	})
+	g.Go(func() error {
 		listers.Wait()
 		close(a.fileCh)
 		producers.Wait()
 		close(a.saveCh)
+		close(a.cacheCh)
 		return nil
 	})
 	root := &dirState{match: match}

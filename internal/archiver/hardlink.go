@@ -70,8 +70,6 @@ func (a *Archiver) resolveLink(g *linkGroup, job *fileJob) {
 	g.class.Add(1)
 	a.fileDone(g.size)
 	if g.cache != nil && !(job.known && sameCached(job.old, *g.cache)) {
-		a.cacheMu.Lock()
-		a.cachePut[job.rel] = *g.cache
-		a.cacheMu.Unlock()
+		a.putCache(job.rel, *g.cache)
 	}
 }

@@ -184,6 +184,9 @@ func (e *Engine) backupSource(ctx context.Context, jobID string, a brr.BackupJob
 	}
 	opts := archiveOptions(a)
 	opts.Workers, opts.Limits, opts.LoadCache = e.parallelism(), e.backupLimits(), loadCache
+	if e.Cache != nil {
+		opts.PutCache = func(put map[string]state.CachedFile) error { return e.Cache.UpdateFileCache(scope, put, nil) }
+	}
 	arch := archiver.New(w, source, opts)
 
 	stopProgress := e.reportBackupProgress(ctx, source, arch, pr, start)

@@ -15,6 +15,7 @@ import (
 	"github.com/brr-dev/brr/internal/jobs"
 	"github.com/brr-dev/brr/internal/repo"
 	"github.com/brr-dev/brr/internal/repo/file"
+	"github.com/brr-dev/brr/internal/state"
 	"github.com/brr-dev/brr/internal/testkit"
 )
 
@@ -50,6 +51,9 @@ func TestProfile(t *testing.T) {
 	if err := os.RemoveAll(repoDir); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.RemoveAll(filepath.Join(dir, "state.db")); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.RemoveAll(target); err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +66,14 @@ func TestProfile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	e := &jobs.Engine{Repos: map[string]*repo.Repository{"local": r}, Host: "profile", Worker: "profile"}
+	// A file cache in a real state database, as the worker has: a first backup writes an
+	// entry per file.
+	db, err := state.Open(filepath.Join(dir, "state.db"), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	e := &jobs.Engine{Repos: map[string]*repo.Repository{"local": r}, Cache: db, Host: "profile", Worker: "profile"}
 
 	var stop func()
 	startCPU := func() {

@@ -3,6 +3,7 @@ package repo
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/zeebo/blake3"
 )
@@ -74,16 +75,13 @@ func (r *Repository) SaveBlob(ctx context.Context, t BlobType, id ID, data []byt
 		r.afterClaim(id)
 	}
 
-	bp := r.blobPool.Get().(*[]byte)
-	zp := r.zbufPool.Get().(*[]byte)
-	buf, scratch := r.comp.pack((*bp)[:nonceSize], data, (*zp)[:0])
-	ct := sealInPlace(r.aead, buf, nil)
+	bp := r.getBlobBuf(len(data))
+	ct := sealInPlace(r.aead, r.comp.pack((*bp)[:nonceSize], data), nil)
 
 	err = r.appendToPack(k, ct, len(data))
 	stored = len(ct)
-	*bp, *zp = ct[:0], scratch[:0]
-	r.blobPool.Put(bp)
-	r.zbufPool.Put(zp)
+	*bp = ct[:0]
+	r.putBlobBuf(bp)
 
 	r.mu.Lock()
 	delete(r.inflight, k)
@@ -99,6 +97,30 @@ func (r *Repository) SaveBlob(ctx context.Context, t BlobType, id ID, data []byt
 		return false, 0, err
 	}
 	return true, stored, nil
+}
+
+// smallBlob is the largest blob whose SaveBlob takes a buffer from smallBlobBufs rather
+// than Repository.blobPool's, whose buffers fit MaxChunkSize: a backup of many small files
+// (each one blob) would otherwise keep a few 4 MiB buffers busy for blobs of 200 bytes.
+const smallBlob = 64 << 10
+
+var smallBlobBufs = sync.Pool{New: func() any { b := make([]byte, 0, smallBlob+1024); return &b }}
+
+// getBlobBuf returns a buffer for the sealed form of a blob of n bytes (it may still grow
+// when compression does not pay); putBlobBuf takes it back.
+func (r *Repository) getBlobBuf(n int) *[]byte {
+	if n <= smallBlob {
+		return smallBlobBufs.Get().(*[]byte)
+	}
+	return r.blobPool.Get().(*[]byte)
+}
+
+func (r *Repository) putBlobBuf(bp *[]byte) {
+	if cap(*bp) <= smallBlob+1024 {
+		smallBlobBufs.Put(bp)
+		return
+	}
+	r.blobPool.Put(bp)
 }
 
 // failLocked counts a failed pack write or blob save. Every writer that began before it
@@ -224,8 +246,46 @@ func (r *Repository) writePacks(ctx context.Context) {
 		r.written = p.seq
 		close(r.progress)
 		r.progress = make(chan struct{})
+		full := unindexedBlobs(r.unindexed) >= maxIndexEntries
 		r.mu.Unlock()
+		if full {
+			// A backup of a million small files would otherwise hold 48 bytes per blob
+			// here until its Flush. Failing is not a failed write: the packs stay
+			// unindexed and the next Flush saves their index or fails.
+			_ = r.saveUnindexed(ctx, maxIndexEntries)
+		}
 	}
+}
+
+// unindexedBlobs counts the blobs of packs.
+func unindexedBlobs(packs []indexPack) int {
+	n := 0
+	for _, p := range packs {
+		n += len(p.Entries)
+	}
+	return n
+}
+
+// saveUnindexed saves index files naming the saved packs that none names yet, when they
+// hold at least least blobs. On error the packs stay unindexed, for the next try.
+func (r *Repository) saveUnindexed(ctx context.Context, least int) error {
+	r.indexMu.Lock()
+	defer r.indexMu.Unlock()
+	r.mu.Lock()
+	packs := r.unindexed
+	if len(packs) == 0 || unindexedBlobs(packs) < least {
+		r.mu.Unlock()
+		return nil
+	}
+	r.unindexed = nil
+	r.mu.Unlock()
+	if err := r.saveIndex(ctx, packs); err != nil {
+		r.mu.Lock()
+		r.unindexed = append(packs, r.unindexed...)
+		r.mu.Unlock()
+		return err
+	}
+	return nil
 }
 
 // savePack finishes a pack in its temporary file and saves it from there.
@@ -241,7 +301,10 @@ func (r *Repository) savePack(ctx context.Context, p *packBuf) (indexPack, error
 }
 
 // Flush saves the open pack and an index file naming every pack saved since the last
-// index file. After Flush returns nil, every blob the Repository had before Flush was
+// index file. (The pack writer also saves an index file whenever the packs no index file
+// names hold maxIndexEntries blobs, so that a large backup does not keep them all in
+// memory until its Flush; GC's two phases keep those packs as they keep any indexed
+// before their snapshot is saved.) After Flush returns nil, every blob the Repository had before Flush was
 // called is in a saved pack that a saved index file names: every blob whose SaveBlob
 // returned, and every blob for which HasBlob returned true or SaveBlob returned
 // added=false, even when the SaveBlob that claimed it (another job's) is still running;
@@ -290,22 +353,7 @@ func (r *Repository) flush(ctx context.Context, since uint64) error {
 		}
 	}
 
-	r.indexMu.Lock()
-	defer r.indexMu.Unlock()
-	r.mu.Lock()
-	packs := r.unindexed
-	r.unindexed = nil
-	r.mu.Unlock()
-	if len(packs) == 0 {
-		return nil
-	}
-	if err := r.saveIndex(ctx, packs); err != nil {
-		r.mu.Lock()
-		r.unindexed = append(packs, r.unindexed...)
-		r.mu.Unlock()
-		return err
-	}
-	return nil
+	return r.saveUnindexed(ctx, 1)
 }
 
 // LoadBlob reads the blob from its pack, decrypts and decompresses it, and checks that its

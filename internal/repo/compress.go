@@ -69,7 +69,8 @@ const (
 
 // worthTrying reports whether data looks compressible: for large data, two samples (the
 // start and the middle) are compressed with the fastest level, so random or already
-// compressed data costs a small fraction of a full compression.
+// compressed data costs a small fraction of a full compression. scratch is where the
+// samples go (its capacity is used, its contents are clobbered).
 func (c *compressor) worthTrying(data []byte, scratch []byte) bool {
 	if len(data) < minCompressSize {
 		return false
@@ -89,18 +90,21 @@ func (c *compressor) worthTrying(data []byte, scratch []byte) bool {
 }
 
 // pack appends the prefixed form of data to dst: formatZstd and the compressed bytes when
-// that saves enough, else formatRaw and data. scratch is a buffer to use for the attempt;
-// the (possibly grown) scratch is returned for reuse.
-func (c *compressor) pack(dst, data, scratch []byte) (out, scratchOut []byte) {
-	if c.worthTrying(data, scratch) {
-		scratch = c.enc.EncodeAll(data, scratch[:0])
-		if len(scratch) <= len(data)-len(data)/minSavingDiv {
-			dst = append(dst, formatZstd)
-			return append(dst, scratch...), scratch
+// that saves enough, else formatRaw and data. The attempt is compressed into dst itself
+// (its spare capacity, grown if need be), not into a scratch buffer that would be copied:
+// one buffer per blob instead of two.
+func (c *compressor) pack(dst, data []byte) []byte {
+	base := len(dst)
+	if c.worthTrying(data, dst[base:]) {
+		dst = append(dst, formatZstd)
+		dst = c.enc.EncodeAll(data, dst)
+		if len(dst)-base-1 <= len(data)-len(data)/minSavingDiv {
+			return dst
 		}
+		dst = dst[:base]
 	}
 	dst = append(dst, formatRaw)
-	return append(dst, data...), scratch
+	return append(dst, data...)
 }
 
 // unpack appends the data that a prefixed plaintext stands for to dst.

@@ -146,7 +146,7 @@ func (r *Repository) sealObject(h Handle, data []byte) []byte {
 // seal compresses (when that pays) and encrypts data with the associated data ad.
 func (r *Repository) seal(data, ad []byte) []byte {
 	buf := make([]byte, nonceSize, nonceSize+1+len(data)+tagSize)
-	buf, _ = r.comp.pack(buf, data, nil)
+	buf = r.comp.pack(buf, data)
 	return sealInPlace(r.aead, buf, ad)
 }
 

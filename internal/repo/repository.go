@@ -57,8 +57,7 @@ type Repository struct {
 	idx   *index
 
 	idPool   sync.Pool // *blake3.Hasher
-	blobPool sync.Pool // *[]byte: encrypted blob being built
-	zbufPool sync.Pool // *[]byte: compression scratch
+	blobPool sync.Pool // *[]byte: encrypted blob being built, of a large chunk (see blob.go)
 
 	// packMu guards filling the current pack and handing it to the writer; a SaveBlob
 	// holds it while it waits for the writer, which is the bound on packs in temporary
@@ -248,7 +247,6 @@ func newRepository(be Backend, mk *masterKey, cfg *configObject, opts Options) (
 	}
 	r.idPool.New = func() any { return r.idKey.Clone() }
 	r.blobPool.New = func() any { b := make([]byte, 0, MaxChunkSize+1024); return &b }
-	r.zbufPool.New = func() any { b := make([]byte, 0, MaxChunkSize+1024); return &b }
 	go r.writePacks(ctx)
 	r.cur = &packBuf{}
 	return r, nil
