@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
-	"runtime/metrics"
 	"runtime/pprof"
 	"testing"
 	"time"
@@ -94,7 +93,7 @@ func TestProfile(t *testing.T) {
 
 	if kind == "backup" {
 		startCPU()
-		defer watchPeak(t, filepath.Join(dir, "heap-peak.prof"))()
+		defer testkit.WatchHeapPeak(t, filepath.Join(dir, "heap-peak.prof"))()
 	}
 	start := time.Now()
 	bres, err := e.Backup(ctx, "profile-backup", brr.BackupJob{Path: corpus}, nil)
@@ -104,7 +103,7 @@ func TestProfile(t *testing.T) {
 	t.Logf("backup: %d files, %d bytes in %v", bres.Files, bres.Bytes, time.Since(start))
 	if kind == "restore" {
 		startCPU()
-		defer watchPeak(t, filepath.Join(dir, "heap-peak.prof"))()
+		defer testkit.WatchHeapPeak(t, filepath.Join(dir, "heap-peak.prof"))()
 		start = time.Now()
 		rres, err := e.Restore(ctx, "profile-restore", brr.RestoreJob{Snapshot: bres.Snapshot, Target: target}, nil)
 		if err != nil {
@@ -122,39 +121,5 @@ func TestProfile(t *testing.T) {
 	}
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// watchPeak samples the heap every 20 ms and writes its profile to path each time it is
-// larger than ever before, until the returned func is called, which logs the peak.
-func watchPeak(t *testing.T, path string) func() {
-	stop, done := make(chan struct{}), make(chan struct{})
-	var peak, mapped uint64
-	go func() {
-		defer close(done)
-		sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/total:bytes"}}
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			metrics.Read(sample)
-			if v := sample[0].Value.Uint64(); v > peak+(1<<20) {
-				peak = v
-				if f, err := os.Create(path); err == nil {
-					_ = pprof.Lookup("heap").WriteTo(f, 0)
-					_ = f.Close()
-				}
-				mapped = sample[1].Value.Uint64()
-			}
-		}
-	}()
-	return func() {
-		close(stop)
-		<-done
-		t.Logf("peak heap objects: %d MiB, all memory of the Go runtime then: %d MiB (heap-peak.prof)", peak>>20, mapped>>20)
 	}
 }

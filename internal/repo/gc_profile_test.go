@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/metrics"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/brr-dev/brr/internal/repo"
 	"github.com/brr-dev/brr/internal/repo/file"
+	"github.com/brr-dev/brr/internal/testkit"
 )
 
 // TestPruneProfile profiles a prune (keep the newest snapshot, GC with a 1 s grace, then
@@ -61,7 +61,7 @@ func TestPruneProfile(t *testing.T) {
 	if err := pprof.StartCPUProfile(cpu); err != nil {
 		t.Fatal(err)
 	}
-	stopPeak := watchHeapPeak(t, filepath.Join(out, "heap-peak.prof"))
+	stopPeak := testkit.WatchHeapPeak(t, filepath.Join(out, "heap-peak.prof"))
 	start := time.Now()
 	r, err := repo.Open(ctx, be, []byte(strings.TrimSpace(string(key))), repo.Options{})
 	if err != nil {
@@ -113,39 +113,5 @@ func TestPruneProfile(t *testing.T) {
 	defer f.Close()
 	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// watchHeapPeak samples the heap every 20 ms and writes its profile to path each time it
-// is larger than ever before, until the returned func is called, which logs the peak.
-func watchHeapPeak(t *testing.T, path string) func() {
-	stop, done := make(chan struct{}), make(chan struct{})
-	var peak, mapped uint64
-	go func() {
-		defer close(done)
-		sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/total:bytes"}}
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			metrics.Read(sample)
-			if v := sample[0].Value.Uint64(); v > peak+(1<<20) {
-				peak = v
-				if f, err := os.Create(path); err == nil {
-					_ = pprof.Lookup("heap").WriteTo(f, 0)
-					_ = f.Close()
-				}
-				mapped = sample[1].Value.Uint64()
-			}
-		}
-	}()
-	return func() {
-		close(stop)
-		<-done
-		t.Logf("peak heap objects: %d MiB, all memory of the Go runtime then: %d MiB (heap-peak.prof)", peak>>20, mapped>>20)
 	}
 }
