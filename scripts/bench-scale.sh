@@ -290,9 +290,10 @@ for n in $WORKER_COUNTS; do
 	sleep 1 # the last events leave the outboxes
 	# jobs/s from the events: first started (or first succeeded less the delay, for a
 	# pipeline that sends no started event for a short job) to last succeeded. Reading
-	# ~20,000 events of an R3 stream fails now and then mid-way with "no responders"
-	# (nats.go's ordered consumer; see docs/performance.md): then the script's clock
-	# is used, from the resume to the poll that found the stream empty.
+	# ~20,000 events of an R3 stream failed now and then mid-way with "no responders"
+	# before the client asked again (606761a; see docs/performance.md): should it still
+	# fail, the script's clock is used, from the resume to the poll that found the
+	# stream empty.
 	since="$(awk -v a="$t_resume" -v b="$(now)" 'BEGIN {printf "%ds", b - a + 30}')"
 	how=events
 	for ((i = 1; ; i++)); do
