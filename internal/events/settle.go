@@ -116,7 +116,38 @@ func (c *Consumer) recordRetrying(d *delivery, herr error, delay time.Duration, 
 	}
 	if d.entry {
 		c.endAttempt(d, e)
+	} else {
+		c.noteRetrying(d, e)
 	}
+}
+
+// noteRetrying puts the retrying event e of an attempt that left no started entry (it
+// ended within watchAfter: put off at once, or failed fast) in BRR_RESULTS, so that
+// `brr jobs show` and Client.Job see the job waiting and why, instead of no job at all.
+// It writes only where there is no entry, or one of an earlier attempt that is neither
+// final nor another worker's running attempt, at that entry's revision: a final result
+// another worker wrote stays.
+func (c *Consumer) noteRetrying(d *delivery, e *brr.Event) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	kv, err := c.resultsKV(ctx)
+	if err != nil {
+		return
+	}
+	data, _ := json.Marshal(e) // cannot fail: see endAttempt
+	entry, err := kv.Get(ctx, d.job.ID)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		_, _ = kv.Create(ctx, d.job.ID, data)
+		return
+	}
+	if err != nil {
+		return
+	}
+	last, err := brr.DecodeEvent(entry.Value())
+	if err != nil || last.Status.Final() || last.Worker != c.cfg.Worker && last.Status == brr.StatusStarted {
+		return
+	}
+	_, _ = kv.Update(ctx, d.job.ID, data, entry.Revision())
 }
 
 // endAttempt replaces the started entry this attempt left in BRR_RESULTS (one that ran
