@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // checkJSON reads the JSON value in data once, byte by byte, and refuses, with an error
@@ -24,10 +25,16 @@ import (
 // that walk, since a key is compared as the bytes it is written as unless it holds an
 // escape or a non-ASCII byte, and a path is only put together for an error.
 func checkJSON(data []byte) error {
-	var c jsonChecker
-	c.frames = c.frameBuf[:0]
-	c.keys = c.keyBuf[:0]
-	return c.check(data)
+	c := jsonCheckers.Get().(*jsonChecker)
+	err := c.check(data)
+	if cap(c.frames) > 64 || cap(c.keys) > 256 {
+		return err // a deep or wide message: let its room go
+	}
+	clear(c.frames[:cap(c.frames)]) // no hold on data or the maps once done
+	clear(c.keys[:cap(c.keys)])
+	c.frames, c.keys = c.frames[:0], c.keys[:0]
+	jsonCheckers.Put(c)
+	return err
 }
 
 // Where the walk is: what may come next.
@@ -63,11 +70,12 @@ func (k *jsonKey) folded() string {
 	return k.fold
 }
 
+// jsonCheckers keeps checkers for reuse, so that checking a job allocates nothing.
+var jsonCheckers = sync.Pool{New: func() any { return new(jsonChecker) }}
+
 type jsonChecker struct {
-	frames   []jsonFrame
-	keys     []jsonKey // the keys of every open object, outermost first
-	frameBuf [8]jsonFrame
-	keyBuf   [32]jsonKey
+	frames []jsonFrame
+	keys   []jsonKey // the keys of every open object, outermost first
 }
 
 func (c *jsonChecker) check(data []byte) error {

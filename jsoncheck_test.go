@@ -178,8 +178,11 @@ const benchBackupJob = `{"v":1,"id":"j1","kind":"backup","pool":"default","creat
 
 // BenchmarkCheckJSON measures the duplicate-key and NUL walk alone, new and old, on a
 // ping job and a backup job; BenchmarkDecodeJob the whole decode a worker does per job.
+// "deep" is 21,000 nested arrays, 42 KB (under MaxJobSize): the token walk built the path
+// of every level, quadratic in the depth.
 func BenchmarkCheckJSON(b *testing.B) {
-	for _, m := range []struct{ name, msg string }{{"ping", benchJob}, {"backup", benchBackupJob}} {
+	deep := strings.Repeat("[", 21000) + strings.Repeat("]", 21000)
+	for _, m := range []struct{ name, msg string }{{"ping", benchJob}, {"backup", benchBackupJob}, {"deep", deep}} {
 		for _, impl := range []struct {
 			name  string
 			check func([]byte) error
