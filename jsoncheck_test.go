@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -213,5 +214,24 @@ func BenchmarkDecodeJob(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// A job message nested as deep as MaxJobSize allows is refused or decoded for a bounded
+// cost: the token walk built a path at every level, so 21,000 nested arrays (42 KB) cost
+// a worker 718 MB of garbage and 2 s of CPU each, a message anyone allowed to publish a
+// job could send over and over. Bytes allocated, not time, so the test cannot flake.
+func TestDeepJobMessageIsCheap(t *testing.T) {
+	depth := (MaxJobSize - 100) / 2
+	msg := []byte(`{"v":1,"id":"deep","kind":"ping","args":{"x":` + strings.Repeat("[", depth) + strings.Repeat("]", depth) + `}}`)
+	if len(msg) > MaxJobSize {
+		t.Fatalf("message of %d bytes, over MaxJobSize", len(msg))
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, _ = DecodeJob(msg)
+	runtime.ReadMemStats(&after)
+	if got := after.TotalAlloc - before.TotalAlloc; got > 64<<20 {
+		t.Errorf("decoding a %d KB job message %d deep allocated %d MB, want under 64 MB", len(msg)>>10, depth, got>>20)
 	}
 }
