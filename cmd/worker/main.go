@@ -30,6 +30,7 @@ func main() {
 	defer stop()
 
 	zerolog.TimeFieldFormat = time.RFC3339Nano
+	defer startTrace(os.Getenv("BRR_TRACE"))()
 	m := NewMain()
 	env := Environment{Getenv: os.Getenv, UID: os.Getuid()}
 	if err := m.ParseFlags(os.Args[1:], env); err != nil {
