@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/brr-dev/brr"
+	"github.com/brr-dev/brr/internal/clock"
 	"github.com/brr-dev/brr/internal/testkit"
 )
 
@@ -128,15 +129,7 @@ func (d *driver) stuck(id, what, why string) {
 
 // pause sleeps a random time between lo and hi, and reports false when ctx ended first.
 func pause(ctx context.Context, lo, hi time.Duration) bool {
-	d := lo + rand.N(hi-lo+1)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	return clock.Sleep(ctx, lo+rand.N(hi-lo+1))
 }
 
 // lanes starts the mix: each lane runs one kind of job after another until stop ends,
