@@ -302,7 +302,7 @@ func TestRestartedWorkerReclaimsItsLease(t *testing.T) {
 func TestLeaseSurvivesAStalledServer(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	const ttl = 9 * time.Second // renewals every 3 s, each given 3 s
+	const ttl = 18 * time.Second // renewals every 6 s, each given 6 s
 	s := natstest.StartListening(t)
 	stall := natstest.StartStaller(t, s.Addr().String())
 	nc, err := nats.Connect(stall.URL())
@@ -349,8 +349,10 @@ func TestLeaseSurvivesAStalledServer(t *testing.T) {
 		}
 	}
 	first := next("renewal")
-	// The next renewal is due in 3 s and times out 3 s later, at 6 s; the key expires at
-	// 9 s unless a renewal is written. Resume at 7 s: the held renewal is written then.
+	// The next renewal is due in 6 s and times out 6 s later, at 12 s; the key expires at
+	// 18 s unless a renewal is written. Resume at 14 s: the held renewal is written then,
+	// with 4 s to spare for a connection that has to be made again (a 9 s TTL left 2 s,
+	// and a CI run under load lost the lease so).
 	stall.Stall()
 	time.Sleep(ttl * 7 / 9)
 	stall.Resume()
