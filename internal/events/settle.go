@@ -143,11 +143,22 @@ func (c *Consumer) noteRetrying(d *delivery, e *brr.Event) {
 	if err != nil {
 		return
 	}
-	last, err := brr.DecodeEvent(entry.Value())
-	if err != nil || last.Status.Final() || last.Worker != c.cfg.Worker && last.Status == brr.StatusStarted {
+	if _, ok := replaceable(entry.Value(), c.cfg.Worker); !ok {
 		return
 	}
 	_, _ = kv.Update(ctx, d.job.ID, data, entry.Revision())
+}
+
+// replaceable decodes value, a BRR_RESULTS entry, and reports whether worker may replace
+// it with an event of its own attempt: not when it is a final result, nor another
+// worker's running (started) attempt, nor when it does not decode. noteRetrying and
+// endAttempt both ask it, so that they agree on whose entry is whose.
+func replaceable(value []byte, worker string) (*brr.Event, bool) {
+	last, err := brr.DecodeEvent(value)
+	if err != nil || last.Status.Final() || last.Worker != worker && last.Status == brr.StatusStarted {
+		return nil, false
+	}
+	return last, true
 }
 
 // endAttempt replaces the started entry this attempt left in BRR_RESULTS (one that ran
@@ -182,8 +193,8 @@ func (c *Consumer) endAttempt(d *delivery, e *brr.Event) {
 		if err != nil {
 			return
 		}
-		last, err := brr.DecodeEvent(entry.Value())
-		if err != nil || last.Status.Final() || last.Worker != c.cfg.Worker && last.Status == brr.StatusStarted {
+		last, ok := replaceable(entry.Value(), c.cfg.Worker)
+		if !ok {
 			return // not ours to replace: a final result, or another worker's attempt
 		}
 		if last.Status != brr.StatusStarted || last.Attempt != d.attempt {

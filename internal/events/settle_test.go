@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -33,6 +34,49 @@ func TestBackoff(t *testing.T) {
 		if got := backoff(tt.n, s, 5*time.Minute, tt.r); got != tt.want {
 			t.Errorf("backoff(%d, r=%v) = %v, want %v", tt.n, tt.r, got, tt.want)
 		}
+	}
+}
+
+// TestReplaceable is the rule noteRetrying and endAttempt share for a BRR_RESULTS entry:
+// this worker replaces its own attempts' entries and another worker's retrying one, never
+// a final result, another worker's running attempt, or an entry it cannot read.
+func TestReplaceable(t *testing.T) {
+	const me, other = "w1", "w2"
+	entry := func(status brr.Status, worker string) []byte {
+		data, err := json.Marshal(brr.Event{V: brr.Version, ID: "e", Type: "job", Status: status, Worker: worker, JobID: "j"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	tests := []struct {
+		name  string
+		value []byte
+		want  bool
+	}{
+		{"our started attempt", entry(brr.StatusStarted, me), true},
+		{"another worker's started attempt", entry(brr.StatusStarted, other), false},
+		{"our retrying", entry(brr.StatusRetrying, me), true},
+		{"another worker's retrying", entry(brr.StatusRetrying, other), true},
+		{"retrying with no worker", entry(brr.StatusRetrying, ""), true},
+		{"our success", entry(brr.StatusSucceeded, me), false},
+		{"another worker's success", entry(brr.StatusSucceeded, other), false},
+		{"failed", entry(brr.StatusFailed, other), false},
+		{"dead", entry(brr.StatusDead, me), false},
+		{"cancelled", entry(brr.StatusCancelled, other), false},
+		{"not JSON", []byte("{"), false},
+		{"unknown version", []byte(`{"v":99,"status":"retrying","worker":"w1"}`), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			last, ok := replaceable(tt.value, me)
+			if ok != tt.want {
+				t.Fatalf("replaceable = %v, want %v", ok, tt.want)
+			}
+			if ok && last == nil {
+				t.Fatal("replaceable = true with no event")
+			}
+		})
 	}
 }
 
