@@ -163,11 +163,9 @@ func (c *Client) scan(ctx context.Context, stream string, cfg jetstream.OrderedC
 		}
 		return fmt.Errorf("read %s: %w", stream, err)
 	}
-	// Each batch is read through a consumer of its own, which the ordered consumer
-	// creates from where the last one ended. In a cluster, a batch asked of a server
-	// that does not know yet where the new consumer lives gets "no responders": it is
-	// asked again, a few times, after a short wait.
-	unanswered := 0
+	// Each batch is read through a consumer of its own, which a server of a cluster may
+	// not know of yet: see clock.Unanswered.
+	var unanswered clock.Unanswered
 	for {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("read %s: %w", stream, err)
@@ -181,30 +179,20 @@ func (c *Client) scan(ctx context.Context, stream string, cfg jetstream.OrderedC
 				return nil
 			}
 			if n > 0 {
-				unanswered = 0
+				unanswered.Answered()
 			}
 		}
-		switch {
-		case err == nil:
-		case errors.Is(err, nats.ErrNoResponders) && unanswered < scanRetries:
-			unanswered++
-			if !clock.Sleep(ctx, time.Duration(unanswered)*20*time.Millisecond) {
-				return fmt.Errorf("read %s: %w", stream, ctx.Err())
+		if err != nil {
+			if err := unanswered.Again(ctx, err); err != nil {
+				return fmt.Errorf("read %s: %w", stream, err)
 			}
-		default:
-			return fmt.Errorf("read %s: %w", stream, err)
 		}
 	}
 }
 
-const (
-	// scanBatch is how many messages scan asks for at once: each batch costs the server
-	// a consumer.
-	scanBatch = 1024
-	// scanRetries is how many times in a row scan asks again for a batch that got no
-	// responders.
-	scanRetries = 10
-)
+// scanBatch is how many messages scan asks for at once: each batch costs the server a
+// consumer.
+const scanBatch = 1024
 
 // readBatch calls fn with each message of batch and returns how many there were and
 // whether the last one was the last of the consumer's.

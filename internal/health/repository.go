@@ -109,9 +109,6 @@ func (c *RepositoryCheck) Run(ctx context.Context, t Tick) (Outcome, error) {
 // fetchWait bounds the wait for one batch of verify events.
 const fetchWait = 5 * time.Second
 
-// fetchRetries is how many fetches in a row may get no responders before a turn fails.
-const fetchRetries = 10
-
 // read takes in the final events of verify jobs stored after memo.Seq.
 func (c *RepositoryCheck) read(ctx context.Context, memo *verifyMemo) error {
 	var filters []string
@@ -133,7 +130,7 @@ func (c *RepositoryCheck) read(ctx context.Context, memo *verifyMemo) error {
 	if err != nil {
 		return fmt.Errorf("read verify events: %w", err)
 	}
-	unanswered := 0
+	var unanswered clock.Unanswered
 	for {
 		batch, err := fetchNoWait(ctx, cons, 256)
 		if err != nil {
@@ -170,22 +167,21 @@ func (c *RepositoryCheck) read(ctx context.Context, memo *verifyMemo) error {
 			}
 		}
 		wait.Stop()
+		if n > 0 {
+			unanswered.Answered()
+		}
 		err = batch.Error()
-		if errors.Is(err, nats.ErrNoResponders) && unanswered < fetchRetries {
+		if errors.Is(err, nats.ErrNoResponders) {
 			// Each fetch is served by a consumer of its own, which a server of a cluster
 			// that does not host it may not know of yet: ask again from where it stopped.
-			if n == 0 {
-				unanswered++
-			}
-			if !clock.Sleep(ctx, time.Duration(unanswered)*20*time.Millisecond) {
-				return fmt.Errorf("read verify events: %w", ctx.Err())
+			if err := unanswered.Again(ctx, err); err != nil {
+				return fmt.Errorf("read verify events: %w", err)
 			}
 			continue
 		}
 		if err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
 			return fmt.Errorf("read verify events: %w", err)
 		}
-		unanswered = 0
 		if n == 0 || done {
 			return nil
 		}
