@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/brr-dev/brr"
@@ -305,15 +304,7 @@ func TestLeaseSurvivesAStalledServer(t *testing.T) {
 	const ttl = 18 * time.Second // renewals every 6 s, each given 6 s
 	s := natstest.StartListening(t)
 	stall := natstest.StartStaller(t, s.Addr().String())
-	nc, err := nats.Connect(stall.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := stall.JetStream(t)
 	cfg := Config{Worker: "w1", LeaseTTL: ttl}
 	if err := EnsureStreams(ctx, js, cfg); err != nil {
 		t.Fatal(err)

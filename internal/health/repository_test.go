@@ -5,9 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/brr-dev/brr/internal/events"
 	"github.com/brr-dev/brr/internal/health"
 	"github.com/brr-dev/brr/internal/natstest"
@@ -29,15 +26,7 @@ func TestRepositoryCheckStopsWithTheWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 	stall := natstest.StartStaller(t, s.Addr().String())
-	nc, err := nats.Connect(stall.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := stall.JetStream(t)
 	check := &health.RepositoryCheck{JS: js, Repos: func() []string { return []string{"local"} }, DefaultRepo: "local"}
 
 	stall.StallAfter("consumer_create_response")

@@ -94,6 +94,18 @@ func (s *Server) Connect(t testing.TB, opts ...nats.Option) *nats.Conn {
 	} else {
 		url = s.ClientURL()
 	}
+	return connect(t, url, opts...)
+}
+
+// JetStream returns a JetStream context on a new connection to s.
+func (s *Server) JetStream(t testing.TB) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	return jetStream(t, s.Connect(t))
+}
+
+// connect connects to url, and closes the connection when the test ends.
+func connect(t testing.TB, url string, opts ...nats.Option) *nats.Conn {
+	t.Helper()
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatalf("natstest: connect: %v", err)
@@ -102,10 +114,9 @@ func (s *Server) Connect(t testing.TB, opts ...nats.Option) *nats.Conn {
 	return nc
 }
 
-// JetStream returns a JetStream context on a new connection to s.
-func (s *Server) JetStream(t testing.TB) (*nats.Conn, jetstream.JetStream) {
+// jetStream returns nc with a JetStream context on it.
+func jetStream(t testing.TB, nc *nats.Conn) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc := s.Connect(t)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatalf("natstest: jetstream: %v", err)

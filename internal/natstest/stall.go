@@ -6,6 +6,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Staller forwards TCP connections from a loopback address to a server, and can hold
@@ -68,6 +71,18 @@ func StartStaller(t testing.TB, target string) *Staller {
 
 // URL is the client URL of the server behind s.
 func (s *Staller) URL() string { return "nats://" + s.Addr }
+
+// Connect returns a connection through s, closed when the test ends.
+func (s *Staller) Connect(t testing.TB, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	return connect(t, s.URL(), opts...)
+}
+
+// JetStream returns a JetStream context on a new connection through s.
+func (s *Staller) JetStream(t testing.TB) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	return jetStream(t, s.Connect(t))
+}
 
 // Stall holds every byte from now on until Resume, which the test must call before it ends.
 func (s *Staller) Stall() {
