@@ -87,18 +87,19 @@ func loseLeaseUnder(t *testing.T, e *jobs.Engine, job *brr.Job, key string, held
 	return err
 }
 
-// heldBackend holds every listing of snapshots, once armed, until the caller's context
-// ends, as storage that stopped answering would: it keeps a job busy under its lease,
-// for as long as the lease lasts, on any machine.
+// heldBackend holds every listing of snapshots (or of what hold names), once armed, until
+// the caller's context ends, as storage that stopped answering would: it keeps a job busy
+// under its lease, for as long as the lease lasts, on any machine.
 type heldBackend struct {
 	repo.Backend
+	hold  repo.FileType // set before the job starts
 	armed atomic.Bool
 	once  sync.Once
 	held  chan struct{} // closed when a call is first held
 }
 
 func (b *heldBackend) List(ctx context.Context, t repo.FileType, fn func(repo.FileInfo) error) error {
-	if t == repo.SnapshotFile && b.armed.Load() {
+	if t == b.hold && b.armed.Load() {
 		b.once.Do(func() { close(b.held) })
 		<-ctx.Done()
 		return ctx.Err()
@@ -113,7 +114,7 @@ func initHeld(t *testing.T) (*repo.Repository, *heldBackend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hb := &heldBackend{Backend: fb, held: make(chan struct{})}
+	hb := &heldBackend{Backend: fb, hold: repo.SnapshotFile, held: make(chan struct{})}
 	r, err := repo.Init(context.Background(), hb, []byte(testkit.Password), testkit.RepoOptions())
 	if err != nil {
 		t.Fatal(err)
@@ -140,6 +141,25 @@ func TestReplicateStoppedByALostLeaseSaysSo(t *testing.T) {
 	hb.armed.Store(true)
 	job := &brr.Job{ID: "replicate-lost", Args: brr.ReplicateJob{Snapshot: snap, From: "local", To: "offsite"}}
 	loseLeaseUnder(t, b.engine, job, jobs.ReplicaLeaseKey(off), hb.held)
+}
+
+// A key job's lease (remove and passwd take one): held in its listing of the keys, the
+// job must stop when the lease is lost, and remove nothing.
+func TestKeyRemoveStoppedByALostLeaseSaysSo(t *testing.T) {
+	r, hb := initHeld(t)
+	hb.hold = repo.KeyFile
+	other, err := r.AddKeyFor(context.Background(), []byte("the password of another key"), repo.KeyMeta{Host: "testhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &jobs.Engine{Repos: map[string]*repo.Repository{"local": r}, Host: "testhost", Worker: "worker-1"}
+	hb.armed.Store(true)
+	job := &brr.Job{ID: "key-lost", Args: brr.KeyJob{Action: brr.KeyRemove, Repo: "local", ID: other.ID}}
+	loseLeaseUnder(t, e, job, jobs.KeyLeaseKey(r), hb.held)
+	hb.armed.Store(false)
+	if _, err := r.FindKey(context.Background(), other.ID); err != nil {
+		t.Errorf("key %s after its remove job lost its lease: %v; want it still in the repo", other.ID, err)
+	}
 }
 
 // A backup's source lease, through the same path: the test deletes the key as soon as it
