@@ -198,18 +198,47 @@ func TestCancelBeforeWorkerStarts(t *testing.T) {
 }
 
 // A job snoozed (its lease held elsewhere) when the cancel comes ends cancelled when its
-// snoozed copy comes back, without running again.
+// snoozed copy comes back, without running again. The worker has one slot, which a
+// blocking job takes as the first attempt ends and holds until the worker knows of the
+// cancel request: the copy waits for it however late the request comes. The test used to
+// assume the request reached the worker within the 2 s snooze, and a stall of the test
+// under load let the copy run again first (handler ran 2 times).
 func TestCancelSnoozedJob(t *testing.T) {
-	b := setup(t, Config{})
+	b := setup(t, Config{Concurrency: 1})
+	firstAttempt, blocker := make(chan struct{}), make(chan struct{})
+	hold := func(ctx context.Context, ch chan struct{}) error {
+		select {
+		case <-ch:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	b.h.fn = func(ctx context.Context, job *brr.Job, attempt int, _ func(brr.Progress)) (*brr.Result, error) {
+		if job.ID == "blocker" {
+			if err := hold(ctx, blocker); err != nil {
+				return nil, err
+			}
+			return &brr.Result{Ping: &brr.PingResult{Worker: "w"}}, nil
+		}
+		if attempt == 1 {
+			if err := hold(ctx, firstAttempt); err != nil {
+				return nil, err
+			}
+		}
 		return nil, brr.Snooze(errors.New("lease held by another worker"), 2*time.Second)
 	}
-	b.start(t, b.db)
+	c := b.start(t, b.db)
 	client := newClient(t, b)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	publishJob(t, b.js, pingJob("snoozy"))
+	b.ev.wait(t, "snoozy", brr.StatusStarted)
+	publishJob(t, b.js, pingJob("blocker"))
+	b.ev.wait(t, "blocker", brr.StatusAccepted) // taken, waiting for the slot snoozy holds
+	close(firstAttempt)
 	b.ev.wait(t, "snoozy", brr.StatusRetrying)
+	b.ev.wait(t, "blocker", brr.StatusStarted)
 	res, err := client.Cancel(ctx, "snoozy")
 	if err != nil {
 		t.Fatalf("Cancel: %v", err)
@@ -217,6 +246,11 @@ func TestCancelSnoozedJob(t *testing.T) {
 	if res.Status.Final() {
 		t.Fatalf("Cancel found the snoozed job %s", res.Status)
 	}
+	testkit.Eventually(t, 15*time.Second, "the worker to know of the cancel request", func() bool {
+		_, ok, _ := c.cancels.get("snoozy")
+		return ok
+	})
+	close(blocker)
 	e, err := client.Wait(ctx, "snoozy", nil)
 	if !errors.Is(err, brr.ErrJobCancelled) {
 		t.Fatalf("Wait: %v, want ErrJobCancelled", err)
