@@ -39,6 +39,9 @@ type Backend struct {
 	timeout time.Duration
 	// cache holds whole packs for range reads; nil when there is none.
 	cache *cache
+	// ranged reads ranges of packs chunk by chunk; nil when the stream cannot be read by
+	// sequence or Options.WholePacks says not to (ranges go through cache then).
+	ranged *ranger
 	// fetched counts the bytes read from the server by Load, for tests.
 	fetched atomic.Int64
 }
@@ -66,6 +69,11 @@ type Options struct {
 	// (packs are named by their content, so a replaced pack has the same bytes). Saves and
 	// removes through this backend are seen at once.
 	CacheRecheck time.Duration
+	// WholePacks reads a range of a pack the way the backend did before ranged reads: by
+	// streaming the pack from its start, into CacheDir when set. By default a range of a
+	// pack is read as the chunks of the object store's stream that hold it (see
+	// ranged.go), and CacheDir only serves packs an earlier run left there.
+	WholePacks bool
 }
 
 // Open returns the backend for the object store bucket, creating the bucket with
@@ -107,6 +115,17 @@ func OpenWithOptions(ctx context.Context, js jetstream.JetStream, bucket string,
 		chunk = mp - 4096 // leave room for the message's headers
 	}
 	b := &Backend{bucket: bucket, os: os, chunkSize: uint32(chunk), timeout: 5 * time.Second}
+	if !opts.WholePacks {
+		// The object store's stream, to read chunks by sequence; without it (no
+		// permission to see it, say), ranges are read as before.
+		if st, err := js.Stream(ctx, "OBJ_"+bucket); err == nil {
+			recheck := opts.CacheRecheck
+			if recheck == 0 {
+				recheck = DefaultCacheRecheck
+			}
+			b.ranged = newRanger(st, bucket, recheck, b.transferTimeout, func(n int) { b.fetched.Add(int64(n)) })
+		}
+	}
 	if opts.CacheDir != "" {
 		size := opts.CacheSize
 		if size == 0 {
@@ -132,6 +151,9 @@ func (b *Backend) Close() error {
 	if b.cache != nil {
 		b.cache.close()
 	}
+	if b.ranged != nil {
+		b.ranged.running.Wait()
+	}
 	return nil
 }
 
@@ -151,10 +173,13 @@ func objectName(h repo.Handle) (string, error) {
 	return string(h.Type) + "/" + h.Name, nil
 }
 
-// forget tells the cache that h was saved or removed (or may have been).
+// forget tells the caches that h was saved or removed (or may have been).
 func (b *Backend) forget(h repo.Handle) {
 	if b.cache != nil && h.Type == repo.PackFile {
 		b.cache.forget(h.Name)
+	}
+	if b.ranged != nil && h.Type == repo.PackFile {
+		b.ranged.forget(h.Name)
 	}
 }
 
@@ -247,6 +272,34 @@ func (r *exactReader) Read(p []byte) (int, error) {
 // then waits for chunks that never come; Load bounds each attempt by a timeout that grows
 // with the object's size and, when the object was replaced meanwhile, reads the new one.
 func (b *Backend) Load(ctx context.Context, h repo.Handle, offset, length int64) ([]byte, error) {
+	return b.loadTo(ctx, h, offset, length, nil)
+}
+
+// LoadInto reads len(buf) bytes of h from offset into buf (repo.LoaderInto): a range of
+// a pack goes from the chunks straight into buf, a buffer the repository reuses.
+func (b *Backend) LoadInto(ctx context.Context, h repo.Handle, offset int64, buf []byte) error {
+	if len(buf) == 0 {
+		if err := repo.CheckLoad(ctx, h, offset, 0); err != nil {
+			return err
+		}
+		return nil
+	}
+	data, err := b.loadTo(ctx, h, offset, int64(len(buf)), buf)
+	if err != nil {
+		return err
+	}
+	if len(data) != len(buf) {
+		return fmt.Errorf("load %s: %d bytes at %d, want %d", h, len(data), offset, len(buf))
+	}
+	if &data[0] != &buf[0] {
+		copy(buf, data)
+	}
+	return nil
+}
+
+// loadTo is Load, into dst when dst is not nil and has length bytes (a ranged read uses
+// it; the other ways allocate).
+func (b *Backend) loadTo(ctx context.Context, h repo.Handle, offset, length int64, dst []byte) ([]byte, error) {
 	if err := repo.CheckLoad(ctx, h, offset, length); err != nil {
 		return nil, err
 	}
@@ -257,6 +310,24 @@ func (b *Backend) Load(ctx context.Context, h repo.Handle, offset, length int64)
 	if b.cache != nil && h.Type == repo.PackFile && length > 0 {
 		if data, ok := b.cache.readRecent(h.Name, offset, length); ok {
 			return data, nil
+		}
+	}
+	ranged := b.ranged != nil && h.Type == repo.PackFile && length > 0
+	if ranged {
+		// A pack whose chunk map is known is read without asking for its info: a chunk
+		// that is not where the map says sends the read the long way below.
+		if m := b.ranged.known(name); m != nil && offset+length <= m.size() {
+			if dst == nil {
+				dst = make([]byte, length)
+			}
+			err := b.ranged.read(ctx, m, offset, dst)
+			if err == nil {
+				return dst, nil
+			}
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("load %s: %w", h, err)
+			}
+			b.ranged.forget(name)
 		}
 	}
 	for attempt := 1; ; attempt++ {
@@ -270,7 +341,13 @@ func (b *Backend) Load(ctx context.Context, h repo.Handle, offset, length int64)
 		}
 		var data []byte
 		var nuid string
-		if b.cached(h, info, offset, length) {
+		if ranged {
+			data, nuid, err = b.loadRanged(ctx, name, info, offset, length, dst)
+			if errors.Is(err, errNoMap) {
+				ranged = false // read as if there were no ranged reads
+				data, nuid, err = b.load(ctx, name, int64(info.Size), offset, length)
+			}
+		} else if b.cached(h, info, offset, length) {
 			data, nuid, err = b.loadCached(ctx, name, h.Name, info, ck, offset, length)
 		} else {
 			data, nuid, err = b.load(ctx, name, int64(info.Size), offset, length)
@@ -290,6 +367,34 @@ func (b *Backend) Load(ctx context.Context, h repo.Handle, offset, length int64)
 }
 
 var errRange = errors.New("past the end of the object")
+
+// errNoMap wraps an error in making a chunk map other than the context's or a stale
+// object's: a ranged read then streams the object instead.
+var errNoMap = errors.New("no chunk map")
+
+// loadRanged reads length bytes at offset of the object info describes by chunk, into
+// dst when not nil.
+func (b *Backend) loadRanged(ctx context.Context, name string, info *jetstream.ObjectInfo, offset, length int64, dst []byte) (_ []byte, nuid string, _ error) {
+	size := int64(info.Size)
+	if offset > size || offset+length > size {
+		return nil, info.NUID, fmt.Errorf("bytes %d to %d are %w (%d bytes)", offset, offset+length, errRange, size)
+	}
+	m, err := b.ranged.chunkMap(ctx, name, info)
+	if err != nil {
+		if ctx.Err() == nil && !errors.Is(err, errStale) {
+			err = fmt.Errorf("%w: %w", errNoMap, err)
+		}
+		return nil, info.NUID, err
+	}
+	if dst == nil {
+		dst = make([]byte, length)
+	}
+	if err := b.ranged.read(ctx, m, offset, dst); err != nil {
+		b.ranged.forget(name)
+		return nil, info.NUID, err
+	}
+	return dst, info.NUID, nil
+}
 
 // cached reports whether a read of length bytes at offset of h, which info describes,
 // goes through the cache: a range of a pack that fits in it.

@@ -26,7 +26,7 @@ func TestConformanceCached(t *testing.T) {
 	n := 0
 	backendtest.Run(t, func(t *testing.T) repo.Backend {
 		n++
-		be, err := natsobj.OpenWithOptions(context.Background(), js, fmt.Sprintf("repo-%d", n), natsobj.Options{CacheDir: t.TempDir()})
+		be, err := natsobj.OpenWithOptions(context.Background(), js, fmt.Sprintf("repo-%d", n), natsobj.Options{CacheDir: t.TempDir(), WholePacks: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -45,7 +45,7 @@ func setup(t testing.TB, dir string, size int64) (jetstream.JetStream, *natsobj.
 
 func open(t testing.TB, js jetstream.JetStream, dir string, size int64) *natsobj.Backend {
 	t.Helper()
-	be, err := natsobj.OpenWithOptions(context.Background(), js, "repo", natsobj.Options{CacheDir: dir, CacheSize: size})
+	be, err := natsobj.OpenWithOptions(context.Background(), js, "repo", natsobj.Options{CacheDir: dir, CacheSize: size, WholePacks: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -478,7 +478,7 @@ func TestCacheRecheck(t *testing.T) {
 	clock := testkit.NewClock(time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC))
 	be := open(t, js, t.TempDir(), 0)
 	be.SetCacheClock(clock.Now)
-	strict, err := natsobj.OpenWithOptions(ctx, js, "repo", natsobj.Options{CacheDir: t.TempDir(), CacheRecheck: -1})
+	strict, err := natsobj.OpenWithOptions(ctx, js, "repo", natsobj.Options{CacheDir: t.TempDir(), CacheRecheck: -1, WholePacks: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,12 @@ import "time"
 func (b *Backend) Fetched() int64 { return b.fetched.Load() }
 
 // CacheUsed returns the bytes of the packs in the cache.
-func (b *Backend) CacheUsed() int64 { return b.cache.usedBytes() }
+func (b *Backend) CacheUsed() int64 {
+	if b.cache == nil {
+		return 0
+	}
+	return b.cache.usedBytes()
+}
 
 // PurgeCache drops every cached pack.
 func (b *Backend) PurgeCache() { b.cache.purge() }
@@ -19,4 +24,34 @@ func (b *Backend) SetCacheClock(now func() time.Time) {
 }
 
 // WaitFills waits for the downloads into the cache under way.
-func (b *Backend) WaitFills() { b.cache.running.Wait() }
+func (b *Backend) WaitFills() {
+	if b.cache != nil {
+		b.cache.running.Wait()
+	}
+}
+
+// ChunkCacheUsed returns the bytes of the chunks the ranged reads keep; -1 without ranged
+// reads.
+func (b *Backend) ChunkCacheUsed() int64 {
+	if b.ranged == nil {
+		return -1
+	}
+	return b.ranged.cache.usedBytes()
+}
+
+// ChunkCacheSize is the bound of ChunkCacheUsed.
+const ChunkCacheSize = chunkCacheSize
+
+// ChunkSize is the size of the chunks Save writes.
+func (b *Backend) ChunkSize() int { return int(b.chunkSize) }
+
+// WaitPrefetches waits for the chunk maps being made in the background.
+func (b *Backend) WaitPrefetches() { b.ranged.running.Wait() }
+
+// KnowsMap reports whether the chunk map of pack h is known.
+func (b *Backend) KnowsMap(name string) bool {
+	b.ranged.mu.Lock()
+	defer b.ranged.mu.Unlock()
+	f := b.ranged.maps["data/"+name]
+	return f != nil && f.m != nil
+}

@@ -15,15 +15,50 @@ import (
 // is the one a Load starts (checked against the object's digest before it is renamed
 // into the cache), and a Load of the pack joins it; what goes wrong is left for that
 // Load to find.
+//
+// With ranged reads (the default), Prefetch only makes the pack's chunk map in the
+// background, so that the first range read of it goes straight to its chunks: no data is
+// read ahead, and none is held.
 func (b *Backend) Prefetch(ctx context.Context, h repo.Handle) {
-	if b.cache == nil || h.Type != repo.PackFile || !cacheable(h.Name) {
+	if h.Type != repo.PackFile || !cacheable(h.Name) {
 		return
 	}
 	name, err := objectName(h)
 	if err != nil {
 		return
 	}
+	if b.ranged != nil {
+		b.ranged.prefetch(ctx, b, name)
+		return
+	}
+	if b.cache == nil {
+		return
+	}
 	b.cache.prefetch(ctx, b, name, h.Name)
+}
+
+// prefetch makes the chunk map of object name in the background, unless it is known.
+func (r *ranger) prefetch(ctx context.Context, b *Backend, name string) {
+	if r.known(name) != nil {
+		return
+	}
+	r.mu.Lock()
+	_, making := r.maps[name]
+	r.mu.Unlock()
+	if making {
+		return
+	}
+	r.running.Add(1)
+	go func() {
+		defer r.running.Done()
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.transferTimeout(0))
+		defer cancel()
+		info, err := b.os.GetInfo(ctx, name)
+		if err != nil {
+			return
+		}
+		_, _ = r.chunkMap(ctx, name, info)
+	}()
 }
 
 // prefetch starts, in the background, a download of the pack name (object objName) into

@@ -82,7 +82,7 @@ func BenchmarkRestore(b *testing.B) {
 	})
 }
 
-func initAndBackUp(b *testing.B, be repo.Backend, opts repo.Options, src string) (*repo.Repository, *repo.Snapshot) {
+func initAndBackUp(b testing.TB, be repo.Backend, opts repo.Options, src string) (*repo.Repository, *repo.Snapshot) {
 	ctx := context.Background()
 	r, err := repo.Init(ctx, be, []byte(testkit.Password), opts)
 	if err != nil {
@@ -108,7 +108,7 @@ func initAndBackUp(b *testing.B, be repo.Backend, opts repo.Options, src string)
 	return r, sn
 }
 
-func restore(b *testing.B, r *repo.Repository, sn *repo.Snapshot, target string) {
+func restore(b testing.TB, r *repo.Repository, sn *repo.Snapshot, target string) {
 	ctx := context.Background()
 	pl, err := restorer.NewPlan(ctx, r, sn, nil)
 	if err != nil {
