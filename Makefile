@@ -105,6 +105,10 @@ profile-backup: ## CPU and heap profile of one backup of bench-backup's corpus, 
 profile-restore: ## CPU and heap profile of one restore of bench-backup's corpus, in .profiles/restore (scripts/profile.sh)
 	scripts/profile.sh restore
 
+.PHONY: profile-restore-nats
+profile-restore-nats: ## the same from a nats:// repository on an embedded server, in .profiles/restore-nats (scripts/profile.sh)
+	REPO=nats scripts/profile.sh restore
+
 bench-backends: build ## backup, restore, replicate on file, nats, s3, sftp vs restic 0.18.1, local servers (scripts/bench-backends.sh)
 	scripts/bench-backends.sh
 

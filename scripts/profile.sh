@@ -9,6 +9,9 @@
 #                         shared with bench-backup); the repository and restore go to
 #                         PROFILE_DIR/work and are removed at the end
 #   NODES=N ...           lines of `go tool pprof -top` printed (default 25)
+#   REPO=nats ...         a nats:// repository (an object store on an embedded NATS server
+#                         in the profiled process, a pack cache as the worker has) instead
+#                         of file://; PROFILE_DIR defaults to .profiles/KIND-nats
 #
 # Writes PROFILE_DIR/cpu.prof (the job only; a restore's backup is made first, not
 # profiled), PROFILE_DIR/heap.prof (alloc_space: every allocation of the process) and
@@ -22,7 +25,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 kind="${1:-}"
 [[ "$kind" == backup || "$kind" == restore ]] || die "usage: $0 backup|restore"
 BENCH_DIR="${BENCH_DIR:-/tmp/brr-bench}"
-PROFILE_DIR="${PROFILE_DIR:-$ROOT/.profiles/$kind}"
+REPO="${REPO:-file}"
+[[ "$REPO" == file || "$REPO" == nats ]] || die "REPO: want file or nats, got \"$REPO\""
+suffix=""
+[[ "$REPO" == nats ]] && suffix="-nats"
+PROFILE_DIR="${PROFILE_DIR:-$ROOT/.profiles/$kind$suffix}"
 NODES="${NODES:-25}"
 corpus="$BENCH_DIR/corpus"
 work="$PROFILE_DIR/work"
@@ -32,8 +39,8 @@ trap 'rm -rf "$work"' EXIT
 build_corpus "$corpus"
 rm -rf "$work"
 mkdir -p "$work"
-step "profile one $kind of $corpus ($(human "$(du -sb "$corpus" | cut -f1)")) into $PROFILE_DIR"
-(cd "$ROOT" && BRR_PROFILE="$kind" BRR_PROFILE_CORPUS="$corpus" BRR_PROFILE_DIR="$work" \
+step "profile one $kind of $corpus ($(human "$(du -sb "$corpus" | cut -f1)")) with a $REPO:// repository into $PROFILE_DIR"
+(cd "$ROOT" && BRR_PROFILE="$kind" BRR_PROFILE_REPO="$REPO" BRR_PROFILE_CORPUS="$corpus" BRR_PROFILE_DIR="$work" \
 	go test -count=1 -timeout 30m -run '^TestProfile$' -v ./internal/jobs/ | grep -E 'profile_test.go|^(ok|FAIL|---)')
 mv "$work/cpu.prof" "$work/heap.prof" "$work/heap-peak.prof" "$PROFILE_DIR/"
 

@@ -7,13 +7,16 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/jobs"
+	"github.com/brr-dev/brr/internal/natstest"
 	"github.com/brr-dev/brr/internal/repo"
 	"github.com/brr-dev/brr/internal/repo/file"
+	"github.com/brr-dev/brr/internal/repo/natsobj"
 	"github.com/brr-dev/brr/internal/state"
 	"github.com/brr-dev/brr/internal/testkit"
 )
@@ -26,6 +29,10 @@ import (
 //
 //	BRR_PROFILE_CORPUS  the directory to back up (scripts/profile.sh builds bench-backup's)
 //	BRR_PROFILE_DIR     where the repository, the restore and the profiles go
+//	BRR_PROFILE_REPO    "file" (default) or "nats": a nats:// repository, an object store
+//	                    on an embedded NATS server whose store is in BRR_PROFILE_DIR, opened
+//	                    as the worker opens one (a pack cache in BRR_PROFILE_DIR/cache); the
+//	                    server runs in the profiled process, as it does in the worker
 //
 // The profiles, in BRR_PROFILE_DIR: cpu.prof covers the profiled job only (for restore,
 // the backup it restores from is made first and not profiled); heap.prof is the heap
@@ -56,7 +63,24 @@ func TestProfile(t *testing.T) {
 	if err := os.RemoveAll(target); err != nil {
 		t.Fatal(err)
 	}
-	be, err := file.Open(repoDir)
+	var be repo.Backend
+	var err error
+	switch kind := os.Getenv("BRR_PROFILE_REPO"); kind {
+	case "", "file":
+		be, err = file.Open(repoDir)
+	case "nats":
+		if err := os.RemoveAll(filepath.Join(dir, "nats")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.RemoveAll(filepath.Join(dir, "cache")); err != nil {
+			t.Fatal(err)
+		}
+		srv := natstest.StartWith(t, natstest.Options(filepath.Join(dir, "nats")))
+		_, js := srv.JetStream(t)
+		be, err = natsobj.OpenWithOptions(ctx, js, "profile", natsobj.Options{CacheDir: filepath.Join(dir, "cache")})
+	default:
+		t.Fatalf("BRR_PROFILE_REPO=%q: want file or nats", kind)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,6 +128,11 @@ func TestProfile(t *testing.T) {
 	if kind == "restore" {
 		startCPU()
 		defer testkit.WatchHeapPeak(t, filepath.Join(dir, "heap-peak.prof"))()
+		// The process's peak RSS from here on is the restore's (embedded server included).
+		if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+			t.Logf("cannot reset the peak RSS (%v): VmHWM below includes the backup", err)
+		}
+		defer func() { t.Logf("process VmHWM after the restore: %s", vmHWM()) }()
 		start = time.Now()
 		rres, err := e.Restore(ctx, "profile-restore", brr.RestoreJob{Snapshot: bres.Snapshot, Target: target}, nil)
 		if err != nil {
@@ -122,4 +151,18 @@ func TestProfile(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// vmHWM returns the VmHWM line of /proc/self/status: the process's peak RSS.
+func vmHWM() string {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return err.Error()
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
 }
