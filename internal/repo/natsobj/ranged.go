@@ -76,7 +76,7 @@ type ranger struct {
 	gets    chan struct{} // a token per chunk read running
 	count   func(n int)   // counts the bytes read from the server
 
-	mu    sync.Mutex
+	mu      sync.Mutex
 	maps    map[string]*mapFill // by object name
 	getting map[chunkKey]*chunkGet
 	cache   chunkCache
