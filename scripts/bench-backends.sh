@@ -219,6 +219,24 @@ timed_restore() {
 	fi
 }
 
+# worker_phase NAME resets the worker's peak RSS (VmHWM, through /proc/PID/clear_refs) and
+# notes its CPU time, before a brr phase; worker_phase_end NAME records the peak during the
+# phase in HWM_<NAME> (KiB) and the worker's CPU seconds in CPU_<NAME>. Where the reset is
+# not allowed, HWM_<NAME> is the peak so far. run_hwm keeps the peak of the whole run.
+run_hwm=0 phase_cpu0=0
+worker_phase() {
+	run_hwm=$(( $(vmhwm "$worker_pid") > run_hwm ? $(vmhwm "$worker_pid") : run_hwm ))
+	echo 5 >"/proc/$worker_pid/clear_refs" 2>/dev/null || true
+	phase_cpu0="$(cpu_seconds "$worker_pid")"
+}
+worker_phase_end() {
+	local h
+	h="$(vmhwm "$worker_pid")"
+	printf -v "HWM_$1" '%s' "$h"
+	printf -v "CPU_$1" '%s' "$(awk -v a="$phase_cpu0" -v b="$(cpu_seconds "$worker_pid")" 'BEGIN {printf "%.2f", b - a}')"
+	run_hwm=$((h > run_hwm ? h : run_hwm))
+}
+
 # ---- runs ----------------------------------------------------------------------------
 # Set by timed (lib.sh) and timed_restore through printf -v; the report reads these two.
 T_brr_restore_file="" T_brr_restore_nats="" OVER_brr_restore_nats=""
@@ -244,10 +262,16 @@ for b in "${ordered[@]}"; do
 		note "restic: backup ${!v}s, restore ${!w}s"
 	fi
 	step "$b: brr backup, replicate file → rep-$b, restore"
+	worker_phase
 	timed "brr_backup_$b" "$BRR" --nats "$nats" backup "$corpus" --repo "$b" --wait
+	worker_phase_end "brr_backup_$b"
+	worker_phase
 	timed "brr_replicate_$b" "$BRR" --nats "$nats" replicate latest --from file --to "rep-$b" --wait
+	worker_phase_end "brr_replicate_$b"
+	worker_phase
 	timed_restore "brr_restore_$b" "$BRR" --nats "$nats" --timeout "${restore_limit}s" \
 		restore latest "$run/restore/brr-$b" --repo "$b" --wait
+	worker_phase_end "brr_restore_$b"
 	v="T_brr_backup_$b" w="T_brr_restore_$b" x="T_brr_replicate_$b" o="OVER_brr_restore_$b"
 	if [[ -n "${!o:-}" ]]; then
 		progress="$(grep -o 'restore: [0-9]*/[0-9]* files, [0-9.]* [KMG]*i*B/[0-9.]* [KMG]*i*B' "$logs/brr_restore_$b.log" | tail -n 1 || true)"
@@ -260,6 +284,7 @@ for b in "${ordered[@]}"; do
 	note "brr: backup ${!v}s, replicate ${!x}s, restore ${!w}s; worker VmHWM $(vmhwm "$worker_pid") KiB"
 done
 worker_hwm="$(vmhwm "$worker_pid")"
+worker_hwm=$((worker_hwm > run_hwm ? worker_hwm : run_hwm))
 
 step "stop the worker and the servers"
 rc=0
@@ -314,6 +339,10 @@ if [[ -n "${T_brr_restore_nats:-}" ]]; then
 		echo "restore from nats:// / restore from file:// (time): >$r, target <= 1.5: MISSED"
 	else
 		echo "restore from nats:// / restore from file:// (time): $r, target <= 1.5: $(verdict "$r" '<=' 1.5)"
+		if [[ -n "${T_restic_restore_file:-}" ]]; then
+			r="$(ratio "$T_restic_restore_file" "$T_brr_restore_nats")"
+			echo "restic's restore from file:// / brr's restore from nats:// (time; restic has no nats://): $r, target >= 2 (issue 14): $(verdict "$r" '>=' 2)"
+		fi
 	fi
 fi
 for b in "${ordered[@]}"; do
@@ -324,3 +353,12 @@ echo "restic has no nats:// backend. restic's init is not timed (brr's repos are
 echo "brr times are the whole 'brr ... --wait' command: publish, queue, run, events; one worker, embedded NATS."
 echo "brr replicate copies the file:// repo's latest snapshot into a fresh repo on the backend (rep-*)."
 echo "worker peak RSS over the run: $(human $((worker_hwm * 1024))). Logs and timings: $logs/*.log, *.time"
+echo "worker peak RSS and CPU seconds during each brr phase (the peak is reset before each):"
+for b in "${ordered[@]}"; do
+	line="  $b:"
+	for ph in backup replicate restore; do
+		v="HWM_brr_${ph}_$b" c="CPU_brr_${ph}_$b"
+		[[ -n "${!v:-}" ]] && line+=" $ph $(human $((${!v} * 1024))) ${!c}s CPU;"
+	done
+	echo "${line%;}"
+done
