@@ -187,13 +187,84 @@ func (r *ranger) chunkMap(ctx context.Context, name string, info *jetstream.Obje
 	return f.m, nil
 }
 
-// makeMap learns where the chunks of the object info describes are: a headers-only
-// consumer of its chunk subject sends the sequence and size of each, no data.
+// makeMap learns where the chunks of the object info describes are. Most objects were
+// put by one Put at a time into their stream, in chunks of the chunk size but the last:
+// their first and last chunk (read with their data, which the chunk cache keeps for the
+// reads to come) then say where every chunk is. Otherwise a headers-only consumer of the
+// object's chunk subject sends the sequence and size of each, no data.
 func (r *ranger) makeMap(ctx context.Context, info *jetstream.ObjectInfo) (*chunkMap, error) {
 	n := int(info.Chunks)
 	if n <= 0 || info.Size == 0 {
 		return nil, fmt.Errorf("object %s has %d chunks of %d bytes: no chunk map", info.Name, info.Chunks, info.Size)
 	}
+	if m, err := r.uniformMap(ctx, info); m != nil || ctx.Err() != nil {
+		return m, err
+	}
+	return r.consumerMap(ctx, info)
+}
+
+// uniformMap returns the chunk map of an object whose chunks are contiguous in the stream
+// and all of the object's chunk size but the last, from its first and last chunk; nil
+// when they are not (or the chunks could not be read: the consumer will tell). It
+// proves the sizes: when the first chunk has the chunk size, which no chunk exceeds, the
+// n-2 between the first and the last can only add up to n-2 chunk sizes if each has it.
+func (r *ranger) uniformMap(ctx context.Context, info *jetstream.ObjectInfo) (*chunkMap, error) {
+	if info.Opts == nil || info.Opts.ChunkSize == 0 {
+		return nil, nil
+	}
+	n, cs, size := int64(info.Chunks), int64(info.Opts.ChunkSize), int64(info.Size)
+	subj := r.prefix + info.NUID
+	first, err := r.getBy(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+		return r.stream.GetMsg(ctx, 0, jetstream.WithGetMsgSubject(subj))
+	})
+	if err != nil || first.Subject != subj || int64(len(first.Data)) != min(cs, size) {
+		return nil, nil
+	}
+	last := first
+	if n > 1 {
+		last, err = r.getBy(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+			return r.stream.GetLastMsgForSubject(ctx, subj)
+		})
+		if err != nil || last.Subject != subj {
+			return nil, nil
+		}
+	}
+	cl := int64(len(last.Data))
+	if last.Sequence-first.Sequence+1 != uint64(n) || cl == 0 || cl > cs || (n-1)*cs+cl != size {
+		return nil, nil
+	}
+	m := &chunkMap{nuid: info.NUID, seqs: make([]uint64, n), ends: make([]int64, n)}
+	for i := range n {
+		m.seqs[i] = first.Sequence + uint64(i)
+		m.ends[i] = min((i+1)*cs, size)
+	}
+	r.cache.keep(chunkKey{info.NUID, 0}, first.Data, 0)
+	if n > 1 {
+		r.cache.keep(chunkKey{info.NUID, int(n - 1)}, last.Data, 0)
+	}
+	return m, nil
+}
+
+// getBy runs get, one of the chunk reads at once that r allows, and counts the bytes.
+func (r *ranger) getBy(ctx context.Context, get func(context.Context) (*jetstream.RawStreamMsg, error)) (*jetstream.RawStreamMsg, error) {
+	select {
+	case r.gets <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-r.gets }()
+	msg, err := get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.count(len(msg.Data))
+	return msg, nil
+}
+
+// consumerMap learns where the chunks of the object info describes are from a
+// headers-only consumer of its chunk subject.
+func (r *ranger) consumerMap(ctx context.Context, info *jetstream.ObjectInfo) (*chunkMap, error) {
+	n := int(info.Chunks)
 	cons, err := r.stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
 		FilterSubject:     r.prefix + info.NUID,
 		DeliverPolicy:     jetstream.DeliverAllPolicy,
@@ -280,7 +351,7 @@ func (r *ranger) readChunk(ctx context.Context, m *chunkMap, i int, off int64, d
 	key := chunkKey{m.nuid, i}
 	lo := off - m.start(i)
 	whole := lo == 0 && int64(len(dst)) == m.ends[i]-m.start(i)
-	if !whole && r.cache.read(key, lo, dst) {
+	if r.cache.read(key, lo, dst) {
 		return nil
 	}
 	data, err := r.get(ctx, m, i)

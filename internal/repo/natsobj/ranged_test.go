@@ -83,14 +83,17 @@ func TestRangedReadsMatchFile(t *testing.T) {
 	save(3*cs+12345, func(b []byte) repo.RewindReader {
 		return &shortReader{repo.NewByteReader(b), rand.New(rand.NewPCG(1, 2))}
 	})
-	// Two packs saved at once: their chunks interleave in the stream.
+	// Packs saved at once: their chunks interleave in the stream.
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	for range 2 {
+	for k := range 4 {
 		wg.Go(func() {
 			h := repo.Handle{Type: repo.PackFile, Name: backendtest.RandomID(t)}
 			data := backendtest.RandomData(t, 4*cs+99)
-			rd := &shortReader{repo.NewByteReader(data), rand.New(rand.NewPCG(3, 4))}
+			var rd repo.RewindReader = repo.NewByteReader(data)
+			if k%2 == 0 {
+				rd = &shortReader{repo.NewByteReader(data), rand.New(rand.NewPCG(3, 4))}
+			}
 			if err := be.Save(ctx, h, rd); err != nil {
 				t.Error(err)
 				return
@@ -155,7 +158,8 @@ func TestRangedReadsMatchFile(t *testing.T) {
 		}
 	}
 
-	// A fresh backend reads a short range of the first pack with one chunk's bytes.
+	// A fresh backend reads a short range of the first pack with the chunk that holds it,
+	// and the first and last chunk, from which it knows where the others are.
 	fresh := openRanged(t, js)
 	p := packs[0]
 	check2, err := fresh.Load(ctx, p.h, int64(2*cs+100), 100)
@@ -166,8 +170,15 @@ func TestRangedReadsMatchFile(t *testing.T) {
 	if !bytes.Equal(check2, want) {
 		t.Fatal("a fresh backend read the wrong bytes")
 	}
-	if got := fresh.Fetched(); got != int64(cs) {
-		t.Fatalf("a 100-byte range fetched %d bytes, want one chunk (%d)", got, cs)
+	if got, want := fresh.Fetched(), int64(2*cs+777); got != want {
+		t.Fatalf("a 100-byte range fetched %d bytes, want three chunks (%d)", got, want)
+	}
+	// Another range of chunks 0 and 1 fetches only chunk 1: chunk 0 is kept.
+	if _, err := fresh.Load(ctx, p.h, int64(cs-50), 100); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fresh.Fetched(), int64(3*cs+777); got != want {
+		t.Fatalf("after a second range %d bytes fetched, want four chunks (%d)", got, want)
 	}
 }
 
@@ -261,23 +272,29 @@ func TestRangedReadsReplaced(t *testing.T) {
 	}
 }
 
-// Prefetch of a pack, with ranged reads, makes its chunk map and reads no data.
+// Prefetch of a pack, with ranged reads, makes its chunk map, which reads its first and
+// last chunk, and no more: a range of the first chunk then fetches nothing.
 func TestRangedPrefetch(t *testing.T) {
 	ctx := context.Background()
 	s := natstest.Start(t)
 	_, js := s.JetStream(t)
 	be := openRanged(t, js)
-	h, data := savePack(t, be, 2*be.ChunkSize()+10)
+	cs := be.ChunkSize()
+	h, data := savePack(t, be, 2*cs+10)
 	reader := openRanged(t, js)
+	reader.Prefetch(ctx, h)
 	reader.Prefetch(ctx, h)
 	reader.WaitPrefetches()
 	if !reader.KnowsMap(h.Name) {
 		t.Fatal("no chunk map after a prefetch")
 	}
-	if got := reader.Fetched(); got != 0 {
-		t.Fatalf("a prefetch fetched %d bytes, want none", got)
+	if got, want := reader.Fetched(), int64(cs+10); got != want {
+		t.Fatalf("two prefetches fetched %d bytes, want the first and the last chunk once (%d)", got, want)
 	}
 	checkRange(t, reader, h, data, 5, 10)
+	if got, want := reader.Fetched(), int64(cs+10); got != want {
+		t.Fatalf("a range of the first chunk after the prefetch fetched %d bytes more", got-want)
+	}
 }
 
 // A restore from a nats:// repository (ranged reads, a pack cache directory as the worker
