@@ -32,8 +32,9 @@ func openBackend(ctx context.Context, cfg Config, name string, rc RepoConfig, js
 	case "file":
 		be, err = file.Open(loc.Path)
 	case "nats":
-		// The object store has no ranged get: packs read in parts (a restore, a
-		// replication) are kept whole in a cache of their own per repo.
+		// Ranges of packs are read as the object store's chunks; where the bucket's
+		// stream cannot be read so, packs read in parts (a restore, a replication) are
+		// kept whole in a cache of their own per repo.
 		be, err = natsobj.OpenWithOptions(ctx, js, loc.Bucket, natsobj.Options{
 			Replicas: cfg.Streams.Replicas,
 			CacheDir: filepath.Join(cfg.DataDir, "cache", "nats", name),

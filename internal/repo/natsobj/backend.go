@@ -2,9 +2,13 @@
 // worker's own NATS. It exists so that a cluster of workers can share a repository with no
 // storage but NATS: objects are named "<type>/<name>" in one bucket, replicated as the
 // bucket is, and a Put is atomic (its metadata is written after all its chunks, so a
-// reader never sees part of an object). The object store can only stream an object from
-// its start, so a backend given a cache directory keeps the packs it reads ranges of on
-// local disk: a restore reads each pack from the server about once, not once per blob.
+// reader never sees part of an object). The object store's API can only stream an object
+// from its start, but its chunks are messages of a stream that can be read one by one:
+// a range of a pack is read as the chunks that hold it (ranged.go), in parallel. Where
+// the stream cannot be read so (Options.WholePacks, or no access to the stream's info), a
+// backend given a cache directory keeps the packs it reads ranges of whole on local disk
+// (cache.go): a restore then reads each pack from the server about once, not once per
+// blob.
 package natsobj
 
 import (
@@ -54,10 +58,11 @@ type Options struct {
 	// existing bucket is used as it is.
 	Replicas int
 	// CacheDir, when set, is a directory (created 0700 if needed) where the backend keeps
-	// the packs it reads ranges of, so that reading a pack blob by blob fetches it from
-	// the server once. One backend uses it at a time; what it holds from an earlier run
-	// is used once checked. Empty means no cache: every range read streams the pack from
-	// its start.
+	// the packs it reads ranges of when it cannot read them by chunk (WholePacks, or no
+	// access to the stream), so that reading a pack blob by blob fetches it from the
+	// server once; with ranged reads it is emptied at open and not used. One backend uses
+	// it at a time; what it holds from an earlier run is used once checked. Empty means no
+	// cache: every range read streams the pack from its start.
 	CacheDir string
 	// CacheSize bounds the bytes of packs in CacheDir; 0 means DefaultCacheSize. A pack
 	// larger than the bound is not cached.
@@ -138,6 +143,11 @@ func OpenWithOptions(ctx context.Context, js jetstream.JetStream, bucket string,
 		if b.cache, err = openCache(opts.CacheDir, size, recheck); err != nil {
 			return nil, fmt.Errorf("open nats repository %q: %w", bucket, err)
 		}
+	}
+	if b.ranged != nil && b.cache != nil {
+		// Ranged reads never fill the pack cache: what an earlier run left there would
+		// only take disk space.
+		b.cache.purge()
 	}
 	return b, nil
 }
@@ -259,10 +269,12 @@ func (r *exactReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Load returns length bytes of h from offset; length 0 means to the end. The object
-// store has no range reads: Load streams the object from its start, discards the bytes
-// before offset and stops after length, so a small read near the end of a large pack
-// costs a transfer of everything before it. With a cache (Options.CacheDir), a range read
+// Load returns length bytes of h from offset; length 0 means to the end. A range of a
+// pack is read as the chunks that hold it (ranged.go). Otherwise (whole objects, objects
+// other than packs, and every read with Options.WholePacks or without access to the
+// stream) Load streams the object from its start, discards the bytes before offset and
+// stops after length, so a small read near the end of a large pack costs a transfer of
+// everything before it. With a cache (Options.CacheDir) and no ranged reads, a range read
 // of a pack fetches the whole pack into the cache once, concurrent reads sharing the
 // download, and reads the range from there (from the download itself when the range has
 // arrived); Options.CacheRecheck says how often it asks the server whether the pack is

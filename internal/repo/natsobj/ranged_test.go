@@ -336,3 +336,32 @@ func TestRestoreFromNATS(t *testing.T) {
 		t.Fatal("the restore fetched nothing from the server")
 	}
 }
+
+// A backend with ranged reads does not use the pack cache: it empties what a run with
+// whole-pack reads left in the directory, and fills nothing there.
+func TestRangedEmptiesPackCache(t *testing.T) {
+	ctx := context.Background()
+	s := natstest.Start(t)
+	_, js := s.JetStream(t)
+	dir := t.TempDir()
+	whole := open(t, js, dir, 0)
+	h, data := savePack(t, whole, 3*whole.ChunkSize())
+	checkRange(t, whole, h, data, 10, 100)
+	if names, _ := cacheFiles(t, dir); len(names) != 1 {
+		t.Fatalf("whole-pack reads left %v in the cache, want the pack", names)
+	}
+	whole.Close()
+
+	ranged, err := natsobj.OpenWithOptions(ctx, js, "repo", natsobj.Options{CacheDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ranged.Close() })
+	if names, _ := cacheFiles(t, dir); len(names) != 0 {
+		t.Fatalf("after an open with ranged reads the cache has %v, want nothing", names)
+	}
+	checkRange(t, ranged, h, data, 2*ranged.ChunkSize()-5, 100)
+	if names, _ := cacheFiles(t, dir); len(names) != 0 || ranged.CacheUsed() != 0 {
+		t.Fatalf("a ranged read put %v in the pack cache, want nothing", names)
+	}
+}
