@@ -31,6 +31,7 @@ func main() {
 
 	zerolog.TimeFieldFormat = time.RFC3339Nano
 	defer startTrace(os.Getenv("BRR_TRACE"))()
+	defer startCPUProfile(os.Getenv("BRR_CPUPROFILE"))()
 	m := NewMain()
 	env := Environment{Getenv: os.Getenv, UID: os.Getuid()}
 	if err := m.ParseFlags(os.Args[1:], env); err != nil {

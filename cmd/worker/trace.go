@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"runtime/trace"
 )
 
@@ -23,6 +24,27 @@ func startTrace(path string) func() {
 	}
 	return func() {
 		trace.Stop()
+		_ = f.Close()
+	}
+}
+
+// startCPUProfile writes a CPU profile of the worker to path until the returned func is
+// called (the worker exits): a hidden debugging aid (BRR_CPUPROFILE=FILE), used for the
+// per-job shares of `make bench-pipeline` (docs/performance.md). "" profiles nothing.
+func startCPUProfile(path string) func() {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "brr-worker: BRR_CPUPROFILE: %v\n", err)
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
 		_ = f.Close()
 	}
 }
