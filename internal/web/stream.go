@@ -13,8 +13,12 @@ import (
 )
 
 // The live event feed: one core NATS subscription on brr.events.> per process, fanned
-// out to every open GET /api/v1/events/stream. Events are published to the stream's
-// subjects, so a plain subscription sees each as it is stored, whoever published it.
+// out to every open GET /api/v1/events/stream, held only while at least one stream is
+// open: without a reader, every event the worker publishes would still be delivered to
+// this process and decoded, a tenth of a ping job's cost in the worker
+// (docs/performance.md, "2026-12-07 session 20: pipeline"). Events are published to the
+// stream's subjects, so a plain subscription sees each as it is stored, whoever
+// published it.
 const (
 	// streamBuffer is how many events a stream client may fall behind by; a client
 	// further behind is dropped (its stream ends; EventSource reconnects).
@@ -24,6 +28,9 @@ const (
 	// streamWriteTimeout bounds one write to a stream client, so that a client that
 	// stopped reading does not hold its goroutine forever.
 	streamWriteTimeout = 30 * time.Second
+	// subscribeTimeout bounds the wait for the server to confirm the subscription of
+	// the first stream.
+	subscribeTimeout = 5 * time.Second
 )
 
 // hub fans events out to stream clients.
@@ -31,6 +38,11 @@ type hub struct {
 	mu      sync.Mutex
 	clients map[*streamClient]struct{}
 	closed  bool
+	// nc and subject are set by run; sub is the subscription, held while clients is
+	// not empty (and run is running).
+	nc      *nats.Conn
+	subject string
+	sub     *nats.Subscription
 }
 
 // streamClient is one open stream: the events it wants, and the frames waiting for it.
@@ -43,29 +55,56 @@ type streamClient struct {
 
 func newHub() *hub { return &hub{clients: map[*streamClient]struct{}{}} }
 
-// run subscribes to subject and passes every event to the clients until ctx is done;
-// then it ends every stream and takes no more.
+// run passes every event on subject to the clients until ctx is done, subscribing while
+// there are clients; then it ends every stream and takes no more.
 func (h *hub) run(ctx context.Context, nc *nats.Conn, subject string) error {
-	sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
-		e, err := brr.DecodeEvent(m.Data)
-		if err != nil {
-			return // a newer version: the stream is for events this code reads
-		}
-		h.publish(m.Subject, e, frame(e.ID, m.Data))
-	})
+	h.mu.Lock()
+	h.nc, h.subject = nc, subject
+	err := h.follow()
+	h.mu.Unlock()
 	if err != nil {
-		return fmt.Errorf("subscribe to %s: %w", subject, err)
+		return err
 	}
 	<-ctx.Done()
-	_ = sub.Unsubscribe()
 	h.mu.Lock()
 	h.closed = true
+	h.unfollow()
 	for c := range h.clients {
 		delete(h.clients, c)
 		close(c.frames)
 	}
 	h.mu.Unlock()
 	return nil
+}
+
+// follow subscribes when there are clients and no subscription; h.mu is held.
+func (h *hub) follow() error {
+	if h.sub != nil || h.nc == nil || h.closed || len(h.clients) == 0 {
+		return nil
+	}
+	sub, err := h.nc.Subscribe(h.subject, h.receive)
+	if err != nil {
+		return fmt.Errorf("subscribe to %s: %w", h.subject, err)
+	}
+	h.sub = sub
+	return nil
+}
+
+// unfollow drops the subscription once no client is left; h.mu is held.
+func (h *hub) unfollow() {
+	if h.sub != nil && (len(h.clients) == 0 || h.closed) {
+		_ = h.sub.Unsubscribe()
+		h.sub = nil
+	}
+}
+
+// receive is the subscription's handler.
+func (h *hub) receive(m *nats.Msg) {
+	e, err := brr.DecodeEvent(m.Data)
+	if err != nil {
+		return // a newer version: the stream is for events this code reads
+	}
+	h.publish(m.Subject, e, frame(e.ID, m.Data))
 }
 
 // frame is one Server-Sent Events message carrying an event.
@@ -87,23 +126,39 @@ func (h *hub) publish(subject string, e *brr.Event, f []byte) {
 			close(c.frames)
 		}
 	}
+	h.unfollow()
 }
 
-// add registers a client; it fails when the hub is stopped or full.
+// add registers a client; it fails when the hub is stopped or full. The first client
+// subscribes, and add returns once the server has the subscription, so that the
+// client gets every event stored after its stream answered.
 func (h *hub) add(c *streamClient) error {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	switch {
 	case h.closed:
+		h.mu.Unlock()
 		return errorf(http.StatusServiceUnavailable, "live events have stopped: the worker is shutting down")
 	case len(h.clients) >= maxStreams:
+		h.mu.Unlock()
 		return errorf(http.StatusServiceUnavailable, "%d live event streams are open, the most this worker serves; close some dashboards or read GET /api/v1/events instead", maxStreams)
 	}
 	h.clients[c] = struct{}{}
+	first := h.sub == nil
+	err := h.follow()
+	nc := h.nc
+	if err != nil {
+		delete(h.clients, c)
+		h.mu.Unlock()
+		return errorf(http.StatusServiceUnavailable, "live events are not available (%v); try again, or read GET /api/v1/events", err)
+	}
+	h.mu.Unlock()
+	if first && nc != nil {
+		_ = nc.FlushTimeout(subscribeTimeout) // a slow server: events come when it has it
+	}
 	return nil
 }
 
-// remove unregisters a client that went away by itself.
+// remove unregisters a client that went away by itself; the last one unsubscribes.
 func (h *hub) remove(c *streamClient) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -111,6 +166,7 @@ func (h *hub) remove(c *streamClient) {
 		delete(h.clients, c)
 		close(c.frames)
 	}
+	h.unfollow()
 }
 
 // subjectMatch reports whether subject matches the NATS subject filter (with * and >).
