@@ -463,6 +463,7 @@ func TestMemorySettings(t *testing.T) {
 func TestApplyMemorySettings(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(math.MaxInt64))
+	defer startHeapFloor(-1, 0) // the heap floor stops raising GOGC (memory_test.go)
 	percent, limit := applyMemorySettings(30, 300<<20)
 	if percent != 30 || limit != 300<<20 {
 		t.Fatalf("applyMemorySettings(30, 300MiB) = %d, %d; want 30, %d", percent, limit, 300<<20)
