@@ -118,7 +118,6 @@ func (c *Consumer) process(jobCtx context.Context, pool string, msg jetstream.Ms
 	c.mu.Lock() // inFlightElsewhere reads the jobs of the other deliveries
 	d.job = job
 	c.mu.Unlock()
-	log := d.logger(c.log)
 
 	processed, err := c.store.Processed(job.ID)
 	if err != nil {
@@ -134,7 +133,7 @@ func (c *Consumer) process(jobCtx context.Context, pool string, msg jetstream.Ms
 			// Whether it ran elsewhere is unknown: look again later rather than
 			// perhaps run it twice.
 			release()
-			log.Warn().Err(err).Dur("retry_in", c.cfg.AckWait).Msg("job delivered again; read its last result; putting it back for later")
+			d.logger(c.log).Warn().Err(err).Dur("retry_in", c.cfg.AckWait).Msg("job delivered again; read its last result; putting it back for later")
 			c.snoozeMsg(d, c.cfg.AckWait)
 			return
 		}
@@ -143,7 +142,7 @@ func (c *Consumer) process(jobCtx context.Context, pool string, msg jetstream.Ms
 			// went away as it started) and may have run, its end waiting in its
 			// worker's outbox. Give that a moment to go out, once.
 			release()
-			log.Info().Dur("retry_in", c.cfg.AckWait).Msg("job delivered again with no result yet; putting it back once for its last attempt's result")
+			d.logger(c.log).Info().Dur("retry_in", c.cfg.AckWait).Msg("job delivered again with no result yet; putting it back once for its last attempt's result")
 			c.snoozeMsg(d, c.cfg.AckWait, waitedHeader, "1")
 			return
 		}
@@ -151,7 +150,7 @@ func (c *Consumer) process(jobCtx context.Context, pool string, msg jetstream.Ms
 			processed = true // by another worker, whose ack was lost
 		} else if delay, who := c.runningElsewhere(jobCtx, d, last); delay > 0 {
 			release()
-			log.Info().Str("running_on", who).Dur("retry_in", delay).Msg("job delivered again while it still runs; putting it back for later")
+			d.logger(c.log).Info().Str("running_on", who).Dur("retry_in", delay).Msg("job delivered again while it still runs; putting it back for later")
 			c.snoozeMsg(d, delay)
 			return
 		}
@@ -159,7 +158,7 @@ func (c *Consumer) process(jobCtx context.Context, pool string, msg jetstream.Ms
 	if processed {
 		release()
 		c.duplicates.Add(1)
-		log.Info().Msg("job already processed; acking the redelivery without running it")
+		d.logger(c.log).Info().Msg("job already processed; acking the redelivery without running it")
 		_ = msg.Ack()
 		return
 	}
