@@ -17,10 +17,13 @@ import (
 // of *state.DB, where events are written in the same transaction as the state change
 // they report.
 type OutboxStore interface {
-	// Outbox returns up to max of the oldest items, in the order they were written.
-	Outbox(max int) ([]state.OutboxItem, error)
-	// AckOutbox removes published items.
-	AckOutbox(seqs ...uint64) error
+	// OutboxAfter returns up to max of the oldest items with a sequence number above
+	// after, in the order they were written.
+	OutboxAfter(after uint64, max int) ([]state.OutboxItem, error)
+	// AckOutboxSoon removes published items with the store's next commit (or soon on
+	// their own), not in a commit of their own; FlushOutboxAcks removes them now.
+	AckOutboxSoon(seqs ...uint64)
+	FlushOutboxAcks() error
 	// Notify is signalled when items are added.
 	Notify() <-chan struct{}
 }
@@ -50,7 +53,9 @@ var errDisconnected = errors.New("not connected to NATS")
 // Outbox publishes what the worker wrote to its bbolt outbox, so that an event is never
 // lost when NATS is unreachable at the moment it happens, and never published twice
 // either: every message carries its own Nats-Msg-Id and the streams drop the copies a
-// crash between publish and AckOutbox makes.
+// crash between the publish and the removal of the item makes. Published items are
+// removed with the store's next commit (AckOutboxSoon), not one of their own; until then
+// the Outbox reads on past them (docs/events.md, "When the outbox lets go").
 //
 // Items go out oldest first on one connection as async publishes, at most outboxBatch
 // of them waiting for their PubAck; the server stores what one connection sends in the
@@ -65,6 +70,11 @@ type Outbox struct {
 	// mu makes Run and Flush take turns: two drains at once would publish the same
 	// items twice (harmless, but wasteful) and could interleave their order.
 	mu sync.Mutex
+	// published is the sequence number of the last item published: items up to it
+	// may wait in the store for their removal (AckOutboxSoon), and are not read again.
+	// A new Outbox (a restart) starts from 0 and publishes them again, and the streams
+	// drop them as duplicates.
+	published uint64
 }
 
 // NewOutbox returns an Outbox that publishes the items of store with js.
@@ -121,6 +131,9 @@ func (o *Outbox) Flush(ctx context.Context) error {
 	for {
 		_, err := o.drain(ctx)
 		if err == nil {
+			err = o.store.FlushOutboxAcks()
+		}
+		if err == nil {
 			return nil
 		}
 		if last == nil || ctx.Err() == nil || !errors.Is(err, ctx.Err()) {
@@ -144,7 +157,7 @@ func (o *Outbox) drain(ctx context.Context) (int, error) {
 	defer o.mu.Unlock()
 	total := 0
 	for ctx.Err() == nil {
-		items, err := o.store.Outbox(outboxRead)
+		items, err := o.store.OutboxAfter(o.published, outboxRead)
 		if err != nil {
 			return total, fmt.Errorf("read outbox: %w", err)
 		}
@@ -161,9 +174,9 @@ func (o *Outbox) drain(ctx context.Context) (int, error) {
 }
 
 // publishChunk publishes items in order with at most outboxBatch PubAcks outstanding,
-// and removes each run of outboxBatch acknowledged items from the store while later
-// ones are in flight, so the store's fsync and the round trips to the server overlap.
-// It stops at the first item that is not acknowledged, and returns how many it removed.
+// and hands each run of outboxBatch acknowledged items to the store for removal
+// (AckOutboxSoon: with its next commit) while later ones are in flight. It stops at the
+// first item that is not acknowledged, and returns how many were acknowledged.
 func (o *Outbox) publishChunk(ctx context.Context, items []state.OutboxItem) (int, error) {
 	if o.js.Conn().Status() != nats.CONNECTED {
 		return 0, errDisconnected
@@ -172,12 +185,8 @@ func (o *Outbox) publishChunk(ctx context.Context, items []state.OutboxItem) (in
 		futures = make([]jetstream.PubAckFuture, len(items))
 		sent    int // items published
 		acked   int // leading items whose PubAck is in
-		removed int // leading items handed to AckOutbox
+		removed int // leading items handed to AckOutboxSoon
 		err     error
-
-		wg     sync.WaitGroup
-		mu     sync.Mutex
-		ackErr error
 	)
 	remove := func() {
 		seqs := make([]uint64, acked-removed)
@@ -185,15 +194,8 @@ func (o *Outbox) publishChunk(ctx context.Context, items []state.OutboxItem) (in
 			seqs[i] = items[removed+i].Seq
 		}
 		removed = acked
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := o.store.AckOutbox(seqs...); err != nil {
-				mu.Lock()
-				ackErr = fmt.Errorf("remove %d published items from outbox: %w", len(seqs), err)
-				mu.Unlock()
-			}
-		}()
+		o.published = items[acked-1].Seq
+		o.store.AckOutboxSoon(seqs...)
 	}
 	timeout := time.NewTimer(outboxAckTimeout)
 	defer timeout.Stop()
@@ -244,10 +246,6 @@ func (o *Outbox) publishChunk(ctx context.Context, items []state.OutboxItem) (in
 	}
 	if acked > removed {
 		remove()
-	}
-	wg.Wait()
-	if ackErr != nil {
-		return 0, ackErr
 	}
 	return acked, err
 }

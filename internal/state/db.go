@@ -73,12 +73,20 @@ type DB struct {
 	// boltBatch makes writes use bbolt's own DB.Batch instead, which waits up to
 	// MaxBatchDelay for company; kept for the benchmark that compares the two.
 	boltBatch bool
+
+	// Outbox items published and waiting to be removed with the next commit
+	// (AckOutboxSoon): acks, and the timer that removes them alone when no commit comes.
+	ackMu    sync.Mutex
+	acks     []uint64
+	ackTimer *time.Timer
 }
 
 type commitReq struct {
 	fn     func(*bbolt.Tx) error
 	notify bool // signal Notify after the commit
 	done   chan error
+	// after, when set, is called with the outcome instead of sending it on done.
+	after func(error)
 }
 
 // Open opens or creates the state database at path, with its buckets. A database that
@@ -152,8 +160,10 @@ func Open(path string, opts Options) (*DB, error) {
 // Path returns the database's file name.
 func (db *DB) Path() string { return db.path }
 
-// Close waits for pending writes and closes the database.
+// Close removes the outbox items AckOutboxSoon was given, waits for pending writes and
+// closes the database.
 func (db *DB) Close() error {
+	_ = db.FlushOutboxAcks() // on error they are published again at the next start: harmless
 	db.closeMu.Lock()
 	if db.closed {
 		db.closeMu.Unlock()
@@ -213,6 +223,9 @@ func (db *DB) commitLoop() {
 	batch := make([]*commitReq, 0, maxBatch)
 	for req := range db.reqs {
 		batch = append(batch[:0], req)
+		if r := db.takeAcks(); r != nil {
+			batch = append(batch, r)
+		}
 	drain:
 		for len(batch) < maxBatch {
 			select {
@@ -259,6 +272,10 @@ func (db *DB) commit(batch []*commitReq) {
 		}
 	}
 	for _, r := range batch {
+		if r.after != nil {
+			r.after(err)
+			continue
+		}
 		r.done <- err
 	}
 }

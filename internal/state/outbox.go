@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"go.etcd.io/bbolt"
 )
@@ -60,12 +61,97 @@ func (db *DB) Outbox(max int) ([]OutboxItem, error) {
 	return items, nil
 }
 
-// AckOutbox removes published items; unknown sequence numbers are ignored.
-func (db *DB) AckOutbox(seqs ...uint64) error {
+// OutboxAfter returns up to max items (max <= 0: all) with a sequence number above
+// after, oldest first.
+func (db *DB) OutboxAfter(after uint64, max int) ([]OutboxItem, error) {
+	var items []OutboxItem
+	err := db.bolt.View(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketOutbox).Cursor()
+		for k, v := c.Seek(u64(after + 1)); k != nil && (max <= 0 || len(items) < max); k, v = c.Next() {
+			if len(k) != 8 {
+				continue
+			}
+			m, err := decodeOutboxMsg(v)
+			if err != nil {
+				return fmt.Errorf("decode outbox item %d: %w", u64be(k), err)
+			}
+			items = append(items, OutboxItem{Seq: u64be(k), OutboxMsg: m})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read outbox: %w", err)
+	}
+	return items, nil
+}
+
+// ackSoonDelay bounds how long a published item waits to be removed when no other
+// write comes to carry its removal (AckOutboxSoon).
+const ackSoonDelay = 100 * time.Millisecond
+
+// AckOutboxSoon removes published items with the next commit of another write, or on
+// their own within ackSoonDelay when none comes, instead of in a commit (an fsync) of
+// their own: at a steady rate of small jobs, that was one of the two commits each job
+// cost. Until then they stay in the outbox: the publisher reads on past them
+// (OutboxAfter), and a process that dies first publishes them again when it starts,
+// which the streams drop as duplicates by their Nats-Msg-Id, as for a death between
+// the publish and AckOutbox. A removal that fails is tried again with the next commit.
+func (db *DB) AckOutboxSoon(seqs ...uint64) {
+	if len(seqs) == 0 {
+		return
+	}
+	db.ackMu.Lock()
+	defer db.ackMu.Unlock()
+	first := len(db.acks) == 0 // else the timer runs already, for earlier ones
+	db.acks = append(db.acks, seqs...)
+	switch {
+	case !first:
+	case db.ackTimer == nil:
+		db.ackTimer = time.AfterFunc(ackSoonDelay, func() { _ = db.FlushOutboxAcks() })
+	default:
+		db.ackTimer.Reset(ackSoonDelay)
+	}
+}
+
+// FlushOutboxAcks removes the items AckOutboxSoon was given now.
+func (db *DB) FlushOutboxAcks() error {
+	db.ackMu.Lock()
+	seqs := db.acks
+	db.acks = nil
+	db.ackMu.Unlock()
+	if err := db.AckOutbox(seqs...); err != nil {
+		db.requeueAcks(seqs)
+		return err
+	}
+	return nil
+}
+
+// takeAcks returns a write that removes the items AckOutboxSoon was given, for the
+// commit loop to add to the transaction it is about to make; nil when there are none.
+func (db *DB) takeAcks() *commitReq {
+	db.ackMu.Lock()
+	seqs := db.acks
+	db.acks = nil
+	db.ackMu.Unlock()
 	if len(seqs) == 0 {
 		return nil
 	}
-	err := db.update(false, func(tx *bbolt.Tx) error {
+	return &commitReq{fn: deleteOutbox(seqs), after: func(err error) {
+		if err != nil {
+			db.requeueAcks(seqs)
+		}
+	}}
+}
+
+// requeueAcks gives back removals that failed, for the next commit (or Close).
+func (db *DB) requeueAcks(seqs []uint64) {
+	db.ackMu.Lock()
+	db.acks = append(db.acks, seqs...)
+	db.ackMu.Unlock()
+}
+
+func deleteOutbox(seqs []uint64) func(*bbolt.Tx) error {
+	return func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketOutbox)
 		for _, s := range seqs {
 			if err := b.Delete(u64(s)); err != nil {
@@ -73,8 +159,15 @@ func (db *DB) AckOutbox(seqs ...uint64) error {
 			}
 		}
 		return nil
-	})
-	if err != nil {
+	}
+}
+
+// AckOutbox removes published items; unknown sequence numbers are ignored.
+func (db *DB) AckOutbox(seqs ...uint64) error {
+	if len(seqs) == 0 {
+		return nil
+	}
+	if err := db.update(false, deleteOutbox(seqs)); err != nil {
 		return fmt.Errorf("ack %d outbox items: %w", len(seqs), err)
 	}
 	return nil

@@ -118,3 +118,71 @@ func FuzzDecodeOutboxMsg(f *testing.F) {
 		}
 	})
 }
+
+// TestOutboxAckSoon: published items handed to AckOutboxSoon are removed by the next
+// commit of another write, with it (no commit of their own), or on their own within
+// ackSoonDelay when none comes, or by Close; OutboxAfter reads on past them meanwhile.
+func TestOutboxAckSoon(t *testing.T) {
+	db := open(t)
+	enqueue := func(ids ...string) []OutboxItem {
+		t.Helper()
+		for _, id := range ids {
+			if err := db.Enqueue(OutboxMsg{Subject: "brr.events.x", MsgID: id}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		items, err := db.Outbox(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return items
+	}
+	msgIDs := func(items []OutboxItem) string {
+		var ids []string
+		for _, it := range items {
+			ids = append(ids, it.MsgID)
+		}
+		return fmt.Sprint(ids)
+	}
+	items := enqueue("a", "b", "c")
+	after, err := db.OutboxAfter(items[0].Seq, 0)
+	if err != nil || msgIDs(after) != "[b c]" {
+		t.Fatalf("OutboxAfter(first) = %s, %v; want [b c]", msgIDs(after), err)
+	}
+	if after, _ := db.OutboxAfter(items[2].Seq, 0); len(after) != 0 {
+		t.Fatalf("OutboxAfter(last) = %s, want none", msgIDs(after))
+	}
+
+	// Removed with the next write's commit (or by the timer, should that write take
+	// longer than ackSoonDelay on a loaded machine: either way, gone once it returns).
+	db.AckOutboxSoon(items[0].Seq, items[1].Seq)
+	if err := db.PutJob(&JobRecord{ID: "j1", Status: "started"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := db.Outbox(0); msgIDs(got) != "[c]" {
+		t.Fatalf("outbox after a write that carried the removal = %s, want [c]", msgIDs(got))
+	}
+
+	// Removed on their own when no write comes.
+	db.AckOutboxSoon(items[2].Seq)
+	if !waitFor(10*time.Second, func() bool { n, _ := db.OutboxLen(); return n == 0 }) {
+		t.Fatalf("a published item was not removed within %v with no write to carry it", 10*time.Second)
+	}
+
+	// Removed by Close.
+	items = enqueue("d")
+	db.AckOutboxSoon(items[0].Seq)
+	db = reopen(t, db)
+	if n, err := db.OutboxLen(); err != nil || n != 0 {
+		t.Fatalf("outbox after Close holds %d items (%v), want 0", n, err)
+	}
+}
+
+func waitFor(d time.Duration, cond func() bool) bool {
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+	}
+	return cond()
+}
