@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"testing"
 	"time"
 
+	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/testkit"
 )
 
@@ -65,4 +67,35 @@ func TestHeapFloor(t *testing.T) {
 		t.Fatalf("GOGC is %d with %d MiB live and a %d MiB floor, want gc_percent 25", gogc(), len(big), floor>>20)
 	}
 	runtime.KeepAlive(big)
+}
+
+// probeHandler reports GOGC as the handler runs.
+type probeHandler struct{ gogc *int }
+
+func (p probeHandler) Handle(context.Context, *brr.Job, brr.Reporter) (*brr.Outcome, error) {
+	runtime.GC() // the floor's adjustment after a collection must keep gc_percent too
+	time.Sleep(10 * time.Millisecond)
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	*p.gogc = int(s[0].Value.Uint64())
+	return nil, nil
+}
+
+// TestFloorGate: while a job other than a ping runs, the heap floor is off: GOGC is
+// gc_percent from the job's start (a restore's peak RSS rose by the floor), and a ping
+// runs under the floor.
+func TestFloorGate(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	defer startHeapFloor(-1, 0)
+	applyMemorySettings(25, 0)
+	startHeapFloor(25, 256<<20)
+	var gogc int
+	g := floorGate{probeHandler{&gogc}}
+	ping := &brr.Job{Kind: brr.KindPing}
+	if !testkit.WaitFor(30*time.Second, func() bool { _, _ = g.Handle(context.Background(), ping, nil); return gogc > 25 }) {
+		t.Fatalf("GOGC in a ping job is %d, want the floor's raise over 25", gogc)
+	}
+	if _, _ = g.Handle(context.Background(), &brr.Job{Kind: brr.KindRestore}, nil); gogc != 25 {
+		t.Fatalf("GOGC in a restore job is %d, want gc_percent 25", gogc)
+	}
 }

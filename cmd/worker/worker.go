@@ -219,7 +219,7 @@ func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Lo
 	// its own when they get it again (its ack or InProgress was lost).
 	w.start(base, component{name: "presence", run: leases.KeepPresence, timeout: 10 * time.Second})
 	w.start(base, component{name: "watch", run: w.watchSources(leases), timeout: 10 * time.Second})
-	consumer := events.NewConsumer(js, w.db, engine, outbox, ecfg, baseLog)
+	consumer := events.NewConsumer(js, w.db, floorGate{engine}, outbox, ecfg, baseLog)
 	consumer.Observe(w.metrics)
 	consumer.UsePresence(leases)
 	w.consumer.Store(consumer)
