@@ -205,8 +205,8 @@ func gcPercentFor(live uint64, base int, floor uint64) int {
 
 // bigJobs counts the jobs running now of every kind but ping: while one runs, the heap
 // floor is off and gc_percent alone decides, so that a backup's or a restore's peak RSS
-// is what it was without the floor (a restore holds less than 51 MiB live, and the
-// floor raised bench-backup's peak by 2-4 MiB).
+// is what it was without the floor (a restore may hold less than 51 MiB live, where
+// the floor would set its heap target).
 var bigJobs atomic.Int64
 
 // floorGate is the job handler that turns the heap floor off while a job other than a
