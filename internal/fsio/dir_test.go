@@ -59,3 +59,52 @@ func TestReadDir(t *testing.T) {
 		t.Fatalf("OpenFile followed a symlink")
 	}
 }
+
+// ReadDirTypes gives the names ReadDir gives, sorted, each with its type from the
+// listing: what lets a walk leave out the lstat of a regular file.
+func TestReadDirTypes(t *testing.T) {
+	dir := t.TempDir()
+	want := map[string]uint8{}
+	for i := range 1500 { // more than one buffer of entries
+		name := fmt.Sprintf("f%04d-%s", 1499-i, "a long name so that the entries fill the buffer")
+		if err := os.WriteFile(filepath.Join(dir, name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		want[name] = TypeRegular
+	}
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	want["sub"] = TypeDir
+	if err := os.Symlink("sub", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	want["link"] = TypeSymlink
+	if err := unix.Mkfifo(filepath.Join(dir, "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want["fifo"] = unix.DT_FIFO
+
+	fd, names, types, err := ReadDirTypes(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	pfd, plain, err := ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(pfd)
+	if !slices.Equal(names, plain) || len(types) != len(names) || len(names) != len(want) {
+		t.Fatalf("ReadDirTypes: %d names, %d types; ReadDir: %d names; want %d", len(names), len(types), len(plain), len(want))
+	}
+	for i, name := range names {
+		// A file system may not say (TypeUnknown); ext4 and tmpfs do.
+		if types[i] != want[name] && types[i] != TypeUnknown {
+			t.Errorf("%s: type %d, want %d", name, types[i], want[name])
+		}
+	}
+	if _, _, _, err := ReadDirTypes(filepath.Join(dir, "link")); err == nil {
+		t.Fatalf("ReadDirTypes followed a symlink")
+	}
+}

@@ -9,8 +9,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// OpenFile opens a regular file to read it: never through a symlink, and without
-// updating its access time when the worker may (it owns the file, or is root).
+// OpenFile opens a regular file to read it: never through a symlink, never waiting on a
+// FIFO, and without updating its access time when the worker may (it owns the file, or
+// is root).
 func OpenFile(path string) (int, error) { return OpenFileAt(unix.AT_FDCWD, path) }
 
 // Read reads from fd into b; 0 and no error at the end of the file.
@@ -70,16 +71,18 @@ func Futimens(fd int, ts *[2]unix.Timespec) error {
 }
 
 // OpenFileAt opens the regular file name in dirfd to read it, as OpenFile does: never
-// through a symlink, and without updating its access time when the worker may.
+// through a symlink, and without updating its access time when the worker may. It does
+// not wait on a FIFO that took the file's place (O_NONBLOCK, which a regular file's reads
+// ignore): the caller's fstat tells it is not a regular file.
 func OpenFileAt(dirfd int, name string) (int, error) {
 	var fd int
 	err := IgnoringEINTR(func() (err error) {
-		fd, err = unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NOATIME|unix.O_CLOEXEC, 0)
+		fd, err = unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOATIME|unix.O_CLOEXEC, 0)
 		return err
 	})
 	if errors.Is(err, unix.EPERM) {
 		err = IgnoringEINTR(func() (err error) {
-			fd, err = unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			fd, err = unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 			return err
 		})
 	}
