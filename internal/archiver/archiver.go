@@ -109,6 +109,7 @@ type Archiver struct {
 	limits   *Limits
 	dirCh    chan *dirState
 	dirsLeft sync.WaitGroup // directories queued or being listed
+	dirFDs   atomic.Int64   // directory descriptors held open for their files (maxDirFDs)
 	fileCh   chan *fileJob
 	saveCh   chan saveJob
 	seen     sync.Map // blobKey → struct{}: blobs this run already queued

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -16,13 +17,27 @@ import (
 )
 
 type fileJob struct {
-	path  string
-	rel   string
-	node  *repo.Node
-	dir   *dirState
-	ctime int64 // ns
-	known bool  // the file cache had an entry for rel (so it is changed, not new)
-	old   state.CachedFile
+	name    string // in dir
+	rel     string
+	node    *repo.Node
+	dir     *dirState
+	statted bool  // the lister lstat'ed the file: node and ctime are from it
+	ctime   int64 // ns
+	known   bool  // the file cache had an entry for rel (so it is changed, not new)
+	old     state.CachedFile
+}
+
+// path is the file's full path, for messages (and opening it when its directory's
+// descriptor was not kept).
+func (j *fileJob) path() string { return filepath.Join(j.dir.path, j.name) }
+
+// dirfd is what the file's name is relative to, and name that name: the directory's
+// descriptor and the file's name in it, or AT_FDCWD and the full path.
+func (j *fileJob) at() (dirfd int, name string) {
+	if j.dir.fd >= 0 {
+		return j.dir.fd, j.name
+	}
+	return unix.AT_FDCWD, j.path()
 }
 
 // archiveFile answers a file from the file cache or from a hardlink seen before, or
@@ -30,6 +45,7 @@ type fileJob struct {
 // read, or vanished, is left out with a warning; one that changed while read keeps what
 // was read, with a warning.
 func (a *Archiver) archiveFile(ctx context.Context, job *fileJob) error {
+	defer a.dropDirFD(job.dir)
 	select {
 	case <-a.cacheReady:
 	case <-ctx.Done():
@@ -39,24 +55,50 @@ func (a *Archiver) archiveFile(ctx context.Context, job *fileJob) error {
 		return fmt.Errorf("load file cache: %w", a.cacheErr)
 	}
 	node := job.node
-	var group *linkGroup
 	a.mu.Lock()
 	job.old, job.known = a.oldCache[job.rel]
 	if job.known {
 		delete(a.oldCache, job.rel)
 	}
+	a.mu.Unlock()
+
+	// fd is the open file once it is opened: a file the lister did not stat, and the
+	// cache does not know, is opened first and stat'ed through its descriptor.
+	fd := -1
+	defer func() {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}()
+	if !job.statted {
+		var st unix.Stat_t
+		var err error
+		if job.known {
+			err = a.statAt(job, &st)
+		} else {
+			fd, err = a.openStat(job, &st)
+		}
+		if err != nil {
+			a.leaveOut(job, err)
+			return a.release(ctx, job.dir)
+		}
+		a.setStat(job, &st)
+	}
+
+	var group *linkGroup
 	if node.Links > 1 {
 		key := devIno{node.DeviceID, node.Inode}
+		a.mu.Lock()
 		g, ok := a.hardlinks[key]
 		if !ok {
 			group = &linkGroup{}
 			a.hardlinks[key] = group
-		} else {
-			a.mu.Unlock()
+		}
+		a.mu.Unlock()
+		if ok {
 			return a.joinLink(ctx, g, job)
 		}
 	}
-	a.mu.Unlock()
 
 	if job.known && a.unchanged(job.old, node, job.ctime) {
 		node.Content = make([]repo.ID, len(job.old.Content))
@@ -73,7 +115,27 @@ func (a *Archiver) archiveFile(ctx context.Context, job *fileJob) error {
 		return a.release(ctx, job.dir)
 	}
 
-	content, size, ok, cache, err := a.readFile(ctx, job)
+	if fd < 0 {
+		var st unix.Stat_t
+		var err error
+		fd, err = a.openStat(job, &st)
+		if err != nil {
+			a.leaveOut(job, err)
+			if group != nil {
+				if err := a.linkDone(ctx, group, nil, 0, false, nil, nil); err != nil {
+					return err
+				}
+			}
+			return a.release(ctx, job.dir)
+		}
+		if st.Ino != node.Inode || uint64(st.Dev) != node.DeviceID || st.Size != node.Size ||
+			st.Mtim.Nano() != node.ModTime.UnixNano() || st.Ctim.Nano() != job.ctime {
+			// Changed, or replaced by another file, since it was stat'ed: what is read
+			// is the open file, so the node and the cache entry describe that one.
+			a.setStat(job, &st)
+		}
+	}
+	content, size, ok, cache, err := a.readFile(ctx, job, fd)
 	if err != nil {
 		return err
 	}
@@ -98,6 +160,74 @@ func (a *Archiver) archiveFile(ctx context.Context, job *fileJob) error {
 		}
 	}
 	return a.release(ctx, job.dir)
+}
+
+// beforeOpen, when set (by tests), is called with a file's path from the root just
+// before it is opened.
+var beforeOpen func(rel string)
+
+// errNotRegularNow is a file that is no longer a regular file when its worker gets to it.
+var errNotRegularNow = errors.New("no longer a regular file")
+
+// statAt lstats the file of job relative to its directory.
+func (a *Archiver) statAt(job *fileJob, st *unix.Stat_t) error {
+	dirfd, name := job.at()
+	if err := fsio.IgnoringEINTR(func() error { return unix.Fstatat(dirfd, name, st, unix.AT_SYMLINK_NOFOLLOW) }); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return errNotRegularNow
+	}
+	return nil
+}
+
+// openStat opens the file of job (relative to its directory, never through a symlink,
+// never waiting on a FIFO) and fstats it: the one stat a new file costs, of the very
+// file that is read.
+func (a *Archiver) openStat(job *fileJob, st *unix.Stat_t) (int, error) {
+	if beforeOpen != nil {
+		beforeOpen(job.rel)
+	}
+	dirfd, name := job.at()
+	fd, err := fsio.OpenFileAt(dirfd, name)
+	if errors.Is(err, unix.ELOOP) {
+		return -1, errNotRegularNow // a symlink now
+	}
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.Fstat(fd, st); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("stat: %w", err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(fd)
+		return -1, errNotRegularNow
+	}
+	return fd, nil
+}
+
+// setStat sets job's node (and ctime) from the stat of its file, which is a regular one.
+func (a *Archiver) setStat(job *fileJob, st *unix.Stat_t) {
+	was := job.node.Size
+	fillNode(job.node, job.name, st)
+	job.node.Type = repo.NodeFile
+	a.bytes.Add(job.node.Size - was)
+	job.ctime = st.Ctim.Nano()
+}
+
+// leaveOut leaves job's file out of the snapshot, with a warning that says why.
+func (a *Archiver) leaveOut(job *fileJob, err error) {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		a.warn("%s vanished before it was read; not in the snapshot", job.path())
+	case errors.Is(err, errNotRegularNow):
+		a.warn("%s is no longer a regular file; not in the snapshot", job.path())
+	default:
+		a.warn("open %s: %v; not in the snapshot", job.path(), err)
+	}
+	a.dropFile(job.node)
+	a.doneFiles.Add(1)
 }
 
 // unchanged reports whether the file of node n is as cache entry c describes it, so that
@@ -136,22 +266,19 @@ func (a *Archiver) fileDone(size int64) {
 	a.doneBytes.Add(size)
 }
 
-// readFile reads and chunks the file of job, and queues its new chunks for saving. ok is
-// false when the file is left out; cache is its file cache entry, nil when it changed
-// while it was read.
-func (a *Archiver) readFile(ctx context.Context, job *fileJob) (content []repo.ID, size int64, ok bool, cache *state.CachedFile, err error) {
-	fd, err := fsio.OpenFile(job.path)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			a.warn("%s vanished before it was read; not in the snapshot", job.path)
-		} else {
-			a.warn("open %s: %v; not in the snapshot", job.path, err)
-		}
-		return nil, 0, false, nil, nil
-	}
-	defer unix.Close(fd)
+// readFile reads and chunks the open file fd of job, whose node is from the fstat of fd,
+// and queues its new chunks for saving. ok is false when the file is left out; cache is
+// its file cache entry, nil when it changed while it was read.
+//
+// The cache entry holds the size, times and inode from before the read, so a file
+// written to after that stat is read again next time, whatever this read got. A file
+// that grew or shrank while read is told by the read itself (a small file is read into
+// a buffer one byte larger than its size); a large file, read in many calls, is
+// fstat'ed again after the last.
+func (a *Archiver) readFile(ctx context.Context, job *fileJob, fd int) (content []repo.ID, size int64, ok bool, cache *state.CachedFile, err error) {
 	whole := false
-	if job.node.Size <= repo.MinChunkSize {
+	small := job.node.Size <= repo.MinChunkSize
+	if small {
 		content, size, whole, err = a.readSmall(ctx, fd, job.node.Size)
 	}
 	if !whole && err == nil {
@@ -161,19 +288,24 @@ func (a *Archiver) readFile(ctx context.Context, job *fileJob) (content []repo.I
 		if ctx.Err() != nil {
 			return nil, 0, false, nil, ctx.Err()
 		}
-		a.warn("read %s: %v; not in the snapshot", job.path, err)
+		a.warn("read %s: %v; not in the snapshot", job.path(), err)
 		return nil, 0, false, nil, nil
 	}
-	var after unix.Stat_t
-	if err := unix.Fstat(fd, &after); err != nil {
-		a.warn("stat %s after reading: %v; not in the snapshot", job.path, err)
-		return nil, 0, false, nil, nil
+	changed := size != job.node.Size
+	if !changed && !whole {
+		var after unix.Stat_t
+		if err := unix.Fstat(fd, &after); err != nil {
+			a.warn("stat %s after reading: %v; not in the snapshot", job.path(), err)
+			return nil, 0, false, nil, nil
+		}
+		mtime := time.Unix(after.Mtim.Unix())
+		if after.Size != size || !mtime.Equal(job.node.ModTime) {
+			changed = true
+			job.node.ModTime = mtime
+		}
 	}
-	mtime := time.Unix(after.Mtim.Unix())
-	changed := after.Size != job.node.Size || !mtime.Equal(job.node.ModTime) || size != after.Size
 	if changed {
-		a.warn("%s changed while it was read; the snapshot holds what was read", job.path)
-		job.node.ModTime = mtime
+		a.warn("%s changed while it was read; the snapshot holds what was read", job.path())
 	} else {
 		c := cacheEntry(job.node, job.ctime, content)
 		cache = &c
