@@ -99,25 +99,47 @@ func (r *Repository) SaveBlob(ctx context.Context, t BlobType, id ID, data []byt
 	return true, stored, nil
 }
 
-// smallBlob is the largest blob whose SaveBlob takes a buffer from smallBlobBufs rather
-// than Repository.blobPool's, whose buffers fit MaxChunkSize: a backup of many small files
-// (each one blob) would otherwise keep a few 4 MiB buffers busy for blobs of 200 bytes.
-const smallBlob = 64 << 10
+// Blobs up to smallBlob take a buffer from smallBlobBufs, by size class (1, 4, 16, 64,
+// 256 KiB and 1 MiB, each with room for the sealing), rather than Repository.blobPool's,
+// whose buffers fit MaxChunkSize: a backup of many small files (each one blob) would
+// otherwise keep 4 MiB buffers busy for blobs of 200 bytes, and a tree of 100 KiB would
+// take (and, when the pool was emptied by a collection, clear) a buffer of MaxChunkSize.
+const (
+	smallBlob        = 1 << 20
+	smallBlobShift   = 10 // the first class, 1 KiB
+	smallBlobClasses = 6
+	blobSlack        = 1024 // nonce, format byte, tag, and a compression that did not pay
+)
 
-var smallBlobBufs = sync.Pool{New: func() any { b := make([]byte, 0, smallBlob+1024); return &b }}
+var smallBlobBufs [smallBlobClasses]sync.Pool
+
+func smallBlobCap(c int) int { return 1<<(smallBlobShift+2*c) + blobSlack }
 
 // getBlobBuf returns a buffer for the sealed form of a blob of n bytes (it may still grow
 // when compression does not pay); putBlobBuf takes it back.
 func (r *Repository) getBlobBuf(n int) *[]byte {
-	if n <= smallBlob {
-		return smallBlobBufs.Get().(*[]byte)
+	for c := range smallBlobClasses {
+		if n+blobSlack <= smallBlobCap(c) {
+			if bp, ok := smallBlobBufs[c].Get().(*[]byte); ok {
+				return bp
+			}
+			b := make([]byte, 0, smallBlobCap(c))
+			return &b
+		}
 	}
 	return r.blobPool.Get().(*[]byte)
 }
 
 func (r *Repository) putBlobBuf(bp *[]byte) {
-	if cap(*bp) <= smallBlob+1024 {
-		smallBlobBufs.Put(bp)
+	// The largest class the buffer (grown or not) still fits.
+	for c := smallBlobClasses - 1; c >= 0; c-- {
+		if cap(*bp) >= smallBlobCap(c) && cap(*bp) < smallBlobCap(c+1) {
+			*bp = (*bp)[:0]
+			smallBlobBufs[c].Put(bp)
+			return
+		}
+	}
+	if cap(*bp) < smallBlobCap(0) {
 		return
 	}
 	r.blobPool.Put(bp)

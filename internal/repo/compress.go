@@ -61,8 +61,14 @@ func (c *compressor) close() {
 	c.dec.Close()
 }
 
+// minCompressSize: smaller data is stored as it is, never given to zstd. A zstd frame
+// costs 5-15 µs of fixed work (tables, entropy coding setup) however small its input:
+// more than all the system calls of reading a small file, for a few hundred bytes saved
+// at best, when a blob's own cost in the repository (nonce, tag, pack header and index
+// entries) is about 100 bytes. Readers take either form (the format byte says which), so
+// this is a writer's choice: repositories written with another threshold read the same.
 const (
-	minCompressSize = 128      // smaller data is stored as it is
+	minCompressSize = 512
 	sampleSize      = 16 << 10 // each of the samples taken from data larger than sampleLimit
 	sampleLimit     = 4 * sampleSize
 )
