@@ -99,6 +99,20 @@ nats_port="" http_port=""
 take_ports nats_port http_port
 nats="nats://127.0.0.1:$nats_port"
 
+# cached_share prints the share of a sample of the corpus's files (every 20th directory)
+# that is in the page cache, and the load average: on a shared machine another run's
+# drop_caches can send a backup to the disk, which its time then measures instead.
+drops() { awk '/^drop_pagecache/ {print $2}' /proc/vmstat; }
+cached_share() {
+	local share="?"
+	if command -v fincore >/dev/null; then
+		share="$(find "$corpus" -mindepth 1 -maxdepth 1 -type d | sort | awk 'NR % 20 == 1' |
+			while read -r d; do fincore -n -b -o RES "$d"/*; done |
+			awk '{n++; if ($1 > 0) c++} END {printf "%.0f%%", n ? 100 * c / n : 0}')"
+	fi
+	echo "corpus files in the page cache: $share, load $(cut -d' ' -f1-3 /proc/loadavg), caches dropped $(drops) times since boot"
+}
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
 # verdict A OP B prints met or MISSED for the comparison A OP B (numbers; OP is >= or <=).
 verdict() { awk -v a="$1" -v op="$2" -v b="$3" 'BEGIN {ok = (op == ">=" ? a >= b : a <= b); print (ok ? "met" : "MISSED")}'; }
@@ -125,11 +139,17 @@ note "$(human "$(du -sb "$corpus" | cut -f1)") on disk"
 
 step "first backups (restic, then brr)"
 restic init >"$BENCH_DIR/restic-init.log" 2>&1 || die "restic init failed"
+cached_restic_b1="$(cached_share)"
+note "before restic: $cached_restic_b1"
 timed restic_b1 "$restic" backup --host bench "$corpus"
+note "after restic: caches dropped $(drops) times since boot"
 start_worker
+cached_brr_b1="$(cached_share)"
+note "before brr: $cached_brr_b1"
 cpu_start="$(cpu_seconds "$worker_pid")"
 timed brr_b1 "$BRR" --nats "$nats" backup "$corpus" --wait
 hwm_b1="$(vmhwm "$worker_pid")"
+note "after brr: caches dropped $(drops) times since boot"
 cpu_b1="$(awk -v a="$(cpu_seconds "$worker_pid")" -v b="$cpu_start" 'BEGIN {printf "%.2f", a - b}')"
 cpu_restic_b1="$(awk -F': ' '/User time|System time/ {s += $2} END {printf "%.2f", s}' "$BENCH_DIR/restic_b1.time")"
 note "restic ${T_restic_b1}s (CPU ${cpu_restic_b1}s), $(human $((RSS_restic_b1 * 1024))); brr ${T_brr_b1}s (worker CPU ${cpu_b1}s), worker VmHWM $(human $((hwm_b1 * 1024)))"
@@ -140,7 +160,7 @@ if [[ "${BACKUP_ONLY:-0}" == 1 ]]; then
 	echo
 	echo "bench-prune (BACKUP_ONLY) $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), brr $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo dev), $(restic version | head -1 | cut -d' ' -f1-2)"
 	[[ -n "$restic_note" ]] && echo "$restic_note"
-	echo "corpus: $FILES files; first backup of each tool, files in the page cache"
+	echo "corpus: $FILES files; first backup of each tool, files in the page cache (sampled just before each: restic $cached_restic_b1; brr $cached_brr_b1)"
 	printf '%-26s | %-14s | %-14s | %-6s | %s\n' measure brr restic ratio target
 	printf -- '%.0s-' {1..96}
 	echo
