@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/trace"
 	"slices"
 	"strings"
 	"time"
@@ -42,6 +43,8 @@ func (e *Engine) Restore(ctx context.Context, jobID string, a brr.RestoreJob, pr
 		return e.restoreSource(ctx, jobID, a, progress)
 	}
 	start := time.Now()
+	ctx, task := trace.NewTask(ctx, "restore")
+	defer task.End()
 	pr := newReporter(progress)
 	defer pr.flush()
 	r, repoName, err := e.Repo(a.Repo)
@@ -153,14 +156,21 @@ func (e *Engine) restoreFrom(ctx context.Context, r *repo.Repository, repoName, 
 	att := &restoreAttempt{repoName: repoName}
 	// Read the index files other workers wrote, and forget packs a prune deleted, since
 	// this worker loaded it.
-	if err := r.ReloadIndex(ctx); err != nil {
+	// Each phase is a region of the worker's execution trace (BRR_TRACE): the timeline of
+	// a restore in docs/performance.md is read from them.
+	reg := trace.StartRegion(ctx, "restore: reload index")
+	err := r.ReloadIndex(ctx)
+	reg.End()
+	if err != nil {
 		att.err = fmt.Errorf("read the index of repo %s: %w", repoName, err)
 		if ctx.Err() == nil {
 			att.unreadable = err.Error()
 		}
 		return att
 	}
+	reg = trace.StartRegion(ctx, "restore: find snapshot")
 	sn, err := r.FindSnapshot(ctx, ref, a.Source, a.AsOf)
+	reg.End()
 	switch {
 	case errors.Is(err, brr.ErrNotFound):
 		att.err = brr.Permanent(fmt.Errorf("find snapshot %q in repo %s: %w; list the snapshots with `brr snapshots --repo %s`", ref, repoName, err, repoName))
@@ -177,7 +187,9 @@ func (e *Engine) restoreFrom(ctx context.Context, r *repo.Repository, repoName, 
 		return att
 	}
 	att.sn = sn
+	reg = trace.StartRegion(ctx, "restore: plan")
 	pl, err := restorer.NewPlan(ctx, r, sn, a.Paths)
+	reg.End()
 	if err != nil {
 		att.err = err
 		if ctx.Err() == nil && (errors.Is(err, repo.ErrDamaged) || errors.Is(err, repo.ErrNotInIndex) || !brr.IsPermanent(err)) {

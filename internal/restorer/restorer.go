@@ -19,6 +19,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"runtime/trace"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -228,6 +229,7 @@ func (rs *Restorer) Run(ctx context.Context, pl *Plan) error {
 	if err := rs.run(ctx, pl); err != nil {
 		return err
 	}
+	defer trace.StartRegion(ctx, "restore: sync and unmark").End()
 	done := len(rs.Failures()) == 0
 	if done || rs.job == "" {
 		// No file was synced before its rename: until the file system is, a crash of the
@@ -245,6 +247,8 @@ func (rs *Restorer) Run(ctx context.Context, pl *Plan) error {
 }
 
 func (rs *Restorer) run(ctx context.Context, pl *Plan) error {
+	reg := trace.StartRegion(ctx, "restore: directories")
+	defer func() { reg.End() }()
 	for _, d := range pl.dirs {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -285,9 +289,13 @@ func (rs *Restorer) run(ctx context.Context, pl *Plan) error {
 		rs.restored.Store(s.rel, struct{}{})
 		rs.symlinks.Add(1)
 	}
+	reg.End()
+	reg = trace.StartRegion(ctx, "restore: files")
 	if err := rs.writeFiles(ctx, rs.skipRestored(pl.files)); err != nil {
 		return err
 	}
+	reg.End()
+	reg = trace.StartRegion(ctx, "restore: links and metadata")
 	for _, h := range pl.hardlinks {
 		if err := rs.link(h); err != nil {
 			rs.fail(h.rel, err)
