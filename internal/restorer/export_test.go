@@ -20,3 +20,7 @@ func SetSyncFS(t interface{ Cleanup(func()) }, f func(fd int) error) {
 	syncFS = f
 	t.Cleanup(func() { syncFS = old })
 }
+
+// WritebackRanges returns how many written ranges rs named to the kernel for write-back
+// before the final sync.
+func WritebackRanges(rs *Restorer) int64 { return rs.wbRanges.Load() }

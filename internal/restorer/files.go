@@ -86,6 +86,7 @@ const restoreWorkers = 4
 
 func (rs *Restorer) writeFiles(ctx context.Context, files []entry) error {
 	writes := rs.groupFiles(files)
+	rs.wb = make(chan wbReq, 64) // when full, a range is left to the final sync
 	rs.loader = newLoader(rs.r, writes, rs.cacheLimit, rs.noteReread)
 	g, ctx := errgroup.WithContext(ctx)
 	workers := max(rs.workers, restoreWorkers)
@@ -143,9 +144,55 @@ func (rs *Restorer) writeFiles(ctx context.Context, files []entry) error {
 		}
 		return nil
 	})
+	wbDone := make(chan struct{})
+	go rs.writeback(wbDone)
 	err := g.Wait()
+	close(rs.wb)
+	<-wbDone
 	rs.loader.wait() // the reads ahead, cancelled with g's context
 	return err
+}
+
+// A restore does not sync each file (the final syncfs does, Run), and with the page
+// cache of a large machine the kernel starts writing dirty pages back only after 30 s:
+// the disk would idle while the files are written and then write them all while the
+// restore waits in syncfs (0.7 s of a 2.9 s restore of bench-backup's corpus). So the
+// ranges of writebackMin bytes or more that a task wrote are named to the kernel with
+// sync_file_range(SYNC_FILE_RANGE_WRITE), which starts their write-back and does not
+// wait for it; from a goroutine of its own, since the call blocks while the device's
+// queue is full (issued by the writers themselves, it made the restore slower). It is
+// only a hint: the syncfs at the end is what makes the restore durable.
+const writebackMin = 256 << 10
+
+// wbReq is a range that a task wrote to the files of w.
+type wbReq struct {
+	w      *fileWrite
+	off, n int64
+}
+
+// writeback starts the write-back of the ranges sent to rs.wb until it is closed, then
+// closes done. Each request holds its files open (a count in w.remaining).
+func (rs *Restorer) writeback(done chan<- struct{}) {
+	defer close(done)
+	for r := range rs.wb {
+		for _, o := range r.w.outs {
+			r.w.mu.Lock()
+			ok := o.fd >= 0 && o.err == nil
+			r.w.mu.Unlock()
+			if ok {
+				_ = startWriteback(o.fd, r.off, r.n)
+				rs.wbRanges.Add(1)
+			}
+		}
+		if r.w.remaining.Add(-1) == 0 {
+			rs.finish(r.w)
+		}
+	}
+}
+
+// startWriteback is sync_file_range(2) with SYNC_FILE_RANGE_WRITE.
+func startWriteback(fd int, off, n int64) error {
+	return unix.SyncFileRange(fd, off, n, unix.SYNC_FILE_RANGE_WRITE)
 }
 
 // groupFiles makes the fileWrites of files: files whose directory could not be created
@@ -300,6 +347,16 @@ func (rs *Restorer) writeTask(ctx context.Context, t fileTask, buf []byte) ([]by
 		}
 		off += n
 		rs.doneBytes.Add(n)
+	}
+	if n := off - t.offset; n >= writebackMin && w.failed() == nil {
+		// The write-back goroutine holds the files open too, until it has named the
+		// range to the kernel: it finishes them if it is the last.
+		w.remaining.Add(1)
+		select {
+		case rs.wb <- wbReq{w, t.offset, n}:
+		default:
+			w.remaining.Add(-1)
+		}
 	}
 	rs.loader.skip(w, i, t.last) // what is left of a task that stopped
 	if t.first == 0 && t.last == len(w.content) && off != w.size {

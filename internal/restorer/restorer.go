@@ -52,7 +52,9 @@ type Restorer struct {
 	chown     bool
 	job       string
 	resume    resumeState
-	loader    *loader // set by Run
+	loader    *loader      // set by Run
+	wb        chan wbReq   // ranges written, to the writeback goroutine (files.go)
+	wbRanges  atomic.Int64 // ranges whose write-back it started
 	// cacheLimit bounds the bytes of blobs the loader holds for the writers (cacheLimit).
 	cacheLimit int64
 

@@ -201,3 +201,35 @@ func TestCancelledRestoreLeavesNoTempFiles(t *testing.T) {
 		noTempFiles(t, target)
 	}
 }
+
+// The ranges a task writes to a large file have their write-back started before the
+// final sync, by a goroutine that then holds the file open: the last of it to finish,
+// a writer or that goroutine, completes the file. Large files, copies of one and a
+// sparse one come out as the snapshot has them, with no temporary file left.
+func TestRestoreStartsWritebackOfLargeFiles(t *testing.T) {
+	ctx := context.Background()
+	r, _ := testkit.InitRepo(t, t.TempDir(), testkit.RepoOptions())
+	src := t.TempDir()
+	big := randomBytes(21, 12<<20)
+	for i := range 3 {
+		testkit.WriteFile(t, filepath.Join(src, fmt.Sprintf("big%d", i)), randomBytes(uint64(30+i), 6<<20), 0o640)
+		testkit.WriteFile(t, filepath.Join(src, "copies", fmt.Sprintf("c%d", i)), big, 0o600)
+	}
+	testkit.WriteFile(t, filepath.Join(src, "small"), []byte("small"), 0o644)
+	testkit.WriteFile(t, filepath.Join(src, "sparse"), append(make([]byte, 4<<20), big[:1<<20]...), 0o644)
+	sn := snapshotOf(t, r, src)
+
+	target := filepath.Join(t.TempDir(), "out")
+	rs, err := restore(ctx, t, r, sn, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if failures := rs.Failures(); len(failures) != 0 {
+		t.Fatalf("restore failed for %q", failures)
+	}
+	if n := restorer.WritebackRanges(rs); n == 0 {
+		t.Fatal("no written range had its write-back started")
+	}
+	sameAsSource(t, src, target)
+	noTempFiles(t, target)
+}
