@@ -2,10 +2,13 @@ package natstest
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -52,16 +55,40 @@ func StartCluster(t testing.TB, n int) *Cluster {
 
 // FreePort returns a loopback TCP port that was free a moment ago: for a server that
 // must listen on the same address after a restart, or whose address is known before it
-// starts.
+// starts. It never returns a port it returned before in this process: the kernel, asked
+// for any port, often gives back one just freed, and two addresses asked for at once (a
+// worker's NATS and HTTP listeners) were then the same. So it tries random ports below
+// the kernel's ephemeral range (32768-60999 here), where outgoing connections do not
+// take them meanwhile either. (Another test process may still take one.)
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("natstest: find a free port: %v", err)
+	givenMu.Lock()
+	defer givenMu.Unlock()
+	for range 1000 {
+		port := portsFrom + rand.IntN(portsTo-portsFrom)
+		if given[port] {
+			continue
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue // in use
+		}
+		l.Close()
+		given[port] = true
+		return port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatalf("natstest: no free loopback port in %d-%d after 1000 tries", portsFrom, portsTo-1)
+	return 0
 }
+
+// FreePort picks from [portsFrom, portsTo).
+const portsFrom, portsTo = 20000, 32768
+
+// given holds the ports FreePort returned.
+var (
+	givenMu sync.Mutex
+	given   = make(map[int]bool)
+)
 
 // waitMetaLeader waits until one server leads JetStream's meta group and every running
 // server is current with it.
