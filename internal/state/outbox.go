@@ -39,30 +39,10 @@ func (db *DB) Enqueue(out ...OutboxMsg) error {
 }
 
 // Outbox returns up to max items (max <= 0: all), oldest first.
-func (db *DB) Outbox(max int) ([]OutboxItem, error) {
-	var items []OutboxItem
-	err := db.bolt.View(func(tx *bbolt.Tx) error {
-		c := tx.Bucket(bucketOutbox).Cursor()
-		for k, v := c.First(); k != nil && (max <= 0 || len(items) < max); k, v = c.Next() {
-			if len(k) != 8 {
-				continue
-			}
-			m, err := decodeOutboxMsg(v)
-			if err != nil {
-				return fmt.Errorf("decode outbox item %d: %w", u64be(k), err)
-			}
-			items = append(items, OutboxItem{Seq: u64be(k), OutboxMsg: m})
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read outbox: %w", err)
-	}
-	return items, nil
-}
+func (db *DB) Outbox(max int) ([]OutboxItem, error) { return db.OutboxAfter(0, max) }
 
 // OutboxAfter returns up to max items (max <= 0: all) with a sequence number above
-// after, oldest first.
+// after, oldest first. Sequence numbers start at 1 (bbolt's NextSequence).
 func (db *DB) OutboxAfter(after uint64, max int) ([]OutboxItem, error) {
 	var items []OutboxItem
 	err := db.bolt.View(func(tx *bbolt.Tx) error {
