@@ -172,7 +172,7 @@ func (r *Root) ReadDir(rel string) ([]string, error) {
 			return pathErr("open", rel, err)
 		}
 		defer unix.Close(fd)
-		names, err = readNames(fd)
+		names, _, err = readEntries(fd)
 		return err
 	})
 	return names, err
