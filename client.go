@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/brr-dev/brr/internal/clock"
+	"github.com/brr-dev/brr/internal/natsutil"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -164,8 +164,8 @@ func (c *Client) scan(ctx context.Context, stream string, cfg jetstream.OrderedC
 		return fmt.Errorf("read %s: %w", stream, err)
 	}
 	// Each batch is read through a consumer of its own, which a server of a cluster may
-	// not know of yet: see clock.Unanswered.
-	var unanswered clock.Unanswered
+	// not know of yet: see natsutil.Unanswered.
+	var unanswered natsutil.Unanswered
 	for {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("read %s: %w", stream, err)

@@ -1,7 +1,6 @@
 // Package clock waits: Sleep is time.Sleep that a context cuts short, for the loops of the
 // worker's long-running parts (the consume loop, the lease keeper, the watcher, the
-// notifier) that wait between attempts and must stop at once at shutdown; Unanswered
-// paces the fetches of a JetStream ordered consumer that get no responders.
+// notifier) that wait between attempts and must stop at once at shutdown.
 package clock
 
 import (

@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/brr-dev/brr"
-	"github.com/brr-dev/brr/internal/clock"
+	"github.com/brr-dev/brr/internal/natsutil"
 )
 
 // RepositoryCheck reports, per repo, the result and age of its last verify job: critical
@@ -130,7 +130,7 @@ func (c *RepositoryCheck) read(ctx context.Context, memo *verifyMemo) error {
 	if err != nil {
 		return fmt.Errorf("read verify events: %w", err)
 	}
-	var unanswered clock.Unanswered
+	var unanswered natsutil.Unanswered
 	for {
 		batch, err := fetchNoWait(ctx, cons, 256)
 		if err != nil {

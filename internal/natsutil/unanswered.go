@@ -1,4 +1,5 @@
-package clock
+// Package natsutil holds what brr's readers of JetStream share about the server's answers.
+package natsutil
 
 import (
 	"context"
@@ -6,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/brr-dev/brr/internal/clock"
 )
 
 // Unanswered paces the fetches of a JetStream ordered consumer that get no responders.
@@ -31,7 +34,7 @@ func (u *Unanswered) Again(ctx context.Context, err error) error {
 		return err
 	}
 	u.n++
-	if !Sleep(ctx, time.Duration(u.n)*20*time.Millisecond) {
+	if !clock.Sleep(ctx, time.Duration(u.n)*20*time.Millisecond) {
 		return ctx.Err()
 	}
 	return nil
