@@ -48,6 +48,19 @@ func restore(ctx context.Context, t *testing.T, r *repo.Repository, sn *repo.Sna
 	return rs, rs.Run(ctx, pl)
 }
 
+// restoreOK is restore that fails the test on an error or a file that failed.
+func restoreOK(ctx context.Context, t *testing.T, r *repo.Repository, sn *repo.Snapshot, target string) *restorer.Restorer {
+	t.Helper()
+	rs, err := restore(ctx, t, r, sn, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if failures := rs.Failures(); len(failures) != 0 {
+		t.Fatalf("restore failed for %q", failures)
+	}
+	return rs
+}
+
 func randomBytes(seed uint64, n int) []byte {
 	b := make([]byte, n)
 	_, _ = rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8), 1}).Read(b)
@@ -148,20 +161,14 @@ func TestRestoreOfCopies(t *testing.T) {
 	sn := snapshotOf(t, r, src)
 
 	target := filepath.Join(t.TempDir(), "out")
-	rs, err := restore(ctx, t, r, sn, target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if failures := rs.Failures(); len(failures) != 0 {
-		t.Fatalf("restore failed for %q", failures)
-	}
+	restoreOK(ctx, t, r, sn, target)
 	sameAsSource(t, src, target)
 	noTempFiles(t, target)
 
 	// In an existing target, one copy is in the way: it fails, the others are restored.
 	target2 := t.TempDir()
 	testkit.WriteFile(t, filepath.Join(target2, "copy2", "big"), []byte("local"), 0o644)
-	rs, err = restore(ctx, t, r, sn, target2)
+	rs, err := restore(ctx, t, r, sn, target2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,13 +227,7 @@ func TestRestoreStartsWritebackOfLargeFiles(t *testing.T) {
 	sn := snapshotOf(t, r, src)
 
 	target := filepath.Join(t.TempDir(), "out")
-	rs, err := restore(ctx, t, r, sn, target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if failures := rs.Failures(); len(failures) != 0 {
-		t.Fatalf("restore failed for %q", failures)
-	}
+	rs := restoreOK(ctx, t, r, sn, target)
 	if n := restorer.WritebackRanges(rs); n == 0 {
 		t.Fatal("no written range had its write-back started")
 	}
