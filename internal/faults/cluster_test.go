@@ -22,12 +22,15 @@ const stallTarget = 5 * time.Second
 // After a SIGKILL, nats-server v2.15.2 elects a new leader of a Raft group only when a
 // follower's election timer runs out, 4 to 9 s (at random, hard-coded: minElectionTimeout
 // and maxElectionTimeout in server/raft.go) after the last heartbeat it heard; until then
-// nothing can be published to the stream. So the test holds brr to what it controls:
-// from the election on, jobs complete again within electedLimit, and the whole stall
-// stays under stallLimit (the longest election and that).
+// nothing can be published to the stream. The job stream and its durable consumer are two
+// groups with timers of their own, so their elections can land seconds apart, and no job
+// is delivered until both have a leader. So the test holds brr to what it controls:
+// from the later of the two elections on, jobs complete again within electedLimit, and
+// the whole stall stays under stallLimit (the longest election and that).
 const (
 	electedLimit = 2 * time.Second
-	stallLimit   = 9*time.Second + electedLimit
+	maxElection  = 9 * time.Second
+	stallLimit   = maxElection + electedLimit
 )
 
 // TestClusterNodeLost runs two workers against a 3-node cluster of nats-server processes
@@ -35,10 +38,10 @@ const (
 // leadership transfer: the others notice only when its heartbeats stop) while ping jobs
 // are published (50 a second) and run. It measures the stall, the longest gap between
 // two consecutive job completions from the last one before the kill on, and the part of
-// it that came after the new leader's election (from the nodes' logs); it fails when
-// that part passes electedLimit, and logs whether the stall met the issue's 5 s target,
-// which the election alone often does not allow. A subscriber connected to that very node must resume on another and see every
-// event; every job must succeed, none may run twice, and the publisher, which publishes
+// it that came after the job stream and its consumer had leaders again (from the nodes'
+// logs); it fails when that part passes electedLimit, and logs whether the stall met the
+// issue's 5 s target, which the election alone often does not allow. A subscriber
+// connected to that very node must resume on another and see every event; every job must succeed, none may run twice, and the publisher, which publishes
 // again with the same job id when the cluster does not answer, must not make duplicates.
 func TestClusterNodeLost(t *testing.T) {
 	faultTest(t)
@@ -175,11 +178,14 @@ func TestClusterNodeLost(t *testing.T) {
 	distinct, _ := live.summary(ids)
 	again := live.againCount()
 	gap, from, to := stall(completions(events, ids), killed)
-	var elected time.Time
-	for _, nd := range cl.Nodes {
-		if at, ok := nd.Logged("new stream leader for '$G > "+brr.Subjects{}.JobsStream()+"'", killed); ok && nd != victim && (elected.IsZero() || at.Before(elected)) {
-			elected = at
-		}
+	// Jobs flow again once both Raft groups the victim may have led are back: the job
+	// stream's and its consumer's, each elected on its own random timer, seconds apart.
+	jobsStream := brr.Subjects{}.JobsStream()
+	streamAt := electedAfter(cl, victim, killed, "new stream leader for '$G > "+jobsStream+"'")
+	consumerAt := electedAfter(cl, victim, killed, "new consumer leader for '$G > "+jobsStream+" > "+brr.Subjects{}.Consumer("default")+"'")
+	elected := streamAt
+	if consumerAt.After(elected) {
+		elected = consumerAt
 	}
 	t.Logf("jobs %d, run twice %d, redeliveries of finished jobs not run again %d; publishes repeated while the cluster failed over %d; "+
 		"job stream leader %s SIGKILLed after %d jobs were published, new leader %s; stall %s (no job completed from %s to %s; kill at %s); "+
@@ -188,21 +194,45 @@ func TestClusterNodeLost(t *testing.T) {
 		gap.Round(time.Millisecond), from.Format("15:04:05.000"), to.Format("15:04:05.000"), killed.Format("15:04:05.000"),
 		nStored, storedSum, distinct, again)
 	if elected.IsZero() {
-		t.Fatalf("no node logged the election of a new leader of %s after the kill", brr.Subjects{}.JobsStream())
+		t.Fatalf("no node logged the election of a new leader of %s after the kill", jobsStream)
 	}
 	election, after := elected.Sub(killed), to.Sub(elected)
 	met := "met"
 	if gap >= stallTarget {
 		met = "missed"
 	}
-	t.Logf("stall %s: the new leader was elected %s after the kill, jobs completed again %s after that; issue 11's target of %s %s",
-		gap.Round(time.Millisecond), election.Round(time.Millisecond), after.Round(time.Millisecond), stallTarget, met)
+	t.Logf("stall %s: the job stream and its consumer had leaders again %s after the kill (elections: stream %s, consumer %s), jobs completed again %s after that; issue 11's target of %s %s",
+		gap.Round(time.Millisecond), election.Round(time.Millisecond), sinceKill(streamAt, killed), sinceKill(consumerAt, killed),
+		after.Round(time.Millisecond), stallTarget, met)
 	if after > electedLimit {
-		t.Errorf("jobs completed again %s after the new leader was elected, want under %s", after.Round(time.Millisecond), electedLimit)
+		t.Errorf("jobs completed again %s after the job stream and its consumer had leaders again, want under %s", after.Round(time.Millisecond), electedLimit)
 	}
-	if gap > stallLimit {
+	// An election that took a second round (a split vote) runs past maxElection: the
+	// server's doing, and the check above still holds brr to its part.
+	if gap > stallLimit && election <= maxElection {
 		t.Errorf("stall of %s after the job stream leader was killed, want under %s", gap.Round(time.Millisecond), stallLimit)
 	}
+}
+
+// electedAfter returns when a node other than victim first logged substr (a new
+// leader of a Raft group) after killed, or the zero time when none did: the group had
+// its leader elsewhere and kept it.
+func electedAfter(cl *natstest.ProcessCluster, victim *natstest.Node, killed time.Time, substr string) time.Time {
+	var first time.Time
+	for _, nd := range cl.Nodes {
+		if at, ok := nd.Logged(substr, killed); ok && nd != victim && (first.IsZero() || at.Before(first)) {
+			first = at
+		}
+	}
+	return first
+}
+
+// sinceKill says how long after killed at came, or that it did not happen.
+func sinceKill(at, killed time.Time) string {
+	if at.IsZero() {
+		return "none (leader kept)"
+	}
+	return at.Sub(killed).Round(time.Millisecond).String()
 }
 
 // completions returns the times at which jobs ids succeeded (their succeeded events'
