@@ -301,7 +301,7 @@ func TestRestartedWorkerReclaimsItsLease(t *testing.T) {
 func TestLeaseSurvivesAStalledServer(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	const ttl = 18 * time.Second // renewals every 6 s, each given 6 s
+	const ttl = 24 * time.Second // renewals every 8 s, each given 8 s
 	s := natstest.StartListening(t)
 	stall := natstest.StartStaller(t, s.Addr().String())
 	_, js := stall.JetStream(t)
@@ -340,12 +340,15 @@ func TestLeaseSurvivesAStalledServer(t *testing.T) {
 		}
 	}
 	first := next("renewal")
-	// The next renewal is due in 6 s and times out 6 s later, at 12 s; the key expires at
-	// 18 s unless a renewal is written. Resume at 14 s: the held renewal is written then,
-	// with 4 s to spare for a connection that has to be made again (a 9 s TTL left 2 s,
-	// and a CI run under load lost the lease so).
+	// The next renewal is due 8 s after the first was written and times out 8 s later, at
+	// 16 s; the key expires at 24 s unless a renewal is written. Resume at 17 s, counted
+	// from when the server wrote the first renewal (not from when the watch delivered it,
+	// which a loaded machine delays): the held renewal is written then, and the holder's
+	// read of the key has 7 s to get its answer. (A 9 s TTL left 2 s, and an 18 s TTL,
+	// resumed 14 s after the watch's delivery, 4 s less that delay: CI runs under load
+	// lost the lease both ways.)
 	stall.Stall()
-	time.Sleep(ttl * 7 / 9)
+	time.Sleep(time.Until(first.Created().Add(ttl*2/3 + time.Second)))
 	stall.Resume()
 	if e := next("renewal after the stall"); e.Operation() != jetstream.KeyValuePut || e.Revision() <= first.Revision() {
 		t.Fatalf("after the stall the key is %v at revision %d, want a renewal after %d", e.Operation(), e.Revision(), first.Revision())
