@@ -149,8 +149,29 @@ func (c *Client) publishErr(err error) error {
 		return c.noStream(c.subj.JobsStream())
 	case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
 		return fmt.Errorf("JetStream is not enabled on %s: run the server with JetStream (nats-server -js) or let brr-worker embed one: %w", c.where(), err)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		return c.whyTimeout(err)
 	}
 	return err
+}
+
+// whyAsk bounds the question whyTimeout asks: a worker answers a ping at once.
+const whyAsk = 3 * time.Second
+
+// whyTimeout adds to err, a JetStream request that the server did not answer in time,
+// what the pool's worker says keeps its NATS from storing (brr.PingReply.Problem): a
+// full JetStream store makes nats-server drop publishes without an answer, and its only
+// trace is in the server's log. err is returned as it is when no worker says anything.
+func (c *Client) whyTimeout(err error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), whyAsk)
+	defer cancel()
+	var reply PingReply
+	if c.askPool(ctx, c.pool, "ping", struct {
+		V int `json:"v"`
+	}{Version}, &reply) != nil || reply.Problem == "" {
+		return err
+	}
+	return fmt.Errorf("%w: worker %s says: %s", err, reply.Worker, reply.Problem)
 }
 
 // scan reads the messages of stream that cfg selects, as they are now, and calls fn with

@@ -13,6 +13,10 @@ type PingReply struct {
 	// Worker is the id of the worker that answered: one of the pool's, whichever the
 	// queue group picked.
 	Worker string `json:"worker"`
+	// Problem, when set, is what keeps the worker's NATS from storing jobs and events
+	// now, for people, with what to do: the JetStream store of its embedded server is
+	// full. A publish that times out adds it to its error.
+	Problem string `json:"problem,omitempty"`
 }
 
 // Served asks whether a worker serves pool (empty: the client's pool). It returns the id

@@ -25,6 +25,8 @@ type readiness struct {
 	pool atomic.Pointer[health.Monitor]
 	// refused are the repos the worker refuses, nil until its repos are open.
 	refused atomic.Pointer[[]brr.RefusedRepo]
+	// store watches the embedded server's JetStream store; nil with an external NATS.
+	store atomic.Pointer[storeGuard]
 }
 
 // refusedRepos are the repos the worker has and does not serve, for /readyz: the worker
@@ -55,6 +57,8 @@ func (r *readiness) reason() string {
 		return "worker is starting: streams not ensured or consumers not running yet"
 	case r.nc.Load() != nil && !r.nc.Load().IsConnected():
 		return "disconnected from nats; reconnecting"
+	case r.store.Load().Problem() != "":
+		return r.store.Load().Problem()
 	}
 	return ""
 }

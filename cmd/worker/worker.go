@@ -62,6 +62,7 @@ type worker struct {
 
 	ready    *readiness
 	http     *httpServer
+	store    *storeGuard // the embedded server's store; nil with an external NATS
 	db       *state.DB
 	nc       *nats.Conn
 	repos    *repoManager                    // the repos it serves and refuses
@@ -140,6 +141,7 @@ func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Lo
 		}
 		w.keep("embedded nats-server", shutdownEmbedded(embedded))
 		log.Info().Str("url", embedded.ClientURL()).Str("store", filepath.Join(cfg.DataDir, "jetstream")).Msg("started embedded nats-server")
+		w.store = newStoreGuard(embedded, filepath.Join(cfg.DataDir, "jetstream"), log)
 	}
 	w.nc, err = connectNATS(cfg.NATS, embedded, "brr-worker "+w.id, log)
 	if err != nil {
@@ -156,7 +158,14 @@ func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Lo
 	}
 
 	ecfg := w.eventsConfig()
+	ecfg.Problem = w.store.Problem
 	if err := ensureStreams(ctx, js, ecfg, log); err != nil {
+		if w.store != nil {
+			w.store.check(time.Now())
+			if p := w.store.Problem(); p != "" {
+				err = fmt.Errorf("%w: %s", err, p)
+			}
+		}
 		return w, fmt.Errorf("ensure streams: %w", err)
 	}
 
@@ -200,6 +209,11 @@ func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Lo
 	// after them; it shows the pool's health as the monitor, started below, sees it.
 	hcfg := w.healthConfig()
 	monitor := health.NewMonitor(js, hcfg, log)
+	if w.store != nil {
+		w.store.changed = w.storeChanged(monitor)
+		w.ready.store.Store(w.store)
+		w.start(base, component{name: "jetstream store", run: w.store.Run, timeout: 10 * time.Second})
+	}
 	if err := w.startWeb(base, engine, monitor); err != nil {
 		return w, err
 	}

@@ -37,7 +37,8 @@ const fallbackDelay = 3 * time.Second
 // The query "ping" says that a worker serves the pool (brr.PingReply, with cfg.Worker):
 // it is answered at once, beside the listings, so that a client learns whether to wait
 // for a job before it publishes one; when no worker serves the pool, nobody listens and
-// the client's request fails with no responders.
+// the client's request fails with no responders. The answer carries cfg.Problem, so
+// that a client whose publish timed out can say why.
 //
 // A worker that refuses a repo (cfg.Refused) would answer for it from no repository or
 // from the wrong one, and a request names its repo only in its body. So it serves in a
@@ -63,7 +64,7 @@ func ServeAPI(ctx context.Context, nc *nats.Conn, cfg Config, q Queries, log zer
 			log.Warn().Err(err).Str("subject", m.Subject).Msg("send api reply")
 		}
 	}
-	pong := brr.PingReply{V: brr.Version, Worker: cfg.Worker}
+	pong := func() brr.PingReply { return brr.PingReply{V: brr.Version, Worker: cfg.Worker, Problem: cfg.problem()} }
 	streams := &streamer{nc: nc, subj: cfg.Subjects, log: log, idle: brr.StreamIdle}
 	defer streams.wait()
 	sem := make(chan struct{}, apiConcurrency)
@@ -101,7 +102,7 @@ func ServeAPI(ctx context.Context, nc *nats.Conn, cfg Config, q Queries, log zer
 			return
 		}
 		if strings.HasSuffix(m.Subject, ".ping") {
-			respond(m, pong) // nothing to read: not worth a slot
+			respond(m, pong()) // nothing to read: not worth a slot
 			return
 		}
 		serve(m)
@@ -111,7 +112,7 @@ func ServeAPI(ctx context.Context, nc *nats.Conn, cfg Config, q Queries, log zer
 			return
 		}
 		if strings.HasSuffix(m.Subject, ".ping") {
-			respond(m, pong)
+			respond(m, pong())
 			return
 		}
 		// Wait without holding up the subscription or a slot.

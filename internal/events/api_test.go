@@ -354,6 +354,55 @@ func TestAPIPing(t *testing.T) {
 	}
 }
 
+// TestAPIPingProblem: a worker whose NATS cannot store (cfg.Problem: its embedded
+// JetStream store is full) says so in its answer to a ping, and a client whose publish
+// the server never answered adds that to the error instead of a bare timeout; once the
+// problem is gone, the timeout is all the error says.
+func TestAPIPingProblem(t *testing.T) {
+	t.Parallel()
+	s := natstest.Start(t)
+	var problem atomic.Pointer[string]
+	full := "the JetStream store of the embedded NATS server at /data/jetstream is full (no space left on device): free space"
+	problem.Store(&full)
+	cfg := Config{Worker: "w-full", Pools: []string{"default"}, Problem: func() string { return *problem.Load() }}
+	serveAPI(t, s, cfg, &fixtureQueries{})
+	// What nats-server does with a publish to a stream it cannot write: takes it and
+	// never answers. A subscriber that does not reply does the same, without a stream.
+	nc := s.Connect(t)
+	if _, err := nc.Subscribe(cfg.Subjects.AllJobs(), func(*nats.Msg) {}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := brr.NewClient(s.Connect(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testkit.Context(t, 30*time.Second)
+	testkit.WaitFor(10*time.Second, func() bool { // ServeAPI subscribes in its own goroutine
+		_, err = c.Served(ctx, "")
+		return err == nil
+	})
+	publish := func() error {
+		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		defer cancel()
+		_, err := c.Publish(pctx, brr.PingJob{})
+		return err
+	}
+
+	err = publish()
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "worker w-full says: "+full) {
+		t.Errorf("publish to a full store = %v; want the timeout and what worker w-full says", err)
+	}
+	none := ""
+	problem.Store(&none)
+	err = publish()
+	if !errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "says") {
+		t.Errorf("publish timing out with no problem = %v; want the timeout alone", err)
+	}
+}
+
 // TestAPIFallbackWorker runs a worker that refuses repo local beside one that serves it:
 // every query is answered by the one that serves it, and with that one gone, the refusing
 // worker answers, late, saying why it does not serve local.

@@ -36,6 +36,10 @@ type Config struct {
 	// serve now, each with why (brr.RefusedRepo); nil refuses none. Such a worker answers
 	// queries only when no other worker of the pool does (ServeAPI).
 	Refused func() map[string]string
+	// Problem returns what keeps this worker's NATS from storing now (its embedded
+	// JetStream store is full), "" when nothing; nil is nothing. Its answer to a ping
+	// carries it (brr.PingReply.Problem).
+	Problem func() string
 }
 
 // DefaultAckWait and DefaultLeaseTTL make a job whose worker was killed run on another
@@ -97,6 +101,13 @@ func (c Config) withDefaults() Config {
 }
 
 // refused is what the worker refuses now.
+func (c Config) problem() string {
+	if c.Problem == nil {
+		return ""
+	}
+	return c.Problem()
+}
+
 func (c Config) refused() map[string]string {
 	if c.Refused == nil {
 		return nil

@@ -81,10 +81,15 @@ func TestRestoreDiskFull(t *testing.T) {
 // unmounted when the test ends; it skips the test when mounting is not allowed here.
 func mountTmpfs(t *testing.T, size string) string {
 	t.Helper()
+	return mountTmpfsAt(t, t.TempDir(), size)
+}
+
+// mountTmpfsAt is mountTmpfs on dir, which must exist.
+func mountTmpfsAt(t *testing.T, dir, size string) string {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to mount a small tmpfs: run make test-faults as root (CI does) to test a full disk")
 	}
-	dir := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size+",mode=0755", "brr-faults", dir).CombinedOutput(); err != nil {
 		t.Skipf("cannot mount a tmpfs here (a container without CAP_SYS_ADMIN?): %v: %s", err, out)
 	}

@@ -15,6 +15,10 @@ import (
 	"github.com/brr-dev/brr"
 )
 
+// DiskUsage returns the space free for unprivileged users and the size of the file
+// system that holds path; an error on a system where it is not measured.
+func DiskUsage(path string) (free, total uint64, err error) { return diskUsage(path) }
+
 // DiskCheck reports the free space of each live worker's data dir, from the workers'
 // heartbeats: warn below Warn percent free, critical below Critical percent.
 type DiskCheck struct {

@@ -277,3 +277,26 @@ func TestHeartbeatsAndWorkers(t *testing.T) {
 		t.Fatalf("monitor workers = %+v", ws)
 	}
 }
+
+// TestMonitorLocal: a result the worker sets about itself is in every Report, makes the
+// status as bad as it is, replaces an earlier one of the same check and subject, and is
+// gone after ClearLocal. The monitor needs no bucket for it: a full JetStream store
+// takes the bucket with it.
+func TestMonitorLocal(t *testing.T) {
+	mon := health.NewMonitor(nil, health.Config{Worker: "w1"}, zerolog.Nop())
+	if rep := mon.Report(); rep.Status != brr.HealthOK || len(rep.Checks) != 0 {
+		t.Fatalf("report of a new monitor = %+v", rep)
+	}
+	res := brr.HealthCheck{Check: brr.CheckDisk, Subject: "w1:jetstream", Status: brr.HealthWarn, Message: "nearly full"}
+	mon.SetLocal(res)
+	res.Status, res.Message = brr.HealthCritical, "full"
+	mon.SetLocal(res)
+	rep := mon.Report()
+	if rep.Status != brr.HealthCritical || len(rep.Checks) != 1 || rep.Checks[0].Message != "full" {
+		t.Fatalf("report with a local result = %+v; want the critical one alone", rep)
+	}
+	mon.ClearLocal(brr.CheckDisk, "w1:jetstream")
+	if rep := mon.Report(); rep.Status != brr.HealthOK || len(rep.Checks) != 0 {
+		t.Fatalf("report after ClearLocal = %+v", rep)
+	}
+}

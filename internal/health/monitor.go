@@ -33,6 +33,9 @@ type Monitor struct {
 	workers map[string]brr.WorkerInfo
 	checks  map[string]checkState // by check name
 	loaded  bool                  // the bucket's initial values are in
+	// local are results this worker found about itself that the pool's bucket cannot
+	// carry (its own JetStream store is full), by check and subject; see SetLocal.
+	local map[[2]string]brr.HealthCheck
 }
 
 // NewMonitor returns a Monitor; Run starts it following the pool.
@@ -43,7 +46,26 @@ func NewMonitor(js jetstream.JetStream, cfg Config, log zerolog.Logger) *Monitor
 		log:     log.With().Str("component", "health-monitor").Logger(),
 		workers: map[string]brr.WorkerInfo{},
 		checks:  map[string]checkState{},
+		local:   map[[2]string]brr.HealthCheck{},
 	}
+}
+
+// SetLocal adds res to every Report of this monitor, in place of an earlier local
+// result of the same check and subject, until ClearLocal. It is for what the worker
+// finds about itself when the pool's health cannot be shared: a full JetStream store
+// takes the BRR_HEALTH bucket and the event stream with it, and this worker's /readyz,
+// API and dashboard must still say so.
+func (m *Monitor) SetLocal(res brr.HealthCheck) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.local[[2]string{res.Check, res.Subject}] = res
+}
+
+// ClearLocal removes the local result of check and subject, if any.
+func (m *Monitor) ClearLocal(check, subject string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.local, [2]string{check, subject})
 }
 
 // Run follows the check states and the heartbeats until ctx is done; then it returns
@@ -192,6 +214,9 @@ func (m *Monitor) Report() brr.HealthReport {
 				Since: st.Tick.Add(staleTurns * m.cfg.Interval).UTC(),
 			})
 		}
+	}
+	for _, res := range m.local {
+		r.Checks = append(r.Checks, res)
 	}
 	m.mu.Unlock()
 	slices.SortStableFunc(r.Checks, func(a, b brr.HealthCheck) int {
