@@ -12,7 +12,7 @@ import (
 // ReadDir opens the directory at path and lists its names, sorted. The returned fd (-1
 // on error) is the directory's, to stat its entries relative to it; the caller closes it.
 func ReadDir(path string) (int, []string, error) {
-	fd, names, _, err := ReadDirTypes(path)
+	fd, names, _, err := readDir(path, false)
 	return fd, names, err
 }
 
@@ -29,6 +29,11 @@ const (
 // (types[i] is names[i]'s, TypeUnknown when the file system does not say), so that a
 // caller can leave out the lstat of an entry whose type is all it needs to know yet.
 func ReadDirTypes(path string) (int, []string, []uint8, error) {
+	return readDir(path, true)
+}
+
+// readDir is ReadDirTypes, with the types only when withTypes.
+func readDir(path string, withTypes bool) (int, []string, []uint8, error) {
 	var fd int
 	err := IgnoringEINTR(func() (err error) {
 		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
@@ -37,7 +42,7 @@ func ReadDirTypes(path string) (int, []string, []uint8, error) {
 	if err != nil {
 		return -1, nil, nil, err
 	}
-	names, types, err := readEntries(fd)
+	names, types, err := readEntries(fd, withTypes)
 	if err != nil {
 		unix.Close(fd)
 		return -1, nil, nil, err
@@ -50,8 +55,10 @@ type dirEntry struct {
 	typ  uint8
 }
 
-// readEntries lists the names in the open directory fd with their types, sorted by name.
-func readEntries(fd int) ([]string, []uint8, error) {
+// readEntries lists the names in the open directory fd, sorted by name, and their types
+// when withTypes (else nil: a listing of thousands of names need not carry a slice that
+// nobody reads).
+func readEntries(fd int, withTypes bool) ([]string, []uint8, error) {
 	bp := direntPool.Get().(*[]byte)
 	defer direntPool.Put(bp)
 	var ents []dirEntry
@@ -71,9 +78,15 @@ func readEntries(fd int) ([]string, []uint8, error) {
 	}
 	slices.SortFunc(ents, func(a, b dirEntry) int { return cmp.Compare(a.name, b.name) })
 	names := make([]string, len(ents))
+	for i, e := range ents {
+		names[i] = e.name
+	}
+	if !withTypes {
+		return names, nil, nil
+	}
 	types := make([]uint8, len(ents))
 	for i, e := range ents {
-		names[i], types[i] = e.name, e.typ
+		types[i] = e.typ
 	}
 	return names, types, nil
 }

@@ -108,3 +108,28 @@ func TestReadDirTypes(t *testing.T) {
 		t.Fatalf("ReadDirTypes followed a symlink")
 	}
 }
+
+// ReadDir does not build the types slice that only ReadDirTypes returns: it allocates
+// less than ReadDirTypes for the same listing.
+func TestReadDirAllocatesNoTypes(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 100 {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%03d", i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := func(read func(string) (int, error)) float64 {
+		return testing.AllocsPerRun(1000, func() {
+			fd, err := read(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			unix.Close(fd)
+		})
+	}
+	names := list(func(p string) (int, error) { fd, _, err := ReadDir(p); return fd, err })
+	typed := list(func(p string) (int, error) { fd, _, _, err := ReadDirTypes(p); return fd, err })
+	if names >= typed {
+		t.Errorf("ReadDir allocates %v times a listing, ReadDirTypes %v: want fewer (no types slice)", names, typed)
+	}
+}

@@ -172,7 +172,7 @@ func (r *Root) ReadDir(rel string) ([]string, error) {
 			return pathErr("open", rel, err)
 		}
 		defer unix.Close(fd)
-		names, _, err = readEntries(fd)
+		names, _, err = readEntries(fd, false)
 		return err
 	})
 	return names, err
