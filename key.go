@@ -79,8 +79,13 @@ type KeyInfo struct {
 	User string `json:"user,omitempty"`
 	// KDF is the key derivation function and its parameters, e.g. "argon2id t=1 m=65536KiB p=2".
 	KDF string `json:"kdf"`
-	// Current marks the key that the worker which ran the job opened the repo with.
+	// Current marks the key that the worker which ran the job opened the repo with:
+	// other workers of the pool may use other keys (UsedBy).
 	Current bool `json:"current,omitempty"`
+	// UsedBy are the live workers of the pool that opened the repo with this key, as
+	// their heartbeats say (WorkerInfo.RepoKeys), sorted; the worker that ran the job
+	// counts once it has sent a heartbeat. Empty for a key no worker says it uses.
+	UsedBy []string `json:"used_by,omitempty"`
 	// Error says why a key object cannot be read; such a key opens nothing.
 	Error string `json:"error,omitempty"`
 }

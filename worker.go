@@ -139,6 +139,9 @@ type WorkerInfo struct {
 	// Repos are the repos the worker serves (absent from workers of before runtime
 	// repos).
 	Repos []string `json:"repos,omitempty"`
+	// RepoKeys is, for each repo the worker serves, the id of the key it opened the repo
+	// with (brr key list marks each key with the workers that use it).
+	RepoKeys map[string]string `json:"repo_keys,omitempty"`
 	// Sources are the named sources of the worker's config, sorted by name, without the
 	// text of their commands and hooks (see SourceInfo). Absent from workers of before
 	// named sources, and from workers with none.

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -71,7 +72,7 @@ them, then remove the old key.`,
 		return c
 	}
 	cmd.AddCommand(
-		sub("list", "List the keys: id, created, host, user, KDF, and the one the worker uses", 0, false, brr.KeyList),
+		sub("list", "List the keys: id, created, host, user, the workers that use each, KDF", 0, false, brr.KeyList),
 		sub("add", "Add a key, for a generated password or one in the worker's key directory", 0, true, brr.KeyAdd),
 		sub("remove ID", "Remove a key (never the worker's own, nor the last)", 1, false, brr.KeyRemove),
 		sub("passwd ID", "Replace a key with one for a new password: add the new, remove the old", 1, true, brr.KeyPasswd),
@@ -95,9 +96,11 @@ func printKeys(w io.Writer, k *brr.KeyResult) {
 		}
 		fmt.Fprintf(w, "its password: %s %s on worker %s; keep a copy where you keep the repository's other keys\n", how, k.KeyFile, k.Worker)
 	}
-	fmt.Fprintf(w, "keys of repo %s (* the key worker %s opened it with):\n", k.Repo, k.Worker)
+	// The worker that ran the job speaks for itself only: another worker of the pool may
+	// have opened the repo with another key, which USED BY says (from the heartbeats).
+	fmt.Fprintf(w, "keys of repo %s (* the key worker %s, which ran this job, opened it with; USED BY: the live workers that say they opened it with that key):\n", k.Repo, k.Worker)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  ID\tCREATED\tHOST\tUSER\tKDF")
+	fmt.Fprintln(tw, "  ID\tCREATED\tHOST\tUSER\tUSED BY\tKDF")
 	for _, key := range k.Keys {
 		mark := " "
 		if key.Current {
@@ -107,7 +110,7 @@ func printKeys(w io.Writer, k *brr.KeyResult) {
 		if key.Error != "" {
 			kdf = "unreadable: " + key.Error
 		}
-		fmt.Fprintf(tw, "%s %s\t%s\t%s\t%s\t%s\n", mark, shortKey(key.ID), key.Created.Local().Format(time.DateTime), dash(key.Host), dash(key.User), kdf)
+		fmt.Fprintf(tw, "%s %s\t%s\t%s\t%s\t%s\t%s\n", mark, shortKey(key.ID), key.Created.Local().Format(time.DateTime), dash(key.Host), dash(key.User), dash(strings.Join(key.UsedBy, ",")), kdf)
 	}
 	tw.Flush()
 }

@@ -59,7 +59,7 @@ func TestPrintKeys(t *testing.T) {
 		Removed: &brr.KeyInfo{ID: "bbbbbbbb55556666"},
 		Keys: []brr.KeyInfo{
 			{ID: "aaaaaaaa11112222", Created: created, Host: "h1", User: "ops", KDF: "argon2id t=1 m=65536KiB p=2", Current: true},
-			{ID: "cccccccc33334444", Created: created, KDF: "argon2id t=1 m=65536KiB p=2"},
+			{ID: "cccccccc33334444", Created: created, KDF: "argon2id t=1 m=65536KiB p=2", UsedBy: []string{"w2", "w3"}},
 			{ID: "dddddddd77778888", Error: "decode key: version 9"},
 		}})
 	s := out.String()
@@ -68,6 +68,7 @@ func TestPrintKeys(t *testing.T) {
 		"generated into /var/lib/brr/keys/offsite-k1.key on worker w1",
 		"* aaaaaaaa", "h1", "ops", "argon2id t=1 m=65536KiB p=2",
 		"  cccccccc", "unreadable: decode key: version 9",
+		"* the key worker w1, which ran this job, opened it with", "USED BY", "w2,w3",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("output lacks %q:\n%s", want, s)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -192,9 +193,10 @@ func (w *worker) watchAndCheck(ctx context.Context, js jetstream.JetStream, engi
 			s := w.consumerStats()
 			return health.WorkerStats{InFlight: int(s.InFlight), Done: s.Done, Failed: s.Failed + s.Dead}
 		},
-		Refused: w.repos.Refused,
-		Repos:   engine.RepoNames,
-		Sources: w.sourceInfos,
+		Refused:  w.repos.Refused,
+		Repos:    engine.RepoNames,
+		RepoKeys: func() map[string]string { return repoKeys(engine) },
+		Sources:  w.sourceInfos,
 	}, w.log)
 	w.metrics.WatchPool(monitor)
 	w.metrics.WatchRunner(runner.Runs)
@@ -205,4 +207,30 @@ func (w *worker) watchAndCheck(ctx context.Context, js jetstream.JetStream, engi
 	w.start(ctx, component{name: "health checks", run: runner.Run, timeout: 10 * time.Second})
 	w.ready.pool.Store(monitor)
 	return nil
+}
+
+// repoKeys are the ids of the keys engine opened its repos with, by repo.
+func repoKeys(engine *jobs.Engine) map[string]string {
+	keys := map[string]string{}
+	for _, name := range engine.RepoNames() {
+		if r, _, err := engine.Repo(name); err == nil {
+			keys[name] = r.KeyID()
+		}
+	}
+	return keys
+}
+
+// keyUsers are, by key id, the live workers of workers that opened repo with that key,
+// sorted.
+func keyUsers(workers []brr.WorkerInfo, repo string) map[string][]string {
+	users := map[string][]string{}
+	for _, w := range workers {
+		if id := w.RepoKeys[repo]; id != "" && !w.Missing {
+			users[id] = append(users[id], w.ID)
+		}
+	}
+	for _, ids := range users {
+		slices.Sort(ids)
+	}
+	return users
 }

@@ -279,3 +279,19 @@ health:
 		}
 	}
 }
+
+// keyUsers groups the live workers by the key they opened a repo with, sorted, and
+// leaves out missing workers and those that do not serve the repo.
+func TestKeyUsers(t *testing.T) {
+	workers := []brr.WorkerInfo{
+		{ID: "w3", RepoKeys: map[string]string{"offsite": "new", "local": "l1"}},
+		{ID: "w1", RepoKeys: map[string]string{"offsite": "old"}},
+		{ID: "w2", RepoKeys: map[string]string{"offsite": "new"}},
+		{ID: "w4", RepoKeys: map[string]string{"offsite": "old"}, Missing: true},
+		{ID: "w5"},
+	}
+	got := keyUsers(workers, "offsite")
+	if len(got) != 2 || strings.Join(got["new"], ",") != "w2,w3" || strings.Join(got["old"], ",") != "w1" {
+		t.Fatalf("keyUsers = %v; want new: w2,w3 and old: w1", got)
+	}
+}

@@ -209,6 +209,7 @@ func startWorker(ctx context.Context, cfg Config, version string, log zerolog.Lo
 	// after them; it shows the pool's health as the monitor, started below, sees it.
 	hcfg := w.healthConfig()
 	monitor := health.NewMonitor(js, hcfg, log)
+	engine.KeyUsers = func(repo string) map[string][]string { return keyUsers(monitor.Workers(), repo) }
 	if w.store != nil {
 		w.store.changed = w.storeChanged(monitor)
 		w.ready.store.Store(w.store)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -80,6 +81,20 @@ func TestKeyRotation(t *testing.T) {
 		t.Fatalf("list = %+v", list)
 	}
 	oldKey := list.Current
+	// USED BY comes from the heartbeats, in which the worker says which key it opened
+	// each repo with: the key list marks every worker's key, not only the answering one's.
+	usedBy := func(key string) []string {
+		e, _ := keyCLI(t, w, 0, "list", "--repo", "local")
+		for _, k := range e.Result.Key.Keys {
+			if k.ID == key {
+				return k.UsedBy
+			}
+		}
+		return nil
+	}
+	testkit.Eventually(t, time.Minute, "the key list to say that the worker uses its key", func() bool {
+		return slices.Equal(usedBy(oldKey), []string{w.ID})
+	})
 
 	// The worker's own key is not removed from under it; the refusal says how to rotate.
 	_, stderr := keyCLI(t, w, 1, "remove", oldKey[:8], "--repo", "local")
@@ -122,6 +137,9 @@ func TestKeyRotation(t *testing.T) {
 	if cur := e.Result.Key.Current; cur != added.Added.ID {
 		t.Fatalf("after the restart the worker uses key %s, want the new %s", cur, added.Added.ID)
 	}
+	testkit.Eventually(t, time.Minute, "the key list to say that the restarted worker uses the new key", func() bool {
+		return slices.Equal(usedBy(added.Added.ID), []string{w.ID}) && len(usedBy(oldKey)) == 0
+	})
 	// 4. Remove the old key.
 	e, _ = keyCLI(t, w, 0, "remove", oldKey[:8], "--repo", "local")
 	if r := e.Result.Key; r.Removed == nil || r.Removed.ID != oldKey || len(r.Keys) != 1 {

@@ -228,7 +228,8 @@ func TestHeartbeatsAndWorkers(t *testing.T) {
 	now := time.Now().UTC()
 	live := health.NewHeartbeat(b.nc, b.js, health.Config{Worker: "w-live", Host: "h1", Interval: interval, Now: func() time.Time { return now }},
 		health.Worker{Version: "v9", Pools: []string{"default"}, Concurrency: 3, DataDir: t.TempDir(), Started: now.Add(-time.Minute),
-			Stats: func() health.WorkerStats { return health.WorkerStats{InFlight: 2, Done: 7, Failed: 1} }}, zerolog.Nop())
+			Stats:    func() health.WorkerStats { return health.WorkerStats{InFlight: 2, Done: 7, Failed: 1} },
+			RepoKeys: func() map[string]string { return map[string]string{"local": "k1"} }}, zerolog.Nop())
 	// The other worker's last heartbeat is ten intervals old.
 	old := now.Add(-10 * interval)
 	gone := health.NewHeartbeat(b.nc, b.js, health.Config{Worker: "w-gone", Host: "h2", Interval: interval, Now: func() time.Time { return old }},
@@ -259,6 +260,9 @@ func TestHeartbeatsAndWorkers(t *testing.T) {
 	if l.Host != "h1" || l.Version != "v9" || l.Concurrency != 3 || l.InFlight != 2 || l.JobsDone != 7 || l.JobsFailed != 1 ||
 		l.UptimeSeconds != 60 || l.IntervalSeconds != interval.Seconds() || len(l.Pools) != 1 {
 		t.Fatalf("live worker = %+v", l)
+	}
+	if l.RepoKeys["local"] != "k1" || g.RepoKeys != nil {
+		t.Fatalf("repo keys in heartbeats: w-live %v, w-gone %v; want local's k1 for w-live only", l.RepoKeys, g.RepoKeys)
 	}
 	if l.DiskTotalBytes == 0 || l.DiskFreeBytes > l.DiskTotalBytes {
 		t.Fatalf("disk of live worker: %d free of %d", l.DiskFreeBytes, l.DiskTotalBytes)

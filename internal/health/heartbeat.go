@@ -35,6 +35,9 @@ type Worker struct {
 	Refused func() []brr.RefusedRepo
 	// Repos are the repos the worker serves; nil says nothing of them.
 	Repos func() []string
+	// RepoKeys are the ids of the keys the worker opened its repos with, by repo; nil
+	// says nothing of them.
+	RepoKeys func() map[string]string
 	// Sources are the named sources of the worker's config; nil says nothing of them.
 	Sources func() []brr.SourceInfo
 }
@@ -70,6 +73,9 @@ func (h *Heartbeat) Info() brr.WorkerInfo {
 	}
 	if h.w.Repos != nil {
 		info.Repos = h.w.Repos()
+	}
+	if h.w.RepoKeys != nil {
+		info.RepoKeys = h.w.RepoKeys()
 	}
 	if h.w.Sources != nil {
 		info.Sources = h.w.Sources()

@@ -85,6 +85,10 @@ type Engine struct {
 	// KeyDir is where key jobs write the passwords they generate and read the password
 	// files they name (key.go); empty means this worker adds no keys.
 	KeyDir string
+	// KeyUsers, when set, returns for repo the workers of the pool that opened it with
+	// each key, by key id, as their heartbeats say: a key job's result marks each key
+	// with them (brr.KeyInfo.UsedBy), not only with the key of the worker that ran it.
+	KeyUsers func(repo string) map[string][]string
 	// Points indexes recovery points; nil means they are only in the repositories.
 	Points PointIndex
 	// Sources are the named sources of the worker's config, by name (source.go).

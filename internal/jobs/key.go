@@ -75,8 +75,14 @@ func (e *Engine) Key(ctx context.Context, job *brr.Job, a brr.KeyJob) (*brr.KeyR
 		return nil, fmt.Errorf("list the keys of repo %s: %w", repoName, err)
 	}
 	res.Keys = make([]brr.KeyInfo, 0, len(keys))
+	var users map[string][]string
+	if e.KeyUsers != nil {
+		users = e.KeyUsers(repoName)
+	}
 	for _, k := range keys {
-		res.Keys = append(res.Keys, keyInfo(k, r.KeyID()))
+		info := keyInfo(k, r.KeyID())
+		info.UsedBy = users[k.ID]
+		res.Keys = append(res.Keys, info)
 	}
 	return res, nil
 }

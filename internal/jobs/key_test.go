@@ -281,3 +281,32 @@ func TestKeyRemoveTakesLease(t *testing.T) {
 		t.Fatalf("remove after the lease was released: %v", err)
 	}
 }
+
+// A key list marks each key with the workers that say they use it (KeyUsers, from the
+// heartbeats), not only the key of the worker that ran the job: in a pool being rotated,
+// workers use different keys.
+func TestKeyListUsedBy(t *testing.T) {
+	b := keySetup(t)
+	added, err := keyJob(b.engine, "key-add-u", brr.KeyJob{Action: brr.KeyAdd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, other := b.repo.KeyID(), added.Added.ID
+	b.engine.KeyUsers = func(repo string) map[string][]string {
+		if repo != "local" {
+			t.Errorf("KeyUsers(%q), want local", repo)
+		}
+		return map[string][]string{own: {"worker-1"}, other: {"worker-2", "worker-3"}}
+	}
+	list, err := keyJob(b.engine, "key-list-u", brr.KeyJob{Action: brr.KeyList})
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := map[string]string{}
+	for _, k := range list.Keys {
+		used[k.ID] = strings.Join(k.UsedBy, ",")
+	}
+	if used[own] != "worker-1" || used[other] != "worker-2,worker-3" {
+		t.Fatalf("used by = %v; want worker-1 for %s, worker-2,worker-3 for %s", used, own, other)
+	}
+}
