@@ -158,6 +158,7 @@ func (w *worker) watchAndCheck(ctx context.Context, js jetstream.JetStream, engi
 	w.metrics.WatchNATS(w.nc, js, subj, cfg.Pools)
 	w.metrics.WatchRepos(w.repos.Stats(), defaultRepo)
 	w.metrics.WatchOutbox(w.db.OutboxLen)
+	w.metrics.WatchState(w.db.CommitStats)
 
 	// A worker that refuses a repo would see the pool's repositories wrongly (an RPO
 	// missed for want of the snapshots in the repo it refuses): it leaves the checks that

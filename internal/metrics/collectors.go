@@ -11,6 +11,7 @@ import (
 
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/health"
+	"github.com/brr-dev/brr/internal/state"
 )
 
 // collector is a prometheus.Collector whose metrics fn makes at each scrape.
@@ -245,4 +246,50 @@ func statusValue(s brr.HealthStatus) float64 {
 		return 1
 	}
 	return 0
+}
+
+// WatchState registers the state database's commit figures (state.DB.CommitStats): how
+// many commits, how long they took and how much of it was the disk, how long a write
+// waited for its commit, and how many writes shared one. stats is called at each scrape.
+func (m *Metrics) WatchState(stats func() state.CommitStats) {
+	commits := desc("brr_state_commits_total", "Write transactions of this worker's state database (bbolt): each one fsyncs.")
+	writes := desc("brr_state_writes_total", "Writes to the state database (job records with their events, outbox removals); concurrent writes share a commit.")
+	commit := desc("brr_state_commit_seconds", "Latency of the state database's commits: applying the writes, writing the pages, fsync.")
+	disk := desc("brr_state_commit_disk_seconds", "The part of each state database commit spent writing to the file and syncing it (bbolt's write time: pwrites and two fdatasyncs).")
+	wait := desc("brr_state_write_wait_seconds", "Per write, the time from its request to the end of the commit that carried it (a job's settle waits this long before its ack).")
+	per := desc("brr_state_writes_per_commit", "How many writes shared one state database commit.")
+	bounds := make([]float64, len(state.CommitLatencyBounds))
+	for i, b := range state.CommitLatencyBounds {
+		bounds[i] = b.Seconds()
+	}
+	perBounds := make([]float64, len(state.CommitWritesBounds))
+	for i, b := range state.CommitWritesBounds {
+		perBounds[i] = float64(b)
+	}
+	m.reg.MustRegister(collector{descs: []*prometheus.Desc{commits, writes, commit, disk, wait, per}, fn: func(ch chan<- prometheus.Metric) {
+		s := stats()
+		counter(ch, commits, float64(s.Commits))
+		counter(ch, writes, float64(s.Writes))
+		histogram(ch, commit, s.Commit, bounds)
+		histogram(ch, disk, s.Disk, bounds)
+		histogram(ch, wait, s.Wait, bounds)
+		histogram(ch, per, s.PerCommit, perBounds)
+	}})
+}
+
+// histogram sends h, whose Counts are per bucket of bounds and one above them, as a
+// Prometheus histogram (cumulative buckets).
+func histogram(ch chan<- prometheus.Metric, d *prometheus.Desc, h state.Histogram, bounds []float64) {
+	buckets := make(map[float64]uint64, len(bounds))
+	var n uint64
+	for i, b := range bounds {
+		if i < len(h.Counts) {
+			n += h.Counts[i]
+		}
+		buckets[b] = n
+	}
+	if len(h.Counts) > len(bounds) {
+		n += h.Counts[len(bounds)]
+	}
+	ch <- prometheus.MustNewConstHistogram(d, n, h.Sum, buckets)
 }

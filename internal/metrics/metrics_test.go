@@ -10,6 +10,7 @@ import (
 	"github.com/brr-dev/brr"
 	"github.com/brr-dev/brr/internal/events"
 	"github.com/brr-dev/brr/internal/metrics"
+	"github.com/brr-dev/brr/internal/state"
 	"github.com/brr-dev/brr/internal/testkit"
 )
 
@@ -81,5 +82,49 @@ func TestJobLabelsAreBounded(t *testing.T) {
 	}
 	if stored := gather(t, m, "brr_repo_stored_bytes_added_total"); stored["local"] == nil {
 		t.Errorf("brr_repo_stored_bytes_added_total{repo=local} missing")
+	}
+}
+
+// TestWatchState exports the state database's commit figures as counters and
+// cumulative histograms.
+func TestWatchState(t *testing.T) {
+	m := metrics.New(metrics.Options{Worker: "w1"})
+	n := len(state.CommitLatencyBounds) + 1
+	s := state.CommitStats{
+		Commits: 3, Writes: 10,
+		Commit:    state.Histogram{Counts: make([]uint64, n), Sum: 0.006},
+		Disk:      state.Histogram{Counts: make([]uint64, n), Sum: 0.005},
+		Wait:      state.Histogram{Counts: make([]uint64, n), Sum: 0.05},
+		PerCommit: state.Histogram{Counts: make([]uint64, len(state.CommitWritesBounds)+1), Sum: 10},
+	}
+	s.Commit.Counts[3], s.Commit.Counts[4] = 2, 1 // ≤ 1 ms, ≤ 2 ms
+	s.Disk.Counts[3] = 3
+	s.Wait.Counts[4], s.Wait.Counts[n-1] = 9, 1 // one past every bound
+	s.PerCommit.Counts[0], s.PerCommit.Counts[4] = 1, 2
+	m.WatchState(func() state.CommitStats { return s })
+
+	if got := gather(t, m, "brr_state_commits_total")[""].GetCounter().GetValue(); got != 3 {
+		t.Errorf("brr_state_commits_total = %g, want 3", got)
+	}
+	if got := gather(t, m, "brr_state_writes_total")[""].GetCounter().GetValue(); got != 10 {
+		t.Errorf("brr_state_writes_total = %g, want 10", got)
+	}
+	h := gather(t, m, "brr_state_commit_seconds")[""].GetHistogram()
+	if h.GetSampleCount() != 3 || h.GetSampleSum() != 0.006 {
+		t.Errorf("commit histogram count %d sum %g, want 3 and 0.006", h.GetSampleCount(), h.GetSampleSum())
+	}
+	cum := map[float64]uint64{}
+	for _, b := range h.GetBucket() {
+		cum[b.GetUpperBound()] = b.GetCumulativeCount()
+	}
+	if cum[0.0005] != 0 || cum[0.001] != 2 || cum[0.002] != 3 || cum[1] != 3 {
+		t.Errorf("commit histogram buckets %v, want cumulative 0 / 2 / 3 at 0.5 / 1 / 2 ms and 3 at 1 s", cum)
+	}
+	w := gather(t, m, "brr_state_write_wait_seconds")[""].GetHistogram()
+	if w.GetSampleCount() != 10 {
+		t.Errorf("wait histogram count %d, want 10 (the one past every bound included)", w.GetSampleCount())
+	}
+	if got := gather(t, m, "brr_state_writes_per_commit")[""].GetHistogram().GetSampleCount(); got != 3 {
+		t.Errorf("writes per commit count %d, want 3", got)
 	}
 }

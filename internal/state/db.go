@@ -79,11 +79,14 @@ type DB struct {
 	ackMu    sync.Mutex
 	acks     []uint64
 	ackTimer *time.Timer
+
+	stats *commitStats
 }
 
 type commitReq struct {
 	fn     func(*bbolt.Tx) error
 	notify bool // signal Notify after the commit
+	queued time.Time
 	done   chan error
 	// after, when set, is called with the outcome instead of sending it on done.
 	after func(error)
@@ -152,6 +155,7 @@ func Open(path string, opts Options) (*DB, error) {
 		notify: make(chan struct{}, 1),
 		reqs:   make(chan *commitReq, 1024),
 		done:   make(chan struct{}),
+		stats:  newCommitStats(),
 	}
 	go db.commitLoop()
 	return db, nil
@@ -204,7 +208,7 @@ func (db *DB) update(notify bool, fn func(*bbolt.Tx) error) error {
 		}
 		return nil
 	}
-	req := &commitReq{fn: fn, notify: notify, done: make(chan error, 1)}
+	req := &commitReq{fn: fn, notify: notify, done: make(chan error, 1), queued: time.Now()}
 	db.closeMu.RLock()
 	if db.closed {
 		db.closeMu.RUnlock()
@@ -246,7 +250,10 @@ func (db *DB) commitLoop() {
 // rolled back and every request runs again in its own.
 func (db *DB) commit(batch []*commitReq) {
 	failed := -1
+	start := time.Now()
+	var wtx *bbolt.Tx
 	err := db.bolt.Update(func(tx *bbolt.Tx) error {
+		wtx = tx
 		for i, r := range batch {
 			if err := r.fn(tx); err != nil {
 				failed = i
@@ -261,6 +268,7 @@ func (db *DB) commit(batch []*commitReq) {
 		}
 		return
 	}
+	db.observe(start, wtx, batch)
 	if err == nil {
 		// Signal before the writers return, so that a writer that enqueued can count on
 		// the signal being there.
@@ -278,6 +286,25 @@ func (db *DB) commit(batch []*commitReq) {
 		}
 		r.done <- err
 	}
+}
+
+// observe adds a commit of batch, begun at start in tx, to the commit figures.
+func (db *DB) observe(start time.Time, tx *bbolt.Tx, batch []*commitReq) {
+	end := time.Now()
+	var disk time.Duration
+	if tx != nil {
+		st := tx.Stats()
+		disk = st.GetWriteTime()
+	}
+	waits := make([]time.Duration, len(batch))
+	for i, r := range batch {
+		from := r.queued
+		if from.IsZero() {
+			from = start // an outbox removal the loop added itself
+		}
+		waits[i] = end.Sub(from)
+	}
+	db.stats.observe(end.Sub(start), disk, waits)
 }
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), v) }
