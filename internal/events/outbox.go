@@ -253,9 +253,17 @@ func (o *Outbox) publishChunk(ctx context.Context, items []state.OutboxItem) (in
 // PublishNow publishes msgs at once, in order, without the outbox: progress events, which
 // are out of date a second later, and the accepted and started events of a job that has
 // just come off the queue, which a waiting client should see without an fsync in between.
-// It never blocks the job; when NATS is down or slow the messages are dropped.
+// It never blocks the job; when NATS is down the messages are dropped.
+//
+// They go out as plain NATS publishes, not JetStream ones: the stream stores them all
+// the same (and drops a copy by its Nats-Msg-Id), but the server sends no PubAck, which
+// nobody here would read. A ping job's started event was one of the three PubAcks a job
+// cost the server to make and the worker to parse. They share the connection with the
+// outbox's publishes, so a started event still reaches the stream before the final
+// event of its job.
 func (o *Outbox) PublishNow(msgs ...state.OutboxMsg) {
-	if o.js.Conn().Status() != nats.CONNECTED {
+	nc := o.js.Conn()
+	if nc.Status() != nats.CONNECTED {
 		return
 	}
 	for _, msg := range msgs {
@@ -264,7 +272,7 @@ func (o *Outbox) PublishNow(msgs ...state.OutboxMsg) {
 			Data:    msg.Data,
 			Header:  nats.Header{jetstream.MsgIDHeader: []string{msg.MsgID}},
 		}
-		if _, err := o.js.PublishMsgAsync(m, jetstream.WithStallWait(time.Millisecond)); err != nil {
+		if err := nc.PublishMsg(m); err != nil {
 			return
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -406,6 +407,68 @@ func TestOutboxPublishNow(t *testing.T) {
 	}
 	if got.ID != e.ID || got.Progress == nil || got.Progress.Files != 7 {
 		t.Errorf("progress event = %s", m.Data)
+	}
+}
+
+// TestOutboxPublishNowWithoutAcks: what PublishNow sends is stored once per message id,
+// and the server answers it with nothing (no PubAck for the worker to parse). Before
+// PublishNow used plain publishes, the connection received one PubAck per message.
+func TestOutboxPublishNowWithoutAcks(t *testing.T) {
+	t.Parallel()
+	s := natstest.Start(t)
+	nc, js := s.JetStream(t)
+	_, check := s.JetStream(t) // looks at the stream on a connection of its own
+	cfg := Config{Subjects: brr.Subjects{Prefix: "acme"}, Worker: "w1"}
+	ensure(t, js, cfg)
+	o := NewOutbox(js, openState(t), zerolog.Nop())
+
+	const n = 50
+	in0 := nc.Stats().InMsgs
+	var sent []state.OutboxMsg
+	for i := range n {
+		e := jobEvent(cfg, "job-"+strconv.Itoa(i), brr.StatusStarted)
+		sent = append(sent, cfg.eventMsg(e))
+	}
+	o.PublishNow(sent...)
+	o.PublishNow(sent[:10]...) // again: the stream drops them by their Nats-Msg-Id
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stream, err := check.Stream(ctx, cfg.Subjects.EventsStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored uint64
+	for ctx.Err() == nil {
+		info, err := stream.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stored = info.State.Msgs; stored >= n {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if stored != n {
+		t.Fatalf("stream holds %d messages, want %d (each once)", stored, n)
+	}
+	// A round trip on the publishing connection: any PubAck the server sent for those
+	// publishes has arrived before its answer.
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := nc.Stats().InMsgs - in0; got != 0 {
+		t.Errorf("the publishing connection received %d messages (PubAcks), want 0", got)
+	}
+	m, err := stream.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := m.Header.Get(jetstream.MsgIDHeader), sent[0].MsgID; got != want {
+		t.Errorf("first stored message has Nats-Msg-Id %q, want %q", got, want)
 	}
 }
 
