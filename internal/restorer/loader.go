@@ -30,7 +30,7 @@ import (
 // an eighth of its bound below half of it, each ask starts a read, in the background,
 // of the first blobs in the order that no read covers yet.
 //
-// What it holds is bounded: at most limit bytes (cacheLimit, 16 MiB) of buffers for
+// What it holds is bounded: at most limit bytes (cacheLimit, 8 MiB) of buffers for
 // blobs read or being read, each a power of two that fits its blob. A read that would
 // take more reads fewer blobs, down to the one asked for, which the writer then reads
 // alone as before. Beyond that bound, each writer and each read ahead holds at most the
@@ -96,13 +96,19 @@ const (
 	// coalesceGap is the gap between two needed blobs of a pack from which they are
 	// read apart: below it, reading the bytes between costs less than another request.
 	coalesceGap = 256 << 10
-	// maxRangeRead bounds the bytes of one coalesced read, gaps included.
-	maxRangeRead = 4 << 20
+	// maxRangeRead bounds the bytes of one coalesced read, gaps included. Each writer
+	// and each read ahead holds a range being read (in a pooled buffer, repo.loadRange),
+	// so this times six is a restore's other large item: at 4 MiB, the ranges (22 MiB)
+	// and the loader's 16 MiB were most of what took the worker's peak RSS from the
+	// backup's ~113 MiB to ~137 MiB in bench-backup; at 2 MiB and 8 MiB, the restore
+	// stays within the backup's peak (docs/performance.md, "Session 21: restore"). The
+	// bench corpus's restore then makes ~2× as many Loads, each still large.
+	maxRangeRead = 2 << 20
 	// cacheLimit is the bound on the bytes of blobs the loader holds. It is what a
 	// restore adds to the worker's peak (bench-backup: 64 MiB took the worker from 140
 	// MiB after the backups to 190 MiB in the restore); a few ranges of a pack are
 	// enough to keep the writers busy.
-	cacheLimit = 16 << 20
+	cacheLimit = 8 << 20
 	// readAhead is how many reads ahead of the writers may run at once.
 	readAhead = 2
 	// lookahead bounds the positions a read looks through for neighbours; maxStray ends
