@@ -129,6 +129,7 @@ func OpenWithOptions(ctx context.Context, js jetstream.JetStream, bucket string,
 				recheck = DefaultCacheRecheck
 			}
 			b.ranged = newRanger(st, bucket, recheck, b.transferTimeout, func(n int) { b.fetched.Add(int64(n)) })
+			b.ranged.setBatch(js.Conn(), apiPrefix(js.Options()), st.CachedInfo().Config.AllowDirect)
 		}
 	}
 	if opts.CacheDir != "" {

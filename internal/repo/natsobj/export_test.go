@@ -55,3 +55,15 @@ func (b *Backend) KnowsMap(name string) bool {
 	f := b.ranged.maps["data/"+name]
 	return f != nil && f.m != nil
 }
+
+// Batching reports whether ranged reads use batched direct gets.
+func (b *Backend) Batching() bool { return b.ranged != nil && !b.ranged.noBatch.Load() }
+
+// SetBatching turns batched direct gets off (or on again) for ranged reads.
+func (b *Backend) SetBatching(on bool) { b.ranged.noBatch.Store(!on) }
+
+// VersionAtLeast and BatchMinVersion are the server version check of batched gets.
+var (
+	VersionAtLeast  = versionAtLeast
+	BatchMinVersion = batchMinVersion
+)

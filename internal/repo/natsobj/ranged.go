@@ -7,9 +7,12 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/semaphore"
 )
 
 // Ranged reads. The object store streams an object from its start, but it stores the
@@ -30,8 +33,8 @@ import (
 const (
 	// chunkCacheSize bounds the bytes of chunks kept for the next ranges.
 	chunkCacheSize = 8 << 20
-	// chunkGets is how many chunk reads a backend runs at once: the bytes a backend holds
-	// in chunks being read, about chunkGets × maxChunkSize.
+	// chunkGets is how many chunks a backend reads at once (a batch counts its chunks):
+	// the bytes a backend holds in chunks being read, about chunkGets × maxChunkSize.
 	chunkGets = 8
 	// maxMaps bounds the chunk maps kept; past it they are all dropped (a map is about a
 	// kilobyte, one per pack read recently).
@@ -68,12 +71,19 @@ func (m *chunkMap) find(off int64) int {
 
 // ranger reads ranges of objects by chunk.
 type ranger struct {
-	stream  jetstream.Stream
-	prefix  string // "$O.<bucket>.C."
-	timeout func(size int64) time.Duration
-	recheck time.Duration // how long a chunk map is used without asking; negative: never
-	gets    chan struct{} // a token per chunk read running
-	count   func(n int)   // counts the bytes read from the server
+	stream     jetstream.Stream
+	streamName string // "OBJ_<bucket>"
+	prefix     string // "$O.<bucket>.C."
+	timeout    func(size int64) time.Duration
+	recheck    time.Duration       // how long a chunk map is used without asking; negative: never
+	sem        *semaphore.Weighted // a unit per chunk being read
+	count      func(n int)         // counts the bytes read from the server
+
+	// Batched direct gets (ranged_batch.go): nc and the request subject; noBatch when
+	// they are not used.
+	nc      *nats.Conn
+	direct  string
+	noBatch atomic.Bool
 
 	mu      sync.Mutex
 	maps    map[string]*mapFill // by object name
@@ -93,8 +103,10 @@ type mapFill struct {
 }
 
 func newRanger(stream jetstream.Stream, bucket string, recheck time.Duration, timeout func(int64) time.Duration, count func(int)) *ranger {
-	r := &ranger{stream: stream, prefix: "$O." + bucket + ".C.", recheck: recheck, timeout: timeout, gets: make(chan struct{}, chunkGets), count: count,
+	r := &ranger{stream: stream, streamName: "OBJ_" + bucket, prefix: "$O." + bucket + ".C.", recheck: recheck, timeout: timeout,
+		sem: semaphore.NewWeighted(chunkGets), count: count,
 		maps: make(map[string]*mapFill), getting: make(map[chunkKey]*chunkGet)}
+	r.noBatch.Store(true)
 	r.cache.init(chunkCacheSize)
 	return r
 }
@@ -246,12 +258,10 @@ func (r *ranger) uniformMap(ctx context.Context, info *jetstream.ObjectInfo) (*c
 
 // getBy runs get, one of the chunk reads at once that r allows, and counts the bytes.
 func (r *ranger) getBy(ctx context.Context, get func(context.Context) (*jetstream.RawStreamMsg, error)) (*jetstream.RawStreamMsg, error) {
-	select {
-	case r.gets <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if err := r.sem.Acquire(ctx, 1); err != nil {
+		return nil, err
 	}
-	defer func() { <-r.gets }()
+	defer r.sem.Release(1)
 	msg, err := get(ctx)
 	if err != nil {
 		return nil, err
@@ -328,6 +338,9 @@ func (r *ranger) read(ctx context.Context, m *chunkMap, off int64, dst []byte) e
 	}
 	end := off + int64(len(dst))
 	first, last := m.find(off), m.find(end-1)
+	if !r.noBatch.Load() {
+		return r.readBatched(ctx, m, first, last, off, dst)
+	}
 	if first == last {
 		return r.readChunk(ctx, m, first, off, dst)
 	}
@@ -399,18 +412,22 @@ type chunkGet struct {
 	err  error
 }
 
-// fetch reads chunk i of m's object from the server.
+// fetch reads chunk i of m's object from the server, one of the chunk reads at once
+// that r allows.
 func (r *ranger) fetch(ctx context.Context, m *chunkMap, i int) ([]byte, error) {
-	select {
-	case r.gets <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if err := r.sem.Acquire(ctx, 1); err != nil {
+		return nil, err
 	}
+	defer r.sem.Release(1)
+	return r.getChunk(ctx, m, i)
+}
+
+// getChunk reads chunk i of m's object from the server by a direct get of its sequence.
+func (r *ranger) getChunk(ctx context.Context, m *chunkMap, i int) ([]byte, error) {
 	size := m.ends[i] - m.start(i)
 	gctx, cancel := context.WithTimeout(ctx, r.timeout(size))
 	msg, err := r.stream.GetMsg(gctx, m.seqs[i])
 	cancel()
-	<-r.gets
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, fmt.Errorf("chunk %d at sequence %d: %w", i, m.seqs[i], errStale)
 	}

@@ -42,15 +42,40 @@ func openRanged(t testing.TB, js jetstream.JetStream) *natsobj.Backend {
 	return be
 }
 
+// openMode is openRanged with batched direct gets (batch) or a direct get per chunk; it
+// fails the test when batches are asked for and the server does not get them.
+func openMode(t testing.TB, js jetstream.JetStream, batch bool) *natsobj.Backend {
+	t.Helper()
+	be := openRanged(t, js)
+	setMode(t, be, batch)
+	return be
+}
+
+func setMode(t testing.TB, be *natsobj.Backend, batch bool) {
+	t.Helper()
+	if batch && !be.Batching() {
+		t.Fatal("the backend does not use batched direct gets on an embedded server of this version")
+	}
+	be.SetBatching(batch)
+}
+
+// modes runs test with batched direct gets and with a direct get per chunk.
+func modes(t *testing.T, test func(t *testing.T, batch bool)) {
+	t.Run("batch", func(t *testing.T) { test(t, true) })
+	t.Run("single", func(t *testing.T) { test(t, false) })
+}
+
 // A range of a pack read by chunk is exactly the bytes a file:// backend gives for the
 // same range: at and across chunk borders, for packs of chunks of one size, of many
 // sizes, and of chunks interleaved in the stream with another pack's; through Load and
 // through LoadInto; and a short range fetches one chunk, not the pack.
-func TestRangedReadsMatchFile(t *testing.T) {
+func TestRangedReadsMatchFile(t *testing.T) { modes(t, testRangedReadsMatchFile) }
+
+func testRangedReadsMatchFile(t *testing.T, batch bool) {
 	ctx := context.Background()
 	s := natstest.Start(t)
 	_, js := s.JetStream(t)
-	be := openRanged(t, js)
+	be := openMode(t, js, batch)
 	fileBe, err := file.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -145,11 +170,12 @@ func TestRangedReadsMatchFile(t *testing.T) {
 				}
 			}
 		}
-		for range 100 {
+		// Random ranges: fewer than at the borders, since the test runs once per mode.
+		for range 30 {
 			off := rng.IntN(p.size)
 			check(p, off, 1+rng.IntN(min(p.size-off, 3*cs)))
 		}
-		for range 100 {
+		for range 30 {
 			off := rng.IntN(p.size)
 			check(p, off, 1+rng.IntN(min(p.size-off, 4096)))
 		}
@@ -160,7 +186,7 @@ func TestRangedReadsMatchFile(t *testing.T) {
 
 	// A fresh backend reads a short range of the first pack with the chunk that holds it,
 	// and the first and last chunk, from which it knows where the others are.
-	fresh := openRanged(t, js)
+	fresh := openMode(t, js, batch)
 	p := packs[0]
 	check2, err := fresh.Load(ctx, p.h, int64(2*cs+100), 100)
 	if err != nil {
@@ -186,7 +212,9 @@ func TestRangedReadsMatchFile(t *testing.T) {
 // them) fetches every chunk once: a chunk read in part is kept for the next range, and
 // dropped once read to its end. However the ranges fall, the chunks kept stay within
 // their bound.
-func TestRangedReadsChunkCache(t *testing.T) {
+func TestRangedReadsChunkCache(t *testing.T) { modes(t, testRangedReadsChunkCache) }
+
+func testRangedReadsChunkCache(t *testing.T, batch bool) {
 	ctx := context.Background()
 	s := natstest.Start(t)
 	_, js := s.JetStream(t)
@@ -194,7 +222,7 @@ func TestRangedReadsChunkCache(t *testing.T) {
 	cs := be.ChunkSize()
 	h, data := savePack(t, be, 8*cs+4321)
 
-	reader := openRanged(t, js)
+	reader := openMode(t, js, batch)
 	for off := 0; off < len(data); off += 300001 {
 		n := min(300001, len(data)-off)
 		checkRange(t, reader, h, data, off, n)
@@ -244,7 +272,9 @@ func TestRangedReadsChunkCache(t *testing.T) {
 
 // A pack replaced (another worker saved it again: new chunks, the old purged) or removed
 // since its chunk map was made is read as it is now.
-func TestRangedReadsReplaced(t *testing.T) {
+func TestRangedReadsReplaced(t *testing.T) { modes(t, testRangedReadsReplaced) }
+
+func testRangedReadsReplaced(t *testing.T, batch bool) {
 	ctx := context.Background()
 	s := natstest.Start(t)
 	_, js := s.JetStream(t)
@@ -254,6 +284,7 @@ func TestRangedReadsReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { be.Close() })
+	setMode(t, be, batch)
 	other := openRanged(t, js)
 	cs := be.ChunkSize()
 	h, data := savePack(t, be, 3*cs)

@@ -16,8 +16,9 @@ import (
 )
 
 // BenchmarkRestore restores one snapshot (16 MiB packs: big random files and a thousand
-// small ones) from file://, from nats:// without a cache and from nats:// with a cache
-// emptied before each restore, side by side; cache-vs-file alternates the first and the
+// small ones) from file://, from nats:// without a cache, from nats:// with a cache
+// emptied before each restore and from nats:// with a direct get per chunk instead of
+// batches, side by side; cache-vs-file alternates the first and the
 // last and reports their ratio.
 func BenchmarkRestore(b *testing.B) {
 	ctx := context.Background()
@@ -46,12 +47,23 @@ func BenchmarkRestore(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { cachedRepo.Close() })
+	// The same repository read with a direct get per chunk instead of batches.
+	singleBe, err := natsobj.Open(ctx, js, "restore", 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	singleBe.SetBatching(false)
+	singleRepo, err := repo.Open(ctx, singleBe, []byte(testkit.Password), opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { singleRepo.Close() })
 
 	for _, bc := range []struct {
 		name string
 		r    *repo.Repository
 		sn   *repo.Snapshot
-	}{{"file", fileRepo, fileSnap}, {"nats", natsRepo, natsSnap}, {"nats-cache", cachedRepo, natsSnap}} {
+	}{{"file", fileRepo, fileSnap}, {"nats", natsRepo, natsSnap}, {"nats-cache", cachedRepo, natsSnap}, {"nats-single", singleRepo, natsSnap}} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.SetBytes(size)
 			for range b.N {
