@@ -135,9 +135,6 @@ func (r *ranger) readBatched(ctx context.Context, m *chunkMap, first, last int, 
 // the caller), and hands each to its waiters as it comes; what a batch does not bring
 // is read chunk by chunk.
 func (r *ranger) fetchRun(ctx context.Context, m *chunkMap, a int, run []*chunkGet) {
-	size := m.ends[a+len(run)-1] - m.start(a)
-	ctx, cancel := context.WithTimeout(ctx, r.timeout(size))
-	defer cancel()
 	done := 0
 	deliver := func(data []byte, err error) {
 		g := run[done]
@@ -155,6 +152,9 @@ func (r *ranger) fetchRun(ctx context.Context, m *chunkMap, a int, run []*chunkG
 		return
 	}
 	defer r.sem.Release(int64(len(run)))
+	// The timeout starts once the run may read, as a single chunk's does.
+	ctx, cancel := context.WithTimeout(ctx, r.timeout(m.ends[a+len(run)-1]-m.start(a)))
+	defer cancel()
 	var err error
 	if !r.noBatch.Load() {
 		err = r.batchGet(ctx, m, a, len(run), func(data []byte) { deliver(data, nil) })
