@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -324,6 +325,16 @@ func TestLeaseSurvivesAStalledServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer release()
+	taken, err := kv.Get(ctx, "source.stalled")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Stall right after the server's answer to the first renewal has gone through to
+	// the holder (its PubAck), not when the watch, on a connection of its own, shows the
+	// renewal: that can come first, and a stall then holds the answer, so the holder
+	// counts the lease from its take, not from the renewal, and rightly gives it up
+	// before the stall ends.
+	stall.StallAfter(fmt.Sprintf(`"stream":"KV_%s","seq":%d}`, cfg.Subjects.LeasesBucket(), taken.Revision()+1))
 	w, err := kv.Watch(ctx, "source.stalled", jetstream.UpdatesOnly())
 	if err != nil {
 		t.Fatal(err)
@@ -340,14 +351,16 @@ func TestLeaseSurvivesAStalledServer(t *testing.T) {
 		}
 	}
 	first := next("renewal")
+	if first.Revision() != taken.Revision()+1 {
+		t.Fatalf("first renewal at revision %d, want %d", first.Revision(), taken.Revision()+1)
+	}
+	if !testkit.WaitFor(ttl/3, stall.Stalled) {
+		t.Fatal("the holder's connection did not stall after the first renewal's answer")
+	}
 	// The next renewal is due 8 s after the first was written and times out 8 s later, at
 	// 16 s; the key expires at 24 s unless a renewal is written. Resume at 17 s, counted
-	// from when the server wrote the first renewal (not from when the watch delivered it,
-	// which a loaded machine delays): the held renewal is written then, and the holder's
-	// read of the key has 7 s to get its answer. (A 9 s TTL left 2 s, and an 18 s TTL,
-	// resumed 14 s after the watch's delivery, 4 s less that delay: CI runs under load
-	// lost the lease both ways.)
-	stall.Stall()
+	// from when the server wrote the first renewal: the held renewal is written then, and
+	// the holder's read of the key has 7 s to get its answer.
 	time.Sleep(time.Until(first.Created().Add(ttl*2/3 + time.Second)))
 	stall.Resume()
 	if e := next("renewal after the stall"); e.Operation() != jetstream.KeyValuePut || e.Revision() <= first.Revision() {
