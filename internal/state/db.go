@@ -290,21 +290,12 @@ func (db *DB) commit(batch []*commitReq) {
 
 // observe adds a commit of batch, begun at start in tx, to the commit figures.
 func (db *DB) observe(start time.Time, tx *bbolt.Tx, batch []*commitReq) {
-	end := time.Now()
 	var disk time.Duration
 	if tx != nil {
 		st := tx.Stats()
 		disk = st.GetWriteTime()
 	}
-	waits := make([]time.Duration, len(batch))
-	for i, r := range batch {
-		from := r.queued
-		if from.IsZero() {
-			from = start // an outbox removal the loop added itself
-		}
-		waits[i] = end.Sub(from)
-	}
-	db.stats.observe(end.Sub(start), disk, waits)
+	db.stats.observe(start, time.Now(), disk, batch)
 }
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), v) }
