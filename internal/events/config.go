@@ -100,7 +100,7 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// refused is what the worker refuses now.
+// problem is what keeps the worker's NATS from storing now, "" when nothing does.
 func (c Config) problem() string {
 	if c.Problem == nil {
 		return ""
@@ -108,6 +108,7 @@ func (c Config) problem() string {
 	return c.Problem()
 }
 
+// refused is what the worker refuses now.
 func (c Config) refused() map[string]string {
 	if c.Refused == nil {
 		return nil
